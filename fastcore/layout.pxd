@@ -1,0 +1,193 @@
+# C-level layout of every record fastcore writes to LMDB or exchanges with the gateway;
+# declarations only (no module of its own), cimported by records.pyx and ledger.pyx.
+# All records are little-endian packed structs; keys that must sort (journal
+# sequence, card id) are big-endian. Sizes are asserted at import (records.pyx).
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+
+cdef enum:
+    REQUEST_ID_SIZE = 16
+    CARD_KEY_SIZE = 32          # HMAC-SHA256 of the PAN: cards are found by it
+    RANGE_NAME_SIZE = 32
+    CURRENCY_SIZE = 4           # ISO 4217 alphabetic code, NUL padded
+
+cdef enum OpCode:
+    OP_NONE = 0                 # a tombstone: a request reversed before it arrived
+    OP_CREATE_RANGE = 1
+    OP_ISSUE_CARD = 2
+    OP_SET_STATUS = 3
+    OP_LOAD = 4
+    OP_PURCHASE = 5
+    OP_REFUND = 6
+    OP_REVERSAL = 7
+
+# Same numbers as cardgate.v1.ResultCode, so the gateway maps them one to one.
+cdef enum ResultCode:
+    RESULT_APPROVED = 1
+    RESULT_DECLINED_UNKNOWN_CARD = 10
+    RESULT_DECLINED_CARD_NOT_ACTIVE = 11
+    RESULT_DECLINED_CARD_BLOCKED = 12
+    RESULT_DECLINED_CARD_EXPIRED = 13
+    RESULT_DECLINED_CARD_CLOSED = 14
+    RESULT_DECLINED_INSUFFICIENT_FUNDS = 20
+    RESULT_DECLINED_CURRENCY_MISMATCH = 21
+    RESULT_DECLINED_BALANCE_LIMIT_EXCEEDED = 22
+    RESULT_DECLINED_ORIGINAL_NOT_FOUND = 30
+    RESULT_DECLINED_ORIGINAL_NOT_REFUNDABLE = 31
+    RESULT_DECLINED_REFUND_EXCEEDS_ORIGINAL = 32
+    RESULT_DECLINED_CARD_MISMATCH = 33
+    RESULT_DECLINED_NOT_REVERSIBLE = 34
+    RESULT_DECLINED_ALREADY_REVERSED = 35
+    RESULT_DECLINED_CARD_ALREADY_ISSUED = 40
+    RESULT_DECLINED_UNKNOWN_CARD_RANGE = 41
+    RESULT_DECLINED_CARD_RANGE_EXISTS = 42
+    RESULT_DECLINED_INVALID_STATUS_CHANGE = 43
+    # Not business outcomes: the gateway turns these into gRPC status codes.
+    RESULT_REJECTED_REQUEST_ID_REUSED = 250
+    RESULT_REJECTED_INVALID_REQUEST = 251
+
+# Same numbers as cardgate.v1.CardStatus.
+cdef enum CardStatusCode:
+    CARD_ISSUED = 1
+    CARD_ACTIVE = 2
+    CARD_BLOCKED = 3
+    CARD_CLOSED = 4
+
+cdef enum AccountSlot:
+    SLOT_CARD_VALUE = 0         # a card's stored value, in the range's currency
+    SLOT_RANGE_FUNDING = 1      # money received for loads (cash, bank)
+    SLOT_RANGE_MERCHANT = 2     # owed to the merchant for purchases
+
+cdef enum:
+    ACCOUNT_NO_OVERDRAFT = 1
+    REQUEST_REVERSED = 1        # flags of a request record
+    REQUEST_TOMBSTONE = 2
+
+# One request from the gateway to the core (fixed size; a batch is their concatenation).
+cdef packed struct CoreRequest:
+    uint8_t op
+    uint8_t target_status
+    uint8_t pan_length
+    uint8_t iin_digits
+    char currency[CURRENCY_SIZE]
+    int64_t amount_minor
+    uint8_t request_id[REQUEST_ID_SIZE]
+    uint8_t ref_request_id[REQUEST_ID_SIZE]
+    uint8_t card_key[CARD_KEY_SIZE]
+    uint32_t range_id
+    uint32_t expiry_yyyymm
+    uint32_t pan_first6
+    uint16_t pan_last4
+    uint16_t reserved
+    uint64_t iin_prefix
+    char range_name[RANGE_NAME_SIZE]
+
+# The core's answer to one request, stored with it so that retries get it unchanged.
+cdef packed struct CoreReply:
+    uint8_t result
+    uint8_t op
+    uint8_t card_status
+    uint8_t pan_length
+    char currency[CURRENCY_SIZE]
+    int64_t approved_minor
+    int64_t balance_minor
+    int64_t pending_minor
+    uint64_t card_id
+    uint64_t journal_seq
+    uint32_t approval_code
+    uint32_t pan_first6
+    uint16_t pan_last4
+    uint16_t reserved
+    uint32_t expiry_yyyymm
+
+# Value of the idempotency table, keyed by request id.
+cdef packed struct RequestRecord:
+    CoreRequest request
+    CoreReply reply
+    int64_t refunded_minor      # purchases: sum of approved refunds still standing
+    uint32_t flags              # REQUEST_REVERSED, REQUEST_TOMBSTONE
+    uint32_t reserved
+
+cdef packed struct CardRecord:
+    uint64_t card_id
+    uint32_t range_id
+    uint32_t expiry_yyyymm
+    uint8_t status
+    uint8_t pan_length
+    uint16_t pan_last4
+    uint32_t pan_first6
+    uint64_t issued_s
+    uint64_t activated_s
+
+cdef packed struct AccountRecord:
+    int64_t balance_minor
+    int64_t pending_minor
+    char currency[CURRENCY_SIZE]
+    uint32_t flags
+    int64_t credits_minor_total
+    int64_t debits_minor_total
+    uint64_t last_journal_seq
+
+cdef packed struct JournalEntry:
+    uint8_t request_id[REQUEST_ID_SIZE]
+    uint64_t debit_owner
+    uint64_t credit_owner
+    uint8_t debit_slot
+    uint8_t credit_slot
+    uint8_t op
+    uint8_t reserved
+    char currency[CURRENCY_SIZE]
+    int64_t amount_minor
+    uint64_t time_s
+
+cdef packed struct RangeRecord:
+    uint32_t range_id
+    uint8_t pan_length
+    uint8_t iin_digits
+    uint16_t reserved
+    uint64_t iin_prefix
+    char currency[CURRENCY_SIZE]
+    char name[RANGE_NAME_SIZE]
+
+# Keys. The book keeps a card and its accounts next to each other:
+#   card_id(8, big-endian) 'C'          -> CardRecord
+#   owner_id(8, big-endian) 'A' slot(1) -> AccountRecord
+# Range-level accounts use owner ids at SYSTEM_OWNER_BASE + range_id.
+cdef inline bytes card_key_of(uint64_t card_id):
+    cdef unsigned char k[9]
+    cdef int i
+    for i in range(8):
+        k[i] = (card_id >> (56 - 8 * i)) & 0xFF
+    k[8] = b'C'
+    return (<char*>k)[:9]
+
+cdef inline bytes account_key_of(uint64_t owner_id, uint8_t slot):
+    cdef unsigned char k[10]
+    cdef int i
+    for i in range(8):
+        k[i] = (owner_id >> (56 - 8 * i)) & 0xFF
+    k[8] = b'A'
+    k[9] = slot
+    return (<char*>k)[:10]
+
+cdef inline bytes u64_be(uint64_t value):
+    cdef unsigned char k[8]
+    cdef int i
+    for i in range(8):
+        k[i] = (value >> (56 - 8 * i)) & 0xFF
+    return (<char*>k)[:8]
+
+cdef inline uint64_t u64_from_be(const unsigned char* k):
+    cdef uint64_t value = 0
+    cdef int i
+    for i in range(8):
+        value = (value << 8) | k[i]
+    return value
+
+cdef inline bytes range_key_of(uint32_t range_id):
+    cdef unsigned char k[5]
+    k[0] = b'R'
+    k[1] = (range_id >> 24) & 0xFF
+    k[2] = (range_id >> 16) & 0xFF
+    k[3] = (range_id >> 8) & 0xFF
+    k[4] = range_id & 0xFF
+    return (<char*>k)[:5]

@@ -1,0 +1,492 @@
+"""The authorization ledger: applies a batch of packed requests inside one LMDB write
+transaction that the caller owns and commits.
+
+Every request takes full effect or none: all checks run before the first write of a
+request, and a failing write (map full, disk full) raises, so the caller aborts the
+whole transaction. A declined request writes only its idempotency record; a request
+rejected as invalid, or reusing a request id for other content, writes nothing.
+"""
+from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
+from libc.string cimport memcmp, memcpy, memset
+
+from layout cimport *  # found through the build include path (setup.py)
+
+DB_NAMES = (b"requests", b"book", b"pan_index", b"journal", b"config")
+DB_REQUESTS, DB_BOOK, DB_PAN_INDEX, DB_JOURNAL, DB_CONFIG = range(5)
+NEXT_CARD_ID_KEY = b"next_card_id"
+
+cdef int64_t AMOUNT_MINOR_MAX = 10_000_000_000_000
+cdef int64_t BALANCE_MINOR_MAX = 1_000_000_000_000_000
+cdef uint64_t SYSTEM_OWNER_BASE = 0xFF00_0000_0000_0000ULL
+cdef uint32_t APPROVAL_CODE_MODULUS = 1_000_000
+
+
+def open_databases(env):
+    """Open (creating on first use) the named databases fastcore uses, in DB_* order."""
+    return tuple(env.open_db(name, create=True) for name in DB_NAMES)
+
+
+cdef inline bytes _bytes(const void* p, Py_ssize_t n):
+    return (<const char*>p)[:n]
+
+
+cdef inline uint32_t _approval_code(const uint8_t* request_id, uint64_t seq):
+    # FNV-1a of the request id, mixed with the journal position: six digits that a
+    # cashier can read back, unique enough to find the transaction.
+    cdef uint64_t h = 1469598103934665603ULL
+    cdef int i
+    for i in range(REQUEST_ID_SIZE):
+        h = (h ^ request_id[i]) * 1099511628211ULL
+    return <uint32_t>((h + seq) % APPROVAL_CODE_MODULUS)
+
+
+cdef class _BatchApplier:
+    cdef object get, put, db_requests, db_book, db_pan, db_journal, db_config
+    cdef uint64_t next_seq, now_s
+    cdef uint32_t now_yyyymm
+
+    def __cinit__(self, txn, dbs, uint64_t now_s, uint32_t now_yyyymm):
+        self.get = txn.get
+        self.put = txn.put
+        (self.db_requests, self.db_book, self.db_pan, self.db_journal,
+         self.db_config) = dbs
+        self.now_s = now_s
+        self.now_yyyymm = now_yyyymm
+        cdef bytes last_key = None
+        cursor = txn.cursor(db=self.db_journal)
+        if cursor.last():
+            last_key = cursor.key()
+        cursor.close()
+        self.next_seq = 1 if last_key is None else \
+            u64_from_be(<const unsigned char*><const char*>last_key) + 1
+
+    # ---- storage helpers -------------------------------------------------------------
+
+    cdef bint read_account(self, uint64_t owner, uint8_t slot, AccountRecord* out) except -1:
+        value = self.get(account_key_of(owner, slot), None, self.db_book)
+        if value is None:
+            return False
+        assert len(value) == sizeof(AccountRecord), "corrupt account record"
+        memcpy(out, <const char*>value, sizeof(AccountRecord))
+        return True
+
+    cdef int write_account(self, uint64_t owner, uint8_t slot, const AccountRecord* acc) except -1:
+        self.put(account_key_of(owner, slot), _bytes(acc, sizeof(AccountRecord)),
+                 False, True, False, self.db_book)
+        return 0
+
+    cdef int write_card(self, const CardRecord* card) except -1:
+        self.put(card_key_of(card.card_id), _bytes(card, sizeof(CardRecord)),
+                 False, True, False, self.db_book)
+        return 0
+
+    cdef bint read_request(self, const uint8_t* request_id, RequestRecord* out) except -1:
+        value = self.get(_bytes(request_id, REQUEST_ID_SIZE), None, self.db_requests)
+        if value is None:
+            return False
+        assert len(value) == sizeof(RequestRecord), "corrupt request record"
+        memcpy(out, <const char*>value, sizeof(RequestRecord))
+        return True
+
+    cdef int write_request(self, const RequestRecord* rec) except -1:
+        self.put(_bytes(rec.request.request_id, REQUEST_ID_SIZE),
+                 _bytes(rec, sizeof(RequestRecord)), False, True, False, self.db_requests)
+        return 0
+
+    cdef uint64_t post(self, const uint8_t* request_id, uint8_t op,
+                       uint64_t debit_owner, uint8_t debit_slot,
+                       uint64_t credit_owner, uint8_t credit_slot,
+                       const char* currency, int64_t amount) except 0:
+        """Append one double-entry journal entry and apply it to both accounts."""
+        cdef AccountRecord debit, credit
+        cdef JournalEntry entry
+        cdef uint64_t seq = self.next_seq
+        assert amount > 0, "postings move a positive amount"
+        assert self.read_account(debit_owner, debit_slot, &debit), "debit account missing"
+        assert self.read_account(credit_owner, credit_slot, &credit), "credit account missing"
+        assert memcmp(debit.currency, currency, CURRENCY_SIZE) == 0, "debit currency differs"
+        assert memcmp(credit.currency, currency, CURRENCY_SIZE) == 0, "credit currency differs"
+        debit.balance_minor -= amount
+        debit.debits_minor_total += amount
+        debit.last_journal_seq = seq
+        credit.balance_minor += amount
+        credit.credits_minor_total += amount
+        credit.last_journal_seq = seq
+        if debit.flags & ACCOUNT_NO_OVERDRAFT:
+            assert debit.balance_minor - debit.pending_minor >= 0, "overdraft on a no-overdraft account"
+        assert credit.balance_minor <= BALANCE_MINOR_MAX, "balance above BALANCE_MINOR_MAX"
+        memset(&entry, 0, sizeof(entry))
+        memcpy(entry.request_id, request_id, REQUEST_ID_SIZE)
+        entry.debit_owner = debit_owner
+        entry.debit_slot = debit_slot
+        entry.credit_owner = credit_owner
+        entry.credit_slot = credit_slot
+        entry.op = op
+        memcpy(entry.currency, currency, CURRENCY_SIZE)
+        entry.amount_minor = amount
+        entry.time_s = self.now_s
+        self.write_account(debit_owner, debit_slot, &debit)
+        self.write_account(credit_owner, credit_slot, &credit)
+        self.put(u64_be(seq), _bytes(&entry, sizeof(entry)), False, True, True, self.db_journal)
+        self.next_seq = seq + 1
+        return seq
+
+    # ---- checks shared by the operations ------------------------------------------
+
+    cdef bint find_card(self, const uint8_t* card_key, CardRecord* card) except -1:
+        card_id_be = self.get(_bytes(card_key, CARD_KEY_SIZE), None, self.db_pan)
+        if card_id_be is None:
+            return False
+        value = self.get(card_key_of(u64_from_be(<const unsigned char*><const char*>card_id_be)),
+                         None, self.db_book)
+        assert value is not None and len(value) == sizeof(CardRecord), \
+            "PAN index points at a missing card"
+        memcpy(card, <const char*>value, sizeof(CardRecord))
+        return True
+
+    cdef int describe_card(self, const CardRecord* card, CoreReply* rp) except -1:
+        cdef AccountRecord acc
+        rp.card_id = card.card_id
+        rp.card_status = card.status
+        rp.pan_first6 = card.pan_first6
+        rp.pan_last4 = card.pan_last4
+        rp.pan_length = card.pan_length
+        rp.expiry_yyyymm = card.expiry_yyyymm
+        assert self.read_account(card.card_id, SLOT_CARD_VALUE, &acc), "card without account"
+        memcpy(rp.currency, acc.currency, CURRENCY_SIZE)
+        rp.balance_minor = acc.balance_minor
+        rp.pending_minor = acc.pending_minor
+        return 0
+
+    cdef uint8_t usable_card(self, const CardRecord* card, bint allow_issued):
+        if card.status == CARD_CLOSED:
+            return RESULT_DECLINED_CARD_CLOSED
+        if card.status == CARD_BLOCKED:
+            return RESULT_DECLINED_CARD_BLOCKED
+        if card.status == CARD_ISSUED and not allow_issued:
+            return RESULT_DECLINED_CARD_NOT_ACTIVE
+        if card.expiry_yyyymm < self.now_yyyymm:
+            return RESULT_DECLINED_CARD_EXPIRED
+        return 0
+
+    cdef uint8_t money_checks(self, const CoreRequest* rq, CardRecord* card, CoreReply* rp,
+                              bint allow_issued) except 255:
+        """Card found, usable, same currency: 0, else the decline (rp describes the card)."""
+        if not self.find_card(rq.card_key, card):
+            return RESULT_DECLINED_UNKNOWN_CARD
+        self.describe_card(card, rp)
+        cdef uint8_t bad = self.usable_card(card, allow_issued)
+        if bad:
+            return bad
+        if memcmp(rp.currency, rq.currency, CURRENCY_SIZE) != 0:
+            return RESULT_DECLINED_CURRENCY_MISMATCH
+        return 0
+
+    cdef int approve(self, const CoreRequest* rq, CoreReply* rp, int64_t amount, uint64_t seq) except -1:
+        cdef CardRecord card
+        rp.result = RESULT_APPROVED
+        rp.approved_minor = amount
+        rp.journal_seq = seq
+        rp.approval_code = _approval_code(rq.request_id, seq)
+        if rp.card_id:
+            value = self.get(card_key_of(rp.card_id), None, self.db_book)
+            memcpy(&card, <const char*>value, sizeof(CardRecord))
+            self.describe_card(&card, rp)
+        return 0
+
+    # ---- operations ---------------------------------------------------------------
+
+    cdef int create_range(self, const CoreRequest* rq, CoreReply* rp) except -1:
+        cdef RangeRecord rng
+        cdef AccountRecord acc
+        key = range_key_of(rq.range_id)
+        if self.get(key, None, self.db_config) is not None:
+            rp.result = RESULT_DECLINED_CARD_RANGE_EXISTS
+            return 0
+        memset(&rng, 0, sizeof(rng))
+        rng.range_id = rq.range_id
+        rng.pan_length = rq.pan_length
+        rng.iin_digits = rq.iin_digits
+        rng.iin_prefix = rq.iin_prefix
+        memcpy(rng.currency, rq.currency, CURRENCY_SIZE)
+        memcpy(rng.name, rq.range_name, RANGE_NAME_SIZE)
+        self.put(key, _bytes(&rng, sizeof(rng)), False, True, False, self.db_config)
+        memset(&acc, 0, sizeof(acc))
+        memcpy(acc.currency, rq.currency, CURRENCY_SIZE)
+        self.write_account(SYSTEM_OWNER_BASE + rq.range_id, SLOT_RANGE_FUNDING, &acc)
+        self.write_account(SYSTEM_OWNER_BASE + rq.range_id, SLOT_RANGE_MERCHANT, &acc)
+        memcpy(rp.currency, rq.currency, CURRENCY_SIZE)
+        self.approve(rq, rp, 0, 0)
+        return 0
+
+    cdef int issue_card(self, const CoreRequest* rq, CoreReply* rp) except -1:
+        cdef RangeRecord rng
+        cdef CardRecord card
+        cdef AccountRecord acc
+        cdef uint64_t card_id
+        value = self.get(range_key_of(rq.range_id), None, self.db_config)
+        if value is None:
+            rp.result = RESULT_DECLINED_UNKNOWN_CARD_RANGE
+            return 0
+        memcpy(&rng, <const char*>value, sizeof(rng))
+        if self.find_card(rq.card_key, &card):
+            self.describe_card(&card, rp)
+            rp.result = RESULT_DECLINED_CARD_ALREADY_ISSUED
+            return 0
+        counter = self.get(NEXT_CARD_ID_KEY, None, self.db_config)
+        card_id = u64_from_be(<const unsigned char*><const char*>counter) if counter is not None else 1
+        self.put(NEXT_CARD_ID_KEY, u64_be(card_id + 1), False, True, False, self.db_config)
+        memset(&card, 0, sizeof(card))
+        card.card_id = card_id
+        card.range_id = rq.range_id
+        card.expiry_yyyymm = rq.expiry_yyyymm
+        card.status = CARD_ISSUED
+        card.pan_length = rq.pan_length
+        card.pan_first6 = rq.pan_first6
+        card.pan_last4 = rq.pan_last4
+        card.issued_s = self.now_s
+        self.write_card(&card)
+        memset(&acc, 0, sizeof(acc))
+        memcpy(acc.currency, rng.currency, CURRENCY_SIZE)
+        acc.flags = ACCOUNT_NO_OVERDRAFT
+        self.write_account(card_id, SLOT_CARD_VALUE, &acc)
+        self.put(_bytes(rq.card_key, CARD_KEY_SIZE), u64_be(card_id), False, True, False, self.db_pan)
+        rp.card_id = card_id
+        self.approve(rq, rp, 0, 0)
+        return 0
+
+    cdef int set_status(self, const CoreRequest* rq, CoreReply* rp) except -1:
+        cdef CardRecord card
+        if not self.find_card(rq.card_key, &card):
+            rp.result = RESULT_DECLINED_UNKNOWN_CARD
+            return 0
+        self.describe_card(&card, rp)
+        cdef uint8_t target = rq.target_status
+        if card.status == CARD_CLOSED or target not in (CARD_BLOCKED, CARD_ACTIVE):
+            rp.result = RESULT_DECLINED_INVALID_STATUS_CHANGE
+            return 0
+        if target == CARD_ACTIVE:
+            if card.status == CARD_BLOCKED:
+                # Unblocking returns the card to where it was: active once loaded.
+                card.status = CARD_ACTIVE if card.activated_s else CARD_ISSUED
+        else:
+            card.status = CARD_BLOCKED
+        self.write_card(&card)
+        self.approve(rq, rp, 0, 0)
+        return 0
+
+    cdef int load(self, const CoreRequest* rq, CoreReply* rp) except -1:
+        cdef CardRecord card
+        cdef uint8_t bad = self.money_checks(rq, &card, rp, True)
+        if bad:
+            rp.result = bad
+            return 0
+        if rp.balance_minor + rq.amount_minor > BALANCE_MINOR_MAX:
+            rp.result = RESULT_DECLINED_BALANCE_LIMIT_EXCEEDED
+            return 0
+        if card.status == CARD_ISSUED:
+            card.status = CARD_ACTIVE
+            card.activated_s = self.now_s
+            self.write_card(&card)
+        seq = self.post(rq.request_id, OP_LOAD, SYSTEM_OWNER_BASE + card.range_id,
+                        SLOT_RANGE_FUNDING, card.card_id, SLOT_CARD_VALUE,
+                        rq.currency, rq.amount_minor)
+        self.approve(rq, rp, rq.amount_minor, seq)
+        return 0
+
+    cdef int purchase(self, const CoreRequest* rq, CoreReply* rp) except -1:
+        cdef CardRecord card
+        cdef uint8_t bad = self.money_checks(rq, &card, rp, False)
+        if bad:
+            rp.result = bad
+            return 0
+        if rp.balance_minor - rp.pending_minor < rq.amount_minor:
+            rp.result = RESULT_DECLINED_INSUFFICIENT_FUNDS
+            return 0
+        seq = self.post(rq.request_id, OP_PURCHASE, card.card_id, SLOT_CARD_VALUE,
+                        SYSTEM_OWNER_BASE + card.range_id, SLOT_RANGE_MERCHANT,
+                        rq.currency, rq.amount_minor)
+        self.approve(rq, rp, rq.amount_minor, seq)
+        return 0
+
+    cdef int refund(self, const CoreRequest* rq, CoreReply* rp) except -1:
+        cdef CardRecord card
+        cdef RequestRecord original
+        cdef uint8_t bad = self.money_checks(rq, &card, rp, False)
+        if bad:
+            rp.result = bad
+            return 0
+        if not self.read_request(rq.ref_request_id, &original) or \
+                original.flags & REQUEST_TOMBSTONE:
+            rp.result = RESULT_DECLINED_ORIGINAL_NOT_FOUND
+            return 0
+        if original.request.op != OP_PURCHASE or original.reply.result != RESULT_APPROVED:
+            rp.result = RESULT_DECLINED_ORIGINAL_NOT_REFUNDABLE
+            return 0
+        if original.flags & REQUEST_REVERSED:
+            rp.result = RESULT_DECLINED_ALREADY_REVERSED
+            return 0
+        if original.reply.card_id != card.card_id:
+            rp.result = RESULT_DECLINED_CARD_MISMATCH
+            return 0
+        if original.refunded_minor + rq.amount_minor > original.reply.approved_minor:
+            rp.result = RESULT_DECLINED_REFUND_EXCEEDS_ORIGINAL
+            return 0
+        if rp.balance_minor + rq.amount_minor > BALANCE_MINOR_MAX:
+            rp.result = RESULT_DECLINED_BALANCE_LIMIT_EXCEEDED
+            return 0
+        original.refunded_minor += rq.amount_minor
+        self.write_request(&original)
+        seq = self.post(rq.request_id, OP_REFUND, SYSTEM_OWNER_BASE + card.range_id,
+                        SLOT_RANGE_MERCHANT, card.card_id, SLOT_CARD_VALUE,
+                        rq.currency, rq.amount_minor)
+        self.approve(rq, rp, rq.amount_minor, seq)
+        return 0
+
+    cdef int reverse(self, const CoreRequest* rq, CoreReply* rp) except -1:
+        cdef RequestRecord original, purchase
+        cdef CardRecord card
+        cdef AccountRecord acc
+        cdef uint64_t seq = 0, system_owner
+        cdef int64_t amount
+        if not self.read_request(rq.ref_request_id, &original):
+            # Never seen: leave a tombstone so that the original, should it arrive
+            # late, is declined instead of taking effect after its reversal.
+            memset(&original, 0, sizeof(original))
+            memcpy(original.request.request_id, rq.ref_request_id, REQUEST_ID_SIZE)
+            original.flags = REQUEST_TOMBSTONE
+            self.write_request(&original)
+            self.approve(rq, rp, 0, 0)
+            return 0
+        if original.flags & REQUEST_TOMBSTONE:
+            self.approve(rq, rp, 0, 0)
+            return 0
+        rp.card_id = original.reply.card_id
+        if original.request.op not in (OP_LOAD, OP_PURCHASE, OP_REFUND):
+            self.approve_description_only(rp)
+            rp.result = RESULT_DECLINED_NOT_REVERSIBLE
+            return 0
+        if original.flags & REQUEST_REVERSED:
+            self.approve_description_only(rp)
+            rp.result = RESULT_DECLINED_ALREADY_REVERSED
+            return 0
+        if original.reply.result != RESULT_APPROVED:
+            # Nothing took effect, so nothing to undo: the reversal's goal holds.
+            original.flags |= REQUEST_REVERSED
+            self.write_request(&original)
+            self.approve(rq, rp, 0, 0)
+            return 0
+        if original.request.op == OP_PURCHASE and original.refunded_minor:
+            self.approve_description_only(rp)
+            rp.result = RESULT_DECLINED_NOT_REVERSIBLE
+            return 0
+        amount = original.reply.approved_minor
+        value = self.get(card_key_of(original.reply.card_id), None, self.db_book)
+        memcpy(&card, <const char*>value, sizeof(card))
+        self.describe_card(&card, rp)
+        system_owner = SYSTEM_OWNER_BASE + card.range_id
+        if original.request.op == OP_PURCHASE:
+            if rp.balance_minor + amount > BALANCE_MINOR_MAX:
+                rp.result = RESULT_DECLINED_BALANCE_LIMIT_EXCEEDED
+                return 0
+            seq = self.post(rq.request_id, OP_REVERSAL, system_owner, SLOT_RANGE_MERCHANT,
+                            card.card_id, SLOT_CARD_VALUE, rp.currency, amount)
+        else:
+            if rp.balance_minor - rp.pending_minor < amount:
+                rp.result = RESULT_DECLINED_INSUFFICIENT_FUNDS
+                return 0
+            if original.request.op == OP_REFUND:
+                assert self.read_request(original.request.ref_request_id, &purchase), \
+                    "refund of a missing purchase"
+                purchase.refunded_minor -= amount
+                assert purchase.refunded_minor >= 0, "refunded total below zero"
+                self.write_request(&purchase)
+            seq = self.post(rq.request_id, OP_REVERSAL, card.card_id, SLOT_CARD_VALUE,
+                            system_owner,
+                            SLOT_RANGE_MERCHANT if original.request.op == OP_REFUND
+                            else SLOT_RANGE_FUNDING,
+                            rp.currency, amount)
+        original.flags |= REQUEST_REVERSED
+        self.write_request(&original)
+        self.approve(rq, rp, amount, seq)
+        return 0
+
+    cdef int approve_description_only(self, CoreReply* rp) except -1:
+        cdef CardRecord card
+        if rp.card_id:
+            value = self.get(card_key_of(rp.card_id), None, self.db_book)
+            memcpy(&card, <const char*>value, sizeof(card))
+            self.describe_card(&card, rp)
+        return 0
+
+    # ---- one request --------------------------------------------------------------
+
+    cdef bint valid(self, const CoreRequest* rq):
+        if rq.op in (OP_LOAD, OP_PURCHASE, OP_REFUND):
+            return 0 < rq.amount_minor <= AMOUNT_MINOR_MAX
+        if rq.op == OP_REVERSAL:
+            return memcmp(rq.ref_request_id, rq.request_id, REQUEST_ID_SIZE) != 0
+        return OP_CREATE_RANGE <= rq.op <= OP_SET_STATUS
+
+    cdef int apply_one(self, const CoreRequest* rq, CoreReply* rp) except -1:
+        cdef RequestRecord rec
+        memset(rp, 0, sizeof(CoreReply))
+        rp.op = rq.op
+        if not self.valid(rq):
+            rp.result = RESULT_REJECTED_INVALID_REQUEST
+            return 0
+        if self.read_request(rq.request_id, &rec):
+            if rec.flags & REQUEST_TOMBSTONE:
+                rp.result = RESULT_DECLINED_ALREADY_REVERSED
+                memcpy(rp.currency, rq.currency, CURRENCY_SIZE)
+                memcpy(&rec.request, rq, sizeof(CoreRequest))
+                memcpy(&rec.reply, rp, sizeof(CoreReply))
+                rec.flags = REQUEST_REVERSED
+                self.write_request(&rec)
+            elif memcmp(&rec.request, rq, sizeof(CoreRequest)) == 0:
+                memcpy(rp, &rec.reply, sizeof(CoreReply))
+            else:
+                rp.result = RESULT_REJECTED_REQUEST_ID_REUSED
+            return 0
+        if rq.op == OP_LOAD:
+            self.load(rq, rp)
+        elif rq.op == OP_PURCHASE:
+            self.purchase(rq, rp)
+        elif rq.op == OP_REFUND:
+            self.refund(rq, rp)
+        elif rq.op == OP_REVERSAL:
+            self.reverse(rq, rp)
+        elif rq.op == OP_ISSUE_CARD:
+            self.issue_card(rq, rp)
+        elif rq.op == OP_SET_STATUS:
+            self.set_status(rq, rp)
+        elif rq.op == OP_CREATE_RANGE:
+            self.create_range(rq, rp)
+        assert rp.result != 0, "operation left no result"
+        memset(&rec, 0, sizeof(rec))
+        memcpy(&rec.request, rq, sizeof(CoreRequest))
+        memcpy(&rec.reply, rp, sizeof(CoreReply))
+        self.write_request(&rec)
+        return 0
+
+
+def apply_batch(txn, dbs, bytes requests, uint64_t now_s, uint32_t now_yyyymm):
+    """Apply packed requests (records.pack_request, concatenated) in order inside the
+    write transaction ``txn``; return their packed replies, concatenated in the same order.
+
+    The caller commits ``txn`` (with sync) before it lets anyone see a reply, and aborts
+    it if this raises.
+    """
+    cdef Py_ssize_t n = len(requests) // sizeof(CoreRequest)
+    if len(requests) != n * sizeof(CoreRequest):
+        raise ValueError(f"batch of {len(requests)} bytes is not a whole number of "
+                         f"{sizeof(CoreRequest)}-byte requests")
+    cdef _BatchApplier applier = _BatchApplier(txn, dbs, now_s, now_yyyymm)
+    cdef bytearray replies = bytearray(n * sizeof(CoreReply))
+    cdef const char* src = requests
+    cdef char* dst = replies
+    cdef Py_ssize_t i
+    for i in range(n):
+        applier.apply_one(<const CoreRequest*>(src + i * sizeof(CoreRequest)),
+                          <CoreReply*>(dst + i * sizeof(CoreReply)))
+    return bytes(replies)

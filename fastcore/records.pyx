@@ -1,0 +1,260 @@
+"""Python view of fastcore's packed records: sizes, limits, keys, pack and unpack.
+
+The gateway packs requests with ``pack_request``; the audit, reads and the reference
+model decode LMDB values with the ``unpack_*`` functions. The layout itself is
+declared once, in records.pxd.
+"""
+import enum
+from collections import namedtuple
+
+from libc.string cimport memcpy, memset, strncpy
+
+from layout cimport *  # found through the build include path (setup.py)
+
+
+class Op(enum.IntEnum):
+    NONE = OP_NONE
+    CREATE_RANGE = OP_CREATE_RANGE
+    ISSUE_CARD = OP_ISSUE_CARD
+    SET_STATUS = OP_SET_STATUS
+    LOAD = OP_LOAD
+    PURCHASE = OP_PURCHASE
+    REFUND = OP_REFUND
+    REVERSAL = OP_REVERSAL
+
+
+class Result(enum.IntEnum):
+    """Outcome of one core request; the same numbers as cardgate.v1.ResultCode."""
+    APPROVED = RESULT_APPROVED
+    DECLINED_UNKNOWN_CARD = RESULT_DECLINED_UNKNOWN_CARD
+    DECLINED_CARD_NOT_ACTIVE = RESULT_DECLINED_CARD_NOT_ACTIVE
+    DECLINED_CARD_BLOCKED = RESULT_DECLINED_CARD_BLOCKED
+    DECLINED_CARD_EXPIRED = RESULT_DECLINED_CARD_EXPIRED
+    DECLINED_CARD_CLOSED = RESULT_DECLINED_CARD_CLOSED
+    DECLINED_INSUFFICIENT_FUNDS = RESULT_DECLINED_INSUFFICIENT_FUNDS
+    DECLINED_CURRENCY_MISMATCH = RESULT_DECLINED_CURRENCY_MISMATCH
+    DECLINED_BALANCE_LIMIT_EXCEEDED = RESULT_DECLINED_BALANCE_LIMIT_EXCEEDED
+    DECLINED_ORIGINAL_NOT_FOUND = RESULT_DECLINED_ORIGINAL_NOT_FOUND
+    DECLINED_ORIGINAL_NOT_REFUNDABLE = RESULT_DECLINED_ORIGINAL_NOT_REFUNDABLE
+    DECLINED_REFUND_EXCEEDS_ORIGINAL = RESULT_DECLINED_REFUND_EXCEEDS_ORIGINAL
+    DECLINED_CARD_MISMATCH = RESULT_DECLINED_CARD_MISMATCH
+    DECLINED_NOT_REVERSIBLE = RESULT_DECLINED_NOT_REVERSIBLE
+    DECLINED_ALREADY_REVERSED = RESULT_DECLINED_ALREADY_REVERSED
+    DECLINED_CARD_ALREADY_ISSUED = RESULT_DECLINED_CARD_ALREADY_ISSUED
+    DECLINED_UNKNOWN_CARD_RANGE = RESULT_DECLINED_UNKNOWN_CARD_RANGE
+    DECLINED_CARD_RANGE_EXISTS = RESULT_DECLINED_CARD_RANGE_EXISTS
+    DECLINED_INVALID_STATUS_CHANGE = RESULT_DECLINED_INVALID_STATUS_CHANGE
+    REJECTED_REQUEST_ID_REUSED = RESULT_REJECTED_REQUEST_ID_REUSED
+    REJECTED_INVALID_REQUEST = RESULT_REJECTED_INVALID_REQUEST
+
+
+class CardStatus(enum.IntEnum):
+    """Same numbers as cardgate.v1.CardStatus."""
+    ISSUED = CARD_ISSUED
+    ACTIVE = CARD_ACTIVE
+    BLOCKED = CARD_BLOCKED
+    CLOSED = CARD_CLOSED
+
+
+class Slot(enum.IntEnum):
+    CARD_VALUE = SLOT_CARD_VALUE
+    RANGE_FUNDING = SLOT_RANGE_FUNDING
+    RANGE_MERCHANT = SLOT_RANGE_MERCHANT
+
+# Limits (minor units). An amount above AMOUNT_MINOR_MAX is refused as invalid; a
+# balance may never exceed BALANCE_MINOR_MAX, so every sum stays far inside int64.
+AMOUNT_MINOR_MAX = 10_000_000_000_000          # 100 billion units of a 2-decimal currency
+BALANCE_MINOR_MAX = 1_000_000_000_000_000
+SYSTEM_OWNER_BASE = 0xFF00_0000_0000_0000       # owner ids of range-level accounts
+
+REQUEST_SIZE = sizeof(CoreRequest)
+REPLY_SIZE = sizeof(CoreReply)
+REQUEST_RECORD_SIZE = sizeof(RequestRecord)
+CARD_RECORD_SIZE = sizeof(CardRecord)
+ACCOUNT_RECORD_SIZE = sizeof(AccountRecord)
+JOURNAL_ENTRY_SIZE = sizeof(JournalEntry)
+RANGE_RECORD_SIZE = sizeof(RangeRecord)
+
+assert REQUEST_SIZE == 136, REQUEST_SIZE
+assert REPLY_SIZE == 64, REPLY_SIZE
+assert REQUEST_RECORD_SIZE == 216, REQUEST_RECORD_SIZE
+assert CARD_RECORD_SIZE == 40, CARD_RECORD_SIZE
+assert ACCOUNT_RECORD_SIZE == 48, ACCOUNT_RECORD_SIZE
+assert JOURNAL_ENTRY_SIZE == 56, JOURNAL_ENTRY_SIZE
+assert RANGE_RECORD_SIZE == 52, RANGE_RECORD_SIZE
+
+REQUEST_FLAG_REVERSED = REQUEST_REVERSED
+REQUEST_FLAG_TOMBSTONE = REQUEST_TOMBSTONE
+ACCOUNT_FLAG_NO_OVERDRAFT = ACCOUNT_NO_OVERDRAFT
+
+Reply = namedtuple("Reply", "result op card_status currency approved_minor balance_minor "
+                   "pending_minor card_id journal_seq approval_code pan_first6 pan_last4 "
+                   "pan_length expiry_yyyymm")
+RequestView = namedtuple("RequestView", "op target_status currency amount_minor request_id "
+                         "ref_request_id card_key range_id expiry_yyyymm")
+RequestRecordView = namedtuple("RequestRecordView", "request reply refunded_minor flags")
+Card = namedtuple("Card", "card_id range_id expiry_yyyymm status pan_first6 pan_last4 "
+                  "pan_length issued_s activated_s")
+Account = namedtuple("Account", "balance_minor pending_minor currency flags "
+                     "credits_minor_total debits_minor_total last_journal_seq")
+JournalView = namedtuple("JournalView", "request_id debit_owner debit_slot credit_owner "
+                         "credit_slot op currency amount_minor time_s")
+CardRange = namedtuple("CardRange", "range_id pan_length iin_prefix iin_digits currency name")
+
+
+cdef inline str _currency(const char* c):
+    return c[:strnlen_max(c, CURRENCY_SIZE)].decode("ascii")
+
+
+cdef inline Py_ssize_t strnlen_max(const char* c, Py_ssize_t n):
+    cdef Py_ssize_t i
+    for i in range(n):
+        if c[i] == 0:
+            return i
+    return n
+
+
+cdef inline void _check_size(bytes data, Py_ssize_t expected, str what) except *:
+    if len(data) != expected:
+        raise ValueError(f"{what} record must be {expected} bytes, got {len(data)}")
+
+
+def pack_request(int op, bytes request_id, *, bytes ref_request_id=None, bytes card_key=None,
+                 str currency="", long long amount_minor=0, int target_status=0,
+                 unsigned int range_id=0, unsigned int expiry_yyyymm=0,
+                 unsigned int pan_first6=0, unsigned int pan_last4=0, int pan_length=0,
+                 unsigned long long iin_prefix=0, int iin_digits=0, str range_name=""):
+    """Pack one core request; the gateway validates values before calling this."""
+    cdef CoreRequest r
+    memset(&r, 0, sizeof(r))
+    if len(request_id) != REQUEST_ID_SIZE:
+        raise ValueError("request_id must be 16 bytes")
+    r.op = op
+    r.target_status = target_status
+    r.pan_length = pan_length
+    r.iin_digits = iin_digits
+    cdef bytes cur = currency.encode("ascii")
+    if len(cur) > 3:
+        raise ValueError(f"currency must be 3 letters, got {currency!r}")
+    strncpy(r.currency, cur, CURRENCY_SIZE)
+    r.amount_minor = amount_minor
+    memcpy(r.request_id, <char*>request_id, REQUEST_ID_SIZE)
+    if ref_request_id is not None:
+        if len(ref_request_id) != REQUEST_ID_SIZE:
+            raise ValueError("ref_request_id must be 16 bytes")
+        memcpy(r.ref_request_id, <char*>ref_request_id, REQUEST_ID_SIZE)
+    if card_key is not None:
+        if len(card_key) != CARD_KEY_SIZE:
+            raise ValueError("card_key must be 32 bytes")
+        memcpy(r.card_key, <char*>card_key, CARD_KEY_SIZE)
+    r.range_id = range_id
+    r.expiry_yyyymm = expiry_yyyymm
+    r.pan_first6 = pan_first6
+    r.pan_last4 = pan_last4
+    r.iin_prefix = iin_prefix
+    cdef bytes name = range_name.encode("utf-8")
+    if len(name) > RANGE_NAME_SIZE:
+        raise ValueError(f"range name is at most {RANGE_NAME_SIZE} bytes of UTF-8")
+    memcpy(r.range_name, <char*>name, len(name))
+    return (<char*>&r)[:sizeof(r)]
+
+
+cdef object _reply(const CoreReply* p):
+    return Reply(p.result, p.op, p.card_status, _currency(p.currency), p.approved_minor,
+                 p.balance_minor, p.pending_minor, p.card_id, p.journal_seq, p.approval_code,
+                 p.pan_first6, p.pan_last4, p.pan_length, p.expiry_yyyymm)
+
+
+cdef object _request(const CoreRequest* p):
+    return RequestView(p.op, p.target_status, _currency(p.currency), p.amount_minor,
+                       (<char*>p.request_id)[:REQUEST_ID_SIZE],
+                       (<char*>p.ref_request_id)[:REQUEST_ID_SIZE],
+                       (<char*>p.card_key)[:CARD_KEY_SIZE], p.range_id, p.expiry_yyyymm)
+
+
+def unpack_reply(bytes data):
+    _check_size(data, sizeof(CoreReply), "reply")
+    return _reply(<const CoreReply*><const char*>data)
+
+
+def unpack_replies(bytes data):
+    """Split a batch answer of ``apply_batch`` into Reply tuples, in request order."""
+    if len(data) % sizeof(CoreReply):
+        raise ValueError("batch answer is not a whole number of replies")
+    cdef const char* base = data
+    return [_reply(<const CoreReply*>(base + i)) for i in range(0, len(data), sizeof(CoreReply))]
+
+
+def unpack_request(bytes data):
+    _check_size(data, sizeof(CoreRequest), "request")
+    return _request(<const CoreRequest*><const char*>data)
+
+
+def unpack_request_record(bytes data):
+    _check_size(data, sizeof(RequestRecord), "request")
+    cdef const RequestRecord* p = <const RequestRecord*><const char*>data
+    return RequestRecordView(_request(&p.request), _reply(&p.reply), p.refunded_minor, p.flags)
+
+
+def unpack_card(bytes data):
+    _check_size(data, sizeof(CardRecord), "card")
+    cdef const CardRecord* p = <const CardRecord*><const char*>data
+    return Card(p.card_id, p.range_id, p.expiry_yyyymm, p.status, p.pan_first6, p.pan_last4,
+                p.pan_length, p.issued_s, p.activated_s)
+
+
+def unpack_account(bytes data):
+    _check_size(data, sizeof(AccountRecord), "account")
+    cdef const AccountRecord* p = <const AccountRecord*><const char*>data
+    return Account(p.balance_minor, p.pending_minor, _currency(p.currency), p.flags,
+                   p.credits_minor_total, p.debits_minor_total, p.last_journal_seq)
+
+
+def unpack_journal_entry(bytes data):
+    _check_size(data, sizeof(JournalEntry), "journal")
+    cdef const JournalEntry* p = <const JournalEntry*><const char*>data
+    return JournalView((<char*>p.request_id)[:REQUEST_ID_SIZE], p.debit_owner, p.debit_slot,
+                       p.credit_owner, p.credit_slot, p.op, _currency(p.currency),
+                       p.amount_minor, p.time_s)
+
+
+def unpack_range(bytes data):
+    _check_size(data, sizeof(RangeRecord), "range")
+    cdef const RangeRecord* p = <const RangeRecord*><const char*>data
+    name = p.name[:strnlen_max(p.name, RANGE_NAME_SIZE)].decode("utf-8", "replace")
+    return CardRange(p.range_id, p.pan_length, p.iin_prefix, p.iin_digits,
+                     _currency(p.currency), name)
+
+
+def card_key(unsigned long long card_id):
+    """LMDB key of a card record in the book."""
+    return card_key_of(card_id)
+
+
+def account_key(unsigned long long owner_id, int slot):
+    """LMDB key of an account record in the book."""
+    return account_key_of(owner_id, slot)
+
+
+def journal_key(unsigned long long seq):
+    return u64_be(seq)
+
+
+def journal_seq_of(bytes key):
+    if len(key) != 8:
+        raise ValueError("journal keys are 8 bytes")
+    return u64_from_be(<const unsigned char*><const char*>key)
+
+
+def range_key(unsigned int range_id):
+    return range_key_of(range_id)
+
+
+def parse_book_key(bytes key):
+    """('card', card_id, None) or ('account', owner_id, slot) for a key of the book."""
+    cdef const unsigned char* k = <const unsigned char*><const char*>key
+    if len(key) == 9 and k[8] == b'C':
+        return "card", u64_from_be(k), None
+    if len(key) == 10 and k[8] == b'A':
+        return "account", u64_from_be(k), k[9]
+    raise ValueError(f"not a key of the book: {key.hex()}")

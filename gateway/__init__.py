@@ -1,0 +1,1 @@
+"""The cardgate gateway: gRPC services, the group-commit writer, the store, the CLI."""

@@ -1,0 +1,143 @@
+"""Offline check of the ledger invariants (DESIGN.md) on a data directory.
+
+1. per currency the journal sums to zero and every account balance equals its entries;
+2. no account with a no-overdraft rule is below zero, holds included;
+3. a request id takes effect at most once (one run of journal entries, matching its
+   idempotency record), and refund totals match the refunds still standing.
+"""
+import collections
+
+from cardgate.fastcore import records
+from cardgate.fastcore.records import Op, Result, Slot
+
+from .pan import mask_parts
+from .store import Store
+
+
+def _account_name(owner, slot, cards):
+    if owner >= records.SYSTEM_OWNER_BASE:
+        return f"range {owner - records.SYSTEM_OWNER_BASE} {Slot(slot).name.lower()} account"
+    card = cards.get(owner)
+    masked = mask_parts(card.pan_first6, card.pan_last4, card.pan_length) if card else "?"
+    return f"card {owner} ({masked}) {Slot(slot).name.lower()} account"
+
+
+def audit(data_dir) -> tuple[list[str], dict]:
+    """(violations, counts). No violations means every invariant holds."""
+    store = Store(data_dir, readonly=True)
+    try:
+        with store.env.begin() as txn:
+            return _audit(store, txn)
+    finally:
+        store.close()
+
+
+def _audit(store, txn):
+    violations = []
+    cards, accounts = {}, {}
+    for key, value in txn.cursor(db=store.db_book):
+        kind, owner, slot = records.parse_book_key(key)
+        if kind == "card":
+            cards[owner] = records.unpack_card(value)
+        else:
+            accounts[(owner, slot)] = records.unpack_account(value)
+
+    computed = collections.defaultdict(lambda: [0, 0, 0])   # balance, credits, debits
+    runs = {}                                                # request id -> (first, last seq)
+    expected_seq = 1
+    entries = 0
+    for key, value in txn.cursor(db=store.db_journal):
+        seq = records.journal_seq_of(key)
+        entry = records.unpack_journal_entry(value)
+        entries += 1
+        if seq != expected_seq:
+            violations.append(f"journal: expected entry {expected_seq}, found {seq} (gap or reorder)")
+        expected_seq = seq + 1
+        if entry.amount_minor <= 0:
+            violations.append(f"journal {seq}: amount {entry.amount_minor} is not positive")
+        for owner, slot, sign in ((entry.debit_owner, entry.debit_slot, -1),
+                                  (entry.credit_owner, entry.credit_slot, 1)):
+            acc = accounts.get((owner, slot))
+            if acc is None:
+                violations.append(f"journal {seq}: posts to a missing account (owner {owner}, slot {slot})")
+            elif acc.currency != entry.currency:
+                violations.append(f"journal {seq}: {entry.currency} posted to "
+                                  f"{_account_name(owner, slot, cards)} in {acc.currency}")
+            c = computed[(owner, slot)]
+            c[0] += sign * entry.amount_minor
+            c[1 if sign > 0 else 2] += entry.amount_minor
+        first_last = runs.get(entry.request_id)
+        if first_last is None:
+            runs[entry.request_id] = (seq, seq)
+        elif first_last[1] != seq - 1:
+            violations.append(f"request {entry.request_id.hex()} took effect more than once "
+                              f"(journal entries {first_last[0]}..{first_last[1]} and {seq})")
+        else:
+            runs[entry.request_id] = (first_last[0], seq)
+
+    per_currency = collections.Counter()
+    for (owner, slot), acc in accounts.items():
+        name = _account_name(owner, slot, cards)
+        balance, credits, debits = computed.get((owner, slot), (0, 0, 0))
+        per_currency[acc.currency] += acc.balance_minor
+        if acc.balance_minor != balance:
+            violations.append(f"{name}: balance {acc.balance_minor} but its journal entries "
+                              f"sum to {balance}")
+        if (acc.credits_minor_total, acc.debits_minor_total) != (credits, debits):
+            violations.append(f"{name}: lifetime totals disagree with the journal")
+        if acc.flags & records.ACCOUNT_FLAG_NO_OVERDRAFT and acc.balance_minor - acc.pending_minor < 0:
+            violations.append(f"{name}: available {acc.balance_minor - acc.pending_minor} is below "
+                              "zero on a no-overdraft account")
+    for currency, total in sorted(per_currency.items()):
+        if total != 0:
+            violations.append(f"{currency}: account balances sum to {total}, not zero")
+
+    for card_id, card in cards.items():
+        if (card_id, Slot.CARD_VALUE) not in accounts:
+            violations.append(f"card {card_id}: has no value account")
+    for key, value in txn.cursor(db=store.db_pan_index):
+        if int.from_bytes(value, "big") not in cards:
+            violations.append(f"PAN index entry {key[:4].hex()}... points at missing card "
+                              f"{int.from_bytes(value, 'big')}")
+
+    request_count = _audit_requests(store, txn, runs, violations)
+    counts = {"cards": len(cards), "accounts": len(accounts), "journal_entries": entries,
+              "requests": request_count}
+    return violations, counts
+
+
+def _audit_requests(store, txn, runs, violations):
+    refunded = collections.Counter()
+    purchases = {}
+    count = 0
+    for request_id, value in txn.cursor(db=store.db_requests):
+        count += 1
+        rec = records.unpack_request_record(value)
+        if rec.flags & records.REQUEST_FLAG_TOMBSTONE:
+            if request_id in runs:
+                violations.append(f"request {request_id.hex()}: reversed before arrival, yet posted")
+            continue
+        run = runs.pop(request_id, None)
+        posted = rec.reply.journal_seq != 0
+        if posted and (run is None or run[1] != rec.reply.journal_seq):
+            violations.append(f"request {request_id.hex()}: answer names journal entry "
+                              f"{rec.reply.journal_seq} but the journal disagrees")
+        if not posted and run is not None:
+            violations.append(f"request {request_id.hex()}: posted to the journal but its answer "
+                              "says nothing was posted")
+        if rec.reply.result != Result.APPROVED and posted:
+            violations.append(f"request {request_id.hex()}: declined yet posted")
+        if rec.request.op == Op.PURCHASE and rec.reply.result == Result.APPROVED:
+            purchases[request_id] = rec
+        if (rec.request.op == Op.REFUND and rec.reply.result == Result.APPROVED
+                and not rec.flags & records.REQUEST_FLAG_REVERSED):
+            refunded[rec.request.ref_request_id] += rec.reply.approved_minor
+    for request_id in runs:
+        violations.append(f"journal entries of request {request_id.hex()} have no request record")
+    for request_id, rec in purchases.items():
+        if rec.refunded_minor != refunded.get(request_id, 0):
+            violations.append(f"purchase {request_id.hex()}: records {rec.refunded_minor} refunded "
+                              f"but its standing refunds sum to {refunded.get(request_id, 0)}")
+        if rec.refunded_minor > rec.reply.approved_minor:
+            violations.append(f"purchase {request_id.hex()}: refunded more than it charged")
+    return count

@@ -1,0 +1,57 @@
+"""Client side of the CLI's load / pay / refund / reverse / balance subcommands."""
+import sys
+
+import grpc
+
+from cardgate.v1 import authorization_pb2, authorization_pb2_grpc, common_pb2
+
+from .money import AmountError, format_minor, parse_amount_minor
+
+
+def _print_authorization(verb, request_id, auth) -> int:
+    code = common_pb2.ResultCode.Name(auth.result_code)
+    print(f"{verb} {auth.masked_pan or ''}: {auth.message} ({code})")
+    if auth.approval_code:
+        print(f"  approval code {auth.approval_code}, "
+              f"{format_minor(auth.approved.amount_minor, auth.approved.currency)}")
+    if auth.balance.currency:
+        print(f"  balance {format_minor(auth.balance.balance_minor, auth.balance.currency)}, "
+              f"available {format_minor(auth.balance.available_minor, auth.balance.currency)}")
+    print(f"  request id {request_id}")
+    return 0 if auth.result_code == common_pb2.RESULT_CODE_APPROVED else 3
+
+
+def run(args, pan) -> int:
+    with grpc.insecure_channel(args.target) as channel:
+        stub = authorization_pb2_grpc.AuthorizationServiceStub(channel)
+        try:
+            if args.command == "balance":
+                r = stub.GetBalance(authorization_pb2.GetBalanceRequest(pan=pan), timeout=10)
+                print(f"{r.masked_pan}: balance {format_minor(r.balance.balance_minor, r.balance.currency)}, "
+                      f"available {format_minor(r.balance.available_minor, r.balance.currency)}, "
+                      f"{authorization_pb2.CardStatus.Name(r.status)}, expires {r.expiry_yyyymm}")
+                return 0
+            if args.command == "reverse":
+                r = stub.Reverse(authorization_pb2.ReverseRequest(
+                    request_id=args.request_id, original_request_id=args.original_request_id), timeout=10)
+                return _print_authorization("reverse", args.request_id, r.authorization)
+            try:
+                amount = common_pb2.Money(amount_minor=parse_amount_minor(args.amount, args.currency),
+                                          currency=args.currency)
+            except AmountError as exc:
+                print(f"cardgate: --amount: {exc}", file=sys.stderr)
+                return 2
+            if args.command == "load":
+                r = stub.LoadValue(authorization_pb2.LoadValueRequest(
+                    request_id=args.request_id, pan=pan, amount=amount), timeout=10)
+            elif args.command == "pay":
+                r = stub.Purchase(authorization_pb2.PurchaseRequest(
+                    request_id=args.request_id, pan=pan, amount=amount), timeout=10)
+            else:
+                r = stub.Refund(authorization_pb2.RefundRequest(
+                    request_id=args.request_id, pan=pan, amount=amount,
+                    original_request_id=args.original_request_id), timeout=10)
+            return _print_authorization(args.command, args.request_id, r.authorization)
+        except grpc.RpcError as exc:
+            print(f"cardgate: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            return 1

@@ -1,0 +1,59 @@
+"""The demo program created on first start, so that a new gateway answers at once.
+
+It defines card range 1 (EUR gift cards), registers a few bearer gift cards and loads
+them. The full demo card numbers go to DEMO_CARDS_FILE in the data directory (0600),
+never to the screen; the CLI's --demo-card N reads them from there.
+"""
+import os
+import pathlib
+import secrets
+import uuid
+
+from cardgate.fastcore.records import Result
+
+from .pan import luhn_check_digit, mask
+from .writer import yyyymm_of
+
+DEMO_RANGE_ID = 1
+DEMO_IIN = "627700"
+DEMO_PAN_LENGTH = 16
+DEMO_CURRENCY = "EUR"
+DEMO_LOADS_MINOR = (100_00, 50_00, 25_00)
+DEMO_CARDS_FILE = "demo-cards.txt"
+
+
+def random_pan(prefix: str, length: int) -> str:
+    body = prefix + "".join(secrets.choice("0123456789") for _ in range(length - len(prefix) - 1))
+    return body + str(luhn_check_digit(body))
+
+
+def read_demo_pans(data_dir) -> list[str]:
+    path = pathlib.Path(data_dir) / DEMO_CARDS_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: start 'cardgate serve' once with this "
+                                "data directory to create the demo cards")
+    return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+
+
+def ensure_demo(operations, data_dir, clock) -> list[str] | None:
+    """Create the demo program unless the store already has card range 1.
+
+    Returns the masked PANs of newly created cards, or None when nothing was done.
+    """
+    if operations.store.read_range(DEMO_RANGE_ID) is not None:
+        return None
+    reply = operations.create_range(str(uuid.uuid4()), DEMO_RANGE_ID, DEMO_IIN, DEMO_PAN_LENGTH,
+                                    DEMO_CURRENCY, "Demo gift cards")
+    assert reply.result == Result.APPROVED, reply
+    year, month = divmod(yyyymm_of(clock()), 100)
+    expiry = (year + 3) * 100 + month
+    pans = [random_pan(DEMO_IIN, DEMO_PAN_LENGTH) for _ in DEMO_LOADS_MINOR]
+    operations.issue_gift_cards(str(uuid.uuid4()), DEMO_RANGE_ID, [(p, expiry) for p in pans])
+    for pan, amount in zip(pans, DEMO_LOADS_MINOR):
+        operations.load(str(uuid.uuid4()), pan, amount, DEMO_CURRENCY)
+    path = pathlib.Path(data_dir) / DEMO_CARDS_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        for i, pan in enumerate(pans, 1):
+            f.write(f"{pan} demo card {i}\n")
+    return [mask(p) for p in pans]

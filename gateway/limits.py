@@ -1,0 +1,21 @@
+"""Every limit of the gateway, in one place, with its unit in its name."""
+
+# Group commit.
+BATCH_SIZE_MAX = 1000            # core requests applied in one LMDB write transaction
+QUEUE_LENGTH_MAX = 10_000        # submissions waiting for the writer; beyond: RESOURCE_EXHAUSTED
+BATCH_LINGER_S = 0.0             # extra wait for more requests before a commit (0: none;
+                                 # concurrent requests gather while the previous commit syncs)
+REPLY_WAIT_S_MAX = 10.0          # a caller waits this long for its commit, then UNAVAILABLE
+
+# gRPC.
+MESSAGE_BYTES_MAX = 64 * 1024    # largest request or response message accepted
+SERVER_THREADS = 32              # sync gRPC server worker threads
+GRACE_S_ON_STOP = 5.0            # in-flight calls get this long to finish on shutdown
+
+# Requests.
+ISSUE_CARDS_PER_REQUEST_MAX = 500
+RANGE_NAME_BYTES_MAX = 32
+
+# Store.
+MAP_SIZE_BYTES_DEFAULT = 1 << 30  # 1 GiB of address space; LMDB files grow as written
+MAX_READERS = 126                 # concurrent read transactions (server threads + tools)

@@ -1,0 +1,159 @@
+"""What the gateway can do, independent of gRPC: validate, pack for the core, submit.
+
+The gRPC services, the demo set-up and tests call these; each returns the core's Reply
+(or a list of them) and raises validation.InvalidArgument or writer.WriterError.
+"""
+import hashlib
+import time
+
+from cardgate.fastcore import records
+from cardgate.fastcore.records import Op
+
+from . import limits, validation
+from .pan import split_for_record
+from .writer import yyyymm_of
+
+Result = records.Result
+
+
+class RequestIdReused(Exception):
+    def __init__(self, request_id_text: str):
+        super().__init__(f"request_id {request_id_text} was already used for a different "
+                         "request; use a new UUID for a new request")
+
+
+def _one(writer, packed: bytes, request_id_text: str):
+    reply = writer.submit([packed])[0]
+    _raise_rejections(reply, request_id_text)
+    return reply
+
+
+def _raise_rejections(reply, request_id_text: str):
+    if reply.result == Result.REJECTED_REQUEST_ID_REUSED:
+        raise RequestIdReused(request_id_text)
+    if reply.result == Result.REJECTED_INVALID_REQUEST:
+        raise validation.InvalidArgument("request", "refused by the core as invalid")
+
+
+class Operations:
+    def __init__(self, store, writer, clock=lambda: int(time.time())):
+        self.store = store
+        self.writer = writer
+        self.clock = clock
+
+    def _card_key(self, pan_text: str, field: str = "pan") -> bytes:
+        return self.store.pan_key.card_key(validation.pan(pan_text, field))
+
+    # ---- stored value ------------------------------------------------------------
+
+    def _money(self, op: int, request_id_text: str, pan_text: str, amount_minor: int,
+               currency: str, original_request_id_text: str = None):
+        rid = validation.request_id(request_id_text)
+        ref = None
+        if original_request_id_text is not None:
+            ref = validation.request_id(original_request_id_text, "original_request_id")
+        packed = records.pack_request(
+            op, rid, ref_request_id=ref, card_key=self._card_key(pan_text),
+            amount_minor=validation.amount_minor(amount_minor),
+            currency=validation.currency(currency, "amount.currency"))
+        return _one(self.writer, packed, request_id_text)
+
+    def load(self, request_id_text, pan_text, amount_minor, currency):
+        return self._money(Op.LOAD, request_id_text, pan_text, amount_minor, currency)
+
+    def purchase(self, request_id_text, pan_text, amount_minor, currency):
+        return self._money(Op.PURCHASE, request_id_text, pan_text, amount_minor, currency)
+
+    def refund(self, request_id_text, pan_text, amount_minor, currency, original_request_id_text):
+        if not original_request_id_text:
+            raise validation.InvalidArgument("original_request_id", "is missing; name the purchase to refund")
+        return self._money(Op.REFUND, request_id_text, pan_text, amount_minor, currency,
+                           original_request_id_text)
+
+    def reverse(self, request_id_text, original_request_id_text):
+        rid = validation.request_id(request_id_text)
+        ref = validation.request_id(original_request_id_text, "original_request_id")
+        if ref == rid:
+            raise validation.InvalidArgument("original_request_id", "must differ from request_id")
+        return _one(self.writer, records.pack_request(Op.REVERSAL, rid, ref_request_id=ref),
+                    request_id_text)
+
+    def balance(self, pan_text):
+        """(Card, Account) or None; a read that never waits for the writer."""
+        return self.store.read_card(self._card_key(pan_text))
+
+    # ---- issuing -----------------------------------------------------------------
+
+    def create_range(self, request_id_text, range_id, iin_prefix, pan_length, currency, name):
+        rid = validation.request_id(request_id_text)
+        if not 1 <= range_id <= 0xFFFF_FFFF:
+            raise validation.InvalidArgument("range_id", f"must be 1 to 4294967295, got {range_id}")
+        if not (iin_prefix.isascii() and iin_prefix.isdigit() and 6 <= len(iin_prefix) <= 11):
+            raise validation.InvalidArgument("iin_prefix", "must be 6 to 11 digits")
+        if not 16 <= pan_length <= 19:
+            raise validation.InvalidArgument("pan_length", f"must be 16 to 19, got {pan_length}")
+        if len(name.encode("utf-8")) > limits.RANGE_NAME_BYTES_MAX:
+            raise validation.InvalidArgument("name", f"is longer than {limits.RANGE_NAME_BYTES_MAX} bytes")
+        packed = records.pack_request(
+            Op.CREATE_RANGE, rid, range_id=range_id, iin_prefix=int(iin_prefix),
+            iin_digits=len(iin_prefix), pan_length=pan_length,
+            currency=validation.currency(currency), range_name=name)
+        return _one(self.writer, packed, request_id_text)
+
+    def issue_gift_cards(self, request_id_text, range_id, cards):
+        """cards: [(pan, expiry_yyyymm)]. All are issued in one transaction, or none
+        when the request id was already used for other content."""
+        rid = validation.request_id(request_id_text)
+        if not 1 <= len(cards) <= limits.ISSUE_CARDS_PER_REQUEST_MAX:
+            raise validation.InvalidArgument(
+                "cards", f"must hold 1 to {limits.ISSUE_CARDS_PER_REQUEST_MAX} cards, got {len(cards)}")
+        card_range = self.store.read_range(range_id)
+        if card_range is None:
+            raise validation.InvalidArgument("range_id", f"card range {range_id} does not exist")
+        prefix = f"{card_range.iin_prefix:0{card_range.iin_digits}d}"
+        this_month = yyyymm_of(self.clock())
+        seen, keyed = set(), []
+        for i, (pan_text, expiry) in enumerate(cards):
+            field = f"cards[{i}]"
+            pan_text = validation.pan(pan_text, f"{field}.pan")
+            if not pan_text.startswith(prefix) or len(pan_text) != card_range.pan_length:
+                raise validation.InvalidArgument(
+                    f"{field}.pan", f"is not in card range {range_id} "
+                    f"({prefix}..., {card_range.pan_length} digits)")
+            if validation.yyyymm(expiry, f"{field}.expiry_yyyymm") < this_month:
+                raise validation.InvalidArgument(f"{field}.expiry_yyyymm", f"{expiry} is already past")
+            if pan_text in seen:
+                raise validation.InvalidArgument(f"{field}.pan", "appears twice in this request")
+            seen.add(pan_text)
+            keyed.append((pan_text, self.store.pan_key.card_key(pan_text), expiry))
+        # Every card is its own core request; the first carries the request's own id and
+        # all carry a digest of the whole request, so a retry with other content is seen.
+        digest = hashlib.blake2b(range_id.to_bytes(4, "little") + b"".join(
+            key + expiry.to_bytes(4, "little") for _, key, expiry in keyed), digest_size=16).digest()
+        packed = []
+        for i, (pan_text, key, expiry) in enumerate(keyed):
+            sub_id = rid if i == 0 else hashlib.blake2b(rid + i.to_bytes(4, "little"),
+                                                        digest_size=16).digest()
+            first6, last4, length = split_for_record(pan_text)
+            packed.append(records.pack_request(
+                Op.ISSUE_CARD, sub_id, ref_request_id=digest, card_key=key, range_id=range_id,
+                expiry_yyyymm=expiry, pan_first6=first6, pan_last4=last4, pan_length=length))
+
+        def same_or_new(txn):
+            previous = txn.get(rid, db=self.store.db_requests)
+            if previous is not None and previous[:records.REQUEST_SIZE] != packed[0]:
+                return str(RequestIdReused(request_id_text))
+            return None
+
+        replies = self.writer.submit(packed, guard=same_or_new)
+        for reply in replies:
+            _raise_rejections(reply, request_id_text)
+        return replies
+
+    def set_card_status(self, request_id_text, pan_text, status):
+        rid = validation.request_id(request_id_text)
+        if status not in (records.CardStatus.BLOCKED, records.CardStatus.ACTIVE):
+            raise validation.InvalidArgument("status", "must be CARD_STATUS_BLOCKED or CARD_STATUS_ACTIVE")
+        packed = records.pack_request(Op.SET_STATUS, rid, card_key=self._card_key(pan_text),
+                                      target_status=status)
+        return _one(self.writer, packed, request_id_text)

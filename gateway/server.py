@@ -1,0 +1,84 @@
+"""The gateway process: store, group-commit writer and the gRPC server around them.
+
+Sync grpcio with a thread pool, chosen by measurement (see README, "Performance").
+Besides cardgate.v1 it serves the standard gRPC health service and server reflection.
+"""
+import concurrent.futures
+import logging
+import time
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from cardgate.v1 import authorization_pb2, authorization_pb2_grpc, issuing_pb2, issuing_pb2_grpc
+
+from . import limits
+from .operations import Operations
+from .service import AuthorizationService, IssuingService
+from .store import Store
+from .writer import BatchingWriter
+
+log = logging.getLogger("cardgate.server")
+
+SERVICE_NAMES = (
+    authorization_pb2.DESCRIPTOR.services_by_name["AuthorizationService"].full_name,
+    issuing_pb2.DESCRIPTOR.services_by_name["IssuingService"].full_name,
+)
+
+GRPC_OPTIONS = [
+    ("grpc.max_receive_message_length", limits.MESSAGE_BYTES_MAX),
+    ("grpc.max_send_message_length", limits.MESSAGE_BYTES_MAX),
+    ("grpc.so_reuseport", 0),
+]
+
+
+class Gateway:
+    """Everything one serving process owns. ``start`` binds; ``stop`` drains and closes."""
+
+    def __init__(self, data_dir, listen="127.0.0.1:50051", *, clock=lambda: int(time.time()),
+                 map_size_bytes=limits.MAP_SIZE_BYTES_DEFAULT, threads=limits.SERVER_THREADS):
+        self.store = Store(data_dir, map_size_bytes=map_size_bytes)
+        self.writer = BatchingWriter(self.store, clock=clock)
+        self.operations = Operations(self.store, self.writer, clock=clock)
+        self.listen = listen
+        self.threads = threads
+        self.server = None
+        self.port = None
+        self.health = health.HealthServicer()
+
+    def start(self):
+        self.writer.start()
+        self.server = grpc.server(concurrent.futures.ThreadPoolExecutor(
+            max_workers=self.threads, thread_name_prefix="cardgate-rpc"), options=GRPC_OPTIONS)
+        authorization_pb2_grpc.add_AuthorizationServiceServicer_to_server(
+            AuthorizationService(self.operations), self.server)
+        issuing_pb2_grpc.add_IssuingServiceServicer_to_server(
+            IssuingService(self.operations), self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            SERVICE_NAMES + (health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                             reflection.SERVICE_NAME), self.server)
+        self.port = self.server.add_insecure_port(self.listen)
+        if not self.port:
+            raise OSError(f"cannot listen on {self.listen}")
+        self.server.start()
+        for name in ("",) + SERVICE_NAMES:
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("listening on %s", self.address)
+        return self
+
+    @property
+    def address(self):
+        host = self.listen.rsplit(":", 1)[0]
+        return f"{host}:{self.port}"
+
+    def stop(self):
+        self.health.enter_graceful_shutdown()
+        if self.server is not None:
+            self.server.stop(limits.GRACE_S_ON_STOP).wait()
+        self.writer.stop()
+        self.store.close()
+
+    def wait(self):
+        self.server.wait_for_termination()

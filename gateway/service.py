@@ -1,0 +1,153 @@
+"""gRPC servicers: turn cardgate.v1 messages into Operations calls and back.
+
+Business outcomes travel as result codes in the response; protocol faults become gRPC
+status codes (INVALID_ARGUMENT naming the field, ALREADY_EXISTS for a reused request
+id, RESOURCE_EXHAUSTED / UNAVAILABLE when the store cannot take the request).
+"""
+import functools
+import logging
+
+import grpc
+
+from cardgate.fastcore.records import Result
+from cardgate.v1 import (authorization_pb2, authorization_pb2_grpc, common_pb2, issuing_pb2,
+                         issuing_pb2_grpc)
+
+from . import writer as writer_mod
+from .operations import RequestIdReused
+from .pan import mask_parts
+from .validation import InvalidArgument
+
+log = logging.getLogger("cardgate.service")
+
+RESULT_MESSAGES = {
+    Result.APPROVED: "approved",
+    Result.DECLINED_UNKNOWN_CARD: "declined: card not known",
+    Result.DECLINED_CARD_NOT_ACTIVE: "declined: card not activated yet; load it first",
+    Result.DECLINED_CARD_BLOCKED: "declined: card blocked",
+    Result.DECLINED_CARD_EXPIRED: "declined: card expired",
+    Result.DECLINED_CARD_CLOSED: "declined: card closed",
+    Result.DECLINED_INSUFFICIENT_FUNDS: "declined: insufficient funds",
+    Result.DECLINED_CURRENCY_MISMATCH: "declined: the card holds another currency",
+    Result.DECLINED_BALANCE_LIMIT_EXCEEDED: "declined: the balance would exceed its limit",
+    Result.DECLINED_ORIGINAL_NOT_FOUND: "declined: original request not found",
+    Result.DECLINED_ORIGINAL_NOT_REFUNDABLE: "declined: original is not an approved purchase",
+    Result.DECLINED_REFUND_EXCEEDS_ORIGINAL: "declined: refunds would exceed the original purchase",
+    Result.DECLINED_CARD_MISMATCH: "declined: original was made with another card",
+    Result.DECLINED_NOT_REVERSIBLE: "declined: request cannot be reversed (reverse its refunds first)",
+    Result.DECLINED_ALREADY_REVERSED: "declined: already reversed",
+    Result.DECLINED_CARD_ALREADY_ISSUED: "declined: card number already issued",
+    Result.DECLINED_UNKNOWN_CARD_RANGE: "declined: card range not known",
+    Result.DECLINED_CARD_RANGE_EXISTS: "declined: card range already exists",
+    Result.DECLINED_INVALID_STATUS_CHANGE: "declined: status change not allowed",
+}
+
+_WRITER_CODES = {
+    writer_mod.QueueFull: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    writer_mod.StoreFull: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    writer_mod.StoreFailed: grpc.StatusCode.UNAVAILABLE,
+    writer_mod.ReplyTimeout: grpc.StatusCode.UNAVAILABLE,
+    writer_mod.GuardRefused: grpc.StatusCode.ALREADY_EXISTS,
+}
+
+
+def rpc(method):
+    """Map the gateway's exceptions onto gRPC status codes for one servicer method."""
+    @functools.wraps(method)
+    def wrapper(self, request, context):
+        try:
+            return method(self, request, context)
+        except InvalidArgument as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except RequestIdReused as exc:
+            context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
+        except writer_mod.WriterError as exc:
+            context.abort(_WRITER_CODES.get(type(exc), grpc.StatusCode.UNAVAILABLE), str(exc))
+    return wrapper
+
+
+def balance_message(currency, balance_minor, pending_minor):
+    return common_pb2.Balance(currency=currency, balance_minor=balance_minor,
+                              pending_minor=pending_minor,
+                              available_minor=balance_minor - pending_minor)
+
+
+def authorization_message(reply) -> common_pb2.Authorization:
+    approved = reply.result == Result.APPROVED
+    return common_pb2.Authorization(
+        result_code=reply.result,
+        approval_code=f"{reply.approval_code:06d}" if approved else "",
+        approved=common_pb2.Money(amount_minor=reply.approved_minor, currency=reply.currency),
+        balance=balance_message(reply.currency, reply.balance_minor, reply.pending_minor),
+        masked_pan=mask_parts(reply.pan_first6, reply.pan_last4, reply.pan_length),
+        journal_seq=reply.journal_seq,
+        message=RESULT_MESSAGES.get(reply.result, f"result {reply.result}"),
+    )
+
+
+class AuthorizationService(authorization_pb2_grpc.AuthorizationServiceServicer):
+    def __init__(self, operations):
+        self.ops = operations
+
+    @rpc
+    def LoadValue(self, request, context):
+        reply = self.ops.load(request.request_id, request.pan, request.amount.amount_minor,
+                              request.amount.currency)
+        return authorization_pb2.LoadValueResponse(authorization=authorization_message(reply))
+
+    @rpc
+    def Purchase(self, request, context):
+        reply = self.ops.purchase(request.request_id, request.pan, request.amount.amount_minor,
+                                  request.amount.currency)
+        return authorization_pb2.PurchaseResponse(authorization=authorization_message(reply))
+
+    @rpc
+    def Refund(self, request, context):
+        reply = self.ops.refund(request.request_id, request.pan, request.amount.amount_minor,
+                                request.amount.currency, request.original_request_id)
+        return authorization_pb2.RefundResponse(authorization=authorization_message(reply))
+
+    @rpc
+    def Reverse(self, request, context):
+        reply = self.ops.reverse(request.request_id, request.original_request_id)
+        return authorization_pb2.ReverseResponse(authorization=authorization_message(reply))
+
+    @rpc
+    def GetBalance(self, request, context):
+        found = self.ops.balance(request.pan)
+        if found is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, "pan: this card is not known")
+        card, account = found
+        return authorization_pb2.GetBalanceResponse(
+            balance=balance_message(account.currency, account.balance_minor, account.pending_minor),
+            masked_pan=mask_parts(card.pan_first6, card.pan_last4, card.pan_length),
+            status=card.status, expiry_yyyymm=card.expiry_yyyymm)
+
+
+class IssuingService(issuing_pb2_grpc.IssuingServiceServicer):
+    def __init__(self, operations):
+        self.ops = operations
+
+    @rpc
+    def CreateCardRange(self, request, context):
+        reply = self.ops.create_range(request.request_id, request.range_id, request.iin_prefix,
+                                      request.pan_length, request.currency, request.name)
+        return issuing_pb2.CreateCardRangeResponse(
+            result_code=reply.result, message=RESULT_MESSAGES.get(reply.result, ""))
+
+    @rpc
+    def IssueGiftCards(self, request, context):
+        replies = self.ops.issue_gift_cards(
+            request.request_id, request.range_id,
+            [(card.pan, card.expiry_yyyymm) for card in request.cards])
+        return issuing_pb2.IssueGiftCardsResponse(cards=[
+            issuing_pb2.IssuedCard(result_code=r.result, card_id=r.card_id,
+                                   masked_pan=mask_parts(r.pan_first6, r.pan_last4, r.pan_length))
+            for r in replies])
+
+    @rpc
+    def SetCardStatus(self, request, context):
+        reply = self.ops.set_card_status(request.request_id, request.pan, request.status)
+        return issuing_pb2.SetCardStatusResponse(
+            result_code=reply.result, status=reply.card_status,
+            masked_pan=mask_parts(reply.pan_first6, reply.pan_last4, reply.pan_length))

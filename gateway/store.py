@@ -1,0 +1,76 @@
+"""The data directory: the LMDB environment, its databases, the PAN index key, and reads.
+
+Reads run in LMDB read transactions and never wait for the writer.
+"""
+import os
+import pathlib
+
+import lmdb
+
+from cardgate.fastcore import ledger, records
+
+from . import limits
+from .pan import PanIndexKey
+
+DATA_DIR_ENV = "CARDGATE_DATA_DIR"
+DATA_DIR_DEFAULT = "cardgate-data"
+
+
+def default_data_dir() -> pathlib.Path:
+    return pathlib.Path(os.environ.get(DATA_DIR_ENV, DATA_DIR_DEFAULT))
+
+
+class Store:
+    """One data directory opened by this process."""
+
+    def __init__(self, data_dir: pathlib.Path, *, map_size_bytes: int = limits.MAP_SIZE_BYTES_DEFAULT,
+                 readonly: bool = False):
+        self.data_dir = pathlib.Path(data_dir)
+        self.ledger_dir = self.data_dir / "ledger"
+        if readonly and not (self.ledger_dir / "data.mdb").exists():
+            raise FileNotFoundError(f"no cardgate store in {self.data_dir} "
+                                    "(expected ledger/data.mdb; run 'cardgate serve' first)")
+        self.ledger_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # sync=True: every commit is flushed before the writer answers anyone.
+        # writemap stays off: with sync commits it writes far more per commit.
+        self.env = lmdb.open(str(self.ledger_dir), map_size=map_size_bytes, max_dbs=8,
+                             max_readers=limits.MAX_READERS, sync=True, metasync=True,
+                             writemap=False, readonly=readonly, lock=True)
+        if readonly:
+            self.dbs = tuple(self.env.open_db(name, create=False) for name in ledger.DB_NAMES)
+        else:
+            self.dbs = ledger.open_databases(self.env)
+        self.pan_key = PanIndexKey.load_or_create(self.data_dir / "keys" / "pan-index.key") \
+            if not readonly else None
+        (self.db_requests, self.db_book, self.db_pan_index, self.db_journal,
+         self.db_config) = self.dbs
+
+    def close(self):
+        self.env.close()
+
+    def set_map_size(self, map_size_bytes: int):
+        self.env.set_mapsize(map_size_bytes)
+
+    # ---- reads ---------------------------------------------------------------------
+
+    def read_card(self, card_key: bytes):
+        """(Card, Account) of the card with this PAN-index key, or None."""
+        with self.env.begin(buffers=False) as txn:
+            card_id_be = txn.get(card_key, db=self.db_pan_index)
+            if card_id_be is None:
+                return None
+            card_id = int.from_bytes(card_id_be, "big")
+            card = records.unpack_card(txn.get(records.card_key(card_id), db=self.db_book))
+            account = records.unpack_account(
+                txn.get(records.account_key(card_id, records.Slot.CARD_VALUE), db=self.db_book))
+            return card, account
+
+    def read_range(self, range_id: int):
+        with self.env.begin() as txn:
+            value = txn.get(records.range_key(range_id), db=self.db_config)
+            return records.unpack_range(value) if value is not None else None
+
+    def read_request(self, request_id: bytes):
+        with self.env.begin() as txn:
+            value = txn.get(request_id, db=self.db_requests)
+            return records.unpack_request_record(value) if value is not None else None

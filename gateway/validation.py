@@ -1,0 +1,55 @@
+"""Checks of client input. Each failure names the field and what is wrong with it."""
+import re
+import uuid
+
+from cardgate.fastcore import records
+
+from . import money, pan as pan_mod
+
+_UUID_TEXT = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+class InvalidArgument(ValueError):
+    def __init__(self, field: str, problem: str):
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+
+
+def request_id(text: str, field: str = "request_id") -> bytes:
+    if not text:
+        raise InvalidArgument(field, "is missing; send a new UUID per request and reuse it on retries")
+    if not _UUID_TEXT.match(text.lower()):
+        raise InvalidArgument(field, f"{text[:40]!r} is not a UUID like "
+                              "'123e4567-e89b-42d3-a456-426614174000'")
+    return uuid.UUID(text).bytes
+
+
+def currency(code: str, field: str = "currency") -> str:
+    try:
+        return money.check_currency(code)
+    except money.AmountError as exc:
+        raise InvalidArgument(field, str(exc)) from None
+
+
+def amount_minor(value: int, field: str = "amount.amount_minor") -> int:
+    if value <= 0:
+        raise InvalidArgument(field, f"must be positive, got {value}")
+    if value > records.AMOUNT_MINOR_MAX:
+        raise InvalidArgument(field, f"{value} is above the limit of {records.AMOUNT_MINOR_MAX}")
+    return value
+
+
+def pan(text: str, field: str = "pan") -> str:
+    if not text:
+        raise InvalidArgument(field, "is missing")
+    try:
+        return pan_mod.check_pan(text)
+    except pan_mod.PanError as exc:
+        raise InvalidArgument(field, str(exc)) from None
+
+
+def yyyymm(value: int, field: str) -> int:
+    year, month = divmod(value, 100)
+    if not (2000 <= year <= 2099 and 1 <= month <= 12):
+        raise InvalidArgument(field, f"{value} is not a month written YYYYMM, e.g. 202812")
+    return value

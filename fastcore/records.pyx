@@ -91,7 +91,8 @@ Reply = namedtuple("Reply", "result op card_status currency approved_minor balan
                    "pending_minor card_id journal_seq approval_code pan_first6 pan_last4 "
                    "pan_length expiry_yyyymm")
 RequestView = namedtuple("RequestView", "op target_status currency amount_minor request_id "
-                         "ref_request_id card_key range_id expiry_yyyymm")
+                         "ref_request_id card_key range_id expiry_yyyymm pan_first6 pan_last4 "
+                         "pan_length")
 RequestRecordView = namedtuple("RequestRecordView", "request reply refunded_minor flags")
 Card = namedtuple("Card", "card_id range_id expiry_yyyymm status pan_first6 pan_last4 "
                   "pan_length issued_s activated_s")
@@ -169,7 +170,8 @@ cdef object _request(const CoreRequest* p):
     return RequestView(p.op, p.target_status, _currency(p.currency), p.amount_minor,
                        (<char*>p.request_id)[:REQUEST_ID_SIZE],
                        (<char*>p.ref_request_id)[:REQUEST_ID_SIZE],
-                       (<char*>p.card_key)[:CARD_KEY_SIZE], p.range_id, p.expiry_yyyymm)
+                       (<char*>p.card_key)[:CARD_KEY_SIZE], p.range_id, p.expiry_yyyymm,
+                       p.pan_first6, p.pan_last4, p.pan_length)
 
 
 def unpack_reply(bytes data):

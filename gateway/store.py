@@ -24,17 +24,18 @@ class Store:
     """One data directory opened by this process."""
 
     def __init__(self, data_dir: pathlib.Path, *, map_size_bytes: int = limits.MAP_SIZE_BYTES_DEFAULT,
-                 readonly: bool = False):
+                 readonly: bool = False, sync: bool = True):
         self.data_dir = pathlib.Path(data_dir)
         self.ledger_dir = self.data_dir / "ledger"
         if readonly and not (self.ledger_dir / "data.mdb").exists():
             raise FileNotFoundError(f"no cardgate store in {self.data_dir} "
                                     "(expected ledger/data.mdb; run 'cardgate serve' first)")
         self.ledger_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        # sync=True: every commit is flushed before the writer answers anyone.
+        # sync=True: every commit is flushed before the writer answers anyone (only
+        # tests of semantics, never the gateway, turn it off).
         # writemap stays off: with sync commits it writes far more per commit.
         self.env = lmdb.open(str(self.ledger_dir), map_size=map_size_bytes, max_dbs=8,
-                             max_readers=limits.MAX_READERS, sync=True, metasync=True,
+                             max_readers=limits.MAX_READERS, sync=sync, metasync=sync,
                              writemap=False, readonly=readonly, lock=True)
         if readonly:
             self.dbs = tuple(self.env.open_db(name, create=False) for name in ledger.DB_NAMES)

@@ -1,0 +1,294 @@
+"""Pure-Python reference model of fastcore's ledger, for tests only.
+
+Same semantics as fastcore/ledger.pyx, written for clarity instead of speed: dicts
+instead of LMDB, Python objects instead of packed structs. Property tests feed both
+the same packed requests and compare every reply, balance and journal entry.
+"""
+import dataclasses
+
+from cardgate.fastcore import records
+from cardgate.fastcore.records import CardStatus, Op, Result, Slot
+
+AMOUNT_MINOR_MAX = records.AMOUNT_MINOR_MAX
+BALANCE_MINOR_MAX = records.BALANCE_MINOR_MAX
+SYSTEM = records.SYSTEM_OWNER_BASE
+FLAG_REVERSED = records.REQUEST_FLAG_REVERSED
+FLAG_TOMBSTONE = records.REQUEST_FLAG_TOMBSTONE
+
+
+def approval_code(request_id: bytes, seq: int) -> int:
+    h = 1469598103934665603
+    for b in request_id:
+        h = ((h ^ b) * 1099511628211) & 0xFFFF_FFFF_FFFF_FFFF
+    return ((h + seq) & 0xFFFF_FFFF_FFFF_FFFF) % 1_000_000
+
+
+@dataclasses.dataclass
+class Account:
+    currency: str
+    no_overdraft: bool
+    balance_minor: int = 0
+    pending_minor: int = 0
+    credits_minor_total: int = 0
+    debits_minor_total: int = 0
+    last_journal_seq: int = 0
+
+
+@dataclasses.dataclass
+class Card:
+    card_id: int
+    range_id: int
+    expiry_yyyymm: int
+    status: int
+    pan_first6: int
+    pan_last4: int
+    pan_length: int
+    issued_s: int
+    activated_s: int = 0
+
+
+@dataclasses.dataclass
+class Recorded:
+    request: bytes
+    reply: dict
+    refunded_minor: int = 0
+    flags: int = 0
+
+
+class Decline(Exception):
+    def __init__(self, result):
+        self.result = result
+
+
+def blank_reply(op):
+    return dict(result=0, op=op, card_status=0, currency="", approved_minor=0, balance_minor=0,
+                pending_minor=0, card_id=0, journal_seq=0, approval_code=0, pan_first6=0,
+                pan_last4=0, pan_length=0, expiry_yyyymm=0)
+
+
+class ReferenceLedger:
+    def __init__(self):
+        self.ranges = {}          # range_id -> currency
+        self.cards = {}           # card_id -> Card
+        self.pan_index = {}       # card_key -> card_id
+        self.accounts = {}        # (owner, slot) -> Account
+        self.requests = {}        # request_id -> Recorded
+        self.journal = []         # records.JournalView, seq = index + 1
+        self.next_card_id = 1
+
+    # ---- helpers -------------------------------------------------------------------
+
+    def post(self, rid, op, debit, credit, currency, amount, now_s):
+        d, c = self.accounts[debit], self.accounts[credit]
+        assert amount > 0 and d.currency == currency == c.currency
+        seq = len(self.journal) + 1
+        d.balance_minor -= amount
+        d.debits_minor_total += amount
+        d.last_journal_seq = seq
+        c.balance_minor += amount
+        c.credits_minor_total += amount
+        c.last_journal_seq = seq
+        assert not d.no_overdraft or d.balance_minor - d.pending_minor >= 0
+        self.journal.append(records.JournalView(rid, debit[0], debit[1], credit[0], credit[1],
+                                                op, currency, amount, now_s))
+        return seq
+
+    def describe(self, card, rp):
+        acc = self.accounts[(card.card_id, Slot.CARD_VALUE)]
+        rp.update(card_id=card.card_id, card_status=card.status, pan_first6=card.pan_first6,
+                  pan_last4=card.pan_last4, pan_length=card.pan_length,
+                  expiry_yyyymm=card.expiry_yyyymm, currency=acc.currency,
+                  balance_minor=acc.balance_minor, pending_minor=acc.pending_minor)
+
+    def approve(self, rq, rp, amount, seq):
+        rp.update(result=Result.APPROVED, approved_minor=amount, journal_seq=seq,
+                  approval_code=approval_code(rq.request_id, seq))
+        if rp["card_id"]:
+            self.describe(self.cards[rp["card_id"]], rp)
+
+    def money_checks(self, rq, rp, now_yyyymm, allow_issued):
+        card_id = self.pan_index.get(rq.card_key)
+        if card_id is None:
+            raise Decline(Result.DECLINED_UNKNOWN_CARD)
+        card = self.cards[card_id]
+        self.describe(card, rp)
+        if card.status == CardStatus.CLOSED:
+            raise Decline(Result.DECLINED_CARD_CLOSED)
+        if card.status == CardStatus.BLOCKED:
+            raise Decline(Result.DECLINED_CARD_BLOCKED)
+        if card.status == CardStatus.ISSUED and not allow_issued:
+            raise Decline(Result.DECLINED_CARD_NOT_ACTIVE)
+        if card.expiry_yyyymm < now_yyyymm:
+            raise Decline(Result.DECLINED_CARD_EXPIRED)
+        if rp["currency"] != rq.currency:
+            raise Decline(Result.DECLINED_CURRENCY_MISMATCH)
+        return card
+
+    # ---- operations ----------------------------------------------------------------
+
+    def create_range(self, rq, packed, rp, now_s, now_yyyymm):
+        if rq.range_id in self.ranges:
+            raise Decline(Result.DECLINED_CARD_RANGE_EXISTS)
+        self.ranges[rq.range_id] = rq.currency
+        for slot in (Slot.RANGE_FUNDING, Slot.RANGE_MERCHANT):
+            self.accounts[(SYSTEM + rq.range_id, slot)] = Account(rq.currency, False)
+        rp["currency"] = rq.currency
+        self.approve(rq, rp, 0, 0)
+
+    def issue_card(self, rq, packed, rp, now_s, now_yyyymm):
+        if rq.range_id not in self.ranges:
+            raise Decline(Result.DECLINED_UNKNOWN_CARD_RANGE)
+        if rq.card_key in self.pan_index:
+            self.describe(self.cards[self.pan_index[rq.card_key]], rp)
+            raise Decline(Result.DECLINED_CARD_ALREADY_ISSUED)
+        card_id = self.next_card_id
+        self.next_card_id += 1
+        self.cards[card_id] = Card(card_id, rq.range_id, rq.expiry_yyyymm, CardStatus.ISSUED,
+                                   rq.pan_first6, rq.pan_last4, rq.pan_length, now_s)
+        self.accounts[(card_id, Slot.CARD_VALUE)] = Account(self.ranges[rq.range_id], True)
+        self.pan_index[rq.card_key] = card_id
+        rp["card_id"] = card_id
+        self.approve(rq, rp, 0, 0)
+
+    def set_status(self, rq, packed, rp, now_s, now_yyyymm):
+        card_id = self.pan_index.get(rq.card_key)
+        if card_id is None:
+            raise Decline(Result.DECLINED_UNKNOWN_CARD)
+        card = self.cards[card_id]
+        self.describe(card, rp)
+        if card.status == CardStatus.CLOSED or rq.target_status not in (CardStatus.BLOCKED,
+                                                                         CardStatus.ACTIVE):
+            raise Decline(Result.DECLINED_INVALID_STATUS_CHANGE)
+        if rq.target_status == CardStatus.ACTIVE:
+            if card.status == CardStatus.BLOCKED:
+                card.status = CardStatus.ACTIVE if card.activated_s else CardStatus.ISSUED
+        else:
+            card.status = CardStatus.BLOCKED
+        self.approve(rq, rp, 0, 0)
+
+    def load(self, rq, packed, rp, now_s, now_yyyymm):
+        card = self.money_checks(rq, rp, now_yyyymm, True)
+        if rp["balance_minor"] + rq.amount_minor > BALANCE_MINOR_MAX:
+            raise Decline(Result.DECLINED_BALANCE_LIMIT_EXCEEDED)
+        if card.status == CardStatus.ISSUED:
+            card.status = CardStatus.ACTIVE
+            card.activated_s = now_s
+        seq = self.post(rq.request_id, Op.LOAD, (SYSTEM + card.range_id, Slot.RANGE_FUNDING),
+                        (card.card_id, Slot.CARD_VALUE), rq.currency, rq.amount_minor, now_s)
+        self.approve(rq, rp, rq.amount_minor, seq)
+
+    def purchase(self, rq, packed, rp, now_s, now_yyyymm):
+        card = self.money_checks(rq, rp, now_yyyymm, False)
+        if rp["balance_minor"] - rp["pending_minor"] < rq.amount_minor:
+            raise Decline(Result.DECLINED_INSUFFICIENT_FUNDS)
+        seq = self.post(rq.request_id, Op.PURCHASE, (card.card_id, Slot.CARD_VALUE),
+                        (SYSTEM + card.range_id, Slot.RANGE_MERCHANT), rq.currency,
+                        rq.amount_minor, now_s)
+        self.approve(rq, rp, rq.amount_minor, seq)
+
+    def refund(self, rq, packed, rp, now_s, now_yyyymm):
+        card = self.money_checks(rq, rp, now_yyyymm, False)
+        original = self.requests.get(rq.ref_request_id)
+        if original is None or original.flags & FLAG_TOMBSTONE:
+            raise Decline(Result.DECLINED_ORIGINAL_NOT_FOUND)
+        o_rq = records.unpack_request(original.request)
+        if o_rq.op != Op.PURCHASE or original.reply["result"] != Result.APPROVED:
+            raise Decline(Result.DECLINED_ORIGINAL_NOT_REFUNDABLE)
+        if original.flags & FLAG_REVERSED:
+            raise Decline(Result.DECLINED_ALREADY_REVERSED)
+        if original.reply["card_id"] != card.card_id:
+            raise Decline(Result.DECLINED_CARD_MISMATCH)
+        if original.refunded_minor + rq.amount_minor > original.reply["approved_minor"]:
+            raise Decline(Result.DECLINED_REFUND_EXCEEDS_ORIGINAL)
+        if rp["balance_minor"] + rq.amount_minor > BALANCE_MINOR_MAX:
+            raise Decline(Result.DECLINED_BALANCE_LIMIT_EXCEEDED)
+        original.refunded_minor += rq.amount_minor
+        seq = self.post(rq.request_id, Op.REFUND, (SYSTEM + card.range_id, Slot.RANGE_MERCHANT),
+                        (card.card_id, Slot.CARD_VALUE), rq.currency, rq.amount_minor, now_s)
+        self.approve(rq, rp, rq.amount_minor, seq)
+
+    def reverse(self, rq, packed, rp, now_s, now_yyyymm):
+        original = self.requests.get(rq.ref_request_id)
+        if original is None:
+            self.requests[rq.ref_request_id] = Recorded(b"", blank_reply(0), 0, FLAG_TOMBSTONE)
+            self.approve(rq, rp, 0, 0)
+            return
+        if original.flags & FLAG_TOMBSTONE:
+            self.approve(rq, rp, 0, 0)
+            return
+        rp["card_id"] = original.reply["card_id"]
+        o_rq = records.unpack_request(original.request)
+
+        def decline(result):
+            if rp["card_id"]:
+                self.describe(self.cards[rp["card_id"]], rp)
+            raise Decline(result)
+
+        if o_rq.op not in (Op.LOAD, Op.PURCHASE, Op.REFUND):
+            decline(Result.DECLINED_NOT_REVERSIBLE)
+        if original.flags & FLAG_REVERSED:
+            decline(Result.DECLINED_ALREADY_REVERSED)
+        if original.reply["result"] != Result.APPROVED:
+            original.flags |= FLAG_REVERSED
+            self.approve(rq, rp, 0, 0)
+            return
+        if o_rq.op == Op.PURCHASE and original.refunded_minor:
+            decline(Result.DECLINED_NOT_REVERSIBLE)
+        amount = original.reply["approved_minor"]
+        card = self.cards[original.reply["card_id"]]
+        self.describe(card, rp)
+        system = SYSTEM + card.range_id
+        if o_rq.op == Op.PURCHASE:
+            if rp["balance_minor"] + amount > BALANCE_MINOR_MAX:
+                raise Decline(Result.DECLINED_BALANCE_LIMIT_EXCEEDED)
+            seq = self.post(rq.request_id, Op.REVERSAL, (system, Slot.RANGE_MERCHANT),
+                            (card.card_id, Slot.CARD_VALUE), rp["currency"], amount, now_s)
+        else:
+            if rp["balance_minor"] - rp["pending_minor"] < amount:
+                raise Decline(Result.DECLINED_INSUFFICIENT_FUNDS)
+            if o_rq.op == Op.REFUND:
+                self.requests[o_rq.ref_request_id].refunded_minor -= amount
+            contra = Slot.RANGE_MERCHANT if o_rq.op == Op.REFUND else Slot.RANGE_FUNDING
+            seq = self.post(rq.request_id, Op.REVERSAL, (card.card_id, Slot.CARD_VALUE),
+                            (system, contra), rp["currency"], amount, now_s)
+        original.flags |= FLAG_REVERSED
+        self.approve(rq, rp, amount, seq)
+
+    # ---- one request, a batch ------------------------------------------------------
+
+    def valid(self, rq):
+        if rq.op in (Op.LOAD, Op.PURCHASE, Op.REFUND):
+            return 0 < rq.amount_minor <= AMOUNT_MINOR_MAX
+        if rq.op == Op.REVERSAL:
+            return rq.ref_request_id != rq.request_id
+        return Op.CREATE_RANGE <= rq.op <= Op.SET_STATUS
+
+    def apply_one(self, packed: bytes, now_s: int, now_yyyymm: int):
+        rq = records.unpack_request(packed)
+        rp = blank_reply(rq.op)
+        if not self.valid(rq):
+            rp["result"] = Result.REJECTED_INVALID_REQUEST
+            return records.Reply(**rp)
+        existing = self.requests.get(rq.request_id)
+        if existing is not None:
+            if existing.flags & FLAG_TOMBSTONE:
+                rp.update(result=Result.DECLINED_ALREADY_REVERSED, currency=rq.currency)
+                self.requests[rq.request_id] = Recorded(packed, dict(rp), 0, FLAG_REVERSED)
+            elif existing.request == packed:
+                rp = dict(existing.reply)
+            else:
+                rp["result"] = Result.REJECTED_REQUEST_ID_REUSED
+            return records.Reply(**rp)
+        handler = {Op.LOAD: self.load, Op.PURCHASE: self.purchase, Op.REFUND: self.refund,
+                   Op.REVERSAL: self.reverse, Op.ISSUE_CARD: self.issue_card,
+                   Op.SET_STATUS: self.set_status, Op.CREATE_RANGE: self.create_range}[rq.op]
+        try:
+            handler(rq, packed, rp, now_s, now_yyyymm)
+        except Decline as d:
+            rp["result"] = d.result
+        self.requests[rq.request_id] = Recorded(packed, dict(rp))
+        return records.Reply(**rp)
+
+    def apply_batch(self, packed_requests: list, now_s: int, now_yyyymm: int):
+        return [self.apply_one(p, now_s, now_yyyymm) for p in packed_requests]
+

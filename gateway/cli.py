@@ -34,6 +34,9 @@ def cmd_serve(args) -> int:
               "which is only allowed on a loopback address (127.0.0.1, ::1, localhost)",
               file=sys.stderr)
         return 2
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     gateway = Gateway(args.data_dir, args.listen,
                       map_size_bytes=args.map_size_mib * 1024 * 1024).start()
     created = None if args.no_demo else ensure_demo(gateway.operations, args.data_dir,
@@ -48,9 +51,6 @@ def cmd_serve(args) -> int:
           "  cardgate balance --demo-card 1\n"
           "  cardgate pay --demo-card 1 --amount 12.50\n"
           f"  grpcurl -plaintext {gateway.address} list", flush=True)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
     stop.wait()
     print("cardgate: stopping", flush=True)
     gateway.stop()

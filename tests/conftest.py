@@ -1,6 +1,5 @@
 """Shared fixtures: hypothesis profiles, a live gateway on loopback, request ids."""
 import os
-import uuid
 
 import grpc
 import pytest
@@ -13,10 +12,6 @@ settings.register_profile("dev", max_examples=100, deadline=None)
 settings.register_profile("ci", max_examples=400, deadline=None, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
-
-
-def new_id() -> str:
-    return str(uuid.uuid4())
 
 
 class LiveGateway:

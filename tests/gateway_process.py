@@ -1,0 +1,50 @@
+"""Run `cardgate serve` as a real subprocess, for tests that kill and restart it."""
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+_LISTENING = re.compile(r"cardgate listening on (\S+),")
+
+
+class GatewayProcess:
+    def __init__(self, data_dir, *extra_args, start_timeout_s=30.0):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "cardgate.gateway.cli", "serve", "--data-dir", str(data_dir),
+             "--listen", "127.0.0.1:0", *extra_args],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.output = []
+        deadline = time.monotonic() + start_timeout_s
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            self.output.append(line)
+            match = _LISTENING.search(line)
+            if match:
+                self.address = match.group(1)
+                self._reader = threading.Thread(target=self._read_rest, daemon=True)
+                self._reader.start()
+                return
+        self.proc.kill()
+        raise RuntimeError("gateway did not start:\n" + "".join(self.output) + self.proc.stdout.read())
+
+    def _read_rest(self):
+        for line in self.proc.stdout:
+            self.output.append(line)
+
+    def kill(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        self._reader.join(timeout=10)
+
+    def stop(self):
+        """SIGTERM, as an operator's service manager would; returns the exit code."""
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=30)
+        self._reader.join(timeout=10)
+        return self.proc.returncode

@@ -1,0 +1,78 @@
+"""Small helpers shared by the gateway tests (card numbers, ranges, state snapshots)."""
+import uuid
+
+from cardgate.fastcore import records
+from cardgate.gateway.pan import luhn_check_digit
+from cardgate.v1 import authorization_pb2, common_pb2, issuing_pb2
+
+IIN = "627700"
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def make_pan(serial: int, prefix: str = IIN, length: int = 16) -> str:
+    body = prefix + str(serial).zfill(length - len(prefix) - 1)
+    return body + str(luhn_check_digit(body))
+
+
+def eur(amount_minor: int, currency: str = "EUR") -> common_pb2.Money:
+    return common_pb2.Money(amount_minor=amount_minor, currency=currency)
+
+
+def create_range(gw, range_id=1, prefix=IIN, currency="EUR"):
+    r = gw.issuing.CreateCardRange(issuing_pb2.CreateCardRangeRequest(
+        request_id=new_id(), range_id=range_id, iin_prefix=prefix, pan_length=16,
+        currency=currency, name="Gift cards"))
+    assert r.result_code == common_pb2.RESULT_CODE_APPROVED, r
+
+
+def issue(gw, pans, range_id=1, expiry_yyyymm=209912):
+    r = gw.issuing.IssueGiftCards(issuing_pb2.IssueGiftCardsRequest(
+        request_id=new_id(), range_id=range_id,
+        cards=[issuing_pb2.GiftCardToIssue(pan=p, expiry_yyyymm=expiry_yyyymm) for p in pans]))
+    assert all(c.result_code == common_pb2.RESULT_CODE_APPROVED for c in r.cards), r
+    return r
+
+
+def load(gw, pan, amount_minor, request_id=None, currency="EUR"):
+    return gw.auth.LoadValue(authorization_pb2.LoadValueRequest(
+        request_id=request_id or new_id(), pan=pan, amount=eur(amount_minor, currency))).authorization
+
+
+def purchase(gw, pan, amount_minor, request_id=None, currency="EUR"):
+    return gw.auth.Purchase(authorization_pb2.PurchaseRequest(
+        request_id=request_id or new_id(), pan=pan, amount=eur(amount_minor, currency))).authorization
+
+
+def refund(gw, pan, amount_minor, original_request_id, request_id=None):
+    return gw.auth.Refund(authorization_pb2.RefundRequest(
+        request_id=request_id or new_id(), pan=pan, amount=eur(amount_minor),
+        original_request_id=original_request_id)).authorization
+
+
+def reverse(gw, original_request_id, request_id=None):
+    return gw.auth.Reverse(authorization_pb2.ReverseRequest(
+        request_id=request_id or new_id(), original_request_id=original_request_id)).authorization
+
+
+def balance(gw, pan):
+    return gw.auth.GetBalance(authorization_pb2.GetBalanceRequest(pan=pan)).balance
+
+
+def snapshot(store):
+    """Everything a request could change: every record of every database."""
+    with store.env.begin() as txn:
+        return {name: list(txn.cursor(db=db)) for name, db in zip(
+            ("requests", "book", "pan_index", "journal", "config"), store.dbs)}
+
+
+def request_count(store):
+    with store.env.begin() as txn:
+        return txn.stat(store.db_requests)["entries"]
+
+
+def journal_entries(store):
+    with store.env.begin() as txn:
+        return [records.unpack_journal_entry(v) for _, v in txn.cursor(db=store.db_journal)]

@@ -1,0 +1,153 @@
+"""Bad input: each gets a specific result code or INVALID_ARGUMENT naming the field,
+and changes nothing (a declined request leaves only its idempotency record)."""
+import grpc
+import pytest
+
+from cardgate.fastcore import records
+from cardgate.v1 import authorization_pb2, common_pb2, issuing_pb2
+
+from conftest import LiveGateway
+from helpers import (create_range, eur, issue, load, make_pan, new_id, purchase, refund,
+                     request_count, snapshot)
+
+PAN = make_pan(1)
+
+
+@pytest.fixture
+def gw(live_gateway):
+    create_range(live_gateway)
+    issue(live_gateway, [PAN])
+    load(live_gateway, PAN, 100_00)
+    return live_gateway
+
+
+def store(gw):
+    return gw.gateway.store
+
+
+def assert_declined_changing_nothing_but_its_record(gw, call, result_code):
+    before = snapshot(store(gw))
+    answer = call()
+    assert answer.result_code == result_code, answer
+    after = snapshot(store(gw))
+    assert {k: v for k, v in after.items() if k != "requests"} == \
+        {k: v for k, v in before.items() if k != "requests"}
+    assert len(after["requests"]) == len(before["requests"]) + 1
+    return answer
+
+
+def assert_invalid_changing_nothing(gw, call, field, code=grpc.StatusCode.INVALID_ARGUMENT):
+    before = snapshot(store(gw))
+    with pytest.raises(grpc.RpcError) as caught:
+        call()
+    assert caught.value.code() == code, caught.value.details()
+    assert field in caught.value.details()
+    assert PAN not in caught.value.details()
+    assert snapshot(store(gw)) == before
+    return caught.value
+
+
+def test_unknown_card_is_declined(gw):
+    assert_declined_changing_nothing_but_its_record(
+        gw, lambda: purchase(gw, make_pan(999), 1_00), common_pb2.RESULT_CODE_DECLINED_UNKNOWN_CARD)
+
+
+def test_blocked_card_is_declined(gw):
+    blocked = gw.issuing.SetCardStatus(issuing_pb2.SetCardStatusRequest(
+        request_id=new_id(), pan=PAN, status=authorization_pb2.CARD_STATUS_BLOCKED))
+    assert blocked.status == authorization_pb2.CARD_STATUS_BLOCKED
+    assert_declined_changing_nothing_but_its_record(
+        gw, lambda: purchase(gw, PAN, 1_00), common_pb2.RESULT_CODE_DECLINED_CARD_BLOCKED)
+    gw.issuing.SetCardStatus(issuing_pb2.SetCardStatusRequest(
+        request_id=new_id(), pan=PAN, status=authorization_pb2.CARD_STATUS_ACTIVE))
+    assert purchase(gw, PAN, 1_00).result_code == common_pb2.RESULT_CODE_APPROVED
+
+
+def test_expired_card_is_declined(tmp_path):
+    now = [1_790_000_000]                           # 2026-09-21
+    gw = LiveGateway(tmp_path / "data", clock=lambda: now[0])
+    try:
+        create_range(gw)
+        issue(gw, [PAN], expiry_yyyymm=202609)      # valid through September 2026
+        assert load(gw, PAN, 10_00).result_code == common_pb2.RESULT_CODE_APPROVED
+        now[0] += 30 * 86400                        # October
+        assert_declined_changing_nothing_but_its_record(
+            gw, lambda: purchase(gw, PAN, 1_00), common_pb2.RESULT_CODE_DECLINED_CARD_EXPIRED)
+    finally:
+        gw.close()
+
+
+@pytest.mark.parametrize("amount_minor", [0, -1, -10_000])
+def test_zero_or_negative_amount_is_invalid(gw, amount_minor):
+    assert_invalid_changing_nothing(gw, lambda: purchase(gw, PAN, amount_minor),
+                                    "amount.amount_minor")
+
+
+@pytest.mark.parametrize("amount_minor", [records.AMOUNT_MINOR_MAX + 1, 2**63 - 1])
+def test_overflowing_amount_is_invalid(gw, amount_minor):
+    error = assert_invalid_changing_nothing(gw, lambda: load(gw, PAN, amount_minor),
+                                            "amount.amount_minor")
+    assert "limit" in error.details()
+
+
+def test_wrong_currency_for_the_card_is_declined(gw):
+    assert_declined_changing_nothing_but_its_record(
+        gw, lambda: purchase(gw, PAN, 1_00, currency="USD"),
+        common_pb2.RESULT_CODE_DECLINED_CURRENCY_MISMATCH)
+
+
+@pytest.mark.parametrize("currency", ["", "EURO", "eur", "XXX"])
+def test_unknown_currency_code_is_invalid(gw, currency):
+    assert_invalid_changing_nothing(gw, lambda: purchase(gw, PAN, 1_00, currency=currency),
+                                    "amount.currency")
+
+
+def test_missing_request_id_is_invalid(gw):
+    error = assert_invalid_changing_nothing(gw, lambda: gw.auth.Purchase(
+        authorization_pb2.PurchaseRequest(pan=PAN, amount=eur(1_00))), "request_id")
+    assert "missing" in error.details()
+
+
+@pytest.mark.parametrize("request_id", ["abc", "123e4567e89b42d3a456426614174000",
+                                        "{123e4567-e89b-42d3-a456-426614174000}", "x" * 5000])
+def test_malformed_request_id_is_invalid(gw, request_id):
+    assert_invalid_changing_nothing(gw, lambda: purchase(gw, PAN, 1_00, request_id=request_id),
+                                    "request_id")
+
+
+@pytest.mark.parametrize("pan", ["", "1234", "62770000000000000000000", make_pan(5)[:-1] + "0"
+                                 if make_pan(5)[-1] != "0" else make_pan(5)[:-1] + "1", "6277abc"])
+def test_malformed_card_number_is_invalid(gw, pan):
+    assert_invalid_changing_nothing(gw, lambda: purchase(gw, pan, 1_00), "pan")
+
+
+def test_refund_larger_than_what_is_left_is_declined(gw):
+    pay_id = new_id()
+    purchase(gw, PAN, 30_00, request_id=pay_id)
+    assert refund(gw, PAN, 20_00, pay_id).result_code == common_pb2.RESULT_CODE_APPROVED
+    assert_declined_changing_nothing_but_its_record(
+        gw, lambda: refund(gw, PAN, 10_01, pay_id),
+        common_pb2.RESULT_CODE_DECLINED_REFUND_EXCEEDS_ORIGINAL)
+    assert refund(gw, PAN, 10_00, pay_id).result_code == common_pb2.RESULT_CODE_APPROVED
+
+
+def test_refund_of_unknown_original_is_declined(gw):
+    assert_declined_changing_nothing_but_its_record(
+        gw, lambda: refund(gw, PAN, 1_00, new_id()), common_pb2.RESULT_CODE_DECLINED_ORIGINAL_NOT_FOUND)
+
+
+def test_oversized_message_is_refused(gw):
+    error = assert_invalid_changing_nothing(
+        gw, lambda: purchase(gw, "6" * 100_000, 1_00),
+        "", code=grpc.StatusCode.RESOURCE_EXHAUSTED)
+    assert "larger than max" in error.details() or "message" in error.details().lower()
+
+
+def test_declined_request_retried_gets_the_same_decline(gw):
+    rid = new_id()
+    first = purchase(gw, PAN, 1_000_00, request_id=rid)
+    assert first.result_code == common_pb2.RESULT_CODE_DECLINED_INSUFFICIENT_FUNDS
+    load(gw, PAN, 5_000_00)       # now it would pass, but a retry must not change the answer
+    count = request_count(store(gw))
+    assert purchase(gw, PAN, 1_000_00, request_id=rid) == first
+    assert request_count(store(gw)) == count

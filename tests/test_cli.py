@@ -1,0 +1,104 @@
+"""The `cardgate` command as a newcomer uses it: serve with the demo, try it, audit."""
+import os
+import shutil
+import stat
+import subprocess
+import sys
+
+import lmdb
+import pytest
+
+from cardgate.fastcore import ledger, records
+from cardgate.gateway.demo import read_demo_pans
+
+from gateway_process import GatewayProcess
+
+SUBCOMMANDS = ("serve", "audit", "balance", "load", "pay", "refund", "reverse")
+
+
+def cardgate(*args, timeout=60):
+    return subprocess.run([sys.executable, "-m", "cardgate.gateway.cli", *args],
+                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def test_console_script_and_help_of_every_subcommand():
+    assert shutil.which("cardgate"), "pip install did not put the cardgate script on PATH"
+    top = subprocess.run(["cardgate", "--help"], capture_output=True, text=True, timeout=60)
+    assert top.returncode == 0
+    for name in SUBCOMMANDS:
+        assert name in top.stdout
+        sub = cardgate(name, "--help")
+        assert sub.returncode == 0, sub.stderr
+        assert "usage: cardgate " + name in sub.stdout
+
+
+@pytest.mark.slow
+def test_first_start_creates_a_demo_that_answers_at_once(tmp_path):
+    data_dir = tmp_path / "data"
+    gateway = GatewayProcess(data_dir)
+    try:
+        pans = read_demo_pans(data_dir)
+        assert len(pans) == 3
+        target = ("--target", gateway.address, "--data-dir", str(data_dir))
+        balance = cardgate("balance", "--demo-card", "1", *target)
+        assert balance.returncode == 0, balance.stderr
+        assert "balance 100.00 EUR" in balance.stdout
+        pay = cardgate("pay", "--demo-card", "1", "--amount", "12.50", *target)
+        assert pay.returncode == 0, pay.stderr
+        assert "approved" in pay.stdout and "balance 87.50 EUR" in pay.stdout
+        request_id = pay.stdout.split("request id ")[1].split()[0]
+        refund = cardgate("refund", "--demo-card", "1", "--amount", "2.50",
+                          "--original-request-id", request_id, *target)
+        assert "balance 90.00 EUR" in refund.stdout, refund.stdout + refund.stderr
+        too_much = cardgate("pay", "--demo-card", "3", "--amount", "25.01", *target)
+        assert too_much.returncode == 3 and "insufficient funds" in too_much.stdout
+        bad = cardgate("pay", "--demo-card", "1", "--amount", "1.005", *target)
+        assert bad.returncode == 2 and "more than 2 decimals" in bad.stderr
+        everything = "".join(gateway.output) + balance.stdout + pay.stdout + refund.stdout
+    finally:
+        assert gateway.stop() == 0
+    everything += "".join(gateway.output)
+    for pan in pans:
+        assert pan not in everything, "a full card number was printed"
+        assert f"{pan[:6]}******{pan[-4:]}" in everything
+    for secret in (data_dir / "demo-cards.txt", data_dir / "keys" / "pan-index.key"):
+        assert stat.S_IMODE(os.stat(secret).st_mode) == 0o600, secret
+    # A second start keeps the existing program instead of creating another.
+    gateway = GatewayProcess(data_dir)
+    assert gateway.stop() == 0
+    assert "Created the demo program" not in "".join(gateway.output)
+    assert read_demo_pans(data_dir) == pans
+    audit = cardgate("audit", "--data-dir", str(data_dir))
+    assert audit.returncode == 0 and "audit passed" in audit.stdout
+
+
+def test_serving_without_tls_off_loopback_is_refused(tmp_path):
+    result = cardgate("serve", "--data-dir", str(tmp_path / "d"), "--listen", "0.0.0.0:50999")
+    assert result.returncode == 2
+    assert "loopback" in result.stderr
+    assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.slow
+def test_audit_names_a_tampered_balance(tmp_path):
+    data_dir = tmp_path / "data"
+    GatewayProcess(data_dir).stop()
+    env = lmdb.open(str(data_dir / "ledger"), max_dbs=8)
+    book = env.open_db(ledger.DB_NAMES[ledger.DB_BOOK])
+    with env.begin(write=True) as txn:
+        key = records.account_key(1, records.Slot.CARD_VALUE)
+        value = bytearray(txn.get(key, db=book))
+        value[0:8] = (123_45).to_bytes(8, "little", signed=True)   # balance_minor
+        txn.put(key, bytes(value), db=book)
+    env.close()
+    audit = cardgate("audit", "--data-dir", str(data_dir))
+    assert audit.returncode == 1
+    assert "AUDIT FAILED" in audit.stdout
+    assert "card 1" in audit.stdout and "balance 12345" in audit.stdout
+    assert "EUR: account balances sum to" in audit.stdout
+
+
+def test_audit_of_a_missing_store_says_so(tmp_path):
+    audit = cardgate("audit", "--data-dir", str(tmp_path / "nothing"))
+    assert audit.returncode == 2
+    assert "no cardgate store" in audit.stderr

@@ -1,0 +1,102 @@
+"""fastcore as a compiled extension, and the edges the property tests cannot reach."""
+import importlib.machinery
+import pathlib
+
+import pytest
+
+from cardgate.fastcore import ledger, records
+from cardgate.fastcore.records import Op, Result
+from cardgate.gateway.store import Store
+
+NOW_S, NOW_YYYYMM = 1_790_000_000, 202609
+
+
+def test_core_modules_are_compiled_extensions():
+    for module in (records, ledger):
+        path = pathlib.Path(module.__file__)
+        assert any(path.name.endswith(s) for s in importlib.machinery.EXTENSION_SUFFIXES), path
+        assert isinstance(module.__loader__, importlib.machinery.ExtensionFileLoader)
+        # no pure-Python twin lies beside it to be imported instead
+        assert not path.with_name(path.name.split(".")[0] + ".py").exists()
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path, sync=False, map_size_bytes=64 << 20)
+    yield s
+    s.close()
+
+
+def apply(store, *packed):
+    with store.env.begin(write=True) as txn:
+        return records.unpack_replies(ledger.apply_batch(txn, store.dbs, b"".join(packed),
+                                                         NOW_S, NOW_YYYYMM))
+
+
+class Ids:
+    def __init__(self):
+        self.n = 0
+
+    def __call__(self):
+        self.n += 1
+        return self.n.to_bytes(16, "big")
+
+
+def setup_card(store, new_id):
+    key = b"\x07" * 32
+    apply(store,
+          records.pack_request(Op.CREATE_RANGE, new_id(), range_id=1, currency="EUR",
+                               iin_prefix=627700, iin_digits=6, pan_length=16),
+          records.pack_request(Op.ISSUE_CARD, new_id(), card_key=key, range_id=1,
+                               expiry_yyyymm=209912, pan_first6=627700, pan_last4=1234,
+                               pan_length=16))
+    return key
+
+
+def test_balance_never_exceeds_its_limit(store):
+    new_id = Ids()
+    key = setup_card(store, new_id)
+    loads = [records.pack_request(Op.LOAD, new_id(), card_key=key, currency="EUR",
+                                  amount_minor=records.AMOUNT_MINOR_MAX)
+             for _ in range(records.BALANCE_MINOR_MAX // records.AMOUNT_MINOR_MAX)]
+    assert all(r.result == Result.APPROVED for r in apply(store, *loads))
+    one_more = apply(store, records.pack_request(Op.LOAD, new_id(), card_key=key, currency="EUR",
+                                                 amount_minor=1))[0]
+    assert one_more.result == Result.DECLINED_BALANCE_LIMIT_EXCEEDED
+    assert one_more.balance_minor == records.BALANCE_MINOR_MAX
+
+
+def test_a_batch_that_fails_in_storage_leaves_nothing(tmp_path):
+    new_id = Ids()
+    small = Store(tmp_path, sync=False, map_size_bytes=256 << 10)
+    try:
+        setup_card(small, new_id)
+        key = b"\x07" * 32
+        apply(small, records.pack_request(Op.LOAD, new_id(), card_key=key, currency="EUR",
+                                          amount_minor=500))
+        with small.env.begin() as txn:
+            before = {name: list(txn.cursor(db=db)) for name, db in zip("abcde", small.dbs)}
+        import lmdb
+        with pytest.raises(lmdb.MapFullError):
+            apply(small, *[records.pack_request(Op.PURCHASE, new_id(), card_key=key, currency="EUR",
+                                                amount_minor=1) for _ in range(5000)])
+        with small.env.begin() as txn:
+            after = {name: list(txn.cursor(db=db)) for name, db in zip("abcde", small.dbs)}
+        assert after == before
+    finally:
+        small.close()
+
+
+def test_batch_must_be_whole_requests(store):
+    with pytest.raises(ValueError, match="whole number"):
+        with store.env.begin(write=True) as txn:
+            ledger.apply_batch(txn, store.dbs, b"\x00" * (records.REQUEST_SIZE + 1), NOW_S, NOW_YYYYMM)
+
+
+def test_pack_request_refuses_malformed_fields():
+    with pytest.raises(ValueError, match="16 bytes"):
+        records.pack_request(Op.LOAD, b"short")
+    with pytest.raises(ValueError, match="32 bytes"):
+        records.pack_request(Op.LOAD, b"\x01" * 16, card_key=b"\x02" * 31)
+    with pytest.raises(ValueError, match="3 letters"):
+        records.pack_request(Op.LOAD, b"\x01" * 16, currency="EURO")

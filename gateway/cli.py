@@ -6,9 +6,9 @@ import os
 import signal
 import sys
 import threading
-import uuid
 
 from . import limits
+from .request_ids import new_request_id
 from .store import DATA_DIR_DEFAULT, DATA_DIR_ENV, default_data_dir
 
 TARGET_ENV = "CARDGATE_TARGET"
@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="request id of the request to refund or reverse")
         if name != "balance":
             p.add_argument("--request-id", default=None,
-                           help="UUID of this request (default: a new one); reuse it to retry")
+                           help="UUID of this request (default: a new time-ordered one); reuse it to retry")
         p.set_defaults(func=cmd_client)
         return p
 
@@ -150,7 +150,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if getattr(args, "request_id", "unset") is None:
-        args.request_id = str(uuid.uuid4())
+        args.request_id = new_request_id()
     return args.func(args)
 
 

@@ -7,11 +7,11 @@ never to the screen; the CLI's --demo-card N reads them from there.
 import os
 import pathlib
 import secrets
-import uuid
 
 from cardgate.fastcore.records import Result
 
 from .pan import luhn_check_digit, mask
+from .request_ids import new_request_id
 from .writer import yyyymm_of
 
 DEMO_RANGE_ID = 1
@@ -42,15 +42,15 @@ def ensure_demo(operations, data_dir, clock) -> list[str] | None:
     """
     if operations.store.read_range(DEMO_RANGE_ID) is not None:
         return None
-    reply = operations.create_range(str(uuid.uuid4()), DEMO_RANGE_ID, DEMO_IIN, DEMO_PAN_LENGTH,
+    reply = operations.create_range(new_request_id(), DEMO_RANGE_ID, DEMO_IIN, DEMO_PAN_LENGTH,
                                     DEMO_CURRENCY, "Demo gift cards")
     assert reply.result == Result.APPROVED, reply
     year, month = divmod(yyyymm_of(clock()), 100)
     expiry = (year + 3) * 100 + month
     pans = [random_pan(DEMO_IIN, DEMO_PAN_LENGTH) for _ in DEMO_LOADS_MINOR]
-    operations.issue_gift_cards(str(uuid.uuid4()), DEMO_RANGE_ID, [(p, expiry) for p in pans])
+    operations.issue_gift_cards(new_request_id(), DEMO_RANGE_ID, [(p, expiry) for p in pans])
     for pan, amount in zip(pans, DEMO_LOADS_MINOR):
-        operations.load(str(uuid.uuid4()), pan, amount, DEMO_CURRENCY)
+        operations.load(new_request_id(), pan, amount, DEMO_CURRENCY)
     path = pathlib.Path(data_dir) / DEMO_CARDS_FILE
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:

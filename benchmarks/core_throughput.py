@@ -1,0 +1,150 @@
+"""fastcore in-process: durable payments/s at several batch sizes over many cards, beside
+raw py-lmdb read-modify-write of one 64-byte record per payment on the same keys.
+
+    python -m benchmarks.core_throughput [--cards 1000000] [--batch-sizes 1,100,1000]
+
+Both sides commit with sync on, one commit per batch, on the same disk in the same run,
+so the ratio says what the ledger costs above the storage engine. Goal at batch 1000:
+core >= 0.3 x raw LMDB.
+
+The core is measured twice: with time-ordered request ids (UUIDv7, what cardgate's
+clients send and terminal vendors are told to send) and with random ones (UUIDv4),
+whose idempotency records each dirty a page of their own.
+"""
+import argparse
+import os
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+
+import lmdb
+
+from cardgate.fastcore import ledger, records
+from cardgate.fastcore.records import Op, Result
+from cardgate.gateway.request_ids import uuid7
+from cardgate.gateway.store import Store
+from cardgate.gateway.writer import yyyymm_of
+
+SETUP_BATCH = 10_000
+GOAL_RATIO_AT_1000 = 0.3
+RECORD_BYTES = 64
+
+
+def card_key_of(i: int) -> bytes:
+    return i.to_bytes(32, "big")
+
+
+def populate_core(data_dir, cards: int, now_s: int):
+    """Issue and load `cards` gift cards, fast (no sync): set-up, not measured."""
+    store = Store(data_dir, map_size_bytes=64 << 30, sync=False)
+    yyyymm = yyyymm_of(now_s)
+    with store.env.begin(write=True) as txn:
+        ledger.apply_batch(txn, store.dbs, records.pack_request(
+            Op.CREATE_RANGE, uuid7().bytes, range_id=1, currency="EUR", iin_prefix=627700,
+            iin_digits=6, pan_length=16), now_s, yyyymm)
+    for start in range(0, cards, SETUP_BATCH):
+        batch = []
+        for i in range(start, min(cards, start + SETUP_BATCH)):
+            batch.append(records.pack_request(
+                Op.ISSUE_CARD, uuid7().bytes, card_key=card_key_of(i), range_id=1,
+                expiry_yyyymm=209912, pan_first6=627700, pan_last4=i % 10_000, pan_length=16))
+            batch.append(records.pack_request(
+                Op.LOAD, uuid7().bytes, card_key=card_key_of(i), currency="EUR",
+                amount_minor=1_000_000_00))
+        with store.env.begin(write=True) as txn:
+            ledger.apply_batch(txn, store.dbs, b"".join(batch), now_s, yyyymm)
+    store.env.sync(True)
+    store.close()
+
+
+def populate_raw(path, cards: int):
+    env = lmdb.open(path, map_size=16 << 30, sync=False)
+    value = bytes(RECORD_BYTES)
+    for start in range(0, cards, SETUP_BATCH):
+        with env.begin(write=True) as txn:
+            for i in range(start, min(cards, start + SETUP_BATCH)):
+                txn.put(records.account_key(i + 1, 0), value)
+    env.sync(True)
+    env.close()
+
+
+def measure_core(data_dir, cards, batch_size, operations, now_s, new_id):
+    store = Store(data_dir, map_size_bytes=64 << 30, sync=True)
+    yyyymm = yyyymm_of(now_s)
+    rng = random.Random(batch_size)
+    packed = [records.pack_request(Op.PURCHASE, new_id().bytes,
+                                   card_key=card_key_of(rng.randrange(cards)),
+                                   currency="EUR", amount_minor=1)
+              for _ in range(operations)]
+    batches = [b"".join(packed[i:i + batch_size]) for i in range(0, operations, batch_size)]
+    started = time.perf_counter()
+    for batch in batches:
+        with store.env.begin(write=True) as txn:
+            replies = ledger.apply_batch(txn, store.dbs, batch, now_s, yyyymm)
+    elapsed = time.perf_counter() - started
+    assert records.unpack_replies(replies)[-1].result == Result.APPROVED
+    store.close()
+    return operations / elapsed
+
+
+def measure_raw(path, cards, batch_size, operations):
+    env = lmdb.open(path, map_size=16 << 30, sync=True)
+    rng = random.Random(batch_size)
+    keys = [records.account_key(rng.randrange(cards) + 1, 0) for _ in range(operations)]
+    started = time.perf_counter()
+    for start in range(0, operations, batch_size):
+        with env.begin(write=True) as txn:
+            for key in keys[start:start + batch_size]:
+                value = bytearray(txn.get(key))
+                balance = int.from_bytes(value[:8], "little", signed=True) - 1
+                value[:8] = balance.to_bytes(8, "little", signed=True)
+                txn.put(key, bytes(value))
+    elapsed = time.perf_counter() - started
+    env.close()
+    return operations / elapsed
+
+
+def operations_for(batch_size: int) -> int:
+    # enough commits at every batch size for a stable rate, bounded run time
+    return {1: 3_000, 10: 10_000}.get(batch_size, max(20_000, batch_size * 100))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cards", type=int, default=1_000_000)
+    parser.add_argument("--batch-sizes", default="1,100,1000")
+    parser.add_argument("--repeats", type=int, default=3, help="median of this many runs")
+    parser.add_argument("--dir", default=None, help="where to put the stores (default: a temp dir)")
+    args = parser.parse_args(argv)
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    root = tempfile.mkdtemp(prefix="cardgate-bench-", dir=args.dir)
+    now_s = int(time.time())
+    try:
+        core_dir, raw_dir = os.path.join(root, "core"), os.path.join(root, "raw")
+        started = time.perf_counter()
+        populate_core(core_dir, args.cards, now_s)
+        populate_raw(raw_dir, args.cards)
+        print(f"set-up: {args.cards:,} cards in {time.perf_counter() - started:.0f} s; "
+              f"store {os.path.getsize(os.path.join(core_dir, 'ledger', 'data.mdb')) / args.cards:.0f} "
+              "bytes/card", flush=True)
+        print(f"{'batch':>6} {'core, v7 ids /s':>16} {'core, v4 ids /s':>16} "
+              f"{'raw LMDB rmw/s':>15} {'ratio v7':>9} {'ratio v4':>9}")
+        for batch_size in batch_sizes:
+            n = operations_for(batch_size)
+            core_v7, core_v4, raw = (statistics.median(measure() for _ in range(args.repeats)) for measure in (
+                lambda: measure_core(core_dir, args.cards, batch_size, n, now_s, uuid7),
+                lambda: measure_core(core_dir, args.cards, batch_size, n, now_s, uuid.uuid4),
+                lambda: measure_raw(raw_dir, args.cards, batch_size, n)))
+            goal = f"  (goal >= {GOAL_RATIO_AT_1000})" if batch_size == 1000 else ""
+            print(f"{batch_size:>6} {core_v7:>16,.0f} {core_v4:>16,.0f} {raw:>15,.0f} "
+                  f"{core_v7 / raw:>9.2f} {core_v4 / raw:>9.2f}{goal}", flush=True)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""A bare grpcio unary echo server: the ceiling a gRPC gateway in Python can reach here.
+
+    python -m benchmarks.echo_server --response-bytes N [--kind sync|aio]
+
+It answers every call of /bench.Echo/Call with N fixed bytes, with the same thread
+pool and message options as the gateway, and prints its address when ready.
+"""
+import argparse
+import asyncio
+import concurrent.futures
+import signal
+import sys
+
+import grpc
+
+from cardgate.gateway import limits
+from cardgate.gateway.server import GRPC_OPTIONS
+
+METHOD = "/bench.Echo/Call"
+
+
+def _handler(response):
+    def call(request, context):
+        return response
+    return grpc.method_handlers_generic_handler("bench.Echo", {
+        "Call": grpc.unary_unary_rpc_method_handler(call)})
+
+
+def serve_sync(response):
+    server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=limits.SERVER_THREADS),
+                         options=GRPC_OPTIONS)
+    server.add_generic_rpc_handlers((_handler(response),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    print(f"echo listening on 127.0.0.1:{port}", flush=True)
+    signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    server.stop(0)
+
+
+async def serve_aio(response):
+    server = grpc.aio.server(options=GRPC_OPTIONS)
+
+    async def call(request, context):
+        return response
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("bench.Echo", {
+        "Call": grpc.unary_unary_rpc_method_handler(call)}),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    print(f"echo listening on 127.0.0.1:{port}", flush=True)
+    await server.wait_for_termination()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--response-bytes", type=int, required=True)
+    parser.add_argument("--kind", choices=("sync", "aio"), default="sync")
+    args = parser.parse_args(argv)
+    response = b"\x01" * args.response_bytes
+    if args.kind == "sync":
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+        serve_sync(response)
+    else:
+        asyncio.run(serve_aio(response))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

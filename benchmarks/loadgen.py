@@ -1,0 +1,196 @@
+"""End-to-end load generator: durable purchases/s, p50 and p99 against a real gateway,
+beside a bare grpcio echo server with the same message sizes, in the same run.
+
+    python -m benchmarks.loadgen [--processes 2] [--concurrency 8] [--duration-s 10]
+                                 [--cards 2000] [--compare-aio]
+
+The gateway and the echo server run as subprocesses on loopback; the clients run in
+their own processes (each with --concurrency threads, one call in flight per thread).
+On a 2-core machine the Python clients take CPU from the server: compare only within
+one run. Goal: gateway / echo >= 0.8 for unary calls.
+"""
+import argparse
+import multiprocessing
+import os
+import random
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import grpc
+
+from cardgate.gateway.pan import luhn_check_digit
+from cardgate.gateway.request_ids import new_request_id
+from cardgate.v1 import (authorization_pb2, authorization_pb2_grpc, common_pb2, issuing_pb2,
+                         issuing_pb2_grpc)
+
+GOAL_RATIO = 0.8
+WARMUP_S = 1.0
+ISSUE_CHUNK = 500
+
+
+def pan_of(i: int) -> str:
+    body = "627700" + str(i).zfill(9)
+    return body + str(luhn_check_digit(body))
+
+
+def start(argv, pattern):
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            stdin=subprocess.DEVNULL)
+    for line in proc.stdout:
+        match = re.search(pattern, line)
+        if match:
+            threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
+            return proc, match.group(1)
+    raise RuntimeError(f"{argv[:4]} did not start")
+
+
+def prepare_cards(address, cards):
+    with grpc.insecure_channel(address) as channel:
+        issuing = issuing_pb2_grpc.IssuingServiceStub(channel)
+        auth = authorization_pb2_grpc.AuthorizationServiceStub(channel)
+        issuing.CreateCardRange(issuing_pb2.CreateCardRangeRequest(
+            request_id=new_request_id(), range_id=1, iin_prefix="627700", pan_length=16,
+            currency="EUR", name="bench"))
+        for start_i in range(0, cards, ISSUE_CHUNK):
+            issuing.IssueGiftCards(issuing_pb2.IssueGiftCardsRequest(
+                request_id=new_request_id(), range_id=1, cards=[
+                    issuing_pb2.GiftCardToIssue(pan=pan_of(i), expiry_yyyymm=209912)
+                    for i in range(start_i, min(cards, start_i + ISSUE_CHUNK))]))
+        for i in range(cards):
+            auth.LoadValue(authorization_pb2.LoadValueRequest(
+                request_id=new_request_id(), pan=pan_of(i),
+                amount=common_pb2.Money(amount_minor=1_000_000_00, currency="EUR")))
+
+
+def sample_messages():
+    request = authorization_pb2.PurchaseRequest(
+        request_id=new_request_id(), pan=pan_of(1),
+        amount=common_pb2.Money(amount_minor=1, currency="EUR"))
+    response = authorization_pb2.PurchaseResponse(authorization=common_pb2.Authorization(
+        result_code=1, approval_code="123456", approved=common_pb2.Money(amount_minor=1, currency="EUR"),
+        balance=common_pb2.Balance(currency="EUR", balance_minor=99_999_999, available_minor=99_999_999),
+        masked_pan="627700******1234", journal_seq=123456, message="approved"))
+    return request, response
+
+
+def client_process(address, target_kind, cards, concurrency, duration_s, request_bytes, out):
+    """One client process: `concurrency` threads, each with one call in flight."""
+    latencies, errors = [], [0]
+    lock = threading.Lock()
+    start_at = time.monotonic() + WARMUP_S
+    stop_at = start_at + duration_s
+    channel = grpc.insecure_channel(address)
+    if target_kind == "gateway":
+        stub = authorization_pb2_grpc.AuthorizationServiceStub(channel)
+    else:
+        echo = channel.unary_unary("/bench.Echo/Call")
+        payload = b"\x02" * request_bytes
+
+    def worker(seed):
+        rng = random.Random(seed)
+        mine = []
+        while True:
+            now = time.monotonic()
+            if now >= stop_at:
+                break
+            try:
+                if target_kind == "gateway":
+                    stub.Purchase(authorization_pb2.PurchaseRequest(
+                        request_id=new_request_id(), pan=pan_of(rng.randrange(cards)),
+                        amount=common_pb2.Money(amount_minor=1, currency="EUR")), timeout=10)
+                else:
+                    echo(payload, timeout=10)
+            except grpc.RpcError:
+                with lock:
+                    errors[0] += 1
+                continue
+            done = time.monotonic()
+            if now >= start_at:
+                mine.append(done - now)
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=worker, args=(os.getpid() * 1000 + i,))
+               for i in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    channel.close()
+    out.put((latencies, errors[0]))
+
+
+def drive(address, target_kind, args, request_bytes):
+    out = multiprocessing.Queue()
+    procs = [multiprocessing.Process(target=client_process, args=(
+        address, target_kind, args.cards, args.concurrency, args.duration_s, request_bytes, out))
+        for _ in range(args.processes)]
+    for p in procs:
+        p.start()
+    latencies, errors = [], 0
+    for _ in procs:
+        lat, err = out.get()
+        latencies.extend(lat)
+        errors += err
+    for p in procs:
+        p.join()
+    latencies.sort()
+    rate = len(latencies) / args.duration_s
+    p50 = latencies[len(latencies) // 2] * 1e3 if latencies else float("nan")
+    p99 = latencies[int(len(latencies) * 0.99)] * 1e3 if latencies else float("nan")
+    return rate, p50, p99, errors
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--processes", type=int, default=2, help="client processes")
+    parser.add_argument("--concurrency", type=int, default=8, help="calls in flight per process")
+    parser.add_argument("--duration-s", type=float, default=10.0)
+    parser.add_argument("--cards", type=int, default=2000)
+    parser.add_argument("--compare-aio", action="store_true",
+                        help="also measure a grpc.aio echo server (the sync/aio choice)")
+    args = parser.parse_args(argv)
+    request, response = sample_messages()
+    data_dir = tempfile.mkdtemp(prefix="cardgate-loadgen-")
+    rows = []
+    try:
+        gateway, address = start([sys.executable, "-m", "cardgate.gateway.cli", "--log-level",
+                                  "WARNING", "serve", "--no-demo", "--data-dir", data_dir,
+                                  "--listen", "127.0.0.1:0"], r"cardgate listening on (\S+),")
+        try:
+            prepare_cards(address, args.cards)
+            rows.append(("cardgate Purchase (durable)",) + drive(address, "gateway", args, 0))
+        finally:
+            gateway.send_signal(signal.SIGTERM)
+            gateway.wait(30)
+        kinds = ("sync", "aio") if args.compare_aio else ("sync",)
+        for kind in kinds:
+            echo, address = start([sys.executable, "-m", "benchmarks.echo_server", "--kind", kind,
+                                   "--response-bytes", str(response.ByteSize())],
+                                  r"echo listening on (\S+)")
+            try:
+                rows.append((f"bare grpcio echo ({kind})",) +
+                            drive(address, "echo", args, request.ByteSize()))
+            finally:
+                echo.send_signal(signal.SIGTERM)
+                echo.wait(30)
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    print(f"clients: {args.processes} processes x {args.concurrency} in flight, "
+          f"{args.duration_s:.0f} s; messages {request.ByteSize()} B in, {response.ByteSize()} B out")
+    print(f"{'target':<30} {'requests/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    for name, rate, p50, p99, errors in rows:
+        print(f"{name:<30} {rate:>11,.0f} {p50:>8.2f} {p99:>8.2f} {errors:>7}")
+    ratio = rows[0][1] / rows[1][1]
+    print(f"ratio cardgate / bare echo (sync): {ratio:.2f} (goal >= {GOAL_RATIO})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -5,9 +5,9 @@ Callers submit packed core requests and block. One thread takes everything waiti
 commits with sync, and only then hands each caller its reply. One fsync serves the
 whole batch; no reply is ever seen before the commit holding its effects is durable.
 """
-import dataclasses
+import _thread
+import collections
 import logging
-import queue
 import threading
 import time
 from typing import Callable, Optional
@@ -45,15 +45,20 @@ class GuardRefused(WriterError):
     pass
 
 
-@dataclasses.dataclass(eq=False)
 class _Submission:
-    requests: list
-    # Runs inside the write transaction before the requests; returns an error message
-    # to refuse the whole submission with nothing written, or None to go on.
-    guard: Optional[Callable] = None
-    replies: Optional[list] = None
-    error: Optional[WriterError] = None
-    done: threading.Event = dataclasses.field(default_factory=threading.Event)
+    """Requests of one caller, and the latch it waits on until the writer answers."""
+    __slots__ = ("requests", "guard", "replies", "error", "done")
+
+    def __init__(self, requests: list, guard: Optional[Callable]):
+        self.requests = requests
+        # Runs inside the write transaction before the requests; returns an error
+        # message to refuse the whole submission with nothing written, or None.
+        self.guard = guard
+        self.replies = None
+        self.error: Optional[WriterError] = None
+        # A bare lock held until the writer answers: the cheapest latch CPython has.
+        self.done = _thread.allocate_lock()
+        self.done.acquire()
 
 
 def yyyymm_of(epoch_s: int) -> int:
@@ -73,7 +78,9 @@ class BatchingWriter:
         self.batch_size_max = batch_size_max
         self.batch_linger_s = batch_linger_s
         self.on_batch = on_batch
-        self._queue = queue.Queue(maxsize=queue_length_max)
+        self.queue_length_max = queue_length_max
+        self._pending = collections.deque()
+        self._wakeup = threading.Condition(threading.Lock())
         self._thread = threading.Thread(target=self._run, name="cardgate-writer", daemon=True)
         self._stopping = False
         self.commit_ok = True           # False while the store refuses commits
@@ -84,23 +91,25 @@ class BatchingWriter:
         return self
 
     def stop(self):
-        self._stopping = True
-        self._queue.put(None)
+        with self._wakeup:
+            self._stopping = True
+            self._wakeup.notify()
         self._thread.join()
 
     def submit(self, packed_requests: list, *, guard=None,
                wait_s_max: float = limits.REPLY_WAIT_S_MAX) -> list:
         """Apply packed core requests durably; return their Reply tuples in order."""
         assert 0 < len(packed_requests) <= self.batch_size_max
-        if self._stopping:
-            raise StoreFailed("the gateway is shutting down; retry with the same request_id")
         sub = _Submission(list(packed_requests), guard)
-        try:
-            self._queue.put_nowait(sub)
-        except queue.Full:
-            raise QueueFull(f"writer queue is full ({self._queue.maxsize} submissions waiting); "
-                            "retry later with the same request_id") from None
-        if not sub.done.wait(wait_s_max):
+        with self._wakeup:
+            if self._stopping:
+                raise StoreFailed("the gateway is shutting down; retry with the same request_id")
+            if len(self._pending) >= self.queue_length_max:
+                raise QueueFull(f"writer queue is full ({self.queue_length_max} submissions "
+                                "waiting); retry later with the same request_id")
+            self._pending.append(sub)
+            self._wakeup.notify()
+        if not sub.done.acquire(timeout=wait_s_max):
             raise ReplyTimeout(f"no commit within {wait_s_max} s; the outcome is unknown, "
                                "retry with the same request_id")
         if sub.error is not None:
@@ -110,25 +119,18 @@ class BatchingWriter:
     # ---- writer thread -------------------------------------------------------------
 
     def _take_batch(self) -> list:
-        first = self._queue.get()
-        if first is None:
-            return []
-        batch, count = [first], len(first.requests)
-        deadline = time.monotonic() + self.batch_linger_s
-        while count < self.batch_size_max:
-            try:
-                timeout = deadline - time.monotonic()
-                sub = self._queue.get(timeout=timeout) if timeout > 0 else self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if sub is None:
-                self._stopping = True
-                break
-            if count + len(sub.requests) > self.batch_size_max:
-                self._apply_and_answer(batch)
-                batch, count = [], 0
-            batch.append(sub)
-            count += len(sub.requests)
+        """Everything waiting, up to batch_size_max requests (after an optional linger)."""
+        with self._wakeup:
+            while not self._pending and not self._stopping:
+                self._wakeup.wait()
+        if self.batch_linger_s and not self._stopping:
+            time.sleep(self.batch_linger_s)
+        batch, count = [], 0
+        with self._wakeup:
+            while self._pending and count + len(self._pending[0].requests) <= self.batch_size_max:
+                sub = self._pending.popleft()
+                batch.append(sub)
+                count += len(sub.requests)
         return batch
 
     def _run(self):
@@ -136,7 +138,7 @@ class BatchingWriter:
             batch = self._take_batch()
             if batch:
                 self._apply_and_answer(batch)
-            if self._stopping and self._queue.empty():
+            elif self._stopping:
                 return
 
     def _apply_and_answer(self, batch: list):
@@ -166,7 +168,7 @@ class BatchingWriter:
         self.commit_ok = True
         self.batches_committed += 1
         for sub in batch:
-            sub.done.set()
+            sub.done.release()
         if self.on_batch is not None:
             self.on_batch(sum(len(s.requests) for s in batch), time.perf_counter() - started)
 
@@ -203,4 +205,4 @@ class BatchingWriter:
         for sub in batch:
             sub.replies = None
             sub.error = error
-            sub.done.set()
+            sub.done.release()

@@ -78,12 +78,17 @@ def test_health_and_reflection_are_served(live_gateway):
         "cardgate/v1/authorization.proto"
 
 
-def test_reversal_of_a_purchase_never_answered_then_late_arrival_is_declined(live_gateway):
-    gw = live_gateway
-    pan = make_pan(2)
+def funded_card(gw, serial, amount_minor=50_00):
+    pan = make_pan(serial)
     create_range(gw)
     issue(gw, [pan])
-    load(gw, pan, 50_00)
+    load(gw, pan, amount_minor)
+    return pan
+
+
+def test_reversal_of_a_purchase_never_answered_then_late_arrival_is_declined(live_gateway):
+    gw = live_gateway
+    pan = funded_card(gw, 2)
     lost_id = new_id()            # the terminal sent this purchase, then timed out
     assert reverse(gw, lost_id).result_code == APPROVED
     late = purchase(gw, pan, 20_00, request_id=lost_id)
@@ -93,10 +98,7 @@ def test_reversal_of_a_purchase_never_answered_then_late_arrival_is_declined(liv
 
 def test_reversal_of_a_purchase_gives_the_money_back_once(live_gateway):
     gw = live_gateway
-    pan = make_pan(3)
-    create_range(gw)
-    issue(gw, [pan])
-    load(gw, pan, 50_00)
+    pan = funded_card(gw, 3)
     pay_id = new_id()
     purchase(gw, pan, 20_00, request_id=pay_id)
     assert reverse(gw, pay_id).balance.balance_minor == 50_00
@@ -109,10 +111,7 @@ def test_reversal_of_a_purchase_gives_the_money_back_once(live_gateway):
 
 def test_same_request_id_with_other_content_is_rejected_and_changes_nothing(live_gateway):
     gw = live_gateway
-    pan = make_pan(4)
-    create_range(gw)
-    issue(gw, [pan])
-    load(gw, pan, 50_00)
+    pan = funded_card(gw, 4)
     pay_id = new_id()
     purchase(gw, pan, 20_00, request_id=pay_id)
     try:

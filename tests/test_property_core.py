@@ -231,9 +231,11 @@ def run_batch(store, model, packed, now_s):
     return core, expected
 
 
-@given(batches)
-@example(BOUNDARY_STORY)
-def test_core_matches_reference_model_and_keeps_invariants(drawn_batches):
+def play(drawn_batches):
+    """Run the set-up, then each drawn batch, through both the core and the model.
+
+    Yields (drawn operations, core replies, model replies, store, model) per batch.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(tmp, sync=False, map_size_bytes=64 << 20)
         try:
@@ -245,35 +247,28 @@ def test_core_matches_reference_model_and_keeps_invariants(drawn_batches):
             assert all(r.result == Result.APPROVED for r in core)
             for step_s, drawn in drawn_batches:
                 now_s += step_s
-                packed = [scenario.build(d) for d in drawn]
-                core, expected = run_batch(store, model, packed, now_s)
-                for i, (c, e) in enumerate(zip(core, expected)):
-                    assert c == e, f"request {i} of the batch {drawn[i]}: core {c} model {e}"
-                assert core_state(store) == model_state(model)
-                with store.env.begin() as txn:
-                    violations, _ = audit._audit(store, txn)
-                assert violations == []
+                core, expected = run_batch(store, model, [scenario.build(d) for d in drawn], now_s)
+                yield drawn, core, expected, store, model
         finally:
             store.close()
+
+
+@given(batches)
+@example(BOUNDARY_STORY)
+def test_core_matches_reference_model_and_keeps_invariants(drawn_batches):
+    for drawn, core, expected, store, model in play(drawn_batches):
+        for i, (c, e) in enumerate(zip(core, expected)):
+            assert c == e, f"request {i} of the batch {drawn[i]}: core {c} model {e}"
+        assert core_state(store) == model_state(model)
+        with store.env.begin() as txn:
+            violations, _ = audit._audit(store, txn)
+        assert violations == []
 
 
 def test_boundary_story_reaches_every_decline():
     """The explicit example above must reach the declines that matter, or the comparison
     is weak. (The balance limit needs a hundred maximal loads: test_core.py covers it.)"""
-    reached = []
-    with tempfile.TemporaryDirectory() as tmp:
-        store = Store(tmp, sync=False, map_size_bytes=64 << 20)
-        try:
-            model = ReferenceLedger()
-            scenario = Scenario(model)
-            now_s = START_S
-            run_batch(store, model, scenario.setup(), now_s)
-            for step_s, drawn in BOUNDARY_STORY:
-                now_s += step_s
-                core, _ = run_batch(store, model, [scenario.build(d) for d in drawn], now_s)
-                reached.extend(r.result for r in core)
-        finally:
-            store.close()
+    reached = [r.result for _, core, _, _, _ in play(BOUNDARY_STORY) for r in core]
     R = Result
     assert reached == [
         R.APPROVED, R.DECLINED_UNKNOWN_CARD, R.DECLINED_CARD_EXPIRED, R.DECLINED_CARD_NOT_ACTIVE,

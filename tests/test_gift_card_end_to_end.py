@@ -144,3 +144,24 @@ def test_issuing_retry_is_idempotent_and_other_content_is_refused_whole(live_gat
         assert exc.code() == grpc.StatusCode.ALREADY_EXISTS
     # The extra card was not issued: loading it finds no card.
     assert load(gw, make_pan(20), 1_00).result_code == common_pb2.RESULT_CODE_DECLINED_UNKNOWN_CARD
+
+
+def test_a_full_store_answers_resource_exhausted_and_keeps_what_was_acknowledged(tmp_path):
+    gw = LiveGateway(tmp_path / "data", map_size_bytes=256 << 10)
+    try:
+        pan = funded_card(gw, 5, 1_000_00)
+        acknowledged = 0
+        while True:
+            try:
+                purchase(gw, pan, 1)
+            except grpc.RpcError as exc:
+                assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                assert "full" in exc.details() and "retry with the same request_id" in exc.details()
+                break
+            acknowledged += 1
+            assert acknowledged < 100_000, "the store never filled up"
+        assert balance(gw, pan).balance_minor == 1_000_00 - acknowledged
+    finally:
+        gw.close()
+    audit = run_audit(tmp_path / "data")
+    assert audit.returncode == 0, audit.stdout

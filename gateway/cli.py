@@ -37,8 +37,12 @@ def cmd_serve(args) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    gateway = Gateway(args.data_dir, args.listen,
-                      map_size_bytes=args.map_size_mib * 1024 * 1024).start()
+    try:
+        gateway = Gateway(args.data_dir, args.listen,
+                          map_size_bytes=args.map_size_mib * 1024 * 1024).start()
+    except OSError as exc:
+        print(f"cardgate: {exc}", file=sys.stderr)
+        return 2
     created = None if args.no_demo else ensure_demo(gateway.operations, args.data_dir,
                                                     gateway.operations.clock)
     print(f"cardgate listening on {gateway.address}, data in {args.data_dir}", flush=True)

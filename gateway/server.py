@@ -59,9 +59,14 @@ class Gateway:
         reflection.enable_server_reflection(
             SERVICE_NAMES + (health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                              reflection.SERVICE_NAME), self.server)
-        self.port = self.server.add_insecure_port(self.listen)
+        try:
+            self.port = self.server.add_insecure_port(self.listen)
+        except RuntimeError:            # grpcio raises when the port cannot be bound
+            self.port = 0
         if not self.port:
-            raise OSError(f"cannot listen on {self.listen}")
+            self.writer.stop()
+            self.store.close()
+            raise OSError(f"cannot listen on {self.listen}: is another gateway using that port?")
         self.server.start()
         for name in ("",) + SERVICE_NAMES:
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)

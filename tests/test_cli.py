@@ -102,3 +102,15 @@ def test_audit_of_a_missing_store_says_so(tmp_path):
     audit = cardgate("audit", "--data-dir", str(tmp_path / "nothing"))
     assert audit.returncode == 2
     assert "no cardgate store" in audit.stderr
+
+
+@pytest.mark.slow
+def test_a_second_gateway_on_a_busy_port_says_so(tmp_path):
+    first = GatewayProcess(tmp_path / "one")
+    try:
+        second = cardgate("serve", "--data-dir", str(tmp_path / "two"), "--listen", first.address)
+        assert second.returncode == 2
+        assert f"cannot listen on {first.address}" in second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        first.stop()

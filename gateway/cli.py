@@ -1,6 +1,5 @@
 """The ``cardgate`` command: serve, audit, and small clients for trying it by hand."""
 import argparse
-import ipaddress
 import logging
 import os
 import signal
@@ -15,46 +14,44 @@ TARGET_ENV = "CARDGATE_TARGET"
 TARGET_DEFAULT = "127.0.0.1:50051"
 
 
-def _is_loopback(listen: str) -> bool:
-    host = listen.rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def cmd_serve(args) -> int:
-    from .demo import ensure_demo
-    from .server import Gateway
+    from .demo import clients_dir, ensure_demo, ensure_demo_certificates
+    from .server import Gateway, InsecureRefused
 
-    if not _is_loopback(args.listen):
-        print(f"cardgate: refusing to listen on {args.listen}: this build serves without TLS, "
-              "which is only allowed on a loopback address (127.0.0.1, ::1, localhost)",
-              file=sys.stderr)
-        return 2
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        gateway = Gateway(args.data_dir, args.listen,
-                          map_size_bytes=args.map_size_mib * 1024 * 1024).start()
-    except OSError as exc:
+        gateway = Gateway(args.data_dir, args.listen, tls=not args.insecure,
+                          map_size_bytes=args.map_size_mib * 1024 * 1024,
+                          terminal_rate_per_s=args.terminal_rate_per_s,
+                          card_per_minute_max=args.card_per_minute).start()
+    except (OSError, InsecureRefused) as exc:
         print(f"cardgate: {exc}", file=sys.stderr)
         return 2
+    certs = [] if args.no_demo or args.insecure else \
+        ensure_demo_certificates(gateway.pki, args.data_dir)
     created = None if args.no_demo else ensure_demo(gateway.operations, args.data_dir,
                                                     gateway.operations.clock)
-    print(f"cardgate listening on {gateway.address}, data in {args.data_dir}", flush=True)
+    mode = "WITHOUT TLS (loopback development mode)" if args.insecure else "mutual TLS"
+    print(f"cardgate listening on {gateway.address}, {mode}, data in {args.data_dir}", flush=True)
+    if gateway.pki_created:
+        print(f"Created the gateway's CA and server certificate in {gateway.pki.dir}.")
+    if certs:
+        print(f"Created demo client certificates in {clients_dir(args.data_dir)}: {', '.join(certs)}.")
     if created:
         print("Created the demo program: card range 1, EUR gift cards:")
         for i, masked in enumerate(created, 1):
             print(f"  demo card {i}: {masked}")
         print(f"Full numbers are in {args.data_dir}/demo-cards.txt (mode 0600).")
+    tls_flags = "-plaintext" if args.insecure else (
+        f"-cacert {clients_dir(args.data_dir)}/ca.crt -cert {clients_dir(args.data_dir)}/demo-operator.crt "
+        f"-key {clients_dir(args.data_dir)}/demo-operator.key")
+    insecure = " --insecure" if args.insecure else ""
     print("Try, in another terminal:\n"
-          "  cardgate balance --demo-card 1\n"
-          "  cardgate pay --demo-card 1 --amount 12.50\n"
-          f"  grpcurl -plaintext {gateway.address} list", flush=True)
+          f"  cardgate balance --demo-card 1{insecure}\n"
+          f"  cardgate pay --demo-card 1 --amount 12.50{insecure}\n"
+          f"  grpcurl {tls_flags} {gateway.address} list", flush=True)
     stop.wait()
     print("cardgate: stopping", flush=True)
     gateway.stop()
@@ -96,6 +93,41 @@ def cmd_client(args) -> int:
     return client.run(args, _pan_from_args(args) if args.command != "reverse" else None)
 
 
+def cmd_pki(args) -> int:
+    from .demo import clients_dir
+    from .pki import Pki, PkiError, load_certificate
+
+    pki = Pki(args.data_dir)
+    if not pki.ca_cert_path.exists():
+        print(f"cardgate pki: no CA in {pki.dir}; start 'cardgate serve' once to create it",
+              file=sys.stderr)
+        return 2
+    if args.pki_command == "issue":
+        out = args.out or clients_dir(args.data_dir)
+        try:
+            identity = pki.issue(args.role, args.name, out, merchant_id=args.merchant or "",
+                                 outlet_id=args.outlet or "", valid_days=args.days)
+        except PkiError as exc:
+            print(f"cardgate pki issue: {exc}", file=sys.stderr)
+            return 2
+        print(f"issued {identity.describe()}: {out}/{args.name}.crt and .key (0600), {out}/ca.crt")
+        return 0
+    if args.pki_command == "revoke":
+        serial = load_certificate(args.cert).serial_number if args.cert else int(args.serial, 16)
+        pki.revoke(serial)
+        print(f"revoked certificate {serial:x}; a running gateway refuses it from its next call")
+        return 0
+    import json
+    revoked = pki.revoked_serials()
+    if pki.issued_path.exists():
+        for line in pki.issued_path.read_text().splitlines():
+            cert = json.loads(line)
+            state = "REVOKED" if int(cert["serial"], 16) in revoked else "valid until " + cert["not_after"][:10]
+            where = f" {cert['merchant_id']}/{cert['outlet_id']}" if cert["role"] == "terminal" else ""
+            print(f"{cert['serial']:>40} {cert['role']:<9}{where} {cert['name']}: {state}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cardgate", description="Processing host for closed-loop card programs.")
@@ -113,8 +145,32 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"address to listen on (default: {TARGET_DEFAULT}; loopback only)")
     serve.add_argument("--map-size-mib", type=int, default=limits.MAP_SIZE_BYTES_DEFAULT >> 20,
                        help="largest size the store may grow to, in MiB (default: %(default)s)")
-    serve.add_argument("--no-demo", action="store_true", help="do not create the demo program")
+    serve.add_argument("--no-demo", action="store_true",
+                       help="do not create the demo program and demo client certificates")
+    serve.add_argument("--insecure", action="store_true",
+                       help="development mode without TLS; refused on any non-loopback address")
+    serve.add_argument("--terminal-rate-per-s", type=float, default=limits.TERMINAL_REQUESTS_PER_S_MAX,
+                       help="requests a second one terminal certificate may send (default: %(default)s)")
+    serve.add_argument("--card-per-minute", type=int, default=limits.CARD_AUTHORIZATIONS_PER_MINUTE_MAX,
+                       help="money requests one card may make a minute (default: %(default)s)")
     serve.set_defaults(func=cmd_serve)
+
+    pki = with_data_dir(sub.add_parser("pki", help="client certificates: issue, revoke, list"))
+    pki_sub = pki.add_subparsers(dest="pki_command", required=True, metavar="PKI_COMMAND")
+    issue = pki_sub.add_parser("issue", help="write a client certificate and key for a role")
+    issue.add_argument("--role", required=True, choices=("terminal", "bureau", "operator"))
+    issue.add_argument("--name", required=True, help="label of the client, e.g. pump-controller-7")
+    issue.add_argument("--merchant", help="terminal only: the merchant id it acts for")
+    issue.add_argument("--outlet", help="terminal only: the outlet id it acts for")
+    issue.add_argument("--out", help="folder for NAME.crt, NAME.key and ca.crt "
+                       "(default: DATA_DIR/pki/clients)")
+    issue.add_argument("--days", type=int, default=825, help="validity in days (default: 825)")
+    revoke = pki_sub.add_parser("revoke", help="revoke a client certificate (no restart needed)")
+    which_cert = revoke.add_mutually_exclusive_group(required=True)
+    which_cert.add_argument("--cert", help="the certificate file to revoke")
+    which_cert.add_argument("--serial", help="its serial number, in hex")
+    pki_sub.add_parser("list", help="issued client certificates and whether they are revoked")
+    pki.set_defaults(func=cmd_pki)
 
     audit = with_data_dir(sub.add_parser("audit", help="check the ledger invariants of a data directory"))
     audit.set_defaults(func=cmd_audit)
@@ -123,6 +179,13 @@ def build_parser() -> argparse.ArgumentParser:
         p = with_data_dir(sub.add_parser(name, help=help_text))
         p.add_argument("--target", default=os.environ.get(TARGET_ENV, TARGET_DEFAULT),
                        help=f"gateway address (default: ${TARGET_ENV} or {TARGET_DEFAULT})")
+        p.add_argument("--cert-dir", help="folder with the client certificate (default: "
+                       "DATA_DIR/pki/clients, where the demo puts its own)")
+        p.add_argument("--as", dest="identity", default="demo-terminal",
+                       help="client certificate NAME to use: NAME.crt and NAME.key "
+                       "(default: demo-terminal)")
+        p.add_argument("--insecure", action="store_true",
+                       help="talk to a gateway in loopback development mode, without TLS")
         if card:
             which = p.add_mutually_exclusive_group(required=True)
             which.add_argument("--pan", help="card number")

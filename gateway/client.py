@@ -5,6 +5,8 @@ import grpc
 
 from cardgate.v1 import authorization_pb2, authorization_pb2_grpc, common_pb2
 
+from .channels import open_channel
+from .demo import clients_dir
 from .money import AmountError, format_minor, parse_amount_minor
 
 
@@ -22,7 +24,13 @@ def _print_authorization(verb, request_id, auth) -> int:
 
 
 def run(args, pan) -> int:
-    with grpc.insecure_channel(args.target) as channel:
+    cert_dir = None if args.insecure else (args.cert_dir or clients_dir(args.data_dir))
+    try:
+        channel = open_channel(args.target, cert_dir, args.identity)
+    except FileNotFoundError as exc:
+        print(f"cardgate: {exc}", file=sys.stderr)
+        return 2
+    with channel:
         stub = authorization_pb2_grpc.AuthorizationServiceStub(channel)
         try:
             if args.command == "balance":

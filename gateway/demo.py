@@ -20,6 +20,27 @@ DEMO_PAN_LENGTH = 16
 DEMO_CURRENCY = "EUR"
 DEMO_LOADS_MINOR = (100_00, 50_00, 25_00)
 DEMO_CARDS_FILE = "demo-cards.txt"
+DEMO_MERCHANT_ID = "demo-merchant"
+DEMO_OUTLET_ID = "demo-outlet-1"
+DEMO_CLIENTS = (("demo-terminal", "terminal"), ("demo-bureau", "bureau"),
+                ("demo-operator", "operator"))
+
+
+def clients_dir(data_dir) -> pathlib.Path:
+    """Where the demo's client certificates go, and where the CLI looks by default."""
+    return pathlib.Path(data_dir) / "pki" / "clients"
+
+
+def ensure_demo_certificates(pki, data_dir) -> list[str]:
+    """Issue the demo's client certificates (one per role) unless they exist."""
+    made = []
+    for name, role in DEMO_CLIENTS:
+        if not (clients_dir(data_dir) / f"{name}.crt").exists():
+            binding = dict(merchant_id=DEMO_MERCHANT_ID, outlet_id=DEMO_OUTLET_ID) \
+                if role == "terminal" else {}
+            pki.issue(role, name, clients_dir(data_dir), **binding)
+            made.append(name)
+    return made
 
 
 def random_pan(prefix: str, length: int) -> str:

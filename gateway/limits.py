@@ -12,6 +12,14 @@ MESSAGE_BYTES_MAX = 64 * 1024    # largest request or response message accepted
 SERVER_THREADS = 32              # sync gRPC server worker threads
 GRACE_S_ON_STOP = 5.0            # in-flight calls get this long to finish on shutdown
 
+# Access.
+TERMINAL_REQUESTS_PER_S_MAX = 500.0  # sustained requests a second from one terminal certificate
+TERMINAL_REQUESTS_BURST_MAX = 1000   # requests a terminal may send at once after a quiet spell
+TERMINALS_TRACKED_MAX = 100_000      # rate-limit buckets kept in memory
+IDENTITY_CACHE_ENTRIES_MAX = 4096    # parsed client certificates kept
+CARD_AUTHORIZATIONS_PER_MINUTE_MAX = 60  # money requests on one card a minute (velocity)
+CARDS_TRACKED_MAX = 1_000_000        # velocity windows kept in memory
+
 # Requests.
 ISSUE_CARDS_PER_REQUEST_MAX = 500
 RANGE_NAME_BYTES_MAX = 32

@@ -10,10 +10,15 @@ from cardgate.fastcore import records
 from cardgate.fastcore.records import Op
 
 from . import limits, validation
-from .pan import split_for_record
+from .pan import mask, split_for_record
+from .velocity import CardVelocity
 from .writer import yyyymm_of
 
 Result = records.Result
+
+
+class VelocityExceeded(Exception):
+    pass
 
 
 class RequestIdReused(Exception):
@@ -36,10 +41,12 @@ def _raise_rejections(reply, request_id_text: str):
 
 
 class Operations:
-    def __init__(self, store, writer, clock=lambda: int(time.time())):
+    def __init__(self, store, writer, clock=lambda: int(time.time()),
+                 card_per_minute_max=limits.CARD_AUTHORIZATIONS_PER_MINUTE_MAX):
         self.store = store
         self.writer = writer
         self.clock = clock
+        self.velocity = CardVelocity(card_per_minute_max)
 
     def _card_key(self, pan_text: str, field: str = "pan") -> bytes:
         return self.store.pan_key.card_key(validation.pan(pan_text, field))
@@ -52,10 +59,15 @@ class Operations:
         ref = None
         if original_request_id_text is not None:
             ref = validation.request_id(original_request_id_text, "original_request_id")
+        card_key = self._card_key(pan_text)
         packed = records.pack_request(
-            op, rid, ref_request_id=ref, card_key=self._card_key(pan_text),
+            op, rid, ref_request_id=ref, card_key=card_key,
             amount_minor=validation.amount_minor(amount_minor),
             currency=validation.currency(currency, "amount.currency"))
+        if not self.velocity.admit(card_key, self.clock()):
+            raise VelocityExceeded(
+                f"card {mask(pan_text)} is over its limit of {self.velocity.per_minute_max} "
+                "authorizations a minute; retry later with the same request_id")
         return _one(self.writer, packed, request_id_text)
 
     def load(self, request_id_text, pan_text, amount_minor, currency):

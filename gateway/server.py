@@ -2,9 +2,11 @@
 
 Sync grpcio with a thread pool, chosen by measurement (see README, "Performance").
 Besides cardgate.v1 it serves the standard gRPC health service and server reflection.
+Mutual TLS with the gateway's own CA is the default; without TLS it only serves loopback.
 """
 import concurrent.futures
 import logging
+import socket
 import time
 
 import grpc
@@ -14,7 +16,10 @@ from grpc_reflection.v1alpha import reflection
 from cardgate.v1 import authorization_pb2, authorization_pb2_grpc, issuing_pb2, issuing_pb2_grpc
 
 from . import limits
+from .access import AccessControl
+from .netaddr import host_of, is_loopback
 from .operations import Operations
+from .pki import Pki, RevocationList
 from .service import AuthorizationService, IssuingService
 from .store import Store
 from .writer import BatchingWriter
@@ -33,14 +38,39 @@ GRPC_OPTIONS = [
 ]
 
 
+class InsecureRefused(ValueError):
+    pass
+
+
+def server_hosts(listen: str) -> tuple:
+    """What the server certificate names: loopback, plus the listen host (or this
+    machine's name when listening on every address)."""
+    host = host_of(listen)
+    extra = (socket.gethostname(),) if host in ("", "0.0.0.0", "::") else (host,)
+    return ("localhost", "127.0.0.1", "::1") + extra
+
+
 class Gateway:
     """Everything one serving process owns. ``start`` binds; ``stop`` drains and closes."""
 
-    def __init__(self, data_dir, listen="127.0.0.1:50051", *, clock=lambda: int(time.time()),
-                 map_size_bytes=limits.MAP_SIZE_BYTES_DEFAULT, threads=limits.SERVER_THREADS):
+    def __init__(self, data_dir, listen="127.0.0.1:50051", *, tls=True,
+                 clock=lambda: int(time.time()), map_size_bytes=limits.MAP_SIZE_BYTES_DEFAULT,
+                 threads=limits.SERVER_THREADS,
+                 terminal_rate_per_s=limits.TERMINAL_REQUESTS_PER_S_MAX,
+                 card_per_minute_max=limits.CARD_AUTHORIZATIONS_PER_MINUTE_MAX):
+        if not tls and not is_loopback(listen):
+            raise InsecureRefused(
+                f"refusing to serve without TLS on {listen}: the development mode without "
+                "TLS is only for loopback addresses (127.0.0.1, ::1, localhost)")
+        self.tls = tls
+        self.pki = Pki(data_dir)
+        self.pki_created = tls and self.pki.ensure(server_hosts(listen))
         self.store = Store(data_dir, map_size_bytes=map_size_bytes)
         self.writer = BatchingWriter(self.store, clock=clock)
-        self.operations = Operations(self.store, self.writer, clock=clock)
+        self.operations = Operations(self.store, self.writer, clock=clock,
+                                     card_per_minute_max=card_per_minute_max)
+        self.access = AccessControl(tls=tls, revocations=RevocationList(self.pki) if tls else None,
+                                    terminal_rate_per_s=terminal_rate_per_s)
         self.listen = listen
         self.threads = threads
         self.server = None
@@ -52,15 +82,20 @@ class Gateway:
         self.server = grpc.server(concurrent.futures.ThreadPoolExecutor(
             max_workers=self.threads, thread_name_prefix="cardgate-rpc"), options=GRPC_OPTIONS)
         authorization_pb2_grpc.add_AuthorizationServiceServicer_to_server(
-            AuthorizationService(self.operations), self.server)
+            AuthorizationService(self.operations, self.access), self.server)
         issuing_pb2_grpc.add_IssuingServiceServicer_to_server(
-            IssuingService(self.operations), self.server)
+            IssuingService(self.operations, self.access), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             SERVICE_NAMES + (health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                              reflection.SERVICE_NAME), self.server)
         try:
-            self.port = self.server.add_insecure_port(self.listen)
+            if self.tls:
+                key, cert, ca = self.pki.server_credentials_material()
+                self.port = self.server.add_secure_port(self.listen, grpc.ssl_server_credentials(
+                    [(key, cert)], root_certificates=ca, require_client_auth=True))
+            else:
+                self.port = self.server.add_insecure_port(self.listen)
         except RuntimeError:            # grpcio raises when the port cannot be bound
             self.port = 0
         if not self.port:

@@ -14,7 +14,8 @@ from cardgate.v1 import (authorization_pb2, authorization_pb2_grpc, common_pb2, 
                          issuing_pb2_grpc)
 
 from . import writer as writer_mod
-from .operations import RequestIdReused
+from .access import Denied
+from .operations import RequestIdReused, VelocityExceeded
 from .pan import mask_parts
 from .validation import InvalidArgument
 
@@ -52,11 +53,21 @@ _WRITER_CODES = {
 
 
 def rpc(method):
-    """Map the gateway's exceptions onto gRPC status codes for one servicer method."""
+    """Check the caller's access, then run the method, mapping the gateway's exceptions
+    onto gRPC status codes."""
+    full_name = None
+
     @functools.wraps(method)
     def wrapper(self, request, context):
+        nonlocal full_name
+        full_name = full_name or f"/{self.SERVICE}/{method.__name__}"
         try:
+            self.access.check(context, full_name, request)
             return method(self, request, context)
+        except Denied as exc:
+            context.abort(exc.code, str(exc))
+        except VelocityExceeded as exc:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
         except InvalidArgument as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except RequestIdReused as exc:
@@ -86,8 +97,11 @@ def authorization_message(reply) -> common_pb2.Authorization:
 
 
 class AuthorizationService(authorization_pb2_grpc.AuthorizationServiceServicer):
-    def __init__(self, operations):
+    SERVICE = authorization_pb2.DESCRIPTOR.services_by_name["AuthorizationService"].full_name
+
+    def __init__(self, operations, access):
         self.ops = operations
+        self.access = access
 
     @rpc
     def LoadValue(self, request, context):
@@ -125,8 +139,11 @@ class AuthorizationService(authorization_pb2_grpc.AuthorizationServiceServicer):
 
 
 class IssuingService(issuing_pb2_grpc.IssuingServiceServicer):
-    def __init__(self, operations):
+    SERVICE = issuing_pb2.DESCRIPTOR.services_by_name["IssuingService"].full_name
+
+    def __init__(self, operations, access):
         self.ops = operations
+        self.access = access
 
     @rpc
     def CreateCardRange(self, request, context):

@@ -1,12 +1,14 @@
-"""Shared fixtures: hypothesis profiles, a live gateway on loopback, request ids."""
+"""Shared fixtures: hypothesis profiles and a live gateway on loopback over mutual TLS."""
 import os
 
-import grpc
 import pytest
 from hypothesis import HealthCheck, settings
 
+from cardgate.gateway.channels import open_channel
 from cardgate.gateway.server import Gateway
 from cardgate.v1 import authorization_pb2_grpc, issuing_pb2_grpc
+
+TERMINAL_MERCHANT, TERMINAL_OUTLET = "m1", "o1"
 
 settings.register_profile("dev", max_examples=100, deadline=None)
 settings.register_profile("ci", max_examples=400, deadline=None, print_blob=True,
@@ -15,20 +17,38 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.ge
 
 
 class LiveGateway:
-    """A real gateway in this process: real LMDB in a temp dir, real gRPC on loopback."""
+    """A real gateway in this process: real LMDB in a temp dir, real gRPC on loopback with
+    mutual TLS, and one client certificate per role issued by the gateway's own CA.
+
+    ``auth`` calls as a terminal of merchant m1 / outlet o1, ``issuing`` as an operator.
+    """
 
     def __init__(self, data_dir, clock=None, **kwargs):
-        kwargs = dict(kwargs)
+        # Tests drive one card hard; the velocity test sets its own limit.
+        kwargs = {"card_per_minute_max": 1_000_000, **kwargs}
         if clock is not None:
             kwargs["clock"] = clock
         self.data_dir = data_dir
         self.gateway = Gateway(data_dir, "127.0.0.1:0", **kwargs).start()
-        self.channel = grpc.insecure_channel(self.gateway.address)
+        self.certs = data_dir.parent / "client-certs"
+        pki = self.gateway.pki
+        pki.issue("terminal", "terminal-1", self.certs, merchant_id=TERMINAL_MERCHANT,
+                  outlet_id=TERMINAL_OUTLET)
+        pki.issue("bureau", "bureau-1", self.certs)
+        pki.issue("operator", "operator-1", self.certs)
+        self.channels = []
+        self.channel = self.open("terminal-1")
         self.auth = authorization_pb2_grpc.AuthorizationServiceStub(self.channel)
-        self.issuing = issuing_pb2_grpc.IssuingServiceStub(self.channel)
+        self.issuing = issuing_pb2_grpc.IssuingServiceStub(self.open("operator-1"))
+
+    def open(self, name, cert_dir=None):
+        channel = open_channel(self.gateway.address, cert_dir or self.certs, name)
+        self.channels.append(channel)
+        return channel
 
     def close(self):
-        self.channel.close()
+        for channel in self.channels:
+            channel.close()
         self.gateway.stop()
 
 

@@ -12,6 +12,7 @@ _LISTENING = re.compile(r"cardgate listening on (\S+),")
 
 class GatewayProcess:
     def __init__(self, data_dir, *extra_args, start_timeout_s=30.0):
+        self.data_dir = data_dir
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cardgate.gateway.cli", "serve", "--data-dir", str(data_dir),
              "--listen", "127.0.0.1:0", *extra_args],
@@ -36,6 +37,12 @@ class GatewayProcess:
     def _read_rest(self):
         for line in self.proc.stdout:
             self.output.append(line)
+
+    def channel(self, name="demo-terminal"):
+        """A client channel with one of the demo's certificates."""
+        from cardgate.gateway.channels import open_channel
+        from cardgate.gateway.demo import clients_dir
+        return open_channel(self.address, clients_dir(self.data_dir), name)
 
     def kill(self):
         self.proc.send_signal(signal.SIGKILL)

@@ -13,7 +13,7 @@ from cardgate.gateway.demo import read_demo_pans
 
 from gateway_process import GatewayProcess
 
-SUBCOMMANDS = ("serve", "audit", "balance", "load", "pay", "refund", "reverse")
+SUBCOMMANDS = ("serve", "audit", "balance", "load", "pay", "refund", "reverse", "pki")
 
 
 def cardgate(*args, timeout=60):
@@ -22,8 +22,9 @@ def cardgate(*args, timeout=60):
 
 
 def test_console_script_and_help_of_every_subcommand():
-    assert shutil.which("cardgate"), "pip install did not put the cardgate script on PATH"
-    top = subprocess.run(["cardgate", "--help"], capture_output=True, text=True, timeout=60)
+    script = shutil.which("cardgate", path=os.path.dirname(sys.executable))
+    assert script, "pip install did not put the cardgate script beside the interpreter"
+    top = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=60)
     assert top.returncode == 0
     for name in SUBCOMMANDS:
         assert name in top.stdout
@@ -72,10 +73,12 @@ def test_first_start_creates_a_demo_that_answers_at_once(tmp_path):
     assert audit.returncode == 0 and "audit passed" in audit.stdout
 
 
-def test_serving_without_tls_off_loopback_is_refused(tmp_path):
-    result = cardgate("serve", "--data-dir", str(tmp_path / "d"), "--listen", "0.0.0.0:50999")
+@pytest.mark.parametrize("listen", ["0.0.0.0:50999", "[::]:50999", "192.0.2.1:50999"])
+def test_serving_without_tls_off_loopback_is_refused(tmp_path, listen):
+    result = cardgate("serve", "--insecure", "--data-dir", str(tmp_path / "d"), "--listen", listen)
     assert result.returncode == 2
-    assert "loopback" in result.stderr
+    assert "only for loopback" in result.stderr and listen in result.stderr
+    assert "Traceback" not in result.stderr
     assert not (tmp_path / "d").exists()
 
 

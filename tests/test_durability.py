@@ -22,7 +22,8 @@ pytestmark = pytest.mark.slow
 
 def test_acknowledged_loads_survive_sigkill_and_unacknowledged_are_whole_or_absent(tmp_path):
     data_dir = tmp_path / "data"
-    gateway = GatewayProcess(data_dir)
+    # One card takes all the load here: lift its velocity limit.
+    gateway = GatewayProcess(data_dir, "--card-per-minute", "1000000")
     pan = read_demo_pans(data_dir)[0]
     acknowledged = {}          # request id -> the answer the client saw
     sent = set()
@@ -30,7 +31,7 @@ def test_acknowledged_loads_survive_sigkill_and_unacknowledged_are_whole_or_abse
     lock = threading.Lock()
 
     def client():
-        with grpc.insecure_channel(gateway.address) as channel:
+        with gateway.channel() as channel:
             stub = authorization_pb2_grpc.AuthorizationServiceStub(channel)
             while not stop.is_set():
                 rid = new_id()
@@ -75,9 +76,9 @@ def test_acknowledged_loads_survive_sigkill_and_unacknowledged_are_whole_or_abse
     assert len(unanswered_but_applied) <= CLIENT_THREADS  # at most one in flight per client
 
     # Restart on the same directory: every acknowledged answer is still the answer.
-    gateway = GatewayProcess(data_dir)
+    gateway = GatewayProcess(data_dir, "--card-per-minute", "1000000")
     try:
-        with grpc.insecure_channel(gateway.address) as channel:
+        with gateway.channel() as channel:
             stub = authorization_pb2_grpc.AuthorizationServiceStub(channel)
             for rid, answer in acknowledged.items():
                 again = stub.LoadValue(authorization_pb2.LoadValueRequest(

@@ -155,9 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="money requests one card may make a minute (default: %(default)s)")
     serve.set_defaults(func=cmd_serve)
 
-    pki = with_data_dir(sub.add_parser("pki", help="client certificates: issue, revoke, list"))
+    pki = sub.add_parser("pki", help="client certificates: issue, revoke, list")
     pki_sub = pki.add_subparsers(dest="pki_command", required=True, metavar="PKI_COMMAND")
-    issue = pki_sub.add_parser("issue", help="write a client certificate and key for a role")
+    issue = with_data_dir(pki_sub.add_parser("issue", help="write a client certificate and key for a role"))
     issue.add_argument("--role", required=True, choices=("terminal", "bureau", "operator"))
     issue.add_argument("--name", required=True, help="label of the client, e.g. pump-controller-7")
     issue.add_argument("--merchant", help="terminal only: the merchant id it acts for")
@@ -165,11 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
     issue.add_argument("--out", help="folder for NAME.crt, NAME.key and ca.crt "
                        "(default: DATA_DIR/pki/clients)")
     issue.add_argument("--days", type=int, default=825, help="validity in days (default: 825)")
-    revoke = pki_sub.add_parser("revoke", help="revoke a client certificate (no restart needed)")
+    revoke = with_data_dir(pki_sub.add_parser("revoke", help="revoke a client certificate (no restart needed)"))
     which_cert = revoke.add_mutually_exclusive_group(required=True)
     which_cert.add_argument("--cert", help="the certificate file to revoke")
     which_cert.add_argument("--serial", help="its serial number, in hex")
-    pki_sub.add_parser("list", help="issued client certificates and whether they are revoked")
+    with_data_dir(pki_sub.add_parser("list", help="issued client certificates and whether they are revoked"))
     pki.set_defaults(func=cmd_pki)
 
     audit = with_data_dir(sub.add_parser("audit", help="check the ledger invariants of a data directory"))

@@ -57,6 +57,7 @@ class Gateway:
                  clock=lambda: int(time.time()), map_size_bytes=limits.MAP_SIZE_BYTES_DEFAULT,
                  threads=limits.SERVER_THREADS,
                  terminal_rate_per_s=limits.TERMINAL_REQUESTS_PER_S_MAX,
+                 terminal_burst=limits.TERMINAL_REQUESTS_BURST_MAX,
                  card_per_minute_max=limits.CARD_AUTHORIZATIONS_PER_MINUTE_MAX):
         if not tls and not is_loopback(listen):
             raise InsecureRefused(
@@ -70,7 +71,8 @@ class Gateway:
         self.operations = Operations(self.store, self.writer, clock=clock,
                                      card_per_minute_max=card_per_minute_max)
         self.access = AccessControl(tls=tls, revocations=RevocationList(self.pki) if tls else None,
-                                    terminal_rate_per_s=terminal_rate_per_s)
+                                    terminal_rate_per_s=terminal_rate_per_s,
+                                    terminal_burst=terminal_burst)
         self.listen = listen
         self.threads = threads
         self.server = None

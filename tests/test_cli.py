@@ -62,7 +62,11 @@ def test_first_start_creates_a_demo_that_answers_at_once(tmp_path):
     for pan in pans:
         assert pan not in everything, "a full card number was printed"
         assert f"{pan[:6]}******{pan[-4:]}" in everything
-    for secret in (data_dir / "demo-cards.txt", data_dir / "keys" / "pan-index.key"):
+    secrets = [data_dir / "demo-cards.txt", data_dir / "keys" / "pan-index.key",
+               data_dir / "pki" / "ca.key", data_dir / "pki" / "server.key",
+               *(data_dir / "pki" / "clients").glob("*.key")]
+    assert len(secrets) == 7
+    for secret in secrets:
         assert stat.S_IMODE(os.stat(secret).st_mode) == 0o600, secret
     # A second start keeps the existing program instead of creating another.
     gateway = GatewayProcess(data_dir)
@@ -117,3 +121,26 @@ def test_a_second_gateway_on_a_busy_port_says_so(tmp_path):
         assert "Traceback" not in second.stderr
     finally:
         first.stop()
+
+
+@pytest.mark.slow
+def test_pki_issue_writes_a_working_terminal_certificate(tmp_path):
+    data_dir = tmp_path / "data"
+    gateway = GatewayProcess(data_dir)
+    try:
+        out = tmp_path / "certs"
+        issued = cardgate("pki", "issue", "--data-dir", str(data_dir), "--role", "terminal",
+                          "--name", "pump-controller-7", "--merchant", "demo-merchant",
+                          "--outlet", "station-12", "--out", str(out))
+        assert issued.returncode == 0, issued.stderr
+        assert "terminal 'pump-controller-7' of merchant demo-merchant outlet station-12" in issued.stdout
+        assert stat.S_IMODE(os.stat(out / "pump-controller-7.key").st_mode) == 0o600
+        balance = cardgate("balance", "--demo-card", "2", "--data-dir", str(data_dir),
+                           "--target", gateway.address, "--cert-dir", str(out),
+                           "--as", "pump-controller-7")
+        assert balance.returncode == 0 and "balance 50.00 EUR" in balance.stdout, balance.stderr
+        bad = cardgate("pki", "issue", "--data-dir", str(data_dir), "--role", "terminal",
+                       "--name", "x", "--out", str(out))
+        assert bad.returncode == 2 and "merchant must be" in bad.stderr
+    finally:
+        gateway.stop()

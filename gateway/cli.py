@@ -128,6 +128,32 @@ def cmd_pki(args) -> int:
     return 0
 
 
+def cmd_keys(args) -> int:
+    from . import keys_admin
+    from .datakeys import KeyError_
+
+    try:
+        if args.keys_command == "rotate":
+            active, done, left = keys_admin.rotate(args.data_dir, max_records=args.max_records)
+            print(f"active data key {active}: re-encrypted {done} card numbers, {left} left")
+            if left:
+                print("run 'cardgate keys rotate' again to finish")
+            return 0
+        if args.keys_command == "verify":
+            counts, problems = keys_admin.verify(args.data_dir)
+            summary = ", ".join(f"{n} under {k}" for k, n in sorted(counts.items())) or "none stored"
+            print(f"card numbers: {summary}")
+            for problem in problems:
+                print(f"  - {problem}")
+            return 1 if problems else 0
+        keys_admin.retire(args.data_dir, args.key_id)
+        print(f"retired data key {args.key_id}")
+        return 0
+    except KeyError_ as exc:
+        print(f"cardgate keys: {exc}", file=sys.stderr)
+        return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cardgate", description="Processing host for closed-loop card programs.")
@@ -171,6 +197,18 @@ def build_parser() -> argparse.ArgumentParser:
     which_cert.add_argument("--serial", help="its serial number, in hex")
     with_data_dir(pki_sub.add_parser("list", help="issued client certificates and whether they are revoked"))
     pki.set_defaults(func=cmd_pki)
+
+    keys = sub.add_parser("keys", help="data keys of stored card numbers: rotate, verify, retire")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="KEYS_COMMAND")
+    rotate = with_data_dir(keys_sub.add_parser(
+        "rotate", help="re-encrypt every card number under a new data key (safe while serving; "
+        "run again to resume)"))
+    rotate.add_argument("--max-records", type=int, default=None,
+                        help="stop after re-encrypting this many (to spread the work)")
+    with_data_dir(keys_sub.add_parser("verify", help="decrypt every stored card number and check it"))
+    retire = with_data_dir(keys_sub.add_parser("retire", help="remove a data key no record uses any more"))
+    retire.add_argument("key_id")
+    keys.set_defaults(func=cmd_keys)
 
     audit = with_data_dir(sub.add_parser("audit", help="check the ledger invariants of a data directory"))
     audit.set_defaults(func=cmd_audit)

@@ -157,7 +157,14 @@ class Operations:
                 return str(RequestIdReused(request_id_text))
             return None
 
-        replies = self.writer.submit(packed, guard=same_or_new)
+        def store_encrypted_pans(txn, replies):
+            for (pan_text, _, _), reply in zip(keyed, replies):
+                if reply.result == Result.APPROVED:
+                    txn.put(reply.card_id.to_bytes(8, "big"),
+                            self.store.key_ring.encrypt(pan_text, reply.card_id),
+                            db=self.store.db_pans)
+
+        replies = self.writer.submit(packed, guard=same_or_new, after=store_encrypted_pans)
         for reply in replies:
             _raise_rejections(reply, request_id_text)
         return replies

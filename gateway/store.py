@@ -10,10 +10,12 @@ import lmdb
 from cardgate.fastcore import ledger, records
 
 from . import limits
+from .datakeys import KeyRing
 from .pan import PanIndexKey
 
 DATA_DIR_ENV = "CARDGATE_DATA_DIR"
 DATA_DIR_DEFAULT = "cardgate-data"
+PANS_DB = b"pans"
 
 
 def default_data_dir() -> pathlib.Path:
@@ -41,10 +43,14 @@ class Store:
             self.dbs = tuple(self.env.open_db(name, create=False) for name in ledger.DB_NAMES)
         else:
             self.dbs = ledger.open_databases(self.env)
-        self.pan_key = PanIndexKey.load_or_create(self.data_dir / "keys" / "pan-index.key") \
+        self.keys_dir = self.data_dir / "keys"
+        self.pan_key = PanIndexKey.load_or_create(self.keys_dir / "pan-index.key") \
             if not readonly else None
+        self.key_ring = KeyRing.load_or_create(self.keys_dir) if not readonly else None
         (self.db_requests, self.db_book, self.db_pan_index, self.db_journal,
          self.db_config) = self.dbs
+        # Gateway-owned: card id -> PAN encrypted under a data key (datakeys.py).
+        self.db_pans = self.env.open_db(PANS_DB, create=not readonly)
 
     def close(self):
         self.env.close()

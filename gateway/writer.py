@@ -47,13 +47,16 @@ class GuardRefused(WriterError):
 
 class _Submission:
     """Requests of one caller, and the latch it waits on until the writer answers."""
-    __slots__ = ("requests", "guard", "replies", "error", "done")
+    __slots__ = ("requests", "guard", "after", "replies", "error", "done")
 
-    def __init__(self, requests: list, guard: Optional[Callable]):
+    def __init__(self, requests: list, guard: Optional[Callable], after: Optional[Callable]):
         self.requests = requests
         # Runs inside the write transaction before the requests; returns an error
         # message to refuse the whole submission with nothing written, or None.
         self.guard = guard
+        # Runs inside the same transaction after the core answered: after(txn, replies)
+        # writes what belongs to the gateway (e.g. encrypted PANs) atomically with it.
+        self.after = after
         self.replies = None
         self.error: Optional[WriterError] = None
         # A bare lock held until the writer answers: the cheapest latch CPython has.
@@ -96,11 +99,11 @@ class BatchingWriter:
             self._wakeup.notify()
         self._thread.join()
 
-    def submit(self, packed_requests: list, *, guard=None,
+    def submit(self, packed_requests: list, *, guard=None, after=None,
                wait_s_max: float = limits.REPLY_WAIT_S_MAX) -> list:
         """Apply packed core requests durably; return their Reply tuples in order."""
         assert 0 < len(packed_requests) <= self.batch_size_max
-        sub = _Submission(list(packed_requests), guard)
+        sub = _Submission(list(packed_requests), guard, after)
         with self._wakeup:
             if self._stopping:
                 raise StoreFailed("the gateway is shutting down; retry with the same request_id")
@@ -173,20 +176,22 @@ class BatchingWriter:
             self.on_batch(sum(len(s.requests) for s in batch), time.perf_counter() - started)
 
     def _apply(self, txn, batch, now_s, now_yyyymm):
-        # Consecutive unguarded submissions go through the core in one call; a guarded
-        # one is checked and applied on its own, still inside the same transaction.
+        # Consecutive plain submissions go through the core in one call; one with a guard
+        # or an after-hook is applied on its own, still inside the same transaction.
         run = []
         for sub in batch:
-            if sub.guard is None:
+            if sub.guard is None and sub.after is None:
                 run.append(sub)
                 continue
             self._apply_run(txn, run, now_s, now_yyyymm)
             run = []
-            refusal = sub.guard(txn)
+            refusal = sub.guard(txn) if sub.guard is not None else None
             if refusal is not None:
                 sub.error = GuardRefused(refusal)
                 continue
             self._apply_run(txn, [sub], now_s, now_yyyymm)
+            if sub.after is not None:
+                sub.after(txn, sub.replies)
         self._apply_run(txn, run, now_s, now_yyyymm)
 
     def _apply_run(self, txn, run, now_s, now_yyyymm):

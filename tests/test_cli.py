@@ -13,7 +13,7 @@ from cardgate.gateway.demo import read_demo_pans
 
 from gateway_process import GatewayProcess
 
-SUBCOMMANDS = ("serve", "audit", "balance", "load", "pay", "refund", "reverse", "pki")
+SUBCOMMANDS = ("serve", "audit", "balance", "load", "pay", "refund", "reverse", "pki", "keys")
 
 
 def cardgate(*args, timeout=60):

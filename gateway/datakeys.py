@@ -1,0 +1,120 @@
+"""Data keys for card numbers at rest: AES-256-GCM under a key ring with key ids.
+
+The ring is a JSON file (mode 0600) in the data directory's keys/ folder, outside the
+database. New PANs are encrypted under the active key; `cardgate keys rotate` adds a
+key, makes it active and re-encrypts every stored PAN under it, in small transactions
+while the gateway keeps answering, and picks up where it stopped when run again.
+Each record is bound to its card id (GCM associated data), so records cannot be swapped.
+"""
+import base64
+import json
+import os
+import pathlib
+import secrets
+import threading
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+RECORD_VERSION = 1
+NONCE_BYTES = 12
+KEY_BYTES = 32
+KEY_ID_BYTES_MAX = 32
+
+
+class KeyError_(LookupError):
+    pass
+
+
+def _write_private_json(path: pathlib.Path, value):
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(value, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def encode_record(key_id: str, nonce: bytes, sealed: bytes) -> bytes:
+    kid = key_id.encode()
+    return bytes([RECORD_VERSION, len(kid)]) + kid + nonce + sealed
+
+
+def record_key_id(record: bytes) -> str:
+    if not record or record[0] != RECORD_VERSION:
+        raise ValueError("unknown PAN record version")
+    return record[2:2 + record[1]].decode()
+
+
+class KeyRing:
+    """The key ring file; rereads it when another process (keys rotate) changed it."""
+
+    def __init__(self, path: pathlib.Path):
+        self.path = pathlib.Path(path)
+        self._lock = threading.Lock()
+        self._stamp = None
+        self._ring = None
+
+    @classmethod
+    def load_or_create(cls, keys_dir) -> "KeyRing":
+        ring = cls(pathlib.Path(keys_dir) / "data-keys.json")
+        if not ring.path.exists():
+            key_id = "k1"
+            _write_private_json(ring.path, {"active": key_id, "keys": {
+                key_id: base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode()}})
+        return ring
+
+    def _current(self) -> dict:
+        st = os.stat(self.path)
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if stamp != self._stamp:
+            with self._lock:
+                self._ring = json.loads(self.path.read_text())
+                self._stamp = stamp
+        return self._ring
+
+    @property
+    def active_key_id(self) -> str:
+        return self._current()["active"]
+
+    def key_ids(self) -> list:
+        return sorted(self._current()["keys"])
+
+    def _key(self, key_id: str) -> AESGCM:
+        encoded = self._current()["keys"].get(key_id)
+        if encoded is None:
+            raise KeyError_(f"data key {key_id!r} is not in {self.path} (retired?)")
+        return AESGCM(base64.b64decode(encoded))
+
+    def encrypt(self, pan: str, card_id: int) -> bytes:
+        key_id = self.active_key_id
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        sealed = self._key(key_id).encrypt(nonce, pan.encode("ascii"), card_id.to_bytes(8, "big"))
+        return encode_record(key_id, nonce, sealed)
+
+    def decrypt(self, record: bytes, card_id: int) -> str:
+        key_id = record_key_id(record)
+        at = 2 + record[1]
+        nonce, sealed = record[at:at + NONCE_BYTES], record[at + NONCE_BYTES:]
+        return self._key(key_id).decrypt(nonce, sealed, card_id.to_bytes(8, "big")).decode("ascii")
+
+    # ---- administration (the keys command) ----------------------------------------
+
+    def add_active_key(self) -> str:
+        ring = dict(self._current())
+        number = 1 + max(int(k[1:]) for k in ring["keys"] if k[1:].isdigit())
+        key_id = f"k{number}"
+        ring["keys"] = {**ring["keys"], key_id: base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode()}
+        ring["active"] = key_id
+        _write_private_json(self.path, ring)
+        return key_id
+
+    def remove_key(self, key_id: str):
+        ring = dict(self._current())
+        if key_id == ring["active"]:
+            raise KeyError_(f"data key {key_id} is the active key and cannot be retired")
+        if key_id not in ring["keys"]:
+            raise KeyError_(f"data key {key_id!r} is not in the ring")
+        ring["keys"] = {k: v for k, v in ring["keys"].items() if k != key_id}
+        _write_private_json(self.path, ring)

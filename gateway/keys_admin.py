@@ -1,0 +1,87 @@
+"""`cardgate keys`: rotate the data key of stored PANs, verify them, retire old keys.
+
+Runs beside a serving gateway on the same data directory: every chunk of records is
+re-encrypted in its own short write transaction, and an interrupted rotation is
+finished by running it again.
+"""
+import collections
+
+from cardgate.fastcore import records
+
+from .datakeys import KeyError_, record_key_id
+from .store import Store
+
+ROTATE_CHUNK_RECORDS = 500
+
+
+def key_id_counts(store) -> collections.Counter:
+    with store.env.begin() as txn:
+        return collections.Counter(record_key_id(v) for _, v in txn.cursor(db=store.db_pans))
+
+
+def rotate(data_dir, *, chunk_records=ROTATE_CHUNK_RECORDS, max_records=None):
+    """Re-encrypt every PAN under the active key, starting a new key first unless a
+    rotation is unfinished. Returns (active key id, records re-encrypted, records left)."""
+    store = Store(data_dir)
+    try:
+        ring = store.key_ring
+        counts = key_id_counts(store)
+        if not counts or set(counts) == {ring.active_key_id}:
+            ring.add_active_key()              # a new rotation
+        active = ring.active_key_id
+        done = 0
+        while max_records is None or done < max_records:
+            limit = chunk_records if max_records is None else min(chunk_records, max_records - done)
+            with store.env.begin() as txn:
+                stale = [key for key, value in txn.cursor(db=store.db_pans)
+                         if record_key_id(value) != active][:limit]
+            if not stale:
+                break
+            with store.env.begin(write=True) as txn:
+                for key in stale:
+                    value = txn.get(key, db=store.db_pans)
+                    if record_key_id(value) == active:
+                        continue
+                    card_id = int.from_bytes(key, "big")
+                    txn.put(key, ring.encrypt(ring.decrypt(value, card_id), card_id), db=store.db_pans)
+                    done += 1
+        left = sum(n for k, n in key_id_counts(store).items() if k != active)
+        return active, done, left
+    finally:
+        store.close()
+
+
+def verify(data_dir):
+    """Decrypt every stored PAN and check the PAN index leads back to its card.
+    Returns (records per key id, problems)."""
+    store = Store(data_dir)
+    problems = []
+    try:
+        with store.env.begin() as txn:
+            for key, value in txn.cursor(db=store.db_pans):
+                card_id = int.from_bytes(key, "big")
+                try:
+                    pan = store.key_ring.decrypt(value, card_id)
+                except Exception as exc:
+                    problems.append(f"card {card_id}: cannot decrypt ({type(exc).__name__}: {exc})")
+                    continue
+                indexed = txn.get(store.pan_key.card_key(pan), db=store.db_pan_index)
+                if indexed is None or int.from_bytes(indexed, "big") != card_id:
+                    problems.append(f"card {card_id}: decrypted PAN does not lead back to it")
+                elif txn.get(records.card_key(card_id), db=store.db_book) is None:
+                    problems.append(f"card {card_id}: no card record")
+        return key_id_counts(store), problems
+    finally:
+        store.close()
+
+
+def retire(data_dir, key_id):
+    store = Store(data_dir)
+    try:
+        in_use = key_id_counts(store).get(key_id, 0)
+        if in_use:
+            raise KeyError_(f"data key {key_id} still protects {in_use} PANs; "
+                            "finish 'cardgate keys rotate' first")
+        store.key_ring.remove_key(key_id)
+    finally:
+        store.close()

@@ -69,7 +69,7 @@ class AccessControl:
             raise Denied(grpc.StatusCode.UNAUTHENTICATED, "a client certificate is required")
         try:
             identity = _identity_from_pem(pems[0])
-        except (PkiError, ValueError) as exc:
+        except (PkiError, ValueError, x509.InvalidVersion) as exc:
             raise Denied(grpc.StatusCode.UNAUTHENTICATED, f"client certificate refused: {exc}") from None
         if self.revocations is not None and self.revocations.is_revoked(identity.serial):
             raise Denied(grpc.StatusCode.UNAUTHENTICATED,

@@ -41,10 +41,21 @@ def encode_record(key_id: str, nonce: bytes, sealed: bytes) -> bytes:
     return bytes([RECORD_VERSION, len(kid)]) + kid + nonce + sealed
 
 
+def _split(record: bytes):
+    """(key id, nonce, sealed PAN) of a stored record; ValueError when malformed."""
+    if len(record) < 2 or record[0] != RECORD_VERSION:
+        raise ValueError("not a PAN record of a known version")
+    end_of_id = 2 + record[1]
+    if not 0 < record[1] <= KEY_ID_BYTES_MAX or len(record) < end_of_id + NONCE_BYTES + 16:
+        raise ValueError("PAN record is truncated or malformed")
+    key_id = record[2:end_of_id].decode("ascii", "strict") if record[2:end_of_id].isascii() else None
+    if key_id is None:
+        raise ValueError("PAN record names a key id that is not ASCII")
+    return key_id, record[end_of_id:end_of_id + NONCE_BYTES], record[end_of_id + NONCE_BYTES:]
+
+
 def record_key_id(record: bytes) -> str:
-    if not record or record[0] != RECORD_VERSION:
-        raise ValueError("unknown PAN record version")
-    return record[2:2 + record[1]].decode()
+    return _split(record)[0]
 
 
 class KeyRing:
@@ -94,9 +105,7 @@ class KeyRing:
         return encode_record(key_id, nonce, sealed)
 
     def decrypt(self, record: bytes, card_id: int) -> str:
-        key_id = record_key_id(record)
-        at = 2 + record[1]
-        nonce, sealed = record[at:at + NONCE_BYTES], record[at + NONCE_BYTES:]
+        key_id, nonce, sealed = _split(record)
         return self._key(key_id).decrypt(nonce, sealed, card_id.to_bytes(8, "big")).decode("ascii")
 
     # ---- administration (the keys command) ----------------------------------------

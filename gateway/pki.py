@@ -69,14 +69,16 @@ def identity_of(cert: x509.Certificate) -> Identity:
     try:
         uris = cert.extensions.get_extension_for_class(
             x509.SubjectAlternativeName).value.get_values_for_type(x509.UniformResourceIdentifier)
+        names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     except x509.ExtensionNotFound:
-        uris = []
+        uris, names = [], []
+    except Exception as exc:  # cryptography's parse errors (duplicate or malformed extensions)
+        raise PkiError(f"certificate cannot be read ({type(exc).__name__}: {exc})") from None
     ours = [u for u in uris if u.startswith(URI_PREFIX)]
     if len(ours) != 1:
         raise PkiError("certificate carries no cardgate role")
     parts = ours[0][len(URI_PREFIX):].split(":")
-    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    name = names[0].value if names else ""
+    name = str(names[0].value) if names else ""
     if parts[0] == "terminal" and len(parts) == 3:
         return Identity("terminal", name, cert.serial_number, check_id(parts[1], "merchant"),
                         check_id(parts[2], "outlet"))

@@ -13,13 +13,14 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from cardgate.v1 import authorization_pb2, authorization_pb2_grpc, issuing_pb2, issuing_pb2_grpc
+from cardgate.v1 import authorization_pb2, issuing_pb2
 
 from . import limits
 from .access import AccessControl
 from .netaddr import host_of, is_loopback
 from .operations import Operations
 from .pki import Pki, RevocationList
+from .registration import register
 from .service import AuthorizationService, IssuingService
 from .store import Store
 from .writer import BatchingWriter
@@ -83,10 +84,10 @@ class Gateway:
         self.writer.start()
         self.server = grpc.server(concurrent.futures.ThreadPoolExecutor(
             max_workers=self.threads, thread_name_prefix="cardgate-rpc"), options=GRPC_OPTIONS)
-        authorization_pb2_grpc.add_AuthorizationServiceServicer_to_server(
-            AuthorizationService(self.operations, self.access), self.server)
-        issuing_pb2_grpc.add_IssuingServiceServicer_to_server(
-            IssuingService(self.operations, self.access), self.server)
+        register(self.server, authorization_pb2.DESCRIPTOR.services_by_name["AuthorizationService"],
+                 AuthorizationService(self.operations, self.access))
+        register(self.server, issuing_pb2.DESCRIPTOR.services_by_name["IssuingService"],
+                 IssuingService(self.operations, self.access))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             SERVICE_NAMES + (health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,

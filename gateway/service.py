@@ -16,6 +16,7 @@ from cardgate.v1 import (authorization_pb2, authorization_pb2_grpc, common_pb2, 
 from . import writer as writer_mod
 from .access import Denied
 from .operations import RequestIdReused, VelocityExceeded
+from .registration import Malformed
 from .pan import mask_parts
 from .validation import InvalidArgument
 
@@ -63,6 +64,9 @@ def rpc(method):
         full_name = full_name or f"/{self.SERVICE}/{method.__name__}"
         try:
             self.access.check(context, full_name, request)
+            if isinstance(request, Malformed):
+                raise InvalidArgument("request", f"not a valid {request.type_name} message "
+                                      f"({request.problem})")
             return method(self, request, context)
         except Denied as exc:
             context.abort(exc.code, str(exc))

@@ -86,3 +86,16 @@ def test_card_numbers_are_not_in_the_store_in_clear(tmp_path):
         assert pan.encode() not in raw
         assert bytes.fromhex(pan.zfill(20)) not in raw        # nor as packed digits
     assert len(decrypted_pans(data_dir)) == 3
+
+
+def test_malformed_pan_records_are_refused_clearly(tmp_path):
+    """Regressions found by benchmarks/fuzz_parsers.py."""
+    import pytest
+
+    from cardgate.gateway.datakeys import KeyRing, record_key_id
+    ring = KeyRing.load_or_create(tmp_path)
+    good = ring.encrypt("6277000000000018", 5)
+    for bad in (b"", b"\x01", b"\x01?", b"\x02" + good[1:], good[:20], good[:2] + b"\xff" * 40):
+        with pytest.raises(ValueError):
+            record_key_id(bad) if len(bad) < 3 else ring.decrypt(bad, 5)
+    assert ring.decrypt(good, 5) == "6277000000000018"

@@ -1,0 +1,149 @@
+"""Coverage-guided fuzzing (atheris) of every parser that reads bytes from outside:
+
+  * request messages as they arrive over gRPC (tolerant protobuf parsing, then the
+    same validation the services run: request ids, card numbers, currencies, amounts);
+  * client certificates (DER/PEM) and the role they carry;
+  * fastcore's record decoders (C code reading LMDB values and request buffers);
+  * stored PAN records (key id, nonce, AES-GCM) and amounts typed on the command line.
+
+    pip install atheris
+    python -m benchmarks.fuzz_parsers -runs=500000      # libFuzzer flags pass through
+
+libFuzzer's closing line ("#N DONE") says how many inputs ran; a crash or an unexpected exception stops it with the
+input that caused it (written to ./crash-*). Found and fixed so far: a truncated
+PAN record raised IndexError (datakeys._split now refuses it clearly), and a client
+certificate with a duplicated extension escaped identity_of as DuplicateExtension
+(now a PkiError, so the gateway answers UNAUTHENTICATED).
+"""
+import sys
+
+import atheris
+
+with atheris.instrument_imports():
+    from cryptography import x509
+    from google.protobuf import message_factory
+
+    from cardgate.fastcore import ledger, records
+    from cardgate.gateway import money, pan as pan_mod, validation
+    from cardgate.gateway.datakeys import KeyRing, record_key_id
+    from cardgate.gateway.pki import PkiError, identity_of
+    from cardgate.gateway.registration import Malformed, _tolerant_parser
+    from cardgate.v1 import authorization_pb2, issuing_pb2
+
+REQUEST_PARSERS = [
+    _tolerant_parser(message_factory.GetMessageClass(method.input_type))
+    for module in (authorization_pb2, issuing_pb2)
+    for service in module.DESCRIPTOR.services_by_name.values()
+    for method in service.methods]
+UNPACKERS = [records.unpack_reply, records.unpack_replies, records.unpack_request,
+             records.unpack_request_record, records.unpack_card, records.unpack_account,
+             records.unpack_journal_entry, records.unpack_range, records.parse_book_key,
+             records.journal_seq_of]
+EXPECTED = (ValueError, x509.InvalidVersion, PkiError, money.AmountError, pan_mod.PanError, validation.InvalidArgument)
+inputs = 0
+failed = False
+
+
+def validate_fields(request):
+    for field, check in (("request_id", validation.request_id),
+                         ("original_request_id", validation.request_id),
+                         ("pan", validation.pan), ("currency", validation.currency)):
+        value = getattr(request, field, None)
+        if value:
+            try:
+                check(value)
+            except validation.InvalidArgument:
+                pass
+    amount = getattr(request, "amount", None)
+    if amount is not None:
+        for check, value in ((validation.amount_minor, amount.amount_minor),
+                             (validation.currency, amount.currency)):
+            try:
+                check(value)
+            except validation.InvalidArgument:
+                pass
+
+
+def one_input(data: bytes):
+    global inputs, failed
+    inputs += 1
+    if not data:
+        return
+    target, rest = data[0] % 5, data[1:]
+    try:
+        if target == 0:
+            parsed = REQUEST_PARSERS[len(rest) % len(REQUEST_PARSERS)](rest)
+            if not isinstance(parsed, Malformed):
+                validate_fields(parsed)
+        elif target == 1:
+            try:
+                cert = x509.load_der_x509_certificate(rest)
+            except ValueError:
+                cert = x509.load_pem_x509_certificate(rest)
+            identity_of(cert)
+        elif target == 2:
+            for unpack in UNPACKERS:
+                try:
+                    unpack(rest)
+                except ValueError:
+                    pass
+        elif target == 3:
+            record_key_id(rest)
+            RING.decrypt(rest, 1)
+        else:
+            text = rest.decode("utf-8", "replace")
+            money.parse_amount_minor(text, "EUR")
+    except EXPECTED:
+        pass
+    except Exception as exc:          # AES-GCM refusing a forged record is expected too
+        if type(exc).__name__ not in ("InvalidTag", "KeyError_", "UnicodeDecodeError"):
+            failed = True
+            raise
+
+
+def write_seeds(folder):
+    """Valid inputs for each target (first byte picks it), so mutation starts deep."""
+    import os
+    import pathlib
+    import uuid
+
+    from cardgate.gateway.pki import Pki
+    from cardgate.v1 import common_pb2
+
+    def seed(target, payload, n=[0]):
+        n[0] += 1
+        pathlib.Path(folder, f"seed-{n[0]}").write_bytes(bytes([target]) + payload)
+
+    money_ = common_pb2.Money(amount_minor=1250, currency="EUR")
+    pan = "6277000000000001"[:-1]
+    pan += str(pan_mod.luhn_check_digit(pan))
+    for msg in (authorization_pb2.PurchaseRequest(request_id=str(uuid.uuid4()), pan=pan, amount=money_),
+                authorization_pb2.RefundRequest(request_id=str(uuid.uuid4()), pan=pan, amount=money_,
+                                                original_request_id=str(uuid.uuid4())),
+                issuing_pb2.CreateCardRangeRequest(request_id=str(uuid.uuid4()), range_id=1,
+                                                   iin_prefix="627700", pan_length=16, currency="EUR")):
+        seed(0, msg.SerializeToString())
+    pki = Pki(folder + "-pki")
+    pki.ensure()
+    pki.issue("terminal", "t", folder + "-pki/clients", merchant_id="m", outlet_id="o")
+    seed(1, pathlib.Path(folder + "-pki/clients/t.crt").read_bytes())
+    seed(2, records.pack_request(records.Op.PURCHASE, os.urandom(16), card_key=os.urandom(32),
+                                 currency="EUR", amount_minor=5))
+    seed(3, RING.encrypt(pan, 1))
+    seed(4, b"12.50")
+
+
+if __name__ == "__main__":
+    import atexit
+    import tempfile
+
+    RING = KeyRing.load_or_create(tempfile.mkdtemp())
+    atheris.instrument_all()
+    if not any(not a.startswith("-") for a in sys.argv[1:]):
+        corpus = tempfile.mkdtemp(prefix="cardgate-fuzz-")
+        write_seeds(corpus)
+        sys.argv.append(corpus)
+    atexit.register(lambda: print(f"fuzz_parsers: {inputs} inputs ran, "
+                                  f"{'FAILED' if failed else 'nothing found'}", flush=True))
+    atheris.Setup(sys.argv, one_input)
+    atheris.Fuzz()

@@ -1,0 +1,37 @@
+"""Registers the cardgate.v1 servicers with request parsing that never fails the call.
+
+grpcio answers INTERNAL when a request's bytes do not parse; here a malformed message
+becomes a Malformed value, which the servicer wrapper answers with INVALID_ARGUMENT.
+"""
+import grpc
+from google.protobuf import message, message_factory
+
+
+class Malformed:
+    """Bytes that are not a valid message of the method's request type."""
+    __slots__ = ("type_name", "problem")
+
+    def __init__(self, type_name: str, problem: str):
+        self.type_name = type_name
+        self.problem = problem
+
+
+def _tolerant_parser(request_class):
+    def parse(data: bytes):
+        try:
+            return request_class.FromString(data)
+        except (message.DecodeError, ValueError, RecursionError) as exc:
+            return Malformed(request_class.DESCRIPTOR.full_name, type(exc).__name__)
+    return parse
+
+
+def register(server, service_descriptor, servicer):
+    handlers = {}
+    for method in service_descriptor.methods:
+        request_class = message_factory.GetMessageClass(method.input_type)
+        response_class = message_factory.GetMessageClass(method.output_type)
+        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, method.name),
+            request_deserializer=_tolerant_parser(request_class),
+            response_serializer=response_class.SerializeToString)
+    server.add_registered_method_handlers(service_descriptor.full_name, handlers)

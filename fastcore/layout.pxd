@@ -19,6 +19,7 @@ cdef enum OpCode:
     OP_PURCHASE = 5
     OP_REFUND = 6
     OP_REVERSAL = 7
+    OP_SET_PIN = 8
 
 # Same numbers as cardgate.v1.ResultCode, so the gateway maps them one to one.
 cdef enum ResultCode:
@@ -28,6 +29,7 @@ cdef enum ResultCode:
     RESULT_DECLINED_CARD_BLOCKED = 12
     RESULT_DECLINED_CARD_EXPIRED = 13
     RESULT_DECLINED_CARD_CLOSED = 14
+    RESULT_DECLINED_WRONG_PIN = 15
     RESULT_DECLINED_INSUFFICIENT_FUNDS = 20
     RESULT_DECLINED_CURRENCY_MISMATCH = 21
     RESULT_DECLINED_BALANCE_LIMIT_EXCEEDED = 22
@@ -61,6 +63,8 @@ cdef enum:
     ACCOUNT_NO_OVERDRAFT = 1
     REQUEST_REVERSED = 1        # flags of a request record
     REQUEST_TOMBSTONE = 2
+    REQUEST_PIN_PRESENT = 1     # CoreRequest.flags: pin_verifier carries the entered PIN
+    PIN_VERIFIER_SIZE = 16      # truncated HMAC-SHA256 of (card key, PIN) under the PIN key
 
 # One request from the gateway to the core (fixed size; a batch is their concatenation).
 cdef packed struct CoreRequest:
@@ -77,9 +81,10 @@ cdef packed struct CoreRequest:
     uint32_t expiry_yyyymm
     uint32_t pan_first6
     uint16_t pan_last4
-    uint16_t reserved
+    uint16_t flags              # REQUEST_PIN_PRESENT
     uint64_t iin_prefix
     char range_name[RANGE_NAME_SIZE]
+    uint8_t pin_verifier[PIN_VERIFIER_SIZE]
 
 # The core's answer to one request, stored with it so that retries get it unchanged.
 cdef packed struct CoreReply:
@@ -117,6 +122,9 @@ cdef packed struct CardRecord:
     uint32_t pan_first6
     uint64_t issued_s
     uint64_t activated_s
+    uint8_t pin_set
+    uint8_t reserved[7]
+    uint8_t pin_verifier[PIN_VERIFIER_SIZE]
 
 cdef packed struct AccountRecord:
     int64_t balance_minor

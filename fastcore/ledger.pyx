@@ -158,6 +158,15 @@ cdef class _BatchApplier:
         rp.pending_minor = acc.pending_minor
         return 0
 
+    cdef bint find_described_card(self, const CoreRequest* rq, CardRecord* card,
+                                  CoreReply* rp) except -1:
+        """The request's card, described in the reply; False (declined) when unknown."""
+        if not self.find_card(rq.card_key, card):
+            rp.result = RESULT_DECLINED_UNKNOWN_CARD
+            return False
+        self.describe_card(card, rp)
+        return True
+
     cdef uint8_t usable_card(self, const CardRecord* card, bint allow_issued):
         if card.status == CARD_CLOSED:
             return RESULT_DECLINED_CARD_CLOSED
@@ -257,10 +266,8 @@ cdef class _BatchApplier:
 
     cdef int set_status(self, const CoreRequest* rq, CoreReply* rp) except -1:
         cdef CardRecord card
-        if not self.find_card(rq.card_key, &card):
-            rp.result = RESULT_DECLINED_UNKNOWN_CARD
+        if not self.find_described_card(rq, &card, rp):
             return 0
-        self.describe_card(&card, rp)
         cdef uint8_t target = rq.target_status
         if card.status == CARD_CLOSED or target not in (CARD_BLOCKED, CARD_ACTIVE):
             rp.result = RESULT_DECLINED_INVALID_STATUS_CHANGE
@@ -294,11 +301,28 @@ cdef class _BatchApplier:
         self.approve(rq, rp, rq.amount_minor, seq)
         return 0
 
+    cdef int set_pin(self, const CoreRequest* rq, CoreReply* rp) except -1:
+        cdef CardRecord card
+        if not self.find_described_card(rq, &card, rp):
+            return 0
+        if card.status == CARD_CLOSED:
+            rp.result = RESULT_DECLINED_CARD_CLOSED
+            return 0
+        card.pin_set = 1
+        memcpy(card.pin_verifier, rq.pin_verifier, PIN_VERIFIER_SIZE)
+        self.write_card(&card)
+        self.approve(rq, rp, 0, 0)
+        return 0
+
     cdef int purchase(self, const CoreRequest* rq, CoreReply* rp) except -1:
         cdef CardRecord card
         cdef uint8_t bad = self.money_checks(rq, &card, rp, False)
         if bad:
             rp.result = bad
+            return 0
+        if rq.flags & REQUEST_PIN_PRESENT and card.pin_set and \
+                memcmp(rq.pin_verifier, card.pin_verifier, PIN_VERIFIER_SIZE) != 0:
+            rp.result = RESULT_DECLINED_WRONG_PIN
             return 0
         if rp.balance_minor - rp.pending_minor < rq.amount_minor:
             rp.result = RESULT_DECLINED_INSUFFICIENT_FUNDS
@@ -426,6 +450,8 @@ cdef class _BatchApplier:
             return 0 < rq.amount_minor <= AMOUNT_MINOR_MAX
         if rq.op == OP_REVERSAL:
             return memcmp(rq.ref_request_id, rq.request_id, REQUEST_ID_SIZE) != 0
+        if rq.op == OP_SET_PIN:
+            return rq.flags & REQUEST_PIN_PRESENT
         return OP_CREATE_RANGE <= rq.op <= OP_SET_STATUS
 
     cdef int apply_one(self, const CoreRequest* rq, CoreReply* rp) except -1:
@@ -462,6 +488,8 @@ cdef class _BatchApplier:
             self.set_status(rq, rp)
         elif rq.op == OP_CREATE_RANGE:
             self.create_range(rq, rp)
+        elif rq.op == OP_SET_PIN:
+            self.set_pin(rq, rp)
         assert rp.result != 0, "operation left no result"
         memset(&rec, 0, sizeof(rec))
         memcpy(&rec.request, rq, sizeof(CoreRequest))

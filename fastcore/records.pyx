@@ -21,6 +21,7 @@ class Op(enum.IntEnum):
     PURCHASE = OP_PURCHASE
     REFUND = OP_REFUND
     REVERSAL = OP_REVERSAL
+    SET_PIN = OP_SET_PIN
 
 
 class Result(enum.IntEnum):
@@ -31,6 +32,7 @@ class Result(enum.IntEnum):
     DECLINED_CARD_BLOCKED = RESULT_DECLINED_CARD_BLOCKED
     DECLINED_CARD_EXPIRED = RESULT_DECLINED_CARD_EXPIRED
     DECLINED_CARD_CLOSED = RESULT_DECLINED_CARD_CLOSED
+    DECLINED_WRONG_PIN = RESULT_DECLINED_WRONG_PIN
     DECLINED_INSUFFICIENT_FUNDS = RESULT_DECLINED_INSUFFICIENT_FUNDS
     DECLINED_CURRENCY_MISMATCH = RESULT_DECLINED_CURRENCY_MISMATCH
     DECLINED_BALANCE_LIMIT_EXCEEDED = RESULT_DECLINED_BALANCE_LIMIT_EXCEEDED
@@ -75,10 +77,10 @@ ACCOUNT_RECORD_SIZE = sizeof(AccountRecord)
 JOURNAL_ENTRY_SIZE = sizeof(JournalEntry)
 RANGE_RECORD_SIZE = sizeof(RangeRecord)
 
-assert REQUEST_SIZE == 136, REQUEST_SIZE
+assert REQUEST_SIZE == 152, REQUEST_SIZE
 assert REPLY_SIZE == 64, REPLY_SIZE
-assert REQUEST_RECORD_SIZE == 216, REQUEST_RECORD_SIZE
-assert CARD_RECORD_SIZE == 40, CARD_RECORD_SIZE
+assert REQUEST_RECORD_SIZE == 232, REQUEST_RECORD_SIZE
+assert CARD_RECORD_SIZE == 64, CARD_RECORD_SIZE
 assert ACCOUNT_RECORD_SIZE == 48, ACCOUNT_RECORD_SIZE
 assert JOURNAL_ENTRY_SIZE == 56, JOURNAL_ENTRY_SIZE
 assert RANGE_RECORD_SIZE == 52, RANGE_RECORD_SIZE
@@ -92,10 +94,10 @@ Reply = namedtuple("Reply", "result op card_status currency approved_minor balan
                    "pan_length expiry_yyyymm")
 RequestView = namedtuple("RequestView", "op target_status currency amount_minor request_id "
                          "ref_request_id card_key range_id expiry_yyyymm pan_first6 pan_last4 "
-                         "pan_length")
+                         "pan_length pin_verifier")
 RequestRecordView = namedtuple("RequestRecordView", "request reply refunded_minor flags")
 Card = namedtuple("Card", "card_id range_id expiry_yyyymm status pan_first6 pan_last4 "
-                  "pan_length issued_s activated_s")
+                  "pan_length issued_s activated_s pin_set")
 Account = namedtuple("Account", "balance_minor pending_minor currency flags "
                      "credits_minor_total debits_minor_total last_journal_seq")
 JournalView = namedtuple("JournalView", "request_id debit_owner debit_slot credit_owner "
@@ -124,7 +126,8 @@ def pack_request(int op, bytes request_id, *, bytes ref_request_id=None, bytes c
                  str currency="", long long amount_minor=0, int target_status=0,
                  unsigned int range_id=0, unsigned int expiry_yyyymm=0,
                  unsigned int pan_first6=0, unsigned int pan_last4=0, int pan_length=0,
-                 unsigned long long iin_prefix=0, int iin_digits=0, str range_name=""):
+                 unsigned long long iin_prefix=0, int iin_digits=0, str range_name="",
+                 bytes pin_verifier=None):
     """Pack one core request; the gateway validates values before calling this."""
     cdef CoreRequest r
     memset(&r, 0, sizeof(r))
@@ -157,6 +160,11 @@ def pack_request(int op, bytes request_id, *, bytes ref_request_id=None, bytes c
     if len(name) > RANGE_NAME_SIZE:
         raise ValueError(f"range name is at most {RANGE_NAME_SIZE} bytes of UTF-8")
     memcpy(r.range_name, <char*>name, len(name))
+    if pin_verifier is not None:
+        if len(pin_verifier) != PIN_VERIFIER_SIZE:
+            raise ValueError(f"pin_verifier must be {PIN_VERIFIER_SIZE} bytes")
+        memcpy(r.pin_verifier, <char*>pin_verifier, PIN_VERIFIER_SIZE)
+        r.flags |= REQUEST_PIN_PRESENT
     return (<char*>&r)[:sizeof(r)]
 
 
@@ -171,7 +179,9 @@ cdef object _request(const CoreRequest* p):
                        (<char*>p.request_id)[:REQUEST_ID_SIZE],
                        (<char*>p.ref_request_id)[:REQUEST_ID_SIZE],
                        (<char*>p.card_key)[:CARD_KEY_SIZE], p.range_id, p.expiry_yyyymm,
-                       p.pan_first6, p.pan_last4, p.pan_length)
+                       p.pan_first6, p.pan_last4, p.pan_length,
+                       (<char*>p.pin_verifier)[:PIN_VERIFIER_SIZE]
+                       if p.flags & REQUEST_PIN_PRESENT else None)
 
 
 def unpack_reply(bytes data):
@@ -202,7 +212,7 @@ def unpack_card(bytes data):
     _check_size(data, sizeof(CardRecord), "card")
     cdef const CardRecord* p = <const CardRecord*><const char*>data
     return Card(p.card_id, p.range_id, p.expiry_yyyymm, p.status, p.pan_first6, p.pan_last4,
-                p.pan_length, p.issued_s, p.activated_s)
+                p.pan_length, p.issued_s, p.activated_s, bool(p.pin_set))
 
 
 def unpack_account(bytes data):

@@ -54,16 +54,18 @@ class Operations:
     # ---- stored value ------------------------------------------------------------
 
     def _money(self, op: int, request_id_text: str, pan_text: str, amount_minor: int,
-               currency: str, original_request_id_text: str = None):
+               currency: str, original_request_id_text: str = None, pin_text: str = ""):
         rid = validation.request_id(request_id_text)
         ref = None
         if original_request_id_text is not None:
             ref = validation.request_id(original_request_id_text, "original_request_id")
         card_key = self._card_key(pan_text)
+        verifier = self.store.pin_key.pin_verifier(card_key, validation.pin(pin_text)) \
+            if pin_text else None
         packed = records.pack_request(
             op, rid, ref_request_id=ref, card_key=card_key,
             amount_minor=validation.amount_minor(amount_minor),
-            currency=validation.currency(currency, "amount.currency"))
+            currency=validation.currency(currency, "amount.currency"), pin_verifier=verifier)
         if not self.velocity.admit(card_key, self.clock()):
             raise VelocityExceeded(
                 f"card {mask(pan_text)} is over its limit of {self.velocity.per_minute_max} "
@@ -73,8 +75,9 @@ class Operations:
     def load(self, request_id_text, pan_text, amount_minor, currency):
         return self._money(Op.LOAD, request_id_text, pan_text, amount_minor, currency)
 
-    def purchase(self, request_id_text, pan_text, amount_minor, currency):
-        return self._money(Op.PURCHASE, request_id_text, pan_text, amount_minor, currency)
+    def purchase(self, request_id_text, pan_text, amount_minor, currency, pin_text=""):
+        return self._money(Op.PURCHASE, request_id_text, pan_text, amount_minor, currency,
+                           pin_text=pin_text)
 
     def refund(self, request_id_text, pan_text, amount_minor, currency, original_request_id_text):
         if not original_request_id_text:
@@ -168,6 +171,14 @@ class Operations:
         for reply in replies:
             _raise_rejections(reply, request_id_text)
         return replies
+
+    def set_card_pin(self, request_id_text, pan_text, pin_text):
+        rid = validation.request_id(request_id_text)
+        card_key = self._card_key(pan_text)
+        packed = records.pack_request(
+            Op.SET_PIN, rid, card_key=card_key,
+            pin_verifier=self.store.pin_key.pin_verifier(card_key, validation.pin(pin_text)))
+        return _one(self.writer, packed, request_id_text)
 
     def set_card_status(self, request_id_text, pan_text, status):
         rid = validation.request_id(request_id_text)

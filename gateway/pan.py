@@ -11,6 +11,7 @@ import pathlib
 PAN_LENGTH_MIN = 16
 PAN_LENGTH_MAX = 19
 INDEX_KEY_BYTES = 32
+PIN_VERIFIER_BYTES = 16
 
 
 class PanError(ValueError):
@@ -64,7 +65,8 @@ def split_for_record(pan: str) -> tuple[int, int, int]:
 
 
 class PanIndexKey:
-    """The secret of the keyed PAN index, kept in a file outside the database (0600)."""
+    """The secret of a keyed hash, kept in a file outside the database (0600): the PAN
+    index key, and the PIN verifier key."""
 
     def __init__(self, secret: bytes):
         if len(secret) != INDEX_KEY_BYTES:
@@ -85,3 +87,9 @@ class PanIndexKey:
     def card_key(self, pan: str) -> bytes:
         """32-byte HMAC-SHA256 of the PAN: the core's lookup key for the card."""
         return hmac.new(self._secret, pan.encode("ascii"), hashlib.sha256).digest()
+
+    def pin_verifier(self, card_key: bytes, pin: str) -> bytes:
+        """16-byte HMAC-SHA256 of (card, PIN): comparable, not reversible without this key.
+        Bound to the card, so equal PINs of two cards give unrelated verifiers."""
+        return hmac.new(self._secret, card_key + b"|" + pin.encode("ascii"),
+                        hashlib.sha256).digest()[:PIN_VERIFIER_BYTES]

@@ -17,7 +17,7 @@ from . import writer as writer_mod
 from .access import Denied
 from .operations import RequestIdReused, VelocityExceeded
 from .registration import Malformed
-from .pan import mask_parts
+from .pan import mask, mask_parts
 from .validation import InvalidArgument
 
 log = logging.getLogger("cardgate.service")
@@ -29,6 +29,7 @@ RESULT_MESSAGES = {
     Result.DECLINED_CARD_BLOCKED: "declined: card blocked",
     Result.DECLINED_CARD_EXPIRED: "declined: card expired",
     Result.DECLINED_CARD_CLOSED: "declined: card closed",
+    Result.DECLINED_WRONG_PIN: "declined: wrong PIN",
     Result.DECLINED_INSUFFICIENT_FUNDS: "declined: insufficient funds",
     Result.DECLINED_CURRENCY_MISMATCH: "declined: the card holds another currency",
     Result.DECLINED_BALANCE_LIMIT_EXCEEDED: "declined: the balance would exceed its limit",
@@ -63,12 +64,19 @@ def rpc(method):
         nonlocal full_name
         full_name = full_name or f"/{self.SERVICE}/{method.__name__}"
         try:
-            self.access.check(context, full_name, request)
+            caller = self.access.check(context, full_name, request)
             if isinstance(request, Malformed):
                 raise InvalidArgument("request", f"not a valid {request.type_name} message "
                                       f"({request.problem})")
-            return method(self, request, context)
+            response = method(self, request, context)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s by %s card=%s request_id=%s -> %s", method.__name__,
+                          caller.describe() if caller else "development client",
+                          mask(getattr(request, "pan", "")), getattr(request, "request_id", ""),
+                          _result_of(response))
+            return response
         except Denied as exc:
+            log.info("%s refused: %s", method.__name__, exc)
             context.abort(exc.code, str(exc))
         except VelocityExceeded as exc:
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
@@ -79,6 +87,11 @@ def rpc(method):
         except writer_mod.WriterError as exc:
             context.abort(_WRITER_CODES.get(type(exc), grpc.StatusCode.UNAVAILABLE), str(exc))
     return wrapper
+
+
+def _result_of(response) -> str:
+    code = getattr(getattr(response, "authorization", response), "result_code", None)
+    return common_pb2.ResultCode.Name(code) if code is not None else "answered"
 
 
 def balance_message(currency, balance_minor, pending_minor):
@@ -116,7 +129,7 @@ class AuthorizationService(authorization_pb2_grpc.AuthorizationServiceServicer):
     @rpc
     def Purchase(self, request, context):
         reply = self.ops.purchase(request.request_id, request.pan, request.amount.amount_minor,
-                                  request.amount.currency)
+                                  request.amount.currency, request.pin)
         return authorization_pb2.PurchaseResponse(authorization=authorization_message(reply))
 
     @rpc
@@ -165,6 +178,13 @@ class IssuingService(issuing_pb2_grpc.IssuingServiceServicer):
             issuing_pb2.IssuedCard(result_code=r.result, card_id=r.card_id,
                                    masked_pan=mask_parts(r.pan_first6, r.pan_last4, r.pan_length))
             for r in replies])
+
+    @rpc
+    def SetCardPin(self, request, context):
+        reply = self.ops.set_card_pin(request.request_id, request.pan, request.pin)
+        return issuing_pb2.SetCardPinResponse(
+            result_code=reply.result,
+            masked_pan=mask_parts(reply.pan_first6, reply.pan_last4, reply.pan_length))
 
     @rpc
     def SetCardStatus(self, request, context):

@@ -46,6 +46,8 @@ class Store:
         self.keys_dir = self.data_dir / "keys"
         self.pan_key = PanIndexKey.load_or_create(self.keys_dir / "pan-index.key") \
             if not readonly else None
+        self.pin_key = PanIndexKey.load_or_create(self.keys_dir / "pin-verifier.key") \
+            if not readonly else None
         self.key_ring = KeyRing.load_or_create(self.keys_dir) if not readonly else None
         (self.db_requests, self.db_book, self.db_pan_index, self.db_journal,
          self.db_config) = self.dbs

@@ -53,3 +53,10 @@ def yyyymm(value: int, field: str) -> int:
     if not (2000 <= year <= 2099 and 1 <= month <= 12):
         raise InvalidArgument(field, f"{value} is not a month written YYYYMM, e.g. 202812")
     return value
+
+
+def pin(text: str, field: str = "pin") -> str:
+    # Never echo the value: a PIN must not reach an error message or a log.
+    if not (text.isascii() and text.isdigit() and 4 <= len(text) <= 12):
+        raise InvalidArgument(field, "must be 4 to 12 digits")
+    return text

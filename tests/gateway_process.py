@@ -14,7 +14,8 @@ class GatewayProcess:
     def __init__(self, data_dir, *extra_args, start_timeout_s=30.0):
         self.data_dir = data_dir
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cardgate.gateway.cli", "serve", "--data-dir", str(data_dir),
+            [sys.executable, "-m", "cardgate.gateway.cli", "--log-level", "DEBUG", "serve",
+             "--data-dir", str(data_dir),
              "--listen", "127.0.0.1:0", *extra_args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"})

@@ -45,6 +45,7 @@ class Card:
     pan_length: int
     issued_s: int
     activated_s: int = 0
+    pin_verifier: bytes = None
 
 
 @dataclasses.dataclass
@@ -106,12 +107,16 @@ class ReferenceLedger:
         if rp["card_id"]:
             self.describe(self.cards[rp["card_id"]], rp)
 
-    def money_checks(self, rq, rp, now_yyyymm, allow_issued):
+    def described_card(self, rq, rp):
         card_id = self.pan_index.get(rq.card_key)
         if card_id is None:
             raise Decline(Result.DECLINED_UNKNOWN_CARD)
         card = self.cards[card_id]
         self.describe(card, rp)
+        return card
+
+    def money_checks(self, rq, rp, now_yyyymm, allow_issued):
+        card = self.described_card(rq, rp)
         if card.status == CardStatus.CLOSED:
             raise Decline(Result.DECLINED_CARD_CLOSED)
         if card.status == CardStatus.BLOCKED:
@@ -151,11 +156,7 @@ class ReferenceLedger:
         self.approve(rq, rp, 0, 0)
 
     def set_status(self, rq, packed, rp, now_s, now_yyyymm):
-        card_id = self.pan_index.get(rq.card_key)
-        if card_id is None:
-            raise Decline(Result.DECLINED_UNKNOWN_CARD)
-        card = self.cards[card_id]
-        self.describe(card, rp)
+        card = self.described_card(rq, rp)
         if card.status == CardStatus.CLOSED or rq.target_status not in (CardStatus.BLOCKED,
                                                                          CardStatus.ACTIVE):
             raise Decline(Result.DECLINED_INVALID_STATUS_CHANGE)
@@ -164,6 +165,13 @@ class ReferenceLedger:
                 card.status = CardStatus.ACTIVE if card.activated_s else CardStatus.ISSUED
         else:
             card.status = CardStatus.BLOCKED
+        self.approve(rq, rp, 0, 0)
+
+    def set_pin(self, rq, packed, rp, now_s, now_yyyymm):
+        card = self.described_card(rq, rp)
+        if card.status == CardStatus.CLOSED:
+            raise Decline(Result.DECLINED_CARD_CLOSED)
+        card.pin_verifier = rq.pin_verifier
         self.approve(rq, rp, 0, 0)
 
     def load(self, rq, packed, rp, now_s, now_yyyymm):
@@ -179,6 +187,9 @@ class ReferenceLedger:
 
     def purchase(self, rq, packed, rp, now_s, now_yyyymm):
         card = self.money_checks(rq, rp, now_yyyymm, False)
+        if rq.pin_verifier is not None and card.pin_verifier is not None \
+                and rq.pin_verifier != card.pin_verifier:
+            raise Decline(Result.DECLINED_WRONG_PIN)
         if rp["balance_minor"] - rp["pending_minor"] < rq.amount_minor:
             raise Decline(Result.DECLINED_INSUFFICIENT_FUNDS)
         seq = self.post(rq.request_id, Op.PURCHASE, (card.card_id, Slot.CARD_VALUE),
@@ -261,6 +272,8 @@ class ReferenceLedger:
             return 0 < rq.amount_minor <= AMOUNT_MINOR_MAX
         if rq.op == Op.REVERSAL:
             return rq.ref_request_id != rq.request_id
+        if rq.op == Op.SET_PIN:
+            return rq.pin_verifier is not None
         return Op.CREATE_RANGE <= rq.op <= Op.SET_STATUS
 
     def apply_one(self, packed: bytes, now_s: int, now_yyyymm: int):
@@ -281,7 +294,8 @@ class ReferenceLedger:
             return records.Reply(**rp)
         handler = {Op.LOAD: self.load, Op.PURCHASE: self.purchase, Op.REFUND: self.refund,
                    Op.REVERSAL: self.reverse, Op.ISSUE_CARD: self.issue_card,
-                   Op.SET_STATUS: self.set_status, Op.CREATE_RANGE: self.create_range}[rq.op]
+                   Op.SET_STATUS: self.set_status, Op.CREATE_RANGE: self.create_range,
+                   Op.SET_PIN: self.set_pin}[rq.op]
         try:
             handler(rq, packed, rp, now_s, now_yyyymm)
         except Decline as d:

@@ -33,7 +33,8 @@ amounts = st.one_of(st.integers(1, 20_000), st.integers(1, 200),
                     st.sampled_from([records.AMOUNT_MINOR_MAX, records.BALANCE_MINOR_MAX // 3]))
 card_index = st.integers(0, len(CARD_KEYS) - 1)
 load = st.tuples(st.just("load"), card_index, amounts, st.sampled_from([0, 0, 0, 1]))
-purchase = st.tuples(st.just("purchase"), card_index, amounts, st.sampled_from([0, 0, 0, 1]))
+purchase = st.tuples(st.just("purchase"), card_index, amounts, st.sampled_from([0, 0, 0, 1]),
+                     st.sampled_from([None, None, 1, 2]))
 refund = st.tuples(st.just("refund"), card_index, amounts, st.integers(0, 10_000))
 reverse = st.tuples(st.just("reverse"), st.integers(0, 10_000))
 operation = st.one_of(
@@ -45,6 +46,7 @@ operation = st.one_of(
     st.tuples(st.just("status"), card_index, st.sampled_from([CardStatus.BLOCKED, CardStatus.ACTIVE,
                                                               CardStatus.CLOSED])),
     st.tuples(st.just("issue_again"), card_index),
+    st.tuples(st.just("set_pin"), card_index, st.sampled_from([1, 2])),
     st.tuples(st.just("bad_amount"), card_index, st.sampled_from([0, -1, -10**12,
                                                                   records.AMOUNT_MINOR_MAX + 1])),
 )
@@ -57,12 +59,12 @@ batches = st.lists(batch, min_size=2, max_size=12)
 # run; the random batches then explore around it. Indices into what was sent: 0-1 the
 # ranges, 2-6 cards 0-4 issued, 7-9 loads of 5,000 on cards 0, 1 and 3.
 BOUNDARY_STORY = [
-    (0, [("purchase", 0, "half", 0),        # 10: approved 2,500
-         ("purchase", 5, 100, 0),           # unknown card
+    (0, [("purchase", 0, "half", 0, None),  # 10: approved 2,500
+         ("purchase", 5, 100, 0, None),     # unknown card
          ("load", 2, 100, 0),               # expired card
-         ("purchase", 4, 100, 0),           # issued, never loaded: not active
-         ("purchase", 0, 100, 1),           # USD on a EUR card
-         ("purchase", 1, 20_000, 0),        # insufficient funds
+         ("purchase", 4, 100, 0, None),     # issued, never loaded: not active
+         ("purchase", 0, 100, 1, None),     # USD on a EUR card
+         ("purchase", 1, 20_000, 0, None),  # insufficient funds
          ("bad_amount", 0, 0),
          ("issue_again", 0)]),
     (3600, [("refund", 0, "all+1", 1),      # more than the purchase
@@ -71,14 +73,17 @@ BOUNDARY_STORY = [
             ("reverse", 10),                # purchase with a refund: not reversible
             ("refund", 1, 100, 8)]),        # a load is not refundable
     (3600, [("status", 1, CardStatus.BLOCKED),
-            ("purchase", 1, 10, 0),         # blocked
+            ("purchase", 1, 10, 0, None),   # blocked
             ("reverse_unsent", 0),
             ("late_original", 0, 10, 0),    # its reversal came first
             ("retry", 10),
             ("reuse_id", 10, 7),            # same id, other content
             ("refund", 0, "all", 1),        # exactly the rest: approved
             ("reverse", 20)]),              # undo the first refund
-    (20 * 86400, [("load", 4, 100, 0)]),    # card 4's month is over
+    (20 * 86400, [("load", 4, 100, 0),      # card 4's month is over
+                  ("set_pin", 0, 1),
+                  ("purchase", 0, 10, 0, 2),  # the wrong PIN
+                  ("purchase", 0, 10, 0, 1)]),  # the right one
 ]
 
 
@@ -138,20 +143,22 @@ class Scenario:
         self.sent.extend(out)
         return out
 
-    def money(self, op, card, amount, currency="EUR", ref=None, request_id=None):
+    def money(self, op, card, amount, currency="EUR", ref=None, request_id=None, pin=None):
         return records.pack_request(op, request_id or self.new_id(), card_key=CARD_KEYS[card],
-                                    amount_minor=amount, currency=currency, ref_request_id=ref)
+                                    amount_minor=amount, currency=currency, ref_request_id=ref,
+                                    pin_verifier=bytes([pin]) * 16 if pin else None)
 
     def build(self, drawn):
         kind = drawn[0]
         if kind in ("load", "purchase"):
-            _, card, amount, cur = drawn
+            _, card, amount, cur = drawn[:4]
+            pin = drawn[4] if kind == "purchase" else None
             if kind == "load":
                 amount = self.resolve(amount, records.BALANCE_MINOR_MAX - max(self.available(card), 0))
             else:
                 amount = self.resolve(amount, self.available(card))
             packed = self.money(Op.LOAD if kind == "load" else Op.PURCHASE, card, amount,
-                                CURRENCIES[cur] if card != 3 else "USD")
+                                CURRENCIES[cur] if card != 3 else "USD", pin=pin)
         elif kind == "refund":
             _, card, amount, ref = drawn
             original = self.pick_purchase(ref)
@@ -184,6 +191,9 @@ class Scenario:
         elif kind == "status":
             packed = records.pack_request(Op.SET_STATUS, self.new_id(), card_key=CARD_KEYS[drawn[1]],
                                           target_status=drawn[2])
+        elif kind == "set_pin":
+            packed = records.pack_request(Op.SET_PIN, self.new_id(), card_key=CARD_KEYS[drawn[1]],
+                                          pin_verifier=bytes([drawn[2]]) * 16)
         elif kind == "issue_again":
             packed = records.pack_request(Op.ISSUE_CARD, self.new_id(), card_key=CARD_KEYS[drawn[1]],
                                           range_id=1, expiry_yyyymm=209912, pan_first6=627700,
@@ -201,7 +211,8 @@ def core_state(store):
         for key, value in txn.cursor(db=store.db_book):
             kind, owner, slot = records.parse_book_key(key)
             if kind == "card":
-                cards[owner] = records.unpack_card(value).status
+                card = records.unpack_card(value)
+                cards[owner] = (card.status, card.pin_set)
             else:
                 acc = records.unpack_account(value)
                 accounts[(owner, slot)] = (acc.balance_minor, acc.pending_minor, acc.currency,
@@ -217,7 +228,7 @@ def core_state(store):
 def model_state(model):
     accounts = {k: (a.balance_minor, a.pending_minor, a.currency, a.credits_minor_total,
                     a.debits_minor_total) for k, a in model.accounts.items()}
-    cards = {cid: c.status for cid, c in model.cards.items()}
+    cards = {cid: (c.status, c.pin_verifier is not None) for cid, c in model.cards.items()}
     requests = {rid: (r.refunded_minor, r.flags) for rid, r in model.requests.items()}
     return accounts, cards, model.journal, requests
 
@@ -278,5 +289,5 @@ def test_boundary_story_reaches_every_decline():
         R.DECLINED_NOT_REVERSIBLE, R.DECLINED_ORIGINAL_NOT_REFUNDABLE,
         R.APPROVED, R.DECLINED_CARD_BLOCKED, R.APPROVED, R.DECLINED_ALREADY_REVERSED, R.APPROVED,
         R.REJECTED_REQUEST_ID_REUSED, R.APPROVED, R.APPROVED,
-        R.DECLINED_CARD_EXPIRED,
+        R.DECLINED_CARD_EXPIRED, R.APPROVED, R.DECLINED_WRONG_PIN, R.APPROVED,
     ]

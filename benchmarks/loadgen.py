@@ -4,7 +4,8 @@ beside a bare grpcio echo server with the same message sizes, in the same run.
     python -m benchmarks.loadgen [--processes 2] [--concurrency 8] [--duration-s 10]
                                  [--cards 2000] [--compare-aio]
 
-The gateway and the echo server run as subprocesses on loopback; the clients run in
+Both servers use mutual TLS with the same certificates, as in production. The gateway
+and the echo server run as subprocesses on loopback; the clients run in
 their own processes (each with --concurrency threads, one call in flight per thread).
 On a 2-core machine the Python clients take CPU from the server: compare only within
 one run. Goal: gateway / echo >= 0.8 for unary calls.
@@ -25,7 +26,10 @@ import time
 
 import grpc
 
+from cardgate.gateway.channels import open_channel
+from cardgate.gateway.demo import clients_dir
 from cardgate.gateway.pan import luhn_check_digit
+from cardgate.gateway.pki import Pki
 from cardgate.gateway.request_ids import new_request_id
 from cardgate.v1 import (authorization_pb2, authorization_pb2_grpc, common_pb2, issuing_pb2,
                          issuing_pb2_grpc)
@@ -51,9 +55,18 @@ def start(argv, pattern):
     raise RuntimeError(f"{argv[:4]} did not start")
 
 
-def prepare_cards(address, cards):
-    with grpc.insecure_channel(address) as channel:
-        issuing = issuing_pb2_grpc.IssuingServiceStub(channel)
+def issue_client_certificates(data_dir):
+    pki = Pki(data_dir)
+    pki.issue("terminal", "bench-terminal", clients_dir(data_dir), merchant_id="bench",
+              outlet_id="bench-1")
+    pki.issue("operator", "bench-operator", clients_dir(data_dir))
+
+
+def prepare_cards(address, cards, data_dir):
+    certs = clients_dir(data_dir)
+    with open_channel(address, certs, "bench-operator") as op_channel, \
+            open_channel(address, certs, "bench-terminal") as channel:
+        issuing = issuing_pb2_grpc.IssuingServiceStub(op_channel)
         auth = authorization_pb2_grpc.AuthorizationServiceStub(channel)
         issuing.CreateCardRange(issuing_pb2.CreateCardRangeRequest(
             request_id=new_request_id(), range_id=1, iin_prefix="627700", pan_length=16,
@@ -80,13 +93,14 @@ def sample_messages():
     return request, response
 
 
-def client_process(address, target_kind, cards, concurrency, duration_s, request_bytes, out):
+def client_process(address, target_kind, cards, concurrency, duration_s, request_bytes, data_dir,
+                   out):
     """One client process: `concurrency` threads, each with one call in flight."""
     latencies, errors = [], [0]
     lock = threading.Lock()
     start_at = time.monotonic() + WARMUP_S
     stop_at = start_at + duration_s
-    channel = grpc.insecure_channel(address)
+    channel = open_channel(address, clients_dir(data_dir), "bench-terminal")
     if target_kind == "gateway":
         stub = authorization_pb2_grpc.AuthorizationServiceStub(channel)
     else:
@@ -127,10 +141,11 @@ def client_process(address, target_kind, cards, concurrency, duration_s, request
     out.put((latencies, errors[0]))
 
 
-def drive(address, target_kind, args, request_bytes):
+def drive(address, target_kind, args, request_bytes, data_dir):
     out = multiprocessing.Queue()
     procs = [multiprocessing.Process(target=client_process, args=(
-        address, target_kind, args.cards, args.concurrency, args.duration_s, request_bytes, out))
+        address, target_kind, args.cards, args.concurrency, args.duration_s, request_bytes,
+        data_dir, out))
         for _ in range(args.processes)]
     for p in procs:
         p.start()
@@ -163,21 +178,25 @@ def main(argv=None):
     try:
         gateway, address = start([sys.executable, "-m", "cardgate.gateway.cli", "--log-level",
                                   "WARNING", "serve", "--no-demo", "--data-dir", data_dir,
+                                  # one terminal certificate carries all the load here
+                                  "--terminal-rate-per-s", "1000000", "--card-per-minute", "1000000",
                                   "--listen", "127.0.0.1:0"], r"cardgate listening on (\S+),")
         try:
-            prepare_cards(address, args.cards)
-            rows.append(("cardgate Purchase (durable)",) + drive(address, "gateway", args, 0))
+            issue_client_certificates(data_dir)
+            prepare_cards(address, args.cards, data_dir)
+            rows.append(("cardgate Purchase (durable)",) + drive(address, "gateway", args, 0, data_dir))
         finally:
             gateway.send_signal(signal.SIGTERM)
             gateway.wait(30)
         kinds = ("sync", "aio") if args.compare_aio else ("sync",)
         for kind in kinds:
             echo, address = start([sys.executable, "-m", "benchmarks.echo_server", "--kind", kind,
-                                   "--response-bytes", str(response.ByteSize())],
+                                   "--response-bytes", str(response.ByteSize()),
+                                   "--data-dir", data_dir],
                                   r"echo listening on (\S+)")
             try:
                 rows.append((f"bare grpcio echo ({kind})",) +
-                            drive(address, "echo", args, request.ByteSize()))
+                            drive(address, "echo", args, request.ByteSize(), data_dir))
             finally:
                 echo.send_signal(signal.SIGTERM)
                 echo.wait(30)

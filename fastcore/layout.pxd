@@ -20,10 +20,15 @@ cdef enum OpCode:
     OP_REFUND = 6
     OP_REVERSAL = 7
     OP_SET_PIN = 8
+    OP_PREAUTH = 9              # place a hold of up to amount_minor
+    OP_COMPLETE = 10            # settle hold ref_request_id for amount_minor, release the rest
+    OP_VOID = 11                # release hold ref_request_id
+    OP_HOLD_EXPIRY = 12         # journal only: a hold released by its timeout
 
 # Same numbers as cardgate.v1.ResultCode, so the gateway maps them one to one.
 cdef enum ResultCode:
     RESULT_APPROVED = 1
+    RESULT_PARTIALLY_APPROVED = 2
     RESULT_DECLINED_UNKNOWN_CARD = 10
     RESULT_DECLINED_CARD_NOT_ACTIVE = 11
     RESULT_DECLINED_CARD_BLOCKED = 12
@@ -43,6 +48,11 @@ cdef enum ResultCode:
     RESULT_DECLINED_UNKNOWN_CARD_RANGE = 41
     RESULT_DECLINED_CARD_RANGE_EXISTS = 42
     RESULT_DECLINED_INVALID_STATUS_CHANGE = 43
+    RESULT_DECLINED_HOLD_NOT_FOUND = 50
+    RESULT_DECLINED_HOLD_ALREADY_COMPLETED = 51
+    RESULT_DECLINED_HOLD_VOIDED = 52
+    RESULT_DECLINED_HOLD_EXPIRED = 53
+    RESULT_DECLINED_COMPLETION_EXCEEDS_HOLD = 54
     # Not business outcomes: the gateway turns these into gRPC status codes.
     RESULT_REJECTED_REQUEST_ID_REUSED = 250
     RESULT_REJECTED_INVALID_REQUEST = 251
@@ -58,12 +68,20 @@ cdef enum AccountSlot:
     SLOT_CARD_VALUE = 0         # a card's stored value, in the range's currency
     SLOT_RANGE_FUNDING = 1      # money received for loads (cash, bank)
     SLOT_RANGE_MERCHANT = 2     # owed to the merchant for purchases
+    SLOT_CARD_HELD = 3          # a card's value held for open pre-authorizations
+
+cdef enum HoldStatus:
+    HOLD_OPEN = 1
+    HOLD_COMPLETED = 2
+    HOLD_VOIDED = 3
+    HOLD_EXPIRED = 4
 
 cdef enum:
     ACCOUNT_NO_OVERDRAFT = 1
     REQUEST_REVERSED = 1        # flags of a request record
     REQUEST_TOMBSTONE = 2
     REQUEST_PIN_PRESENT = 1     # CoreRequest.flags: pin_verifier carries the entered PIN
+    REQUEST_PARTIAL_OK = 2      # CoreRequest.flags: the terminal accepts a partial approval
     PIN_VERIFIER_SIZE = 16      # truncated HMAC-SHA256 of (card key, PIN) under the PIN key
 
 # One request from the gateway to the core (fixed size; a batch is their concatenation).
@@ -146,6 +164,19 @@ cdef packed struct JournalEntry:
     char currency[CURRENCY_SIZE]
     int64_t amount_minor
     uint64_t time_s
+
+# A pre-authorization's hold, keyed by the pre-authorization's request id; an index
+# keyed expires_s(8, big-endian) + hold id lets the writer release holds in time order.
+cdef packed struct HoldRecord:
+    uint64_t card_id
+    uint32_t range_id
+    uint8_t status
+    uint8_t reserved[3]
+    char currency[CURRENCY_SIZE]
+    int64_t held_minor
+    int64_t completed_minor
+    uint64_t created_s
+    uint64_t expires_s
 
 cdef packed struct RangeRecord:
     uint32_t range_id

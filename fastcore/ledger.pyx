@@ -11,14 +11,19 @@ from libc.string cimport memcmp, memcpy, memset
 
 from layout cimport *  # found through the build include path (setup.py)
 
-DB_NAMES = (b"requests", b"book", b"pan_index", b"journal", b"config")
-DB_REQUESTS, DB_BOOK, DB_PAN_INDEX, DB_JOURNAL, DB_CONFIG = range(5)
+DB_NAMES = (b"requests", b"book", b"pan_index", b"journal", b"config", b"holds", b"hold_expiry")
+DB_REQUESTS, DB_BOOK, DB_PAN_INDEX, DB_JOURNAL, DB_CONFIG, DB_HOLDS, DB_HOLD_EXPIRY = range(7)
 NEXT_CARD_ID_KEY = b"next_card_id"
 
 cdef int64_t AMOUNT_MINOR_MAX = 10_000_000_000_000
 cdef int64_t BALANCE_MINOR_MAX = 1_000_000_000_000_000
 cdef uint64_t SYSTEM_OWNER_BASE = 0xFF00_0000_0000_0000ULL
 cdef uint32_t APPROVAL_CODE_MODULUS = 1_000_000
+cdef int HOLD_EXPIRIES_PER_BATCH_MAX = 1000
+
+
+cdef inline bint took_effect(uint8_t result):
+    return result == RESULT_APPROVED or result == RESULT_PARTIALLY_APPROVED
 
 
 def open_databases(env):
@@ -41,17 +46,21 @@ cdef inline uint32_t _approval_code(const uint8_t* request_id, uint64_t seq):
 
 
 cdef class _BatchApplier:
-    cdef object get, put, db_requests, db_book, db_pan, db_journal, db_config
-    cdef uint64_t next_seq, now_s
+    cdef object txn, get, put, delete
+    cdef object db_requests, db_book, db_pan, db_journal, db_config, db_holds, db_hold_expiry
+    cdef uint64_t next_seq, now_s, hold_timeout_s
     cdef uint32_t now_yyyymm
 
-    def __cinit__(self, txn, dbs, uint64_t now_s, uint32_t now_yyyymm):
+    def __cinit__(self, txn, dbs, uint64_t now_s, uint32_t now_yyyymm, uint64_t hold_timeout_s):
+        self.txn = txn
         self.get = txn.get
         self.put = txn.put
+        self.delete = txn.delete
         (self.db_requests, self.db_book, self.db_pan, self.db_journal,
-         self.db_config) = dbs
+         self.db_config, self.db_holds, self.db_hold_expiry) = dbs
         self.now_s = now_s
         self.now_yyyymm = now_yyyymm
+        self.hold_timeout_s = hold_timeout_s
         cdef bytes last_key = None
         cursor = txn.cursor(db=self.db_journal)
         if cursor.last():
@@ -155,7 +164,12 @@ cdef class _BatchApplier:
         assert self.read_account(card.card_id, SLOT_CARD_VALUE, &acc), "card without account"
         memcpy(rp.currency, acc.currency, CURRENCY_SIZE)
         rp.balance_minor = acc.balance_minor
-        rp.pending_minor = acc.pending_minor
+        rp.pending_minor = 0
+        if self.read_account(card.card_id, SLOT_CARD_HELD, &acc):
+            # What is held for pre-authorizations still belongs to the card, but is
+            # not available: balance = value + held, available = value.
+            rp.balance_minor += acc.balance_minor
+            rp.pending_minor = acc.balance_minor
         return 0
 
     cdef bint find_described_card(self, const CoreRequest* rq, CardRecord* card,
@@ -259,6 +273,7 @@ cdef class _BatchApplier:
         memcpy(acc.currency, rng.currency, CURRENCY_SIZE)
         acc.flags = ACCOUNT_NO_OVERDRAFT
         self.write_account(card_id, SLOT_CARD_VALUE, &acc)
+        self.write_account(card_id, SLOT_CARD_HELD, &acc)
         self.put(_bytes(rq.card_key, CARD_KEY_SIZE), u64_be(card_id), False, True, False, self.db_pan)
         rp.card_id = card_id
         self.approve(rq, rp, 0, 0)
@@ -320,18 +335,173 @@ cdef class _BatchApplier:
         if bad:
             rp.result = bad
             return 0
-        if rq.flags & REQUEST_PIN_PRESENT and card.pin_set and \
-                memcmp(rq.pin_verifier, card.pin_verifier, PIN_VERIFIER_SIZE) != 0:
+        if not self.pin_ok(rq, &card):
             rp.result = RESULT_DECLINED_WRONG_PIN
             return 0
-        if rp.balance_minor - rp.pending_minor < rq.amount_minor:
+        cdef int64_t amount = self.affordable(rq, rp)
+        if amount == 0:
             rp.result = RESULT_DECLINED_INSUFFICIENT_FUNDS
             return 0
         seq = self.post(rq.request_id, OP_PURCHASE, card.card_id, SLOT_CARD_VALUE,
                         SYSTEM_OWNER_BASE + card.range_id, SLOT_RANGE_MERCHANT,
-                        rq.currency, rq.amount_minor)
+                        rq.currency, amount)
+        self.approve_amount(rq, rp, amount, seq)
+        return 0
+
+    cdef bint pin_ok(self, const CoreRequest* rq, const CardRecord* card):
+        return not (rq.flags & REQUEST_PIN_PRESENT and card.pin_set and
+                    memcmp(rq.pin_verifier, card.pin_verifier, PIN_VERIFIER_SIZE) != 0)
+
+    cdef int64_t affordable(self, const CoreRequest* rq, const CoreReply* rp):
+        """The amount to approve: all of it, what is available when the terminal accepts
+        a partial approval, or 0 (decline)."""
+        cdef int64_t available = rp.balance_minor - rp.pending_minor
+        if available >= rq.amount_minor:
+            return rq.amount_minor
+        if rq.flags & REQUEST_PARTIAL_OK and available > 0:
+            return available
+        return 0
+
+    cdef int approve_amount(self, const CoreRequest* rq, CoreReply* rp, int64_t amount,
+                            uint64_t seq) except -1:
+        self.approve(rq, rp, amount, seq)
+        if amount < rq.amount_minor:
+            rp.result = RESULT_PARTIALLY_APPROVED
+        return 0
+
+    # ---- holds --------------------------------------------------------------------
+
+    cdef int preauth(self, const CoreRequest* rq, CoreReply* rp) except -1:
+        cdef CardRecord card
+        cdef HoldRecord hold
+        cdef uint8_t bad = self.money_checks(rq, &card, rp, False)
+        if bad:
+            rp.result = bad
+            return 0
+        if not self.pin_ok(rq, &card):
+            rp.result = RESULT_DECLINED_WRONG_PIN
+            return 0
+        cdef int64_t amount = self.affordable(rq, rp)
+        if amount == 0:
+            rp.result = RESULT_DECLINED_INSUFFICIENT_FUNDS
+            return 0
+        seq = self.post(rq.request_id, OP_PREAUTH, card.card_id, SLOT_CARD_VALUE,
+                        card.card_id, SLOT_CARD_HELD, rq.currency, amount)
+        memset(&hold, 0, sizeof(hold))
+        hold.card_id = card.card_id
+        hold.range_id = card.range_id
+        hold.status = HOLD_OPEN
+        memcpy(hold.currency, rq.currency, CURRENCY_SIZE)
+        hold.held_minor = amount
+        hold.created_s = self.now_s
+        hold.expires_s = self.now_s + self.hold_timeout_s
+        self.write_hold(rq.request_id, &hold)
+        self.put(self.expiry_key(&hold, rq.request_id), b"", False, True, False, self.db_hold_expiry)
+        self.approve_amount(rq, rp, amount, seq)
+        return 0
+
+    cdef bytes expiry_key(self, const HoldRecord* hold, const uint8_t* hold_id):
+        return u64_be(hold.expires_s) + _bytes(hold_id, REQUEST_ID_SIZE)
+
+    cdef bint read_hold(self, const uint8_t* hold_id, HoldRecord* out) except -1:
+        value = self.get(_bytes(hold_id, REQUEST_ID_SIZE), None, self.db_holds)
+        if value is None:
+            return False
+        assert len(value) == sizeof(HoldRecord), "corrupt hold record"
+        memcpy(out, <const char*>value, sizeof(HoldRecord))
+        return True
+
+    cdef int write_hold(self, const uint8_t* hold_id, const HoldRecord* hold) except -1:
+        self.put(_bytes(hold_id, REQUEST_ID_SIZE), _bytes(hold, sizeof(HoldRecord)),
+                 False, True, False, self.db_holds)
+        return 0
+
+    cdef uint8_t closed_hold_result(self, const HoldRecord* hold):
+        if hold.status == HOLD_COMPLETED:
+            return RESULT_DECLINED_HOLD_ALREADY_COMPLETED
+        if hold.status == HOLD_VOIDED:
+            return RESULT_DECLINED_HOLD_VOIDED
+        return RESULT_DECLINED_HOLD_EXPIRED
+
+    cdef uint64_t close_hold(self, const uint8_t* request_id, uint8_t op,
+                             const uint8_t* hold_id, HoldRecord* hold, int64_t settled,
+                             uint8_t status) except 0:
+        """Settle `settled` to the merchant, release the rest to the card; returns the
+        last journal position."""
+        cdef uint64_t seq = 0
+        cdef int64_t rest = hold.held_minor - settled
+        assert hold.status == HOLD_OPEN and 0 <= settled <= hold.held_minor, "hold closed twice"
+        if settled:
+            seq = self.post(request_id, op, hold.card_id, SLOT_CARD_HELD,
+                            SYSTEM_OWNER_BASE + hold.range_id, SLOT_RANGE_MERCHANT,
+                            hold.currency, settled)
+        if rest:
+            seq = self.post(request_id, op, hold.card_id, SLOT_CARD_HELD, hold.card_id,
+                            SLOT_CARD_VALUE, hold.currency, rest)
+        self.delete(self.expiry_key(hold, hold_id), None, self.db_hold_expiry)
+        hold.status = status
+        hold.completed_minor = settled
+        self.write_hold(hold_id, hold)
+        return seq
+
+    cdef int complete(self, const CoreRequest* rq, CoreReply* rp) except -1:
+        cdef CardRecord card
+        cdef HoldRecord hold
+        if not self.find_described_card(rq, &card, rp):
+            return 0
+        if not self.read_hold(rq.ref_request_id, &hold):
+            rp.result = RESULT_DECLINED_HOLD_NOT_FOUND
+            return 0
+        if hold.card_id != card.card_id:
+            rp.result = RESULT_DECLINED_CARD_MISMATCH
+            return 0
+        if hold.status != HOLD_OPEN:
+            rp.result = self.closed_hold_result(&hold)
+            return 0
+        if memcmp(hold.currency, rq.currency, CURRENCY_SIZE) != 0:
+            rp.result = RESULT_DECLINED_CURRENCY_MISMATCH
+            return 0
+        if rq.amount_minor > hold.held_minor:
+            rp.result = RESULT_DECLINED_COMPLETION_EXCEEDS_HOLD
+            return 0
+        seq = self.close_hold(rq.request_id, OP_COMPLETE, rq.ref_request_id, &hold,
+                              rq.amount_minor, HOLD_COMPLETED)
         self.approve(rq, rp, rq.amount_minor, seq)
         return 0
+
+    cdef int void(self, const CoreRequest* rq, CoreReply* rp) except -1:
+        cdef HoldRecord hold
+        if not self.read_hold(rq.ref_request_id, &hold):
+            rp.result = RESULT_DECLINED_HOLD_NOT_FOUND
+            return 0
+        rp.card_id = hold.card_id
+        self.approve_description_only(rp)
+        if hold.status != HOLD_OPEN:
+            rp.result = self.closed_hold_result(&hold)
+            return 0
+        cdef int64_t released = hold.held_minor
+        seq = self.close_hold(rq.request_id, OP_VOID, rq.ref_request_id, &hold, 0, HOLD_VOIDED)
+        self.approve(rq, rp, released, seq)
+        return 0
+
+    cdef int expire_holds(self) except -1:
+        """Release holds whose time is up (oldest first, a bounded number per batch)."""
+        cdef HoldRecord hold
+        cdef const unsigned char* k
+        due = []
+        cursor = self.txn.cursor(db=self.db_hold_expiry)
+        if cursor.first():
+            for key in cursor.iternext(keys=True, values=False):
+                k = <const unsigned char*><const char*>key
+                if u64_from_be(k) > self.now_s or len(due) >= HOLD_EXPIRIES_PER_BATCH_MAX:
+                    break
+                due.append(key[8:])
+        cursor.close()
+        for hold_id in due:
+            assert self.read_hold(<const uint8_t*><const char*>hold_id, &hold), "expiry of a missing hold"
+            self.close_hold(<const uint8_t*><const char*>hold_id, OP_HOLD_EXPIRY,
+                            <const uint8_t*><const char*>hold_id, &hold, 0, HOLD_EXPIRED)
+        return len(due)
 
     cdef int refund(self, const CoreRequest* rq, CoreReply* rp) except -1:
         cdef CardRecord card
@@ -344,7 +514,8 @@ cdef class _BatchApplier:
                 original.flags & REQUEST_TOMBSTONE:
             rp.result = RESULT_DECLINED_ORIGINAL_NOT_FOUND
             return 0
-        if original.request.op != OP_PURCHASE or original.reply.result != RESULT_APPROVED:
+        if original.request.op not in (OP_PURCHASE, OP_COMPLETE) or \
+                not took_effect(original.reply.result):
             rp.result = RESULT_DECLINED_ORIGINAL_NOT_REFUNDABLE
             return 0
         if original.flags & REQUEST_REVERSED:
@@ -369,6 +540,7 @@ cdef class _BatchApplier:
 
     cdef int reverse(self, const CoreRequest* rq, CoreReply* rp) except -1:
         cdef RequestRecord original, purchase
+        cdef HoldRecord hold
         cdef CardRecord card
         cdef AccountRecord acc
         cdef uint64_t seq = 0, system_owner
@@ -386,7 +558,7 @@ cdef class _BatchApplier:
             self.approve(rq, rp, 0, 0)
             return 0
         rp.card_id = original.reply.card_id
-        if original.request.op not in (OP_LOAD, OP_PURCHASE, OP_REFUND):
+        if original.request.op not in (OP_LOAD, OP_PURCHASE, OP_REFUND, OP_PREAUTH):
             self.approve_description_only(rp)
             rp.result = RESULT_DECLINED_NOT_REVERSIBLE
             return 0
@@ -394,7 +566,7 @@ cdef class _BatchApplier:
             self.approve_description_only(rp)
             rp.result = RESULT_DECLINED_ALREADY_REVERSED
             return 0
-        if original.reply.result != RESULT_APPROVED:
+        if not took_effect(original.reply.result):
             # Nothing took effect, so nothing to undo: the reversal's goal holds.
             original.flags |= REQUEST_REVERSED
             self.write_request(&original)
@@ -403,6 +575,20 @@ cdef class _BatchApplier:
         if original.request.op == OP_PURCHASE and original.refunded_minor:
             self.approve_description_only(rp)
             rp.result = RESULT_DECLINED_NOT_REVERSIBLE
+            return 0
+        if original.request.op == OP_PREAUTH:
+            # An open hold is released, as by a void; a settled one is refunded instead.
+            assert self.read_hold(original.request.request_id, &hold), "pre-authorization without hold"
+            if hold.status != HOLD_OPEN:
+                self.approve_description_only(rp)
+                rp.result = RESULT_DECLINED_NOT_REVERSIBLE
+                return 0
+            amount = hold.held_minor
+            seq = self.close_hold(rq.request_id, OP_REVERSAL, original.request.request_id, &hold,
+                                  0, HOLD_VOIDED)
+            original.flags |= REQUEST_REVERSED
+            self.write_request(&original)
+            self.approve(rq, rp, amount, seq)
             return 0
         amount = original.reply.approved_minor
         value = self.get(card_key_of(original.reply.card_id), None, self.db_book)
@@ -446,8 +632,12 @@ cdef class _BatchApplier:
     # ---- one request --------------------------------------------------------------
 
     cdef bint valid(self, const CoreRequest* rq):
-        if rq.op in (OP_LOAD, OP_PURCHASE, OP_REFUND):
+        if rq.op in (OP_LOAD, OP_PURCHASE, OP_REFUND, OP_PREAUTH):
             return 0 < rq.amount_minor <= AMOUNT_MINOR_MAX
+        if rq.op == OP_COMPLETE:
+            return 0 <= rq.amount_minor <= AMOUNT_MINOR_MAX
+        if rq.op == OP_VOID:
+            return memcmp(rq.ref_request_id, rq.request_id, REQUEST_ID_SIZE) != 0
         if rq.op == OP_REVERSAL:
             return memcmp(rq.ref_request_id, rq.request_id, REQUEST_ID_SIZE) != 0
         if rq.op == OP_SET_PIN:
@@ -490,6 +680,12 @@ cdef class _BatchApplier:
             self.create_range(rq, rp)
         elif rq.op == OP_SET_PIN:
             self.set_pin(rq, rp)
+        elif rq.op == OP_PREAUTH:
+            self.preauth(rq, rp)
+        elif rq.op == OP_COMPLETE:
+            self.complete(rq, rp)
+        elif rq.op == OP_VOID:
+            self.void(rq, rp)
         assert rp.result != 0, "operation left no result"
         memset(&rec, 0, sizeof(rec))
         memcpy(&rec.request, rq, sizeof(CoreRequest))
@@ -498,9 +694,15 @@ cdef class _BatchApplier:
         return 0
 
 
-def apply_batch(txn, dbs, bytes requests, uint64_t now_s, uint32_t now_yyyymm):
-    """Apply packed requests (records.pack_request, concatenated) in order inside the
+HOLD_TIMEOUT_S_DEFAULT = 1800
+
+
+def apply_batch(txn, dbs, bytes requests, uint64_t now_s, uint32_t now_yyyymm,
+                uint64_t hold_timeout_s=HOLD_TIMEOUT_S_DEFAULT):
+    """Release the holds whose time is up (at most HOLD_EXPIRIES_PER_BATCH_MAX), then
+    apply packed requests (records.pack_request, concatenated) in order inside the
     write transaction ``txn``; return their packed replies, concatenated in the same order.
+    New holds expire hold_timeout_s after now_s.
 
     The caller commits ``txn`` (with sync) before it lets anyone see a reply, and aborts
     it if this raises.
@@ -509,7 +711,8 @@ def apply_batch(txn, dbs, bytes requests, uint64_t now_s, uint32_t now_yyyymm):
     if len(requests) != n * sizeof(CoreRequest):
         raise ValueError(f"batch of {len(requests)} bytes is not a whole number of "
                          f"{sizeof(CoreRequest)}-byte requests")
-    cdef _BatchApplier applier = _BatchApplier(txn, dbs, now_s, now_yyyymm)
+    cdef _BatchApplier applier = _BatchApplier(txn, dbs, now_s, now_yyyymm, hold_timeout_s)
+    applier.expire_holds()
     cdef bytearray replies = bytearray(n * sizeof(CoreReply))
     cdef const char* src = requests
     cdef char* dst = replies

@@ -22,11 +22,16 @@ class Op(enum.IntEnum):
     REFUND = OP_REFUND
     REVERSAL = OP_REVERSAL
     SET_PIN = OP_SET_PIN
+    PREAUTH = OP_PREAUTH
+    COMPLETE = OP_COMPLETE
+    VOID = OP_VOID
+    HOLD_EXPIRY = OP_HOLD_EXPIRY
 
 
 class Result(enum.IntEnum):
     """Outcome of one core request; the same numbers as cardgate.v1.ResultCode."""
     APPROVED = RESULT_APPROVED
+    PARTIALLY_APPROVED = RESULT_PARTIALLY_APPROVED
     DECLINED_UNKNOWN_CARD = RESULT_DECLINED_UNKNOWN_CARD
     DECLINED_CARD_NOT_ACTIVE = RESULT_DECLINED_CARD_NOT_ACTIVE
     DECLINED_CARD_BLOCKED = RESULT_DECLINED_CARD_BLOCKED
@@ -46,6 +51,11 @@ class Result(enum.IntEnum):
     DECLINED_UNKNOWN_CARD_RANGE = RESULT_DECLINED_UNKNOWN_CARD_RANGE
     DECLINED_CARD_RANGE_EXISTS = RESULT_DECLINED_CARD_RANGE_EXISTS
     DECLINED_INVALID_STATUS_CHANGE = RESULT_DECLINED_INVALID_STATUS_CHANGE
+    DECLINED_HOLD_NOT_FOUND = RESULT_DECLINED_HOLD_NOT_FOUND
+    DECLINED_HOLD_ALREADY_COMPLETED = RESULT_DECLINED_HOLD_ALREADY_COMPLETED
+    DECLINED_HOLD_VOIDED = RESULT_DECLINED_HOLD_VOIDED
+    DECLINED_HOLD_EXPIRED = RESULT_DECLINED_HOLD_EXPIRED
+    DECLINED_COMPLETION_EXCEEDS_HOLD = RESULT_DECLINED_COMPLETION_EXCEEDS_HOLD
     REJECTED_REQUEST_ID_REUSED = RESULT_REJECTED_REQUEST_ID_REUSED
     REJECTED_INVALID_REQUEST = RESULT_REJECTED_INVALID_REQUEST
 
@@ -58,8 +68,16 @@ class CardStatus(enum.IntEnum):
     CLOSED = CARD_CLOSED
 
 
+class HoldState(enum.IntEnum):
+    OPEN = HOLD_OPEN
+    COMPLETED = HOLD_COMPLETED
+    VOIDED = HOLD_VOIDED
+    EXPIRED = HOLD_EXPIRED
+
+
 class Slot(enum.IntEnum):
     CARD_VALUE = SLOT_CARD_VALUE
+    CARD_HELD = SLOT_CARD_HELD
     RANGE_FUNDING = SLOT_RANGE_FUNDING
     RANGE_MERCHANT = SLOT_RANGE_MERCHANT
 
@@ -76,6 +94,9 @@ CARD_RECORD_SIZE = sizeof(CardRecord)
 ACCOUNT_RECORD_SIZE = sizeof(AccountRecord)
 JOURNAL_ENTRY_SIZE = sizeof(JournalEntry)
 RANGE_RECORD_SIZE = sizeof(RangeRecord)
+HOLD_RECORD_SIZE = sizeof(HoldRecord)
+# Holds released by timeout at the start of one batch, at most (the rest: next batch).
+HOLD_EXPIRIES_PER_BATCH_MAX = 1000
 
 assert REQUEST_SIZE == 152, REQUEST_SIZE
 assert REPLY_SIZE == 64, REPLY_SIZE
@@ -86,6 +107,7 @@ assert JOURNAL_ENTRY_SIZE == 56, JOURNAL_ENTRY_SIZE
 assert RANGE_RECORD_SIZE == 52, RANGE_RECORD_SIZE
 
 REQUEST_FLAG_REVERSED = REQUEST_REVERSED
+REQUEST_FLAG_PARTIAL_OK = REQUEST_PARTIAL_OK
 REQUEST_FLAG_TOMBSTONE = REQUEST_TOMBSTONE
 ACCOUNT_FLAG_NO_OVERDRAFT = ACCOUNT_NO_OVERDRAFT
 
@@ -94,7 +116,7 @@ Reply = namedtuple("Reply", "result op card_status currency approved_minor balan
                    "pan_length expiry_yyyymm")
 RequestView = namedtuple("RequestView", "op target_status currency amount_minor request_id "
                          "ref_request_id card_key range_id expiry_yyyymm pan_first6 pan_last4 "
-                         "pan_length pin_verifier")
+                         "pan_length pin_verifier partial_ok")
 RequestRecordView = namedtuple("RequestRecordView", "request reply refunded_minor flags")
 Card = namedtuple("Card", "card_id range_id expiry_yyyymm status pan_first6 pan_last4 "
                   "pan_length issued_s activated_s pin_set")
@@ -102,6 +124,8 @@ Account = namedtuple("Account", "balance_minor pending_minor currency flags "
                      "credits_minor_total debits_minor_total last_journal_seq")
 JournalView = namedtuple("JournalView", "request_id debit_owner debit_slot credit_owner "
                          "credit_slot op currency amount_minor time_s")
+Hold = namedtuple("Hold", "card_id range_id status currency held_minor completed_minor "
+                  "created_s expires_s")
 CardRange = namedtuple("CardRange", "range_id pan_length iin_prefix iin_digits currency name")
 
 
@@ -127,7 +151,7 @@ def pack_request(int op, bytes request_id, *, bytes ref_request_id=None, bytes c
                  unsigned int range_id=0, unsigned int expiry_yyyymm=0,
                  unsigned int pan_first6=0, unsigned int pan_last4=0, int pan_length=0,
                  unsigned long long iin_prefix=0, int iin_digits=0, str range_name="",
-                 bytes pin_verifier=None):
+                 bytes pin_verifier=None, bint partial_ok=False):
     """Pack one core request; the gateway validates values before calling this."""
     cdef CoreRequest r
     memset(&r, 0, sizeof(r))
@@ -165,6 +189,8 @@ def pack_request(int op, bytes request_id, *, bytes ref_request_id=None, bytes c
             raise ValueError(f"pin_verifier must be {PIN_VERIFIER_SIZE} bytes")
         memcpy(r.pin_verifier, <char*>pin_verifier, PIN_VERIFIER_SIZE)
         r.flags |= REQUEST_PIN_PRESENT
+    if partial_ok:
+        r.flags |= REQUEST_PARTIAL_OK
     return (<char*>&r)[:sizeof(r)]
 
 
@@ -181,7 +207,8 @@ cdef object _request(const CoreRequest* p):
                        (<char*>p.card_key)[:CARD_KEY_SIZE], p.range_id, p.expiry_yyyymm,
                        p.pan_first6, p.pan_last4, p.pan_length,
                        (<char*>p.pin_verifier)[:PIN_VERIFIER_SIZE]
-                       if p.flags & REQUEST_PIN_PRESENT else None)
+                       if p.flags & REQUEST_PIN_PRESENT else None,
+                       bool(p.flags & REQUEST_PARTIAL_OK))
 
 
 def unpack_reply(bytes data):
@@ -228,6 +255,13 @@ def unpack_journal_entry(bytes data):
     return JournalView((<char*>p.request_id)[:REQUEST_ID_SIZE], p.debit_owner, p.debit_slot,
                        p.credit_owner, p.credit_slot, p.op, _currency(p.currency),
                        p.amount_minor, p.time_s)
+
+
+def unpack_hold(bytes data):
+    _check_size(data, sizeof(HoldRecord), "hold")
+    cdef const HoldRecord* p = <const HoldRecord*><const char*>data
+    return Hold(p.card_id, p.range_id, p.status, _currency(p.currency), p.held_minor,
+                p.completed_minor, p.created_s, p.expires_s)
 
 
 def unpack_range(bytes data):

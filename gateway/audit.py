@@ -3,12 +3,14 @@
 1. per currency the journal sums to zero and every account balance equals its entries;
 2. no account with a no-overdraft rule is below zero, holds included;
 3. a request id takes effect at most once (one run of journal entries, matching its
-   idempotency record), and refund totals match the refunds still standing.
+   idempotency record), and refund totals match the refunds still standing;
+4. a hold ends (completed, voided, reversed or expired) exactly once, completion never
+   exceeds it, and each card's held account equals the sum of its open holds.
 """
 import collections
 
 from cardgate.fastcore import records
-from cardgate.fastcore.records import Op, Result, Slot
+from cardgate.fastcore.records import HoldState, Op, Result, Slot
 
 from .pan import mask_parts
 from .store import Store
@@ -44,6 +46,7 @@ def _audit(store, txn):
 
     computed = collections.defaultdict(lambda: [0, 0, 0])   # balance, credits, debits
     runs = {}                                                # request id -> (first, last seq)
+    expiry_runs = {}                                         # hold id -> seqs of its expiry
     expected_seq = 1
     entries = 0
     for key, value in txn.cursor(db=store.db_journal):
@@ -66,6 +69,9 @@ def _audit(store, txn):
             c = computed[(owner, slot)]
             c[0] += sign * entry.amount_minor
             c[1 if sign > 0 else 2] += entry.amount_minor
+        if entry.op == Op.HOLD_EXPIRY:             # posted by the writer, not a request
+            expiry_runs.setdefault(entry.request_id, []).append(seq)
+            continue
         first_last = runs.get(entry.request_id)
         if first_last is None:
             runs[entry.request_id] = (seq, seq)
@@ -101,6 +107,7 @@ def _audit(store, txn):
                               f"{int.from_bytes(value, 'big')}")
 
     request_count = _audit_requests(store, txn, runs, violations)
+    _audit_holds(store, txn, accounts, expiry_runs, violations)
     counts = {"cards": len(cards), "accounts": len(accounts), "journal_entries": entries,
               "requests": request_count}
     return violations, counts
@@ -125,9 +132,10 @@ def _audit_requests(store, txn, runs, violations):
         if not posted and run is not None:
             violations.append(f"request {request_id.hex()}: posted to the journal but its answer "
                               "says nothing was posted")
-        if rec.reply.result != Result.APPROVED and posted:
+        took_effect = rec.reply.result in (Result.APPROVED, Result.PARTIALLY_APPROVED)
+        if not took_effect and posted:
             violations.append(f"request {request_id.hex()}: declined yet posted")
-        if rec.request.op == Op.PURCHASE and rec.reply.result == Result.APPROVED:
+        if rec.request.op in (Op.PURCHASE, Op.COMPLETE) and took_effect:
             purchases[request_id] = rec
         if (rec.request.op == Op.REFUND and rec.reply.result == Result.APPROVED
                 and not rec.flags & records.REQUEST_FLAG_REVERSED):
@@ -141,3 +149,30 @@ def _audit_requests(store, txn, runs, violations):
         if rec.refunded_minor > rec.reply.approved_minor:
             violations.append(f"purchase {request_id.hex()}: refunded more than it charged")
     return count
+
+
+def _audit_holds(store, txn, accounts, expiry_runs, violations):
+    open_held = collections.Counter()
+    expiry_keys = {bytes(k) for k, _ in txn.cursor(db=store.db_hold_expiry)}
+    for hold_id, value in txn.cursor(db=store.db_holds):
+        hold = records.unpack_hold(value)
+        name = f"hold {hold_id.hex()}"
+        indexed = hold.expires_s.to_bytes(8, "big") + hold_id in expiry_keys
+        if hold.status == HoldState.OPEN:
+            open_held[hold.card_id] += hold.held_minor
+            if not indexed:
+                violations.append(f"{name}: open but missing from the expiry index")
+        elif indexed:
+            violations.append(f"{name}: ended ({HoldState(hold.status).name}) yet still due to expire")
+        if not 0 <= hold.completed_minor <= hold.held_minor:
+            violations.append(f"{name}: completed {hold.completed_minor} of {hold.held_minor} held")
+        expired_entries = len(expiry_runs.pop(hold_id, []))
+        if (hold.status == HoldState.EXPIRED) != (expired_entries > 0) or expired_entries > 1:
+            violations.append(f"{name}: {HoldState(hold.status).name} with {expired_entries} "
+                              "expiry entries in the journal")
+    for hold_id in expiry_runs:
+        violations.append(f"journal expires hold {hold_id.hex()}, which does not exist")
+    for (owner, slot), acc in accounts.items():
+        if slot == Slot.CARD_HELD and acc.balance_minor != open_held.get(owner, 0):
+            violations.append(f"card {owner}: held account {acc.balance_minor} but its open holds "
+                              f"sum to {open_held.get(owner, 0)}")

@@ -36,7 +36,7 @@ class Store:
         # sync=True: every commit is flushed before the writer answers anyone (only
         # tests of semantics, never the gateway, turn it off).
         # writemap stays off: with sync commits it writes far more per commit.
-        self.env = lmdb.open(str(self.ledger_dir), map_size=map_size_bytes, max_dbs=8,
+        self.env = lmdb.open(str(self.ledger_dir), map_size=map_size_bytes, max_dbs=16,
                              max_readers=limits.MAX_READERS, sync=sync, metasync=sync,
                              writemap=False, readonly=readonly, lock=True)
         if readonly:
@@ -50,7 +50,7 @@ class Store:
             if not readonly else None
         self.key_ring = KeyRing.load_or_create(self.keys_dir) if not readonly else None
         (self.db_requests, self.db_book, self.db_pan_index, self.db_journal,
-         self.db_config) = self.dbs
+         self.db_config, self.db_holds, self.db_hold_expiry) = self.dbs
         # Gateway-owned: card id -> PAN encrypted under a data key (datakeys.py).
         self.db_pans = self.env.open_db(PANS_DB, create=not readonly)
 
@@ -63,16 +63,21 @@ class Store:
     # ---- reads ---------------------------------------------------------------------
 
     def read_card(self, card_key: bytes):
-        """(Card, Account) of the card with this PAN-index key, or None."""
+        """(Card, Account) of the card with this PAN-index key, or None; the account's
+        balance includes what is held for pre-authorizations, shown as pending."""
         with self.env.begin(buffers=False) as txn:
             card_id_be = txn.get(card_key, db=self.db_pan_index)
             if card_id_be is None:
                 return None
             card_id = int.from_bytes(card_id_be, "big")
             card = records.unpack_card(txn.get(records.card_key(card_id), db=self.db_book))
-            account = records.unpack_account(
+            value = records.unpack_account(
                 txn.get(records.account_key(card_id, records.Slot.CARD_VALUE), db=self.db_book))
-            return card, account
+            held = records.unpack_account(
+                txn.get(records.account_key(card_id, records.Slot.CARD_HELD), db=self.db_book))
+            # As in replies: balance = value + held, pending = held, available = value.
+            return card, value._replace(balance_minor=value.balance_minor + held.balance_minor,
+                                        pending_minor=held.balance_minor)
 
     def read_range(self, range_id: int):
         with self.env.begin() as txn:
@@ -83,3 +88,8 @@ class Store:
         with self.env.begin() as txn:
             value = txn.get(request_id, db=self.db_requests)
             return records.unpack_request_record(value) if value is not None else None
+
+    def read_hold(self, hold_id: bytes):
+        with self.env.begin() as txn:
+            value = txn.get(hold_id, db=self.db_holds)
+            return records.unpack_hold(value) if value is not None else None

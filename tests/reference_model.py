@@ -56,6 +56,22 @@ class Recorded:
     flags: int = 0
 
 
+@dataclasses.dataclass
+class Hold:
+    card_id: int
+    range_id: int
+    currency: str
+    held_minor: int
+    created_s: int
+    expires_s: int
+    status: int = records.HoldState.OPEN
+    completed_minor: int = 0
+
+
+def took_effect(result):
+    return result in (Result.APPROVED, Result.PARTIALLY_APPROVED)
+
+
 class Decline(Exception):
     def __init__(self, result):
         self.result = result
@@ -75,6 +91,7 @@ class ReferenceLedger:
         self.accounts = {}        # (owner, slot) -> Account
         self.requests = {}        # request_id -> Recorded
         self.journal = []         # records.JournalView, seq = index + 1
+        self.holds = {}           # hold id (the pre-authorization's request id) -> Hold
         self.next_card_id = 1
 
     # ---- helpers -------------------------------------------------------------------
@@ -96,10 +113,11 @@ class ReferenceLedger:
 
     def describe(self, card, rp):
         acc = self.accounts[(card.card_id, Slot.CARD_VALUE)]
+        held = self.accounts[(card.card_id, Slot.CARD_HELD)].balance_minor
         rp.update(card_id=card.card_id, card_status=card.status, pan_first6=card.pan_first6,
                   pan_last4=card.pan_last4, pan_length=card.pan_length,
                   expiry_yyyymm=card.expiry_yyyymm, currency=acc.currency,
-                  balance_minor=acc.balance_minor, pending_minor=acc.pending_minor)
+                  balance_minor=acc.balance_minor + held, pending_minor=held)
 
     def approve(self, rq, rp, amount, seq):
         rp.update(result=Result.APPROVED, approved_minor=amount, journal_seq=seq,
@@ -151,6 +169,7 @@ class ReferenceLedger:
         self.cards[card_id] = Card(card_id, rq.range_id, rq.expiry_yyyymm, CardStatus.ISSUED,
                                    rq.pan_first6, rq.pan_last4, rq.pan_length, now_s)
         self.accounts[(card_id, Slot.CARD_VALUE)] = Account(self.ranges[rq.range_id], True)
+        self.accounts[(card_id, Slot.CARD_HELD)] = Account(self.ranges[rq.range_id], True)
         self.pan_index[rq.card_key] = card_id
         rp["card_id"] = card_id
         self.approve(rq, rp, 0, 0)
@@ -187,15 +206,93 @@ class ReferenceLedger:
 
     def purchase(self, rq, packed, rp, now_s, now_yyyymm):
         card = self.money_checks(rq, rp, now_yyyymm, False)
+        amount = self.pin_and_amount(rq, rp, card)
+        seq = self.post(rq.request_id, Op.PURCHASE, (card.card_id, Slot.CARD_VALUE),
+                        (SYSTEM + card.range_id, Slot.RANGE_MERCHANT), rq.currency, amount, now_s)
+        self.approve_amount(rq, rp, amount, seq)
+
+    def pin_and_amount(self, rq, rp, card):
         if rq.pin_verifier is not None and card.pin_verifier is not None \
                 and rq.pin_verifier != card.pin_verifier:
             raise Decline(Result.DECLINED_WRONG_PIN)
-        if rp["balance_minor"] - rp["pending_minor"] < rq.amount_minor:
-            raise Decline(Result.DECLINED_INSUFFICIENT_FUNDS)
-        seq = self.post(rq.request_id, Op.PURCHASE, (card.card_id, Slot.CARD_VALUE),
-                        (SYSTEM + card.range_id, Slot.RANGE_MERCHANT), rq.currency,
-                        rq.amount_minor, now_s)
+        available = rp["balance_minor"] - rp["pending_minor"]
+        if available >= rq.amount_minor:
+            return rq.amount_minor
+        if rq.partial_ok and available > 0:
+            return available
+        raise Decline(Result.DECLINED_INSUFFICIENT_FUNDS)
+
+    def approve_amount(self, rq, rp, amount, seq):
+        self.approve(rq, rp, amount, seq)
+        if amount < rq.amount_minor:
+            rp["result"] = Result.PARTIALLY_APPROVED
+
+    # ---- holds -----------------------------------------------------------------------
+
+    def preauth(self, rq, packed, rp, now_s, now_yyyymm):
+        card = self.money_checks(rq, rp, now_yyyymm, False)
+        amount = self.pin_and_amount(rq, rp, card)
+        seq = self.post(rq.request_id, Op.PREAUTH, (card.card_id, Slot.CARD_VALUE),
+                        (card.card_id, Slot.CARD_HELD), rq.currency, amount, now_s)
+        self.holds[rq.request_id] = Hold(card.card_id, card.range_id, rq.currency, amount,
+                                         now_s, now_s + self.hold_timeout_s)
+        self.approve_amount(rq, rp, amount, seq)
+
+    @staticmethod
+    def closed_hold_result(hold):
+        return {records.HoldState.COMPLETED: Result.DECLINED_HOLD_ALREADY_COMPLETED,
+                records.HoldState.VOIDED: Result.DECLINED_HOLD_VOIDED}.get(
+                    hold.status, Result.DECLINED_HOLD_EXPIRED)
+
+    def close_hold(self, request_id, op, hold, settled, status, now_s):
+        assert hold.status == records.HoldState.OPEN and 0 <= settled <= hold.held_minor
+        seq = 0
+        held = (hold.card_id, Slot.CARD_HELD)
+        if settled:
+            seq = self.post(request_id, op, held, (SYSTEM + hold.range_id, Slot.RANGE_MERCHANT),
+                            hold.currency, settled, now_s)
+        if hold.held_minor - settled:
+            seq = self.post(request_id, op, held, (hold.card_id, Slot.CARD_VALUE), hold.currency,
+                            hold.held_minor - settled, now_s)
+        hold.status = status
+        hold.completed_minor = settled
+        return seq
+
+    def complete(self, rq, packed, rp, now_s, now_yyyymm):
+        card = self.described_card(rq, rp)
+        hold = self.holds.get(rq.ref_request_id)
+        if hold is None:
+            raise Decline(Result.DECLINED_HOLD_NOT_FOUND)
+        if hold.card_id != card.card_id:
+            raise Decline(Result.DECLINED_CARD_MISMATCH)
+        if hold.status != records.HoldState.OPEN:
+            raise Decline(self.closed_hold_result(hold))
+        if hold.currency != rq.currency:
+            raise Decline(Result.DECLINED_CURRENCY_MISMATCH)
+        if rq.amount_minor > hold.held_minor:
+            raise Decline(Result.DECLINED_COMPLETION_EXCEEDS_HOLD)
+        seq = self.close_hold(rq.request_id, Op.COMPLETE, hold, rq.amount_minor,
+                              records.HoldState.COMPLETED, now_s)
         self.approve(rq, rp, rq.amount_minor, seq)
+
+    def void(self, rq, packed, rp, now_s, now_yyyymm):
+        hold = self.holds.get(rq.ref_request_id)
+        if hold is None:
+            raise Decline(Result.DECLINED_HOLD_NOT_FOUND)
+        rp["card_id"] = hold.card_id
+        self.describe(self.cards[hold.card_id], rp)
+        if hold.status != records.HoldState.OPEN:
+            raise Decline(self.closed_hold_result(hold))
+        released = hold.held_minor
+        seq = self.close_hold(rq.request_id, Op.VOID, hold, 0, records.HoldState.VOIDED, now_s)
+        self.approve(rq, rp, released, seq)
+
+    def expire_holds(self, now_s):
+        due = sorted((h.expires_s, hold_id) for hold_id, h in self.holds.items()
+                     if h.status == records.HoldState.OPEN and h.expires_s <= now_s)
+        for _, hold_id in due[:records.HOLD_EXPIRIES_PER_BATCH_MAX]:
+            self.close_hold(hold_id, Op.HOLD_EXPIRY, self.holds[hold_id], 0,
+                            records.HoldState.EXPIRED, now_s)
 
     def refund(self, rq, packed, rp, now_s, now_yyyymm):
         card = self.money_checks(rq, rp, now_yyyymm, False)
@@ -203,7 +300,7 @@ class ReferenceLedger:
         if original is None or original.flags & FLAG_TOMBSTONE:
             raise Decline(Result.DECLINED_ORIGINAL_NOT_FOUND)
         o_rq = records.unpack_request(original.request)
-        if o_rq.op != Op.PURCHASE or original.reply["result"] != Result.APPROVED:
+        if o_rq.op not in (Op.PURCHASE, Op.COMPLETE) or not took_effect(original.reply["result"]):
             raise Decline(Result.DECLINED_ORIGINAL_NOT_REFUNDABLE)
         if original.flags & FLAG_REVERSED:
             raise Decline(Result.DECLINED_ALREADY_REVERSED)
@@ -235,13 +332,22 @@ class ReferenceLedger:
                 self.describe(self.cards[rp["card_id"]], rp)
             raise Decline(result)
 
-        if o_rq.op not in (Op.LOAD, Op.PURCHASE, Op.REFUND):
+        if o_rq.op not in (Op.LOAD, Op.PURCHASE, Op.REFUND, Op.PREAUTH):
             decline(Result.DECLINED_NOT_REVERSIBLE)
         if original.flags & FLAG_REVERSED:
             decline(Result.DECLINED_ALREADY_REVERSED)
-        if original.reply["result"] != Result.APPROVED:
+        if not took_effect(original.reply["result"]):
             original.flags |= FLAG_REVERSED
             self.approve(rq, rp, 0, 0)
+            return
+        if o_rq.op == Op.PREAUTH:
+            hold = self.holds[o_rq.request_id]
+            if hold.status != records.HoldState.OPEN:
+                decline(Result.DECLINED_NOT_REVERSIBLE)
+            amount = hold.held_minor
+            seq = self.close_hold(rq.request_id, Op.REVERSAL, hold, 0, records.HoldState.VOIDED, now_s)
+            original.flags |= FLAG_REVERSED
+            self.approve(rq, rp, amount, seq)
             return
         if o_rq.op == Op.PURCHASE and original.refunded_minor:
             decline(Result.DECLINED_NOT_REVERSIBLE)
@@ -268,8 +374,12 @@ class ReferenceLedger:
     # ---- one request, a batch ------------------------------------------------------
 
     def valid(self, rq):
-        if rq.op in (Op.LOAD, Op.PURCHASE, Op.REFUND):
+        if rq.op in (Op.LOAD, Op.PURCHASE, Op.REFUND, Op.PREAUTH):
             return 0 < rq.amount_minor <= AMOUNT_MINOR_MAX
+        if rq.op == Op.COMPLETE:
+            return 0 <= rq.amount_minor <= AMOUNT_MINOR_MAX
+        if rq.op == Op.VOID:
+            return rq.ref_request_id != rq.request_id
         if rq.op == Op.REVERSAL:
             return rq.ref_request_id != rq.request_id
         if rq.op == Op.SET_PIN:
@@ -295,7 +405,8 @@ class ReferenceLedger:
         handler = {Op.LOAD: self.load, Op.PURCHASE: self.purchase, Op.REFUND: self.refund,
                    Op.REVERSAL: self.reverse, Op.ISSUE_CARD: self.issue_card,
                    Op.SET_STATUS: self.set_status, Op.CREATE_RANGE: self.create_range,
-                   Op.SET_PIN: self.set_pin}[rq.op]
+                   Op.SET_PIN: self.set_pin, Op.PREAUTH: self.preauth,
+                   Op.COMPLETE: self.complete, Op.VOID: self.void}[rq.op]
         try:
             handler(rq, packed, rp, now_s, now_yyyymm)
         except Decline as d:
@@ -303,6 +414,9 @@ class ReferenceLedger:
         self.requests[rq.request_id] = Recorded(packed, dict(rp))
         return records.Reply(**rp)
 
-    def apply_batch(self, packed_requests: list, now_s: int, now_yyyymm: int):
+    def apply_batch(self, packed_requests: list, now_s: int, now_yyyymm: int,
+                    hold_timeout_s: int = 1800):
+        self.hold_timeout_s = hold_timeout_s
+        self.expire_holds(now_s)
         return [self.apply_one(p, now_s, now_yyyymm) for p in packed_requests]
 

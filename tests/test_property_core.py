@@ -11,7 +11,7 @@ import tempfile
 from hypothesis import example, given, strategies as st
 
 from cardgate.fastcore import ledger, records
-from cardgate.fastcore.records import CardStatus, Op, Result, Slot
+from cardgate.fastcore.records import CardStatus, HoldState, Op, Result, Slot
 from cardgate.gateway import audit
 from cardgate.gateway.store import Store
 from cardgate.gateway.writer import yyyymm_of
@@ -34,11 +34,16 @@ amounts = st.one_of(st.integers(1, 20_000), st.integers(1, 200),
 card_index = st.integers(0, len(CARD_KEYS) - 1)
 load = st.tuples(st.just("load"), card_index, amounts, st.sampled_from([0, 0, 0, 1]))
 purchase = st.tuples(st.just("purchase"), card_index, amounts, st.sampled_from([0, 0, 0, 1]),
-                     st.sampled_from([None, None, 1, 2]))
+                     st.sampled_from([None, None, 1, 2]), st.booleans())
 refund = st.tuples(st.just("refund"), card_index, amounts, st.integers(0, 10_000))
 reverse = st.tuples(st.just("reverse"), st.integers(0, 10_000))
+preauth = st.tuples(st.just("preauth"), card_index, amounts, st.booleans(), st.sampled_from([None, 1, 2]))
+complete = st.tuples(st.just("complete"), card_index, st.one_of(amounts, st.just(0)),
+                     st.integers(0, 10_000))
+void = st.tuples(st.just("void"), st.integers(0, 10_000))
 operation = st.one_of(
     load, purchase, purchase, refund, refund, refund, reverse, reverse,
+    preauth, preauth, complete, complete, void,
     st.tuples(st.just("reverse_unsent"), st.integers(0, 10_000)),
     st.tuples(st.just("late_original"), card_index, amounts, st.integers(0, 10_000)),
     st.tuples(st.just("retry"), st.integers(0, 10_000)),
@@ -84,6 +89,19 @@ BOUNDARY_STORY = [
                   ("set_pin", 0, 1),
                   ("purchase", 0, 10, 0, 2),  # the wrong PIN
                   ("purchase", 0, 10, 0, 1)]),  # the right one
+    (0, [("preauth", 3, 300, False, None),   # 35: a pump holds 300 (USD card, 5,000)
+         ("preauth", 3, 9000, True, None),   # 36: partial: the 4,700 left
+         ("preauth", 3, 10, False, None)]),  # nothing left to hold
+    (0, [("complete", 3, 301, 4),           # more than hold 35
+         ("complete", 3, 200, 4),           # dispensed 200, 100 released
+         ("complete", 3, 200, 4),           # twice
+         ("void", 1),                       # hold 36 released
+         ("complete", 3, 5, 1),             # a voided hold
+         ("void", 0)]),                     # an unknown hold
+    (0, [("preauth", 3, 100, False, None)]),
+    (0, [("complete", 3, "all", 1),         # exactly what was held
+         ("preauth", 3, 100, False, None)]),
+    (3600, [("complete", 3, 50, 1)]),       # its timeout passed: expired at batch start
 ]
 
 
@@ -143,22 +161,51 @@ class Scenario:
         self.sent.extend(out)
         return out
 
-    def money(self, op, card, amount, currency="EUR", ref=None, request_id=None, pin=None):
+    def money(self, op, card, amount, currency="EUR", ref=None, request_id=None, pin=None,
+              partial=False):
         return records.pack_request(op, request_id or self.new_id(), card_key=CARD_KEYS[card],
                                     amount_minor=amount, currency=currency, ref_request_id=ref,
-                                    pin_verifier=bytes([pin]) * 16 if pin else None)
+                                    pin_verifier=bytes([pin]) * 16 if pin else None,
+                                    partial_ok=partial)
+
+    def pick_hold(self, index):
+        """(hold id, Hold): mostly an open hold, sometimes any, sometimes an unknown id."""
+        holds = sorted(self.model.holds.items())
+        open_ = [h for h in holds if h[1].status == HoldState.OPEN]
+        if open_ and index % 3:
+            return open_[index % len(open_)]
+        if holds and index % 7:
+            return holds[index % len(holds)]
+        return self.new_id(), None
 
     def build(self, drawn):
         kind = drawn[0]
         if kind in ("load", "purchase"):
             _, card, amount, cur = drawn[:4]
             pin = drawn[4] if kind == "purchase" else None
+            partial = len(drawn) > 5 and drawn[5]
             if kind == "load":
                 amount = self.resolve(amount, records.BALANCE_MINOR_MAX - max(self.available(card), 0))
             else:
                 amount = self.resolve(amount, self.available(card))
             packed = self.money(Op.LOAD if kind == "load" else Op.PURCHASE, card, amount,
-                                CURRENCIES[cur] if card != 3 else "USD", pin=pin)
+                                CURRENCIES[cur] if card != 3 else "USD", pin=pin, partial=partial)
+        elif kind == "preauth":
+            _, card, amount, partial, pin = drawn
+            amount = self.resolve(amount, self.available(card))
+            packed = self.money(Op.PREAUTH, card, amount, "USD" if card == 3 else "EUR", pin=pin,
+                                partial=partial)
+        elif kind == "complete":
+            _, card, amount, which = drawn
+            hold_id, hold = self.pick_hold(which)
+            if hold is not None and which % 5:
+                card = self.card_of(hold.card_id)       # usually the hold's own card
+            held = hold.held_minor if hold is not None else 100
+            packed = self.money(Op.COMPLETE, card, amount if amount == 0 else self.resolve(amount, held),
+                                hold.currency if hold is not None else "EUR", ref=hold_id)
+        elif kind == "void":
+            hold_id, _ = self.pick_hold(drawn[1])
+            packed = records.pack_request(Op.VOID, self.new_id(), ref_request_id=hold_id)
         elif kind == "refund":
             _, card, amount, ref = drawn
             original = self.pick_purchase(ref)
@@ -222,7 +269,10 @@ def core_state(store):
         for key, value in txn.cursor(db=store.db_requests):
             rec = records.unpack_request_record(value)
             requests[key] = (rec.refunded_minor, rec.flags)
-    return accounts, cards, journal, requests
+        holds = {k: records.unpack_hold(v) for k, v in txn.cursor(db=store.db_holds)}
+        holds = {k: (h.card_id, h.status, h.held_minor, h.completed_minor, h.expires_s)
+                 for k, h in holds.items()}
+    return accounts, cards, journal, requests, holds
 
 
 def model_state(model):
@@ -230,7 +280,9 @@ def model_state(model):
                     a.debits_minor_total) for k, a in model.accounts.items()}
     cards = {cid: (c.status, c.pin_verifier is not None) for cid, c in model.cards.items()}
     requests = {rid: (r.refunded_minor, r.flags) for rid, r in model.requests.items()}
-    return accounts, cards, model.journal, requests
+    holds = {k: (h.card_id, h.status, h.held_minor, h.completed_minor, h.expires_s)
+             for k, h in model.holds.items()}
+    return accounts, cards, model.journal, requests, holds
 
 
 def run_batch(store, model, packed, now_s):
@@ -290,4 +342,10 @@ def test_boundary_story_reaches_every_decline():
         R.APPROVED, R.DECLINED_CARD_BLOCKED, R.APPROVED, R.DECLINED_ALREADY_REVERSED, R.APPROVED,
         R.REJECTED_REQUEST_ID_REUSED, R.APPROVED, R.APPROVED,
         R.DECLINED_CARD_EXPIRED, R.APPROVED, R.DECLINED_WRONG_PIN, R.APPROVED,
+        R.APPROVED, R.PARTIALLY_APPROVED, R.DECLINED_INSUFFICIENT_FUNDS,
+        R.DECLINED_COMPLETION_EXCEEDS_HOLD, R.APPROVED, R.DECLINED_HOLD_ALREADY_COMPLETED,
+        R.APPROVED, R.DECLINED_HOLD_VOIDED, R.DECLINED_HOLD_NOT_FOUND,
+        R.APPROVED,
+        R.APPROVED, R.APPROVED,
+        R.DECLINED_HOLD_EXPIRED,
     ]

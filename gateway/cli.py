@@ -25,7 +25,8 @@ def cmd_serve(args) -> int:
         gateway = Gateway(args.data_dir, args.listen, tls=not args.insecure,
                           map_size_bytes=args.map_size_mib * 1024 * 1024,
                           terminal_rate_per_s=args.terminal_rate_per_s,
-                          card_per_minute_max=args.card_per_minute).start()
+                          card_per_minute_max=args.card_per_minute,
+                          hold_timeout_s=args.hold_timeout_s).start()
     except (OSError, InsecureRefused) as exc:
         print(f"cardgate: {exc}", file=sys.stderr)
         return 2
@@ -179,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="requests a second one terminal certificate may send (default: %(default)s)")
     serve.add_argument("--card-per-minute", type=int, default=limits.CARD_AUTHORIZATIONS_PER_MINUTE_MAX,
                        help="money requests one card may make a minute (default: %(default)s)")
+    serve.add_argument("--hold-timeout-s", type=int, default=limits.HOLD_TIMEOUT_S_DEFAULT,
+                       help="seconds before an open pre-authorization is released "
+                       "(default: %(default)s)")
     serve.set_defaults(func=cmd_serve)
 
     pki = sub.add_parser("pki", help="client certificates: issue, revoke, list")

@@ -7,6 +7,10 @@ BATCH_LINGER_S = 0.0             # extra wait for more requests before a commit 
                                  # concurrent requests gather while the previous commit syncs)
 REPLY_WAIT_S_MAX = 10.0          # a caller waits this long for its commit, then UNAVAILABLE
 
+# Holds.
+HOLD_TIMEOUT_S_DEFAULT = 1800    # an open pre-authorization is released after this long
+WRITER_IDLE_TICK_S = 1.0         # an idle writer looks for expired holds this often
+
 # gRPC.
 MESSAGE_BYTES_MAX = 64 * 1024    # largest request or response message accepted
 SERVER_THREADS = 32              # sync gRPC server worker threads

@@ -51,47 +51,89 @@ class Operations:
     def _card_key(self, pan_text: str, field: str = "pan") -> bytes:
         return self.store.pan_key.card_key(validation.pan(pan_text, field))
 
-    # ---- stored value ------------------------------------------------------------
+    # ---- packing: validate a request and turn it into a core request -------------
 
-    def _money(self, op: int, request_id_text: str, pan_text: str, amount_minor: int,
-               currency: str, original_request_id_text: str = None, pin_text: str = ""):
+    def pack_money(self, op: int, request_id_text: str, pan_text: str, amount_minor: int,
+                   currency: str, *, ref_text: str = None, ref_field: str = "original_request_id",
+                   pin_text: str = "", partial_ok: bool = False, allow_zero: bool = False) -> bytes:
         rid = validation.request_id(request_id_text)
         ref = None
-        if original_request_id_text is not None:
-            ref = validation.request_id(original_request_id_text, "original_request_id")
+        if ref_text is not None:
+            if not ref_text:
+                raise validation.InvalidArgument(ref_field, "is missing")
+            ref = validation.request_id(ref_text, ref_field)
         card_key = self._card_key(pan_text)
         verifier = self.store.pin_key.pin_verifier(card_key, validation.pin(pin_text)) \
             if pin_text else None
         packed = records.pack_request(
             op, rid, ref_request_id=ref, card_key=card_key,
-            amount_minor=validation.amount_minor(amount_minor),
-            currency=validation.currency(currency, "amount.currency"), pin_verifier=verifier)
+            amount_minor=validation.amount_minor(amount_minor, allow_zero=allow_zero),
+            currency=validation.currency(currency, "amount.currency"), pin_verifier=verifier,
+            partial_ok=partial_ok)
         if not self.velocity.admit(card_key, self.clock()):
             raise VelocityExceeded(
                 f"card {mask(pan_text)} is over its limit of {self.velocity.per_minute_max} "
                 "authorizations a minute; retry later with the same request_id")
+        return packed
+
+    def pack_reference(self, op: int, request_id_text: str, ref_text: str, ref_field: str) -> bytes:
+        """A request that only names an earlier one: a reversal or a void."""
+        rid = validation.request_id(request_id_text)
+        ref = validation.request_id(ref_text, ref_field)
+        if ref == rid:
+            raise validation.InvalidArgument(ref_field, "must differ from request_id")
+        return records.pack_request(op, rid, ref_request_id=ref)
+
+    def submit_one(self, packed: bytes, request_id_text: str):
         return _one(self.writer, packed, request_id_text)
 
-    def load(self, request_id_text, pan_text, amount_minor, currency):
-        return self._money(Op.LOAD, request_id_text, pan_text, amount_minor, currency)
+    def submit_many(self, packed: list) -> list:
+        """Core requests of one batch call, applied in one submission; replies in order.
+        Rejections (reused ids, invalid) come back as replies for the caller to map."""
+        return self.writer.submit(packed) if packed else []
 
-    def purchase(self, request_id_text, pan_text, amount_minor, currency, pin_text=""):
-        return self._money(Op.PURCHASE, request_id_text, pan_text, amount_minor, currency,
-                           pin_text=pin_text)
+    # ---- stored value ------------------------------------------------------------
+
+    def load(self, request_id_text, pan_text, amount_minor, currency):
+        return self.submit_one(self.pack_money(Op.LOAD, request_id_text, pan_text, amount_minor,
+                                               currency), request_id_text)
+
+    def purchase(self, request_id_text, pan_text, amount_minor, currency, pin_text="",
+                 partial_ok=False):
+        return self._charge(Op.PURCHASE, request_id_text, pan_text, amount_minor, currency,
+                            pin_text, partial_ok)
+
+    def _charge(self, op, request_id_text, pan_text, amount_minor, currency, pin_text, partial_ok):
+        """A purchase or a pre-authorization: PIN and partial approval apply to both."""
+        return self.submit_one(self.pack_money(op, request_id_text, pan_text, amount_minor,
+                                               currency, pin_text=pin_text, partial_ok=partial_ok),
+                               request_id_text)
 
     def refund(self, request_id_text, pan_text, amount_minor, currency, original_request_id_text):
-        if not original_request_id_text:
-            raise validation.InvalidArgument("original_request_id", "is missing; name the purchase to refund")
-        return self._money(Op.REFUND, request_id_text, pan_text, amount_minor, currency,
-                           original_request_id_text)
+        return self.submit_one(self.pack_money(Op.REFUND, request_id_text, pan_text, amount_minor,
+                                               currency, ref_text=original_request_id_text),
+                               request_id_text)
 
     def reverse(self, request_id_text, original_request_id_text):
-        rid = validation.request_id(request_id_text)
-        ref = validation.request_id(original_request_id_text, "original_request_id")
-        if ref == rid:
-            raise validation.InvalidArgument("original_request_id", "must differ from request_id")
-        return _one(self.writer, records.pack_request(Op.REVERSAL, rid, ref_request_id=ref),
-                    request_id_text)
+        return self.submit_one(self.pack_reference(Op.REVERSAL, request_id_text,
+                                                   original_request_id_text, "original_request_id"),
+                               request_id_text)
+
+    # ---- pre-authorizations ------------------------------------------------------
+
+    def preauthorize(self, request_id_text, pan_text, amount_minor, currency, pin_text="",
+                     partial_ok=False):
+        return self._charge(Op.PREAUTH, request_id_text, pan_text, amount_minor, currency,
+                            pin_text, partial_ok)
+
+    def complete(self, request_id_text, pan_text, hold_id_text, amount_minor, currency):
+        return self.submit_one(self.pack_money(Op.COMPLETE, request_id_text, pan_text, amount_minor,
+                                               currency, ref_text=hold_id_text, ref_field="hold_id",
+                                               allow_zero=True), request_id_text)
+
+    def void(self, request_id_text, hold_id_text):
+        return self.submit_one(self.pack_reference(Op.VOID, request_id_text, hold_id_text,
+                                                   "hold_id"), request_id_text)
 
     def balance(self, pan_text):
         """(Card, Account) or None; a read that never waits for the writer."""

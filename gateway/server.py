@@ -59,7 +59,9 @@ class Gateway:
                  threads=limits.SERVER_THREADS,
                  terminal_rate_per_s=limits.TERMINAL_REQUESTS_PER_S_MAX,
                  terminal_burst=limits.TERMINAL_REQUESTS_BURST_MAX,
-                 card_per_minute_max=limits.CARD_AUTHORIZATIONS_PER_MINUTE_MAX):
+                 card_per_minute_max=limits.CARD_AUTHORIZATIONS_PER_MINUTE_MAX,
+                 hold_timeout_s=limits.HOLD_TIMEOUT_S_DEFAULT,
+                 writer_idle_tick_s=limits.WRITER_IDLE_TICK_S):
         if not tls and not is_loopback(listen):
             raise InsecureRefused(
                 f"refusing to serve without TLS on {listen}: the development mode without "
@@ -68,7 +70,8 @@ class Gateway:
         self.pki = Pki(data_dir)
         self.pki_created = tls and self.pki.ensure(server_hosts(listen))
         self.store = Store(data_dir, map_size_bytes=map_size_bytes)
-        self.writer = BatchingWriter(self.store, clock=clock)
+        self.writer = BatchingWriter(self.store, clock=clock, hold_timeout_s=hold_timeout_s,
+                                     idle_tick_s=writer_idle_tick_s)
         self.operations = Operations(self.store, self.writer, clock=clock,
                                      card_per_minute_max=card_per_minute_max)
         self.access = AccessControl(tls=tls, revocations=RevocationList(self.pki) if tls else None,

@@ -43,6 +43,12 @@ RESULT_MESSAGES = {
     Result.DECLINED_UNKNOWN_CARD_RANGE: "declined: card range not known",
     Result.DECLINED_CARD_RANGE_EXISTS: "declined: card range already exists",
     Result.DECLINED_INVALID_STATUS_CHANGE: "declined: status change not allowed",
+    Result.PARTIALLY_APPROVED: "partially approved: the card had less than asked",
+    Result.DECLINED_HOLD_NOT_FOUND: "declined: no such pre-authorization",
+    Result.DECLINED_HOLD_ALREADY_COMPLETED: "declined: pre-authorization already completed",
+    Result.DECLINED_HOLD_VOIDED: "declined: pre-authorization was voided or reversed",
+    Result.DECLINED_HOLD_EXPIRED: "declined: pre-authorization expired and was released",
+    Result.DECLINED_COMPLETION_EXCEEDS_HOLD: "declined: completion is more than was held",
 }
 
 _WRITER_CODES = {
@@ -101,7 +107,7 @@ def balance_message(currency, balance_minor, pending_minor):
 
 
 def authorization_message(reply) -> common_pb2.Authorization:
-    approved = reply.result == Result.APPROVED
+    approved = reply.result in (Result.APPROVED, Result.PARTIALLY_APPROVED)
     return common_pb2.Authorization(
         result_code=reply.result,
         approval_code=f"{reply.approval_code:06d}" if approved else "",
@@ -129,8 +135,29 @@ class AuthorizationService(authorization_pb2_grpc.AuthorizationServiceServicer):
     @rpc
     def Purchase(self, request, context):
         reply = self.ops.purchase(request.request_id, request.pan, request.amount.amount_minor,
-                                  request.amount.currency, request.pin)
+                                  request.amount.currency, request.pin, request.partial_approval_ok)
         return authorization_pb2.PurchaseResponse(authorization=authorization_message(reply))
+
+    @rpc
+    def PreAuthorize(self, request, context):
+        reply = self.ops.preauthorize(request.request_id, request.pan, request.amount.amount_minor,
+                                      request.amount.currency, request.pin,
+                                      request.partial_approval_ok)
+        return authorization_pb2.PreAuthorizeResponse(authorization=authorization_message(reply),
+                                                      hold_id=request.request_id)
+
+    @rpc
+    def CompletePreAuthorization(self, request, context):
+        reply = self.ops.complete(request.request_id, request.pan, request.hold_id,
+                                  request.amount.amount_minor, request.amount.currency)
+        return authorization_pb2.CompletePreAuthorizationResponse(
+            authorization=authorization_message(reply))
+
+    @rpc
+    def VoidPreAuthorization(self, request, context):
+        reply = self.ops.void(request.request_id, request.hold_id)
+        return authorization_pb2.VoidPreAuthorizationResponse(
+            authorization=authorization_message(reply))
 
     @rpc
     def Refund(self, request, context):

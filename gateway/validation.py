@@ -31,9 +31,10 @@ def currency(code: str, field: str = "currency") -> str:
         raise InvalidArgument(field, str(exc)) from None
 
 
-def amount_minor(value: int, field: str = "amount.amount_minor") -> int:
-    if value <= 0:
-        raise InvalidArgument(field, f"must be positive, got {value}")
+def amount_minor(value: int, field: str = "amount.amount_minor", allow_zero: bool = False) -> int:
+    if value < 0 or (value == 0 and not allow_zero):
+        raise InvalidArgument(field, f"must be {'zero or more' if allow_zero else 'positive'}, "
+                              f"got {value}")
     if value > records.AMOUNT_MINOR_MAX:
         raise InvalidArgument(field, f"{value} is above the limit of {records.AMOUNT_MINOR_MAX}")
     return value

@@ -74,12 +74,16 @@ class BatchingWriter:
                  batch_size_max: int = limits.BATCH_SIZE_MAX,
                  queue_length_max: int = limits.QUEUE_LENGTH_MAX,
                  batch_linger_s: float = limits.BATCH_LINGER_S,
+                 hold_timeout_s: int = limits.HOLD_TIMEOUT_S_DEFAULT,
+                 idle_tick_s: float = limits.WRITER_IDLE_TICK_S,
                  on_batch: Optional[Callable] = None):
         assert batch_size_max >= 1 and queue_length_max >= 1
         self.store = store
         self.clock = clock
         self.batch_size_max = batch_size_max
         self.batch_linger_s = batch_linger_s
+        self.hold_timeout_s = hold_timeout_s
+        self.idle_tick_s = idle_tick_s
         self.on_batch = on_batch
         self.queue_length_max = queue_length_max
         self._pending = collections.deque()
@@ -125,7 +129,8 @@ class BatchingWriter:
         """Everything waiting, up to batch_size_max requests (after an optional linger)."""
         with self._wakeup:
             while not self._pending and not self._stopping:
-                self._wakeup.wait()
+                if not self._wakeup.wait(self.idle_tick_s):
+                    return None                 # idle: time to look for expired holds
         if self.batch_linger_s and not self._stopping:
             time.sleep(self.batch_linger_s)
         batch, count = [], 0
@@ -139,7 +144,9 @@ class BatchingWriter:
     def _run(self):
         while True:
             batch = self._take_batch()
-            if batch:
+            if batch is None:
+                self._expire_due_holds()
+            elif batch:
                 self._apply_and_answer(batch)
             elif self._stopping:
                 return
@@ -175,6 +182,22 @@ class BatchingWriter:
         if self.on_batch is not None:
             self.on_batch(sum(len(s.requests) for s in batch), time.perf_counter() - started)
 
+    def _expire_due_holds(self):
+        """With no traffic, holds still end on time: a batch of no requests releases them."""
+        now_s = self.clock()
+        try:
+            with self.store.env.begin() as txn:
+                cursor = txn.cursor(db=self.store.db_hold_expiry)
+                due = cursor.first() and int.from_bytes(cursor.key()[:8], "big") <= now_s
+            if due:
+                with self.store.env.begin(write=True) as txn:
+                    ledger.apply_batch(txn, self.store.dbs, b"", now_s, yyyymm_of(now_s),
+                                       self.hold_timeout_s)
+                self.batches_committed += 1
+        except lmdb.Error as exc:
+            self.commit_ok = False
+            log.error("releasing expired holds failed: %s", exc)
+
     def _apply(self, txn, batch, now_s, now_yyyymm):
         # Consecutive plain submissions go through the core in one call; one with a guard
         # or an after-hook is applied on its own, still inside the same transaction.
@@ -199,7 +222,7 @@ class BatchingWriter:
             return
         packed = b"".join(r for sub in run for r in sub.requests)
         replies = records.unpack_replies(
-            ledger.apply_batch(txn, self.store.dbs, packed, now_s, now_yyyymm))
+            ledger.apply_batch(txn, self.store.dbs, packed, now_s, now_yyyymm, self.hold_timeout_s))
         at = 0
         for sub in run:
             sub.replies = replies[at:at + len(sub.requests)]

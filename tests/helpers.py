@@ -36,6 +36,15 @@ def issue(gw, pans, range_id=1, expiry_yyyymm=209912):
     return r
 
 
+def funded_card(gw, serial, amount_minor=50_00):
+    """A new card range with one gift card, loaded: the start of most stories."""
+    pan = make_pan(serial)
+    create_range(gw)
+    issue(gw, [pan])
+    load(gw, pan, amount_minor)
+    return pan
+
+
 def load(gw, pan, amount_minor, request_id=None, currency="EUR"):
     return gw.auth.LoadValue(authorization_pb2.LoadValueRequest(
         request_id=request_id or new_id(), pan=pan, amount=eur(amount_minor, currency))).authorization

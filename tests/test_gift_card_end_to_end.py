@@ -10,8 +10,8 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import \
 from cardgate.v1 import common_pb2
 
 from conftest import LiveGateway
-from helpers import (balance, create_range, issue, load, make_pan, new_id, purchase, refund,
-                     reverse)
+from helpers import (balance, create_range, funded_card, issue, load, make_pan, new_id, purchase,
+                     refund, reverse)
 
 APPROVED = common_pb2.RESULT_CODE_APPROVED
 
@@ -76,14 +76,6 @@ def test_health_and_reflection_are_served(live_gateway):
     db = ProtoReflectionDescriptorDatabase(live_gateway.channel)
     assert db.FindFileContainingSymbol("cardgate.v1.PurchaseRequest").name == \
         "cardgate/v1/authorization.proto"
-
-
-def funded_card(gw, serial, amount_minor=50_00):
-    pan = make_pan(serial)
-    create_range(gw)
-    issue(gw, [pan])
-    load(gw, pan, amount_minor)
-    return pan
 
 
 def test_reversal_of_a_purchase_never_answered_then_late_arrival_is_declined(live_gateway):

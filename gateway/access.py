@@ -9,7 +9,7 @@ import time
 import grpc
 from cryptography import x509
 
-from cardgate.v1 import access_pb2, authorization_pb2, issuing_pb2
+from cardgate.v1 import access_pb2, authorization_pb2, forecourt_pb2, issuing_pb2
 
 from . import limits
 from .pki import Identity, PkiError, identity_of
@@ -17,7 +17,7 @@ from .pki import Identity, PkiError, identity_of
 
 def _allowed_roles() -> dict:
     table = {}
-    for module in (authorization_pb2, issuing_pb2):
+    for module in (authorization_pb2, issuing_pb2, forecourt_pb2):
         for service in module.DESCRIPTOR.services_by_name.values():
             for method in service.methods:
                 roles = frozenset(method.GetOptions().Extensions[access_pb2.allowed_roles])
@@ -88,8 +88,15 @@ class AccessControl:
                          f"{identity.describe()} may not call {method}; "
                          f"allowed: {', '.join(sorted(roles))}")
         if identity.role == "terminal":
-            self._bind_acceptor(identity, request)
-            self._rate_limit(identity)
+            operations = getattr(request, "operations", None)
+            if operations is None:
+                self._bind_acceptor(identity, request)
+            else:                                   # a forecourt batch: every operation
+                for item in operations:
+                    kind = item.WhichOneof("operation")
+                    if kind is not None:
+                        self._bind_acceptor(identity, getattr(item, kind))
+            self._rate_limit(identity, max(1, len(operations) if operations is not None else 1))
         return identity
 
     @staticmethod
@@ -104,7 +111,7 @@ class AccessControl:
                              f"acceptor.{field}: {identity.describe()} may not act for {named!r}")
             setattr(acceptor, field, bound)
 
-    def _rate_limit(self, identity: Identity):
+    def _rate_limit(self, identity: Identity, requests: int = 1):
         now = time.monotonic()
         with self._lock:
             bucket = self._buckets.get(identity.serial)
@@ -115,9 +122,9 @@ class AccessControl:
             bucket.tokens = min(self.terminal_burst,
                                 bucket.tokens + (now - bucket.stamp) * self.terminal_rate_per_s)
             bucket.stamp = now
-            if bucket.tokens < 1:
+            if bucket.tokens < requests:
                 raise Denied(grpc.StatusCode.RESOURCE_EXHAUSTED,
                              f"{identity.describe()} is over its limit of "
                              f"{self.terminal_rate_per_s:g} requests/s; slow down and retry "
                              "with the same request_id")
-            bucket.tokens -= 1
+            bucket.tokens -= requests

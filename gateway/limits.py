@@ -25,6 +25,7 @@ CARD_AUTHORIZATIONS_PER_MINUTE_MAX = 60  # money requests on one card a minute (
 CARDS_TRACKED_MAX = 1_000_000        # velocity windows kept in memory
 
 # Requests.
+FORECOURT_BATCH_OPERATIONS_MAX = 500  # operations in one AuthorizeBatch call
 ISSUE_CARDS_PER_REQUEST_MAX = 500
 RANGE_NAME_BYTES_MAX = 32
 

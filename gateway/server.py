@@ -13,10 +13,11 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from cardgate.v1 import authorization_pb2, issuing_pb2
+from cardgate.v1 import authorization_pb2, forecourt_pb2, issuing_pb2
 
 from . import limits
 from .access import AccessControl
+from .forecourt import ForecourtService
 from .netaddr import host_of, is_loopback
 from .operations import Operations
 from .pki import Pki, RevocationList
@@ -30,6 +31,7 @@ log = logging.getLogger("cardgate.server")
 SERVICE_NAMES = (
     authorization_pb2.DESCRIPTOR.services_by_name["AuthorizationService"].full_name,
     issuing_pb2.DESCRIPTOR.services_by_name["IssuingService"].full_name,
+    forecourt_pb2.DESCRIPTOR.services_by_name["ForecourtService"].full_name,
 )
 
 GRPC_OPTIONS = [
@@ -91,6 +93,8 @@ class Gateway:
                  AuthorizationService(self.operations, self.access))
         register(self.server, issuing_pb2.DESCRIPTOR.services_by_name["IssuingService"],
                  IssuingService(self.operations, self.access))
+        register(self.server, forecourt_pb2.DESCRIPTOR.services_by_name["ForecourtService"],
+                 ForecourtService(self.operations, self.access))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             SERVICE_NAMES + (health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,

@@ -8,7 +8,7 @@ from google.protobuf import message_factory
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from cardgate.gateway.access import ALLOWED_ROLES
-from cardgate.v1 import authorization_pb2, common_pb2, issuing_pb2
+from cardgate.v1 import authorization_pb2, common_pb2, forecourt_pb2, issuing_pb2
 
 from conftest import LiveGateway
 from helpers import create_range, eur, issue, load, make_pan, new_id
@@ -23,7 +23,7 @@ PAN = make_pan(1)
 
 def _request_class(method):
     service, name = method.strip("/").split("/")
-    for module in (authorization_pb2, issuing_pb2):
+    for module in (authorization_pb2, issuing_pb2, forecourt_pb2):
         svc = module.DESCRIPTOR.services_by_name.get(service.split(".")[-1])
         if svc is not None:
             return message_factory.GetMessageClass(svc.methods_by_name[name].input_type)

@@ -1,0 +1,76 @@
+"""A forecourt controller sends its pumps' operations in batches: each operation has its
+own request id and answer, all are committed together, a bad one does not stop the rest."""
+import grpc
+import pytest
+
+from cardgate.v1 import authorization_pb2 as a
+from cardgate.v1 import common_pb2, forecourt_pb2, forecourt_pb2_grpc
+
+from helpers import balance, eur, funded_card, make_pan, new_id, snapshot
+
+R = common_pb2
+
+
+def op(**kwargs):
+    return forecourt_pb2.ForecourtOperation(**kwargs)
+
+
+def test_a_batch_of_pump_operations_is_answered_in_order(live_gateway):
+    gw = live_gateway
+    pan = funded_card(gw, 1, 500_00)
+    stub = forecourt_pb2_grpc.ForecourtServiceStub(gw.channel)
+    hold_id, pay_id = new_id(), new_id()
+    batch = forecourt_pb2.AuthorizeBatchRequest(operations=[
+        op(preauthorize=a.PreAuthorizeRequest(request_id=hold_id, pan=pan, amount=eur(100_00))),
+        op(complete=a.CompletePreAuthorizationRequest(request_id=new_id(), pan=pan,
+                                                     hold_id=hold_id, amount=eur(64_21))),
+        op(purchase=a.PurchaseRequest(request_id=pay_id, pan=pan, amount=eur(10_00))),
+        op(purchase=a.PurchaseRequest(request_id="not-a-uuid", pan=pan, amount=eur(1_00))),
+        op(purchase=a.PurchaseRequest(request_id=pay_id, pan=pan, amount=eur(11_00))),
+        op(purchase=a.PurchaseRequest(request_id=new_id(), pan=make_pan(99), amount=eur(1_00))),
+        op(),
+        op(refund=a.RefundRequest(request_id=new_id(), pan=pan, amount=eur(10_00),
+                                  original_request_id=pay_id)),
+    ])
+    answer = stub.AuthorizeBatch(batch)
+    r = answer.results
+    assert len(r) == 8
+    assert r[0].authorization.result_code == R.RESULT_CODE_APPROVED and r[0].request_id == hold_id
+    assert r[1].authorization.approved.amount_minor == 64_21
+    assert r[2].authorization.result_code == R.RESULT_CODE_APPROVED
+    assert r[3].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert "operations[3].request_id" in r[3].error.message
+    assert r[4].error.code == grpc.StatusCode.ALREADY_EXISTS.value[0]
+    assert r[5].authorization.result_code == R.RESULT_CODE_DECLINED_UNKNOWN_CARD
+    assert r[6].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert r[7].authorization.balance.balance_minor == 500_00 - 64_21
+    assert balance(gw, pan).balance_minor == 500_00 - 64_21
+    # The controller lost the answer and sends the batch again: the same answers.
+    before = snapshot(gw.gateway.store)["journal"]
+    again = stub.AuthorizeBatch(batch)
+    assert [x.authorization for x in again.results] == [x.authorization for x in r]
+    assert snapshot(gw.gateway.store)["journal"] == before
+
+
+def test_a_batch_naming_another_outlet_is_refused_whole(live_gateway):
+    gw = live_gateway
+    pan = funded_card(gw, 2, 100_00)
+    stub = forecourt_pb2_grpc.ForecourtServiceStub(gw.channel)
+    batch = forecourt_pb2.AuthorizeBatchRequest(operations=[
+        op(purchase=a.PurchaseRequest(request_id=new_id(), pan=pan, amount=eur(1_00))),
+        op(purchase=a.PurchaseRequest(request_id=new_id(), pan=pan, amount=eur(1_00),
+                                      acceptor=common_pb2.Acceptor(outlet_id="o2"))),
+    ])
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.AuthorizeBatch(batch)
+    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert balance(gw, pan).balance_minor == 100_00
+
+
+def test_a_batch_over_its_size_limit_is_invalid(live_gateway):
+    stub = forecourt_pb2_grpc.ForecourtServiceStub(live_gateway.channel)
+    batch = forecourt_pb2.AuthorizeBatchRequest(operations=[op() for _ in range(501)])
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.AuthorizeBatch(batch)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "at most 500" in caught.value.details()

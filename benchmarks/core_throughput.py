@@ -91,6 +91,32 @@ def measure_core(data_dir, cards, batch_size, operations, now_s, new_id):
     return operations / elapsed
 
 
+def measure_core_pairs(data_dir, cards, batch_size, pairs, now_s):
+    """Pre-authorizations in one batch, their completions in the next: pairs a second."""
+    store = Store(data_dir, map_size_bytes=64 << 30, sync=True)
+    yyyymm = yyyymm_of(now_s)
+    rng = random.Random(batch_size + 7)
+    batches = []
+    for start in range(0, pairs, batch_size):
+        holds = [(uuid7().bytes, card_key_of(rng.randrange(cards)))
+                 for _ in range(min(batch_size, pairs - start))]
+        batches.append(b"".join(records.pack_request(Op.PREAUTH, hold_id, card_key=key,
+                                                     currency="EUR", amount_minor=5_000_00)
+                                for hold_id, key in holds))
+        batches.append(b"".join(records.pack_request(Op.COMPLETE, uuid7().bytes, card_key=key,
+                                                     ref_request_id=hold_id, currency="EUR",
+                                                     amount_minor=3_210_55)
+                                for hold_id, key in holds))
+    started = time.perf_counter()
+    for batch in batches:
+        with store.env.begin(write=True) as txn:
+            replies = ledger.apply_batch(txn, store.dbs, batch, now_s, yyyymm)
+    elapsed = time.perf_counter() - started
+    assert records.unpack_replies(replies)[-1].result == Result.APPROVED
+    store.close()
+    return pairs / elapsed
+
+
 def measure_raw(path, cards, batch_size, operations):
     env = lmdb.open(path, map_size=16 << 30, sync=True)
     rng = random.Random(batch_size)
@@ -142,6 +168,12 @@ def main(argv=None):
             goal = f"  (goal >= {GOAL_RATIO_AT_1000})" if batch_size == 1000 else ""
             print(f"{batch_size:>6} {core_v7:>16,.0f} {core_v4:>16,.0f} {raw:>15,.0f} "
                   f"{core_v7 / raw:>9.2f} {core_v4 / raw:>9.2f}{goal}", flush=True)
+        batch_size = max(batch_sizes)
+        pairs = statistics.median(measure_core_pairs(core_dir, args.cards, batch_size,
+                                                     operations_for(batch_size) // 2, now_s)
+                                  for _ in range(args.repeats))
+        print(f"pre-authorization + completion pairs/s at batch {batch_size}: {pairs:,.0f} "
+              f"(beside {core_v7:,.0f} purchases/s above: {pairs / core_v7:.2f})", flush=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -103,6 +103,8 @@ cdef packed struct CoreRequest:
     uint64_t iin_prefix
     char range_name[RANGE_NAME_SIZE]
     uint8_t pin_verifier[PIN_VERIFIER_SIZE]
+    uint8_t pin_tries_max       # CREATE_RANGE: wrong PINs in a row that block a card (0: 3)
+    uint8_t reserved2[7]
 
 # The core's answer to one request, stored with it so that retries get it unchanged.
 cdef packed struct CoreReply:
@@ -141,7 +143,8 @@ cdef packed struct CardRecord:
     uint64_t issued_s
     uint64_t activated_s
     uint8_t pin_set
-    uint8_t reserved[7]
+    uint8_t pin_failures        # wrong PINs in a row; reset by a right one, a new PIN, unblock
+    uint8_t reserved[6]
     uint8_t pin_verifier[PIN_VERIFIER_SIZE]
 
 cdef packed struct AccountRecord:
@@ -182,7 +185,8 @@ cdef packed struct RangeRecord:
     uint32_t range_id
     uint8_t pan_length
     uint8_t iin_digits
-    uint16_t reserved
+    uint8_t pin_tries_max
+    uint8_t reserved
     uint64_t iin_prefix
     char currency[CURRENCY_SIZE]
     char name[RANGE_NAME_SIZE]

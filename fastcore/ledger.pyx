@@ -20,6 +20,7 @@ cdef int64_t BALANCE_MINOR_MAX = 1_000_000_000_000_000
 cdef uint64_t SYSTEM_OWNER_BASE = 0xFF00_0000_0000_0000ULL
 cdef uint32_t APPROVAL_CODE_MODULUS = 1_000_000
 cdef int HOLD_EXPIRIES_PER_BATCH_MAX = 1000
+cdef uint8_t PIN_TRIES_MAX_DEFAULT = 3
 
 
 cdef inline bint took_effect(uint8_t result):
@@ -230,6 +231,7 @@ cdef class _BatchApplier:
         rng.range_id = rq.range_id
         rng.pan_length = rq.pan_length
         rng.iin_digits = rq.iin_digits
+        rng.pin_tries_max = rq.pin_tries_max if rq.pin_tries_max else PIN_TRIES_MAX_DEFAULT
         rng.iin_prefix = rq.iin_prefix
         memcpy(rng.currency, rq.currency, CURRENCY_SIZE)
         memcpy(rng.name, rq.range_name, RANGE_NAME_SIZE)
@@ -291,6 +293,7 @@ cdef class _BatchApplier:
             if card.status == CARD_BLOCKED:
                 # Unblocking returns the card to where it was: active once loaded.
                 card.status = CARD_ACTIVE if card.activated_s else CARD_ISSUED
+                card.pin_failures = 0
         else:
             card.status = CARD_BLOCKED
         self.write_card(&card)
@@ -324,6 +327,7 @@ cdef class _BatchApplier:
             rp.result = RESULT_DECLINED_CARD_CLOSED
             return 0
         card.pin_set = 1
+        card.pin_failures = 0
         memcpy(card.pin_verifier, rq.pin_verifier, PIN_VERIFIER_SIZE)
         self.write_card(&card)
         self.approve(rq, rp, 0, 0)
@@ -335,7 +339,7 @@ cdef class _BatchApplier:
         if bad:
             rp.result = bad
             return 0
-        if not self.pin_ok(rq, &card):
+        if not self.check_pin(rq, &card, rp):
             rp.result = RESULT_DECLINED_WRONG_PIN
             return 0
         cdef int64_t amount = self.affordable(rq, rp)
@@ -348,9 +352,27 @@ cdef class _BatchApplier:
         self.approve_amount(rq, rp, amount, seq)
         return 0
 
-    cdef bint pin_ok(self, const CoreRequest* rq, const CardRecord* card):
-        return not (rq.flags & REQUEST_PIN_PRESENT and card.pin_set and
-                    memcmp(rq.pin_verifier, card.pin_verifier, PIN_VERIFIER_SIZE) != 0)
+    cdef bint check_pin(self, const CoreRequest* rq, CardRecord* card, CoreReply* rp) except -1:
+        """True unless a PIN was entered and is wrong. Wrong PINs in a row are counted, and
+        the range's pin_tries_max of them block the card; a right one resets the count.
+        (The one state a declined request changes.)"""
+        cdef RangeRecord rng
+        if not (rq.flags & REQUEST_PIN_PRESENT and card.pin_set):
+            return True
+        if memcmp(rq.pin_verifier, card.pin_verifier, PIN_VERIFIER_SIZE) == 0:
+            if card.pin_failures:
+                card.pin_failures = 0
+                self.write_card(card)
+            return True
+        value = self.get(range_key_of(card.range_id), None, self.db_config)
+        memcpy(&rng, <const char*>value, sizeof(rng))
+        if card.pin_failures < 255:
+            card.pin_failures += 1
+        if card.pin_failures >= rng.pin_tries_max:
+            card.status = CARD_BLOCKED
+        self.write_card(card)
+        self.describe_card(card, rp)
+        return False
 
     cdef int64_t affordable(self, const CoreRequest* rq, const CoreReply* rp):
         """The amount to approve: all of it, what is available when the terminal accepts
@@ -378,7 +400,7 @@ cdef class _BatchApplier:
         if bad:
             rp.result = bad
             return 0
-        if not self.pin_ok(rq, &card):
+        if not self.check_pin(rq, &card, rp):
             rp.result = RESULT_DECLINED_WRONG_PIN
             return 0
         cdef int64_t amount = self.affordable(rq, rp)

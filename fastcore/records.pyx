@@ -97,10 +97,11 @@ RANGE_RECORD_SIZE = sizeof(RangeRecord)
 HOLD_RECORD_SIZE = sizeof(HoldRecord)
 # Holds released by timeout at the start of one batch, at most (the rest: next batch).
 HOLD_EXPIRIES_PER_BATCH_MAX = 1000
+PIN_TRIES_MAX_DEFAULT = 3      # wrong PINs in a row that block a card, unless its range says
 
-assert REQUEST_SIZE == 152, REQUEST_SIZE
+assert REQUEST_SIZE == 160, REQUEST_SIZE
 assert REPLY_SIZE == 64, REPLY_SIZE
-assert REQUEST_RECORD_SIZE == 232, REQUEST_RECORD_SIZE
+assert REQUEST_RECORD_SIZE == 240, REQUEST_RECORD_SIZE
 assert CARD_RECORD_SIZE == 64, CARD_RECORD_SIZE
 assert ACCOUNT_RECORD_SIZE == 48, ACCOUNT_RECORD_SIZE
 assert JOURNAL_ENTRY_SIZE == 56, JOURNAL_ENTRY_SIZE
@@ -116,17 +117,18 @@ Reply = namedtuple("Reply", "result op card_status currency approved_minor balan
                    "pan_length expiry_yyyymm")
 RequestView = namedtuple("RequestView", "op target_status currency amount_minor request_id "
                          "ref_request_id card_key range_id expiry_yyyymm pan_first6 pan_last4 "
-                         "pan_length pin_verifier partial_ok")
+                         "pan_length pin_verifier partial_ok pin_tries_max")
 RequestRecordView = namedtuple("RequestRecordView", "request reply refunded_minor flags")
 Card = namedtuple("Card", "card_id range_id expiry_yyyymm status pan_first6 pan_last4 "
-                  "pan_length issued_s activated_s pin_set")
+                  "pan_length issued_s activated_s pin_set pin_failures")
 Account = namedtuple("Account", "balance_minor pending_minor currency flags "
                      "credits_minor_total debits_minor_total last_journal_seq")
 JournalView = namedtuple("JournalView", "request_id debit_owner debit_slot credit_owner "
                          "credit_slot op currency amount_minor time_s")
 Hold = namedtuple("Hold", "card_id range_id status currency held_minor completed_minor "
                   "created_s expires_s")
-CardRange = namedtuple("CardRange", "range_id pan_length iin_prefix iin_digits currency name")
+CardRange = namedtuple("CardRange", "range_id pan_length iin_prefix iin_digits currency name "
+                       "pin_tries_max")
 
 
 cdef inline str _currency(const char* c):
@@ -151,7 +153,7 @@ def pack_request(int op, bytes request_id, *, bytes ref_request_id=None, bytes c
                  unsigned int range_id=0, unsigned int expiry_yyyymm=0,
                  unsigned int pan_first6=0, unsigned int pan_last4=0, int pan_length=0,
                  unsigned long long iin_prefix=0, int iin_digits=0, str range_name="",
-                 bytes pin_verifier=None, bint partial_ok=False):
+                 bytes pin_verifier=None, bint partial_ok=False, int pin_tries_max=0):
     """Pack one core request; the gateway validates values before calling this."""
     cdef CoreRequest r
     memset(&r, 0, sizeof(r))
@@ -191,6 +193,9 @@ def pack_request(int op, bytes request_id, *, bytes ref_request_id=None, bytes c
         r.flags |= REQUEST_PIN_PRESENT
     if partial_ok:
         r.flags |= REQUEST_PARTIAL_OK
+    if not 0 <= pin_tries_max <= 255:
+        raise ValueError("pin_tries_max must be 0 to 255")
+    r.pin_tries_max = pin_tries_max
     return (<char*>&r)[:sizeof(r)]
 
 
@@ -208,7 +213,7 @@ cdef object _request(const CoreRequest* p):
                        p.pan_first6, p.pan_last4, p.pan_length,
                        (<char*>p.pin_verifier)[:PIN_VERIFIER_SIZE]
                        if p.flags & REQUEST_PIN_PRESENT else None,
-                       bool(p.flags & REQUEST_PARTIAL_OK))
+                       bool(p.flags & REQUEST_PARTIAL_OK), p.pin_tries_max)
 
 
 def unpack_reply(bytes data):
@@ -239,7 +244,7 @@ def unpack_card(bytes data):
     _check_size(data, sizeof(CardRecord), "card")
     cdef const CardRecord* p = <const CardRecord*><const char*>data
     return Card(p.card_id, p.range_id, p.expiry_yyyymm, p.status, p.pan_first6, p.pan_last4,
-                p.pan_length, p.issued_s, p.activated_s, bool(p.pin_set))
+                p.pan_length, p.issued_s, p.activated_s, bool(p.pin_set), p.pin_failures)
 
 
 def unpack_account(bytes data):
@@ -269,7 +274,7 @@ def unpack_range(bytes data):
     cdef const RangeRecord* p = <const RangeRecord*><const char*>data
     name = p.name[:strnlen_max(p.name, RANGE_NAME_SIZE)].decode("utf-8", "replace")
     return CardRange(p.range_id, p.pan_length, p.iin_prefix, p.iin_digits,
-                     _currency(p.currency), name)
+                     _currency(p.currency), name, p.pin_tries_max)
 
 
 def card_key(unsigned long long card_id):

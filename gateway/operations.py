@@ -141,7 +141,8 @@ class Operations:
 
     # ---- issuing -----------------------------------------------------------------
 
-    def create_range(self, request_id_text, range_id, iin_prefix, pan_length, currency, name):
+    def create_range(self, request_id_text, range_id, iin_prefix, pan_length, currency, name,
+                     pin_tries_max=0):
         rid = validation.request_id(request_id_text)
         if not 1 <= range_id <= 0xFFFF_FFFF:
             raise validation.InvalidArgument("range_id", f"must be 1 to 4294967295, got {range_id}")
@@ -149,12 +150,14 @@ class Operations:
             raise validation.InvalidArgument("iin_prefix", "must be 6 to 11 digits")
         if not 16 <= pan_length <= 19:
             raise validation.InvalidArgument("pan_length", f"must be 16 to 19, got {pan_length}")
+        if not 0 <= pin_tries_max <= 255:
+            raise validation.InvalidArgument("pin_tries_max", f"must be 1 to 255 (0: 3), got {pin_tries_max}")
         if len(name.encode("utf-8")) > limits.RANGE_NAME_BYTES_MAX:
             raise validation.InvalidArgument("name", f"is longer than {limits.RANGE_NAME_BYTES_MAX} bytes")
         packed = records.pack_request(
             Op.CREATE_RANGE, rid, range_id=range_id, iin_prefix=int(iin_prefix),
             iin_digits=len(iin_prefix), pan_length=pan_length,
-            currency=validation.currency(currency), range_name=name)
+            currency=validation.currency(currency), range_name=name, pin_tries_max=pin_tries_max)
         return _one(self.writer, packed, request_id_text)
 
     def issue_gift_cards(self, request_id_text, range_id, cards):

@@ -192,7 +192,8 @@ class IssuingService(issuing_pb2_grpc.IssuingServiceServicer):
     @rpc
     def CreateCardRange(self, request, context):
         reply = self.ops.create_range(request.request_id, request.range_id, request.iin_prefix,
-                                      request.pan_length, request.currency, request.name)
+                                      request.pan_length, request.currency, request.name,
+                                      request.pin_tries_max)
         return issuing_pb2.CreateCardRangeResponse(
             result_code=reply.result, message=RESULT_MESSAGES.get(reply.result, ""))
 

@@ -46,6 +46,7 @@ class Card:
     issued_s: int
     activated_s: int = 0
     pin_verifier: bytes = None
+    pin_failures: int = 0
 
 
 @dataclasses.dataclass
@@ -86,6 +87,7 @@ def blank_reply(op):
 class ReferenceLedger:
     def __init__(self):
         self.ranges = {}          # range_id -> currency
+        self.pin_tries_max = {}   # range_id -> wrong PINs in a row that block a card
         self.cards = {}           # card_id -> Card
         self.pan_index = {}       # card_key -> card_id
         self.accounts = {}        # (owner, slot) -> Account
@@ -153,6 +155,7 @@ class ReferenceLedger:
         if rq.range_id in self.ranges:
             raise Decline(Result.DECLINED_CARD_RANGE_EXISTS)
         self.ranges[rq.range_id] = rq.currency
+        self.pin_tries_max[rq.range_id] = rq.pin_tries_max or records.PIN_TRIES_MAX_DEFAULT
         for slot in (Slot.RANGE_FUNDING, Slot.RANGE_MERCHANT):
             self.accounts[(SYSTEM + rq.range_id, slot)] = Account(rq.currency, False)
         rp["currency"] = rq.currency
@@ -182,6 +185,7 @@ class ReferenceLedger:
         if rq.target_status == CardStatus.ACTIVE:
             if card.status == CardStatus.BLOCKED:
                 card.status = CardStatus.ACTIVE if card.activated_s else CardStatus.ISSUED
+                card.pin_failures = 0
         else:
             card.status = CardStatus.BLOCKED
         self.approve(rq, rp, 0, 0)
@@ -191,6 +195,7 @@ class ReferenceLedger:
         if card.status == CardStatus.CLOSED:
             raise Decline(Result.DECLINED_CARD_CLOSED)
         card.pin_verifier = rq.pin_verifier
+        card.pin_failures = 0
         self.approve(rq, rp, 0, 0)
 
     def load(self, rq, packed, rp, now_s, now_yyyymm):
@@ -212,9 +217,15 @@ class ReferenceLedger:
         self.approve_amount(rq, rp, amount, seq)
 
     def pin_and_amount(self, rq, rp, card):
-        if rq.pin_verifier is not None and card.pin_verifier is not None \
-                and rq.pin_verifier != card.pin_verifier:
-            raise Decline(Result.DECLINED_WRONG_PIN)
+        if rq.pin_verifier is not None and card.pin_verifier is not None:
+            if rq.pin_verifier == card.pin_verifier:
+                card.pin_failures = 0
+            else:
+                card.pin_failures = min(card.pin_failures + 1, 255)
+                if card.pin_failures >= self.pin_tries_max[card.range_id]:
+                    card.status = CardStatus.BLOCKED
+                self.describe(card, rp)
+                raise Decline(Result.DECLINED_WRONG_PIN)
         available = rp["balance_minor"] - rp["pending_minor"]
         if available >= rq.amount_minor:
             return rq.amount_minor

@@ -102,6 +102,12 @@ BOUNDARY_STORY = [
     (0, [("complete", 3, "all", 1),         # exactly what was held
          ("preauth", 3, 100, False, None)]),
     (3600, [("complete", 3, 50, 1)]),       # its timeout passed: expired at batch start
+    (0, [("set_pin", 0, 1),
+         ("purchase", 0, 1, 0, 2), ("purchase", 0, 1, 0, 2),
+         ("purchase", 0, 1, 0, 2),          # the third wrong PIN blocks the card
+         ("purchase", 0, 1, 0, 1),          # now even the right one is refused
+         ("status", 0, CardStatus.ACTIVE),  # the issuer unblocks it
+         ("purchase", 0, 1, 0, 1)]),
 ]
 
 
@@ -259,7 +265,7 @@ def core_state(store):
             kind, owner, slot = records.parse_book_key(key)
             if kind == "card":
                 card = records.unpack_card(value)
-                cards[owner] = (card.status, card.pin_set)
+                cards[owner] = (card.status, card.pin_set, card.pin_failures)
             else:
                 acc = records.unpack_account(value)
                 accounts[(owner, slot)] = (acc.balance_minor, acc.pending_minor, acc.currency,
@@ -278,7 +284,8 @@ def core_state(store):
 def model_state(model):
     accounts = {k: (a.balance_minor, a.pending_minor, a.currency, a.credits_minor_total,
                     a.debits_minor_total) for k, a in model.accounts.items()}
-    cards = {cid: (c.status, c.pin_verifier is not None) for cid, c in model.cards.items()}
+    cards = {cid: (c.status, c.pin_verifier is not None, c.pin_failures)
+             for cid, c in model.cards.items()}
     requests = {rid: (r.refunded_minor, r.flags) for rid, r in model.requests.items()}
     holds = {k: (h.card_id, h.status, h.held_minor, h.completed_minor, h.expires_s)
              for k, h in model.holds.items()}
@@ -348,4 +355,6 @@ def test_boundary_story_reaches_every_decline():
         R.APPROVED,
         R.APPROVED, R.APPROVED,
         R.DECLINED_HOLD_EXPIRED,
+        R.APPROVED, R.DECLINED_WRONG_PIN, R.DECLINED_WRONG_PIN, R.DECLINED_WRONG_PIN,
+        R.DECLINED_CARD_BLOCKED, R.APPROVED, R.APPROVED,
     ]

@@ -4,7 +4,7 @@ import time
 import pytest
 
 from cardgate.fastcore.records import Op
-from cardgate.v1 import authorization_pb2, common_pb2
+from cardgate.v1 import authorization_pb2, common_pb2, issuing_pb2, issuing_pb2_grpc
 
 from conftest import LiveGateway
 from helpers import (balance, eur, funded_card, issue, journal_entries, load, make_pan, new_id,
@@ -144,3 +144,26 @@ def test_bad_completions_are_declined_and_change_nothing(live_gateway, case):
         {k: v for k, v in before.items() if k != "requests"}
     assert purchase(gw, pan, 50_00).result_code == R.RESULT_CODE_APPROVED  # the hold still stands
     assert purchase(gw, pan, 1).result_code == R.RESULT_CODE_DECLINED_INSUFFICIENT_FUNDS
+
+
+def test_three_wrong_pins_block_the_card_until_the_issuer_unblocks_it(live_gateway):
+    gw = live_gateway
+    pan = funded_card(gw, 8, 100_00)
+    bureau = issuing_pb2_grpc.IssuingServiceStub(gw.open("bureau-1"))
+    assert bureau.SetCardPin(issuing_pb2.SetCardPinRequest(
+        request_id=new_id(), pan=pan, pin="4711")).result_code == R.RESULT_CODE_APPROVED
+
+    def pay(pin):
+        return gw.auth.Purchase(authorization_pb2.PurchaseRequest(
+            request_id=new_id(), pan=pan, amount=eur(5_00), pin=pin)).authorization
+
+    assert pay("4711").result_code == R.RESULT_CODE_APPROVED
+    for attempt in range(3):
+        wrong = pay("1174")
+        assert wrong.result_code == R.RESULT_CODE_DECLINED_WRONG_PIN
+    assert wrong.balance.balance_minor == 95_00
+    assert pay("4711").result_code == R.RESULT_CODE_DECLINED_CARD_BLOCKED
+    unblocked = gw.issuing.SetCardStatus(issuing_pb2.SetCardStatusRequest(
+        request_id=new_id(), pan=pan, status=authorization_pb2.CARD_STATUS_ACTIVE))
+    assert unblocked.status == authorization_pb2.CARD_STATUS_ACTIVE
+    assert pay("4711").result_code == R.RESULT_CODE_APPROVED

@@ -24,6 +24,9 @@ cdef enum OpCode:
     OP_COMPLETE = 10            # settle hold ref_request_id for amount_minor, release the rest
     OP_VOID = 11                # release hold ref_request_id
     OP_HOLD_EXPIRY = 12         # journal only: a hold released by its timeout
+    OP_ADJUST = 13              # operator correction of a card's value, up or down, with a reason
+    OP_CLEAR = 14               # operator clears a card's whole value, recording the amount
+    OP_DEACTIVATE = 15          # close a card for good (its value must be zero)
 
 # Same numbers as cardgate.v1.ResultCode, so the gateway maps them one to one.
 cdef enum ResultCode:
@@ -38,6 +41,8 @@ cdef enum ResultCode:
     RESULT_DECLINED_INSUFFICIENT_FUNDS = 20
     RESULT_DECLINED_CURRENCY_MISMATCH = 21
     RESULT_DECLINED_BALANCE_LIMIT_EXCEEDED = 22
+    RESULT_DECLINED_LOAD_LIMIT_EXCEEDED = 23
+    RESULT_DECLINED_BALANCE_NOT_ZERO = 24
     RESULT_DECLINED_ORIGINAL_NOT_FOUND = 30
     RESULT_DECLINED_ORIGINAL_NOT_REFUNDABLE = 31
     RESULT_DECLINED_REFUND_EXCEEDS_ORIGINAL = 32
@@ -82,6 +87,7 @@ cdef enum:
     REQUEST_TOMBSTONE = 2
     REQUEST_PIN_PRESENT = 1     # CoreRequest.flags: pin_verifier carries the entered PIN
     REQUEST_PARTIAL_OK = 2      # CoreRequest.flags: the terminal accepts a partial approval
+    REQUEST_ADJUST_DOWN = 4     # CoreRequest.flags: an adjustment takes value off the card
     PIN_VERIFIER_SIZE = 16      # truncated HMAC-SHA256 of (card key, PIN) under the PIN key
 
 # One request from the gateway to the core (fixed size; a batch is their concatenation).
@@ -104,7 +110,9 @@ cdef packed struct CoreRequest:
     char range_name[RANGE_NAME_SIZE]
     uint8_t pin_verifier[PIN_VERIFIER_SIZE]
     uint8_t pin_tries_max       # CREATE_RANGE: wrong PINs in a row that block a card (0: 3)
-    uint8_t reserved2[7]
+    uint8_t reason              # ADJUST, CLEAR: why (cardgate.v1.AdjustmentReason)
+    uint8_t reserved2[6]
+    int64_t load_per_day_max_minor  # CREATE_RANGE (amount_minor: the balance maximum)
 
 # The core's answer to one request, stored with it so that retries get it unchanged.
 cdef packed struct CoreReply:
@@ -146,6 +154,9 @@ cdef packed struct CardRecord:
     uint8_t pin_failures        # wrong PINs in a row; reset by a right one, a new PIN, unblock
     uint8_t reserved[6]
     uint8_t pin_verifier[PIN_VERIFIER_SIZE]
+    uint32_t load_day           # days since 1970 of loaded_today_minor
+    uint32_t reserved3
+    int64_t loaded_today_minor
 
 cdef packed struct AccountRecord:
     int64_t balance_minor
@@ -163,7 +174,7 @@ cdef packed struct JournalEntry:
     uint8_t debit_slot
     uint8_t credit_slot
     uint8_t op
-    uint8_t reserved
+    uint8_t reason              # ADJUST, CLEAR: why
     char currency[CURRENCY_SIZE]
     int64_t amount_minor
     uint64_t time_s
@@ -190,6 +201,8 @@ cdef packed struct RangeRecord:
     uint64_t iin_prefix
     char currency[CURRENCY_SIZE]
     char name[RANGE_NAME_SIZE]
+    int64_t balance_max_minor       # 0: only BALANCE_MINOR_MAX
+    int64_t load_per_day_max_minor  # 0: no daily load limit
 
 # Keys. The book keeps a card and its accounts next to each other:
 #   card_id(8, big-endian) 'C'          -> CardRecord

@@ -106,7 +106,7 @@ cdef class _BatchApplier:
     cdef uint64_t post(self, const uint8_t* request_id, uint8_t op,
                        uint64_t debit_owner, uint8_t debit_slot,
                        uint64_t credit_owner, uint8_t credit_slot,
-                       const char* currency, int64_t amount) except 0:
+                       const char* currency, int64_t amount, uint8_t reason=0) except 0:
         """Append one double-entry journal entry and apply it to both accounts."""
         cdef AccountRecord debit, credit
         cdef JournalEntry entry
@@ -132,6 +132,7 @@ cdef class _BatchApplier:
         entry.credit_owner = credit_owner
         entry.credit_slot = credit_slot
         entry.op = op
+        entry.reason = reason
         memcpy(entry.currency, currency, CURRENCY_SIZE)
         entry.amount_minor = amount
         entry.time_s = self.now_s
@@ -232,6 +233,8 @@ cdef class _BatchApplier:
         rng.pan_length = rq.pan_length
         rng.iin_digits = rq.iin_digits
         rng.pin_tries_max = rq.pin_tries_max if rq.pin_tries_max else PIN_TRIES_MAX_DEFAULT
+        rng.balance_max_minor = rq.amount_minor
+        rng.load_per_day_max_minor = rq.load_per_day_max_minor
         rng.iin_prefix = rq.iin_prefix
         memcpy(rng.currency, rq.currency, CURRENCY_SIZE)
         memcpy(rng.name, rq.range_name, RANGE_NAME_SIZE)
@@ -302,21 +305,101 @@ cdef class _BatchApplier:
 
     cdef int load(self, const CoreRequest* rq, CoreReply* rp) except -1:
         cdef CardRecord card
+        cdef RangeRecord rng
         cdef uint8_t bad = self.money_checks(rq, &card, rp, True)
         if bad:
             rp.result = bad
             return 0
-        if rp.balance_minor + rq.amount_minor > BALANCE_MINOR_MAX:
+        self.read_range(card.range_id, &rng)
+        cdef int64_t balance_max = rng.balance_max_minor if rng.balance_max_minor else BALANCE_MINOR_MAX
+        if rp.balance_minor + rq.amount_minor > balance_max:
             rp.result = RESULT_DECLINED_BALANCE_LIMIT_EXCEEDED
+            return 0
+        cdef uint32_t day = <uint32_t>(self.now_s // 86400)
+        cdef int64_t loaded_today = card.loaded_today_minor if card.load_day == day else 0
+        if rng.load_per_day_max_minor and loaded_today + rq.amount_minor > rng.load_per_day_max_minor:
+            rp.result = RESULT_DECLINED_LOAD_LIMIT_EXCEEDED
             return 0
         if card.status == CARD_ISSUED:
             card.status = CARD_ACTIVE
             card.activated_s = self.now_s
-            self.write_card(&card)
+        card.load_day = day
+        card.loaded_today_minor = loaded_today + rq.amount_minor
+        self.write_card(&card)
         seq = self.post(rq.request_id, OP_LOAD, SYSTEM_OWNER_BASE + card.range_id,
                         SLOT_RANGE_FUNDING, card.card_id, SLOT_CARD_VALUE,
                         rq.currency, rq.amount_minor)
         self.approve(rq, rp, rq.amount_minor, seq)
+        return 0
+
+    cdef int read_range(self, uint32_t range_id, RangeRecord* rng) except -1:
+        value = self.get(range_key_of(range_id), None, self.db_config)
+        assert value is not None and len(value) == sizeof(RangeRecord), "card of a missing range"
+        memcpy(rng, <const char*>value, sizeof(RangeRecord))
+        return 0
+
+    # ---- the issuer's corrections ---------------------------------------------------
+
+    cdef uint8_t open_card(self, const CoreRequest* rq, CardRecord* card, CoreReply* rp) except 255:
+        """The request's card, described; 0 when it exists and is not closed."""
+        if not self.find_described_card(rq, card, rp):
+            return RESULT_DECLINED_UNKNOWN_CARD
+        if card.status == CARD_CLOSED:
+            return RESULT_DECLINED_CARD_CLOSED
+        return 0
+
+    cdef int adjust(self, const CoreRequest* rq, CoreReply* rp) except -1:
+        cdef CardRecord card
+        cdef uint8_t bad = self.open_card(rq, &card, rp)
+        if bad:
+            rp.result = bad
+            return 0
+        if memcmp(rp.currency, rq.currency, CURRENCY_SIZE) != 0:
+            rp.result = RESULT_DECLINED_CURRENCY_MISMATCH
+            return 0
+        cdef uint64_t funding = SYSTEM_OWNER_BASE + card.range_id
+        if rq.flags & REQUEST_ADJUST_DOWN:
+            if rp.balance_minor - rp.pending_minor < rq.amount_minor:
+                rp.result = RESULT_DECLINED_INSUFFICIENT_FUNDS
+                return 0
+            seq = self.post(rq.request_id, OP_ADJUST, card.card_id, SLOT_CARD_VALUE, funding,
+                            SLOT_RANGE_FUNDING, rq.currency, rq.amount_minor, rq.reason)
+        else:
+            if rp.balance_minor + rq.amount_minor > BALANCE_MINOR_MAX:
+                rp.result = RESULT_DECLINED_BALANCE_LIMIT_EXCEEDED
+                return 0
+            seq = self.post(rq.request_id, OP_ADJUST, funding, SLOT_RANGE_FUNDING, card.card_id,
+                            SLOT_CARD_VALUE, rq.currency, rq.amount_minor, rq.reason)
+        self.approve(rq, rp, rq.amount_minor, seq)
+        return 0
+
+    cdef int clear(self, const CoreRequest* rq, CoreReply* rp) except -1:
+        cdef CardRecord card
+        cdef uint64_t seq = 0
+        cdef uint8_t bad = self.open_card(rq, &card, rp)
+        if bad:
+            rp.result = bad
+            return 0
+        cdef int64_t cleared = rp.balance_minor - rp.pending_minor
+        if cleared:
+            seq = self.post(rq.request_id, OP_CLEAR, card.card_id, SLOT_CARD_VALUE,
+                            SYSTEM_OWNER_BASE + card.range_id, SLOT_RANGE_FUNDING, rp.currency,
+                            cleared, rq.reason)
+        self.approve(rq, rp, cleared, seq)
+        return 0
+
+    cdef int deactivate(self, const CoreRequest* rq, CoreReply* rp) except -1:
+        cdef CardRecord card
+        cdef uint8_t bad = self.open_card(rq, &card, rp)
+        if bad:
+            rp.result = bad
+            return 0
+        if rp.balance_minor:
+            rp.result = RESULT_DECLINED_BALANCE_NOT_ZERO
+            return 0
+        card.status = CARD_CLOSED
+        self.write_card(&card)
+        self.approve(rq, rp, 0, 0)
         return 0
 
     cdef int set_pin(self, const CoreRequest* rq, CoreReply* rp) except -1:
@@ -364,8 +447,7 @@ cdef class _BatchApplier:
                 card.pin_failures = 0
                 self.write_card(card)
             return True
-        value = self.get(range_key_of(card.range_id), None, self.db_config)
-        memcpy(&rng, <const char*>value, sizeof(rng))
+        self.read_range(card.range_id, &rng)
         if card.pin_failures < 255:
             card.pin_failures += 1
         if card.pin_failures >= rng.pin_tries_max:
@@ -658,6 +740,12 @@ cdef class _BatchApplier:
             return 0 < rq.amount_minor <= AMOUNT_MINOR_MAX
         if rq.op == OP_COMPLETE:
             return 0 <= rq.amount_minor <= AMOUNT_MINOR_MAX
+        if rq.op == OP_ADJUST:
+            return 0 < rq.amount_minor <= AMOUNT_MINOR_MAX
+        if rq.op in (OP_CLEAR, OP_DEACTIVATE):
+            return rq.amount_minor == 0
+        if rq.op == OP_CREATE_RANGE:
+            return rq.amount_minor >= 0 and rq.load_per_day_max_minor >= 0
         if rq.op == OP_VOID:
             return memcmp(rq.ref_request_id, rq.request_id, REQUEST_ID_SIZE) != 0
         if rq.op == OP_REVERSAL:
@@ -708,6 +796,12 @@ cdef class _BatchApplier:
             self.complete(rq, rp)
         elif rq.op == OP_VOID:
             self.void(rq, rp)
+        elif rq.op == OP_ADJUST:
+            self.adjust(rq, rp)
+        elif rq.op == OP_CLEAR:
+            self.clear(rq, rp)
+        elif rq.op == OP_DEACTIVATE:
+            self.deactivate(rq, rp)
         assert rp.result != 0, "operation left no result"
         memset(&rec, 0, sizeof(rec))
         memcpy(&rec.request, rq, sizeof(CoreRequest))

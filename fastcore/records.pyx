@@ -26,6 +26,9 @@ class Op(enum.IntEnum):
     COMPLETE = OP_COMPLETE
     VOID = OP_VOID
     HOLD_EXPIRY = OP_HOLD_EXPIRY
+    ADJUST = OP_ADJUST
+    CLEAR = OP_CLEAR
+    DEACTIVATE = OP_DEACTIVATE
 
 
 class Result(enum.IntEnum):
@@ -41,6 +44,8 @@ class Result(enum.IntEnum):
     DECLINED_INSUFFICIENT_FUNDS = RESULT_DECLINED_INSUFFICIENT_FUNDS
     DECLINED_CURRENCY_MISMATCH = RESULT_DECLINED_CURRENCY_MISMATCH
     DECLINED_BALANCE_LIMIT_EXCEEDED = RESULT_DECLINED_BALANCE_LIMIT_EXCEEDED
+    DECLINED_LOAD_LIMIT_EXCEEDED = RESULT_DECLINED_LOAD_LIMIT_EXCEEDED
+    DECLINED_BALANCE_NOT_ZERO = RESULT_DECLINED_BALANCE_NOT_ZERO
     DECLINED_ORIGINAL_NOT_FOUND = RESULT_DECLINED_ORIGINAL_NOT_FOUND
     DECLINED_ORIGINAL_NOT_REFUNDABLE = RESULT_DECLINED_ORIGINAL_NOT_REFUNDABLE
     DECLINED_REFUND_EXCEEDS_ORIGINAL = RESULT_DECLINED_REFUND_EXCEEDS_ORIGINAL
@@ -99,13 +104,13 @@ HOLD_RECORD_SIZE = sizeof(HoldRecord)
 HOLD_EXPIRIES_PER_BATCH_MAX = 1000
 PIN_TRIES_MAX_DEFAULT = 3      # wrong PINs in a row that block a card, unless its range says
 
-assert REQUEST_SIZE == 160, REQUEST_SIZE
+assert REQUEST_SIZE == 168, REQUEST_SIZE
 assert REPLY_SIZE == 64, REPLY_SIZE
-assert REQUEST_RECORD_SIZE == 240, REQUEST_RECORD_SIZE
-assert CARD_RECORD_SIZE == 64, CARD_RECORD_SIZE
+assert REQUEST_RECORD_SIZE == 248, REQUEST_RECORD_SIZE
+assert CARD_RECORD_SIZE == 80, CARD_RECORD_SIZE
 assert ACCOUNT_RECORD_SIZE == 48, ACCOUNT_RECORD_SIZE
 assert JOURNAL_ENTRY_SIZE == 56, JOURNAL_ENTRY_SIZE
-assert RANGE_RECORD_SIZE == 52, RANGE_RECORD_SIZE
+assert RANGE_RECORD_SIZE == 68, RANGE_RECORD_SIZE
 
 REQUEST_FLAG_REVERSED = REQUEST_REVERSED
 REQUEST_FLAG_PARTIAL_OK = REQUEST_PARTIAL_OK
@@ -117,18 +122,20 @@ Reply = namedtuple("Reply", "result op card_status currency approved_minor balan
                    "pan_length expiry_yyyymm")
 RequestView = namedtuple("RequestView", "op target_status currency amount_minor request_id "
                          "ref_request_id card_key range_id expiry_yyyymm pan_first6 pan_last4 "
-                         "pan_length pin_verifier partial_ok pin_tries_max")
+                         "pan_length pin_verifier partial_ok pin_tries_max reason adjust_down "
+                         "load_per_day_max_minor")
 RequestRecordView = namedtuple("RequestRecordView", "request reply refunded_minor flags")
 Card = namedtuple("Card", "card_id range_id expiry_yyyymm status pan_first6 pan_last4 "
-                  "pan_length issued_s activated_s pin_set pin_failures")
+                  "pan_length issued_s activated_s pin_set pin_failures load_day "
+                  "loaded_today_minor")
 Account = namedtuple("Account", "balance_minor pending_minor currency flags "
                      "credits_minor_total debits_minor_total last_journal_seq")
 JournalView = namedtuple("JournalView", "request_id debit_owner debit_slot credit_owner "
-                         "credit_slot op currency amount_minor time_s")
+                         "credit_slot op currency amount_minor time_s reason")
 Hold = namedtuple("Hold", "card_id range_id status currency held_minor completed_minor "
                   "created_s expires_s")
 CardRange = namedtuple("CardRange", "range_id pan_length iin_prefix iin_digits currency name "
-                       "pin_tries_max")
+                       "pin_tries_max balance_max_minor load_per_day_max_minor")
 
 
 cdef inline str _currency(const char* c):
@@ -153,7 +160,8 @@ def pack_request(int op, bytes request_id, *, bytes ref_request_id=None, bytes c
                  unsigned int range_id=0, unsigned int expiry_yyyymm=0,
                  unsigned int pan_first6=0, unsigned int pan_last4=0, int pan_length=0,
                  unsigned long long iin_prefix=0, int iin_digits=0, str range_name="",
-                 bytes pin_verifier=None, bint partial_ok=False, int pin_tries_max=0):
+                 bytes pin_verifier=None, bint partial_ok=False, int pin_tries_max=0,
+                 int reason=0, bint adjust_down=False, long long load_per_day_max_minor=0):
     """Pack one core request; the gateway validates values before calling this."""
     cdef CoreRequest r
     memset(&r, 0, sizeof(r))
@@ -196,6 +204,10 @@ def pack_request(int op, bytes request_id, *, bytes ref_request_id=None, bytes c
     if not 0 <= pin_tries_max <= 255:
         raise ValueError("pin_tries_max must be 0 to 255")
     r.pin_tries_max = pin_tries_max
+    r.reason = reason
+    if adjust_down:
+        r.flags |= REQUEST_ADJUST_DOWN
+    r.load_per_day_max_minor = load_per_day_max_minor
     return (<char*>&r)[:sizeof(r)]
 
 
@@ -213,7 +225,8 @@ cdef object _request(const CoreRequest* p):
                        p.pan_first6, p.pan_last4, p.pan_length,
                        (<char*>p.pin_verifier)[:PIN_VERIFIER_SIZE]
                        if p.flags & REQUEST_PIN_PRESENT else None,
-                       bool(p.flags & REQUEST_PARTIAL_OK), p.pin_tries_max)
+                       bool(p.flags & REQUEST_PARTIAL_OK), p.pin_tries_max, p.reason,
+                       bool(p.flags & REQUEST_ADJUST_DOWN), p.load_per_day_max_minor)
 
 
 def unpack_reply(bytes data):
@@ -244,7 +257,8 @@ def unpack_card(bytes data):
     _check_size(data, sizeof(CardRecord), "card")
     cdef const CardRecord* p = <const CardRecord*><const char*>data
     return Card(p.card_id, p.range_id, p.expiry_yyyymm, p.status, p.pan_first6, p.pan_last4,
-                p.pan_length, p.issued_s, p.activated_s, bool(p.pin_set), p.pin_failures)
+                p.pan_length, p.issued_s, p.activated_s, bool(p.pin_set), p.pin_failures,
+                p.load_day, p.loaded_today_minor)
 
 
 def unpack_account(bytes data):
@@ -259,7 +273,7 @@ def unpack_journal_entry(bytes data):
     cdef const JournalEntry* p = <const JournalEntry*><const char*>data
     return JournalView((<char*>p.request_id)[:REQUEST_ID_SIZE], p.debit_owner, p.debit_slot,
                        p.credit_owner, p.credit_slot, p.op, _currency(p.currency),
-                       p.amount_minor, p.time_s)
+                       p.amount_minor, p.time_s, p.reason)
 
 
 def unpack_hold(bytes data):
@@ -274,7 +288,8 @@ def unpack_range(bytes data):
     cdef const RangeRecord* p = <const RangeRecord*><const char*>data
     name = p.name[:strnlen_max(p.name, RANGE_NAME_SIZE)].decode("utf-8", "replace")
     return CardRange(p.range_id, p.pan_length, p.iin_prefix, p.iin_digits,
-                     _currency(p.currency), name, p.pin_tries_max)
+                     _currency(p.currency), name, p.pin_tries_max, p.balance_max_minor,
+                     p.load_per_day_max_minor)
 
 
 def card_key(unsigned long long card_id):

@@ -47,6 +47,8 @@ class Card:
     activated_s: int = 0
     pin_verifier: bytes = None
     pin_failures: int = 0
+    load_day: int = 0
+    loaded_today_minor: int = 0
 
 
 @dataclasses.dataclass
@@ -88,6 +90,7 @@ class ReferenceLedger:
     def __init__(self):
         self.ranges = {}          # range_id -> currency
         self.pin_tries_max = {}   # range_id -> wrong PINs in a row that block a card
+        self.range_limits = {}    # range_id -> (balance max, load per day max); 0: none
         self.cards = {}           # card_id -> Card
         self.pan_index = {}       # card_key -> card_id
         self.accounts = {}        # (owner, slot) -> Account
@@ -98,7 +101,7 @@ class ReferenceLedger:
 
     # ---- helpers -------------------------------------------------------------------
 
-    def post(self, rid, op, debit, credit, currency, amount, now_s):
+    def post(self, rid, op, debit, credit, currency, amount, now_s, reason=0):
         d, c = self.accounts[debit], self.accounts[credit]
         assert amount > 0 and d.currency == currency == c.currency
         seq = len(self.journal) + 1
@@ -110,7 +113,7 @@ class ReferenceLedger:
         c.last_journal_seq = seq
         assert not d.no_overdraft or d.balance_minor - d.pending_minor >= 0
         self.journal.append(records.JournalView(rid, debit[0], debit[1], credit[0], credit[1],
-                                                op, currency, amount, now_s))
+                                                op, currency, amount, now_s, reason))
         return seq
 
     def describe(self, card, rp):
@@ -156,6 +159,7 @@ class ReferenceLedger:
             raise Decline(Result.DECLINED_CARD_RANGE_EXISTS)
         self.ranges[rq.range_id] = rq.currency
         self.pin_tries_max[rq.range_id] = rq.pin_tries_max or records.PIN_TRIES_MAX_DEFAULT
+        self.range_limits[rq.range_id] = (rq.amount_minor, rq.load_per_day_max_minor)
         for slot in (Slot.RANGE_FUNDING, Slot.RANGE_MERCHANT):
             self.accounts[(SYSTEM + rq.range_id, slot)] = Account(rq.currency, False)
         rp["currency"] = rq.currency
@@ -200,14 +204,60 @@ class ReferenceLedger:
 
     def load(self, rq, packed, rp, now_s, now_yyyymm):
         card = self.money_checks(rq, rp, now_yyyymm, True)
-        if rp["balance_minor"] + rq.amount_minor > BALANCE_MINOR_MAX:
+        balance_max, per_day_max = self.range_limits[card.range_id]
+        if rp["balance_minor"] + rq.amount_minor > (balance_max or BALANCE_MINOR_MAX):
             raise Decline(Result.DECLINED_BALANCE_LIMIT_EXCEEDED)
+        day = now_s // 86400
+        loaded = card.loaded_today_minor if card.load_day == day else 0
+        if per_day_max and loaded + rq.amount_minor > per_day_max:
+            raise Decline(Result.DECLINED_LOAD_LIMIT_EXCEEDED)
         if card.status == CardStatus.ISSUED:
             card.status = CardStatus.ACTIVE
             card.activated_s = now_s
+        card.load_day, card.loaded_today_minor = day, loaded + rq.amount_minor
         seq = self.post(rq.request_id, Op.LOAD, (SYSTEM + card.range_id, Slot.RANGE_FUNDING),
                         (card.card_id, Slot.CARD_VALUE), rq.currency, rq.amount_minor, now_s)
         self.approve(rq, rp, rq.amount_minor, seq)
+
+    def open_card(self, rq, rp):
+        card = self.described_card(rq, rp)
+        if card.status == CardStatus.CLOSED:
+            raise Decline(Result.DECLINED_CARD_CLOSED)
+        return card
+
+    def adjust(self, rq, packed, rp, now_s, now_yyyymm):
+        card = self.open_card(rq, rp)
+        if rp["currency"] != rq.currency:
+            raise Decline(Result.DECLINED_CURRENCY_MISMATCH)
+        funding, value = (SYSTEM + card.range_id, Slot.RANGE_FUNDING), (card.card_id, Slot.CARD_VALUE)
+        if rq.adjust_down:
+            if rp["balance_minor"] - rp["pending_minor"] < rq.amount_minor:
+                raise Decline(Result.DECLINED_INSUFFICIENT_FUNDS)
+            seq = self.post(rq.request_id, Op.ADJUST, value, funding, rq.currency, rq.amount_minor,
+                            now_s, rq.reason)
+        else:
+            if rp["balance_minor"] + rq.amount_minor > BALANCE_MINOR_MAX:
+                raise Decline(Result.DECLINED_BALANCE_LIMIT_EXCEEDED)
+            seq = self.post(rq.request_id, Op.ADJUST, funding, value, rq.currency, rq.amount_minor,
+                            now_s, rq.reason)
+        self.approve(rq, rp, rq.amount_minor, seq)
+
+    def clear(self, rq, packed, rp, now_s, now_yyyymm):
+        card = self.open_card(rq, rp)
+        cleared = rp["balance_minor"] - rp["pending_minor"]
+        seq = 0
+        if cleared:
+            seq = self.post(rq.request_id, Op.CLEAR, (card.card_id, Slot.CARD_VALUE),
+                            (SYSTEM + card.range_id, Slot.RANGE_FUNDING), rp["currency"], cleared,
+                            now_s, rq.reason)
+        self.approve(rq, rp, cleared, seq)
+
+    def deactivate(self, rq, packed, rp, now_s, now_yyyymm):
+        card = self.open_card(rq, rp)
+        if rp["balance_minor"]:
+            raise Decline(Result.DECLINED_BALANCE_NOT_ZERO)
+        card.status = CardStatus.CLOSED
+        self.approve(rq, rp, 0, 0)
 
     def purchase(self, rq, packed, rp, now_s, now_yyyymm):
         card = self.money_checks(rq, rp, now_yyyymm, False)
@@ -389,6 +439,12 @@ class ReferenceLedger:
             return 0 < rq.amount_minor <= AMOUNT_MINOR_MAX
         if rq.op == Op.COMPLETE:
             return 0 <= rq.amount_minor <= AMOUNT_MINOR_MAX
+        if rq.op == Op.ADJUST:
+            return 0 < rq.amount_minor <= AMOUNT_MINOR_MAX
+        if rq.op in (Op.CLEAR, Op.DEACTIVATE):
+            return rq.amount_minor == 0
+        if rq.op == Op.CREATE_RANGE:
+            return rq.amount_minor >= 0 and rq.load_per_day_max_minor >= 0
         if rq.op == Op.VOID:
             return rq.ref_request_id != rq.request_id
         if rq.op == Op.REVERSAL:
@@ -417,7 +473,8 @@ class ReferenceLedger:
                    Op.REVERSAL: self.reverse, Op.ISSUE_CARD: self.issue_card,
                    Op.SET_STATUS: self.set_status, Op.CREATE_RANGE: self.create_range,
                    Op.SET_PIN: self.set_pin, Op.PREAUTH: self.preauth,
-                   Op.COMPLETE: self.complete, Op.VOID: self.void}[rq.op]
+                   Op.COMPLETE: self.complete, Op.VOID: self.void, Op.ADJUST: self.adjust,
+                   Op.CLEAR: self.clear, Op.DEACTIVATE: self.deactivate}[rq.op]
         try:
             handler(rq, packed, rp, now_s, now_yyyymm)
         except Decline as d:

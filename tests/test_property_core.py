@@ -52,6 +52,9 @@ operation = st.one_of(
                                                               CardStatus.CLOSED])),
     st.tuples(st.just("issue_again"), card_index),
     st.tuples(st.just("set_pin"), card_index, st.sampled_from([1, 2])),
+    st.tuples(st.just("adjust"), card_index, amounts, st.booleans(), st.integers(1, 4)),
+    st.tuples(st.just("clear"), card_index),
+    st.tuples(st.just("deactivate"), card_index),
     st.tuples(st.just("bad_amount"), card_index, st.sampled_from([0, -1, -10**12,
                                                                   records.AMOUNT_MINOR_MAX + 1])),
 )
@@ -108,6 +111,21 @@ BOUNDARY_STORY = [
          ("purchase", 0, 1, 0, 1),          # now even the right one is refused
          ("status", 0, CardStatus.ACTIVE),  # the issuer unblocks it
          ("purchase", 0, 1, 0, 1)]),
+    (0, [("adjust", 0, 500, False, 1),     # goodwill credit
+         ("adjust", 0, 10**9, True, 2),     # more than it has
+         ("deactivate", 0),                 # value left: refused
+         ("clear", 0),                      # cleared, the amount recorded
+         ("deactivate", 0),
+         ("load", 0, 100, 0),               # closed for good
+         ("deactivate", 0)]),
+    (0, [("load", 3, 5_000, 0),             # 9,700 on the card
+         ("load", 3, 301, 0),               # over the range's 10,000 balance maximum
+         ("adjust", 3, 6_000, True, 1),     # a correction takes 6,000 off
+         ("load", 3, 3_001, 0),             # over the range's 8,000 a day
+         ("load", 3, 3_000, 0),
+         ("preauth", 3, 200, False, None),  # a pump holds 200
+         ("clear", 3),                      # clears what is available, not the hold
+         ("deactivate", 3)]),               # the hold still stands: refused
 ]
 
 
@@ -156,8 +174,10 @@ class Scenario:
     def setup(self):
         out = [records.pack_request(Op.CREATE_RANGE, self.new_id(), range_id=1, currency="EUR",
                                     iin_prefix=627700, iin_digits=6, pan_length=16),
+               # range 2 caps balances at 10,000 and loads at 8,000 a day
                records.pack_request(Op.CREATE_RANGE, self.new_id(), range_id=2, currency="USD",
-                                    iin_prefix=627701, iin_digits=6, pan_length=16)]
+                                    iin_prefix=627701, iin_digits=6, pan_length=16,
+                                    amount_minor=10_000, load_per_day_max_minor=8_000)]
         for i, (range_id, expiry) in CARDS.items():
             out.append(records.pack_request(Op.ISSUE_CARD, self.new_id(), card_key=CARD_KEYS[i],
                                             range_id=range_id, expiry_yyyymm=expiry,
@@ -244,6 +264,17 @@ class Scenario:
         elif kind == "status":
             packed = records.pack_request(Op.SET_STATUS, self.new_id(), card_key=CARD_KEYS[drawn[1]],
                                           target_status=drawn[2])
+        elif kind == "adjust":
+            _, card, amount, down, reason = drawn
+            amount = self.resolve(amount, self.available(card))
+            packed = self.money(Op.ADJUST, card, amount, "USD" if card == 3 else "EUR")
+            packed = records.pack_request(Op.ADJUST, records.unpack_request(packed).request_id,
+                                          card_key=CARD_KEYS[card], amount_minor=amount,
+                                          currency="USD" if card == 3 else "EUR", reason=reason,
+                                          adjust_down=down)
+        elif kind in ("clear", "deactivate"):
+            packed = records.pack_request(Op.CLEAR if kind == "clear" else Op.DEACTIVATE,
+                                          self.new_id(), card_key=CARD_KEYS[drawn[1]], reason=3)
         elif kind == "set_pin":
             packed = records.pack_request(Op.SET_PIN, self.new_id(), card_key=CARD_KEYS[drawn[1]],
                                           pin_verifier=bytes([drawn[2]]) * 16)
@@ -357,4 +388,9 @@ def test_boundary_story_reaches_every_decline():
         R.DECLINED_HOLD_EXPIRED,
         R.APPROVED, R.DECLINED_WRONG_PIN, R.DECLINED_WRONG_PIN, R.DECLINED_WRONG_PIN,
         R.DECLINED_CARD_BLOCKED, R.APPROVED, R.APPROVED,
+        R.APPROVED, R.DECLINED_INSUFFICIENT_FUNDS, R.DECLINED_BALANCE_NOT_ZERO, R.APPROVED,
+        R.APPROVED, R.DECLINED_CARD_CLOSED, R.DECLINED_CARD_CLOSED,
+        R.APPROVED, R.DECLINED_BALANCE_LIMIT_EXCEEDED, R.APPROVED,
+        R.DECLINED_LOAD_LIMIT_EXCEEDED, R.APPROVED, R.APPROVED, R.APPROVED,
+        R.DECLINED_BALANCE_NOT_ZERO,
     ]

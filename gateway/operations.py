@@ -15,6 +15,7 @@ from .velocity import CardVelocity
 from .writer import yyyymm_of
 
 Result = records.Result
+ADJUSTMENT_REASONS = range(1, 6)    # cardgate.v1.AdjustmentReason, UNSPECIFIED excluded
 
 
 class VelocityExceeded(Exception):
@@ -142,7 +143,7 @@ class Operations:
     # ---- issuing -----------------------------------------------------------------
 
     def create_range(self, request_id_text, range_id, iin_prefix, pan_length, currency, name,
-                     pin_tries_max=0):
+                     pin_tries_max=0, balance_max_minor=0, load_per_day_max_minor=0):
         rid = validation.request_id(request_id_text)
         if not 1 <= range_id <= 0xFFFF_FFFF:
             raise validation.InvalidArgument("range_id", f"must be 1 to 4294967295, got {range_id}")
@@ -150,6 +151,11 @@ class Operations:
             raise validation.InvalidArgument("iin_prefix", "must be 6 to 11 digits")
         if not 16 <= pan_length <= 19:
             raise validation.InvalidArgument("pan_length", f"must be 16 to 19, got {pan_length}")
+        for field, value in (("balance_max_minor", balance_max_minor),
+                             ("load_per_day_max_minor", load_per_day_max_minor)):
+            if not 0 <= value <= records.BALANCE_MINOR_MAX:
+                raise validation.InvalidArgument(field, f"must be 0 (none) to "
+                                                 f"{records.BALANCE_MINOR_MAX}, got {value}")
         if not 0 <= pin_tries_max <= 255:
             raise validation.InvalidArgument("pin_tries_max", f"must be 1 to 255 (0: 3), got {pin_tries_max}")
         if len(name.encode("utf-8")) > limits.RANGE_NAME_BYTES_MAX:
@@ -157,7 +163,8 @@ class Operations:
         packed = records.pack_request(
             Op.CREATE_RANGE, rid, range_id=range_id, iin_prefix=int(iin_prefix),
             iin_digits=len(iin_prefix), pan_length=pan_length,
-            currency=validation.currency(currency), range_name=name, pin_tries_max=pin_tries_max)
+            currency=validation.currency(currency), range_name=name, pin_tries_max=pin_tries_max,
+            amount_minor=balance_max_minor, load_per_day_max_minor=load_per_day_max_minor)
         return _one(self.writer, packed, request_id_text)
 
     def issue_gift_cards(self, request_id_text, range_id, cards):
@@ -224,6 +231,32 @@ class Operations:
             Op.SET_PIN, rid, card_key=card_key,
             pin_verifier=self.store.pin_key.pin_verifier(card_key, validation.pin(pin_text)))
         return _one(self.writer, packed, request_id_text)
+
+    # ---- the issuer's corrections ----------------------------------------------------
+
+    def adjust_balance(self, request_id_text, pan_text, amount_minor, currency, down, reason):
+        rid = validation.request_id(request_id_text)
+        if reason not in ADJUSTMENT_REASONS:
+            raise validation.InvalidArgument("reason", "must name why (ADJUSTMENT_REASON_...)")
+        packed = records.pack_request(
+            Op.ADJUST, rid, card_key=self._card_key(pan_text),
+            amount_minor=validation.amount_minor(amount_minor),
+            currency=validation.currency(currency, "amount.currency"), reason=reason,
+            adjust_down=down)
+        return self.submit_one(packed, request_id_text)
+
+    def clear_balance(self, request_id_text, pan_text, reason):
+        rid = validation.request_id(request_id_text)
+        if reason not in ADJUSTMENT_REASONS:
+            raise validation.InvalidArgument("reason", "must name why (ADJUSTMENT_REASON_...)")
+        return self.submit_one(records.pack_request(Op.CLEAR, rid, card_key=self._card_key(pan_text),
+                                                    reason=reason), request_id_text)
+
+    def deactivate_card(self, request_id_text, pan_text):
+        rid = validation.request_id(request_id_text)
+        return self.submit_one(records.pack_request(Op.DEACTIVATE, rid,
+                                                    card_key=self._card_key(pan_text)),
+                               request_id_text)
 
     def set_card_status(self, request_id_text, pan_text, status):
         rid = validation.request_id(request_id_text)

@@ -33,6 +33,8 @@ RESULT_MESSAGES = {
     Result.DECLINED_INSUFFICIENT_FUNDS: "declined: insufficient funds",
     Result.DECLINED_CURRENCY_MISMATCH: "declined: the card holds another currency",
     Result.DECLINED_BALANCE_LIMIT_EXCEEDED: "declined: the balance would exceed its limit",
+    Result.DECLINED_LOAD_LIMIT_EXCEEDED: "declined: over the card's load limit for today",
+    Result.DECLINED_BALANCE_NOT_ZERO: "declined: the card still holds value; clear it first",
     Result.DECLINED_ORIGINAL_NOT_FOUND: "declined: original request not found",
     Result.DECLINED_ORIGINAL_NOT_REFUNDABLE: "declined: original is not an approved purchase",
     Result.DECLINED_REFUND_EXCEEDS_ORIGINAL: "declined: refunds would exceed the original purchase",
@@ -193,7 +195,8 @@ class IssuingService(issuing_pb2_grpc.IssuingServiceServicer):
     def CreateCardRange(self, request, context):
         reply = self.ops.create_range(request.request_id, request.range_id, request.iin_prefix,
                                       request.pan_length, request.currency, request.name,
-                                      request.pin_tries_max)
+                                      request.pin_tries_max, request.balance_max_minor,
+                                      request.load_per_day_max_minor)
         return issuing_pb2.CreateCardRangeResponse(
             result_code=reply.result, message=RESULT_MESSAGES.get(reply.result, ""))
 
@@ -213,6 +216,26 @@ class IssuingService(issuing_pb2_grpc.IssuingServiceServicer):
         return issuing_pb2.SetCardPinResponse(
             result_code=reply.result,
             masked_pan=mask_parts(reply.pan_first6, reply.pan_last4, reply.pan_length))
+
+    @rpc
+    def AdjustBalance(self, request, context):
+        if request.direction not in (issuing_pb2.ADJUSTMENT_DIRECTION_CREDIT,
+                                     issuing_pb2.ADJUSTMENT_DIRECTION_DEBIT):
+            raise InvalidArgument("direction", "must be ADJUSTMENT_DIRECTION_CREDIT or _DEBIT")
+        reply = self.ops.adjust_balance(
+            request.request_id, request.pan, request.amount.amount_minor, request.amount.currency,
+            request.direction == issuing_pb2.ADJUSTMENT_DIRECTION_DEBIT, request.reason)
+        return issuing_pb2.AdjustBalanceResponse(authorization=authorization_message(reply))
+
+    @rpc
+    def ClearBalance(self, request, context):
+        reply = self.ops.clear_balance(request.request_id, request.pan, request.reason)
+        return issuing_pb2.ClearBalanceResponse(authorization=authorization_message(reply))
+
+    @rpc
+    def DeactivateCard(self, request, context):
+        reply = self.ops.deactivate_card(request.request_id, request.pan)
+        return issuing_pb2.DeactivateCardResponse(authorization=authorization_message(reply))
 
     @rpc
     def SetCardStatus(self, request, context):

@@ -99,6 +99,12 @@ class AccessControl:
             self._rate_limit(identity, max(1, len(operations) if operations is not None else 1))
         return identity
 
+    def admit_stream_item(self, identity, operation_message):
+        """One operation of a stream: the terminal's binding and its rate limit apply."""
+        if identity is not None and identity.role == "terminal":
+            self._bind_acceptor(identity, operation_message)
+            self._rate_limit(identity)
+
     @staticmethod
     def _bind_acceptor(identity: Identity, request):
         acceptor = getattr(request, "acceptor", None)

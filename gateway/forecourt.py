@@ -3,13 +3,19 @@
 Each operation is validated and packed on its own (a bad one gets its own error), then
 all valid ones go to the writer as one submission: one commit, one fsync, one answer.
 """
+import queue
+import threading
+
 import grpc
 
 from cardgate.fastcore.records import Op, Result
 from cardgate.v1 import forecourt_pb2, forecourt_pb2_grpc
 
 from . import limits
+from .access import Denied
 from .operations import VelocityExceeded
+from .registration import Malformed
+from .writer import QueueFull, WriterError
 from .service import authorization_message, rpc
 from .validation import InvalidArgument
 
@@ -73,13 +79,89 @@ class ForecourtService(forecourt_pb2_grpc.ForecourtServiceServicer):
             except VelocityExceeded as exc:
                 results[i].error.CopyFrom(_error(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)))
         for i, reply in zip(positions, self.ops.submit_many(packed)):
-            if reply.result == Result.REJECTED_REQUEST_ID_REUSED:
-                results[i].error.CopyFrom(_error(
-                    grpc.StatusCode.ALREADY_EXISTS, f"request_id {results[i].request_id} was "
-                    "already used for a different request"))
-            elif reply.result == Result.REJECTED_INVALID_REQUEST:
-                results[i].error.CopyFrom(_error(grpc.StatusCode.INVALID_ARGUMENT,
-                                                 f"operations[{i}]: refused by the core as invalid"))
-            else:
-                results[i].authorization.CopyFrom(authorization_message(reply))
+            _fill(results[i], reply, f"operations[{i}]")
         return forecourt_pb2.AuthorizeBatchResponse(results=results)
+
+    def AuthorizeStream(self, request_iterator, context):
+        try:
+            identity = self.access.check(context, f"/{self.SERVICE}/AuthorizeStream", None)
+        except Denied as exc:
+            context.abort(exc.code, str(exc))
+        answers = queue.Queue()
+        in_flight = threading.BoundedSemaphore(limits.STREAM_IN_FLIGHT_MAX)
+        end = object()
+
+        def answer(result):
+            answers.put(result)
+            in_flight.release()
+
+        def read():
+            count = 0
+            try:
+                for item in request_iterator:
+                    in_flight.acquire()
+                    count += 1
+                    self._start(identity, item, answer)
+            except grpc.RpcError:
+                pass                                # the client went away
+            finally:
+                answers.put((end, count))
+
+        threading.Thread(target=read, name="cardgate-stream-reader", daemon=True).start()
+        answered, total = 0, None
+        while total is None or answered < total:
+            result = answers.get()
+            if isinstance(result, tuple) and result[0] is end:
+                total = result[1]
+                continue
+            answered += 1
+            yield result
+
+    def _start(self, identity, item, answer):
+        """Validate and queue one streamed operation; `answer` gets its result later."""
+        if isinstance(item, Malformed):
+            return answer(forecourt_pb2.OperationResult(error=_error(
+                grpc.StatusCode.INVALID_ARGUMENT, f"not a valid {item.type_name} message")))
+        kind = item.WhichOneof("operation")
+        message = getattr(item, kind) if kind else None
+        result = forecourt_pb2.OperationResult(request_id=getattr(message, "request_id", ""))
+        try:
+            if message is not None:
+                self.access.admit_stream_item(identity, message)
+            packed = _pack(self.ops, kind, message)
+        except Denied as exc:
+            result.error.CopyFrom(_error(exc.code, str(exc)))
+            return answer(result)
+        except InvalidArgument as exc:
+            result.error.CopyFrom(_error(grpc.StatusCode.INVALID_ARGUMENT, str(exc)))
+            return answer(result)
+        except VelocityExceeded as exc:
+            result.error.CopyFrom(_error(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)))
+            return answer(result)
+
+        def committed(replies, error):
+            if error is not None:
+                result.error.CopyFrom(_error(grpc.StatusCode.UNAVAILABLE, str(error)))
+            else:
+                _fill(result, replies[0], "operation")
+            answer(result)
+
+        try:
+            self.ops.writer.submit_async([packed], committed)
+        except WriterError as exc:
+            result.error.CopyFrom(_error(grpc.StatusCode.RESOURCE_EXHAUSTED
+                                         if isinstance(exc, QueueFull) else grpc.StatusCode.UNAVAILABLE,
+                                         str(exc)))
+            answer(result)
+
+
+def _fill(result, reply, where):
+    """A committed core reply into an OperationResult (rejections become errors)."""
+    if reply.result == Result.REJECTED_REQUEST_ID_REUSED:
+        result.error.CopyFrom(_error(grpc.StatusCode.ALREADY_EXISTS, f"request_id "
+                                     f"{result.request_id} was already used for a different request"))
+    elif reply.result == Result.REJECTED_INVALID_REQUEST:
+        result.error.CopyFrom(_error(grpc.StatusCode.INVALID_ARGUMENT,
+                                     f"{where}: refused by the core as invalid"))
+    else:
+        result.authorization.CopyFrom(authorization_message(reply))

@@ -26,6 +26,7 @@ CARDS_TRACKED_MAX = 1_000_000        # velocity windows kept in memory
 
 # Requests.
 FORECOURT_BATCH_OPERATIONS_MAX = 500  # operations in one AuthorizeBatch call
+STREAM_IN_FLIGHT_MAX = 1000           # operations of one stream awaiting their answers
 ISSUE_CARDS_PER_REQUEST_MAX = 500
 RANGE_NAME_BYTES_MAX = 32
 

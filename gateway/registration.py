@@ -30,7 +30,10 @@ def register(server, service_descriptor, servicer):
     for method in service_descriptor.methods:
         request_class = message_factory.GetMessageClass(method.input_type)
         response_class = message_factory.GetMessageClass(method.output_type)
-        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+        make = grpc.stream_stream_rpc_method_handler if method.client_streaming \
+            else grpc.unary_unary_rpc_method_handler
+        assert method.client_streaming == method.server_streaming, "only unary and bidi methods"
+        handlers[method.name] = make(
             getattr(servicer, method.name),
             request_deserializer=_tolerant_parser(request_class),
             response_serializer=response_class.SerializeToString)

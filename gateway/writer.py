@@ -46,10 +46,12 @@ class GuardRefused(WriterError):
 
 
 class _Submission:
-    """Requests of one caller, and the latch it waits on until the writer answers."""
-    __slots__ = ("requests", "guard", "after", "replies", "error", "done")
+    """Requests of one caller, and how it learns the outcome: a latch it waits on, or a
+    callback (for streams) that the writer calls once the batch is committed."""
+    __slots__ = ("requests", "guard", "after", "replies", "error", "done", "callback")
 
-    def __init__(self, requests: list, guard: Optional[Callable], after: Optional[Callable]):
+    def __init__(self, requests: list, guard: Optional[Callable], after: Optional[Callable],
+                 callback: Optional[Callable] = None):
         self.requests = requests
         # Runs inside the write transaction before the requests; returns an error
         # message to refuse the whole submission with nothing written, or None.
@@ -60,8 +62,15 @@ class _Submission:
         self.replies = None
         self.error: Optional[WriterError] = None
         # A bare lock held until the writer answers: the cheapest latch CPython has.
+        self.callback = callback      # callback(replies, error), on the writer thread
         self.done = _thread.allocate_lock()
         self.done.acquire()
+
+    def finish(self):
+        if self.callback is not None:
+            self.callback(self.replies, self.error)
+        else:
+            self.done.release()
 
 
 def yyyymm_of(epoch_s: int) -> int:
@@ -106,8 +115,21 @@ class BatchingWriter:
     def submit(self, packed_requests: list, *, guard=None, after=None,
                wait_s_max: float = limits.REPLY_WAIT_S_MAX) -> list:
         """Apply packed core requests durably; return their Reply tuples in order."""
-        assert 0 < len(packed_requests) <= self.batch_size_max
-        sub = _Submission(list(packed_requests), guard, after)
+        sub = self._enqueue(_Submission(list(packed_requests), guard, after))
+        if not sub.done.acquire(timeout=wait_s_max):
+            raise ReplyTimeout(f"no commit within {wait_s_max} s; the outcome is unknown, "
+                               "retry with the same request_id")
+        if sub.error is not None:
+            raise sub.error
+        return sub.replies
+
+    def submit_async(self, packed_requests: list, callback: Callable):
+        """Queue core requests and return at once; callback(replies, error) runs on the
+        writer thread after their commit (keep it short: it delays the next batch)."""
+        self._enqueue(_Submission(list(packed_requests), None, None, callback))
+
+    def _enqueue(self, sub: _Submission) -> _Submission:
+        assert 0 < len(sub.requests) <= self.batch_size_max
         with self._wakeup:
             if self._stopping:
                 raise StoreFailed("the gateway is shutting down; retry with the same request_id")
@@ -116,12 +138,7 @@ class BatchingWriter:
                                 "waiting); retry later with the same request_id")
             self._pending.append(sub)
             self._wakeup.notify()
-        if not sub.done.acquire(timeout=wait_s_max):
-            raise ReplyTimeout(f"no commit within {wait_s_max} s; the outcome is unknown, "
-                               "retry with the same request_id")
-        if sub.error is not None:
-            raise sub.error
-        return sub.replies
+        return sub
 
     # ---- writer thread -------------------------------------------------------------
 
@@ -178,7 +195,7 @@ class BatchingWriter:
         self.commit_ok = True
         self.batches_committed += 1
         for sub in batch:
-            sub.done.release()
+            sub.finish()
         if self.on_batch is not None:
             self.on_batch(sum(len(s.requests) for s in batch), time.perf_counter() - started)
 
@@ -233,4 +250,4 @@ class BatchingWriter:
         for sub in batch:
             sub.replies = None
             sub.error = error
-            sub.done.release()
+            sub.finish()

@@ -6,7 +6,7 @@ import pytest
 from cardgate.v1 import authorization_pb2 as a
 from cardgate.v1 import common_pb2, forecourt_pb2, forecourt_pb2_grpc
 
-from helpers import balance, eur, funded_card, make_pan, new_id, snapshot
+from helpers import balance, eur, funded_card, issue, load, make_pan, new_id, snapshot
 
 R = common_pb2
 
@@ -74,3 +74,43 @@ def test_a_batch_over_its_size_limit_is_invalid(live_gateway):
         stub.AuthorizeBatch(batch)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "at most 500" in caught.value.details()
+
+
+def test_a_controller_streams_operations_and_gets_every_answer(live_gateway):
+    gw = live_gateway
+    pans = [funded_card(gw, 10, 1_000_00)]
+    for serial in (11, 12):
+        pans.append(make_pan(serial))
+        issue(gw, [pans[-1]])
+        load(gw, pans[-1], 1_000_00)
+    stub = forecourt_pb2_grpc.ForecourtServiceStub(gw.channel)
+    ids = [new_id() for _ in range(60)]
+    operations = [op(purchase=a.PurchaseRequest(request_id=rid, pan=pans[i % 3], amount=eur(1_00)))
+                  for i, rid in enumerate(ids)]
+    operations.append(op(purchase=a.PurchaseRequest(request_id=ids[0], pan=pans[0],
+                                                    amount=eur(1_00))))      # a retry
+    operations.append(op(purchase=a.PurchaseRequest(request_id="bad", pan=pans[0], amount=eur(1))))
+    results = list(stub.AuthorizeStream(iter(operations), timeout=30))
+    assert len(results) == len(operations)
+    by_id = {}
+    for r in results:
+        by_id.setdefault(r.request_id, []).append(r)
+    assert all(by_id[rid][0].authorization.result_code == R.RESULT_CODE_APPROVED for rid in ids)
+    assert by_id[ids[0]][0].authorization == by_id[ids[0]][1].authorization   # retried: same
+    assert by_id["bad"][0].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert [balance(gw, p).balance_minor for p in pans] == [1_000_00 - 20_00] * 3
+
+
+def test_a_stream_item_for_another_outlet_is_refused_alone(live_gateway):
+    gw = live_gateway
+    pan = funded_card(gw, 13, 100_00)
+    stub = forecourt_pb2_grpc.ForecourtServiceStub(gw.channel)
+    good, bad = new_id(), new_id()
+    results = list(stub.AuthorizeStream(iter([
+        op(purchase=a.PurchaseRequest(request_id=bad, pan=pan, amount=eur(1_00),
+                                      acceptor=common_pb2.Acceptor(outlet_id="o2"))),
+        op(purchase=a.PurchaseRequest(request_id=good, pan=pan, amount=eur(1_00)))]), timeout=30))
+    outcome = {r.request_id: r for r in results}
+    assert outcome[bad].error.code == grpc.StatusCode.PERMISSION_DENIED.value[0]
+    assert outcome[good].authorization.result_code == R.RESULT_CODE_APPROVED
+    assert balance(gw, pan).balance_minor == 99_00

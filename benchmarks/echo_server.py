@@ -25,8 +25,13 @@ METHOD = "/bench.Echo/Call"
 def _handler(response):
     def call(request, context):
         return response
+
+    def stream(requests, context):
+        for _ in requests:
+            yield response
     return grpc.method_handlers_generic_handler("bench.Echo", {
-        "Call": grpc.unary_unary_rpc_method_handler(call)})
+        "Call": grpc.unary_unary_rpc_method_handler(call),
+        "Stream": grpc.stream_stream_rpc_method_handler(stream)})
 
 
 def _bind(server, data_dir):

@@ -4,9 +4,10 @@ beside a bare grpcio echo server with the same message sizes, in the same run.
     python -m benchmarks.loadgen [--processes 2] [--concurrency 8] [--duration-s 10]
                                  [--cards 2000] [--compare-aio] [--batch N]
 
-With --batch N every call is a ForecourtService.AuthorizeBatch of N purchases (the
-forecourt path), measured in authorizations/s beside an echo of the same request and
-response sizes; goal for that ratio: >= 0.6.
+With --batch N every call is a ForecourtService.AuthorizeBatch of N purchases; with
+--stream W every client thread keeps one AuthorizeStream open with W purchases in
+flight (the forecourt paths). Both are measured in authorizations/s beside an echo of
+the same message sizes; goal for that ratio: >= 0.6.
 
 Both servers use mutual TLS with the same certificates, as in production. The gateway
 and the echo server run as subprocesses on loopback; the clients run in
@@ -15,6 +16,7 @@ On a 2-core machine the Python clients take CPU from the server: compare only wi
 one run. Goal: gateway / echo >= 0.8 for unary calls.
 """
 import argparse
+import itertools
 import multiprocessing
 import os
 import random
@@ -113,7 +115,7 @@ def sample_messages(batch=0):
 
 
 def client_process(address, target_kind, cards, concurrency, duration_s, request_bytes, data_dir,
-                   batch, out):
+                   batch, stream, out):
     """One client process: `concurrency` threads, each with one call in flight."""
     latencies, errors = [], [0]
     lock = threading.Lock()
@@ -125,7 +127,45 @@ def client_process(address, target_kind, cards, concurrency, duration_s, request
         forecourt = forecourt_pb2_grpc.ForecourtServiceStub(channel)
     else:
         echo = channel.unary_unary("/bench.Echo/Call")
-        payload = b"\x02" * request_bytes
+        echo_stream = channel.stream_stream("/bench.Echo/Stream")
+    payload = b"\x02" * request_bytes
+
+    def stream_worker(seed):
+        rng = random.Random(seed)
+        window = threading.BoundedSemaphore(stream)
+        sent_at, numbering = {}, itertools.count()
+
+        def operations():
+            while time.monotonic() < stop_at:
+                window.acquire()
+                if target_kind == "gateway":
+                    rid = new_request_id()
+                    item = forecourt_pb2.ForecourtOperation(purchase=authorization_pb2.PurchaseRequest(
+                        request_id=rid, pan=pan_of(rng.randrange(cards)),
+                        amount=common_pb2.Money(amount_minor=1, currency="EUR")))
+                else:
+                    rid, item = next(numbering), payload
+                sent_at[rid] = time.monotonic()
+                yield item
+
+        mine, order = [], iter(range(1 << 62))
+        calls = forecourt.AuthorizeStream(operations(), timeout=duration_s + 30) \
+            if target_kind == "gateway" else echo_stream(operations(), timeout=duration_s + 30)
+        try:
+            for answer in calls:
+                rid = answer.request_id if target_kind == "gateway" else next(order)
+                started = sent_at.pop(rid)
+                if started >= start_at:
+                    mine.append(time.monotonic() - started)
+                if target_kind == "gateway" and answer.WhichOneof("outcome") == "error":
+                    with lock:
+                        errors[0] += 1
+                window.release()
+        except grpc.RpcError:
+            with lock:
+                errors[0] += 1
+        with lock:
+            latencies.extend(mine)
 
     def worker(seed):
         rng = random.Random(seed)
@@ -153,8 +193,8 @@ def client_process(address, target_kind, cards, concurrency, duration_s, request
         with lock:
             latencies.extend(mine)
 
-    threads = [threading.Thread(target=worker, args=(os.getpid() * 1000 + i,))
-               for i in range(concurrency)]
+    threads = [threading.Thread(target=stream_worker if stream else worker,
+                                args=(os.getpid() * 1000 + i,)) for i in range(concurrency)]
     for t in threads:
         t.start()
     for t in threads:
@@ -167,7 +207,7 @@ def drive(address, target_kind, args, request_bytes, data_dir):
     out = multiprocessing.Queue()
     procs = [multiprocessing.Process(target=client_process, args=(
         address, target_kind, args.cards, args.concurrency, args.duration_s, request_bytes,
-        data_dir, args.batch, out))
+        data_dir, args.batch, args.stream, out))
         for _ in range(args.processes)]
     for p in procs:
         p.start()
@@ -191,12 +231,18 @@ def main(argv=None):
     parser.add_argument("--concurrency", type=int, default=8, help="calls in flight per process")
     parser.add_argument("--duration-s", type=float, default=10.0)
     parser.add_argument("--cards", type=int, default=2000)
+    parser.add_argument("--stream", type=int, default=0, metavar="W",
+                        help="AuthorizeStream with W purchases in flight per stream (0: off)")
     parser.add_argument("--batch", type=int, default=0,
                         help="purchases per ForecourtService.AuthorizeBatch call (0: unary)")
     parser.add_argument("--compare-aio", action="store_true",
                         help="also measure a grpc.aio echo server (the sync/aio choice)")
     args = parser.parse_args(argv)
     request, response = sample_messages(args.batch)
+    if args.stream:
+        request = forecourt_pb2.ForecourtOperation(purchase=request)
+        response = forecourt_pb2.OperationResult(request_id=request.purchase.request_id,
+                                                 authorization=response.authorization)
     data_dir = tempfile.mkdtemp(prefix="cardgate-loadgen-")
     rows = []
     try:
@@ -208,7 +254,8 @@ def main(argv=None):
         try:
             issue_client_certificates(data_dir)
             prepare_cards(address, args.cards, data_dir)
-            name = f"cardgate batch of {args.batch}" if args.batch else "cardgate Purchase (durable)"
+            name = f"cardgate stream, {args.stream} in flight" if args.stream else \
+                f"cardgate batch of {args.batch}" if args.batch else "cardgate Purchase (durable)"
             rows.append((name,) + drive(address, "gateway", args, 0, data_dir))
         finally:
             gateway.send_signal(signal.SIGTERM)
@@ -233,7 +280,7 @@ def main(argv=None):
     for name, rate, p50, p99, errors in rows:
         print(f"{name:<30} {rate:>11,.0f} {p50:>8.2f} {p99:>8.2f} {errors:>7}")
     ratio = rows[0][1] / rows[1][1]
-    goal = GOAL_RATIO_BATCH if args.batch else GOAL_RATIO
+    goal = GOAL_RATIO_BATCH if args.batch or args.stream else GOAL_RATIO
     print(f"ratio cardgate / bare echo (sync): {ratio:.2f} (goal >= {goal})")
 
 

@@ -148,8 +148,8 @@ class Scenario:
     def pick_purchase(self, index):
         """Mostly an approved purchase still standing; sometimes any earlier request."""
         purchases = [rec for rec in self.model.requests.values()
-                     if rec.request and records.unpack_request(rec.request).op == Op.PURCHASE
-                     and rec.reply["result"] == Result.APPROVED]
+                     if rec.request and records.unpack_request(rec.request).op in
+                     (Op.PURCHASE, Op.COMPLETE) and rec.reply["result"] == Result.APPROVED]
         if purchases and index % 4:
             return purchases[index % len(purchases)]
         return self.model.requests.get(records.unpack_request(self.pick(index)).request_id)

@@ -8,7 +8,7 @@ from cardgate.v1 import authorization_pb2, common_pb2, issuing_pb2, issuing_pb2_
 
 from conftest import LiveGateway
 from helpers import (balance, eur, funded_card, issue, journal_entries, load, make_pan, new_id,
-                     purchase, reverse, snapshot)
+                     purchase, refund, reverse, snapshot)
 
 R = common_pb2
 
@@ -167,3 +167,19 @@ def test_three_wrong_pins_block_the_card_until_the_issuer_unblocks_it(live_gatew
         request_id=new_id(), pan=pan, status=authorization_pb2.CARD_STATUS_ACTIVE))
     assert unblocked.status == authorization_pb2.CARD_STATUS_ACTIVE
     assert pay("4711").result_code == R.RESULT_CODE_APPROVED
+
+
+def test_a_completed_pump_payment_can_be_refunded_up_to_what_was_charged(live_gateway):
+    gw = live_gateway
+    pan = funded_card(gw, 9, 200_00)
+    held = preauthorize(gw, pan, 150_00)
+    completion_id = new_id()
+    complete(gw, pan, held.hold_id, 80_00, request_id=completion_id)
+    assert refund(gw, pan, 50_00, completion_id).result_code == R.RESULT_CODE_APPROVED
+    assert refund(gw, pan, 30_01, completion_id).result_code == \
+        R.RESULT_CODE_DECLINED_REFUND_EXCEEDS_ORIGINAL
+    assert refund(gw, pan, 30_00, completion_id).result_code == R.RESULT_CODE_APPROVED
+    assert balance(gw, pan).balance_minor == 200_00
+    # The pre-authorization itself is not a payment to refund.
+    assert refund(gw, pan, 1_00, held.hold_id).result_code == \
+        R.RESULT_CODE_DECLINED_ORIGINAL_NOT_REFUNDABLE

@@ -27,6 +27,9 @@ cdef enum OpCode:
     OP_ADJUST = 13              # operator correction of a card's value, up or down, with a reason
     OP_CLEAR = 14               # operator clears a card's whole value, recording the amount
     OP_DEACTIVATE = 15          # close a card for good (its value must be zero)
+    OP_SELL_PACKAGE = 16        # subscription: amount_minor units, usable until valid_until_s
+    OP_USE_UNITS = 17           # subscription: consume amount_minor units, earliest-expiring first
+    OP_PACKAGE_EXPIRY = 18      # journal only: a package's unused units expired
 
 # Same numbers as cardgate.v1.ResultCode, so the gateway maps them one to one.
 cdef enum ResultCode:
@@ -43,6 +46,7 @@ cdef enum ResultCode:
     RESULT_DECLINED_BALANCE_LIMIT_EXCEEDED = 22
     RESULT_DECLINED_LOAD_LIMIT_EXCEEDED = 23
     RESULT_DECLINED_BALANCE_NOT_ZERO = 24
+    RESULT_DECLINED_NO_UNITS_LEFT = 25
     RESULT_DECLINED_ORIGINAL_NOT_FOUND = 30
     RESULT_DECLINED_ORIGINAL_NOT_REFUNDABLE = 31
     RESULT_DECLINED_REFUND_EXCEEDS_ORIGINAL = 32
@@ -74,6 +78,15 @@ cdef enum AccountSlot:
     SLOT_RANGE_FUNDING = 1      # money received for loads (cash, bank)
     SLOT_RANGE_MERCHANT = 2     # owed to the merchant for purchases
     SLOT_CARD_HELD = 3          # a card's value held for open pre-authorizations
+    SLOT_CARD_UNITS = 4         # a card's subscription units (asset UNITS_ASSET)
+    SLOT_RANGE_UNITS_SOLD = 5
+    SLOT_RANGE_UNITS_USED = 6
+    SLOT_RANGE_UNITS_EXPIRED = 7
+
+cdef enum PackageStatus:
+    PACKAGE_OPEN = 1
+    PACKAGE_USED_UP = 2
+    PACKAGE_EXPIRED = 3
 
 cdef enum HoldStatus:
     HOLD_OPEN = 1
@@ -113,6 +126,7 @@ cdef packed struct CoreRequest:
     uint8_t reason              # ADJUST, CLEAR: why (cardgate.v1.AdjustmentReason)
     uint8_t reserved2[6]
     int64_t load_per_day_max_minor  # CREATE_RANGE (amount_minor: the balance maximum)
+    uint64_t valid_until_s      # SELL_PACKAGE: last second its units can be used
 
 # The core's answer to one request, stored with it so that retries get it unchanged.
 cdef packed struct CoreReply:
@@ -191,6 +205,19 @@ cdef packed struct HoldRecord:
     int64_t completed_minor
     uint64_t created_s
     uint64_t expires_s
+
+# A subscription package, keyed by the selling request's id. Indexes:
+#   package_expiry: valid_until_s(8, big-endian) + package id          (writer expiry)
+#   card_packages:  card_id(8) + valid_until_s(8) + package id         (use, oldest first)
+cdef packed struct PackageRecord:
+    uint64_t card_id
+    uint32_t range_id
+    uint8_t status
+    uint8_t reserved[3]
+    int64_t units_total
+    int64_t units_left
+    uint64_t created_s
+    uint64_t valid_until_s
 
 cdef packed struct RangeRecord:
     uint32_t range_id

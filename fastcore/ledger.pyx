@@ -11,8 +11,10 @@ from libc.string cimport memcmp, memcpy, memset
 
 from layout cimport *  # found through the build include path (setup.py)
 
-DB_NAMES = (b"requests", b"book", b"pan_index", b"journal", b"config", b"holds", b"hold_expiry")
-DB_REQUESTS, DB_BOOK, DB_PAN_INDEX, DB_JOURNAL, DB_CONFIG, DB_HOLDS, DB_HOLD_EXPIRY = range(7)
+DB_NAMES = (b"requests", b"book", b"pan_index", b"journal", b"config", b"holds", b"hold_expiry",
+            b"packages", b"package_expiry", b"card_packages")
+(DB_REQUESTS, DB_BOOK, DB_PAN_INDEX, DB_JOURNAL, DB_CONFIG, DB_HOLDS, DB_HOLD_EXPIRY,
+ DB_PACKAGES, DB_PACKAGE_EXPIRY, DB_CARD_PACKAGES) = range(10)
 NEXT_CARD_ID_KEY = b"next_card_id"
 
 cdef int64_t AMOUNT_MINOR_MAX = 10_000_000_000_000
@@ -21,6 +23,7 @@ cdef uint64_t SYSTEM_OWNER_BASE = 0xFF00_0000_0000_0000ULL
 cdef uint32_t APPROVAL_CODE_MODULUS = 1_000_000
 cdef int HOLD_EXPIRIES_PER_BATCH_MAX = 1000
 cdef uint8_t PIN_TRIES_MAX_DEFAULT = 3
+cdef bytes UNITS = b"UNT\x00"     # records.UNITS_ASSET, NUL padded
 
 
 cdef inline bint took_effect(uint8_t result):
@@ -49,6 +52,7 @@ cdef inline uint32_t _approval_code(const uint8_t* request_id, uint64_t seq):
 cdef class _BatchApplier:
     cdef object txn, get, put, delete
     cdef object db_requests, db_book, db_pan, db_journal, db_config, db_holds, db_hold_expiry
+    cdef object db_packages, db_package_expiry, db_card_packages
     cdef uint64_t next_seq, now_s, hold_timeout_s
     cdef uint32_t now_yyyymm
 
@@ -58,7 +62,8 @@ cdef class _BatchApplier:
         self.put = txn.put
         self.delete = txn.delete
         (self.db_requests, self.db_book, self.db_pan, self.db_journal,
-         self.db_config, self.db_holds, self.db_hold_expiry) = dbs
+         self.db_config, self.db_holds, self.db_hold_expiry, self.db_packages,
+         self.db_package_expiry, self.db_card_packages) = dbs
         self.now_s = now_s
         self.now_yyyymm = now_yyyymm
         self.hold_timeout_s = hold_timeout_s
@@ -243,6 +248,9 @@ cdef class _BatchApplier:
         memcpy(acc.currency, rq.currency, CURRENCY_SIZE)
         self.write_account(SYSTEM_OWNER_BASE + rq.range_id, SLOT_RANGE_FUNDING, &acc)
         self.write_account(SYSTEM_OWNER_BASE + rq.range_id, SLOT_RANGE_MERCHANT, &acc)
+        memcpy(acc.currency, <const char*>UNITS, CURRENCY_SIZE)
+        for slot in (SLOT_RANGE_UNITS_SOLD, SLOT_RANGE_UNITS_USED, SLOT_RANGE_UNITS_EXPIRED):
+            self.write_account(SYSTEM_OWNER_BASE + rq.range_id, slot, &acc)
         memcpy(rp.currency, rq.currency, CURRENCY_SIZE)
         self.approve(rq, rp, 0, 0)
         return 0
@@ -279,6 +287,8 @@ cdef class _BatchApplier:
         acc.flags = ACCOUNT_NO_OVERDRAFT
         self.write_account(card_id, SLOT_CARD_VALUE, &acc)
         self.write_account(card_id, SLOT_CARD_HELD, &acc)
+        memcpy(acc.currency, <const char*>UNITS, CURRENCY_SIZE)
+        self.write_account(card_id, SLOT_CARD_UNITS, &acc)
         self.put(_bytes(rq.card_key, CARD_KEY_SIZE), u64_be(card_id), False, True, False, self.db_pan)
         rp.card_id = card_id
         self.approve(rq, rp, 0, 0)
@@ -588,6 +598,144 @@ cdef class _BatchApplier:
         self.approve(rq, rp, released, seq)
         return 0
 
+    # ---- subscription packages ------------------------------------------------------
+
+    cdef bytes package_keys(self, const PackageRecord* pkg, const uint8_t* package_id, bint by_card):
+        key = u64_be(pkg.valid_until_s) + _bytes(package_id, REQUEST_ID_SIZE)
+        return u64_be(pkg.card_id) + key if by_card else key
+
+    cdef bint read_package(self, const uint8_t* package_id, PackageRecord* out) except -1:
+        value = self.get(_bytes(package_id, REQUEST_ID_SIZE), None, self.db_packages)
+        if value is None:
+            return False
+        assert len(value) == sizeof(PackageRecord), "corrupt package record"
+        memcpy(out, <const char*>value, sizeof(PackageRecord))
+        return True
+
+    cdef int write_package(self, const uint8_t* package_id, const PackageRecord* pkg) except -1:
+        self.put(_bytes(package_id, REQUEST_ID_SIZE), _bytes(pkg, sizeof(PackageRecord)),
+                 False, True, False, self.db_packages)
+        return 0
+
+    cdef int end_package(self, const uint8_t* package_id, PackageRecord* pkg, uint8_t status) except -1:
+        self.delete(self.package_keys(pkg, package_id, False), None, self.db_package_expiry)
+        self.delete(self.package_keys(pkg, package_id, True), None, self.db_card_packages)
+        pkg.status = status
+        self.write_package(package_id, pkg)
+        return 0
+
+    cdef int describe_units(self, CoreReply* rp) except -1:
+        cdef AccountRecord acc
+        assert self.read_account(rp.card_id, SLOT_CARD_UNITS, &acc), "card without units account"
+        memcpy(rp.currency, <const char*>UNITS, CURRENCY_SIZE)
+        rp.balance_minor = acc.balance_minor
+        rp.pending_minor = 0
+        return 0
+
+    cdef int sell_package(self, const CoreRequest* rq, CoreReply* rp) except -1:
+        cdef CardRecord card
+        cdef PackageRecord pkg
+        if not self.find_described_card(rq, &card, rp):
+            return 0
+        cdef uint8_t bad = self.usable_card(&card, True)
+        if not bad and rq.valid_until_s <= self.now_s:
+            bad = RESULT_DECLINED_CARD_EXPIRED       # the package would be over already
+        if bad:
+            rp.result = bad
+            self.describe_units(rp)
+            return 0
+        if card.status == CARD_ISSUED:
+            card.status = CARD_ACTIVE
+            card.activated_s = self.now_s
+            self.write_card(&card)
+        seq = self.post(rq.request_id, OP_SELL_PACKAGE, SYSTEM_OWNER_BASE + card.range_id,
+                        SLOT_RANGE_UNITS_SOLD, card.card_id, SLOT_CARD_UNITS, UNITS,
+                        rq.amount_minor)
+        memset(&pkg, 0, sizeof(pkg))
+        pkg.card_id = card.card_id
+        pkg.range_id = card.range_id
+        pkg.status = PACKAGE_OPEN
+        pkg.units_total = rq.amount_minor
+        pkg.units_left = rq.amount_minor
+        pkg.created_s = self.now_s
+        pkg.valid_until_s = rq.valid_until_s
+        self.write_package(rq.request_id, &pkg)
+        self.put(self.package_keys(&pkg, rq.request_id, False), b"", False, True, False,
+                 self.db_package_expiry)
+        self.put(self.package_keys(&pkg, rq.request_id, True), b"", False, True, False,
+                 self.db_card_packages)
+        self.approve(rq, rp, rq.amount_minor, seq)
+        self.describe_units(rp)
+        return 0
+
+    cdef int use_units(self, const CoreRequest* rq, CoreReply* rp) except -1:
+        cdef CardRecord card
+        cdef PackageRecord pkg
+        cdef int64_t available = 0, need = rq.amount_minor, take
+        if not self.find_described_card(rq, &card, rp):
+            return 0
+        cdef uint8_t bad = self.usable_card(&card, False)
+        if bad:
+            rp.result = bad
+            self.describe_units(rp)
+            return 0
+        prefix = u64_be(card.card_id)
+        usable = []                                  # package ids, earliest-expiring first
+        cursor = self.txn.cursor(db=self.db_card_packages)
+        if cursor.set_range(prefix):
+            for key in cursor.iternext(keys=True, values=False):
+                if key[:8] != prefix:
+                    break
+                if u64_from_be(<const unsigned char*><const char*>key + 8) >= self.now_s:
+                    usable.append(key[16:])
+        cursor.close()
+        for package_id in usable:
+            assert self.read_package(<const uint8_t*><const char*>package_id, &pkg), "index without package"
+            available += pkg.units_left
+        if available < need:
+            rp.result = RESULT_DECLINED_NO_UNITS_LEFT
+            self.describe_units(rp)
+            return 0
+        for package_id in usable:
+            if need == 0:
+                break
+            self.read_package(<const uint8_t*><const char*>package_id, &pkg)
+            take = pkg.units_left if pkg.units_left < need else need
+            pkg.units_left -= take
+            need -= take
+            if pkg.units_left == 0:
+                self.end_package(<const uint8_t*><const char*>package_id, &pkg, PACKAGE_USED_UP)
+            else:
+                self.write_package(<const uint8_t*><const char*>package_id, &pkg)
+        seq = self.post(rq.request_id, OP_USE_UNITS, card.card_id, SLOT_CARD_UNITS,
+                        SYSTEM_OWNER_BASE + card.range_id, SLOT_RANGE_UNITS_USED, UNITS,
+                        rq.amount_minor)
+        self.approve(rq, rp, rq.amount_minor, seq)
+        self.describe_units(rp)
+        return 0
+
+    cdef int expire_packages(self) except -1:
+        """Expire packages past their last valid second: their unused units leave the card
+        through the journal (a bounded number per batch, oldest first)."""
+        cdef PackageRecord pkg
+        due = []
+        cursor = self.txn.cursor(db=self.db_package_expiry)
+        if cursor.first():
+            for key in cursor.iternext(keys=True, values=False):
+                if u64_from_be(<const unsigned char*><const char*>key) >= self.now_s or \
+                        len(due) >= HOLD_EXPIRIES_PER_BATCH_MAX:
+                    break
+                due.append(key[8:])
+        cursor.close()
+        for package_id in due:
+            assert self.read_package(<const uint8_t*><const char*>package_id, &pkg), "expiry of a missing package"
+            assert pkg.status == PACKAGE_OPEN and pkg.units_left > 0, "indexed package not open"
+            self.post(<const uint8_t*><const char*>package_id, OP_PACKAGE_EXPIRY, pkg.card_id,
+                      SLOT_CARD_UNITS, SYSTEM_OWNER_BASE + pkg.range_id, SLOT_RANGE_UNITS_EXPIRED,
+                      UNITS, pkg.units_left)
+            self.end_package(<const uint8_t*><const char*>package_id, &pkg, PACKAGE_EXPIRED)
+        return len(due)
+
     cdef int expire_holds(self) except -1:
         """Release holds whose time is up (oldest first, a bounded number per batch)."""
         cdef HoldRecord hold
@@ -744,6 +892,10 @@ cdef class _BatchApplier:
             return 0 < rq.amount_minor <= AMOUNT_MINOR_MAX
         if rq.op in (OP_CLEAR, OP_DEACTIVATE):
             return rq.amount_minor == 0
+        if rq.op == OP_SELL_PACKAGE:
+            return 0 < rq.amount_minor <= AMOUNT_MINOR_MAX and rq.valid_until_s > 0
+        if rq.op == OP_USE_UNITS:
+            return 0 < rq.amount_minor <= AMOUNT_MINOR_MAX
         if rq.op == OP_CREATE_RANGE:
             return rq.amount_minor >= 0 and rq.load_per_day_max_minor >= 0
         if rq.op == OP_VOID:
@@ -802,6 +954,10 @@ cdef class _BatchApplier:
             self.clear(rq, rp)
         elif rq.op == OP_DEACTIVATE:
             self.deactivate(rq, rp)
+        elif rq.op == OP_SELL_PACKAGE:
+            self.sell_package(rq, rp)
+        elif rq.op == OP_USE_UNITS:
+            self.use_units(rq, rp)
         assert rp.result != 0, "operation left no result"
         memset(&rec, 0, sizeof(rec))
         memcpy(&rec.request, rq, sizeof(CoreRequest))
@@ -829,6 +985,7 @@ def apply_batch(txn, dbs, bytes requests, uint64_t now_s, uint32_t now_yyyymm,
                          f"{sizeof(CoreRequest)}-byte requests")
     cdef _BatchApplier applier = _BatchApplier(txn, dbs, now_s, now_yyyymm, hold_timeout_s)
     applier.expire_holds()
+    applier.expire_packages()
     cdef bytearray replies = bytearray(n * sizeof(CoreReply))
     cdef const char* src = requests
     cdef char* dst = replies

@@ -29,6 +29,9 @@ class Op(enum.IntEnum):
     ADJUST = OP_ADJUST
     CLEAR = OP_CLEAR
     DEACTIVATE = OP_DEACTIVATE
+    SELL_PACKAGE = OP_SELL_PACKAGE
+    USE_UNITS = OP_USE_UNITS
+    PACKAGE_EXPIRY = OP_PACKAGE_EXPIRY
 
 
 class Result(enum.IntEnum):
@@ -46,6 +49,7 @@ class Result(enum.IntEnum):
     DECLINED_BALANCE_LIMIT_EXCEEDED = RESULT_DECLINED_BALANCE_LIMIT_EXCEEDED
     DECLINED_LOAD_LIMIT_EXCEEDED = RESULT_DECLINED_LOAD_LIMIT_EXCEEDED
     DECLINED_BALANCE_NOT_ZERO = RESULT_DECLINED_BALANCE_NOT_ZERO
+    DECLINED_NO_UNITS_LEFT = RESULT_DECLINED_NO_UNITS_LEFT
     DECLINED_ORIGINAL_NOT_FOUND = RESULT_DECLINED_ORIGINAL_NOT_FOUND
     DECLINED_ORIGINAL_NOT_REFUNDABLE = RESULT_DECLINED_ORIGINAL_NOT_REFUNDABLE
     DECLINED_REFUND_EXCEEDS_ORIGINAL = RESULT_DECLINED_REFUND_EXCEEDS_ORIGINAL
@@ -82,9 +86,19 @@ class HoldState(enum.IntEnum):
 
 class Slot(enum.IntEnum):
     CARD_VALUE = SLOT_CARD_VALUE
-    CARD_HELD = SLOT_CARD_HELD
     RANGE_FUNDING = SLOT_RANGE_FUNDING
     RANGE_MERCHANT = SLOT_RANGE_MERCHANT
+    CARD_HELD = SLOT_CARD_HELD
+    CARD_UNITS = SLOT_CARD_UNITS
+    RANGE_UNITS_SOLD = SLOT_RANGE_UNITS_SOLD
+    RANGE_UNITS_USED = SLOT_RANGE_UNITS_USED
+    RANGE_UNITS_EXPIRED = SLOT_RANGE_UNITS_EXPIRED
+
+
+class PackageState(enum.IntEnum):
+    OPEN = PACKAGE_OPEN
+    USED_UP = PACKAGE_USED_UP
+    EXPIRED = PACKAGE_EXPIRED
 
 # Limits (minor units). An amount above AMOUNT_MINOR_MAX is refused as invalid; a
 # balance may never exceed BALANCE_MINOR_MAX, so every sum stays far inside int64.
@@ -100,13 +114,15 @@ ACCOUNT_RECORD_SIZE = sizeof(AccountRecord)
 JOURNAL_ENTRY_SIZE = sizeof(JournalEntry)
 RANGE_RECORD_SIZE = sizeof(RangeRecord)
 HOLD_RECORD_SIZE = sizeof(HoldRecord)
+PACKAGE_RECORD_SIZE = sizeof(PackageRecord)
+UNITS_ASSET = "UNT"            # the asset code of subscription units in accounts and journal
 # Holds released by timeout at the start of one batch, at most (the rest: next batch).
 HOLD_EXPIRIES_PER_BATCH_MAX = 1000
 PIN_TRIES_MAX_DEFAULT = 3      # wrong PINs in a row that block a card, unless its range says
 
-assert REQUEST_SIZE == 168, REQUEST_SIZE
+assert REQUEST_SIZE == 176, REQUEST_SIZE
 assert REPLY_SIZE == 64, REPLY_SIZE
-assert REQUEST_RECORD_SIZE == 248, REQUEST_RECORD_SIZE
+assert REQUEST_RECORD_SIZE == 256, REQUEST_RECORD_SIZE
 assert CARD_RECORD_SIZE == 80, CARD_RECORD_SIZE
 assert ACCOUNT_RECORD_SIZE == 48, ACCOUNT_RECORD_SIZE
 assert JOURNAL_ENTRY_SIZE == 56, JOURNAL_ENTRY_SIZE
@@ -123,7 +139,7 @@ Reply = namedtuple("Reply", "result op card_status currency approved_minor balan
 RequestView = namedtuple("RequestView", "op target_status currency amount_minor request_id "
                          "ref_request_id card_key range_id expiry_yyyymm pan_first6 pan_last4 "
                          "pan_length pin_verifier partial_ok pin_tries_max reason adjust_down "
-                         "load_per_day_max_minor")
+                         "load_per_day_max_minor valid_until_s")
 RequestRecordView = namedtuple("RequestRecordView", "request reply refunded_minor flags")
 Card = namedtuple("Card", "card_id range_id expiry_yyyymm status pan_first6 pan_last4 "
                   "pan_length issued_s activated_s pin_set pin_failures load_day "
@@ -161,7 +177,8 @@ def pack_request(int op, bytes request_id, *, bytes ref_request_id=None, bytes c
                  unsigned int pan_first6=0, unsigned int pan_last4=0, int pan_length=0,
                  unsigned long long iin_prefix=0, int iin_digits=0, str range_name="",
                  bytes pin_verifier=None, bint partial_ok=False, int pin_tries_max=0,
-                 int reason=0, bint adjust_down=False, long long load_per_day_max_minor=0):
+                 int reason=0, bint adjust_down=False, long long load_per_day_max_minor=0,
+                 unsigned long long valid_until_s=0):
     """Pack one core request; the gateway validates values before calling this."""
     cdef CoreRequest r
     memset(&r, 0, sizeof(r))
@@ -208,6 +225,7 @@ def pack_request(int op, bytes request_id, *, bytes ref_request_id=None, bytes c
     if adjust_down:
         r.flags |= REQUEST_ADJUST_DOWN
     r.load_per_day_max_minor = load_per_day_max_minor
+    r.valid_until_s = valid_until_s
     return (<char*>&r)[:sizeof(r)]
 
 
@@ -226,7 +244,8 @@ cdef object _request(const CoreRequest* p):
                        (<char*>p.pin_verifier)[:PIN_VERIFIER_SIZE]
                        if p.flags & REQUEST_PIN_PRESENT else None,
                        bool(p.flags & REQUEST_PARTIAL_OK), p.pin_tries_max, p.reason,
-                       bool(p.flags & REQUEST_ADJUST_DOWN), p.load_per_day_max_minor)
+                       bool(p.flags & REQUEST_ADJUST_DOWN), p.load_per_day_max_minor,
+                       p.valid_until_s)
 
 
 def unpack_reply(bytes data):
@@ -281,6 +300,17 @@ def unpack_hold(bytes data):
     cdef const HoldRecord* p = <const HoldRecord*><const char*>data
     return Hold(p.card_id, p.range_id, p.status, _currency(p.currency), p.held_minor,
                 p.completed_minor, p.created_s, p.expires_s)
+
+
+Package = namedtuple("Package", "card_id range_id status units_total units_left created_s "
+                     "valid_until_s")
+
+
+def unpack_package(bytes data):
+    _check_size(data, sizeof(PackageRecord), "package")
+    cdef const PackageRecord* p = <const PackageRecord*><const char*>data
+    return Package(p.card_id, p.range_id, p.status, p.units_total, p.units_left, p.created_s,
+                   p.valid_until_s)
 
 
 def unpack_range(bytes data):

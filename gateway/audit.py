@@ -10,7 +10,7 @@
 import collections
 
 from cardgate.fastcore import records
-from cardgate.fastcore.records import HoldState, Op, Result, Slot
+from cardgate.fastcore.records import HoldState, Op, PackageState, Result, Slot
 
 from .pan import mask_parts
 from .store import Store
@@ -47,6 +47,7 @@ def _audit(store, txn):
     computed = collections.defaultdict(lambda: [0, 0, 0])   # balance, credits, debits
     runs = {}                                                # request id -> (first, last seq)
     expiry_runs = {}                                         # hold id -> seqs of its expiry
+    package_expiries = {}                                    # package id -> seqs of its expiry
     expected_seq = 1
     entries = 0
     for key, value in txn.cursor(db=store.db_journal):
@@ -71,6 +72,9 @@ def _audit(store, txn):
             c[1 if sign > 0 else 2] += entry.amount_minor
         if entry.op == Op.HOLD_EXPIRY:             # posted by the writer, not a request
             expiry_runs.setdefault(entry.request_id, []).append(seq)
+            continue
+        if entry.op == Op.PACKAGE_EXPIRY:
+            package_expiries.setdefault(entry.request_id, []).append(seq)
             continue
         first_last = runs.get(entry.request_id)
         if first_last is None:
@@ -108,6 +112,7 @@ def _audit(store, txn):
 
     request_count = _audit_requests(store, txn, runs, violations)
     _audit_holds(store, txn, accounts, expiry_runs, violations)
+    _audit_packages(store, txn, accounts, package_expiries, violations)
     counts = {"cards": len(cards), "accounts": len(accounts), "journal_entries": entries,
               "requests": request_count}
     return violations, counts
@@ -176,3 +181,29 @@ def _audit_holds(store, txn, accounts, expiry_runs, violations):
         if slot == Slot.CARD_HELD and acc.balance_minor != open_held.get(owner, 0):
             violations.append(f"card {owner}: held account {acc.balance_minor} but its open holds "
                               f"sum to {open_held.get(owner, 0)}")
+
+
+def _audit_packages(store, txn, accounts, expiries, violations):
+    open_units = collections.Counter()
+    indexed = {bytes(k) for k, _ in txn.cursor(db=store.db_package_expiry)}
+    for package_id, value in txn.cursor(db=store.db_packages):
+        package = records.unpack_package(value)
+        name = f"package {package_id.hex()}"
+        is_open = package.status == PackageState.OPEN
+        if is_open:
+            open_units[package.card_id] += package.units_left
+        if is_open != (package.valid_until_s.to_bytes(8, "big") + package_id in indexed):
+            violations.append(f"{name}: {PackageState(package.status).name} but "
+                              f"{'missing from' if is_open else 'still in'} the expiry index")
+        if not 0 <= package.units_left <= package.units_total:
+            violations.append(f"{name}: {package.units_left} left of {package.units_total}")
+        expired = len(expiries.pop(package_id, []))
+        if (package.status == PackageState.EXPIRED) != (expired == 1) or expired > 1:
+            violations.append(f"{name}: {PackageState(package.status).name} with {expired} "
+                              "expiry entries in the journal")
+    for package_id in expiries:
+        violations.append(f"journal expires package {package_id.hex()}, which does not exist")
+    for (owner, slot), acc in accounts.items():
+        if slot == Slot.CARD_UNITS and acc.balance_minor != open_units.get(owner, 0):
+            violations.append(f"card {owner}: {acc.balance_minor} units on the card but its open "
+                              f"packages hold {open_units.get(owner, 0)}")

@@ -74,7 +74,8 @@ def snapshot(store):
     """Everything a request could change: every record of every database."""
     with store.env.begin() as txn:
         return {name: list(txn.cursor(db=db)) for name, db in zip(
-            ("requests", "book", "pan_index", "journal", "config", "holds", "hold_expiry"),
+            ("requests", "book", "pan_index", "journal", "config", "holds", "hold_expiry",
+             "packages", "package_expiry", "card_packages"),
             store.dbs)}
 
 

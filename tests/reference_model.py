@@ -71,6 +71,20 @@ class Hold:
     completed_minor: int = 0
 
 
+@dataclasses.dataclass
+class Package:
+    card_id: int
+    range_id: int
+    units_total: int
+    units_left: int
+    created_s: int
+    valid_until_s: int
+    status: int = records.PackageState.OPEN
+
+
+UNITS = records.UNITS_ASSET
+
+
 def took_effect(result):
     return result in (Result.APPROVED, Result.PARTIALLY_APPROVED)
 
@@ -97,6 +111,7 @@ class ReferenceLedger:
         self.requests = {}        # request_id -> Recorded
         self.journal = []         # records.JournalView, seq = index + 1
         self.holds = {}           # hold id (the pre-authorization's request id) -> Hold
+        self.packages = {}        # package id (the selling request's id) -> Package
         self.next_card_id = 1
 
     # ---- helpers -------------------------------------------------------------------
@@ -140,17 +155,24 @@ class ReferenceLedger:
 
     def money_checks(self, rq, rp, now_yyyymm, allow_issued):
         card = self.described_card(rq, rp)
-        if card.status == CardStatus.CLOSED:
-            raise Decline(Result.DECLINED_CARD_CLOSED)
-        if card.status == CardStatus.BLOCKED:
-            raise Decline(Result.DECLINED_CARD_BLOCKED)
-        if card.status == CardStatus.ISSUED and not allow_issued:
-            raise Decline(Result.DECLINED_CARD_NOT_ACTIVE)
-        if card.expiry_yyyymm < now_yyyymm:
-            raise Decline(Result.DECLINED_CARD_EXPIRED)
+        bad = self.card_unusable(card, now_yyyymm, allow_issued)
+        if bad is not None:
+            raise Decline(bad)
         if rp["currency"] != rq.currency:
             raise Decline(Result.DECLINED_CURRENCY_MISMATCH)
         return card
+
+    @staticmethod
+    def card_unusable(card, now_yyyymm, allow_issued):
+        if card.status == CardStatus.CLOSED:
+            return Result.DECLINED_CARD_CLOSED
+        if card.status == CardStatus.BLOCKED:
+            return Result.DECLINED_CARD_BLOCKED
+        if card.status == CardStatus.ISSUED and not allow_issued:
+            return Result.DECLINED_CARD_NOT_ACTIVE
+        if card.expiry_yyyymm < now_yyyymm:
+            return Result.DECLINED_CARD_EXPIRED
+        return None
 
     # ---- operations ----------------------------------------------------------------
 
@@ -162,6 +184,8 @@ class ReferenceLedger:
         self.range_limits[rq.range_id] = (rq.amount_minor, rq.load_per_day_max_minor)
         for slot in (Slot.RANGE_FUNDING, Slot.RANGE_MERCHANT):
             self.accounts[(SYSTEM + rq.range_id, slot)] = Account(rq.currency, False)
+        for slot in (Slot.RANGE_UNITS_SOLD, Slot.RANGE_UNITS_USED, Slot.RANGE_UNITS_EXPIRED):
+            self.accounts[(SYSTEM + rq.range_id, slot)] = Account(UNITS, False)
         rp["currency"] = rq.currency
         self.approve(rq, rp, 0, 0)
 
@@ -177,6 +201,7 @@ class ReferenceLedger:
                                    rq.pan_first6, rq.pan_last4, rq.pan_length, now_s)
         self.accounts[(card_id, Slot.CARD_VALUE)] = Account(self.ranges[rq.range_id], True)
         self.accounts[(card_id, Slot.CARD_HELD)] = Account(self.ranges[rq.range_id], True)
+        self.accounts[(card_id, Slot.CARD_UNITS)] = Account(UNITS, True)
         self.pan_index[rq.card_key] = card_id
         rp["card_id"] = card_id
         self.approve(rq, rp, 0, 0)
@@ -348,6 +373,70 @@ class ReferenceLedger:
         seq = self.close_hold(rq.request_id, Op.VOID, hold, 0, records.HoldState.VOIDED, now_s)
         self.approve(rq, rp, released, seq)
 
+    # ---- subscription packages ---------------------------------------------------------
+
+    def describe_units(self, rp):
+        rp.update(currency=UNITS, balance_minor=self.accounts[(rp["card_id"], Slot.CARD_UNITS)].balance_minor,
+                  pending_minor=0)
+
+    def usable_units_card(self, rq, rp, now_yyyymm, allow_issued):
+        card = self.described_card(rq, rp)
+        bad = self.card_unusable(card, now_yyyymm, allow_issued)
+        return card, bad
+
+    def sell_package(self, rq, packed, rp, now_s, now_yyyymm):
+        card, bad = self.usable_units_card(rq, rp, now_yyyymm, True)
+        if bad is None and rq.valid_until_s <= now_s:
+            bad = Result.DECLINED_CARD_EXPIRED
+        if bad is not None:
+            self.describe_units(rp)
+            raise Decline(bad)
+        if card.status == CardStatus.ISSUED:
+            card.status = CardStatus.ACTIVE
+            card.activated_s = now_s
+        seq = self.post(rq.request_id, Op.SELL_PACKAGE, (SYSTEM + card.range_id, Slot.RANGE_UNITS_SOLD),
+                        (card.card_id, Slot.CARD_UNITS), UNITS, rq.amount_minor, now_s)
+        self.packages[rq.request_id] = Package(card.card_id, card.range_id, rq.amount_minor,
+                                               rq.amount_minor, now_s, rq.valid_until_s)
+        self.approve(rq, rp, rq.amount_minor, seq)
+        self.describe_units(rp)
+
+    def use_units(self, rq, packed, rp, now_s, now_yyyymm):
+        card, bad = self.usable_units_card(rq, rp, now_yyyymm, False)
+        if bad is not None:
+            self.describe_units(rp)
+            raise Decline(bad)
+        usable = sorted((p.valid_until_s, pid) for pid, p in self.packages.items()
+                        if p.card_id == card.card_id and p.status == records.PackageState.OPEN
+                        and p.valid_until_s >= now_s)
+        if sum(self.packages[pid].units_left for _, pid in usable) < rq.amount_minor:
+            self.describe_units(rp)
+            raise Decline(Result.DECLINED_NO_UNITS_LEFT)
+        need = rq.amount_minor
+        for _, pid in usable:
+            if need == 0:
+                break
+            package = self.packages[pid]
+            take = min(package.units_left, need)
+            package.units_left -= take
+            need -= take
+            if package.units_left == 0:
+                package.status = records.PackageState.USED_UP
+        seq = self.post(rq.request_id, Op.USE_UNITS, (card.card_id, Slot.CARD_UNITS),
+                        (SYSTEM + card.range_id, Slot.RANGE_UNITS_USED), UNITS, rq.amount_minor, now_s)
+        self.approve(rq, rp, rq.amount_minor, seq)
+        self.describe_units(rp)
+
+    def expire_packages(self, now_s):
+        due = sorted((p.valid_until_s, pid) for pid, p in self.packages.items()
+                     if p.status == records.PackageState.OPEN and p.valid_until_s < now_s)
+        for _, pid in due[:records.HOLD_EXPIRIES_PER_BATCH_MAX]:
+            package = self.packages[pid]
+            self.post(pid, Op.PACKAGE_EXPIRY, (package.card_id, Slot.CARD_UNITS),
+                      (SYSTEM + package.range_id, Slot.RANGE_UNITS_EXPIRED), UNITS,
+                      package.units_left, now_s)
+            package.status = records.PackageState.EXPIRED
+
     def expire_holds(self, now_s):
         due = sorted((h.expires_s, hold_id) for hold_id, h in self.holds.items()
                      if h.status == records.HoldState.OPEN and h.expires_s <= now_s)
@@ -443,6 +532,10 @@ class ReferenceLedger:
             return 0 < rq.amount_minor <= AMOUNT_MINOR_MAX
         if rq.op in (Op.CLEAR, Op.DEACTIVATE):
             return rq.amount_minor == 0
+        if rq.op == Op.SELL_PACKAGE:
+            return 0 < rq.amount_minor <= AMOUNT_MINOR_MAX and rq.valid_until_s > 0
+        if rq.op == Op.USE_UNITS:
+            return 0 < rq.amount_minor <= AMOUNT_MINOR_MAX
         if rq.op == Op.CREATE_RANGE:
             return rq.amount_minor >= 0 and rq.load_per_day_max_minor >= 0
         if rq.op == Op.VOID:
@@ -474,7 +567,8 @@ class ReferenceLedger:
                    Op.SET_STATUS: self.set_status, Op.CREATE_RANGE: self.create_range,
                    Op.SET_PIN: self.set_pin, Op.PREAUTH: self.preauth,
                    Op.COMPLETE: self.complete, Op.VOID: self.void, Op.ADJUST: self.adjust,
-                   Op.CLEAR: self.clear, Op.DEACTIVATE: self.deactivate}[rq.op]
+                   Op.CLEAR: self.clear, Op.DEACTIVATE: self.deactivate,
+                   Op.SELL_PACKAGE: self.sell_package, Op.USE_UNITS: self.use_units}[rq.op]
         try:
             handler(rq, packed, rp, now_s, now_yyyymm)
         except Decline as d:
@@ -486,5 +580,6 @@ class ReferenceLedger:
                     hold_timeout_s: int = 1800):
         self.hold_timeout_s = hold_timeout_s
         self.expire_holds(now_s)
+        self.expire_packages(now_s)
         return [self.apply_one(p, now_s, now_yyyymm) for p in packed_requests]
 

@@ -54,6 +54,9 @@ operation = st.one_of(
     st.tuples(st.just("set_pin"), card_index, st.sampled_from([1, 2])),
     st.tuples(st.just("adjust"), card_index, amounts, st.booleans(), st.integers(1, 4)),
     st.tuples(st.just("clear"), card_index),
+    st.tuples(st.just("sell_package"), card_index, st.integers(1, 12), st.sampled_from([-1, 1, 10, 40])),
+    st.tuples(st.just("use_units"), card_index, st.integers(1, 8)),
+    st.tuples(st.just("use_units"), card_index, st.integers(1, 8)),
     st.tuples(st.just("deactivate"), card_index),
     st.tuples(st.just("bad_amount"), card_index, st.sampled_from([0, -1, -10**12,
                                                                   records.AMOUNT_MINOR_MAX + 1])),
@@ -126,6 +129,17 @@ BOUNDARY_STORY = [
          ("preauth", 3, 200, False, None),  # a pump holds 200
          ("clear", 3),                      # clears what is available, not the hold
          ("deactivate", 3)]),               # the hold still stands: refused
+    (0, [("sell_package", 3, 10, 1),        # 10 washes for a day
+         ("use_units", 3, 4),
+         ("use_units", 3, 7),               # only 6 left
+         ("sell_package", 3, 5, 10),        # 5 more, for ten days
+         ("use_units", 3, 7),               # 6 from the first package, then 1 from the second
+         ("sell_package", 3, 2, -1)]),      # a package that is already over
+    (2 * 86400, [("use_units", 3, 4),       # the second package's last 4
+                 ("use_units", 3, 1)]),
+    (0, [("sell_package", 3, 3, 1)]),
+    (86400, [("use_units", 3, 1)]),         # its very last second still counts
+    (1, [("use_units", 3, 1)]),             # one second later its 2 units have expired
 ]
 
 
@@ -134,6 +148,7 @@ class Scenario:
 
     def __init__(self, model):
         self.model = model    # consulted only to aim amounts and references at boundaries
+        self.now_s = START_S  # the time of the batch being built
         self.counter = 0
         self.sent = []        # packed requests, in order
         self.unsent = []      # ids named by a reversal before any request used them
@@ -272,6 +287,14 @@ class Scenario:
                                           card_key=CARD_KEYS[card], amount_minor=amount,
                                           currency="USD" if card == 3 else "EUR", reason=reason,
                                           adjust_down=down)
+        elif kind == "sell_package":
+            _, card, units, days = drawn
+            packed = records.pack_request(Op.SELL_PACKAGE, self.new_id(), card_key=CARD_KEYS[card],
+                                          amount_minor=units, currency=records.UNITS_ASSET,
+                                          valid_until_s=self.now_s + days * 86400)
+        elif kind == "use_units":
+            packed = records.pack_request(Op.USE_UNITS, self.new_id(), card_key=CARD_KEYS[drawn[1]],
+                                          amount_minor=drawn[2], currency=records.UNITS_ASSET)
         elif kind in ("clear", "deactivate"):
             packed = records.pack_request(Op.CLEAR if kind == "clear" else Op.DEACTIVATE,
                                           self.new_id(), card_key=CARD_KEYS[drawn[1]], reason=3)
@@ -309,7 +332,10 @@ def core_state(store):
         holds = {k: records.unpack_hold(v) for k, v in txn.cursor(db=store.db_holds)}
         holds = {k: (h.card_id, h.status, h.held_minor, h.completed_minor, h.expires_s)
                  for k, h in holds.items()}
-    return accounts, cards, journal, requests, holds
+        packages = {k: records.unpack_package(v) for k, v in txn.cursor(db=store.db_packages)}
+        packages = {k: (p.card_id, p.status, p.units_total, p.units_left, p.valid_until_s)
+                    for k, p in packages.items()}
+    return accounts, cards, journal, requests, holds, packages
 
 
 def model_state(model):
@@ -320,7 +346,9 @@ def model_state(model):
     requests = {rid: (r.refunded_minor, r.flags) for rid, r in model.requests.items()}
     holds = {k: (h.card_id, h.status, h.held_minor, h.completed_minor, h.expires_s)
              for k, h in model.holds.items()}
-    return accounts, cards, model.journal, requests, holds
+    packages = {k: (p.card_id, p.status, p.units_total, p.units_left, p.valid_until_s)
+                for k, p in model.packages.items()}
+    return accounts, cards, model.journal, requests, holds, packages
 
 
 def run_batch(store, model, packed, now_s):
@@ -348,6 +376,7 @@ def play(drawn_batches):
             assert all(r.result == Result.APPROVED for r in core)
             for step_s, drawn in drawn_batches:
                 now_s += step_s
+                scenario.now_s = now_s
                 core, expected = run_batch(store, model, [scenario.build(d) for d in drawn], now_s)
                 yield drawn, core, expected, store, model
         finally:
@@ -393,4 +422,9 @@ def test_boundary_story_reaches_every_decline():
         R.APPROVED, R.DECLINED_BALANCE_LIMIT_EXCEEDED, R.APPROVED,
         R.DECLINED_LOAD_LIMIT_EXCEEDED, R.APPROVED, R.APPROVED, R.APPROVED,
         R.DECLINED_BALANCE_NOT_ZERO,
+        R.APPROVED, R.APPROVED, R.DECLINED_NO_UNITS_LEFT, R.APPROVED, R.APPROVED,
+        R.DECLINED_CARD_EXPIRED,
+        R.APPROVED, R.DECLINED_NO_UNITS_LEFT,
+        R.APPROVED, R.APPROVED,
+        R.DECLINED_NO_UNITS_LEFT,
     ]

@@ -232,6 +232,25 @@ class Operations:
             pin_verifier=self.store.pin_key.pin_verifier(card_key, validation.pin(pin_text)))
         return _one(self.writer, packed, request_id_text)
 
+    # ---- subscription packages ----------------------------------------------------------
+
+    def sell_package(self, request_id_text, pan_text, units, valid_until_s):
+        rid = validation.request_id(request_id_text)
+        if valid_until_s <= self.clock():
+            raise validation.InvalidArgument("valid_until_s", f"{valid_until_s} is not in the future")
+        packed = records.pack_request(
+            Op.SELL_PACKAGE, rid, card_key=self._card_key(pan_text),
+            amount_minor=validation.amount_minor(units, "units"), currency=records.UNITS_ASSET,
+            valid_until_s=valid_until_s)
+        return self.submit_one(packed, request_id_text)
+
+    def use_units(self, request_id_text, pan_text, units):
+        rid = validation.request_id(request_id_text)
+        packed = records.pack_request(
+            Op.USE_UNITS, rid, card_key=self._card_key(pan_text),
+            amount_minor=validation.amount_minor(units, "units"), currency=records.UNITS_ASSET)
+        return self.submit_one(packed, request_id_text)
+
     # ---- the issuer's corrections ----------------------------------------------------
 
     def adjust_balance(self, request_id_text, pan_text, amount_minor, currency, down, reason):

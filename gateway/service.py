@@ -35,6 +35,7 @@ RESULT_MESSAGES = {
     Result.DECLINED_BALANCE_LIMIT_EXCEEDED: "declined: the balance would exceed its limit",
     Result.DECLINED_LOAD_LIMIT_EXCEEDED: "declined: over the card's load limit for today",
     Result.DECLINED_BALANCE_NOT_ZERO: "declined: the card still holds value; clear it first",
+    Result.DECLINED_NO_UNITS_LEFT: "declined: no units left in the card's valid packages",
     Result.DECLINED_ORIGINAL_NOT_FOUND: "declined: original request not found",
     Result.DECLINED_ORIGINAL_NOT_REFUNDABLE: "declined: original is not an approved purchase",
     Result.DECLINED_REFUND_EXCEEDS_ORIGINAL: "declined: refunds would exceed the original purchase",
@@ -173,6 +174,17 @@ class AuthorizationService(authorization_pb2_grpc.AuthorizationServiceServicer):
         return authorization_pb2.ReverseResponse(authorization=authorization_message(reply))
 
     @rpc
+    def SellPackage(self, request, context):
+        reply = self.ops.sell_package(request.request_id, request.pan, request.units,
+                                      request.valid_until_s)
+        return authorization_pb2.SellPackageResponse(authorization=authorization_message(reply))
+
+    @rpc
+    def UseUnits(self, request, context):
+        reply = self.ops.use_units(request.request_id, request.pan, request.units)
+        return authorization_pb2.UseUnitsResponse(authorization=authorization_message(reply))
+
+    @rpc
     def GetBalance(self, request, context):
         found = self.ops.balance(request.pan)
         if found is None:
@@ -181,7 +193,8 @@ class AuthorizationService(authorization_pb2_grpc.AuthorizationServiceServicer):
         return authorization_pb2.GetBalanceResponse(
             balance=balance_message(account.currency, account.balance_minor, account.pending_minor),
             masked_pan=mask_parts(card.pan_first6, card.pan_last4, card.pan_length),
-            status=card.status, expiry_yyyymm=card.expiry_yyyymm)
+            status=card.status, expiry_yyyymm=card.expiry_yyyymm,
+            units_left=self.ops.store.read_units_left(card.card_id, self.ops.clock()))
 
 
 class IssuingService(issuing_pb2_grpc.IssuingServiceServicer):

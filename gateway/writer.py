@@ -200,12 +200,16 @@ class BatchingWriter:
             self.on_batch(sum(len(s.requests) for s in batch), time.perf_counter() - started)
 
     def _expire_due_holds(self):
-        """With no traffic, holds still end on time: a batch of no requests releases them."""
+        """With no traffic, holds and packages still end on time: a batch of no requests
+        releases and expires them."""
         now_s = self.clock()
         try:
             with self.store.env.begin() as txn:
-                cursor = txn.cursor(db=self.store.db_hold_expiry)
-                due = cursor.first() and int.from_bytes(cursor.key()[:8], "big") <= now_s
+                due = False
+                for db, is_due in ((self.store.db_hold_expiry, lambda t: t <= now_s),
+                                   (self.store.db_package_expiry, lambda t: t < now_s)):
+                    cursor = txn.cursor(db=db)
+                    due = due or (cursor.first() and is_due(int.from_bytes(cursor.key()[:8], "big")))
             if due:
                 with self.store.env.begin(write=True) as txn:
                     ledger.apply_batch(txn, self.store.dbs, b"", now_s, yyyymm_of(now_s),

@@ -11,19 +11,22 @@ from libc.string cimport memcmp, memcpy, memset
 
 from layout cimport *  # found through the build include path (setup.py)
 
+from cardgate.fastcore import records as _records
+
 DB_NAMES = (b"requests", b"book", b"pan_index", b"journal", b"config", b"holds", b"hold_expiry",
             b"packages", b"package_expiry", b"card_packages")
 (DB_REQUESTS, DB_BOOK, DB_PAN_INDEX, DB_JOURNAL, DB_CONFIG, DB_HOLDS, DB_HOLD_EXPIRY,
  DB_PACKAGES, DB_PACKAGE_EXPIRY, DB_CARD_PACKAGES) = range(10)
 NEXT_CARD_ID_KEY = b"next_card_id"
 
-cdef int64_t AMOUNT_MINOR_MAX = 10_000_000_000_000
-cdef int64_t BALANCE_MINOR_MAX = 1_000_000_000_000_000
-cdef uint64_t SYSTEM_OWNER_BASE = 0xFF00_0000_0000_0000ULL
+# The limits are declared once, in records.pyx; C copies of them for the hot path.
+cdef int64_t AMOUNT_MINOR_MAX = _records.AMOUNT_MINOR_MAX
+cdef int64_t BALANCE_MINOR_MAX = _records.BALANCE_MINOR_MAX
+cdef uint64_t SYSTEM_OWNER_BASE = _records.SYSTEM_OWNER_BASE
+cdef int TIMED_ENDS_PER_BATCH_MAX = _records.HOLD_EXPIRIES_PER_BATCH_MAX
+cdef uint8_t PIN_TRIES_MAX_DEFAULT = _records.PIN_TRIES_MAX_DEFAULT
+cdef bytes UNITS = _records.UNITS_ASSET.encode("ascii").ljust(CURRENCY_SIZE, b"\x00")
 cdef uint32_t APPROVAL_CODE_MODULUS = 1_000_000
-cdef int HOLD_EXPIRIES_PER_BATCH_MAX = 1000
-cdef uint8_t PIN_TRIES_MAX_DEFAULT = 3
-cdef bytes UNITS = b"UNT\x00"     # records.UNITS_ASSET, NUL padded
 
 
 cdef inline bint took_effect(uint8_t result):
@@ -212,16 +215,18 @@ cdef class _BatchApplier:
             return RESULT_DECLINED_CURRENCY_MISMATCH
         return 0
 
-    cdef int approve(self, const CoreRequest* rq, CoreReply* rp, int64_t amount, uint64_t seq) except -1:
-        cdef CardRecord card
+    cdef int approve(self, const CoreRequest* rq, CoreReply* rp, int64_t amount, uint64_t seq,
+                     const CardRecord* card=NULL) except -1:
+        """Approved: the reply describes the card as it is now (`card`, when the caller
+        holds its current record, saves reading it again)."""
         rp.result = RESULT_APPROVED
         rp.approved_minor = amount
         rp.journal_seq = seq
         rp.approval_code = _approval_code(rq.request_id, seq)
-        if rp.card_id:
-            value = self.get(card_key_of(rp.card_id), None, self.db_book)
-            memcpy(&card, <const char*>value, sizeof(CardRecord))
-            self.describe_card(&card, rp)
+        if card != NULL:
+            self.describe_card(card, rp)
+        else:
+            self.describe_reply_card(rp)
         return 0
 
     # ---- operations ---------------------------------------------------------------
@@ -339,7 +344,7 @@ cdef class _BatchApplier:
         seq = self.post(rq.request_id, OP_LOAD, SYSTEM_OWNER_BASE + card.range_id,
                         SLOT_RANGE_FUNDING, card.card_id, SLOT_CARD_VALUE,
                         rq.currency, rq.amount_minor)
-        self.approve(rq, rp, rq.amount_minor, seq)
+        self.approve(rq, rp, rq.amount_minor, seq, &card)
         return 0
 
     cdef int read_range(self, uint32_t range_id, RangeRecord* rng) except -1:
@@ -426,23 +431,31 @@ cdef class _BatchApplier:
         self.approve(rq, rp, 0, 0)
         return 0
 
-    cdef int purchase(self, const CoreRequest* rq, CoreReply* rp) except -1:
-        cdef CardRecord card
-        cdef uint8_t bad = self.money_checks(rq, &card, rp, False)
+    cdef int64_t charge_checks(self, const CoreRequest* rq, CardRecord* card,
+                               CoreReply* rp) except -1:
+        """What a purchase or pre-authorization may take: card, PIN, then funds (partial
+        approval included). 0 means declined, with rp.result saying why."""
+        cdef uint8_t bad = self.money_checks(rq, card, rp, False)
         if bad:
             rp.result = bad
             return 0
-        if not self.check_pin(rq, &card, rp):
+        if not self.check_pin(rq, card, rp):
             rp.result = RESULT_DECLINED_WRONG_PIN
             return 0
         cdef int64_t amount = self.affordable(rq, rp)
         if amount == 0:
             rp.result = RESULT_DECLINED_INSUFFICIENT_FUNDS
+        return amount
+
+    cdef int purchase(self, const CoreRequest* rq, CoreReply* rp) except -1:
+        cdef CardRecord card
+        cdef int64_t amount = self.charge_checks(rq, &card, rp)
+        if amount == 0:
             return 0
         seq = self.post(rq.request_id, OP_PURCHASE, card.card_id, SLOT_CARD_VALUE,
                         SYSTEM_OWNER_BASE + card.range_id, SLOT_RANGE_MERCHANT,
                         rq.currency, amount)
-        self.approve_amount(rq, rp, amount, seq)
+        self.approve_amount(rq, rp, amount, seq, &card)
         return 0
 
     cdef bint check_pin(self, const CoreRequest* rq, CardRecord* card, CoreReply* rp) except -1:
@@ -477,8 +490,8 @@ cdef class _BatchApplier:
         return 0
 
     cdef int approve_amount(self, const CoreRequest* rq, CoreReply* rp, int64_t amount,
-                            uint64_t seq) except -1:
-        self.approve(rq, rp, amount, seq)
+                            uint64_t seq, const CardRecord* card) except -1:
+        self.approve(rq, rp, amount, seq, card)
         if amount < rq.amount_minor:
             rp.result = RESULT_PARTIALLY_APPROVED
         return 0
@@ -488,16 +501,8 @@ cdef class _BatchApplier:
     cdef int preauth(self, const CoreRequest* rq, CoreReply* rp) except -1:
         cdef CardRecord card
         cdef HoldRecord hold
-        cdef uint8_t bad = self.money_checks(rq, &card, rp, False)
-        if bad:
-            rp.result = bad
-            return 0
-        if not self.check_pin(rq, &card, rp):
-            rp.result = RESULT_DECLINED_WRONG_PIN
-            return 0
-        cdef int64_t amount = self.affordable(rq, rp)
+        cdef int64_t amount = self.charge_checks(rq, &card, rp)
         if amount == 0:
-            rp.result = RESULT_DECLINED_INSUFFICIENT_FUNDS
             return 0
         seq = self.post(rq.request_id, OP_PREAUTH, card.card_id, SLOT_CARD_VALUE,
                         card.card_id, SLOT_CARD_HELD, rq.currency, amount)
@@ -511,7 +516,7 @@ cdef class _BatchApplier:
         hold.expires_s = self.now_s + self.hold_timeout_s
         self.write_hold(rq.request_id, &hold)
         self.put(self.expiry_key(&hold, rq.request_id), b"", False, True, False, self.db_hold_expiry)
-        self.approve_amount(rq, rp, amount, seq)
+        self.approve_amount(rq, rp, amount, seq, &card)
         return 0
 
     cdef bytes expiry_key(self, const HoldRecord* hold, const uint8_t* hold_id):
@@ -580,7 +585,7 @@ cdef class _BatchApplier:
             return 0
         seq = self.close_hold(rq.request_id, OP_COMPLETE, rq.ref_request_id, &hold,
                               rq.amount_minor, HOLD_COMPLETED)
-        self.approve(rq, rp, rq.amount_minor, seq)
+        self.approve(rq, rp, rq.amount_minor, seq, &card)
         return 0
 
     cdef int void(self, const CoreRequest* rq, CoreReply* rp) except -1:
@@ -589,7 +594,7 @@ cdef class _BatchApplier:
             rp.result = RESULT_DECLINED_HOLD_NOT_FOUND
             return 0
         rp.card_id = hold.card_id
-        self.approve_description_only(rp)
+        self.describe_reply_card(rp)
         if hold.status != HOLD_OPEN:
             rp.result = self.closed_hold_result(&hold)
             return 0
@@ -714,19 +719,25 @@ cdef class _BatchApplier:
         self.describe_units(rp)
         return 0
 
+    cdef list due_ids(self, index_db, uint64_t before_s):
+        """Ids in a time index (time(8, big-endian) + id) whose time is before before_s,
+        oldest first, at most TIMED_ENDS_PER_BATCH_MAX of them."""
+        due = []
+        cursor = self.txn.cursor(db=index_db)
+        if cursor.first():
+            for key in cursor.iternext(keys=True, values=False):
+                if u64_from_be(<const unsigned char*><const char*>key) >= before_s or \
+                        len(due) >= TIMED_ENDS_PER_BATCH_MAX:
+                    break
+                due.append(key[8:])
+        cursor.close()
+        return due
+
     cdef int expire_packages(self) except -1:
         """Expire packages past their last valid second: their unused units leave the card
         through the journal (a bounded number per batch, oldest first)."""
         cdef PackageRecord pkg
-        due = []
-        cursor = self.txn.cursor(db=self.db_package_expiry)
-        if cursor.first():
-            for key in cursor.iternext(keys=True, values=False):
-                if u64_from_be(<const unsigned char*><const char*>key) >= self.now_s or \
-                        len(due) >= HOLD_EXPIRIES_PER_BATCH_MAX:
-                    break
-                due.append(key[8:])
-        cursor.close()
+        due = self.due_ids(self.db_package_expiry, self.now_s)
         for package_id in due:
             assert self.read_package(<const uint8_t*><const char*>package_id, &pkg), "expiry of a missing package"
             assert pkg.status == PACKAGE_OPEN and pkg.units_left > 0, "indexed package not open"
@@ -739,16 +750,7 @@ cdef class _BatchApplier:
     cdef int expire_holds(self) except -1:
         """Release holds whose time is up (oldest first, a bounded number per batch)."""
         cdef HoldRecord hold
-        cdef const unsigned char* k
-        due = []
-        cursor = self.txn.cursor(db=self.db_hold_expiry)
-        if cursor.first():
-            for key in cursor.iternext(keys=True, values=False):
-                k = <const unsigned char*><const char*>key
-                if u64_from_be(k) > self.now_s or len(due) >= HOLD_EXPIRIES_PER_BATCH_MAX:
-                    break
-                due.append(key[8:])
-        cursor.close()
+        due = self.due_ids(self.db_hold_expiry, self.now_s + 1)    # due at expires_s itself
         for hold_id in due:
             assert self.read_hold(<const uint8_t*><const char*>hold_id, &hold), "expiry of a missing hold"
             self.close_hold(<const uint8_t*><const char*>hold_id, OP_HOLD_EXPIRY,
@@ -787,7 +789,7 @@ cdef class _BatchApplier:
         seq = self.post(rq.request_id, OP_REFUND, SYSTEM_OWNER_BASE + card.range_id,
                         SLOT_RANGE_MERCHANT, card.card_id, SLOT_CARD_VALUE,
                         rq.currency, rq.amount_minor)
-        self.approve(rq, rp, rq.amount_minor, seq)
+        self.approve(rq, rp, rq.amount_minor, seq, &card)
         return 0
 
     cdef int reverse(self, const CoreRequest* rq, CoreReply* rp) except -1:
@@ -811,11 +813,11 @@ cdef class _BatchApplier:
             return 0
         rp.card_id = original.reply.card_id
         if original.request.op not in (OP_LOAD, OP_PURCHASE, OP_REFUND, OP_PREAUTH):
-            self.approve_description_only(rp)
+            self.describe_reply_card(rp)
             rp.result = RESULT_DECLINED_NOT_REVERSIBLE
             return 0
         if original.flags & REQUEST_REVERSED:
-            self.approve_description_only(rp)
+            self.describe_reply_card(rp)
             rp.result = RESULT_DECLINED_ALREADY_REVERSED
             return 0
         if not took_effect(original.reply.result):
@@ -825,14 +827,14 @@ cdef class _BatchApplier:
             self.approve(rq, rp, 0, 0)
             return 0
         if original.request.op == OP_PURCHASE and original.refunded_minor:
-            self.approve_description_only(rp)
+            self.describe_reply_card(rp)
             rp.result = RESULT_DECLINED_NOT_REVERSIBLE
             return 0
         if original.request.op == OP_PREAUTH:
             # An open hold is released, as by a void; a settled one is refunded instead.
             assert self.read_hold(original.request.request_id, &hold), "pre-authorization without hold"
             if hold.status != HOLD_OPEN:
-                self.approve_description_only(rp)
+                self.describe_reply_card(rp)
                 rp.result = RESULT_DECLINED_NOT_REVERSIBLE
                 return 0
             amount = hold.held_minor
@@ -873,7 +875,8 @@ cdef class _BatchApplier:
         self.approve(rq, rp, amount, seq)
         return 0
 
-    cdef int approve_description_only(self, CoreReply* rp) except -1:
+    cdef int describe_reply_card(self, CoreReply* rp) except -1:
+        """Describe the card the reply names (rp.card_id), if any, as it is now."""
         cdef CardRecord card
         if rp.card_id:
             value = self.get(card_key_of(rp.card_id), None, self.db_book)
@@ -884,23 +887,17 @@ cdef class _BatchApplier:
     # ---- one request --------------------------------------------------------------
 
     cdef bint valid(self, const CoreRequest* rq):
-        if rq.op in (OP_LOAD, OP_PURCHASE, OP_REFUND, OP_PREAUTH):
+        if rq.op in (OP_LOAD, OP_PURCHASE, OP_REFUND, OP_PREAUTH, OP_ADJUST, OP_USE_UNITS):
             return 0 < rq.amount_minor <= AMOUNT_MINOR_MAX
         if rq.op == OP_COMPLETE:
             return 0 <= rq.amount_minor <= AMOUNT_MINOR_MAX
-        if rq.op == OP_ADJUST:
-            return 0 < rq.amount_minor <= AMOUNT_MINOR_MAX
         if rq.op in (OP_CLEAR, OP_DEACTIVATE):
             return rq.amount_minor == 0
         if rq.op == OP_SELL_PACKAGE:
             return 0 < rq.amount_minor <= AMOUNT_MINOR_MAX and rq.valid_until_s > 0
-        if rq.op == OP_USE_UNITS:
-            return 0 < rq.amount_minor <= AMOUNT_MINOR_MAX
         if rq.op == OP_CREATE_RANGE:
             return rq.amount_minor >= 0 and rq.load_per_day_max_minor >= 0
-        if rq.op == OP_VOID:
-            return memcmp(rq.ref_request_id, rq.request_id, REQUEST_ID_SIZE) != 0
-        if rq.op == OP_REVERSAL:
+        if rq.op in (OP_VOID, OP_REVERSAL):
             return memcmp(rq.ref_request_id, rq.request_id, REQUEST_ID_SIZE) != 0
         if rq.op == OP_SET_PIN:
             return rq.flags & REQUEST_PIN_PRESENT
@@ -966,11 +963,21 @@ cdef class _BatchApplier:
         return 0
 
 
-HOLD_TIMEOUT_S_DEFAULT = 1800
+def expiry_due(txn, dbs, uint64_t now_s):
+    """True when a hold or package is due to end at now_s: an idle writer then runs an
+    empty batch, whose start ends them (the same rules as apply_batch)."""
+    cdef bytes first
+    for index_db, before_s in ((dbs[DB_HOLD_EXPIRY], now_s + 1), (dbs[DB_PACKAGE_EXPIRY], now_s)):
+        cursor = txn.cursor(db=index_db)
+        first = cursor.key() if cursor.first() else None
+        cursor.close()
+        if first is not None and u64_from_be(<const unsigned char*><const char*>first) < before_s:
+            return True
+    return False
 
 
 def apply_batch(txn, dbs, bytes requests, uint64_t now_s, uint32_t now_yyyymm,
-                uint64_t hold_timeout_s=HOLD_TIMEOUT_S_DEFAULT):
+                uint64_t hold_timeout_s=_records.HOLD_TIMEOUT_S_DEFAULT):
     """Release the holds whose time is up (at most HOLD_EXPIRIES_PER_BATCH_MAX), then
     apply packed requests (records.pack_request, concatenated) in order inside the
     write transaction ``txn``; return their packed replies, concatenated in the same order.

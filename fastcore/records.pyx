@@ -117,7 +117,8 @@ HOLD_RECORD_SIZE = sizeof(HoldRecord)
 PACKAGE_RECORD_SIZE = sizeof(PackageRecord)
 UNITS_ASSET = "UNT"            # the asset code of subscription units in accounts and journal
 # Holds released by timeout at the start of one batch, at most (the rest: next batch).
-HOLD_EXPIRIES_PER_BATCH_MAX = 1000
+HOLD_EXPIRIES_PER_BATCH_MAX = 1000  # holds (and packages) ended by time per batch, at most
+HOLD_TIMEOUT_S_DEFAULT = 1800      # an open pre-authorization is released after this long
 PIN_TRIES_MAX_DEFAULT = 3      # wrong PINs in a row that block a card, unless its range says
 
 assert REQUEST_SIZE == 176, REQUEST_SIZE

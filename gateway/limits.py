@@ -1,4 +1,5 @@
 """Every limit of the gateway, in one place, with its unit in its name."""
+from cardgate.fastcore import records
 
 # Group commit.
 BATCH_SIZE_MAX = 1000            # core requests applied in one LMDB write transaction
@@ -8,7 +9,7 @@ BATCH_LINGER_S = 0.0             # extra wait for more requests before a commit 
 REPLY_WAIT_S_MAX = 10.0          # a caller waits this long for its commit, then UNAVAILABLE
 
 # Holds.
-HOLD_TIMEOUT_S_DEFAULT = 1800    # an open pre-authorization is released after this long
+HOLD_TIMEOUT_S_DEFAULT = records.HOLD_TIMEOUT_S_DEFAULT  # the core's default, seconds
 WRITER_IDLE_TICK_S = 1.0         # an idle writer looks for expired holds this often
 
 # gRPC.

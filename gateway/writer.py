@@ -205,11 +205,7 @@ class BatchingWriter:
         now_s = self.clock()
         try:
             with self.store.env.begin() as txn:
-                due = False
-                for db, is_due in ((self.store.db_hold_expiry, lambda t: t <= now_s),
-                                   (self.store.db_package_expiry, lambda t: t < now_s)):
-                    cursor = txn.cursor(db=db)
-                    due = due or (cursor.first() and is_due(int.from_bytes(cursor.key()[:8], "big")))
+                due = ledger.expiry_due(txn, self.store.dbs, now_s)
             if due:
                 with self.store.env.begin(write=True) as txn:
                     ledger.apply_batch(txn, self.store.dbs, b"", now_s, yyyymm_of(now_s),

@@ -577,7 +577,7 @@ class ReferenceLedger:
         return records.Reply(**rp)
 
     def apply_batch(self, packed_requests: list, now_s: int, now_yyyymm: int,
-                    hold_timeout_s: int = 1800):
+                    hold_timeout_s: int = records.HOLD_TIMEOUT_S_DEFAULT):
         self.hold_timeout_s = hold_timeout_s
         self.expire_holds(now_s)
         self.expire_packages(now_s)

@@ -23,7 +23,7 @@ with atheris.instrument_imports():
     from cryptography import x509
     from google.protobuf import message_factory
 
-    from cardgate.fastcore import ledger, records
+    from cardgate.fastcore import records
     from cardgate.gateway import money, pan as pan_mod, validation
     from cardgate.gateway.datakeys import KeyRing, record_key_id
     from cardgate.gateway.pki import PkiError, identity_of

@@ -8,7 +8,7 @@ import os
 import pathlib
 import secrets
 
-from cardgate.fastcore.records import Result
+from cardgate.fastcore.records import Op, Result
 
 from .pan import luhn_check_digit, mask
 from .request_ids import new_request_id
@@ -71,7 +71,9 @@ def ensure_demo(operations, data_dir, clock) -> list[str] | None:
     pans = [random_pan(DEMO_IIN, DEMO_PAN_LENGTH) for _ in DEMO_LOADS_MINOR]
     operations.issue_gift_cards(new_request_id(), DEMO_RANGE_ID, [(p, expiry) for p in pans])
     for pan, amount in zip(pans, DEMO_LOADS_MINOR):
-        operations.load(new_request_id(), pan, amount, DEMO_CURRENCY)
+        request_id = new_request_id()
+        operations.submit_one(operations.pack_money(Op.LOAD, request_id, pan, amount, DEMO_CURRENCY),
+                              request_id)
     path = pathlib.Path(data_dir) / DEMO_CARDS_FILE
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:

@@ -1,53 +1,42 @@
-"""ForecourtService: many authorizations in one call, committed together.
+"""ForecourtService: many authorizations in one call or one stream.
 
-Each operation is validated and packed on its own (a bad one gets its own error), then
-all valid ones go to the writer as one submission: one commit, one fsync, one answer.
+Each operation is validated and packed on its own (a bad one gets its own error); a
+batch goes to the writer as one submission (one commit, one fsync, one answer), a
+stream's operations join whatever batch the writer takes next.
 """
 import queue
 import threading
 
 import grpc
 
-from cardgate.fastcore.records import Op, Result
 from cardgate.v1 import forecourt_pb2, forecourt_pb2_grpc
 
 from . import limits
 from .access import Denied
-from .operations import VelocityExceeded
+from .operations import raise_rejections
 from .registration import Malformed
-from .writer import QueueFull, WriterError
-from .service import authorization_message, rpc
+from .service import REFUSALS, authorization_message, rpc, status_of
 from .validation import InvalidArgument
 
 
-def _pack(ops, kind, m):
-    """The core request of one operation of a batch (raises on bad input)."""
-    if kind == "purchase":
-        return ops.pack_money(Op.PURCHASE, m.request_id, m.pan, m.amount.amount_minor,
-                              m.amount.currency, pin_text=m.pin, partial_ok=m.partial_approval_ok)
-    if kind == "preauthorize":
-        return ops.pack_money(Op.PREAUTH, m.request_id, m.pan, m.amount.amount_minor,
-                              m.amount.currency, pin_text=m.pin, partial_ok=m.partial_approval_ok)
-    if kind == "complete":
-        return ops.pack_money(Op.COMPLETE, m.request_id, m.pan, m.amount.amount_minor,
-                              m.amount.currency, ref_text=m.hold_id, ref_field="hold_id",
-                              allow_zero=True)
-    if kind == "void":
-        return ops.pack_reference(Op.VOID, m.request_id, m.hold_id, "hold_id")
-    if kind == "refund":
-        return ops.pack_money(Op.REFUND, m.request_id, m.pan, m.amount.amount_minor,
-                              m.amount.currency, ref_text=m.original_request_id)
-    if kind == "reverse":
-        return ops.pack_reference(Op.REVERSAL, m.request_id, m.original_request_id,
-                                  "original_request_id")
-    if kind == "load":
-        return ops.pack_money(Op.LOAD, m.request_id, m.pan, m.amount.amount_minor, m.amount.currency)
-    raise InvalidArgument("operation", "is empty; set one of purchase, preauthorize, complete, "
-                          "void, refund, reverse, load")
+def _refuse(result, exc, prefix=""):
+    result.error.CopyFrom(forecourt_pb2.OperationError(code=status_of(exc).value[0],
+                                                      message=prefix + str(exc)))
 
 
-def _error(code: grpc.StatusCode, message: str) -> forecourt_pb2.OperationError:
-    return forecourt_pb2.OperationError(code=code.value[0], message=message)
+def _fill(result, reply):
+    """A committed core reply into an OperationResult (rejections become errors)."""
+    try:
+        raise_rejections(reply, result.request_id)
+    except REFUSALS as exc:
+        return _refuse(result, exc)
+    result.authorization.CopyFrom(authorization_message(reply))
+
+
+def _operation(item):
+    """(kind, message) of a ForecourtOperation; (None, None) when it is empty."""
+    kind = item.WhichOneof("operation")
+    return kind, (getattr(item, kind) if kind else None)
 
 
 class ForecourtService(forecourt_pb2_grpc.ForecourtServiceServicer):
@@ -67,19 +56,15 @@ class ForecourtService(forecourt_pb2_grpc.ForecourtServiceServicer):
         results = [forecourt_pb2.OperationResult() for _ in request.operations]
         packed, positions = [], []
         for i, item in enumerate(request.operations):
-            kind = item.WhichOneof("operation")
-            message = getattr(item, kind) if kind else None
+            kind, message = _operation(item)
             results[i].request_id = getattr(message, "request_id", "")
             try:
-                packed.append(_pack(self.ops, kind, message))
+                packed.append(self.ops.pack_operation(kind, message))
                 positions.append(i)
-            except InvalidArgument as exc:
-                results[i].error.CopyFrom(_error(grpc.StatusCode.INVALID_ARGUMENT,
-                                                 f"operations[{i}].{exc}"))
-            except VelocityExceeded as exc:
-                results[i].error.CopyFrom(_error(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)))
+            except REFUSALS as exc:
+                _refuse(results[i], exc, f"operations[{i}]." if isinstance(exc, InvalidArgument) else "")
         for i, reply in zip(positions, self.ops.submit_many(packed)):
-            _fill(results[i], reply, f"operations[{i}]")
+            _fill(results[i], reply)
         return forecourt_pb2.AuthorizeBatchResponse(results=results)
 
     def AuthorizeStream(self, request_iterator, context):
@@ -119,49 +104,29 @@ class ForecourtService(forecourt_pb2_grpc.ForecourtServiceServicer):
 
     def _start(self, identity, item, answer):
         """Validate and queue one streamed operation; `answer` gets its result later."""
+        result = forecourt_pb2.OperationResult()
         if isinstance(item, Malformed):
-            return answer(forecourt_pb2.OperationResult(error=_error(
-                grpc.StatusCode.INVALID_ARGUMENT, f"not a valid {item.type_name} message")))
-        kind = item.WhichOneof("operation")
-        message = getattr(item, kind) if kind else None
-        result = forecourt_pb2.OperationResult(request_id=getattr(message, "request_id", ""))
+            _refuse(result, InvalidArgument("operation", f"not a valid {item.type_name} message"))
+            return answer(result)
+        kind, message = _operation(item)
+        result.request_id = getattr(message, "request_id", "")
         try:
             if message is not None:
                 self.access.admit_stream_item(identity, message)
-            packed = _pack(self.ops, kind, message)
-        except Denied as exc:
-            result.error.CopyFrom(_error(exc.code, str(exc)))
-            return answer(result)
-        except InvalidArgument as exc:
-            result.error.CopyFrom(_error(grpc.StatusCode.INVALID_ARGUMENT, str(exc)))
-            return answer(result)
-        except VelocityExceeded as exc:
-            result.error.CopyFrom(_error(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)))
+            packed = self.ops.pack_operation(kind, message)
+        except REFUSALS as exc:
+            _refuse(result, exc)
             return answer(result)
 
         def committed(replies, error):
             if error is not None:
-                result.error.CopyFrom(_error(grpc.StatusCode.UNAVAILABLE, str(error)))
+                _refuse(result, error)
             else:
-                _fill(result, replies[0], "operation")
+                _fill(result, replies[0])
             answer(result)
 
         try:
             self.ops.writer.submit_async([packed], committed)
-        except WriterError as exc:
-            result.error.CopyFrom(_error(grpc.StatusCode.RESOURCE_EXHAUSTED
-                                         if isinstance(exc, QueueFull) else grpc.StatusCode.UNAVAILABLE,
-                                         str(exc)))
+        except REFUSALS as exc:
+            _refuse(result, exc)
             answer(result)
-
-
-def _fill(result, reply, where):
-    """A committed core reply into an OperationResult (rejections become errors)."""
-    if reply.result == Result.REJECTED_REQUEST_ID_REUSED:
-        result.error.CopyFrom(_error(grpc.StatusCode.ALREADY_EXISTS, f"request_id "
-                                     f"{result.request_id} was already used for a different request"))
-    elif reply.result == Result.REJECTED_INVALID_REQUEST:
-        result.error.CopyFrom(_error(grpc.StatusCode.INVALID_ARGUMENT,
-                                     f"{where}: refused by the core as invalid"))
-    else:
-        result.authorization.CopyFrom(authorization_message(reply))

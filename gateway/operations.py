@@ -1,7 +1,8 @@
 """What the gateway can do, independent of gRPC: validate, pack for the core, submit.
 
-The gRPC services, the demo set-up and tests call these; each returns the core's Reply
-(or a list of them) and raises validation.InvalidArgument or writer.WriterError.
+The gRPC services and the demo set-up call these; each returns the core's Reply (or a
+list of them) and raises validation.InvalidArgument, RequestIdReused, VelocityExceeded
+or writer.WriterError.
 """
 import hashlib
 import time
@@ -28,17 +29,18 @@ class RequestIdReused(Exception):
                          "request; use a new UUID for a new request")
 
 
-def _one(writer, packed: bytes, request_id_text: str):
-    reply = writer.submit([packed])[0]
-    _raise_rejections(reply, request_id_text)
-    return reply
-
-
-def _raise_rejections(reply, request_id_text: str):
+def raise_rejections(reply, request_id_text: str):
+    """The core's two rejections (not business outcomes) as the gateway's exceptions."""
     if reply.result == Result.REJECTED_REQUEST_ID_REUSED:
         raise RequestIdReused(request_id_text)
     if reply.result == Result.REJECTED_INVALID_REQUEST:
         raise validation.InvalidArgument("request", "refused by the core as invalid")
+
+
+def _reason(reason: int) -> int:
+    if reason not in ADJUSTMENT_REASONS:
+        raise validation.InvalidArgument("reason", "must name why (ADJUSTMENT_REASON_...)")
+    return reason
 
 
 class Operations:
@@ -52,6 +54,9 @@ class Operations:
     def _card_key(self, pan_text: str, field: str = "pan") -> bytes:
         return self.store.pan_key.card_key(validation.pan(pan_text, field))
 
+    def _pin_verifier(self, card_key: bytes, pin_text: str) -> bytes:
+        return self.store.pin_key.pin_verifier(card_key, validation.pin(pin_text))
+
     # ---- packing: validate a request and turn it into a core request -------------
 
     def pack_money(self, op: int, request_id_text: str, pan_text: str, amount_minor: int,
@@ -64,8 +69,7 @@ class Operations:
                 raise validation.InvalidArgument(ref_field, "is missing")
             ref = validation.request_id(ref_text, ref_field)
         card_key = self._card_key(pan_text)
-        verifier = self.store.pin_key.pin_verifier(card_key, validation.pin(pin_text)) \
-            if pin_text else None
+        verifier = self._pin_verifier(card_key, pin_text) if pin_text else None
         packed = records.pack_request(
             op, rid, ref_request_id=ref, card_key=card_key,
             amount_minor=validation.amount_minor(amount_minor, allow_zero=allow_zero),
@@ -86,55 +90,41 @@ class Operations:
         return records.pack_request(op, rid, ref_request_id=ref)
 
     def submit_one(self, packed: bytes, request_id_text: str):
-        return _one(self.writer, packed, request_id_text)
+        reply = self.writer.submit([packed])[0]
+        raise_rejections(reply, request_id_text)
+        return reply
 
     def submit_many(self, packed: list) -> list:
         """Core requests of one batch call, applied in one submission; replies in order.
         Rejections (reused ids, invalid) come back as replies for the caller to map."""
         return self.writer.submit(packed) if packed else []
 
-    # ---- stored value ------------------------------------------------------------
+    # ---- authorizations --------------------------------------------------------
 
-    def load(self, request_id_text, pan_text, amount_minor, currency):
-        return self.submit_one(self.pack_money(Op.LOAD, request_id_text, pan_text, amount_minor,
-                                               currency), request_id_text)
-
-    def purchase(self, request_id_text, pan_text, amount_minor, currency, pin_text="",
-                 partial_ok=False):
-        return self._charge(Op.PURCHASE, request_id_text, pan_text, amount_minor, currency,
-                            pin_text, partial_ok)
-
-    def _charge(self, op, request_id_text, pan_text, amount_minor, currency, pin_text, partial_ok):
-        """A purchase or a pre-authorization: PIN and partial approval apply to both."""
-        return self.submit_one(self.pack_money(op, request_id_text, pan_text, amount_minor,
-                                               currency, pin_text=pin_text, partial_ok=partial_ok),
-                               request_id_text)
-
-    def refund(self, request_id_text, pan_text, amount_minor, currency, original_request_id_text):
-        return self.submit_one(self.pack_money(Op.REFUND, request_id_text, pan_text, amount_minor,
-                                               currency, ref_text=original_request_id_text),
-                               request_id_text)
-
-    def reverse(self, request_id_text, original_request_id_text):
-        return self.submit_one(self.pack_reference(Op.REVERSAL, request_id_text,
-                                                   original_request_id_text, "original_request_id"),
-                               request_id_text)
-
-    # ---- pre-authorizations ------------------------------------------------------
-
-    def preauthorize(self, request_id_text, pan_text, amount_minor, currency, pin_text="",
-                     partial_ok=False):
-        return self._charge(Op.PREAUTH, request_id_text, pan_text, amount_minor, currency,
-                            pin_text, partial_ok)
-
-    def complete(self, request_id_text, pan_text, hold_id_text, amount_minor, currency):
-        return self.submit_one(self.pack_money(Op.COMPLETE, request_id_text, pan_text, amount_minor,
-                                               currency, ref_text=hold_id_text, ref_field="hold_id",
-                                               allow_zero=True), request_id_text)
-
-    def void(self, request_id_text, hold_id_text):
-        return self.submit_one(self.pack_reference(Op.VOID, request_id_text, hold_id_text,
-                                                   "hold_id"), request_id_text)
+    def pack_operation(self, kind: str, m) -> bytes:
+        """The core request of a cardgate.v1 authorization message; `kind` names its type
+        as ForecourtOperation's fields do. Raises on bad input."""
+        if kind in ("purchase", "preauthorize"):
+            return self.pack_money(Op.PURCHASE if kind == "purchase" else Op.PREAUTH,
+                                   m.request_id, m.pan, m.amount.amount_minor, m.amount.currency,
+                                   pin_text=m.pin, partial_ok=m.partial_approval_ok)
+        if kind == "complete":
+            return self.pack_money(Op.COMPLETE, m.request_id, m.pan, m.amount.amount_minor,
+                                   m.amount.currency, ref_text=m.hold_id, ref_field="hold_id",
+                                   allow_zero=True)
+        if kind == "void":
+            return self.pack_reference(Op.VOID, m.request_id, m.hold_id, "hold_id")
+        if kind == "refund":
+            return self.pack_money(Op.REFUND, m.request_id, m.pan, m.amount.amount_minor,
+                                   m.amount.currency, ref_text=m.original_request_id)
+        if kind == "reverse":
+            return self.pack_reference(Op.REVERSAL, m.request_id, m.original_request_id,
+                                       "original_request_id")
+        if kind == "load":
+            return self.pack_money(Op.LOAD, m.request_id, m.pan, m.amount.amount_minor,
+                                   m.amount.currency)
+        raise validation.InvalidArgument("operation", "is empty; set one of purchase, "
+                                         "preauthorize, complete, void, refund, reverse, load")
 
     def balance(self, pan_text):
         """(Card, Account) or None; a read that never waits for the writer."""
@@ -165,7 +155,7 @@ class Operations:
             iin_digits=len(iin_prefix), pan_length=pan_length,
             currency=validation.currency(currency), range_name=name, pin_tries_max=pin_tries_max,
             amount_minor=balance_max_minor, load_per_day_max_minor=load_per_day_max_minor)
-        return _one(self.writer, packed, request_id_text)
+        return self.submit_one(packed, request_id_text)
 
     def issue_gift_cards(self, request_id_text, range_id, cards):
         """cards: [(pan, expiry_yyyymm)]. All are issued in one transaction, or none
@@ -221,16 +211,15 @@ class Operations:
 
         replies = self.writer.submit(packed, guard=same_or_new, after=store_encrypted_pans)
         for reply in replies:
-            _raise_rejections(reply, request_id_text)
+            raise_rejections(reply, request_id_text)
         return replies
 
     def set_card_pin(self, request_id_text, pan_text, pin_text):
         rid = validation.request_id(request_id_text)
         card_key = self._card_key(pan_text)
-        packed = records.pack_request(
-            Op.SET_PIN, rid, card_key=card_key,
-            pin_verifier=self.store.pin_key.pin_verifier(card_key, validation.pin(pin_text)))
-        return _one(self.writer, packed, request_id_text)
+        packed = records.pack_request(Op.SET_PIN, rid, card_key=card_key,
+                                      pin_verifier=self._pin_verifier(card_key, pin_text))
+        return self.submit_one(packed, request_id_text)
 
     # ---- subscription packages ----------------------------------------------------------
 
@@ -255,21 +244,17 @@ class Operations:
 
     def adjust_balance(self, request_id_text, pan_text, amount_minor, currency, down, reason):
         rid = validation.request_id(request_id_text)
-        if reason not in ADJUSTMENT_REASONS:
-            raise validation.InvalidArgument("reason", "must name why (ADJUSTMENT_REASON_...)")
         packed = records.pack_request(
             Op.ADJUST, rid, card_key=self._card_key(pan_text),
             amount_minor=validation.amount_minor(amount_minor),
-            currency=validation.currency(currency, "amount.currency"), reason=reason,
+            currency=validation.currency(currency, "amount.currency"), reason=_reason(reason),
             adjust_down=down)
         return self.submit_one(packed, request_id_text)
 
     def clear_balance(self, request_id_text, pan_text, reason):
         rid = validation.request_id(request_id_text)
-        if reason not in ADJUSTMENT_REASONS:
-            raise validation.InvalidArgument("reason", "must name why (ADJUSTMENT_REASON_...)")
         return self.submit_one(records.pack_request(Op.CLEAR, rid, card_key=self._card_key(pan_text),
-                                                    reason=reason), request_id_text)
+                                                    reason=_reason(reason)), request_id_text)
 
     def deactivate_card(self, request_id_text, pan_text):
         rid = validation.request_id(request_id_text)
@@ -283,4 +268,4 @@ class Operations:
             raise validation.InvalidArgument("status", "must be CARD_STATUS_BLOCKED or CARD_STATUS_ACTIVE")
         packed = records.pack_request(Op.SET_STATUS, rid, card_key=self._card_key(pan_text),
                                       target_status=status)
-        return _one(self.writer, packed, request_id_text)
+        return self.submit_one(packed, request_id_text)

@@ -63,6 +63,21 @@ _WRITER_CODES = {
 }
 
 
+REFUSALS = (Denied, VelocityExceeded, InvalidArgument, RequestIdReused, writer_mod.WriterError)
+_STATUS_OF = {VelocityExceeded: grpc.StatusCode.RESOURCE_EXHAUSTED,
+              InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+              RequestIdReused: grpc.StatusCode.ALREADY_EXISTS}
+
+
+def status_of(exc) -> grpc.StatusCode:
+    """The gRPC status a refusal (one of REFUSALS) is answered with."""
+    if isinstance(exc, Denied):
+        return exc.code
+    if isinstance(exc, writer_mod.WriterError):
+        return _WRITER_CODES.get(type(exc), grpc.StatusCode.UNAVAILABLE)
+    return _STATUS_OF[type(exc)]
+
+
 def rpc(method):
     """Check the caller's access, then run the method, mapping the gateway's exceptions
     onto gRPC status codes."""
@@ -84,17 +99,10 @@ def rpc(method):
                           mask(getattr(request, "pan", "")), getattr(request, "request_id", ""),
                           _result_of(response))
             return response
-        except Denied as exc:
-            log.info("%s refused: %s", method.__name__, exc)
-            context.abort(exc.code, str(exc))
-        except VelocityExceeded as exc:
-            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
-        except InvalidArgument as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        except RequestIdReused as exc:
-            context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
-        except writer_mod.WriterError as exc:
-            context.abort(_WRITER_CODES.get(type(exc), grpc.StatusCode.UNAVAILABLE), str(exc))
+        except REFUSALS as exc:
+            if isinstance(exc, Denied):
+                log.info("%s refused: %s", method.__name__, exc)
+            context.abort(status_of(exc), str(exc))
     return wrapper
 
 
@@ -129,49 +137,40 @@ class AuthorizationService(authorization_pb2_grpc.AuthorizationServiceServicer):
         self.ops = operations
         self.access = access
 
+    def _authorize(self, kind, request) -> common_pb2.Authorization:
+        reply = self.ops.submit_one(self.ops.pack_operation(kind, request), request.request_id)
+        return authorization_message(reply)
+
     @rpc
     def LoadValue(self, request, context):
-        reply = self.ops.load(request.request_id, request.pan, request.amount.amount_minor,
-                              request.amount.currency)
-        return authorization_pb2.LoadValueResponse(authorization=authorization_message(reply))
+        return authorization_pb2.LoadValueResponse(authorization=self._authorize("load", request))
 
     @rpc
     def Purchase(self, request, context):
-        reply = self.ops.purchase(request.request_id, request.pan, request.amount.amount_minor,
-                                  request.amount.currency, request.pin, request.partial_approval_ok)
-        return authorization_pb2.PurchaseResponse(authorization=authorization_message(reply))
+        return authorization_pb2.PurchaseResponse(authorization=self._authorize("purchase", request))
 
     @rpc
     def PreAuthorize(self, request, context):
-        reply = self.ops.preauthorize(request.request_id, request.pan, request.amount.amount_minor,
-                                      request.amount.currency, request.pin,
-                                      request.partial_approval_ok)
-        return authorization_pb2.PreAuthorizeResponse(authorization=authorization_message(reply),
-                                                      hold_id=request.request_id)
+        return authorization_pb2.PreAuthorizeResponse(
+            authorization=self._authorize("preauthorize", request), hold_id=request.request_id)
 
     @rpc
     def CompletePreAuthorization(self, request, context):
-        reply = self.ops.complete(request.request_id, request.pan, request.hold_id,
-                                  request.amount.amount_minor, request.amount.currency)
         return authorization_pb2.CompletePreAuthorizationResponse(
-            authorization=authorization_message(reply))
+            authorization=self._authorize("complete", request))
 
     @rpc
     def VoidPreAuthorization(self, request, context):
-        reply = self.ops.void(request.request_id, request.hold_id)
         return authorization_pb2.VoidPreAuthorizationResponse(
-            authorization=authorization_message(reply))
+            authorization=self._authorize("void", request))
 
     @rpc
     def Refund(self, request, context):
-        reply = self.ops.refund(request.request_id, request.pan, request.amount.amount_minor,
-                                request.amount.currency, request.original_request_id)
-        return authorization_pb2.RefundResponse(authorization=authorization_message(reply))
+        return authorization_pb2.RefundResponse(authorization=self._authorize("refund", request))
 
     @rpc
     def Reverse(self, request, context):
-        reply = self.ops.reverse(request.request_id, request.original_request_id)
-        return authorization_pb2.ReverseResponse(authorization=authorization_message(reply))
+        return authorization_pb2.ReverseResponse(authorization=self._authorize("reverse", request))
 
     @rpc
     def SellPackage(self, request, context):

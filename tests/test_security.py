@@ -14,7 +14,7 @@ from cardgate.gateway.server import Gateway, InsecureRefused
 from cardgate.v1 import authorization_pb2, authorization_pb2_grpc, common_pb2
 
 from conftest import TERMINAL_MERCHANT, TERMINAL_OUTLET, LiveGateway
-from helpers import balance, create_range, eur, issue, load, make_pan, new_id, purchase, snapshot
+from helpers import create_range, eur, issue, load, make_pan, new_id, purchase, snapshot
 
 ROLE_CERT = {"terminal": "terminal-1", "bureau": "bureau-1", "operator": "operator-1"}
 

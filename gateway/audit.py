@@ -8,6 +8,7 @@
    exceeds it, and each card's held account equals the sum of its open holds.
 """
 import collections
+from typing import Callable, NamedTuple
 
 from cardgate.fastcore import records
 from cardgate.fastcore.records import HoldState, Op, PackageState, Result, Slot
@@ -46,8 +47,8 @@ def _audit(store, txn):
 
     computed = collections.defaultdict(lambda: [0, 0, 0])   # balance, credits, debits
     runs = {}                                                # request id -> (first, last seq)
-    expiry_runs = {}                                         # hold id -> seqs of its expiry
-    package_expiries = {}                                    # package id -> seqs of its expiry
+    # Entries the writer posts when time ends a hold or package: op -> id -> seqs.
+    timed_ends = {Op.HOLD_EXPIRY: {}, Op.PACKAGE_EXPIRY: {}}
     expected_seq = 1
     entries = 0
     for key, value in txn.cursor(db=store.db_journal):
@@ -70,11 +71,8 @@ def _audit(store, txn):
             c = computed[(owner, slot)]
             c[0] += sign * entry.amount_minor
             c[1 if sign > 0 else 2] += entry.amount_minor
-        if entry.op == Op.HOLD_EXPIRY:             # posted by the writer, not a request
-            expiry_runs.setdefault(entry.request_id, []).append(seq)
-            continue
-        if entry.op == Op.PACKAGE_EXPIRY:
-            package_expiries.setdefault(entry.request_id, []).append(seq)
+        if entry.op in timed_ends:                 # posted by the writer, not a request
+            timed_ends[entry.op].setdefault(entry.request_id, []).append(seq)
             continue
         first_last = runs.get(entry.request_id)
         if first_last is None:
@@ -111,8 +109,8 @@ def _audit(store, txn):
                               f"{int.from_bytes(value, 'big')}")
 
     request_count = _audit_requests(store, txn, runs, violations)
-    _audit_holds(store, txn, accounts, expiry_runs, violations)
-    _audit_packages(store, txn, accounts, package_expiries, violations)
+    for timed in (HOLDS, PACKAGES):
+        _audit_timed(timed, txn, store, accounts, timed_ends[timed.end_op], violations)
     counts = {"cards": len(cards), "accounts": len(accounts), "journal_entries": entries,
               "requests": request_count}
     return violations, counts
@@ -156,54 +154,52 @@ def _audit_requests(store, txn, runs, violations):
     return count
 
 
-def _audit_holds(store, txn, accounts, expiry_runs, violations):
-    open_held = collections.Counter()
-    expiry_keys = {bytes(k) for k, _ in txn.cursor(db=store.db_hold_expiry)}
-    for hold_id, value in txn.cursor(db=store.db_holds):
-        hold = records.unpack_hold(value)
-        name = f"hold {hold_id.hex()}"
-        indexed = hold.expires_s.to_bytes(8, "big") + hold_id in expiry_keys
-        if hold.status == HoldState.OPEN:
-            open_held[hold.card_id] += hold.held_minor
-            if not indexed:
-                violations.append(f"{name}: open but missing from the expiry index")
-        elif indexed:
-            violations.append(f"{name}: ended ({HoldState(hold.status).name}) yet still due to expire")
-        if not 0 <= hold.completed_minor <= hold.held_minor:
-            violations.append(f"{name}: completed {hold.completed_minor} of {hold.held_minor} held")
-        expired_entries = len(expiry_runs.pop(hold_id, []))
-        if (hold.status == HoldState.EXPIRED) != (expired_entries > 0) or expired_entries > 1:
-            violations.append(f"{name}: {HoldState(hold.status).name} with {expired_entries} "
-                              "expiry entries in the journal")
-    for hold_id in expiry_runs:
-        violations.append(f"journal expires hold {hold_id.hex()}, which does not exist")
-    for (owner, slot), acc in accounts.items():
-        if slot == Slot.CARD_HELD and acc.balance_minor != open_held.get(owner, 0):
-            violations.append(f"card {owner}: held account {acc.balance_minor} but its open holds "
-                              f"sum to {open_held.get(owner, 0)}")
+class _Timed(NamedTuple):
+    """Records that time can end (holds, packages), and how to check them."""
+    what: str
+    db: str                 # Store attributes of the records and of their expiry index
+    index_db: str
+    unpack: Callable
+    states: type
+    end_op: int             # the journal op of their end by time
+    card_slot: int          # the card account that holds what open ones keep
+    due_s: Callable         # record -> the time in its expiry-index key
+    open_amount: Callable   # record -> what it keeps on the card while open
+    within: Callable        # record -> (part, whole): 0 <= part <= whole must hold
 
 
-def _audit_packages(store, txn, accounts, expiries, violations):
-    open_units = collections.Counter()
-    indexed = {bytes(k) for k, _ in txn.cursor(db=store.db_package_expiry)}
-    for package_id, value in txn.cursor(db=store.db_packages):
-        package = records.unpack_package(value)
-        name = f"package {package_id.hex()}"
-        is_open = package.status == PackageState.OPEN
+HOLDS = _Timed("hold", "db_holds", "db_hold_expiry", records.unpack_hold, HoldState,
+               Op.HOLD_EXPIRY, Slot.CARD_HELD, lambda h: h.expires_s, lambda h: h.held_minor,
+               lambda h: (h.completed_minor, h.held_minor))
+PACKAGES = _Timed("package", "db_packages", "db_package_expiry", records.unpack_package,
+                  PackageState, Op.PACKAGE_EXPIRY, Slot.CARD_UNITS, lambda p: p.valid_until_s,
+                  lambda p: p.units_left, lambda p: (p.units_left, p.units_total))
+
+
+def _audit_timed(timed, txn, store, accounts, ends, violations):
+    """Open ones are in the expiry index and ended ones not; each that expired has one
+    expiry entry in the journal; the card's account equals what its open ones keep."""
+    kept = collections.Counter()
+    indexed = {bytes(k) for k, _ in txn.cursor(db=getattr(store, timed.index_db))}
+    for record_id, value in txn.cursor(db=getattr(store, timed.db)):
+        record = timed.unpack(value)
+        name = f"{timed.what} {record_id.hex()}"
+        state = timed.states(record.status).name
+        is_open = record.status == timed.states.OPEN
         if is_open:
-            open_units[package.card_id] += package.units_left
-        if is_open != (package.valid_until_s.to_bytes(8, "big") + package_id in indexed):
-            violations.append(f"{name}: {PackageState(package.status).name} but "
+            kept[record.card_id] += timed.open_amount(record)
+        if is_open != (timed.due_s(record).to_bytes(8, "big") + record_id in indexed):
+            violations.append(f"{name}: {state} but "
                               f"{'missing from' if is_open else 'still in'} the expiry index")
-        if not 0 <= package.units_left <= package.units_total:
-            violations.append(f"{name}: {package.units_left} left of {package.units_total}")
-        expired = len(expiries.pop(package_id, []))
-        if (package.status == PackageState.EXPIRED) != (expired == 1) or expired > 1:
-            violations.append(f"{name}: {PackageState(package.status).name} with {expired} "
-                              "expiry entries in the journal")
-    for package_id in expiries:
-        violations.append(f"journal expires package {package_id.hex()}, which does not exist")
+        part, whole = timed.within(record)
+        if not 0 <= part <= whole:
+            violations.append(f"{name}: {part} of {whole}")
+        expired = len(ends.pop(record_id, []))
+        if (record.status == timed.states.EXPIRED) != (expired == 1) or expired > 1:
+            violations.append(f"{name}: {state} with {expired} expiry entries in the journal")
+    for record_id in ends:
+        violations.append(f"journal expires {timed.what} {record_id.hex()}, which does not exist")
     for (owner, slot), acc in accounts.items():
-        if slot == Slot.CARD_UNITS and acc.balance_minor != open_units.get(owner, 0):
-            violations.append(f"card {owner}: {acc.balance_minor} units on the card but its open "
-                              f"packages hold {open_units.get(owner, 0)}")
+        if slot == timed.card_slot and acc.balance_minor != kept.get(owner, 0):
+            violations.append(f"card {owner}: {Slot(slot).name.lower()} account {acc.balance_minor} "
+                              f"but its open {timed.what}s keep {kept.get(owner, 0)}")

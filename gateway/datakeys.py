@@ -8,12 +8,12 @@ Each record is bound to its card id (GCM associated data), so records cannot be 
 """
 import base64
 import json
-import os
 import pathlib
 import secrets
-import threading
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from .files import WatchedFile, create_private, write_file
 
 RECORD_VERSION = 1
 NONCE_BYTES = 12
@@ -25,15 +25,8 @@ class KeyError_(LookupError):
     pass
 
 
-def _write_private_json(path: pathlib.Path, value):
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(value, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def _ring_bytes(ring: dict) -> bytes:
+    return json.dumps(ring, indent=1).encode()
 
 
 def encode_record(key_id: str, nonce: bytes, sealed: bytes) -> bytes:
@@ -63,27 +56,19 @@ class KeyRing:
 
     def __init__(self, path: pathlib.Path):
         self.path = pathlib.Path(path)
-        self._lock = threading.Lock()
-        self._stamp = None
-        self._ring = None
+        self._file = WatchedFile(self.path, json.loads)
 
     @classmethod
     def load_or_create(cls, keys_dir) -> "KeyRing":
         ring = cls(pathlib.Path(keys_dir) / "data-keys.json")
         if not ring.path.exists():
             key_id = "k1"
-            _write_private_json(ring.path, {"active": key_id, "keys": {
-                key_id: base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode()}})
+            create_private(ring.path, _ring_bytes({"active": key_id, "keys": {
+                key_id: base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode()}}))
         return ring
 
     def _current(self) -> dict:
-        st = os.stat(self.path)
-        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
-        if stamp != self._stamp:
-            with self._lock:
-                self._ring = json.loads(self.path.read_text())
-                self._stamp = stamp
-        return self._ring
+        return self._file.current()
 
     @property
     def active_key_id(self) -> str:
@@ -116,7 +101,7 @@ class KeyRing:
         key_id = f"k{number}"
         ring["keys"] = {**ring["keys"], key_id: base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode()}
         ring["active"] = key_id
-        _write_private_json(self.path, ring)
+        write_file(self.path, _ring_bytes(ring), private=True)
         return key_id
 
     def remove_key(self, key_id: str):
@@ -126,4 +111,4 @@ class KeyRing:
         if key_id not in ring["keys"]:
             raise KeyError_(f"data key {key_id!r} is not in the ring")
         ring["keys"] = {k: v for k, v in ring["keys"].items() if k != key_id}
-        _write_private_json(self.path, ring)
+        write_file(self.path, _ring_bytes(ring), private=True)

@@ -4,12 +4,12 @@ It defines card range 1 (EUR gift cards), registers a few bearer gift cards and 
 them. The full demo card numbers go to DEMO_CARDS_FILE in the data directory (0600),
 never to the screen; the CLI's --demo-card N reads them from there.
 """
-import os
 import pathlib
 import secrets
 
 from cardgate.fastcore.records import Op, Result
 
+from .files import write_file
 from .pan import luhn_check_digit, mask
 from .request_ids import new_request_id
 from .writer import yyyymm_of
@@ -74,9 +74,6 @@ def ensure_demo(operations, data_dir, clock) -> list[str] | None:
         request_id = new_request_id()
         operations.submit_one(operations.pack_money(Op.LOAD, request_id, pan, amount, DEMO_CURRENCY),
                               request_id)
-    path = pathlib.Path(data_dir) / DEMO_CARDS_FILE
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        for i, pan in enumerate(pans, 1):
-            f.write(f"{pan} demo card {i}\n")
+    write_file(pathlib.Path(data_dir) / DEMO_CARDS_FILE, "".join(
+        f"{pan} demo card {i}\n" for i, pan in enumerate(pans, 1)).encode(), private=True)
     return [mask(p) for p in pans]

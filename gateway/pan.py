@@ -8,6 +8,8 @@ import hmac
 import os
 import pathlib
 
+from .files import create_private
+
 PAN_LENGTH_MIN = 16
 PAN_LENGTH_MAX = 19
 INDEX_KEY_BYTES = 32
@@ -76,12 +78,7 @@ class PanIndexKey:
     @classmethod
     def load_or_create(cls, path: pathlib.Path) -> "PanIndexKey":
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(os.urandom(INDEX_KEY_BYTES))
-                f.flush()
-                os.fsync(f.fileno())
+            create_private(path, os.urandom(INDEX_KEY_BYTES))
         return cls(path.read_bytes())
 
     def card_key(self, pan: str) -> bytes:

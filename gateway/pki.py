@@ -13,15 +13,15 @@ import dataclasses
 import datetime
 import ipaddress
 import json
-import os
 import pathlib
 import re
-import threading
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from .files import WatchedFile, write_file
 
 ROLES = ("terminal", "bureau", "operator")
 URI_PREFIX = "urn:cardgate:"
@@ -87,22 +87,12 @@ def identity_of(cert: x509.Certificate) -> Identity:
     raise PkiError(f"certificate carries an unknown cardgate role {ours[0]!r}")
 
 
-def _write_private(path: pathlib.Path, data: bytes):
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def _parse_revoked(data: bytes) -> frozenset:
+    return frozenset(int(s, 16) for s in json.loads(data)["serials"])
 
 
-def _write_public(path: pathlib.Path, data: bytes):
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+def _cert_pem(cert) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
 
 
 def _key_pem(key) -> bytes:
@@ -151,15 +141,15 @@ class Pki:
                     .add_extension(x509.KeyUsage(False, False, False, False, False, True, True,
                                                  False, False), critical=True)
                     .sign(key, hashes.SHA256()))
-            _write_private(self.ca_key_path, _key_pem(key))
-            _write_public(self.ca_cert_path, cert.public_bytes(serialization.Encoding.PEM))
+            write_file(self.ca_key_path, _key_pem(key), private=True)
+            write_file(self.ca_cert_path, _cert_pem(cert), private=False)
             created = True
         if created or not self.server_cert_path.exists():
             sans = [_host_name(h) for h in dict.fromkeys(server_hosts)]
             key, cert = self._sign("cardgate gateway", sans, SERVER_VALID_DAYS,
                                    ExtendedKeyUsageOID.SERVER_AUTH)
-            _write_private(self.server_key_path, _key_pem(key))
-            _write_public(self.server_cert_path, cert.public_bytes(serialization.Encoding.PEM))
+            write_file(self.server_key_path, _key_pem(key), private=True)
+            write_file(self.server_cert_path, _cert_pem(cert), private=False)
             created = True
         return created
 
@@ -191,9 +181,9 @@ class Pki:
         key, cert = self._sign(name, [x509.UniformResourceIdentifier(uri)], valid_days,
                                ExtendedKeyUsageOID.CLIENT_AUTH)
         out = pathlib.Path(out_dir)
-        _write_private(out / f"{name}.key", _key_pem(key))
-        _write_public(out / f"{name}.crt", cert.public_bytes(serialization.Encoding.PEM))
-        _write_public(out / "ca.crt", self.ca_cert_path.read_bytes())
+        write_file(out / f"{name}.key", _key_pem(key), private=True)
+        write_file(out / f"{name}.crt", _cert_pem(cert), private=False)
+        write_file(out / "ca.crt", self.ca_cert_path.read_bytes(), private=False)
         identity = identity_of(cert)
         with open(self.issued_path, "a") as f:
             f.write(json.dumps({"serial": f"{cert.serial_number:x}", "role": role, "name": name,
@@ -203,15 +193,15 @@ class Pki:
 
     # ---- revocation ------------------------------------------------------------
 
-    def revoked_serials(self) -> set:
+    def revoked_serials(self) -> frozenset:
         if not self.revoked_path.exists():
-            return set()
-        return {int(s, 16) for s in json.loads(self.revoked_path.read_text())["serials"]}
+            return frozenset()
+        return _parse_revoked(self.revoked_path.read_bytes())
 
     def revoke(self, serial: int):
         serials = self.revoked_serials() | {serial}
-        _write_public(self.revoked_path, json.dumps(
-            {"serials": sorted(f"{s:x}" for s in serials)}, indent=1).encode())
+        write_file(self.revoked_path, json.dumps(
+            {"serials": sorted(f"{s:x}" for s in serials)}, indent=1).encode(), private=False)
 
     # ---- credentials -----------------------------------------------------------
 
@@ -224,22 +214,10 @@ class RevocationList:
     """The revoked serials, reread whenever the file changes (checked on every call)."""
 
     def __init__(self, pki: Pki):
-        self._pki = pki
-        self._lock = threading.Lock()
-        self._stamp = None
-        self._serials = frozenset()
+        self._file = WatchedFile(pki.revoked_path, _parse_revoked, missing=frozenset())
 
     def is_revoked(self, serial: int) -> bool:
-        try:
-            st = os.stat(self._pki.revoked_path)
-            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
-        except FileNotFoundError:
-            stamp = None
-        if stamp != self._stamp:
-            with self._lock:
-                self._serials = frozenset(self._pki.revoked_serials())
-                self._stamp = stamp
-        return serial in self._serials
+        return serial in self._file.current()
 
 
 def load_certificate(path) -> x509.Certificate:

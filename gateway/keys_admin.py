@@ -19,6 +19,21 @@ def key_id_counts(store) -> collections.Counter:
         return collections.Counter(record_key_id(v) for _, v in txn.cursor(db=store.db_pans))
 
 
+def _stale_after(store, active: str, after: bytes, limit: int):
+    """Up to `limit` keys after `after` whose PAN is not under the active key, and where
+    the scan stopped: each chunk goes on where the last one ended."""
+    stale = []
+    with store.env.begin() as txn:
+        cursor = txn.cursor(db=store.db_pans)
+        found = cursor.set_range(after) if after else cursor.first()
+        while found and len(stale) < limit:
+            key = cursor.key()
+            if key != after and record_key_id(cursor.value()) != active:
+                stale.append(key)
+            found = cursor.next()
+    return stale, (stale[-1] if stale else after)
+
+
 def rotate(data_dir, *, chunk_records=ROTATE_CHUNK_RECORDS, max_records=None):
     """Re-encrypt every PAN under the active key, starting a new key first unless a
     rotation is unfinished. Returns (active key id, records re-encrypted, records left)."""
@@ -29,14 +44,16 @@ def rotate(data_dir, *, chunk_records=ROTATE_CHUNK_RECORDS, max_records=None):
         if not counts or set(counts) == {ring.active_key_id}:
             ring.add_active_key()              # a new rotation
         active = ring.active_key_id
-        done = 0
+        done, after, found_this_pass = 0, b"", False
         while max_records is None or done < max_records:
             limit = chunk_records if max_records is None else min(chunk_records, max_records - done)
-            with store.env.begin() as txn:
-                stale = [key for key, value in txn.cursor(db=store.db_pans)
-                         if record_key_id(value) != active][:limit]
+            stale, after = _stale_after(store, active, after, limit)
             if not stale:
-                break
+                if not found_this_pass:
+                    break                       # a whole pass found nothing left
+                after, found_this_pass = b"", False  # look again for records written meanwhile
+                continue
+            found_this_pass = True
             with store.env.begin(write=True) as txn:
                 for key in stale:
                     value = txn.get(key, db=store.db_pans)

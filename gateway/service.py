@@ -193,7 +193,7 @@ class AuthorizationService(authorization_pb2_grpc.AuthorizationServiceServicer):
             balance=balance_message(account.currency, account.balance_minor, account.pending_minor),
             masked_pan=mask_parts(card.pan_first6, card.pan_last4, card.pan_length),
             status=card.status, expiry_yyyymm=card.expiry_yyyymm,
-            units_left=self.ops.store.read_units_left(card.card_id, self.ops.clock()))
+            units_left=self.ops.store.read_units_left(card.card_id))
 
 
 class IssuingService(issuing_pb2_grpc.IssuingServiceServicer):

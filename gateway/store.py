@@ -80,19 +80,12 @@ class Store:
             return card, value._replace(balance_minor=value.balance_minor + held.balance_minor,
                                         pending_minor=held.balance_minor)
 
-    def read_units_left(self, card_id: int, now_s: int) -> int:
-        """Units in the card's packages that are still valid at now_s."""
-        prefix = card_id.to_bytes(8, "big")
-        left = 0
+    def read_units_left(self, card_id: int) -> int:
+        """Subscription units on the card: its open packages (ended ones, used up or
+        expired by the writer within WRITER_IDLE_TICK_S, hold none)."""
         with self.env.begin() as txn:
-            cursor = txn.cursor(db=self.db_card_packages)
-            if cursor.set_range(prefix):
-                for key in cursor.iternext(values=False):
-                    if key[:8] != prefix:
-                        break
-                    if int.from_bytes(key[8:16], "big") >= now_s:
-                        left += records.unpack_package(txn.get(key[16:], db=self.db_packages)).units_left
-        return left
+            return records.unpack_account(txn.get(
+                records.account_key(card_id, records.Slot.CARD_UNITS), db=self.db_book)).balance_minor
 
     def read_range(self, range_id: int):
         with self.env.begin() as txn:

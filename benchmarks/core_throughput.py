@@ -72,29 +72,33 @@ def populate_raw(path, cards: int):
     env.close()
 
 
-def measure_core(data_dir, cards, batch_size, operations, now_s, new_id):
+def _durable_seconds(data_dir, batches, now_s) -> float:
+    """Seconds to apply the packed batches, one synced commit each (the last must approve)."""
     store = Store(data_dir, map_size_bytes=64 << 30, sync=True)
-    yyyymm = yyyymm_of(now_s)
+    try:
+        started = time.perf_counter()
+        for batch in batches:
+            with store.env.begin(write=True) as txn:
+                replies = ledger.apply_batch(txn, store.dbs, batch, now_s, yyyymm_of(now_s))
+        elapsed = time.perf_counter() - started
+    finally:
+        store.close()
+    assert records.unpack_replies(replies)[-1].result == Result.APPROVED
+    return elapsed
+
+
+def measure_core(data_dir, cards, batch_size, operations, now_s, new_id):
     rng = random.Random(batch_size)
     packed = [records.pack_request(Op.PURCHASE, new_id().bytes,
                                    card_key=card_key_of(rng.randrange(cards)),
                                    currency="EUR", amount_minor=1)
               for _ in range(operations)]
     batches = [b"".join(packed[i:i + batch_size]) for i in range(0, operations, batch_size)]
-    started = time.perf_counter()
-    for batch in batches:
-        with store.env.begin(write=True) as txn:
-            replies = ledger.apply_batch(txn, store.dbs, batch, now_s, yyyymm)
-    elapsed = time.perf_counter() - started
-    assert records.unpack_replies(replies)[-1].result == Result.APPROVED
-    store.close()
-    return operations / elapsed
+    return operations / _durable_seconds(data_dir, batches, now_s)
 
 
 def measure_core_pairs(data_dir, cards, batch_size, pairs, now_s):
     """Pre-authorizations in one batch, their completions in the next: pairs a second."""
-    store = Store(data_dir, map_size_bytes=64 << 30, sync=True)
-    yyyymm = yyyymm_of(now_s)
     rng = random.Random(batch_size + 7)
     batches = []
     for start in range(0, pairs, batch_size):
@@ -107,14 +111,7 @@ def measure_core_pairs(data_dir, cards, batch_size, pairs, now_s):
                                                      ref_request_id=hold_id, currency="EUR",
                                                      amount_minor=3_210_55)
                                 for hold_id, key in holds))
-    started = time.perf_counter()
-    for batch in batches:
-        with store.env.begin(write=True) as txn:
-            replies = ledger.apply_batch(txn, store.dbs, batch, now_s, yyyymm)
-    elapsed = time.perf_counter() - started
-    assert records.unpack_replies(replies)[-1].result == Result.APPROVED
-    store.close()
-    return pairs / elapsed
+    return pairs / _durable_seconds(data_dir, batches, now_s)
 
 
 def measure_raw(path, cards, batch_size, operations):

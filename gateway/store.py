@@ -91,13 +91,3 @@ class Store:
         with self.env.begin() as txn:
             value = txn.get(records.range_key(range_id), db=self.db_config)
             return records.unpack_range(value) if value is not None else None
-
-    def read_request(self, request_id: bytes):
-        with self.env.begin() as txn:
-            value = txn.get(request_id, db=self.db_requests)
-            return records.unpack_request_record(value) if value is not None else None
-
-    def read_hold(self, hold_id: bytes):
-        with self.env.begin() as txn:
-            value = txn.get(hold_id, db=self.db_holds)
-            return records.unpack_hold(value) if value is not None else None

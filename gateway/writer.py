@@ -84,8 +84,7 @@ class BatchingWriter:
                  queue_length_max: int = limits.QUEUE_LENGTH_MAX,
                  batch_linger_s: float = limits.BATCH_LINGER_S,
                  hold_timeout_s: int = limits.HOLD_TIMEOUT_S_DEFAULT,
-                 idle_tick_s: float = limits.WRITER_IDLE_TICK_S,
-                 on_batch: Optional[Callable] = None):
+                 idle_tick_s: float = limits.WRITER_IDLE_TICK_S):
         assert batch_size_max >= 1 and queue_length_max >= 1
         self.store = store
         self.clock = clock
@@ -93,7 +92,6 @@ class BatchingWriter:
         self.batch_linger_s = batch_linger_s
         self.hold_timeout_s = hold_timeout_s
         self.idle_tick_s = idle_tick_s
-        self.on_batch = on_batch
         self.queue_length_max = queue_length_max
         self._pending = collections.deque()
         self._wakeup = threading.Condition(threading.Lock())
@@ -169,7 +167,6 @@ class BatchingWriter:
                 return
 
     def _apply_and_answer(self, batch: list):
-        started = time.perf_counter()
         now_s = self.clock()
         now_yyyymm = yyyymm_of(now_s)
         try:
@@ -196,8 +193,6 @@ class BatchingWriter:
         self.batches_committed += 1
         for sub in batch:
             sub.finish()
-        if self.on_batch is not None:
-            self.on_batch(sum(len(s.requests) for s in batch), time.perf_counter() - started)
 
     def _expire_due_holds(self):
         """With no traffic, holds and packages still end on time: a batch of no requests

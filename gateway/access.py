@@ -9,20 +9,20 @@ import time
 import grpc
 from cryptography import x509
 
-from cardgate.v1 import access_pb2, authorization_pb2, forecourt_pb2, issuing_pb2
+from cardgate.v1 import access_pb2
 
 from . import limits
 from .pki import Identity, PkiError, identity_of
+from .registration import SERVICES
 
 
 def _allowed_roles() -> dict:
     table = {}
-    for module in (authorization_pb2, issuing_pb2, forecourt_pb2):
-        for service in module.DESCRIPTOR.services_by_name.values():
-            for method in service.methods:
-                roles = frozenset(method.GetOptions().Extensions[access_pb2.allowed_roles])
-                assert roles, f"{method.full_name} declares no allowed_roles"
-                table[f"/{service.full_name}/{method.name}"] = roles
+    for service in SERVICES:
+        for method in service.methods:
+            roles = frozenset(method.GetOptions().Extensions[access_pb2.allowed_roles])
+            assert roles, f"{method.full_name} declares no allowed_roles"
+            table[f"/{service.full_name}/{method.name}"] = roles
     return table
 
 
@@ -88,15 +88,13 @@ class AccessControl:
                          f"{identity.describe()} may not call {method}; "
                          f"allowed: {', '.join(sorted(roles))}")
         if identity.role == "terminal":
+            # A forecourt batch speaks for each of its operations; anything else for itself.
             operations = getattr(request, "operations", None)
-            if operations is None:
-                self._bind_acceptor(identity, request)
-            else:                                   # a forecourt batch: every operation
-                for item in operations:
-                    kind = item.WhichOneof("operation")
-                    if kind is not None:
-                        self._bind_acceptor(identity, getattr(item, kind))
-            self._rate_limit(identity, max(1, len(operations) if operations is not None else 1))
+            items = [request] if operations is None else \
+                [getattr(op, op.WhichOneof("operation")) for op in operations if op.WhichOneof("operation")]
+            for item in items:
+                self._bind_acceptor(identity, item)
+            self._rate_limit(identity, max(1, len(items)))
         return identity
 
     def admit_stream_item(self, identity, operation_message):

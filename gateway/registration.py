@@ -6,6 +6,12 @@ becomes a Malformed value, which the servicer wrapper answers with INVALID_ARGUM
 import grpc
 from google.protobuf import message, message_factory
 
+from cardgate.v1 import authorization_pb2, forecourt_pb2, issuing_pb2
+
+# Every cardgate.v1 service, by its descriptor: registered, reflected, role-checked.
+SERVICES = tuple(service for module in (authorization_pb2, issuing_pb2, forecourt_pb2)
+                 for service in module.DESCRIPTOR.services_by_name.values())
+
 
 class Malformed:
     """Bytes that are not a valid message of the method's request type."""
@@ -25,7 +31,9 @@ def _tolerant_parser(request_class):
     return parse
 
 
-def register(server, service_descriptor, servicer):
+def register(server, servicer):
+    """Register a servicer under the cardgate.v1 service its SERVICE attribute names."""
+    service_descriptor = next(s for s in SERVICES if s.full_name == servicer.SERVICE)
     handlers = {}
     for method in service_descriptor.methods:
         request_class = message_factory.GetMessageClass(method.input_type)

@@ -13,7 +13,6 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from cardgate.v1 import authorization_pb2, forecourt_pb2, issuing_pb2
 
 from . import limits
 from .access import AccessControl
@@ -21,18 +20,14 @@ from .forecourt import ForecourtService
 from .netaddr import host_of, is_loopback
 from .operations import Operations
 from .pki import Pki, RevocationList
-from .registration import register
+from .registration import SERVICES, register
 from .service import AuthorizationService, IssuingService
 from .store import Store
 from .writer import BatchingWriter
 
 log = logging.getLogger("cardgate.server")
 
-SERVICE_NAMES = (
-    authorization_pb2.DESCRIPTOR.services_by_name["AuthorizationService"].full_name,
-    issuing_pb2.DESCRIPTOR.services_by_name["IssuingService"].full_name,
-    forecourt_pb2.DESCRIPTOR.services_by_name["ForecourtService"].full_name,
-)
+SERVICE_NAMES = tuple(service.full_name for service in SERVICES)
 
 GRPC_OPTIONS = [
     ("grpc.max_receive_message_length", limits.MESSAGE_BYTES_MAX),
@@ -89,12 +84,11 @@ class Gateway:
         self.writer.start()
         self.server = grpc.server(concurrent.futures.ThreadPoolExecutor(
             max_workers=self.threads, thread_name_prefix="cardgate-rpc"), options=GRPC_OPTIONS)
-        register(self.server, authorization_pb2.DESCRIPTOR.services_by_name["AuthorizationService"],
-                 AuthorizationService(self.operations, self.access))
-        register(self.server, issuing_pb2.DESCRIPTOR.services_by_name["IssuingService"],
-                 IssuingService(self.operations, self.access))
-        register(self.server, forecourt_pb2.DESCRIPTOR.services_by_name["ForecourtService"],
-                 ForecourtService(self.operations, self.access))
+        servicers = (AuthorizationService(self.operations, self.access),
+                     IssuingService(self.operations, self.access),
+                     ForecourtService(self.operations, self.access))
+        for servicer in servicers:
+            register(self.server, servicer)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             SERVICE_NAMES + (health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,

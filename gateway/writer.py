@@ -196,23 +196,22 @@ class BatchingWriter:
 
     def _expire_due_holds(self):
         """With no traffic, holds and packages still end on time: a batch of no requests
-        releases and expires them."""
-        now_s = self.clock()
+        (committed like any other) releases and expires them."""
         try:
             with self.store.env.begin() as txn:
-                due = ledger.expiry_due(txn, self.store.dbs, now_s)
-            if due:
-                with self.store.env.begin(write=True) as txn:
-                    ledger.apply_batch(txn, self.store.dbs, b"", now_s, yyyymm_of(now_s),
-                                       self.hold_timeout_s)
-                self.batches_committed += 1
+                due = ledger.expiry_due(txn, self.store.dbs, self.clock())
         except lmdb.Error as exc:
-            self.commit_ok = False
-            log.error("releasing expired holds failed: %s", exc)
+            log.error("looking for expired holds failed: %s", exc)
+            return
+        if due:
+            self._apply_and_answer([])
 
     def _apply(self, txn, batch, now_s, now_yyyymm):
         # Consecutive plain submissions go through the core in one call; one with a guard
         # or an after-hook is applied on its own, still inside the same transaction.
+        if not batch:                       # only what time ends (see _expire_due_holds)
+            ledger.apply_batch(txn, self.store.dbs, b"", now_s, now_yyyymm, self.hold_timeout_s)
+            return
         run = []
         for sub in batch:
             if sub.guard is None and sub.after is None:

@@ -49,9 +49,8 @@ class Store:
         self.pin_key = PanIndexKey.load_or_create(self.keys_dir / "pin-verifier.key") \
             if not readonly else None
         self.key_ring = KeyRing.load_or_create(self.keys_dir) if not readonly else None
-        (self.db_requests, self.db_book, self.db_pan_index, self.db_journal,
-         self.db_config, self.db_holds, self.db_hold_expiry, self.db_packages,
-         self.db_package_expiry, self.db_card_packages) = self.dbs
+        for name, db in zip(ledger.DB_NAMES, self.dbs):    # db_requests, db_book, ...
+            setattr(self, "db_" + name.decode(), db)
         # Gateway-owned: card id -> PAN encrypted under a data key (datakeys.py).
         self.db_pans = self.env.open_db(PANS_DB, create=not readonly)
 

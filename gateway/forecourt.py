@@ -15,7 +15,7 @@ from . import limits
 from .access import Denied
 from .operations import raise_rejections
 from .registration import Malformed
-from .service import REFUSALS, authorization_message, rpc, status_of
+from .service import REFUSALS, Servicer, authorization_message, rpc, status_of
 from .validation import InvalidArgument
 
 
@@ -39,12 +39,8 @@ def _operation(item):
     return kind, (getattr(item, kind) if kind else None)
 
 
-class ForecourtService(forecourt_pb2_grpc.ForecourtServiceServicer):
+class ForecourtService(Servicer, forecourt_pb2_grpc.ForecourtServiceServicer):
     SERVICE = forecourt_pb2.DESCRIPTOR.services_by_name["ForecourtService"].full_name
-
-    def __init__(self, operations, access):
-        self.ops = operations
-        self.access = access
 
     @rpc
     def AuthorizeBatch(self, request, context):

@@ -130,12 +130,18 @@ def authorization_message(reply) -> common_pb2.Authorization:
     )
 
 
-class AuthorizationService(authorization_pb2_grpc.AuthorizationServiceServicer):
-    SERVICE = authorization_pb2.DESCRIPTOR.services_by_name["AuthorizationService"].full_name
+class Servicer:
+    """What every cardgate.v1 servicer holds; SERVICE names the service it implements
+    (the rpc decorator checks access by it, registration registers under it)."""
+    SERVICE = ""
 
     def __init__(self, operations, access):
         self.ops = operations
         self.access = access
+
+
+class AuthorizationService(Servicer, authorization_pb2_grpc.AuthorizationServiceServicer):
+    SERVICE = authorization_pb2.DESCRIPTOR.services_by_name["AuthorizationService"].full_name
 
     def _authorize(self, kind, request) -> common_pb2.Authorization:
         reply = self.ops.submit_one(self.ops.pack_operation(kind, request), request.request_id)
@@ -196,12 +202,8 @@ class AuthorizationService(authorization_pb2_grpc.AuthorizationServiceServicer):
             units_left=self.ops.store.read_units_left(card.card_id))
 
 
-class IssuingService(issuing_pb2_grpc.IssuingServiceServicer):
+class IssuingService(Servicer, issuing_pb2_grpc.IssuingServiceServicer):
     SERVICE = issuing_pb2.DESCRIPTOR.services_by_name["IssuingService"].full_name
-
-    def __init__(self, operations, access):
-        self.ops = operations
-        self.access = access
 
     @rpc
     def CreateCardRange(self, request, context):

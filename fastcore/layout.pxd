@@ -2,13 +2,19 @@
 # declarations only (no module of its own), cimported by records.pyx and ledger.pyx.
 # All records are little-endian packed structs; keys that must sort (journal
 # sequence, card id) are big-endian. Sizes are asserted at import (records.pyx).
-from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport int16_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
 cdef enum:
     REQUEST_ID_SIZE = 16
     CARD_KEY_SIZE = 32          # HMAC-SHA256 of the PAN: cards are found by it
     RANGE_NAME_SIZE = 32
     CURRENCY_SIZE = 4           # ISO 4217 alphabetic code, NUL padded
+    PRODUCT_SET_SIZE = 32       # a set of product codes 0..255 as a bitmap
+    PROFILE_PLACES_MAX = 16     # outlets or regions a restriction profile may allow
+    LIMIT_PERIODS = 5           # transaction, day, week, month, lifetime
+    LIMIT_MEASURES = 3          # money (minor units), volume (ml), count
+    COUNTED_PERIODS = 4         # periods with usage counters: day, week, month, lifetime
+    OUTLET_NAME_SIZE = 64
 
 cdef enum OpCode:
     OP_NONE = 0                 # a tombstone: a request reversed before it arrived
@@ -30,6 +36,11 @@ cdef enum OpCode:
     OP_SELL_PACKAGE = 16        # subscription: amount_minor units, usable until valid_until_s
     OP_USE_UNITS = 17           # subscription: consume amount_minor units, earliest-expiring first
     OP_PACKAGE_EXPIRY = 18      # journal only: a package's unused units expired
+    OP_DEFINE_PRODUCT = 19      # catalog: product range_id(code) is fuel (target_status 1) or not (2)
+    OP_SET_PROFILE = 20         # restriction profile profile_id := the ProfileRecord payload
+    OP_DEFINE_OUTLET = 21       # outlet outlet_code lies in region range_id (OutletRecord payload)
+    OP_SET_CONTRACT = 22        # contract account contract_id: currency, credit limit, profile
+    OP_ASSIGN_CARD = 23         # card's own profile_id and contract_id (0: none)
 
 # Same numbers as cardgate.v1.ResultCode, so the gateway maps them one to one.
 cdef enum ResultCode:
@@ -62,9 +73,21 @@ cdef enum ResultCode:
     RESULT_DECLINED_HOLD_VOIDED = 52
     RESULT_DECLINED_HOLD_EXPIRED = 53
     RESULT_DECLINED_COMPLETION_EXCEEDS_HOLD = 54
+    RESULT_DECLINED_PRODUCT_NOT_ALLOWED = 60
+    RESULT_DECLINED_OUTLET_NOT_ALLOWED = 61
+    RESULT_DECLINED_TIME_NOT_ALLOWED = 62
+    RESULT_DECLINED_PROMPT_REQUIRED = 63      # CoreReply.prompts_missing says which
+    RESULT_DECLINED_ODOMETER_BACKWARDS = 64
+    RESULT_DECLINED_LIMIT_EXCEEDED = 65       # CoreReply.limit_hit says which
+    RESULT_DECLINED_CREDIT_LIMIT_EXCEEDED = 66
+    RESULT_DECLINED_UNKNOWN_PROFILE = 67
+    RESULT_DECLINED_UNKNOWN_CONTRACT = 68
+    RESULT_DECLINED_CONTRACT_CARD = 69        # acts on a card's own value; it draws on a contract
+    RESULT_DECLINED_OUTLET_CODE_TAKEN = 70
     # Not business outcomes: the gateway turns these into gRPC status codes.
     RESULT_REJECTED_REQUEST_ID_REUSED = 250
     RESULT_REJECTED_INVALID_REQUEST = 251
+    RESULT_REJECTED_UNKNOWN_PRODUCT = 252     # a product code not in the catalog
 
 # Same numbers as cardgate.v1.CardStatus.
 cdef enum CardStatusCode:
@@ -101,7 +124,18 @@ cdef enum:
     REQUEST_PIN_PRESENT = 1     # CoreRequest.flags: pin_verifier carries the entered PIN
     REQUEST_PARTIAL_OK = 2      # CoreRequest.flags: the terminal accepts a partial approval
     REQUEST_ADJUST_DOWN = 4     # CoreRequest.flags: an adjustment takes value off the card
+    REQUEST_ODOMETER_PRESENT = 8    # CoreRequest.flags: the odometer field carries a reading
+    REQUEST_DRIVER_PRESENT = 16     # CoreRequest.flags: the terminal collected a driver id
+    REQUEST_VEHICLE_PRESENT = 32    # CoreRequest.flags: the terminal collected a vehicle id
     PIN_VERIFIER_SIZE = 16      # truncated HMAC-SHA256 of (card key, PIN) under the PIN key
+    PROMPT_PIN = 1              # ProfileRecord.prompts, CoreReply.prompts_missing
+    PROMPT_ODOMETER = 2
+    PROMPT_DRIVER = 4
+    PROMPT_VEHICLE = 8
+    PROFILE_NONFUEL_ALLOWED = 1     # ProfileRecord.flags
+    PROFILE_FUELS_RESTRICTED = 2    # only allowed_products among fuels
+    PRODUCT_FUEL = 1            # DEFINE_PRODUCT target_status
+    PRODUCT_OTHER = 2
 
 # One request from the gateway to the core (fixed size; a batch is their concatenation).
 cdef packed struct CoreRequest:
@@ -124,9 +158,15 @@ cdef packed struct CoreRequest:
     uint8_t pin_verifier[PIN_VERIFIER_SIZE]
     uint8_t pin_tries_max       # CREATE_RANGE: wrong PINs in a row that block a card (0: 3)
     uint8_t reason              # ADJUST, CLEAR: why (cardgate.v1.AdjustmentReason)
-    uint8_t reserved2[6]
+    uint16_t payload_size       # SET_PROFILE, DEFINE_OUTLET: bytes of payload after this request
+    uint32_t profile_id         # SET_PROFILE, SET_CONTRACT, ASSIGN_CARD
     int64_t load_per_day_max_minor  # CREATE_RANGE (amount_minor: the balance maximum)
     uint64_t valid_until_s      # SELL_PACKAGE: last second its units can be used
+    int64_t volume_ml           # PURCHASE, COMPLETE: fuel dispensed; PREAUTH: most to dispense
+    int64_t odometer            # with REQUEST_ODOMETER_PRESENT
+    uint32_t outlet_code        # where (hash of merchant/outlet; 0: not said)
+    uint32_t contract_id        # SET_CONTRACT, ASSIGN_CARD
+    uint8_t products[PRODUCT_SET_SIZE]  # product codes of the sale (PREAUTH: the hint)
 
 # The core's answer to one request, stored with it so that retries get it unchanged.
 cdef packed struct CoreReply:
@@ -143,8 +183,13 @@ cdef packed struct CoreReply:
     uint32_t approval_code
     uint32_t pan_first6
     uint16_t pan_last4
-    uint16_t reserved
+    uint8_t prompts_missing     # PROMPT_* the terminal must collect
+    uint8_t limit_hit           # 1 + index (period * LIMIT_MEASURES + measure) of a limit hit
     uint32_t expiry_yyyymm
+    int64_t volume_ml           # PREAUTH: the most the pump may dispense (0: no volume limit)
+    int64_t credit_limit_minor  # a contract card: its contract's credit limit
+    uint8_t review              # approved past a soft limit (limit_hit): flagged for review
+    uint8_t reserved[7]
 
 # Value of the idempotency table, keyed by request id.
 cdef packed struct RequestRecord:
@@ -166,10 +211,11 @@ cdef packed struct CardRecord:
     uint64_t activated_s
     uint8_t pin_set
     uint8_t pin_failures        # wrong PINs in a row; reset by a right one, a new PIN, unblock
-    uint8_t reserved[6]
+    uint8_t reserved[2]
+    uint32_t contract_id        # 0, or the contract account the card draws on
     uint8_t pin_verifier[PIN_VERIFIER_SIZE]
     uint32_t load_day           # days since 1970 of loaded_today_minor
-    uint32_t reserved3
+    uint32_t profile_id         # 0, or the card's own restriction profile
     int64_t loaded_today_minor
 
 cdef packed struct AccountRecord:
@@ -199,12 +245,63 @@ cdef packed struct HoldRecord:
     uint64_t card_id
     uint32_t range_id
     uint8_t status
-    uint8_t reserved[3]
+    uint8_t counted             # reserved against the card's fleet usage (UsageRecord.pending)
+    uint8_t reserved[2]
     char currency[CURRENCY_SIZE]
     int64_t held_minor
     int64_t completed_minor
     uint64_t created_s
     uint64_t expires_s
+    uint64_t value_owner        # whose value is held: the card, or its contract
+    int64_t volume_ml           # most the pump may dispense (0: no volume limit)
+    int64_t completed_volume_ml
+
+# Fleet configuration, in the config database:
+#   'F' profile_id(4, big-endian) -> ProfileRecord
+#   'C' contract_id(4)            -> ContractRecord
+#   'O' outlet_code(4)            -> OutletRecord
+#   'P' code(1)                   -> ProductRecord;  b"catalog" -> CatalogRecord
+# Limits are indexed period * LIMIT_MEASURES + measure; periods: transaction, day, week
+# (Monday first), month, lifetime, in the profile's local time; measures: money (minor
+# units of the card's currency), volume (ml), count (transactions). 0: no limit.
+cdef packed struct ProfileRecord:
+    uint32_t profile_id
+    uint8_t flags               # PROFILE_*
+    uint8_t prompts             # PROMPT_* the terminal must collect
+    uint8_t days_mask           # bit 0 Monday .. bit 6 Sunday; 0: every day
+    uint8_t place_count
+    int16_t utc_offset_min      # local time of the days, hours and periods
+    uint16_t minute_from        # allowed minutes of the day [from, to); from == to: all day
+    uint16_t minute_to
+    uint16_t soft_mask          # bit i: limit i is soft (approve, flag for review)
+    uint8_t allowed_products[PRODUCT_SET_SIZE]
+    int64_t limits[15]          # LIMIT_PERIODS * LIMIT_MEASURES
+    uint32_t places[PROFILE_PLACES_MAX]     # outlet or region codes
+
+# A fleet card's usage, in the usage database keyed by card id (8, big-endian).
+cdef packed struct UsageRecord:
+    uint32_t period_index[COUNTED_PERIODS]  # which day/week/month the counters are of
+    int64_t used[12]            # COUNTED_PERIODS * LIMIT_MEASURES
+    int64_t pending[LIMIT_MEASURES]         # reserved by open holds
+    int64_t odometer            # last reading accepted
+    uint8_t odometer_set
+    uint8_t reserved[7]
+
+cdef packed struct ContractRecord:
+    uint32_t contract_id
+    uint32_t profile_id         # the cards' profile unless a card has its own
+    char currency[CURRENCY_SIZE]
+    uint32_t reserved
+    int64_t credit_limit_minor  # its value may go down to -credit_limit_minor, holds included
+
+cdef packed struct OutletRecord:
+    uint32_t outlet_code
+    uint32_t region_code        # 0: none
+    char name[OUTLET_NAME_SIZE] # merchant/outlet, to tell codes apart
+
+cdef packed struct CatalogRecord:
+    uint8_t known[PRODUCT_SET_SIZE]
+    uint8_t fuel[PRODUCT_SET_SIZE]
 
 # A subscription package, keyed by the selling request's id. Indexes:
 #   package_expiry: valid_until_s(8, big-endian) + package id          (writer expiry)
@@ -266,11 +363,14 @@ cdef inline uint64_t u64_from_be(const unsigned char* k):
         value = (value << 8) | k[i]
     return value
 
-cdef inline bytes range_key_of(uint32_t range_id):
+cdef inline bytes config_key_of(char kind, uint32_t id_):
     cdef unsigned char k[5]
-    k[0] = b'R'
-    k[1] = (range_id >> 24) & 0xFF
-    k[2] = (range_id >> 16) & 0xFF
-    k[3] = (range_id >> 8) & 0xFF
-    k[4] = range_id & 0xFF
+    k[0] = kind
+    k[1] = (id_ >> 24) & 0xFF
+    k[2] = (id_ >> 16) & 0xFF
+    k[3] = (id_ >> 8) & 0xFF
+    k[4] = id_ & 0xFF
     return (<char*>k)[:5]
+
+cdef inline bytes range_key_of(uint32_t range_id):
+    return config_key_of(b'R', range_id)

@@ -6,23 +6,29 @@ request, and a failing write (map full, disk full) raises, so the caller aborts 
 whole transaction. A declined request writes only its idempotency record; a request
 rejected as invalid, or reusing a request id for other content, writes nothing.
 """
-from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
+from libc.stdint cimport INT64_MAX, int64_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy, memset
+
+import hashlib
 
 from layout cimport *  # found through the build include path (setup.py)
 
 from cardgate.fastcore import records as _records
 
 DB_NAMES = (b"requests", b"book", b"pan_index", b"journal", b"config", b"holds", b"hold_expiry",
-            b"packages", b"package_expiry", b"card_packages")
+            b"packages", b"package_expiry", b"card_packages", b"usage", b"reviews")
 (DB_REQUESTS, DB_BOOK, DB_PAN_INDEX, DB_JOURNAL, DB_CONFIG, DB_HOLDS, DB_HOLD_EXPIRY,
- DB_PACKAGES, DB_PACKAGE_EXPIRY, DB_CARD_PACKAGES) = range(10)
+ DB_PACKAGES, DB_PACKAGE_EXPIRY, DB_CARD_PACKAGES, DB_USAGE, DB_REVIEWS) = range(12)
 NEXT_CARD_ID_KEY = b"next_card_id"
 
 # The limits are declared once, in records.pyx; C copies of them for the hot path.
 cdef int64_t AMOUNT_MINOR_MAX = _records.AMOUNT_MINOR_MAX
 cdef int64_t BALANCE_MINOR_MAX = _records.BALANCE_MINOR_MAX
 cdef uint64_t SYSTEM_OWNER_BASE = _records.SYSTEM_OWNER_BASE
+cdef uint64_t CONTRACT_OWNER_BASE = _records.CONTRACT_OWNER_BASE
+cdef int64_t VOLUME_ML_MAX = _records.VOLUME_ML_MAX
+cdef int64_t ODOMETER_MAX = _records.ODOMETER_MAX
+cdef bytes CATALOG_KEY = _records.CATALOG_KEY
 cdef int TIMED_ENDS_PER_BATCH_MAX = _records.HOLD_EXPIRIES_PER_BATCH_MAX
 cdef uint8_t PIN_TRIES_MAX_DEFAULT = _records.PIN_TRIES_MAX_DEFAULT
 cdef bytes UNITS = _records.UNITS_ASSET.encode("ascii").ljust(CURRENCY_SIZE, b"\x00")
@@ -31,6 +37,47 @@ cdef uint32_t APPROVAL_CODE_MODULUS = 1_000_000
 
 cdef inline bint took_effect(uint8_t result):
     return result == RESULT_APPROVED or result == RESULT_PARTIALLY_APPROVED
+
+
+cdef inline uint64_t value_owner_of(const CardRecord* card):
+    """Whose value a card spends: its own, or its contract's."""
+    return CONTRACT_OWNER_BASE + card.contract_id if card.contract_id else card.card_id
+
+
+cdef inline int64_t available_of(const CoreReply* rp):
+    return rp.balance_minor - rp.pending_minor + rp.credit_limit_minor
+
+
+cdef uint32_t yyyymm_of_day(int64_t day):
+    """Civil month of a day count since 1970-01-01 (H. Hinnant's civil_from_days)."""
+    cdef int64_t z = day + 719468
+    cdef int64_t era = (z if z >= 0 else z - 146096) // 146097
+    cdef int64_t doe = z - era * 146097
+    cdef int64_t yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    cdef int64_t y = yoe + era * 400
+    cdef int64_t doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    cdef int64_t mp = (5 * doy + 2) // 153
+    cdef int64_t m = mp + 3 if mp < 10 else mp - 9
+    if m <= 2:
+        y += 1
+    return <uint32_t>(y * 100 + m)
+
+
+cdef void period_indexes(int64_t local_s, uint32_t* index):
+    """Day, week (Monday first), month (YYYYMM) and lifetime of a local time."""
+    cdef int64_t day = local_s // 86400
+    index[0] = <uint32_t>day
+    index[1] = <uint32_t>((day + 3) // 7)
+    index[2] = yyyymm_of_day(day)
+    index[3] = 1
+
+
+# A fleet card's rules and usage while one request is decided.
+cdef struct Fleet:
+    bint active
+    ProfileRecord profile
+    UsageRecord usage
+    int64_t local_s
 
 
 def open_databases(env):
@@ -55,7 +102,7 @@ cdef inline uint32_t _approval_code(const uint8_t* request_id, uint64_t seq):
 cdef class _BatchApplier:
     cdef object txn, get, put, delete
     cdef object db_requests, db_book, db_pan, db_journal, db_config, db_holds, db_hold_expiry
-    cdef object db_packages, db_package_expiry, db_card_packages
+    cdef object db_packages, db_package_expiry, db_card_packages, db_usage, db_reviews
     cdef uint64_t next_seq, now_s, hold_timeout_s
     cdef uint32_t now_yyyymm
 
@@ -66,7 +113,7 @@ cdef class _BatchApplier:
         self.delete = txn.delete
         (self.db_requests, self.db_book, self.db_pan, self.db_journal,
          self.db_config, self.db_holds, self.db_hold_expiry, self.db_packages,
-         self.db_package_expiry, self.db_card_packages) = dbs
+         self.db_package_expiry, self.db_card_packages, self.db_usage, self.db_reviews) = dbs
         self.now_s = now_s
         self.now_yyyymm = now_yyyymm
         self.hold_timeout_s = hold_timeout_s
@@ -165,17 +212,23 @@ cdef class _BatchApplier:
 
     cdef int describe_card(self, const CardRecord* card, CoreReply* rp) except -1:
         cdef AccountRecord acc
+        cdef ContractRecord contract
+        cdef uint64_t owner = value_owner_of(card)
         rp.card_id = card.card_id
         rp.card_status = card.status
         rp.pan_first6 = card.pan_first6
         rp.pan_last4 = card.pan_last4
         rp.pan_length = card.pan_length
         rp.expiry_yyyymm = card.expiry_yyyymm
-        assert self.read_account(card.card_id, SLOT_CARD_VALUE, &acc), "card without account"
+        assert self.read_account(owner, SLOT_CARD_VALUE, &acc), "card without account"
         memcpy(rp.currency, acc.currency, CURRENCY_SIZE)
         rp.balance_minor = acc.balance_minor
         rp.pending_minor = 0
-        if self.read_account(card.card_id, SLOT_CARD_HELD, &acc):
+        rp.credit_limit_minor = 0
+        if card.contract_id:
+            self.read_contract(card.contract_id, &contract)
+            rp.credit_limit_minor = contract.credit_limit_minor
+        if self.read_account(owner, SLOT_CARD_HELD, &acc):
             # What is held for pre-authorizations still belongs to the card, but is
             # not available: balance = value + held, available = value.
             rp.balance_minor += acc.balance_minor
@@ -342,7 +395,7 @@ cdef class _BatchApplier:
         card.loaded_today_minor = loaded_today + rq.amount_minor
         self.write_card(&card)
         seq = self.post(rq.request_id, OP_LOAD, SYSTEM_OWNER_BASE + card.range_id,
-                        SLOT_RANGE_FUNDING, card.card_id, SLOT_CARD_VALUE,
+                        SLOT_RANGE_FUNDING, value_owner_of(&card), SLOT_CARD_VALUE,
                         rq.currency, rq.amount_minor)
         self.approve(rq, rp, rq.amount_minor, seq, &card)
         return 0
@@ -363,9 +416,18 @@ cdef class _BatchApplier:
             return RESULT_DECLINED_CARD_CLOSED
         return 0
 
+    cdef uint8_t own_value_card(self, const CoreRequest* rq, CardRecord* card,
+                                CoreReply* rp) except 255:
+        """open_card, for corrections of a card's own value: a card drawing on a contract
+        has none (its contract is corrected instead)."""
+        cdef uint8_t bad = self.open_card(rq, card, rp)
+        if not bad and card.contract_id:
+            return RESULT_DECLINED_CONTRACT_CARD
+        return bad
+
     cdef int adjust(self, const CoreRequest* rq, CoreReply* rp) except -1:
         cdef CardRecord card
-        cdef uint8_t bad = self.open_card(rq, &card, rp)
+        cdef uint8_t bad = self.own_value_card(rq, &card, rp)
         if bad:
             rp.result = bad
             return 0
@@ -391,7 +453,7 @@ cdef class _BatchApplier:
     cdef int clear(self, const CoreRequest* rq, CoreReply* rp) except -1:
         cdef CardRecord card
         cdef uint64_t seq = 0
-        cdef uint8_t bad = self.open_card(rq, &card, rp)
+        cdef uint8_t bad = self.own_value_card(rq, &card, rp)
         if bad:
             rp.result = bad
             return 0
@@ -409,7 +471,7 @@ cdef class _BatchApplier:
         if bad:
             rp.result = bad
             return 0
-        if rp.balance_minor:
+        if rp.balance_minor and not card.contract_id:
             rp.result = RESULT_DECLINED_BALANCE_NOT_ZERO
             return 0
         card.status = CARD_CLOSED
@@ -431,31 +493,52 @@ cdef class _BatchApplier:
         self.approve(rq, rp, 0, 0)
         return 0
 
-    cdef int64_t charge_checks(self, const CoreRequest* rq, CardRecord* card,
-                               CoreReply* rp) except -1:
-        """What a purchase or pre-authorization may take: card, PIN, then funds (partial
-        approval included). 0 means declined, with rp.result saying why."""
+    cdef int64_t charge_checks(self, const CoreRequest* rq, CardRecord* card, CoreReply* rp,
+                               Fleet* fleet, int64_t* volume) except -1:
+        """What a purchase or pre-authorization may take: card, fleet rules and prompts,
+        PIN, odometer and fleet limits, then funds (partial approval included). 0 means
+        declined, with rp.result saying why; *volume is the volume to count or reserve."""
         cdef uint8_t bad = self.money_checks(rq, card, rp, False)
         if bad:
             rp.result = bad
             return 0
+        cdef int64_t amount = rq.amount_minor
+        volume[0] = rq.volume_ml
+        fleet.active = self.load_fleet(card, fleet)
+        if fleet.active:
+            bad = self.fleet_rules(rq, fleet, rp)
+            if bad:
+                rp.result = bad
+                return 0
         if not self.check_pin(rq, card, rp):
             rp.result = RESULT_DECLINED_WRONG_PIN
             return 0
-        cdef int64_t amount = self.affordable(rq, rp)
+        if fleet.active:
+            bad = self.fleet_limits(rq, fleet, rp, &amount, volume)
+            if bad:
+                rp.result = bad
+                return 0
+        amount = self.affordable(rq, rp, amount)
         if amount == 0:
-            rp.result = RESULT_DECLINED_INSUFFICIENT_FUNDS
+            rp.result = RESULT_DECLINED_CREDIT_LIMIT_EXCEEDED if card.contract_id \
+                else RESULT_DECLINED_INSUFFICIENT_FUNDS
         return amount
 
     cdef int purchase(self, const CoreRequest* rq, CoreReply* rp) except -1:
         cdef CardRecord card
-        cdef int64_t amount = self.charge_checks(rq, &card, rp)
+        cdef Fleet fleet
+        cdef int64_t volume
+        cdef int64_t amount = self.charge_checks(rq, &card, rp, &fleet, &volume)
         if amount == 0:
             return 0
-        seq = self.post(rq.request_id, OP_PURCHASE, card.card_id, SLOT_CARD_VALUE,
+        seq = self.post(rq.request_id, OP_PURCHASE, value_owner_of(&card), SLOT_CARD_VALUE,
                         SYSTEM_OWNER_BASE + card.range_id, SLOT_RANGE_MERCHANT,
                         rq.currency, amount)
         self.approve_amount(rq, rp, amount, seq, &card)
+        rp.volume_ml = volume
+        if fleet.active:
+            self.count_usage(rq, card.card_id, &fleet, amount, volume, False)
+            self.flag_soft(&fleet, amount, volume, rp)
         return 0
 
     cdef bint check_pin(self, const CoreRequest* rq, CardRecord* card, CoreReply* rp) except -1:
@@ -479,12 +562,12 @@ cdef class _BatchApplier:
         self.describe_card(card, rp)
         return False
 
-    cdef int64_t affordable(self, const CoreRequest* rq, const CoreReply* rp):
-        """The amount to approve: all of it, what is available when the terminal accepts
-        a partial approval, or 0 (decline)."""
-        cdef int64_t available = rp.balance_minor - rp.pending_minor
-        if available >= rq.amount_minor:
-            return rq.amount_minor
+    cdef int64_t affordable(self, const CoreRequest* rq, const CoreReply* rp, int64_t amount):
+        """The amount to approve: all of `amount`, what is available when the terminal
+        accepts a partial approval, or 0 (decline)."""
+        cdef int64_t available = available_of(rp)
+        if available >= amount:
+            return amount
         if rq.flags & REQUEST_PARTIAL_OK and available > 0:
             return available
         return 0
@@ -501,11 +584,14 @@ cdef class _BatchApplier:
     cdef int preauth(self, const CoreRequest* rq, CoreReply* rp) except -1:
         cdef CardRecord card
         cdef HoldRecord hold
-        cdef int64_t amount = self.charge_checks(rq, &card, rp)
+        cdef Fleet fleet
+        cdef int64_t volume
+        cdef int64_t amount = self.charge_checks(rq, &card, rp, &fleet, &volume)
         if amount == 0:
             return 0
-        seq = self.post(rq.request_id, OP_PREAUTH, card.card_id, SLOT_CARD_VALUE,
-                        card.card_id, SLOT_CARD_HELD, rq.currency, amount)
+        cdef uint64_t owner = value_owner_of(&card)
+        seq = self.post(rq.request_id, OP_PREAUTH, owner, SLOT_CARD_VALUE,
+                        owner, SLOT_CARD_HELD, rq.currency, amount)
         memset(&hold, 0, sizeof(hold))
         hold.card_id = card.card_id
         hold.range_id = card.range_id
@@ -514,9 +600,16 @@ cdef class _BatchApplier:
         hold.held_minor = amount
         hold.created_s = self.now_s
         hold.expires_s = self.now_s + self.hold_timeout_s
+        hold.value_owner = owner
+        hold.volume_ml = volume
+        hold.counted = fleet.active
         self.write_hold(rq.request_id, &hold)
         self.put(self.expiry_key(&hold, rq.request_id), b"", False, True, False, self.db_hold_expiry)
         self.approve_amount(rq, rp, amount, seq, &card)
+        rp.volume_ml = volume
+        if fleet.active:
+            self.count_usage(rq, card.card_id, &fleet, amount, volume, True)
+            self.flag_soft(&fleet, amount, volume, rp)
         return 0
 
     cdef bytes expiry_key(self, const HoldRecord* hold, const uint8_t* hold_id):
@@ -549,14 +642,25 @@ cdef class _BatchApplier:
         last journal position."""
         cdef uint64_t seq = 0
         cdef int64_t rest = hold.held_minor - settled
+        cdef UsageRecord usage
         assert hold.status == HOLD_OPEN and 0 <= settled <= hold.held_minor, "hold closed twice"
         if settled:
-            seq = self.post(request_id, op, hold.card_id, SLOT_CARD_HELD,
+            seq = self.post(request_id, op, hold.value_owner, SLOT_CARD_HELD,
                             SYSTEM_OWNER_BASE + hold.range_id, SLOT_RANGE_MERCHANT,
                             hold.currency, settled)
         if rest:
-            seq = self.post(request_id, op, hold.card_id, SLOT_CARD_HELD, hold.card_id,
+            seq = self.post(request_id, op, hold.value_owner, SLOT_CARD_HELD, hold.value_owner,
                             SLOT_CARD_VALUE, hold.currency, rest)
+        if hold.counted:
+            # What the hold reserved against the card's fleet limits is free again; a
+            # completion counts what was actually dispensed (complete()).
+            assert self.read_usage(hold.card_id, &usage), "counted hold without usage"
+            usage.pending[0] -= hold.held_minor
+            usage.pending[1] -= hold.volume_ml
+            usage.pending[2] -= 1
+            assert usage.pending[0] >= 0 and usage.pending[1] >= 0 and usage.pending[2] >= 0, \
+                "fleet reservations below zero"
+            self.write_usage(hold.card_id, &usage)
         self.delete(self.expiry_key(hold, hold_id), None, self.db_hold_expiry)
         hold.status = status
         hold.completed_minor = settled
@@ -566,6 +670,7 @@ cdef class _BatchApplier:
     cdef int complete(self, const CoreRequest* rq, CoreReply* rp) except -1:
         cdef CardRecord card
         cdef HoldRecord hold
+        cdef Fleet fleet
         if not self.find_described_card(rq, &card, rp):
             return 0
         if not self.read_hold(rq.ref_request_id, &hold):
@@ -580,12 +685,25 @@ cdef class _BatchApplier:
         if memcmp(hold.currency, rq.currency, CURRENCY_SIZE) != 0:
             rp.result = RESULT_DECLINED_CURRENCY_MISMATCH
             return 0
-        if rq.amount_minor > hold.held_minor:
+        if rq.amount_minor > hold.held_minor or \
+                (hold.volume_ml and rq.volume_ml > hold.volume_ml):
             rp.result = RESULT_DECLINED_COMPLETION_EXCEEDS_HOLD
+            return 0
+        fleet.active = self.load_fleet(&card, &fleet)
+        if fleet.active and not self.products_allowed(rq, &fleet.profile):
+            rp.result = RESULT_DECLINED_PRODUCT_NOT_ALLOWED
             return 0
         seq = self.close_hold(rq.request_id, OP_COMPLETE, rq.ref_request_id, &hold,
                               rq.amount_minor, HOLD_COMPLETED)
+        hold.completed_volume_ml = rq.volume_ml
+        self.write_hold(rq.ref_request_id, &hold)
         self.approve(rq, rp, rq.amount_minor, seq, &card)
+        rp.volume_ml = rq.volume_ml
+        if fleet.active and rq.amount_minor:
+            # close_hold released the reservation: reread, then count what was dispensed.
+            self.load_fleet(&card, &fleet)
+            self.count_usage(rq, card.card_id, &fleet, rq.amount_minor, rq.volume_ml, False)
+            self.flag_soft(&fleet, rq.amount_minor, rq.volume_ml, rp)
         return 0
 
     cdef int void(self, const CoreRequest* rq, CoreReply* rp) except -1:
@@ -787,7 +905,7 @@ cdef class _BatchApplier:
         original.refunded_minor += rq.amount_minor
         self.write_request(&original)
         seq = self.post(rq.request_id, OP_REFUND, SYSTEM_OWNER_BASE + card.range_id,
-                        SLOT_RANGE_MERCHANT, card.card_id, SLOT_CARD_VALUE,
+                        SLOT_RANGE_MERCHANT, value_owner_of(&card), SLOT_CARD_VALUE,
                         rq.currency, rq.amount_minor)
         self.approve(rq, rp, rq.amount_minor, seq, &card)
         return 0
@@ -854,9 +972,10 @@ cdef class _BatchApplier:
                 rp.result = RESULT_DECLINED_BALANCE_LIMIT_EXCEEDED
                 return 0
             seq = self.post(rq.request_id, OP_REVERSAL, system_owner, SLOT_RANGE_MERCHANT,
-                            card.card_id, SLOT_CARD_VALUE, rp.currency, amount)
+                            value_owner_of(&card), SLOT_CARD_VALUE, rp.currency, amount)
+            self.uncount_purchase(&card, &original)
         else:
-            if rp.balance_minor - rp.pending_minor < amount:
+            if available_of(rp) < amount:
                 rp.result = RESULT_DECLINED_INSUFFICIENT_FUNDS
                 return 0
             if original.request.op == OP_REFUND:
@@ -865,7 +984,7 @@ cdef class _BatchApplier:
                 purchase.refunded_minor -= amount
                 assert purchase.refunded_minor >= 0, "refunded total below zero"
                 self.write_request(&purchase)
-            seq = self.post(rq.request_id, OP_REVERSAL, card.card_id, SLOT_CARD_VALUE,
+            seq = self.post(rq.request_id, OP_REVERSAL, value_owner_of(&card), SLOT_CARD_VALUE,
                             system_owner,
                             SLOT_RANGE_MERCHANT if original.request.op == OP_REFUND
                             else SLOT_RANGE_FUNDING,
@@ -884,9 +1003,383 @@ cdef class _BatchApplier:
             self.describe_card(&card, rp)
         return 0
 
+
+    # ---- fleet cards: restriction profiles, usage, contracts ----------------------
+
+    cdef int read_contract(self, uint32_t contract_id, ContractRecord* out) except -1:
+        value = self.get(config_key_of(b'C', contract_id), None, self.db_config)
+        assert value is not None and len(value) == sizeof(ContractRecord), "card of a missing contract"
+        memcpy(out, <const char*>value, sizeof(ContractRecord))
+        return 0
+
+    cdef bint read_usage(self, uint64_t card_id, UsageRecord* out) except -1:
+        value = self.get(u64_be(card_id), None, self.db_usage)
+        if value is None:
+            memset(out, 0, sizeof(UsageRecord))
+            return False
+        assert len(value) == sizeof(UsageRecord), "corrupt usage record"
+        memcpy(out, <const char*>value, sizeof(UsageRecord))
+        return True
+
+    cdef int write_usage(self, uint64_t card_id, const UsageRecord* usage) except -1:
+        self.put(u64_be(card_id), _bytes(usage, sizeof(UsageRecord)), False, True, False,
+                 self.db_usage)
+        return 0
+
+    cdef bint load_fleet(self, const CardRecord* card, Fleet* fleet) except -1:
+        """The card's restriction profile (its own, else its contract's) and its usage,
+        counters rolled to the current periods; False for a card without a profile."""
+        cdef ContractRecord contract
+        cdef uint32_t profile_id = card.profile_id
+        cdef uint32_t index[COUNTED_PERIODS]
+        cdef int p, m
+        if not profile_id and card.contract_id:
+            self.read_contract(card.contract_id, &contract)
+            profile_id = contract.profile_id
+        if not profile_id:
+            return False
+        value = self.get(config_key_of(b'F', profile_id), None, self.db_config)
+        assert value is not None and len(value) == sizeof(ProfileRecord), "card of a missing profile"
+        memcpy(&fleet.profile, <const char*>value, sizeof(ProfileRecord))
+        fleet.local_s = <int64_t>self.now_s + fleet.profile.utc_offset_min * 60
+        self.read_usage(card.card_id, &fleet.usage)
+        period_indexes(fleet.local_s, index)
+        for p in range(COUNTED_PERIODS):
+            if fleet.usage.period_index[p] != index[p]:
+                fleet.usage.period_index[p] = index[p]
+                for m in range(LIMIT_MEASURES):
+                    fleet.usage.used[p * LIMIT_MEASURES + m] = 0
+        return True
+
+    cdef int read_catalog(self, CatalogRecord* catalog) except -1:
+        value = self.get(CATALOG_KEY, None, self.db_config)
+        if value is None:
+            memset(catalog, 0, sizeof(CatalogRecord))
+        else:
+            memcpy(catalog, <const char*>value, sizeof(CatalogRecord))
+        return 0
+
+    cdef bint known_products(self, const CoreRequest* rq) except -1:
+        cdef CatalogRecord catalog
+        cdef int i
+        self.read_catalog(&catalog)
+        for i in range(PRODUCT_SET_SIZE):
+            if rq.products[i] & ~catalog.known[i]:
+                return False
+        return True
+
+    cdef bint products_allowed(self, const CoreRequest* rq, const ProfileRecord* profile) except -1:
+        """Every product of the sale is allowed. A sale without product data passes only
+        where the profile restricts nothing (a pre-authorization's products are a hint:
+        its completion says what was sold)."""
+        cdef CatalogRecord catalog
+        cdef int i
+        cdef uint8_t fuel, other
+        cdef bint any_product = False
+        self.read_catalog(&catalog)
+        for i in range(PRODUCT_SET_SIZE):
+            if not rq.products[i]:
+                continue
+            any_product = True
+            fuel = rq.products[i] & catalog.fuel[i]
+            other = rq.products[i] & ~catalog.fuel[i]
+            if other and not profile.flags & PROFILE_NONFUEL_ALLOWED:
+                return False
+            if fuel & ~profile.allowed_products[i] and profile.flags & PROFILE_FUELS_RESTRICTED:
+                return False
+        if any_product or rq.op == OP_PREAUTH:
+            return True
+        return not (profile.flags & PROFILE_FUELS_RESTRICTED) and \
+            profile.flags & PROFILE_NONFUEL_ALLOWED
+
+    cdef bint place_allowed(self, uint32_t outlet_code, const ProfileRecord* profile) except -1:
+        cdef OutletRecord outlet
+        cdef uint32_t region = 0
+        cdef int i
+        if outlet_code:
+            value = self.get(config_key_of(b'O', outlet_code), None, self.db_config)
+            if value is not None:
+                memcpy(&outlet, <const char*>value, sizeof(outlet))
+                region = outlet.region_code
+        for i in range(profile.place_count):
+            if outlet_code and profile.places[i] == outlet_code:
+                return True
+            if region and profile.places[i] == region:
+                return True
+        return False
+
+    cdef uint8_t fleet_rules(self, const CoreRequest* rq, const Fleet* fleet,
+                             CoreReply* rp) except 255:
+        """Products, outlet, day and hour, then the prompts the profile requires."""
+        cdef const ProfileRecord* profile = &fleet.profile
+        cdef int64_t day = fleet.local_s // 86400
+        cdef int64_t minute = (fleet.local_s % 86400) // 60
+        cdef uint8_t present = 0
+        if not self.products_allowed(rq, profile):
+            return RESULT_DECLINED_PRODUCT_NOT_ALLOWED
+        if profile.place_count and not self.place_allowed(rq.outlet_code, profile):
+            return RESULT_DECLINED_OUTLET_NOT_ALLOWED
+        if profile.days_mask and not (profile.days_mask >> ((day + 3) % 7)) & 1:
+            return RESULT_DECLINED_TIME_NOT_ALLOWED
+        if profile.minute_from != profile.minute_to:
+            if profile.minute_from < profile.minute_to:
+                if not profile.minute_from <= minute < profile.minute_to:
+                    return RESULT_DECLINED_TIME_NOT_ALLOWED
+            elif profile.minute_to <= minute < profile.minute_from:   # a window over midnight
+                return RESULT_DECLINED_TIME_NOT_ALLOWED
+        if rq.flags & REQUEST_PIN_PRESENT:
+            present |= PROMPT_PIN
+        if rq.flags & REQUEST_ODOMETER_PRESENT:
+            present |= PROMPT_ODOMETER
+        if rq.flags & REQUEST_DRIVER_PRESENT:
+            present |= PROMPT_DRIVER
+        if rq.flags & REQUEST_VEHICLE_PRESENT:
+            present |= PROMPT_VEHICLE
+        if profile.prompts & ~present:
+            rp.prompts_missing = profile.prompts & ~present
+            return RESULT_DECLINED_PROMPT_REQUIRED
+        return 0
+
+    cdef uint8_t fleet_limits(self, const CoreRequest* rq, const Fleet* fleet, CoreReply* rp,
+                              int64_t* amount, int64_t* volume) except 255:
+        """The odometer, then the hard limits, pessimistically: what was used in each
+        period plus what open holds reserve plus this request. Where the terminal takes a
+        partial approval the money (and a pre-authorization's volume) is cut to what the
+        limits leave; a pre-authorization without a volume reserves what they leave."""
+        cdef const ProfileRecord* profile = &fleet.profile
+        cdef int64_t room[LIMIT_MEASURES]
+        cdef int tightest[LIMIT_MEASURES]
+        cdef int64_t this[LIMIT_MEASURES]
+        cdef int64_t before
+        cdef int idx, p, m
+        if rq.flags & REQUEST_ODOMETER_PRESENT and fleet.usage.odometer_set and \
+                rq.odometer < fleet.usage.odometer:
+            return RESULT_DECLINED_ODOMETER_BACKWARDS
+        for m in range(LIMIT_MEASURES):
+            room[m] = INT64_MAX
+            tightest[m] = -1
+        for idx in range(LIMIT_PERIODS * LIMIT_MEASURES):
+            if profile.limits[idx] <= 0 or profile.soft_mask >> idx & 1:
+                continue
+            p = idx // LIMIT_MEASURES
+            m = idx % LIMIT_MEASURES
+            before = 0 if p == 0 else \
+                fleet.usage.used[(p - 1) * LIMIT_MEASURES + m] + fleet.usage.pending[m]
+            if profile.limits[idx] - before < room[m]:
+                room[m] = profile.limits[idx] - before
+                tightest[m] = idx
+        this[0] = amount[0]
+        this[1] = volume[0]
+        this[2] = 1
+        for m in range(LIMIT_MEASURES):
+            if tightest[m] < 0:
+                continue
+            if m == 1 and rq.op == OP_PREAUTH and this[1] == 0 and room[1] > 0:
+                this[1] = room[1]            # the pump stops where the limits do
+            elif this[m] > room[m] or room[m] <= 0:
+                if rq.flags & REQUEST_PARTIAL_OK and room[m] > 0 and \
+                        (m == 0 or (m == 1 and rq.op == OP_PREAUTH)):
+                    this[m] = room[m]
+                else:
+                    rp.limit_hit = tightest[m] + 1
+                    return RESULT_DECLINED_LIMIT_EXCEEDED
+        amount[0] = this[0]
+        volume[0] = this[1]
+        return 0
+
+    cdef int count_usage(self, const CoreRequest* rq, uint64_t card_id, Fleet* fleet,
+                         int64_t amount, int64_t volume, bint reserve) except -1:
+        """Count an approved sale in every period (or reserve it for an open hold), and
+        keep the odometer reading."""
+        cdef int p
+        cdef UsageRecord* usage = &fleet.usage
+        if reserve:
+            usage.pending[0] += amount
+            usage.pending[1] += volume
+            usage.pending[2] += 1
+        else:
+            for p in range(COUNTED_PERIODS):
+                usage.used[p * LIMIT_MEASURES] += amount
+                usage.used[p * LIMIT_MEASURES + 1] += volume
+                usage.used[p * LIMIT_MEASURES + 2] += 1
+        if rq.flags & REQUEST_ODOMETER_PRESENT:
+            usage.odometer = rq.odometer
+            usage.odometer_set = 1
+        self.write_usage(card_id, usage)
+        return 0
+
+    cdef int flag_soft(self, const Fleet* fleet, int64_t amount, int64_t volume,
+                       CoreReply* rp) except -1:
+        """After counting: past a soft limit, the approval is flagged for review."""
+        cdef const ProfileRecord* profile = &fleet.profile
+        cdef int64_t this[LIMIT_MEASURES]
+        cdef int64_t value
+        cdef int idx, p, m
+        this[0] = amount
+        this[1] = volume
+        this[2] = 1
+        for idx in range(LIMIT_PERIODS * LIMIT_MEASURES):
+            if profile.limits[idx] <= 0 or not profile.soft_mask >> idx & 1:
+                continue
+            p = idx // LIMIT_MEASURES
+            m = idx % LIMIT_MEASURES
+            value = this[m] if p == 0 else \
+                fleet.usage.used[(p - 1) * LIMIT_MEASURES + m] + fleet.usage.pending[m]
+            if value > profile.limits[idx]:
+                rp.review = 1
+                rp.limit_hit = idx + 1
+                return 0
+        return 0
+
+    cdef int uncount_purchase(self, const CardRecord* card, const RequestRecord* original) except -1:
+        """A reversed purchase no longer counts in the periods it was counted in."""
+        cdef UsageRecord usage
+        cdef Fleet fleet
+        cdef JournalEntry entry
+        cdef uint32_t index[COUNTED_PERIODS]
+        cdef int64_t offset_s = 0, volume = original.request.volume_ml
+        cdef int p
+        if not self.read_usage(card.card_id, &usage):
+            return 0
+        if self.load_fleet(card, &fleet):
+            offset_s = fleet.profile.utc_offset_min * 60
+        value = self.get(u64_be(original.reply.journal_seq), None, self.db_journal)
+        assert value is not None, "approved purchase without journal entry"
+        memcpy(&entry, <const char*>value, sizeof(entry))
+        period_indexes(<int64_t>entry.time_s + offset_s, index)
+        for p in range(COUNTED_PERIODS):
+            if usage.period_index[p] != index[p]:
+                continue
+            usage.used[p * LIMIT_MEASURES] = max(0, usage.used[p * LIMIT_MEASURES] -
+                                                 original.reply.approved_minor)
+            usage.used[p * LIMIT_MEASURES + 1] = max(0, usage.used[p * LIMIT_MEASURES + 1] - volume)
+            usage.used[p * LIMIT_MEASURES + 2] = max(0, usage.used[p * LIMIT_MEASURES + 2] - 1)
+        self.write_usage(card.card_id, &usage)
+        return 0
+
+    # ---- fleet configuration ----------------------------------------------------------
+
+    cdef int define_product(self, const CoreRequest* rq, CoreReply* rp) except -1:
+        cdef CatalogRecord catalog
+        cdef uint32_t code = rq.range_id
+        self.read_catalog(&catalog)
+        catalog.known[code >> 3] |= 1 << (code & 7)
+        if rq.target_status == PRODUCT_FUEL:
+            catalog.fuel[code >> 3] |= 1 << (code & 7)
+        else:
+            catalog.fuel[code >> 3] &= ~(1 << (code & 7))
+        self.put(CATALOG_KEY, _bytes(&catalog, sizeof(catalog)), False, True, False, self.db_config)
+        self.put(config_key_of(b'P', code), bytes([rq.target_status]) + _bytes(rq.range_name, RANGE_NAME_SIZE),
+                 False, True, False, self.db_config)
+        self.approve(rq, rp, 0, 0)
+        return 0
+
+    cdef int set_profile(self, const CoreRequest* rq, const char* payload, CoreReply* rp) except -1:
+        cdef const ProfileRecord* profile = <const ProfileRecord*>payload
+        cdef CatalogRecord catalog
+        cdef int i
+        self.read_catalog(&catalog)
+        for i in range(PRODUCT_SET_SIZE):
+            if profile.allowed_products[i] & ~catalog.known[i]:
+                rp.result = RESULT_REJECTED_UNKNOWN_PRODUCT
+                return 0
+        self.put(config_key_of(b'F', rq.profile_id), _bytes(payload, sizeof(ProfileRecord)),
+                 False, True, False, self.db_config)
+        self.approve(rq, rp, 0, 0)
+        return 0
+
+    cdef int define_outlet(self, const CoreRequest* rq, const char* payload, CoreReply* rp) except -1:
+        cdef const OutletRecord* outlet = <const OutletRecord*>payload
+        key = config_key_of(b'O', rq.outlet_code)
+        value = self.get(key, None, self.db_config)
+        if value is not None and memcmp(<const char*>value + 8, outlet.name, OUTLET_NAME_SIZE) != 0:
+            rp.result = RESULT_DECLINED_OUTLET_CODE_TAKEN
+            return 0
+        self.put(key, _bytes(payload, sizeof(OutletRecord)), False, True, False, self.db_config)
+        self.approve(rq, rp, 0, 0)
+        return 0
+
+    cdef bint profile_exists(self, uint32_t profile_id) except -1:
+        return profile_id == 0 or \
+            self.get(config_key_of(b'F', profile_id), None, self.db_config) is not None
+
+    cdef int set_contract(self, const CoreRequest* rq, CoreReply* rp) except -1:
+        cdef ContractRecord contract
+        cdef AccountRecord acc
+        cdef uint64_t owner = CONTRACT_OWNER_BASE + rq.contract_id
+        if not self.profile_exists(rq.profile_id):
+            rp.result = RESULT_DECLINED_UNKNOWN_PROFILE
+            return 0
+        key = config_key_of(b'C', rq.contract_id)
+        value = self.get(key, None, self.db_config)
+        if value is None:
+            memset(&acc, 0, sizeof(acc))
+            memcpy(acc.currency, rq.currency, CURRENCY_SIZE)
+            self.write_account(owner, SLOT_CARD_VALUE, &acc)
+            self.write_account(owner, SLOT_CARD_HELD, &acc)
+        else:
+            memcpy(&contract, <const char*>value, sizeof(contract))
+            if memcmp(contract.currency, rq.currency, CURRENCY_SIZE) != 0:
+                rp.result = RESULT_DECLINED_CURRENCY_MISMATCH
+                return 0
+            self.read_account(owner, SLOT_CARD_VALUE, &acc)
+            if acc.balance_minor + rq.amount_minor < 0:
+                rp.result = RESULT_DECLINED_CREDIT_LIMIT_EXCEEDED   # already drawn further
+                return 0
+        memset(&contract, 0, sizeof(contract))
+        contract.contract_id = rq.contract_id
+        contract.profile_id = rq.profile_id
+        memcpy(contract.currency, rq.currency, CURRENCY_SIZE)
+        contract.credit_limit_minor = rq.amount_minor
+        self.put(key, _bytes(&contract, sizeof(contract)), False, True, False, self.db_config)
+        memcpy(rp.currency, rq.currency, CURRENCY_SIZE)
+        self.approve(rq, rp, 0, 0)
+        return 0
+
+    cdef int assign_card(self, const CoreRequest* rq, CoreReply* rp) except -1:
+        cdef CardRecord card
+        cdef ContractRecord contract
+        cdef AccountRecord value_acc, held_acc
+        cdef uint8_t bad = self.open_card(rq, &card, rp)
+        if bad:
+            rp.result = bad
+            return 0
+        if not self.profile_exists(rq.profile_id):
+            rp.result = RESULT_DECLINED_UNKNOWN_PROFILE
+            return 0
+        if rq.contract_id:
+            value = self.get(config_key_of(b'C', rq.contract_id), None, self.db_config)
+            if value is None:
+                rp.result = RESULT_DECLINED_UNKNOWN_CONTRACT
+                return 0
+            memcpy(&contract, <const char*>value, sizeof(contract))
+            if memcmp(contract.currency, rp.currency, CURRENCY_SIZE) != 0:
+                rp.result = RESULT_DECLINED_CURRENCY_MISMATCH
+                return 0
+        if rq.contract_id != card.contract_id and not card.contract_id:
+            # The card's own value would be out of reach: it must be spent or cleared first.
+            self.read_account(card.card_id, SLOT_CARD_VALUE, &value_acc)
+            self.read_account(card.card_id, SLOT_CARD_HELD, &held_acc)
+            if value_acc.balance_minor or held_acc.balance_minor:
+                rp.result = RESULT_DECLINED_BALANCE_NOT_ZERO
+                return 0
+        card.profile_id = rq.profile_id
+        card.contract_id = rq.contract_id
+        self.write_card(&card)
+        self.approve(rq, rp, 0, 0, &card)
+        return 0
+
     # ---- one request --------------------------------------------------------------
 
     cdef bint valid(self, const CoreRequest* rq):
+        if rq.payload_size != (sizeof(ProfileRecord) if rq.op == OP_SET_PROFILE else
+                               sizeof(OutletRecord) if rq.op == OP_DEFINE_OUTLET else 0):
+            return False
+        if rq.op in (OP_PURCHASE, OP_PREAUTH, OP_COMPLETE):
+            if not 0 <= rq.volume_ml <= VOLUME_ML_MAX:
+                return False
+            if rq.flags & REQUEST_ODOMETER_PRESENT and not 0 <= rq.odometer <= ODOMETER_MAX:
+                return False
         if rq.op in (OP_LOAD, OP_PURCHASE, OP_REFUND, OP_PREAUTH, OP_ADJUST, OP_USE_UNITS):
             return 0 < rq.amount_minor <= AMOUNT_MINOR_MAX
         if rq.op == OP_COMPLETE:
@@ -901,13 +1394,43 @@ cdef class _BatchApplier:
             return memcmp(rq.ref_request_id, rq.request_id, REQUEST_ID_SIZE) != 0
         if rq.op == OP_SET_PIN:
             return rq.flags & REQUEST_PIN_PRESENT
-        return OP_CREATE_RANGE <= rq.op <= OP_SET_STATUS
+        if rq.op == OP_DEFINE_PRODUCT:
+            return rq.range_id < PRODUCT_SET_SIZE * 8 and \
+                rq.target_status in (PRODUCT_FUEL, PRODUCT_OTHER)
+        if rq.op == OP_SET_PROFILE:
+            return rq.profile_id != 0
+        if rq.op == OP_DEFINE_OUTLET:
+            return rq.outlet_code != 0
+        if rq.op == OP_SET_CONTRACT:
+            return rq.contract_id != 0 and 0 <= rq.amount_minor <= BALANCE_MINOR_MAX
+        return OP_CREATE_RANGE <= rq.op <= OP_SET_STATUS or rq.op == OP_ASSIGN_CARD
 
-    cdef int apply_one(self, const CoreRequest* rq, CoreReply* rp) except -1:
+    cdef bint valid_payload(self, const CoreRequest* rq, const char* payload) except -1:
+        """A payload matches its digest (card_key) and says what the request says."""
+        cdef const ProfileRecord* profile
+        cdef int i
+        if rq.payload_size == 0:
+            return True
+        if hashlib.sha256(payload[:rq.payload_size]).digest() != _bytes(rq.card_key, CARD_KEY_SIZE):
+            return False
+        if rq.op == OP_DEFINE_OUTLET:
+            return (<const OutletRecord*>payload).outlet_code == rq.outlet_code
+        profile = <const ProfileRecord*>payload
+        if profile.profile_id != rq.profile_id or profile.place_count > PROFILE_PLACES_MAX or \
+                profile.minute_from > 1440 or profile.minute_to > 1440 or \
+                profile.days_mask >= 128 or profile.prompts >= 16 or \
+                profile.utc_offset_min < -1440 or profile.utc_offset_min > 1440:
+            return False
+        for i in range(LIMIT_PERIODS * LIMIT_MEASURES):
+            if profile.limits[i] < 0:
+                return False
+        return True
+
+    cdef int apply_one(self, const CoreRequest* rq, const char* payload, CoreReply* rp) except -1:
         cdef RequestRecord rec
         memset(rp, 0, sizeof(CoreReply))
         rp.op = rq.op
-        if not self.valid(rq):
+        if not self.valid(rq) or not self.valid_payload(rq, payload):
             rp.result = RESULT_REJECTED_INVALID_REQUEST
             return 0
         if self.read_request(rq.request_id, &rec):
@@ -922,6 +1445,9 @@ cdef class _BatchApplier:
                 memcpy(rp, &rec.reply, sizeof(CoreReply))
             else:
                 rp.result = RESULT_REJECTED_REQUEST_ID_REUSED
+            return 0
+        if rq.op in (OP_PURCHASE, OP_PREAUTH, OP_COMPLETE) and not self.known_products(rq):
+            rp.result = RESULT_REJECTED_UNKNOWN_PRODUCT
             return 0
         if rq.op == OP_LOAD:
             self.load(rq, rp)
@@ -955,11 +1481,28 @@ cdef class _BatchApplier:
             self.sell_package(rq, rp)
         elif rq.op == OP_USE_UNITS:
             self.use_units(rq, rp)
+        elif rq.op == OP_DEFINE_PRODUCT:
+            self.define_product(rq, rp)
+        elif rq.op == OP_SET_PROFILE:
+            self.set_profile(rq, payload, rp)
+        elif rq.op == OP_DEFINE_OUTLET:
+            self.define_outlet(rq, payload, rp)
+        elif rq.op == OP_SET_CONTRACT:
+            self.set_contract(rq, rp)
+        elif rq.op == OP_ASSIGN_CARD:
+            self.assign_card(rq, rp)
         assert rp.result != 0, "operation left no result"
+        if rp.result == RESULT_REJECTED_UNKNOWN_PRODUCT:
+            return 0                                 # a rejection writes nothing
         memset(&rec, 0, sizeof(rec))
         memcpy(&rec.request, rq, sizeof(CoreRequest))
         memcpy(&rec.reply, rp, sizeof(CoreReply))
         self.write_request(&rec)
+        if rp.review:
+            # Approved past a soft limit: listed for the operator (card, time, limit).
+            self.put(_bytes(rq.request_id, REQUEST_ID_SIZE),
+                     u64_be(rp.card_id) + u64_be(self.now_s) + bytes([rp.limit_hit]),
+                     False, True, False, self.db_reviews)
         return 0
 
 
@@ -986,18 +1529,26 @@ def apply_batch(txn, dbs, bytes requests, uint64_t now_s, uint32_t now_yyyymm,
     The caller commits ``txn`` (with sync) before it lets anyone see a reply, and aborts
     it if this raises.
     """
-    cdef Py_ssize_t n = len(requests) // sizeof(CoreRequest)
-    if len(requests) != n * sizeof(CoreRequest):
-        raise ValueError(f"batch of {len(requests)} bytes is not a whole number of "
-                         f"{sizeof(CoreRequest)}-byte requests")
+    cdef Py_ssize_t size = len(requests), offset = 0, n = 0
+    cdef const char* src = requests
+    cdef const CoreRequest* rq
+    while offset < size:                 # requests, each followed by its payload if any
+        if size - offset < <Py_ssize_t>sizeof(CoreRequest):
+            raise ValueError(f"batch of {size} bytes ends inside a request")
+        rq = <const CoreRequest*>(src + offset)
+        offset += sizeof(CoreRequest) + rq.payload_size
+        if offset > size:
+            raise ValueError(f"batch of {size} bytes ends inside a payload")
+        n += 1
     cdef _BatchApplier applier = _BatchApplier(txn, dbs, now_s, now_yyyymm, hold_timeout_s)
     applier.expire_holds()
     applier.expire_packages()
     cdef bytearray replies = bytearray(n * sizeof(CoreReply))
-    cdef const char* src = requests
     cdef char* dst = replies
     cdef Py_ssize_t i
+    offset = 0
     for i in range(n):
-        applier.apply_one(<const CoreRequest*>(src + i * sizeof(CoreRequest)),
-                          <CoreReply*>(dst + i * sizeof(CoreReply)))
+        rq = <const CoreRequest*>(src + offset)
+        applier.apply_one(rq, src + offset + sizeof(CoreRequest), <CoreReply*>(dst + i * sizeof(CoreReply)))
+        offset += sizeof(CoreRequest) + rq.payload_size
     return bytes(replies)

@@ -5,6 +5,7 @@ model decode LMDB values with the ``unpack_*`` functions. The layout itself is
 declared once, in records.pxd.
 """
 import enum
+import hashlib
 from collections import namedtuple
 
 from libc.string cimport memcpy, memset, strncpy
@@ -32,6 +33,11 @@ class Op(enum.IntEnum):
     SELL_PACKAGE = OP_SELL_PACKAGE
     USE_UNITS = OP_USE_UNITS
     PACKAGE_EXPIRY = OP_PACKAGE_EXPIRY
+    DEFINE_PRODUCT = OP_DEFINE_PRODUCT
+    SET_PROFILE = OP_SET_PROFILE
+    DEFINE_OUTLET = OP_DEFINE_OUTLET
+    SET_CONTRACT = OP_SET_CONTRACT
+    ASSIGN_CARD = OP_ASSIGN_CARD
 
 
 class Result(enum.IntEnum):
@@ -65,8 +71,53 @@ class Result(enum.IntEnum):
     DECLINED_HOLD_VOIDED = RESULT_DECLINED_HOLD_VOIDED
     DECLINED_HOLD_EXPIRED = RESULT_DECLINED_HOLD_EXPIRED
     DECLINED_COMPLETION_EXCEEDS_HOLD = RESULT_DECLINED_COMPLETION_EXCEEDS_HOLD
+    DECLINED_PRODUCT_NOT_ALLOWED = RESULT_DECLINED_PRODUCT_NOT_ALLOWED
+    DECLINED_OUTLET_NOT_ALLOWED = RESULT_DECLINED_OUTLET_NOT_ALLOWED
+    DECLINED_TIME_NOT_ALLOWED = RESULT_DECLINED_TIME_NOT_ALLOWED
+    DECLINED_PROMPT_REQUIRED = RESULT_DECLINED_PROMPT_REQUIRED
+    DECLINED_ODOMETER_BACKWARDS = RESULT_DECLINED_ODOMETER_BACKWARDS
+    DECLINED_LIMIT_EXCEEDED = RESULT_DECLINED_LIMIT_EXCEEDED
+    DECLINED_CREDIT_LIMIT_EXCEEDED = RESULT_DECLINED_CREDIT_LIMIT_EXCEEDED
+    DECLINED_UNKNOWN_PROFILE = RESULT_DECLINED_UNKNOWN_PROFILE
+    DECLINED_UNKNOWN_CONTRACT = RESULT_DECLINED_UNKNOWN_CONTRACT
+    DECLINED_CONTRACT_CARD = RESULT_DECLINED_CONTRACT_CARD
+    DECLINED_OUTLET_CODE_TAKEN = RESULT_DECLINED_OUTLET_CODE_TAKEN
     REJECTED_REQUEST_ID_REUSED = RESULT_REJECTED_REQUEST_ID_REUSED
     REJECTED_INVALID_REQUEST = RESULT_REJECTED_INVALID_REQUEST
+    REJECTED_UNKNOWN_PRODUCT = RESULT_REJECTED_UNKNOWN_PRODUCT
+
+
+class Prompt(enum.IntFlag):
+    """What a fleet profile makes the terminal collect; same bits as cardgate.v1.Prompt - 1."""
+    PIN = PROMPT_PIN
+    ODOMETER = PROMPT_ODOMETER
+    DRIVER = PROMPT_DRIVER
+    VEHICLE = PROMPT_VEHICLE
+
+
+class Period(enum.IntEnum):
+    """Limit periods (cardgate.v1.LimitPeriod - 1)."""
+    TRANSACTION = 0
+    DAY = 1
+    WEEK = 2
+    MONTH = 3
+    LIFETIME = 4
+
+
+class Measure(enum.IntEnum):
+    """What a limit counts (cardgate.v1.LimitMeasure - 1)."""
+    MONEY = 0
+    VOLUME = 1
+    COUNT = 2
+
+
+def limit_index(period, measure):
+    return int(period) * LIMIT_MEASURES + int(measure)
+
+
+PRODUCT_KIND_FUEL = PRODUCT_FUEL
+PRODUCT_KIND_OTHER = PRODUCT_OTHER
+PROFILE_PLACES = PROFILE_PLACES_MAX
 
 
 class CardStatus(enum.IntEnum):
@@ -105,6 +156,9 @@ class PackageState(enum.IntEnum):
 AMOUNT_MINOR_MAX = 10_000_000_000_000          # 100 billion units of a 2-decimal currency
 BALANCE_MINOR_MAX = 1_000_000_000_000_000
 SYSTEM_OWNER_BASE = 0xFF00_0000_0000_0000       # owner ids of range-level accounts
+CONTRACT_OWNER_BASE = 0xFE00_0000_0000_0000     # owner ids of contract accounts
+VOLUME_ML_MAX = 10_000_000_000                  # 10,000 m3 in one request, at most
+ODOMETER_MAX = 100_000_000                      # km
 
 REQUEST_SIZE = sizeof(CoreRequest)
 REPLY_SIZE = sizeof(CoreReply)
@@ -115,15 +169,18 @@ JOURNAL_ENTRY_SIZE = sizeof(JournalEntry)
 RANGE_RECORD_SIZE = sizeof(RangeRecord)
 HOLD_RECORD_SIZE = sizeof(HoldRecord)
 PACKAGE_RECORD_SIZE = sizeof(PackageRecord)
+PROFILE_RECORD_SIZE = sizeof(ProfileRecord)
+OUTLET_RECORD_SIZE = sizeof(OutletRecord)
 UNITS_ASSET = "UNT"            # the asset code of subscription units in accounts and journal
 # Holds released by timeout at the start of one batch, at most (the rest: next batch).
 HOLD_EXPIRIES_PER_BATCH_MAX = 1000  # holds (and packages) ended by time per batch, at most
 HOLD_TIMEOUT_S_DEFAULT = 1800      # an open pre-authorization is released after this long
 PIN_TRIES_MAX_DEFAULT = 3      # wrong PINs in a row that block a card, unless its range says
 
-assert REQUEST_SIZE == 176, REQUEST_SIZE
-assert REPLY_SIZE == 64, REPLY_SIZE
-assert REQUEST_RECORD_SIZE == 256, REQUEST_RECORD_SIZE
+assert REQUEST_SIZE == 232, REQUEST_SIZE
+assert REPLY_SIZE == 88, REPLY_SIZE
+assert REQUEST_RECORD_SIZE == 336, REQUEST_RECORD_SIZE
+assert PROFILE_RECORD_SIZE == 232, PROFILE_RECORD_SIZE
 assert CARD_RECORD_SIZE == 80, CARD_RECORD_SIZE
 assert ACCOUNT_RECORD_SIZE == 48, ACCOUNT_RECORD_SIZE
 assert JOURNAL_ENTRY_SIZE == 56, JOURNAL_ENTRY_SIZE
@@ -135,21 +192,24 @@ ACCOUNT_FLAG_NO_OVERDRAFT = ACCOUNT_NO_OVERDRAFT
 
 Reply = namedtuple("Reply", "result op card_status currency approved_minor balance_minor "
                    "pending_minor card_id journal_seq approval_code pan_first6 pan_last4 "
-                   "pan_length expiry_yyyymm")
+                   "pan_length expiry_yyyymm prompts_missing limit_hit volume_ml "
+                   "credit_limit_minor review")
 RequestView = namedtuple("RequestView", "op target_status currency amount_minor request_id "
                          "ref_request_id card_key range_id expiry_yyyymm pan_first6 pan_last4 "
                          "pan_length pin_verifier partial_ok pin_tries_max reason adjust_down "
-                         "load_per_day_max_minor valid_until_s")
+                         "load_per_day_max_minor valid_until_s payload_size profile_id volume_ml "
+                         "odometer outlet_code contract_id products driver_present "
+                         "vehicle_present")
 RequestRecordView = namedtuple("RequestRecordView", "request reply refunded_minor flags")
 Card = namedtuple("Card", "card_id range_id expiry_yyyymm status pan_first6 pan_last4 "
                   "pan_length issued_s activated_s pin_set pin_failures load_day "
-                  "loaded_today_minor")
+                  "loaded_today_minor contract_id profile_id")
 Account = namedtuple("Account", "balance_minor pending_minor currency flags "
                      "credits_minor_total debits_minor_total last_journal_seq")
 JournalView = namedtuple("JournalView", "request_id debit_owner debit_slot credit_owner "
                          "credit_slot op currency amount_minor time_s reason")
 Hold = namedtuple("Hold", "card_id range_id status currency held_minor completed_minor "
-                  "created_s expires_s")
+                  "created_s expires_s counted value_owner volume_ml completed_volume_ml")
 CardRange = namedtuple("CardRange", "range_id pan_length iin_prefix iin_digits currency name "
                        "pin_tries_max balance_max_minor load_per_day_max_minor")
 
@@ -178,8 +238,14 @@ def pack_request(int op, bytes request_id, *, bytes ref_request_id=None, bytes c
                  unsigned long long iin_prefix=0, int iin_digits=0, str range_name="",
                  bytes pin_verifier=None, bint partial_ok=False, int pin_tries_max=0,
                  int reason=0, bint adjust_down=False, long long load_per_day_max_minor=0,
-                 unsigned long long valid_until_s=0):
-    """Pack one core request; the gateway validates values before calling this."""
+                 unsigned long long valid_until_s=0, bytes payload=None,
+                 unsigned int profile_id=0, long long volume_ml=0, odometer=None,
+                 unsigned int outlet_code=0, unsigned int contract_id=0, products=(),
+                 bint driver_present=False, bint vehicle_present=False):
+    """Pack one core request; the gateway validates values before calling this.
+
+    With a payload (SET_PROFILE, DEFINE_OUTLET) the request is followed by it, and its
+    card_key carries the payload's digest so that a retry with another payload is seen."""
     cdef CoreRequest r
     memset(&r, 0, sizeof(r))
     if len(request_id) != REQUEST_ID_SIZE:
@@ -226,13 +292,139 @@ def pack_request(int op, bytes request_id, *, bytes ref_request_id=None, bytes c
         r.flags |= REQUEST_ADJUST_DOWN
     r.load_per_day_max_minor = load_per_day_max_minor
     r.valid_until_s = valid_until_s
-    return (<char*>&r)[:sizeof(r)]
+    r.profile_id = profile_id
+    r.volume_ml = volume_ml
+    if odometer is not None:
+        r.odometer = odometer
+        r.flags |= REQUEST_ODOMETER_PRESENT
+    if driver_present:
+        r.flags |= REQUEST_DRIVER_PRESENT
+    if vehicle_present:
+        r.flags |= REQUEST_VEHICLE_PRESENT
+    r.outlet_code = outlet_code
+    r.contract_id = contract_id
+    for code in products:
+        if not 0 <= code < PRODUCT_SET_SIZE * 8:
+            raise ValueError(f"product codes are 0 to {PRODUCT_SET_SIZE * 8 - 1}, got {code}")
+        r.products[code >> 3] |= 1 << (code & 7)
+    if payload is None:
+        return (<char*>&r)[:sizeof(r)]
+    if len(payload) > 0xFFFF:
+        raise ValueError("payload is at most 65535 bytes")
+    r.payload_size = len(payload)
+    digest = hashlib.sha256(payload).digest()
+    memcpy(r.card_key, <char*>digest, CARD_KEY_SIZE)
+    return (<char*>&r)[:sizeof(r)] + payload
+
+
+def product_set(bytes bitmap):
+    """The product codes of a PRODUCT_SET_SIZE-byte bitmap, ascending."""
+    return tuple(i for i in range(len(bitmap) * 8) if bitmap[i >> 3] >> (i & 7) & 1)
+
+
+def pack_profile(unsigned int profile_id, *, products=None, nonfuel_allowed=True, prompts=0,
+                 days_mask=0, minute_from=0, minute_to=0, utc_offset_min=0, places=(),
+                 limits=None, soft=()):
+    """A ProfileRecord. products: allowed fuel codes (None: every fuel); limits:
+    {(Period, Measure): max}; soft: the (Period, Measure) keys that only flag."""
+    cdef ProfileRecord p
+    memset(&p, 0, sizeof(p))
+    p.profile_id = profile_id
+    if nonfuel_allowed:
+        p.flags |= PROFILE_NONFUEL_ALLOWED
+    if products is not None:
+        p.flags |= PROFILE_FUELS_RESTRICTED
+        for code in products:
+            p.allowed_products[code >> 3] |= 1 << (code & 7)
+    p.prompts = prompts
+    p.days_mask = days_mask
+    p.minute_from = minute_from
+    p.minute_to = minute_to
+    p.utc_offset_min = utc_offset_min
+    if len(places) > PROFILE_PLACES_MAX:
+        raise ValueError(f"at most {PROFILE_PLACES_MAX} outlets or regions")
+    p.place_count = len(places)
+    for i, code in enumerate(places):
+        p.places[i] = code
+    for key, value in (limits or {}).items():
+        p.limits[limit_index(*key)] = value
+    for key in soft:
+        p.soft_mask |= 1 << limit_index(*key)
+    return (<char*>&p)[:sizeof(p)]
+
+
+Profile = namedtuple("Profile", "profile_id nonfuel_allowed products prompts days_mask "
+                     "minute_from minute_to utc_offset_min places limits soft")
+
+
+def unpack_profile(bytes data):
+    _check_size(data, sizeof(ProfileRecord), "profile")
+    cdef const ProfileRecord* p = <const ProfileRecord*><const char*>data
+    limits = {(Period(i // LIMIT_MEASURES), Measure(i % LIMIT_MEASURES)): p.limits[i]
+              for i in range(LIMIT_PERIODS * LIMIT_MEASURES) if p.limits[i]}
+    soft = frozenset(key for key in limits if p.soft_mask >> limit_index(*key) & 1)
+    return Profile(p.profile_id, bool(p.flags & PROFILE_NONFUEL_ALLOWED),
+                   product_set((<char*>p.allowed_products)[:PRODUCT_SET_SIZE])
+                   if p.flags & PROFILE_FUELS_RESTRICTED else None,
+                   p.prompts, p.days_mask, p.minute_from, p.minute_to, p.utc_offset_min,
+                   tuple(p.places[i] for i in range(min(p.place_count, PROFILE_PLACES_MAX))), limits, soft)
+
+
+Usage = namedtuple("Usage", "period_index used pending odometer")
+
+
+def unpack_usage(bytes data):
+    """period_index: (day, week, month, lifetime); used[period - 1][measure] for the
+    counted periods (Period.DAY..LIFETIME); pending[measure]; odometer or None."""
+    _check_size(data, sizeof(UsageRecord), "usage")
+    cdef const UsageRecord* u = <const UsageRecord*><const char*>data
+    return Usage(tuple(u.period_index[i] for i in range(COUNTED_PERIODS)),
+                 tuple(tuple(u.used[p * LIMIT_MEASURES + m] for m in range(LIMIT_MEASURES))
+                       for p in range(COUNTED_PERIODS)),
+                 tuple(u.pending[m] for m in range(LIMIT_MEASURES)),
+                 u.odometer if u.odometer_set else None)
+
+
+Contract = namedtuple("Contract", "contract_id profile_id currency credit_limit_minor")
+
+
+def unpack_contract(bytes data):
+    _check_size(data, sizeof(ContractRecord), "contract")
+    cdef const ContractRecord* c = <const ContractRecord*><const char*>data
+    return Contract(c.contract_id, c.profile_id, _currency(c.currency), c.credit_limit_minor)
+
+
+def pack_outlet(unsigned int outlet_code, unsigned int region_code, str name):
+    cdef OutletRecord o
+    memset(&o, 0, sizeof(o))
+    o.outlet_code = outlet_code
+    o.region_code = region_code
+    cdef bytes raw = name.encode("utf-8")
+    if len(raw) > OUTLET_NAME_SIZE:
+        raise ValueError(f"outlet name is at most {OUTLET_NAME_SIZE} bytes of UTF-8")
+    memcpy(o.name, <char*>raw, len(raw))
+    return (<char*>&o)[:sizeof(o)]
+
+
+def unpack_catalog(bytes data):
+    """(known codes, fuel codes)."""
+    _check_size(data, sizeof(CatalogRecord), "catalog")
+    return product_set(data[:PRODUCT_SET_SIZE]), product_set(data[PRODUCT_SET_SIZE:])
+
+
+def config_key(kind: str, unsigned int id_):
+    """Key of a fleet record in the config database: kind 'F', 'C' or 'O'."""
+    return config_key_of(ord(kind), id_)
+
+
+CATALOG_KEY = b"catalog"
 
 
 cdef object _reply(const CoreReply* p):
     return Reply(p.result, p.op, p.card_status, _currency(p.currency), p.approved_minor,
                  p.balance_minor, p.pending_minor, p.card_id, p.journal_seq, p.approval_code,
-                 p.pan_first6, p.pan_last4, p.pan_length, p.expiry_yyyymm)
+                 p.pan_first6, p.pan_last4, p.pan_length, p.expiry_yyyymm, p.prompts_missing,
+                 p.limit_hit, p.volume_ml, p.credit_limit_minor, bool(p.review))
 
 
 cdef object _request(const CoreRequest* p):
@@ -245,7 +437,12 @@ cdef object _request(const CoreRequest* p):
                        if p.flags & REQUEST_PIN_PRESENT else None,
                        bool(p.flags & REQUEST_PARTIAL_OK), p.pin_tries_max, p.reason,
                        bool(p.flags & REQUEST_ADJUST_DOWN), p.load_per_day_max_minor,
-                       p.valid_until_s)
+                       p.valid_until_s, p.payload_size, p.profile_id, p.volume_ml,
+                       p.odometer if p.flags & REQUEST_ODOMETER_PRESENT else None,
+                       p.outlet_code, p.contract_id,
+                       product_set((<char*>p.products)[:PRODUCT_SET_SIZE]),
+                       bool(p.flags & REQUEST_DRIVER_PRESENT),
+                       bool(p.flags & REQUEST_VEHICLE_PRESENT))
 
 
 def unpack_reply(bytes data):
@@ -262,7 +459,11 @@ def unpack_replies(bytes data):
 
 
 def unpack_request(bytes data):
-    _check_size(data, sizeof(CoreRequest), "request")
+    """A request as packed: the CoreRequest, then its payload if it has one."""
+    if len(data) < sizeof(CoreRequest) or \
+            len(data) != sizeof(CoreRequest) + (<const CoreRequest*><const char*>data).payload_size:
+        raise ValueError(f"request record must be {sizeof(CoreRequest)} bytes and its payload, "
+                         f"got {len(data)}")
     return _request(<const CoreRequest*><const char*>data)
 
 
@@ -277,7 +478,7 @@ def unpack_card(bytes data):
     cdef const CardRecord* p = <const CardRecord*><const char*>data
     return Card(p.card_id, p.range_id, p.expiry_yyyymm, p.status, p.pan_first6, p.pan_last4,
                 p.pan_length, p.issued_s, p.activated_s, bool(p.pin_set), p.pin_failures,
-                p.load_day, p.loaded_today_minor)
+                p.load_day, p.loaded_today_minor, p.contract_id, p.profile_id)
 
 
 def unpack_account(bytes data):
@@ -299,7 +500,8 @@ def unpack_hold(bytes data):
     _check_size(data, sizeof(HoldRecord), "hold")
     cdef const HoldRecord* p = <const HoldRecord*><const char*>data
     return Hold(p.card_id, p.range_id, p.status, _currency(p.currency), p.held_minor,
-                p.completed_minor, p.created_s, p.expires_s)
+                p.completed_minor, p.created_s, p.expires_s, bool(p.counted), p.value_owner,
+                p.volume_ml, p.completed_volume_ml)
 
 
 Package = namedtuple("Package", "card_id range_id status units_total units_left created_s "

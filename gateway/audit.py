@@ -1,11 +1,13 @@
 """Offline check of the ledger invariants (DESIGN.md) on a data directory.
 
 1. per currency the journal sums to zero and every account balance equals its entries;
-2. no account with a no-overdraft rule is below zero, holds included;
+2. no account with a no-overdraft rule is below zero, holds included, and no contract
+   account is drawn past its credit limit;
 3. a request id takes effect at most once (one run of journal entries, matching its
    idempotency record), and refund totals match the refunds still standing;
 4. a hold ends (completed, voided, reversed or expired) exactly once, completion never
-   exceeds it, and each card's held account equals the sum of its open holds.
+   exceeds it, and each held account equals the sum of its open holds; a fleet card's
+   reserved usage equals what its open holds reserve.
 """
 import collections
 from typing import Callable, NamedTuple
@@ -20,6 +22,8 @@ from .store import Store
 def _account_name(owner, slot, cards):
     if owner >= records.SYSTEM_OWNER_BASE:
         return f"range {owner - records.SYSTEM_OWNER_BASE} {Slot(slot).name.lower()} account"
+    if owner >= records.CONTRACT_OWNER_BASE:
+        return f"contract {owner - records.CONTRACT_OWNER_BASE} {Slot(slot).name.lower()} account"
     card = cards.get(owner)
     masked = mask_parts(card.pan_first6, card.pan_last4, card.pan_length) if card else "?"
     return f"card {owner} ({masked}) {Slot(slot).name.lower()} account"
@@ -96,6 +100,13 @@ def _audit(store, txn):
         if acc.flags & records.ACCOUNT_FLAG_NO_OVERDRAFT and acc.balance_minor - acc.pending_minor < 0:
             violations.append(f"{name}: available {acc.balance_minor - acc.pending_minor} is below "
                               "zero on a no-overdraft account")
+        if records.CONTRACT_OWNER_BASE <= owner < records.SYSTEM_OWNER_BASE and slot == Slot.CARD_VALUE:
+            contract = _contract(txn, store, owner - records.CONTRACT_OWNER_BASE)
+            if contract is None:
+                violations.append(f"{name}: no such contract")
+            elif acc.balance_minor < -contract.credit_limit_minor:
+                violations.append(f"{name}: {acc.balance_minor} is past its credit limit of "
+                                  f"{contract.credit_limit_minor}")
     for currency, total in sorted(per_currency.items()):
         if total != 0:
             violations.append(f"{currency}: account balances sum to {total}, not zero")
@@ -110,10 +121,34 @@ def _audit(store, txn):
 
     request_count = _audit_requests(store, txn, runs, violations)
     for timed in (HOLDS, PACKAGES):
-        _audit_timed(timed, txn, store, accounts, timed_ends[timed.end_op], violations)
+        _audit_timed(timed, txn, store, accounts, cards, timed_ends[timed.end_op], violations)
+    _audit_reservations(txn, store, violations)
     counts = {"cards": len(cards), "accounts": len(accounts), "journal_entries": entries,
               "requests": request_count}
     return violations, counts
+
+
+def _contract(txn, store, contract_id):
+    value = txn.get(records.config_key("C", contract_id), db=store.db_config)
+    return records.unpack_contract(value) if value is not None else None
+
+
+def _audit_reservations(txn, store, violations):
+    """Each fleet card's reserved usage is what its open counted holds reserve."""
+    reserved = collections.defaultdict(lambda: [0, 0, 0])
+    for _, value in txn.cursor(db=store.db_holds):
+        hold = records.unpack_hold(value)
+        if hold.status == HoldState.OPEN and hold.counted:
+            for m, amount in enumerate((hold.held_minor, hold.volume_ml, 1)):
+                reserved[hold.card_id][m] += amount
+    for key, value in txn.cursor(db=store.db_usage):
+        card_id = int.from_bytes(key, "big")
+        pending = list(records.unpack_usage(value).pending)
+        if pending != reserved.pop(card_id, [0, 0, 0]):
+            violations.append(f"card {card_id}: usage reserves {pending} (money, ml, count) but "
+                              "its open holds do not")
+    for card_id in reserved:
+        violations.append(f"card {card_id}: open holds reserve fleet usage it has no record of")
 
 
 def _audit_requests(store, txn, runs, violations):
@@ -163,20 +198,23 @@ class _Timed(NamedTuple):
     states: type
     end_op: int             # the journal op of their end by time
     card_slot: int          # the card account that holds what open ones keep
+    owner: Callable         # record -> the owner of that account (a card or a contract)
     due_s: Callable         # record -> the time in its expiry-index key
     open_amount: Callable   # record -> what it keeps on the card while open
     within: Callable        # record -> (part, whole): 0 <= part <= whole must hold
 
 
 HOLDS = _Timed("hold", "db_holds", "db_hold_expiry", records.unpack_hold, HoldState,
-               Op.HOLD_EXPIRY, Slot.CARD_HELD, lambda h: h.expires_s, lambda h: h.held_minor,
+               Op.HOLD_EXPIRY, Slot.CARD_HELD, lambda h: h.value_owner, lambda h: h.expires_s,
+               lambda h: h.held_minor,
                lambda h: (h.completed_minor, h.held_minor))
 PACKAGES = _Timed("package", "db_packages", "db_package_expiry", records.unpack_package,
-                  PackageState, Op.PACKAGE_EXPIRY, Slot.CARD_UNITS, lambda p: p.valid_until_s,
+                  PackageState, Op.PACKAGE_EXPIRY, Slot.CARD_UNITS, lambda p: p.card_id,
+                  lambda p: p.valid_until_s,
                   lambda p: p.units_left, lambda p: (p.units_left, p.units_total))
 
 
-def _audit_timed(timed, txn, store, accounts, ends, violations):
+def _audit_timed(timed, txn, store, accounts, cards, ends, violations):
     """Open ones are in the expiry index and ended ones not; each that expired has one
     expiry entry in the journal; the card's account equals what its open ones keep."""
     kept = collections.Counter()
@@ -187,7 +225,7 @@ def _audit_timed(timed, txn, store, accounts, ends, violations):
         state = timed.states(record.status).name
         is_open = record.status == timed.states.OPEN
         if is_open:
-            kept[record.card_id] += timed.open_amount(record)
+            kept[timed.owner(record)] += timed.open_amount(record)
         if is_open != (timed.due_s(record).to_bytes(8, "big") + record_id in indexed):
             violations.append(f"{name}: {state} but "
                               f"{'missing from' if is_open else 'still in'} the expiry index")
@@ -201,5 +239,5 @@ def _audit_timed(timed, txn, store, accounts, ends, violations):
         violations.append(f"journal expires {timed.what} {record_id.hex()}, which does not exist")
     for (owner, slot), acc in accounts.items():
         if slot == timed.card_slot and acc.balance_minor != kept.get(owner, 0):
-            violations.append(f"card {owner}: {Slot(slot).name.lower()} account {acc.balance_minor} "
+            violations.append(f"{_account_name(owner, slot, cards)}: {acc.balance_minor} "
                               f"but its open {timed.what}s keep {kept.get(owner, 0)}")

@@ -9,6 +9,8 @@ import dataclasses
 from cardgate.fastcore import records
 from cardgate.fastcore.records import CardStatus, Op, Result, Slot
 
+from reference_fleet import Decline, FleetRules
+
 AMOUNT_MINOR_MAX = records.AMOUNT_MINOR_MAX
 BALANCE_MINOR_MAX = records.BALANCE_MINOR_MAX
 SYSTEM = records.SYSTEM_OWNER_BASE
@@ -49,6 +51,8 @@ class Card:
     pin_failures: int = 0
     load_day: int = 0
     loaded_today_minor: int = 0
+    profile_id: int = 0
+    contract_id: int = 0
 
 
 @dataclasses.dataclass
@@ -67,8 +71,12 @@ class Hold:
     held_minor: int
     created_s: int
     expires_s: int
+    value_owner: int = 0
+    volume_ml: int = 0
+    counted: bool = False
     status: int = records.HoldState.OPEN
     completed_minor: int = 0
+    completed_volume_ml: int = 0
 
 
 @dataclasses.dataclass
@@ -89,19 +97,16 @@ def took_effect(result):
     return result in (Result.APPROVED, Result.PARTIALLY_APPROVED)
 
 
-class Decline(Exception):
-    def __init__(self, result):
-        self.result = result
-
-
 def blank_reply(op):
     return dict(result=0, op=op, card_status=0, currency="", approved_minor=0, balance_minor=0,
                 pending_minor=0, card_id=0, journal_seq=0, approval_code=0, pan_first6=0,
-                pan_last4=0, pan_length=0, expiry_yyyymm=0)
+                pan_last4=0, pan_length=0, expiry_yyyymm=0, prompts_missing=0, limit_hit=0,
+                volume_ml=0, credit_limit_minor=0, review=False)
 
 
-class ReferenceLedger:
+class ReferenceLedger(FleetRules):
     def __init__(self):
+        self.init_fleet()
         self.ranges = {}          # range_id -> currency
         self.pin_tries_max = {}   # range_id -> wrong PINs in a row that block a card
         self.range_limits = {}    # range_id -> (balance max, load per day max); 0: none
@@ -131,13 +136,19 @@ class ReferenceLedger:
                                                 op, currency, amount, now_s, reason))
         return seq
 
+    @staticmethod
+    def new_account(currency, no_overdraft):
+        return Account(currency, no_overdraft)
+
     def describe(self, card, rp):
-        acc = self.accounts[(card.card_id, Slot.CARD_VALUE)]
-        held = self.accounts[(card.card_id, Slot.CARD_HELD)].balance_minor
+        owner = self.value_owner(card)
+        acc = self.accounts[(owner, Slot.CARD_VALUE)]
+        held = self.accounts[(owner, Slot.CARD_HELD)].balance_minor
         rp.update(card_id=card.card_id, card_status=card.status, pan_first6=card.pan_first6,
                   pan_last4=card.pan_last4, pan_length=card.pan_length,
                   expiry_yyyymm=card.expiry_yyyymm, currency=acc.currency,
-                  balance_minor=acc.balance_minor + held, pending_minor=held)
+                  balance_minor=acc.balance_minor + held, pending_minor=held,
+                  credit_limit_minor=self.credit_limit(card))
 
     def approve(self, rq, rp, amount, seq):
         rp.update(result=Result.APPROVED, approved_minor=amount, journal_seq=seq,
@@ -241,8 +252,14 @@ class ReferenceLedger:
             card.activated_s = now_s
         card.load_day, card.loaded_today_minor = day, loaded + rq.amount_minor
         seq = self.post(rq.request_id, Op.LOAD, (SYSTEM + card.range_id, Slot.RANGE_FUNDING),
-                        (card.card_id, Slot.CARD_VALUE), rq.currency, rq.amount_minor, now_s)
+                        (self.value_owner(card), Slot.CARD_VALUE), rq.currency, rq.amount_minor, now_s)
         self.approve(rq, rp, rq.amount_minor, seq)
+
+    def own_value_card(self, rq, rp):
+        card = self.open_card(rq, rp)
+        if card.contract_id:
+            raise Decline(Result.DECLINED_CONTRACT_CARD)
+        return card
 
     def open_card(self, rq, rp):
         card = self.described_card(rq, rp)
@@ -251,7 +268,7 @@ class ReferenceLedger:
         return card
 
     def adjust(self, rq, packed, rp, now_s, now_yyyymm):
-        card = self.open_card(rq, rp)
+        card = self.own_value_card(rq, rp)
         if rp["currency"] != rq.currency:
             raise Decline(Result.DECLINED_CURRENCY_MISMATCH)
         funding, value = (SYSTEM + card.range_id, Slot.RANGE_FUNDING), (card.card_id, Slot.CARD_VALUE)
@@ -268,7 +285,7 @@ class ReferenceLedger:
         self.approve(rq, rp, rq.amount_minor, seq)
 
     def clear(self, rq, packed, rp, now_s, now_yyyymm):
-        card = self.open_card(rq, rp)
+        card = self.own_value_card(rq, rp)
         cleared = rp["balance_minor"] - rp["pending_minor"]
         seq = 0
         if cleared:
@@ -279,19 +296,26 @@ class ReferenceLedger:
 
     def deactivate(self, rq, packed, rp, now_s, now_yyyymm):
         card = self.open_card(rq, rp)
-        if rp["balance_minor"]:
+        if rp["balance_minor"] and not card.contract_id:
             raise Decline(Result.DECLINED_BALANCE_NOT_ZERO)
         card.status = CardStatus.CLOSED
         self.approve(rq, rp, 0, 0)
 
     def purchase(self, rq, packed, rp, now_s, now_yyyymm):
-        card = self.money_checks(rq, rp, now_yyyymm, False)
-        amount = self.pin_and_amount(rq, rp, card)
-        seq = self.post(rq.request_id, Op.PURCHASE, (card.card_id, Slot.CARD_VALUE),
+        card, amount, volume, fleet = self.charge_checks(rq, rp, now_s, now_yyyymm)
+        seq = self.post(rq.request_id, Op.PURCHASE, (self.value_owner(card), Slot.CARD_VALUE),
                         (SYSTEM + card.range_id, Slot.RANGE_MERCHANT), rq.currency, amount, now_s)
         self.approve_amount(rq, rp, amount, seq)
+        rp["volume_ml"] = volume
+        if fleet:
+            self.count_usage(rq, card, fleet, amount, volume, False)
+            self.flag_soft(fleet, amount, volume, rp)
 
-    def pin_and_amount(self, rq, rp, card):
+    def charge_checks(self, rq, rp, now_s, now_yyyymm):
+        card = self.money_checks(rq, rp, now_yyyymm, False)
+        fleet = self.fleet_of(card, now_s)
+        if fleet:
+            self.fleet_rules(rq, fleet, rp)
         if rq.pin_verifier is not None and card.pin_verifier is not None:
             if rq.pin_verifier == card.pin_verifier:
                 card.pin_failures = 0
@@ -301,12 +325,17 @@ class ReferenceLedger:
                     card.status = CardStatus.BLOCKED
                 self.describe(card, rp)
                 raise Decline(Result.DECLINED_WRONG_PIN)
-        available = rp["balance_minor"] - rp["pending_minor"]
-        if available >= rq.amount_minor:
-            return rq.amount_minor
-        if rq.partial_ok and available > 0:
-            return available
-        raise Decline(Result.DECLINED_INSUFFICIENT_FUNDS)
+        amount, volume = rq.amount_minor, rq.volume_ml
+        if fleet:
+            amount, volume = self.fleet_limits(rq, fleet, rp, amount, volume)
+        available = self.available(rp)
+        if available < amount:
+            if rq.partial_ok and available > 0:
+                amount = available
+            else:
+                raise Decline(Result.DECLINED_CREDIT_LIMIT_EXCEEDED if card.contract_id
+                              else Result.DECLINED_INSUFFICIENT_FUNDS)
+        return card, amount, volume, fleet
 
     def approve_amount(self, rq, rp, amount, seq):
         self.approve(rq, rp, amount, seq)
@@ -316,13 +345,18 @@ class ReferenceLedger:
     # ---- holds -----------------------------------------------------------------------
 
     def preauth(self, rq, packed, rp, now_s, now_yyyymm):
-        card = self.money_checks(rq, rp, now_yyyymm, False)
-        amount = self.pin_and_amount(rq, rp, card)
-        seq = self.post(rq.request_id, Op.PREAUTH, (card.card_id, Slot.CARD_VALUE),
-                        (card.card_id, Slot.CARD_HELD), rq.currency, amount, now_s)
+        card, amount, volume, fleet = self.charge_checks(rq, rp, now_s, now_yyyymm)
+        owner = self.value_owner(card)
+        seq = self.post(rq.request_id, Op.PREAUTH, (owner, Slot.CARD_VALUE),
+                        (owner, Slot.CARD_HELD), rq.currency, amount, now_s)
         self.holds[rq.request_id] = Hold(card.card_id, card.range_id, rq.currency, amount,
-                                         now_s, now_s + self.hold_timeout_s)
+                                         now_s, now_s + self.hold_timeout_s, owner, volume,
+                                         bool(fleet))
         self.approve_amount(rq, rp, amount, seq)
+        rp["volume_ml"] = volume
+        if fleet:
+            self.count_usage(rq, card, fleet, amount, volume, True)
+            self.flag_soft(fleet, amount, volume, rp)
 
     @staticmethod
     def closed_hold_result(hold):
@@ -333,13 +367,14 @@ class ReferenceLedger:
     def close_hold(self, request_id, op, hold, settled, status, now_s):
         assert hold.status == records.HoldState.OPEN and 0 <= settled <= hold.held_minor
         seq = 0
-        held = (hold.card_id, Slot.CARD_HELD)
+        held = (hold.value_owner, Slot.CARD_HELD)
         if settled:
             seq = self.post(request_id, op, held, (SYSTEM + hold.range_id, Slot.RANGE_MERCHANT),
                             hold.currency, settled, now_s)
         if hold.held_minor - settled:
-            seq = self.post(request_id, op, held, (hold.card_id, Slot.CARD_VALUE), hold.currency,
+            seq = self.post(request_id, op, held, (hold.value_owner, Slot.CARD_VALUE), hold.currency,
                             hold.held_minor - settled, now_s)
+        self.release_reservation(hold)
         hold.status = status
         hold.completed_minor = settled
         return seq
@@ -355,11 +390,20 @@ class ReferenceLedger:
             raise Decline(self.closed_hold_result(hold))
         if hold.currency != rq.currency:
             raise Decline(Result.DECLINED_CURRENCY_MISMATCH)
-        if rq.amount_minor > hold.held_minor:
+        if rq.amount_minor > hold.held_minor or (hold.volume_ml and rq.volume_ml > hold.volume_ml):
             raise Decline(Result.DECLINED_COMPLETION_EXCEEDS_HOLD)
+        fleet = self.fleet_of(card, now_s)
+        if fleet and not self.products_allowed(rq, fleet[0]):
+            raise Decline(Result.DECLINED_PRODUCT_NOT_ALLOWED)
         seq = self.close_hold(rq.request_id, Op.COMPLETE, hold, rq.amount_minor,
                               records.HoldState.COMPLETED, now_s)
+        hold.completed_volume_ml = rq.volume_ml
         self.approve(rq, rp, rq.amount_minor, seq)
+        rp["volume_ml"] = rq.volume_ml
+        if fleet and rq.amount_minor:
+            fleet = self.fleet_of(card, now_s)      # close_hold released the reservation
+            self.count_usage(rq, card, fleet, rq.amount_minor, rq.volume_ml, False)
+            self.flag_soft(fleet, rq.amount_minor, rq.volume_ml, rp)
 
     def void(self, rq, packed, rp, now_s, now_yyyymm):
         hold = self.holds.get(rq.ref_request_id)
@@ -462,7 +506,7 @@ class ReferenceLedger:
             raise Decline(Result.DECLINED_BALANCE_LIMIT_EXCEEDED)
         original.refunded_minor += rq.amount_minor
         seq = self.post(rq.request_id, Op.REFUND, (SYSTEM + card.range_id, Slot.RANGE_MERCHANT),
-                        (card.card_id, Slot.CARD_VALUE), rq.currency, rq.amount_minor, now_s)
+                        (self.value_owner(card), Slot.CARD_VALUE), rq.currency, rq.amount_minor, now_s)
         self.approve(rq, rp, rq.amount_minor, seq)
 
     def reverse(self, rq, packed, rp, now_s, now_yyyymm):
@@ -509,14 +553,15 @@ class ReferenceLedger:
             if rp["balance_minor"] + amount > BALANCE_MINOR_MAX:
                 raise Decline(Result.DECLINED_BALANCE_LIMIT_EXCEEDED)
             seq = self.post(rq.request_id, Op.REVERSAL, (system, Slot.RANGE_MERCHANT),
-                            (card.card_id, Slot.CARD_VALUE), rp["currency"], amount, now_s)
+                            (self.value_owner(card), Slot.CARD_VALUE), rp["currency"], amount, now_s)
+            self.uncount_purchase(card, o_rq, original.reply, now_s)
         else:
-            if rp["balance_minor"] - rp["pending_minor"] < amount:
+            if self.available(rp) < amount:
                 raise Decline(Result.DECLINED_INSUFFICIENT_FUNDS)
             if o_rq.op == Op.REFUND:
                 self.requests[o_rq.ref_request_id].refunded_minor -= amount
             contra = Slot.RANGE_MERCHANT if o_rq.op == Op.REFUND else Slot.RANGE_FUNDING
-            seq = self.post(rq.request_id, Op.REVERSAL, (card.card_id, Slot.CARD_VALUE),
+            seq = self.post(rq.request_id, Op.REVERSAL, (self.value_owner(card), Slot.CARD_VALUE),
                             (system, contra), rp["currency"], amount, now_s)
         original.flags |= FLAG_REVERSED
         self.approve(rq, rp, amount, seq)
@@ -548,8 +593,10 @@ class ReferenceLedger:
 
     def apply_one(self, packed: bytes, now_s: int, now_yyyymm: int):
         rq = records.unpack_request(packed)
+        payload = packed[records.REQUEST_SIZE:]
         rp = blank_reply(rq.op)
-        if not self.valid(rq):
+        fleet_valid = self.valid_fleet(rq, payload)
+        if fleet_valid is False or (fleet_valid is None and not self.valid(rq)):
             rp["result"] = Result.REJECTED_INVALID_REQUEST
             return records.Reply(**rp)
         existing = self.requests.get(rq.request_id)
@@ -568,12 +615,23 @@ class ReferenceLedger:
                    Op.SET_PIN: self.set_pin, Op.PREAUTH: self.preauth,
                    Op.COMPLETE: self.complete, Op.VOID: self.void, Op.ADJUST: self.adjust,
                    Op.CLEAR: self.clear, Op.DEACTIVATE: self.deactivate,
-                   Op.SELL_PACKAGE: self.sell_package, Op.USE_UNITS: self.use_units}[rq.op]
+                   Op.SELL_PACKAGE: self.sell_package, Op.USE_UNITS: self.use_units,
+                   Op.DEFINE_PRODUCT: self.define_product, Op.SET_PROFILE: self.set_profile,
+                   Op.DEFINE_OUTLET: self.define_outlet, Op.SET_CONTRACT: self.set_contract,
+                   Op.ASSIGN_CARD: self.assign_card}[rq.op]
+        if rq.op in (Op.PURCHASE, Op.PREAUTH, Op.COMPLETE) and \
+                any(code not in self.catalog for code in rq.products):
+            rp["result"] = Result.REJECTED_UNKNOWN_PRODUCT
+            return records.Reply(**rp)
         try:
-            handler(rq, packed, rp, now_s, now_yyyymm)
+            handler(rq, payload, rp, now_s, now_yyyymm)
         except Decline as d:
             rp["result"] = d.result
+        if rp["result"] == Result.REJECTED_UNKNOWN_PRODUCT:
+            return records.Reply(**rp)
         self.requests[rq.request_id] = Recorded(packed, dict(rp))
+        if rp["review"]:
+            self.reviews[rq.request_id] = (rp["card_id"], now_s, rp["limit_hit"])
         return records.Reply(**rp)
 
     def apply_batch(self, packed_requests: list, now_s: int, now_yyyymm: int,

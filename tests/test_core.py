@@ -88,9 +88,14 @@ def test_a_batch_that_fails_in_storage_leaves_nothing(tmp_path):
 
 
 def test_batch_must_be_whole_requests(store):
-    with pytest.raises(ValueError, match="whole number"):
+    with pytest.raises(ValueError, match="ends inside a request"):
         with store.env.begin(write=True) as txn:
             ledger.apply_batch(txn, store.dbs, b"\x00" * (records.REQUEST_SIZE + 1), NOW_S, NOW_YYYYMM)
+    profile = records.pack_request(Op.SET_PROFILE, b"\x01" * 16, profile_id=1,
+                                   payload=records.pack_profile(1))
+    with pytest.raises(ValueError, match="ends inside a payload"):
+        with store.env.begin(write=True) as txn:
+            ledger.apply_batch(txn, store.dbs, profile[:-1], NOW_S, NOW_YYYYMM)
 
 
 def test_pack_request_refuses_malformed_fields():

@@ -1552,3 +1552,19 @@ def apply_batch(txn, dbs, bytes requests, uint64_t now_s, uint32_t now_yyyymm,
         applier.apply_one(rq, src + offset + sizeof(CoreRequest), <CoreReply*>(dst + i * sizeof(CoreReply)))
         offset += sizeof(CoreRequest) + rq.payload_size
     return bytes(replies)
+
+
+def fleet_usage(txn, dbs, uint64_t card_id, uint64_t now_s):
+    """(profile id, records.Usage rolled to now's periods) of a card with a restriction
+    profile, or None: the counters the next authorization would see."""
+    cdef _BatchApplier reader = _BatchApplier(txn, dbs, now_s, 0, 0)
+    cdef CardRecord card
+    cdef Fleet fleet
+    cdef ContractRecord contract
+    value = txn.get(card_key_of(card_id), None, dbs[DB_BOOK])
+    if value is None:
+        return None
+    memcpy(&card, <const char*>value, sizeof(card))
+    if not reader.load_fleet(&card, &fleet):
+        return None
+    return fleet.profile.profile_id, _records.unpack_usage(_bytes(&fleet.usage, sizeof(UsageRecord)))

@@ -10,7 +10,7 @@ import time
 from cardgate.fastcore import records
 from cardgate.fastcore.records import Op
 
-from . import limits, validation
+from . import fleet, limits, validation
 from .pan import mask, split_for_record
 from .velocity import CardVelocity
 from .writer import yyyymm_of
@@ -35,6 +35,9 @@ def raise_rejections(reply, request_id_text: str):
         raise RequestIdReused(request_id_text)
     if reply.result == Result.REJECTED_INVALID_REQUEST:
         raise validation.InvalidArgument("request", "refused by the core as invalid")
+    if reply.result == Result.REJECTED_UNKNOWN_PRODUCT:
+        raise validation.InvalidArgument("product_code", "is not in the product catalog "
+                                         "(FleetService.DefineProduct)")
 
 
 def _reason(reason: int) -> int:
@@ -51,7 +54,7 @@ class Operations:
         self.clock = clock
         self.velocity = CardVelocity(card_per_minute_max)
 
-    def _card_key(self, pan_text: str, field: str = "pan") -> bytes:
+    def card_key(self, pan_text: str, field: str = "pan") -> bytes:
         return self.store.pan_key.card_key(validation.pan(pan_text, field))
 
     def _pin_verifier(self, card_key: bytes, pin_text: str) -> bytes:
@@ -61,20 +64,21 @@ class Operations:
 
     def pack_money(self, op: int, request_id_text: str, pan_text: str, amount_minor: int,
                    currency: str, *, ref_text: str = None, ref_field: str = "original_request_id",
-                   pin_text: str = "", partial_ok: bool = False, allow_zero: bool = False) -> bytes:
+                   pin_text: str = "", partial_ok: bool = False, allow_zero: bool = False,
+                   extra: dict = None) -> bytes:
         rid = validation.request_id(request_id_text)
         ref = None
         if ref_text is not None:
             if not ref_text:
                 raise validation.InvalidArgument(ref_field, "is missing")
             ref = validation.request_id(ref_text, ref_field)
-        card_key = self._card_key(pan_text)
+        card_key = self.card_key(pan_text)
         verifier = self._pin_verifier(card_key, pin_text) if pin_text else None
         packed = records.pack_request(
             op, rid, ref_request_id=ref, card_key=card_key,
             amount_minor=validation.amount_minor(amount_minor, allow_zero=allow_zero),
             currency=validation.currency(currency, "amount.currency"), pin_verifier=verifier,
-            partial_ok=partial_ok)
+            partial_ok=partial_ok, **(extra or {}))
         if not self.velocity.admit(card_key, self.clock()):
             raise VelocityExceeded(
                 f"card {mask(pan_text)} is over its limit of {self.velocity.per_minute_max} "
@@ -105,13 +109,15 @@ class Operations:
         """The core request of a cardgate.v1 authorization message; `kind` names its type
         as ForecourtOperation's fields do. Raises on bad input."""
         if kind in ("purchase", "preauthorize"):
+            amount, extra = fleet.sale_fields(kind, m)
             return self.pack_money(Op.PURCHASE if kind == "purchase" else Op.PREAUTH,
-                                   m.request_id, m.pan, m.amount.amount_minor, m.amount.currency,
-                                   pin_text=m.pin, partial_ok=m.partial_approval_ok)
+                                   m.request_id, m.pan, amount, m.amount.currency,
+                                   pin_text=m.pin, partial_ok=m.partial_approval_ok, extra=extra)
         if kind == "complete":
-            return self.pack_money(Op.COMPLETE, m.request_id, m.pan, m.amount.amount_minor,
+            amount, extra = fleet.sale_fields(kind, m)
+            return self.pack_money(Op.COMPLETE, m.request_id, m.pan, amount,
                                    m.amount.currency, ref_text=m.hold_id, ref_field="hold_id",
-                                   allow_zero=True)
+                                   allow_zero=True, extra=extra)
         if kind == "void":
             return self.pack_reference(Op.VOID, m.request_id, m.hold_id, "hold_id")
         if kind == "refund":
@@ -128,7 +134,7 @@ class Operations:
 
     def balance(self, pan_text):
         """(Card, Account) or None; a read that never waits for the writer."""
-        return self.store.read_card(self._card_key(pan_text))
+        return self.store.read_card(self.card_key(pan_text))
 
     # ---- issuing -----------------------------------------------------------------
 
@@ -216,7 +222,7 @@ class Operations:
 
     def set_card_pin(self, request_id_text, pan_text, pin_text):
         rid = validation.request_id(request_id_text)
-        card_key = self._card_key(pan_text)
+        card_key = self.card_key(pan_text)
         packed = records.pack_request(Op.SET_PIN, rid, card_key=card_key,
                                       pin_verifier=self._pin_verifier(card_key, pin_text))
         return self.submit_one(packed, request_id_text)
@@ -228,7 +234,7 @@ class Operations:
         if valid_until_s <= self.clock():
             raise validation.InvalidArgument("valid_until_s", f"{valid_until_s} is not in the future")
         packed = records.pack_request(
-            Op.SELL_PACKAGE, rid, card_key=self._card_key(pan_text),
+            Op.SELL_PACKAGE, rid, card_key=self.card_key(pan_text),
             amount_minor=validation.amount_minor(units, "units"), currency=records.UNITS_ASSET,
             valid_until_s=valid_until_s)
         return self.submit_one(packed, request_id_text)
@@ -236,7 +242,7 @@ class Operations:
     def use_units(self, request_id_text, pan_text, units):
         rid = validation.request_id(request_id_text)
         packed = records.pack_request(
-            Op.USE_UNITS, rid, card_key=self._card_key(pan_text),
+            Op.USE_UNITS, rid, card_key=self.card_key(pan_text),
             amount_minor=validation.amount_minor(units, "units"), currency=records.UNITS_ASSET)
         return self.submit_one(packed, request_id_text)
 
@@ -245,7 +251,7 @@ class Operations:
     def adjust_balance(self, request_id_text, pan_text, amount_minor, currency, down, reason):
         rid = validation.request_id(request_id_text)
         packed = records.pack_request(
-            Op.ADJUST, rid, card_key=self._card_key(pan_text),
+            Op.ADJUST, rid, card_key=self.card_key(pan_text),
             amount_minor=validation.amount_minor(amount_minor),
             currency=validation.currency(currency, "amount.currency"), reason=_reason(reason),
             adjust_down=down)
@@ -253,19 +259,19 @@ class Operations:
 
     def clear_balance(self, request_id_text, pan_text, reason):
         rid = validation.request_id(request_id_text)
-        return self.submit_one(records.pack_request(Op.CLEAR, rid, card_key=self._card_key(pan_text),
+        return self.submit_one(records.pack_request(Op.CLEAR, rid, card_key=self.card_key(pan_text),
                                                     reason=_reason(reason)), request_id_text)
 
     def deactivate_card(self, request_id_text, pan_text):
         rid = validation.request_id(request_id_text)
         return self.submit_one(records.pack_request(Op.DEACTIVATE, rid,
-                                                    card_key=self._card_key(pan_text)),
+                                                    card_key=self.card_key(pan_text)),
                                request_id_text)
 
     def set_card_status(self, request_id_text, pan_text, status):
         rid = validation.request_id(request_id_text)
         if status not in (records.CardStatus.BLOCKED, records.CardStatus.ACTIVE):
             raise validation.InvalidArgument("status", "must be CARD_STATUS_BLOCKED or CARD_STATUS_ACTIVE")
-        packed = records.pack_request(Op.SET_STATUS, rid, card_key=self._card_key(pan_text),
+        packed = records.pack_request(Op.SET_STATUS, rid, card_key=self.card_key(pan_text),
                                       target_status=status)
         return self.submit_one(packed, request_id_text)

@@ -16,6 +16,7 @@ from grpc_reflection.v1alpha import reflection
 
 from . import limits
 from .access import AccessControl
+from .fleet_service import FleetService
 from .forecourt import ForecourtService
 from .netaddr import host_of, is_loopback
 from .operations import Operations
@@ -86,7 +87,8 @@ class Gateway:
             max_workers=self.threads, thread_name_prefix="cardgate-rpc"), options=GRPC_OPTIONS)
         servicers = (AuthorizationService(self.operations, self.access),
                      IssuingService(self.operations, self.access),
-                     ForecourtService(self.operations, self.access))
+                     ForecourtService(self.operations, self.access),
+                     FleetService(self.operations, self.access))
         for servicer in servicers:
             register(self.server, servicer)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

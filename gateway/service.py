@@ -13,7 +13,7 @@ from cardgate.fastcore.records import Result
 from cardgate.v1 import (authorization_pb2, authorization_pb2_grpc, common_pb2, issuing_pb2,
                          issuing_pb2_grpc)
 
-from . import writer as writer_mod
+from . import fleet, writer as writer_mod
 from .access import Denied
 from .operations import RequestIdReused, VelocityExceeded
 from .registration import Malformed
@@ -52,7 +52,21 @@ RESULT_MESSAGES = {
     Result.DECLINED_HOLD_VOIDED: "declined: pre-authorization was voided or reversed",
     Result.DECLINED_HOLD_EXPIRED: "declined: pre-authorization expired and was released",
     Result.DECLINED_COMPLETION_EXCEEDS_HOLD: "declined: completion is more than was held",
+    Result.DECLINED_PRODUCT_NOT_ALLOWED: "declined: the card may not buy this product",
+    Result.DECLINED_OUTLET_NOT_ALLOWED: "declined: the card may not be used at this outlet",
+    Result.DECLINED_TIME_NOT_ALLOWED: "declined: the card may not be used at this day or hour",
+    Result.DECLINED_PROMPT_REQUIRED: "declined: the terminal must collect",
+    Result.DECLINED_ODOMETER_BACKWARDS: "declined: odometer reading is below the last one",
+    Result.DECLINED_LIMIT_EXCEEDED: "declined: over the card's limit",
+    Result.DECLINED_CREDIT_LIMIT_EXCEEDED: "declined: over the contract's credit limit",
+    Result.DECLINED_UNKNOWN_PROFILE: "declined: restriction profile not known",
+    Result.DECLINED_UNKNOWN_CONTRACT: "declined: contract not known",
+    Result.DECLINED_CONTRACT_CARD: "declined: the card draws on a contract; act on the contract",
+    Result.DECLINED_OUTLET_CODE_TAKEN: "declined: another outlet already has this outlet's code",
 }
+PROMPT_NAMES = {1: "PIN", 2: "odometer", 3: "driver id", 4: "vehicle id"}
+PERIOD_NAMES = {1: "per transaction", 2: "daily", 3: "weekly", 4: "monthly", 5: "lifetime"}
+MEASURE_NAMES = {1: "money", 2: "volume", 3: "count"}
 
 _WRITER_CODES = {
     writer_mod.QueueFull: grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -111,22 +125,35 @@ def _result_of(response) -> str:
     return common_pb2.ResultCode.Name(code) if code is not None else "answered"
 
 
-def balance_message(currency, balance_minor, pending_minor):
+def balance_message(currency, balance_minor, pending_minor, credit_limit_minor=0):
     return common_pb2.Balance(currency=currency, balance_minor=balance_minor,
-                              pending_minor=pending_minor,
-                              available_minor=balance_minor - pending_minor)
+                              pending_minor=pending_minor, credit_limit_minor=credit_limit_minor,
+                              available_minor=balance_minor - pending_minor + credit_limit_minor)
 
 
 def authorization_message(reply) -> common_pb2.Authorization:
     approved = reply.result in (Result.APPROVED, Result.PARTIALLY_APPROVED)
+    message = RESULT_MESSAGES.get(reply.result, f"result {reply.result}")
+    prompts = fleet.prompts_of(reply.prompts_missing)
+    limit = fleet.limit_of(reply.limit_hit)
+    if prompts:
+        message += ": " + ", ".join(PROMPT_NAMES[p] for p in prompts)
+    if limit:
+        message += f" ({PERIOD_NAMES[limit[0]]} {MEASURE_NAMES[limit[1]]} limit" + \
+            (", flagged for review)" if reply.review else ")")
     return common_pb2.Authorization(
         result_code=reply.result,
         approval_code=f"{reply.approval_code:06d}" if approved else "",
         approved=common_pb2.Money(amount_minor=reply.approved_minor, currency=reply.currency),
-        balance=balance_message(reply.currency, reply.balance_minor, reply.pending_minor),
+        balance=balance_message(reply.currency, reply.balance_minor, reply.pending_minor,
+                                reply.credit_limit_minor),
         masked_pan=mask_parts(reply.pan_first6, reply.pan_last4, reply.pan_length),
         journal_seq=reply.journal_seq,
-        message=RESULT_MESSAGES.get(reply.result, f"result {reply.result}"),
+        message=message,
+        missing_prompts=prompts,
+        limit=common_pb2.Limit(period=limit[0], measure=limit[1], soft=reply.review) if limit else None,
+        flagged_for_review=reply.review,
+        volume_ml=reply.volume_ml,
     )
 
 
@@ -194,9 +221,10 @@ class AuthorizationService(Servicer, authorization_pb2_grpc.AuthorizationService
         found = self.ops.balance(request.pan)
         if found is None:
             context.abort(grpc.StatusCode.NOT_FOUND, "pan: this card is not known")
-        card, account = found
+        card, account, credit_limit = found
         return authorization_pb2.GetBalanceResponse(
-            balance=balance_message(account.currency, account.balance_minor, account.pending_minor),
+            balance=balance_message(account.currency, account.balance_minor, account.pending_minor,
+                                    credit_limit),
             masked_pan=mask_parts(card.pan_first6, card.pan_last4, card.pan_length),
             status=card.status, expiry_yyyymm=card.expiry_yyyymm,
             units_left=self.ops.store.read_units_left(card.card_id))

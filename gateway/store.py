@@ -63,21 +63,27 @@ class Store:
     # ---- reads ---------------------------------------------------------------------
 
     def read_card(self, card_key: bytes):
-        """(Card, Account) of the card with this PAN-index key, or None; the account's
-        balance includes what is held for pre-authorizations, shown as pending."""
+        """(Card, Account, credit limit) of the card with this PAN-index key, or None.
+        The account is the card's value, or its contract's; its balance includes what
+        is held for pre-authorizations, shown as pending."""
         with self.env.begin(buffers=False) as txn:
             card_id_be = txn.get(card_key, db=self.db_pan_index)
             if card_id_be is None:
                 return None
             card_id = int.from_bytes(card_id_be, "big")
             card = records.unpack_card(txn.get(records.card_key(card_id), db=self.db_book))
+            owner, credit_limit = card_id, 0
+            if card.contract_id:
+                owner = records.CONTRACT_OWNER_BASE + card.contract_id
+                credit_limit = records.unpack_contract(txn.get(
+                    records.config_key("C", card.contract_id), db=self.db_config)).credit_limit_minor
             value = records.unpack_account(
-                txn.get(records.account_key(card_id, records.Slot.CARD_VALUE), db=self.db_book))
+                txn.get(records.account_key(owner, records.Slot.CARD_VALUE), db=self.db_book))
             held = records.unpack_account(
-                txn.get(records.account_key(card_id, records.Slot.CARD_HELD), db=self.db_book))
+                txn.get(records.account_key(owner, records.Slot.CARD_HELD), db=self.db_book))
             # As in replies: balance = value + held, pending = held, available = value.
             return card, value._replace(balance_minor=value.balance_minor + held.balance_minor,
-                                        pending_minor=held.balance_minor)
+                                        pending_minor=held.balance_minor), credit_limit
 
     def read_units_left(self, card_id: int) -> int:
         """Subscription units on the card: its open packages (ended ones, used up or
@@ -90,3 +96,20 @@ class Store:
         with self.env.begin() as txn:
             value = txn.get(records.range_key(range_id), db=self.db_config)
             return records.unpack_range(value) if value is not None else None
+
+    def read_fleet_usage(self, card_id: int, now_s: int):
+        """(profile id, records.Usage as of now_s) of a card with a profile, or None."""
+        with self.env.begin(buffers=False) as txn:
+            return ledger.fleet_usage(txn, self.dbs, card_id, now_s)
+
+    def read_flagged(self, since_s: int, max_results: int):
+        """[(request id, Card, time_s, limit_hit)] approved past a soft limit, oldest first."""
+        with self.env.begin(buffers=False) as txn:
+            found = []
+            for request_id, value in txn.cursor(db=self.db_reviews):
+                time_s = int.from_bytes(value[8:16], "big")
+                if time_s >= since_s:
+                    found.append((time_s, request_id, int.from_bytes(value[:8], "big"), value[16]))
+            found.sort()
+            return [(request_id, records.unpack_card(txn.get(records.card_key(card_id), db=self.db_book)),
+                     time_s, limit_hit) for time_s, request_id, card_id, limit_hit in found[:max_results]]

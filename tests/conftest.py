@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, settings
 
 from cardgate.gateway.channels import open_channel
 from cardgate.gateway.server import Gateway
-from cardgate.v1 import authorization_pb2_grpc, issuing_pb2_grpc
+from cardgate.v1 import authorization_pb2_grpc, fleet_pb2_grpc, issuing_pb2_grpc
 
 TERMINAL_MERCHANT, TERMINAL_OUTLET = "m1", "o1"
 
@@ -20,7 +20,8 @@ class LiveGateway:
     """A real gateway in this process: real LMDB in a temp dir, real gRPC on loopback with
     mutual TLS, and one client certificate per role issued by the gateway's own CA.
 
-    ``auth`` calls as a terminal of merchant m1 / outlet o1, ``issuing`` as an operator.
+    ``auth`` calls as a terminal of merchant m1 / outlet o1, ``issuing`` and ``fleet`` as
+    an operator.
     """
 
     def __init__(self, data_dir, clock=None, **kwargs):
@@ -39,7 +40,9 @@ class LiveGateway:
         self.channels = []
         self.channel = self.open("terminal-1")
         self.auth = authorization_pb2_grpc.AuthorizationServiceStub(self.channel)
-        self.issuing = issuing_pb2_grpc.IssuingServiceStub(self.open("operator-1"))
+        operator = self.open("operator-1")
+        self.issuing = issuing_pb2_grpc.IssuingServiceStub(operator)
+        self.fleet = fleet_pb2_grpc.FleetServiceStub(operator)
 
     def open(self, name, cert_dir=None):
         channel = open_channel(self.gateway.address, cert_dir or self.certs, name)

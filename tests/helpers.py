@@ -1,7 +1,7 @@
 """Small helpers shared by the gateway tests (card numbers, ranges, state snapshots)."""
 import uuid
 
-from cardgate.fastcore import records
+from cardgate.fastcore import ledger, records
 from cardgate.gateway.pan import luhn_check_digit
 from cardgate.v1 import authorization_pb2, common_pb2, issuing_pb2
 
@@ -73,10 +73,7 @@ def balance(gw, pan):
 def snapshot(store):
     """Everything a request could change: every record of every database."""
     with store.env.begin() as txn:
-        return {name: list(txn.cursor(db=db)) for name, db in zip(
-            ("requests", "book", "pan_index", "journal", "config", "holds", "hold_expiry",
-             "packages", "package_expiry", "card_packages"),
-            store.dbs)}
+        return {name.decode(): list(txn.cursor(db=db)) for name, db in zip(ledger.DB_NAMES, store.dbs)}
 
 
 def request_count(store):

@@ -151,3 +151,53 @@ def test_declined_request_retried_gets_the_same_decline(gw):
     count = request_count(store(gw))
     assert purchase(gw, PAN, 1_000_00, request_id=rid) == first
     assert request_count(store(gw)) == count
+
+
+# ---- fleet sales -------------------------------------------------------------------
+
+def _pump(gw, **fields):
+    return lambda: gw.auth.PreAuthorize(authorization_pb2.PreAuthorizeRequest(
+        request_id=new_id(), pan=PAN, **{"amount": eur(0), **fields}))
+
+
+def _sale(gw, lines, **fields):
+    return lambda: gw.auth.Purchase(authorization_pb2.PurchaseRequest(
+        request_id=new_id(), pan=PAN, amount=eur(fields.pop("amount_minor", 0)), lines=lines,
+        **fields)).authorization
+
+
+def test_unknown_product_codes_are_invalid(gw):
+    unknown = [common_pb2.ProductLine(product_code=42, amount_minor=10_00)]
+    assert_invalid_changing_nothing(gw, _sale(gw, unknown), "product_code")
+    assert_invalid_changing_nothing(gw, _pump(gw, amount=eur(10_00), product_codes=[42]),
+                                    "product_code")
+    assert_invalid_changing_nothing(gw, _sale(gw, [common_pb2.ProductLine(
+        product_code=256, amount_minor=10_00)]), "lines[0].product_code")
+
+
+def test_a_volume_without_unit_price_is_invalid_where_it_must_be_priced(gw):
+    assert_invalid_changing_nothing(gw, _pump(gw, volume_ml=40_000), "unit_price_minor")
+    assert_invalid_changing_nothing(
+        gw, _sale(gw, [common_pb2.ProductLine(product_code=1, volume_ml=40_000)]),
+        "lines[0].unit_price_minor")
+    assert_invalid_changing_nothing(
+        gw, _sale(gw, [common_pb2.ProductLine(product_code=1)]), "lines[0]")
+    # Lines that do not add up to the amount charged are refused too.
+    assert_invalid_changing_nothing(
+        gw, _sale(gw, [common_pb2.ProductLine(product_code=1, amount_minor=10_00)],
+                  amount_minor=11_00), "amount.amount_minor")
+
+
+@pytest.mark.parametrize("odometer", [-1, -10**12, records.ODOMETER_MAX + 1])
+def test_a_negative_or_absurd_odometer_is_invalid(gw, odometer):
+    assert_invalid_changing_nothing(
+        gw, _sale(gw, [], amount_minor=10_00, fleet=common_pb2.FleetData(odometer_km=odometer)),
+        "fleet.odometer_km")
+    assert_invalid_changing_nothing(gw, _pump(gw, amount=eur(10_00),
+                                              fleet=common_pb2.FleetData(odometer_km=odometer)),
+                                    "fleet.odometer_km")
+
+
+@pytest.mark.parametrize("volume_ml", [-1, records.VOLUME_ML_MAX + 1])
+def test_negative_or_absurd_volumes_are_invalid(gw, volume_ml):
+    assert_invalid_changing_nothing(gw, _pump(gw, amount=eur(10_00), volume_ml=volume_ml), "volume_ml")

@@ -8,6 +8,7 @@ from google.protobuf import message_factory
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from cardgate.gateway.access import ALLOWED_ROLES
+from cardgate.gateway.registration import SERVICES
 from cardgate.v1 import authorization_pb2, common_pb2, forecourt_pb2, issuing_pb2
 
 from conftest import LiveGateway
@@ -23,11 +24,8 @@ PAN = make_pan(1)
 
 def _request_class(method):
     service, name = method.strip("/").split("/")
-    for module in (authorization_pb2, issuing_pb2, forecourt_pb2):
-        svc = module.DESCRIPTOR.services_by_name.get(service.split(".")[-1])
-        if svc is not None:
-            return message_factory.GetMessageClass(svc.methods_by_name[name].input_type)
-    raise KeyError(method)
+    svc = next(s for s in SERVICES if s.full_name == service)
+    return message_factory.GetMessageClass(svc.methods_by_name[name].input_type)
 
 
 def _valid_seed(method):
@@ -106,7 +104,9 @@ def test_well_typed_requests_with_wild_values(fuzz_target, method, text, number,
     cls = _request_class(method)
     request = cls()
     for field in cls.DESCRIPTOR.fields:
-        if field.type == field.TYPE_STRING and not field.is_repeated:
+        if field.is_repeated:
+            continue
+        if field.type == field.TYPE_STRING:
             setattr(request, field.name, text)
         elif field.type in (field.TYPE_UINT32,):
             setattr(request, field.name, abs(number) % 2**32)

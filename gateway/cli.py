@@ -247,7 +247,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     client_parser("balance", "show a card's balance", amount=False)
     client_parser("load", "load value onto a card (activates a new gift card)")
-    client_parser("pay", "pay with a card")
+    pay = client_parser("pay", "pay with a card")
+    fuel = pay.add_argument_group("fuel and fleet cards")
+    fuel.add_argument("--product", type=int, metavar="CODE",
+                      help="product code of what is sold (the demo: 19 diesel, 1 petrol 95, 200 shop)")
+    fuel.add_argument("--litres", help="volume dispensed, e.g. 64.210 (needs --product)")
+    fuel.add_argument("--odometer", type=int, metavar="KM", help="odometer reading for fleet cards")
+    fuel.add_argument("--driver", default="", help="driver id for fleet cards that ask for one")
+    fuel.add_argument("--vehicle", default="", help="vehicle id for fleet cards that ask for one")
     client_parser("refund", "refund part or all of an earlier payment", original=True)
     client_parser("reverse", "undo an earlier request by its request id", amount=False,
                   card=False, original=True)

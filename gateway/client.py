@@ -7,7 +7,7 @@ from cardgate.v1 import authorization_pb2, authorization_pb2_grpc, common_pb2
 
 from .channels import open_channel
 from .demo import clients_dir
-from .money import AmountError, format_minor, parse_amount_minor
+from .money import AmountError, format_minor, parse_amount_minor, parse_litres_ml
 
 
 def _print_authorization(verb, request_id, auth) -> int:
@@ -19,8 +19,27 @@ def _print_authorization(verb, request_id, auth) -> int:
     if auth.balance.currency:
         print(f"  balance {format_minor(auth.balance.balance_minor, auth.balance.currency)}, "
               f"available {format_minor(auth.balance.available_minor, auth.balance.currency)}")
+    if auth.volume_ml:
+        print(f"  volume {auth.volume_ml / 1000:.3f} L")
+    if auth.flagged_for_review:
+        print("  flagged for review: past a soft limit")
     print(f"  request id {request_id}")
     return 0 if auth.result_code == common_pb2.RESULT_CODE_APPROVED else 3
+
+
+def _sale(args, amount_minor):
+    """(product lines, fleet data) of pay's fuel and fleet options."""
+    lines = []
+    if args.product is not None:
+        lines.append(common_pb2.ProductLine(
+            product_code=args.product, amount_minor=amount_minor,
+            volume_ml=parse_litres_ml(args.litres) if args.litres else 0))
+    elif args.litres:
+        raise AmountError("--litres needs --product")
+    fleet = common_pb2.FleetData(driver_id=args.driver, vehicle_id=args.vehicle)
+    if args.odometer is not None:
+        fleet.odometer_km = args.odometer
+    return lines, fleet
 
 
 def run(args, pan) -> int:
@@ -53,8 +72,14 @@ def run(args, pan) -> int:
                 r = stub.LoadValue(authorization_pb2.LoadValueRequest(
                     request_id=args.request_id, pan=pan, amount=amount), timeout=10)
             elif args.command == "pay":
+                try:
+                    lines, fleet = _sale(args, amount.amount_minor)
+                except AmountError as exc:
+                    print(f"cardgate: {exc}", file=sys.stderr)
+                    return 2
                 r = stub.Purchase(authorization_pb2.PurchaseRequest(
-                    request_id=args.request_id, pan=pan, amount=amount), timeout=10)
+                    request_id=args.request_id, pan=pan, amount=amount, lines=lines,
+                    fleet=fleet), timeout=10)
             else:
                 r = stub.Refund(authorization_pb2.RefundRequest(
                     request_id=args.request_id, pan=pan, amount=amount,

@@ -1,15 +1,20 @@
 """The demo program created on first start, so that a new gateway answers at once.
 
 It defines card range 1 (EUR gift cards), registers a few bearer gift cards and loads
-them. The full demo card numbers go to DEMO_CARDS_FILE in the data directory (0600),
-never to the screen; the CLI's --demo-card N reads them from there.
+them, and makes the last one a fleet card: a product catalog (diesel, petrol, shop), the
+demo outlet in region "demo-north", and restriction profile 1 (diesel only, odometer
+required, 100 L a day) on that card. The full demo card numbers go to DEMO_CARDS_FILE in
+the data directory (0600), never to the screen; the CLI's --demo-card N reads them from
+there.
 """
 import pathlib
 import secrets
 
 from cardgate.fastcore.records import Op, Result
+from cardgate.v1 import common_pb2, fleet_pb2
 
 from .files import write_file
+from .fleet import FleetOperations
 from .pan import luhn_check_digit, mask
 from .request_ids import new_request_id
 from .writer import yyyymm_of
@@ -18,7 +23,12 @@ DEMO_RANGE_ID = 1
 DEMO_IIN = "627700"
 DEMO_PAN_LENGTH = 16
 DEMO_CURRENCY = "EUR"
-DEMO_LOADS_MINOR = (100_00, 50_00, 25_00)
+DEMO_LOADS_MINOR = (100_00, 50_00, 25_00, 500_00)   # the last one is the fleet card
+DEMO_PRODUCTS = ((1, fleet_pb2.PRODUCT_KIND_FUEL, "petrol 95"),
+                 (19, fleet_pb2.PRODUCT_KIND_FUEL, "diesel"),
+                 (200, fleet_pb2.PRODUCT_KIND_OTHER, "shop"))
+DEMO_DIESEL = 19
+DEMO_FLEET_PROFILE_ID = 1
 DEMO_CARDS_FILE = "demo-cards.txt"
 DEMO_MERCHANT_ID = "demo-merchant"
 DEMO_OUTLET_ID = "demo-outlet-1"
@@ -74,6 +84,27 @@ def ensure_demo(operations, data_dir, clock) -> list[str] | None:
         request_id = new_request_id()
         operations.submit_one(operations.pack_money(Op.LOAD, request_id, pan, amount, DEMO_CURRENCY),
                               request_id)
+    _demo_fleet(FleetOperations(operations), pans[-1])
+    labels = ["gift card"] * (len(pans) - 1) + ["fleet card: diesel only, odometer, 100 L a day"]
     write_file(pathlib.Path(data_dir) / DEMO_CARDS_FILE, "".join(
-        f"{pan} demo card {i}\n" for i, pan in enumerate(pans, 1)).encode(), private=True)
+        f"{pan} demo card {i} ({label})\n" for i, (pan, label) in enumerate(zip(pans, labels), 1)
+    ).encode(), private=True)
     return [mask(p) for p in pans]
+
+
+def _demo_fleet(fleet, pan):
+    for code, kind, name in DEMO_PRODUCTS:
+        fleet.define_product(fleet_pb2.DefineProductRequest(
+            request_id=new_request_id(), product_code=code, kind=kind, name=name))
+    fleet.define_outlet(fleet_pb2.DefineOutletRequest(
+        request_id=new_request_id(), merchant_id=DEMO_MERCHANT_ID, outlet_id=DEMO_OUTLET_ID,
+        region="demo-north"))
+    fleet.set_profile(fleet_pb2.SetRestrictionProfileRequest(
+        request_id=new_request_id(), profile_id=DEMO_FLEET_PROFILE_ID,
+        allowed_fuel_codes=[DEMO_DIESEL], restrict_fuels=True,
+        required_prompts=[common_pb2.PROMPT_ODOMETER],
+        limits=[common_pb2.Limit(period=common_pb2.LIMIT_PERIOD_DAY,
+                                 measure=common_pb2.LIMIT_MEASURE_VOLUME, max=100_000)]))
+    reply = fleet.assign_card(fleet_pb2.AssignCardRequest(
+        request_id=new_request_id(), pan=pan, profile_id=DEMO_FLEET_PROFILE_ID))
+    assert reply.result == Result.APPROVED, reply

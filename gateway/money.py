@@ -1,4 +1,5 @@
-"""Currencies (ISO 4217) and amounts: integers of minor units, never floats."""
+"""Currencies (ISO 4217) and amounts: integers of minor units, never floats (and the
+volumes people type, in litres, as integers of millilitres)."""
 import decimal
 
 # Alphabetic code -> number of minor-unit digits, for the currencies cardgate accepts.
@@ -24,17 +25,26 @@ def check_currency(code: str) -> str:
     return code
 
 
-def parse_amount_minor(text: str, currency: str) -> int:
-    """'12.50' EUR -> 1250. Refuses more decimals than the currency has."""
-    exponent = CURRENCY_EXPONENTS[check_currency(currency)]
+def _scaled(text: str, exponent: int, what: str, example: str, unit: str) -> int:
     try:
         value = decimal.Decimal(text)
     except decimal.InvalidOperation:
-        raise AmountError(f"amount {text!r} is not a number like 12.50") from None
-    minor = value.scaleb(exponent)
-    if not value.is_finite() or minor != minor.to_integral_value():
-        raise AmountError(f"amount {text!r} has more than {exponent} decimals for {currency}")
-    return int(minor)
+        raise AmountError(f"{what} {text!r} is not a number like {example}") from None
+    scaled = value.scaleb(exponent)
+    if not value.is_finite() or scaled != scaled.to_integral_value():
+        raise AmountError(f"{what} {text!r} has more than {exponent} decimals for {unit}")
+    return int(scaled)
+
+
+def parse_amount_minor(text: str, currency: str) -> int:
+    """'12.50' EUR -> 1250. Refuses more decimals than the currency has."""
+    exponent = CURRENCY_EXPONENTS[check_currency(currency)]
+    return _scaled(text, exponent, "amount", "12.50", currency)
+
+
+def parse_litres_ml(text: str) -> int:
+    """'64.21' -> 64210 millilitres."""
+    return _scaled(text, 3, "volume", "64.210", "litres")
 
 
 def format_minor(amount_minor: int, currency: str) -> str:

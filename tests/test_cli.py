@@ -39,7 +39,7 @@ def test_first_start_creates_a_demo_that_answers_at_once(tmp_path):
     gateway = GatewayProcess(data_dir)
     try:
         pans = read_demo_pans(data_dir)
-        assert len(pans) == 3
+        assert len(pans) == 4
         target = ("--target", gateway.address, "--data-dir", str(data_dir))
         balance = cardgate("balance", "--demo-card", "1", *target)
         assert balance.returncode == 0, balance.stderr
@@ -55,6 +55,16 @@ def test_first_start_creates_a_demo_that_answers_at_once(tmp_path):
         assert too_much.returncode == 3 and "insufficient funds" in too_much.stdout
         bad = cardgate("pay", "--demo-card", "1", "--amount", "1.005", *target)
         assert bad.returncode == 2 and "more than 2 decimals" in bad.stderr
+        # Demo card 4 is a fleet card: diesel only, with the odometer.
+        no_odometer = cardgate("pay", "--demo-card", "4", "--amount", "80.00", "--product", "19",
+                               "--litres", "40.000", *target)
+        assert no_odometer.returncode == 3 and "must collect: odometer" in no_odometer.stdout
+        petrol = cardgate("pay", "--demo-card", "4", "--amount", "80.00", "--product", "1",
+                          "--litres", "40.000", "--odometer", "1200", *target)
+        assert petrol.returncode == 3 and "may not buy this product" in petrol.stdout
+        fuel = cardgate("pay", "--demo-card", "4", "--amount", "80.00", "--product", "19",
+                        "--litres", "40.000", "--odometer", "1200", *target)
+        assert fuel.returncode == 0 and "volume 40.000 L" in fuel.stdout, fuel.stdout + fuel.stderr
         everything = "".join(gateway.output) + balance.stdout + pay.stdout + refund.stdout
     finally:
         assert gateway.stop() == 0

@@ -2,9 +2,10 @@
 m1 / outlet o1 (region "north") sells; an operator configures profiles and contracts."""
 import time
 
+import grpc
 import pytest
 
-from cardgate.v1 import authorization_pb2, common_pb2, fleet_pb2
+from cardgate.v1 import authorization_pb2, common_pb2, fleet_pb2, forecourt_pb2, forecourt_pb2_grpc
 
 from conftest import LiveGateway
 from helpers import balance, create_range, eur, issue, load, make_pan, new_id, snapshot
@@ -243,3 +244,35 @@ def test_contract_cards_share_a_credit_limit_and_holds_count_against_it(live_gat
     lower = gw.fleet.SetContract(fleet_pb2.SetContractRequest(
         request_id=new_id(), contract_id=7, currency="EUR", credit_limit_minor=2_000_00))
     assert lower.result_code == R.RESULT_CODE_DECLINED_CREDIT_LIMIT_EXCEEDED
+
+
+def test_a_forecourt_batch_carries_fleet_data_and_each_pump_gets_its_own_answer(live_gateway):
+    gw = live_gateway
+    pan = fleet_card(gw, 1, required_prompts=[R.PROMPT_ODOMETER],
+                     limits=[R.Limit(period=DAY, measure=VOLUME, max=100_000)])
+    stub = forecourt_pb2_grpc.ForecourtServiceStub(gw.channel)
+    pump_1, pump_2 = new_id(), new_id()
+
+    def hold(request_id, odometer=None):
+        return forecourt_pb2.ForecourtOperation(preauthorize=authorization_pb2.PreAuthorizeRequest(
+            request_id=request_id, pan=pan, amount=eur(5_000_00), product_codes=[DIESEL],
+            fleet=fleet_data(odometer)))
+
+    first = stub.AuthorizeBatch(forecourt_pb2.AuthorizeBatchRequest(operations=[
+        hold(pump_1, odometer=88_000), hold(pump_2),
+        forecourt_pb2.ForecourtOperation(purchase=authorization_pb2.PurchaseRequest(
+            request_id=new_id(), pan=pan, amount=eur(10_00), lines=[common_pb2.ProductLine(
+                product_code=77, amount_minor=10_00)]))])).results
+    assert first[0].authorization.result_code == R.RESULT_CODE_APPROVED
+    assert first[0].authorization.volume_ml == 100_000
+    assert first[1].authorization.result_code == R.RESULT_CODE_DECLINED_PROMPT_REQUIRED
+    assert list(first[1].authorization.missing_prompts) == [R.PROMPT_ODOMETER]
+    assert first[2].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]   # product 77 unknown
+
+    second = stub.AuthorizeBatch(forecourt_pb2.AuthorizeBatchRequest(operations=[
+        forecourt_pb2.ForecourtOperation(complete=authorization_pb2.CompletePreAuthorizationRequest(
+            request_id=new_id(), pan=pan, hold_id=pump_1, amount=eur(0), lines=[diesel(64_210)])),
+        hold(new_id(), odometer=88_001)])).results          # pump 2 again, with the odometer
+    assert second[0].authorization.approved.amount_minor == 3_210_50
+    # The second pump is cut to what the day has left once the first one settled.
+    assert second[1].authorization.volume_ml == 100_000 - 64_210

@@ -8,8 +8,9 @@ import grpc
 import pytest
 
 from cardgate.gateway.channels import open_channel
-from cardgate.gateway.demo import clients_dir
-from cardgate.v1 import authorization_pb2, authorization_pb2_grpc, issuing_pb2, issuing_pb2_grpc
+from cardgate.gateway.demo import DEMO_DIESEL, clients_dir
+from cardgate.v1 import (authorization_pb2, authorization_pb2_grpc, common_pb2, fleet_pb2,
+                         fleet_pb2_grpc, issuing_pb2, issuing_pb2_grpc)
 
 from gateway_process import GatewayProcess
 from helpers import eur, make_pan, new_id
@@ -40,6 +41,8 @@ def test_no_pan_and_no_pin_in_logs_answers_errors_or_store(tmp_path):
         terminal = authorization_pb2_grpc.AuthorizationServiceStub(
             open_channel(gateway.address, certs, "demo-terminal"))
         bureau = issuing_pb2_grpc.IssuingServiceStub(open_channel(gateway.address, certs, "demo-bureau"))
+        fleet = fleet_pb2_grpc.FleetServiceStub(open_channel(gateway.address, certs, "demo-operator"))
+        diesel = common_pb2.ProductLine(product_code=DEMO_DIESEL, volume_ml=10_000, amount_minor=5_00)
         call(bureau.IssueGiftCards, issuing_pb2.IssueGiftCardsRequest(
             request_id=new_id(), range_id=1,
             cards=[issuing_pb2.GiftCardToIssue(pan=p, expiry_yyyymm=209912) for p in PANS]))
@@ -70,6 +73,12 @@ def test_no_pan_and_no_pin_in_logs_answers_errors_or_store(tmp_path):
                 request_id=new_id(), pan=pan[:-1] + str((int(pan[-1]) + 1) % 10), amount=eur(1_00)))
             call(bureau.IssueGiftCards, issuing_pb2.IssueGiftCardsRequest(  # issued twice
                 request_id=new_id(), range_id=1, cards=[issuing_pb2.GiftCardToIssue(pan=pan, expiry_yyyymm=209912)]))
+            call(fleet.AssignCard, fleet_pb2.AssignCardRequest(             # the demo fleet profile
+                request_id=new_id(), pan=pan, profile_id=1))
+            call(terminal.Purchase, authorization_pb2.PurchaseRequest(     # no odometer
+                request_id=new_id(), pan=pan, amount=eur(5_00), lines=[diesel]))
+            call(fleet.GetFleetUsage, fleet_pb2.GetFleetUsageRequest(pan=pan))
+        call(fleet.ListFlagged, fleet_pb2.ListFlaggedRequest())
         for _ in range(5):                      # the velocity limit, naming the card masked
             call(terminal.Purchase, authorization_pb2.PurchaseRequest(
                 request_id=new_id(), pan=PANS[0], amount=eur(1), pin=PINS[0]))
@@ -83,6 +92,7 @@ def test_no_pan_and_no_pin_in_logs_answers_errors_or_store(tmp_path):
     assert "Purchase by terminal 'demo-terminal'" in logs     # request lines were logged
     said = "\n".join(seen) + logs
     assert "RESOURCE_EXHAUSTED" in said and "WRONG_PIN" in said and "PERMISSION_DENIED" in said
+    assert "PROMPT_ODOMETER" in said and "GetFleetUsage by operator" in logs
     for pan in PANS:
         assert pan not in said, "a full card number leaked"
         assert pan[:6] + "******" + pan[-4:] in said

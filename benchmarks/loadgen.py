@@ -139,9 +139,10 @@ def client_process(address, target_kind, cards, concurrency, duration_s, request
                 window.acquire()
                 if target_kind == "gateway":
                     rid = new_request_id()
-                    item = forecourt_pb2.ForecourtOperation(purchase=authorization_pb2.PurchaseRequest(
-                        request_id=rid, pan=pan_of(rng.randrange(cards)),
-                        amount=common_pb2.Money(amount_minor=1, currency="EUR")))
+                    item = forecourt_pb2.AuthorizeStreamRequest(operations=[
+                        forecourt_pb2.ForecourtOperation(purchase=authorization_pb2.PurchaseRequest(
+                            request_id=rid, pan=pan_of(rng.randrange(cards)),
+                            amount=common_pb2.Money(amount_minor=1, currency="EUR")))])
                 else:
                     rid, item = next(numbering), payload
                 sent_at[rid] = time.monotonic()
@@ -151,15 +152,18 @@ def client_process(address, target_kind, cards, concurrency, duration_s, request
         calls = forecourt.AuthorizeStream(operations(), timeout=duration_s + 30) \
             if target_kind == "gateway" else echo_stream(operations(), timeout=duration_s + 30)
         try:
-            for answer in calls:
-                rid = answer.request_id if target_kind == "gateway" else next(order)
-                started = sent_at.pop(rid)
-                if started >= start_at:
-                    mine.append(time.monotonic() - started)
-                if target_kind == "gateway" and answer.WhichOneof("outcome") == "error":
-                    with lock:
-                        errors[0] += 1
-                window.release()
+            for message in calls:
+                # The gateway answers what one commit settled in one message; the echo
+                # answers every message alone.
+                for answer in (message.results if target_kind == "gateway" else (message,)):
+                    rid = answer.request_id if target_kind == "gateway" else next(order)
+                    started = sent_at.pop(rid)
+                    if started >= start_at:
+                        mine.append(time.monotonic() - started)
+                    if target_kind == "gateway" and answer.WhichOneof("outcome") == "error":
+                        with lock:
+                            errors[0] += 1
+                    window.release()
         except grpc.RpcError:
             with lock:
                 errors[0] += 1
@@ -239,9 +243,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
     request, response = sample_messages(args.batch)
     if args.stream:
-        request = forecourt_pb2.ForecourtOperation(purchase=request)
-        response = forecourt_pb2.OperationResult(request_id=request.purchase.request_id,
-                                                 authorization=response.authorization)
+        # The echo answers each one-operation message with one one-result message: what
+        # the gateway would send if every commit settled a single operation.
+        request = forecourt_pb2.AuthorizeStreamRequest(operations=[
+            forecourt_pb2.ForecourtOperation(purchase=request)])
+        response = forecourt_pb2.AuthorizeStreamResponse(results=[forecourt_pb2.OperationResult(
+            request_id=request.operations[0].purchase.request_id,
+            authorization=response.authorization)])
     data_dir = tempfile.mkdtemp(prefix="cardgate-loadgen-")
     rows = []
     try:

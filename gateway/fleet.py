@@ -34,9 +34,14 @@ def region_code(region: str) -> int:
     return _code("region", region) if region else 0
 
 
+_PROMPT_BITS_INT = tuple((value, int(bit)) for value, bit in PROMPT_BITS.items())
+
+
 def prompts_of(bits: int) -> list:
     """cardgate.v1.Prompt values of the core's prompt bits."""
-    return [value for value, bit in PROMPT_BITS.items() if bits & bit]
+    if not bits:
+        return []
+    return [value for value, bit in _PROMPT_BITS_INT if bits & bit]
 
 
 def limit_of(limit_hit: int):

@@ -33,6 +33,22 @@ def _fill(result, reply):
     result.authorization.CopyFrom(authorization_message(reply))
 
 
+def _committed(result, replies, error):
+    if error is not None:
+        _refuse(result, error)
+    else:
+        _fill(result, replies[0])
+    return result
+
+
+def _stream_items(message):
+    """The operations of one stream message; a message that is not one, or holds none,
+    is answered as one bad operation."""
+    if isinstance(message, Malformed) or not message.operations:
+        return [message if isinstance(message, Malformed) else None]
+    return message.operations
+
+
 def _operation(item):
     """(kind, message) of a ForecourtOperation; (None, None) when it is empty."""
     kind = item.WhichOneof("operation")
@@ -68,7 +84,7 @@ class ForecourtService(Servicer, forecourt_pb2_grpc.ForecourtServiceServicer):
             identity = self.access.check(context, f"/{self.SERVICE}/AuthorizeStream", None)
         except Denied as exc:
             context.abort(exc.code, str(exc))
-        answers = queue.Queue()
+        answers = queue.SimpleQueue()
         in_flight = threading.BoundedSemaphore(limits.STREAM_IN_FLIGHT_MAX)
         end = object()
 
@@ -79,10 +95,11 @@ class ForecourtService(Servicer, forecourt_pb2_grpc.ForecourtServiceServicer):
         def read():
             count = 0
             try:
-                for item in request_iterator:
-                    in_flight.acquire()
-                    count += 1
-                    self._start(identity, item, answer)
+                for message in request_iterator:
+                    for item in _stream_items(message):
+                        in_flight.acquire()
+                        count += 1
+                        self._start(identity, item, answer)
             except grpc.RpcError:
                 pass                                # the client went away
             finally:
@@ -91,18 +108,34 @@ class ForecourtService(Servicer, forecourt_pb2_grpc.ForecourtServiceServicer):
         threading.Thread(target=read, name="cardgate-stream-reader", daemon=True).start()
         answered, total = 0, None
         while total is None or answered < total:
-            result = answers.get()
-            if isinstance(result, tuple) and result[0] is end:
-                total = result[1]
-                continue
-            answered += 1
-            yield result
+            # Everything answered by now goes out in one message: one send per commit,
+            # not per operation.
+            ready = [answers.get()]
+            while True:
+                try:
+                    ready.append(answers.get_nowait())
+                except queue.Empty:
+                    break
+            results = []
+            for result in ready:
+                if isinstance(result, tuple):
+                    if result[0] is end:
+                        total = result[1]
+                        continue
+                    result = _committed(*result)
+                results.append(result)
+            if results:
+                answered += len(results)
+                yield forecourt_pb2.AuthorizeStreamResponse(results=results)
 
     def _start(self, identity, item, answer):
         """Validate and queue one streamed operation; `answer` gets its result later."""
         result = forecourt_pb2.OperationResult()
         if isinstance(item, Malformed):
             _refuse(result, InvalidArgument("operation", f"not a valid {item.type_name} message"))
+            return answer(result)
+        if item is None:
+            _refuse(result, InvalidArgument("operations", "is empty: send at least one operation"))
             return answer(result)
         kind, message = _operation(item)
         result.request_id = getattr(message, "request_id", "")
@@ -115,11 +148,9 @@ class ForecourtService(Servicer, forecourt_pb2_grpc.ForecourtServiceServicer):
             return answer(result)
 
         def committed(replies, error):
-            if error is not None:
-                _refuse(result, error)
-            else:
-                _fill(result, replies[0])
-            answer(result)
+            # On the writer thread: hand over, and build the answer on the stream's own
+            # thread, so that the writer goes on to the next batch at once.
+            answer((result, replies, error))
 
         try:
             self.ops.writer.submit_async([packed], committed)

@@ -15,6 +15,12 @@ def op(**kwargs):
     return forecourt_pb2.ForecourtOperation(**kwargs)
 
 
+def stream_results(stub, messages):
+    """Every OperationResult of one AuthorizeStream call, in the order they came."""
+    return [r for response in stub.AuthorizeStream(iter(messages), timeout=30)
+            for r in response.results]
+
+
 def test_a_batch_of_pump_operations_is_answered_in_order(live_gateway):
     gw = live_gateway
     pan = funded_card(gw, 1, 500_00)
@@ -90,7 +96,10 @@ def test_a_controller_streams_operations_and_gets_every_answer(live_gateway):
     operations.append(op(purchase=a.PurchaseRequest(request_id=ids[0], pan=pans[0],
                                                     amount=eur(1_00))))      # a retry
     operations.append(op(purchase=a.PurchaseRequest(request_id="bad", pan=pans[0], amount=eur(1))))
-    results = list(stub.AuthorizeStream(iter(operations), timeout=30))
+    # Mostly one operation per message, the last few sent together in one.
+    messages = [forecourt_pb2.AuthorizeStreamRequest(operations=[o]) for o in operations[:-3]]
+    messages.append(forecourt_pb2.AuthorizeStreamRequest(operations=operations[-3:]))
+    results = stream_results(stub, messages)
     assert len(results) == len(operations)
     by_id = {}
     for r in results:
@@ -106,10 +115,10 @@ def test_a_stream_item_for_another_outlet_is_refused_alone(live_gateway):
     pan = funded_card(gw, 13, 100_00)
     stub = forecourt_pb2_grpc.ForecourtServiceStub(gw.channel)
     good, bad = new_id(), new_id()
-    results = list(stub.AuthorizeStream(iter([
+    results = stream_results(stub, [forecourt_pb2.AuthorizeStreamRequest(operations=[
         op(purchase=a.PurchaseRequest(request_id=bad, pan=pan, amount=eur(1_00),
                                       acceptor=common_pb2.Acceptor(outlet_id="o2"))),
-        op(purchase=a.PurchaseRequest(request_id=good, pan=pan, amount=eur(1_00)))]), timeout=30))
+        op(purchase=a.PurchaseRequest(request_id=good, pan=pan, amount=eur(1_00)))])])
     outcome = {r.request_id: r for r in results}
     assert outcome[bad].error.code == grpc.StatusCode.PERMISSION_DENIED.value[0]
     assert outcome[good].authorization.result_code == R.RESULT_CODE_APPROVED

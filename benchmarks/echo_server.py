@@ -58,8 +58,13 @@ async def serve_aio(response, data_dir):
 
     async def call(request, context):
         return response
+
+    async def stream(requests, context):
+        async for _ in requests:
+            yield response
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("bench.Echo", {
-        "Call": grpc.unary_unary_rpc_method_handler(call)}),))
+        "Call": grpc.unary_unary_rpc_method_handler(call),
+        "Stream": grpc.stream_stream_rpc_method_handler(stream)}),))
     port = _bind(server, data_dir)
     await server.start()
     print(f"echo listening on 127.0.0.1:{port}", flush=True)

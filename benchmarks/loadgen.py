@@ -42,6 +42,7 @@ from cardgate.v1 import (authorization_pb2, authorization_pb2_grpc, common_pb2, 
 GOAL_RATIO = 0.8
 GOAL_RATIO_BATCH = 0.6
 WARMUP_S = 1.0
+STREAM_PREPARED_PER_THREAD = 12_000   # stream requests built before the timed run
 ISSUE_CHUNK = 500
 
 
@@ -118,8 +119,6 @@ def client_process(address, target_kind, cards, concurrency, duration_s, request
     """One client process: `concurrency` threads, each with one call in flight."""
     latencies, errors = [], [0]
     lock = threading.Lock()
-    start_at = time.monotonic() + WARMUP_S
-    stop_at = start_at + duration_s
     channel = open_channel(address, clients_dir(data_dir), "bench-terminal")
     if target_kind == "gateway":
         stub = authorization_pb2_grpc.AuthorizationServiceStub(channel)
@@ -129,20 +128,24 @@ def client_process(address, target_kind, cards, concurrency, duration_s, request
         echo_stream = channel.stream_stream("/bench.Echo/Stream")
     payload = b"\x02" * request_bytes
 
+    def stream_request(rng):
+        rid = new_request_id()
+        return rid, forecourt_pb2.AuthorizeStreamRequest(operations=[
+            forecourt_pb2.ForecourtOperation(purchase=authorization_pb2.PurchaseRequest(
+                request_id=rid, pan=pan_of(rng.randrange(cards)),
+                amount=common_pb2.Money(amount_minor=1, currency="EUR")))])
+
     def stream_worker(seed):
         rng = random.Random(seed)
         window = threading.BoundedSemaphore(stream)
         sent_at, numbering = {}, itertools.count()
+        prepared = prepared_by_seed.get(seed, [])
 
         def operations():
             while time.monotonic() < stop_at:
                 window.acquire()
                 if target_kind == "gateway":
-                    rid = new_request_id()
-                    item = forecourt_pb2.AuthorizeStreamRequest(operations=[
-                        forecourt_pb2.ForecourtOperation(purchase=authorization_pb2.PurchaseRequest(
-                            request_id=rid, pan=pan_of(rng.randrange(cards)),
-                            amount=common_pb2.Money(amount_minor=1, currency="EUR")))])
+                    rid, item = prepared.pop() if prepared else stream_request(rng)
                 else:
                     rid, item = next(numbering), payload
                 sent_at[rid] = time.monotonic()
@@ -196,8 +199,16 @@ def client_process(address, target_kind, cards, concurrency, duration_s, request
         with lock:
             latencies.extend(mine)
 
-    threads = [threading.Thread(target=stream_worker if stream else worker,
-                                args=(os.getpid() * 1000 + i,)) for i in range(concurrency)]
+    seeds = [os.getpid() * 1000 + i for i in range(concurrency)]
+    # Stream requests are built before the clock starts, as the echo's payload is: on two
+    # cores the clients' own Python work would otherwise be taken from the server measured.
+    prepared_by_seed = {seed: [stream_request(random.Random(-seed))
+                               for _ in range(STREAM_PREPARED_PER_THREAD)]
+                        for seed in seeds} if stream and target_kind == "gateway" else {}
+    start_at = time.monotonic() + WARMUP_S
+    stop_at = start_at + duration_s
+    threads = [threading.Thread(target=stream_worker if stream else worker, args=(seed,))
+               for seed in seeds]
     for t in threads:
         t.start()
     for t in threads:

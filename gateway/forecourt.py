@@ -4,7 +4,8 @@ Each operation is validated and packed on its own (a bad one gets its own error)
 batch goes to the writer as one submission (one commit, one fsync, one answer), a
 stream's operations join whatever batch the writer takes next.
 """
-import queue
+import asyncio
+import collections
 import threading
 
 import grpc
@@ -31,6 +32,41 @@ def _fill(result, reply):
     except REFUSALS as exc:
         return _refuse(result, exc)
     result.authorization.CopyFrom(authorization_message(reply))
+
+
+class _ReadyResults:
+    """Results of one stream, put from any thread, taken on the event loop: one wake-up
+    of the loop however many results a batch settles."""
+
+    def __init__(self, loop):
+        self.loop = loop
+        self.items = collections.deque()
+        self.event = asyncio.Event()
+        self.lock = threading.Lock()
+        self.wake_scheduled = False
+        self.total = None           # operations read, once the client stopped sending
+
+    def put(self, item):
+        self.items.append(item)
+        with self.lock:
+            if self.wake_scheduled:
+                return
+            self.wake_scheduled = True
+        self.loop.call_soon_threadsafe(self.event.set)
+
+    def end(self, count):
+        self.total = count
+        self.event.set()
+
+    async def take(self) -> list:
+        await self.event.wait()
+        self.event.clear()
+        with self.lock:
+            self.wake_scheduled = False     # before draining: later puts wake again
+        taken = []
+        while self.items:
+            taken.append(self.items.popleft())
+        return taken
 
 
 def _committed(result, replies, error):
@@ -79,54 +115,46 @@ class ForecourtService(Servicer, forecourt_pb2_grpc.ForecourtServiceServicer):
             _fill(results[i], reply)
         return forecourt_pb2.AuthorizeBatchResponse(results=results)
 
-    def AuthorizeStream(self, request_iterator, context):
+    async def AuthorizeStream(self, request_iterator, context):
+        """A coroutine on the server's event loop: operations are read, validated and
+        handed to the writer without a thread of their own; the writer thread hands
+        results back through a deque and one wake-up per batch, and whatever is ready
+        goes out in one message."""
         try:
             identity = self.access.check(context, f"/{self.SERVICE}/AuthorizeStream", None)
         except Denied as exc:
-            context.abort(exc.code, str(exc))
-        answers = queue.SimpleQueue()
-        in_flight = threading.BoundedSemaphore(limits.STREAM_IN_FLIGHT_MAX)
-        end = object()
+            await context.abort(exc.code, str(exc))
+        ready = _ReadyResults(asyncio.get_running_loop())
+        in_flight = asyncio.Semaphore(limits.STREAM_IN_FLIGHT_MAX)
 
-        def answer(result):
-            answers.put(result)
-            in_flight.release()
-
-        def read():
+        async def read():
             count = 0
             try:
-                for message in request_iterator:
+                async for message in request_iterator:
                     for item in _stream_items(message):
-                        in_flight.acquire()
+                        await in_flight.acquire()
                         count += 1
-                        self._start(identity, item, answer)
-            except grpc.RpcError:
+                        self._start(identity, item, ready.put)
+            except (grpc.RpcError, asyncio.CancelledError):
                 pass                                # the client went away
             finally:
-                answers.put((end, count))
+                ready.end(count)
 
-        threading.Thread(target=read, name="cardgate-stream-reader", daemon=True).start()
-        answered, total = 0, None
-        while total is None or answered < total:
-            # Everything answered by now goes out in one message: one send per commit,
-            # not per operation.
-            ready = [answers.get()]
-            while True:
-                try:
-                    ready.append(answers.get_nowait())
-                except queue.Empty:
-                    break
-            results = []
-            for result in ready:
-                if isinstance(result, tuple):
-                    if result[0] is end:
-                        total = result[1]
-                        continue
-                    result = _committed(*result)
-                results.append(result)
-            if results:
-                answered += len(results)
-                yield forecourt_pb2.AuthorizeStreamResponse(results=results)
+        reader = asyncio.get_running_loop().create_task(read())
+        answered = 0
+        try:
+            while ready.total is None or answered < ready.total:
+                results = []
+                for result in await ready.take():
+                    if isinstance(result, tuple):
+                        result = _committed(*result)
+                    results.append(result)
+                    in_flight.release()
+                if results:
+                    answered += len(results)
+                    yield forecourt_pb2.AuthorizeStreamResponse(results=results)
+        finally:
+            reader.cancel()
 
     def _start(self, identity, item, answer):
         """Validate and queue one streamed operation; `answer` gets its result later."""
@@ -148,8 +176,8 @@ class ForecourtService(Servicer, forecourt_pb2_grpc.ForecourtServiceServicer):
             return answer(result)
 
         def committed(replies, error):
-            # On the writer thread: hand over, and build the answer on the stream's own
-            # thread, so that the writer goes on to the next batch at once.
+            # On the writer thread: hand over; the answer is built on the event loop, so
+            # that the writer goes on to the next batch at once.
             answer((result, replies, error))
 
         try:

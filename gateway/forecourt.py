@@ -6,7 +6,6 @@ stream's operations join whatever batch the writer takes next.
 """
 import asyncio
 import collections
-import threading
 
 import grpc
 
@@ -35,24 +34,20 @@ def _fill(result, reply):
 
 
 class _ReadyResults:
-    """Results of one stream, put from any thread, taken on the event loop: one wake-up
-    of the loop however many results a batch settles."""
+    """Results of one stream, put from any thread, taken on the event loop."""
 
-    def __init__(self, loop):
-        self.loop = loop
+    def __init__(self, handoff):
+        self.handoff = handoff
         self.items = collections.deque()
         self.event = asyncio.Event()
-        self.lock = threading.Lock()
-        self.wake_scheduled = False
         self.total = None           # operations read, once the client stopped sending
 
     def put(self, item):
+        self.handoff.call(self._arrived, item)
+
+    def _arrived(self, item):
         self.items.append(item)
-        with self.lock:
-            if self.wake_scheduled:
-                return
-            self.wake_scheduled = True
-        self.loop.call_soon_threadsafe(self.event.set)
+        self.event.set()
 
     def end(self, count):
         self.total = count
@@ -61,11 +56,8 @@ class _ReadyResults:
     async def take(self) -> list:
         await self.event.wait()
         self.event.clear()
-        with self.lock:
-            self.wake_scheduled = False     # before draining: later puts wake again
-        taken = []
-        while self.items:
-            taken.append(self.items.popleft())
+        taken = list(self.items)
+        self.items.clear()
         return taken
 
 
@@ -95,7 +87,7 @@ class ForecourtService(Servicer, forecourt_pb2_grpc.ForecourtServiceServicer):
     SERVICE = forecourt_pb2.DESCRIPTOR.services_by_name["ForecourtService"].full_name
 
     @rpc
-    def AuthorizeBatch(self, request, context):
+    async def AuthorizeBatch(self, request, context):
         if not request.operations:
             raise InvalidArgument("operations", "is empty")
         if len(request.operations) > limits.FORECOURT_BATCH_OPERATIONS_MAX:
@@ -111,7 +103,7 @@ class ForecourtService(Servicer, forecourt_pb2_grpc.ForecourtServiceServicer):
                 positions.append(i)
             except REFUSALS as exc:
                 _refuse(results[i], exc, f"operations[{i}]." if isinstance(exc, InvalidArgument) else "")
-        for i, reply in zip(positions, self.ops.submit_many(packed)):
+        for i, reply in zip(positions, await self.ops.submit_many_async(packed)):
             _fill(results[i], reply)
         return forecourt_pb2.AuthorizeBatchResponse(results=results)
 
@@ -124,7 +116,7 @@ class ForecourtService(Servicer, forecourt_pb2_grpc.ForecourtServiceServicer):
             identity = self.access.check(context, f"/{self.SERVICE}/AuthorizeStream", None)
         except Denied as exc:
             await context.abort(exc.code, str(exc))
-        ready = _ReadyResults(asyncio.get_running_loop())
+        ready = _ReadyResults(self.ops.handoff())
         in_flight = asyncio.Semaphore(limits.STREAM_IN_FLIGHT_MAX)
 
         async def read():

@@ -4,6 +4,7 @@ The gRPC services and the demo set-up call these; each returns the core's Reply 
 list of them) and raises validation.InvalidArgument, RequestIdReused, VelocityExceeded
 or writer.WriterError.
 """
+import asyncio
 import hashlib
 import time
 
@@ -12,8 +13,9 @@ from cardgate.fastcore.records import Op
 
 from . import fleet, limits, validation
 from .pan import mask, split_for_record
+from .loop_handoff import LoopHandoff
 from .velocity import CardVelocity
-from .writer import yyyymm_of
+from .writer import ReplyTimeout, yyyymm_of
 
 Result = records.Result
 ADJUSTMENT_REASONS = range(1, 6)    # cardgate.v1.AdjustmentReason, UNSPECIFIED excluded
@@ -53,6 +55,7 @@ class Operations:
         self.writer = writer
         self.clock = clock
         self.velocity = CardVelocity(card_per_minute_max)
+        self._handoff = None
 
     def card_key(self, pan_text: str, field: str = "pan") -> bytes:
         return self.store.pan_key.card_key(validation.pan(pan_text, field))
@@ -98,10 +101,40 @@ class Operations:
         raise_rejections(reply, request_id_text)
         return reply
 
-    def submit_many(self, packed: list) -> list:
+    def handoff(self) -> LoopHandoff:
+        """The running event loop's way back from the writer thread (one per loop)."""
+        loop = asyncio.get_running_loop()
+        if self._handoff is None or self._handoff.loop is not loop:
+            self._handoff = LoopHandoff(loop)
+        return self._handoff
+
+    async def submit_many_async(self, packed: list) -> list:
         """Core requests of one batch call, applied in one submission; replies in order.
-        Rejections (reused ids, invalid) come back as replies for the caller to map."""
-        return self.writer.submit(packed) if packed else []
+        Rejections (reused ids, invalid) come back as replies for the caller to map. The
+        event loop goes on serving while the writer commits."""
+        if not packed:
+            return []
+        handoff = self.handoff()
+        answer = handoff.loop.create_future()
+
+        def settle(replies, error):
+            if not answer.done():           # not timed out meanwhile
+                if error is not None:
+                    answer.set_exception(error)
+                else:
+                    answer.set_result(replies)
+
+        self.writer.submit_async(packed, lambda replies, error: handoff.call(settle, replies, error))
+        try:
+            return await asyncio.wait_for(answer, limits.REPLY_WAIT_S_MAX)
+        except asyncio.TimeoutError:
+            raise ReplyTimeout(f"no commit within {limits.REPLY_WAIT_S_MAX} s; the outcome is "
+                               "unknown, retry with the same request_id") from None
+
+    async def submit_one_async(self, packed: bytes, request_id_text: str):
+        reply = (await self.submit_many_async([packed]))[0]
+        raise_rejections(reply, request_id_text)
+        return reply
 
     # ---- authorizations --------------------------------------------------------
 

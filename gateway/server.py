@@ -1,8 +1,9 @@
 """The gateway process: store, group-commit writer and the gRPC server around them.
 
-grpc.aio on one event-loop thread: the forecourt stream is served by a coroutine (no
-thread handoffs per message); every other RPC handler is plain code run in a thread
-pool, as grpc.aio runs non-async handlers (see README, "Performance").
+grpc.aio on one event-loop thread: authorizations and the forecourt batch and stream are
+coroutines (no thread handoffs per message; the writer wakes the loop once per commit);
+every other RPC handler is plain code run in a thread pool, as grpc.aio runs non-async
+handlers (see README, "Performance").
 Besides cardgate.v1 it serves the standard gRPC health service and server reflection.
 Mutual TLS with the gateway's own CA is the default; without TLS it only serves loopback.
 """

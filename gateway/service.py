@@ -5,6 +5,7 @@ status codes (INVALID_ARGUMENT naming the field, ALREADY_EXISTS for a reused req
 id, RESOURCE_EXHAUSTED / UNAVAILABLE when the store cannot take the request).
 """
 import functools
+import inspect
 import logging
 
 import grpc
@@ -94,29 +95,49 @@ def status_of(exc) -> grpc.StatusCode:
 
 def rpc(method):
     """Check the caller's access, then run the method, mapping the gateway's exceptions
-    onto gRPC status codes."""
+    onto gRPC status codes. A coroutine method stays one (it runs on the event loop);
+    a plain one runs in the server's thread pool."""
     full_name = None
+
+    def admitted(self, request, context):
+        nonlocal full_name
+        full_name = full_name or f"/{self.SERVICE}/{method.__name__}"
+        caller = self.access.check(context, full_name, request)
+        if isinstance(request, Malformed):
+            raise InvalidArgument("request", f"not a valid {request.type_name} message "
+                                  f"({request.problem})")
+        return caller
+
+    def answered(caller, request, response):
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s by %s card=%s request_id=%s -> %s", method.__name__,
+                      caller.describe() if caller else "development client",
+                      mask(getattr(request, "pan", "")), getattr(request, "request_id", ""),
+                      _result_of(response))
+        return response
+
+    def refused(exc):
+        if isinstance(exc, Denied):
+            log.info("%s refused: %s", method.__name__, exc)
+        return status_of(exc), str(exc)
+
+    if inspect.iscoroutinefunction(method):
+        @functools.wraps(method)
+        async def wrapper(self, request, context):
+            try:
+                caller = admitted(self, request, context)
+                return answered(caller, request, await method(self, request, context))
+            except REFUSALS as exc:
+                await context.abort(*refused(exc))
+        return wrapper
 
     @functools.wraps(method)
     def wrapper(self, request, context):
-        nonlocal full_name
-        full_name = full_name or f"/{self.SERVICE}/{method.__name__}"
         try:
-            caller = self.access.check(context, full_name, request)
-            if isinstance(request, Malformed):
-                raise InvalidArgument("request", f"not a valid {request.type_name} message "
-                                      f"({request.problem})")
-            response = method(self, request, context)
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("%s by %s card=%s request_id=%s -> %s", method.__name__,
-                          caller.describe() if caller else "development client",
-                          mask(getattr(request, "pan", "")), getattr(request, "request_id", ""),
-                          _result_of(response))
-            return response
+            caller = admitted(self, request, context)
+            return answered(caller, request, method(self, request, context))
         except REFUSALS as exc:
-            if isinstance(exc, Denied):
-                log.info("%s refused: %s", method.__name__, exc)
-            context.abort(status_of(exc), str(exc))
+            context.abort(*refused(exc))
     return wrapper
 
 
@@ -170,40 +191,47 @@ class Servicer:
 class AuthorizationService(Servicer, authorization_pb2_grpc.AuthorizationServiceServicer):
     SERVICE = authorization_pb2.DESCRIPTOR.services_by_name["AuthorizationService"].full_name
 
-    def _authorize(self, kind, request) -> common_pb2.Authorization:
-        reply = self.ops.submit_one(self.ops.pack_operation(kind, request), request.request_id)
+    # The authorizations are coroutines on the event loop: validate and pack there, then
+    # wait for the writer's commit without holding a thread.
+    async def _authorize(self, kind, request) -> common_pb2.Authorization:
+        reply = await self.ops.submit_one_async(self.ops.pack_operation(kind, request),
+                                                request.request_id)
         return authorization_message(reply)
 
     @rpc
-    def LoadValue(self, request, context):
-        return authorization_pb2.LoadValueResponse(authorization=self._authorize("load", request))
+    async def LoadValue(self, request, context):
+        return authorization_pb2.LoadValueResponse(
+            authorization=await self._authorize("load", request))
 
     @rpc
-    def Purchase(self, request, context):
-        return authorization_pb2.PurchaseResponse(authorization=self._authorize("purchase", request))
+    async def Purchase(self, request, context):
+        return authorization_pb2.PurchaseResponse(
+            authorization=await self._authorize("purchase", request))
 
     @rpc
-    def PreAuthorize(self, request, context):
+    async def PreAuthorize(self, request, context):
         return authorization_pb2.PreAuthorizeResponse(
-            authorization=self._authorize("preauthorize", request), hold_id=request.request_id)
+            authorization=await self._authorize("preauthorize", request), hold_id=request.request_id)
 
     @rpc
-    def CompletePreAuthorization(self, request, context):
+    async def CompletePreAuthorization(self, request, context):
         return authorization_pb2.CompletePreAuthorizationResponse(
-            authorization=self._authorize("complete", request))
+            authorization=await self._authorize("complete", request))
 
     @rpc
-    def VoidPreAuthorization(self, request, context):
+    async def VoidPreAuthorization(self, request, context):
         return authorization_pb2.VoidPreAuthorizationResponse(
-            authorization=self._authorize("void", request))
+            authorization=await self._authorize("void", request))
 
     @rpc
-    def Refund(self, request, context):
-        return authorization_pb2.RefundResponse(authorization=self._authorize("refund", request))
+    async def Refund(self, request, context):
+        return authorization_pb2.RefundResponse(
+            authorization=await self._authorize("refund", request))
 
     @rpc
-    def Reverse(self, request, context):
-        return authorization_pb2.ReverseResponse(authorization=self._authorize("reverse", request))
+    async def Reverse(self, request, context):
+        return authorization_pb2.ReverseResponse(
+            authorization=await self._authorize("reverse", request))
 
     @rpc
     def SellPackage(self, request, context):

@@ -86,7 +86,7 @@ def day_of(u):
     return next(p for p in u.periods if p.period == DAY)
 
 
-def test_pump_5000_held_3210_50_dispensed_for_64_210_litres_of_diesel_counts_against_the_day(live_gateway):
+def test_pump_5000_held_3210_55_dispensed_for_64_210_litres_of_diesel_counts_against_the_day(live_gateway):
     gw = live_gateway
     pan = fleet_card(gw, 1, limits=[R.Limit(period=DAY, measure=VOLUME, max=100_000)])
     held = preauthorize(gw, pan, 5_000_00)
@@ -94,14 +94,16 @@ def test_pump_5000_held_3210_50_dispensed_for_64_210_litres_of_diesel_counts_aga
     assert held.authorization.volume_ml == 100_000    # the pump stops at the day's 100 L
     assert usage(gw, pan).reserved.volume_ml == 100_000
 
-    done = complete(gw, pan, held.hold_id, [diesel(64_210)])
+    # The pump's own total for the line (its price per litre has more decimals).
+    line = common_pb2.ProductLine(product_code=DIESEL, volume_ml=64_210, amount_minor=3_210_55)
+    done = complete(gw, pan, held.hold_id, [line])
     assert done.result_code == R.RESULT_CODE_APPROVED
-    assert done.approved.amount_minor == 3_210_50 and done.volume_ml == 64_210
+    assert done.approved.amount_minor == 3_210_55 and done.volume_ml == 64_210
     after = balance(gw, pan)
-    assert (after.balance_minor, after.pending_minor) == (10_000_00 - 3_210_50, 0)
+    assert (after.balance_minor, after.pending_minor) == (10_000_00 - 3_210_55, 0)
     counted = usage(gw, pan)
     assert (day_of(counted).volume_ml, day_of(counted).money_minor, day_of(counted).count) == \
-        (64_210, 3_210_50, 1)
+        (64_210, 3_210_55, 1)
     assert (counted.reserved.money_minor, counted.reserved.volume_ml, counted.reserved.count) == (0, 0, 0)
     # What is left of the day is what the next pump may dispense.
     assert preauthorize(gw, pan, 5_000_00).authorization.volume_ml == 100_000 - 64_210

@@ -1174,9 +1174,12 @@ cdef class _BatchApplier:
         for m in range(LIMIT_MEASURES):
             if tightest[m] < 0:
                 continue
-            if m == 1 and rq.op == OP_PREAUTH and this[1] == 0 and room[1] > 0:
+            if m == 1 and rq.op == OP_PREAUTH and this[1] == 0:
+                if room[1] <= 0:             # no litres left for the pump to dispense
+                    rp.limit_hit = tightest[1] + 1
+                    return RESULT_DECLINED_LIMIT_EXCEEDED
                 this[1] = room[1]            # the pump stops where the limits do
-            elif this[m] > room[m] or room[m] <= 0:
+            elif this[m] > (room[m] if room[m] > 0 else 0):   # (a sale of no litres passes)
                 if rq.flags & REQUEST_PARTIAL_OK and room[m] > 0 and \
                         (m == 0 or (m == 1 and rq.op == OP_PREAUTH)):
                     this[m] = room[m]

@@ -128,9 +128,12 @@ class FleetRules:
             if m not in room:
                 continue
             r, index = room[m]
-            if m == Measure.VOLUME and preauth and this[1] == 0 and r > 0:
+            if m == Measure.VOLUME and preauth and this[1] == 0:
+                if r <= 0:
+                    rp["limit_hit"] = index + 1
+                    raise Decline(Result.DECLINED_LIMIT_EXCEEDED)
                 this[1] = r
-            elif this[m] > r or r <= 0:
+            elif this[m] > max(r, 0):
                 if rq.partial_ok and r > 0 and (m == Measure.MONEY or (m == Measure.VOLUME and preauth)):
                     this[m] = r
                 else:

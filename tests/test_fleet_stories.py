@@ -145,8 +145,14 @@ def test_diesel_only_card_cannot_buy_petrol_nor_shop_goods_unless_allowed(live_g
         {k: v for k, v in before.items() if k != "requests"}
     assert sell(gw, pan, [diesel(30_000)]).result_code == R.RESULT_CODE_APPROVED
 
-    shop_ok = fleet_card(gw, 2, profile_id=2, non_fuel_allowed=True)
-    assert sell(gw, shop_ok, coffee + [diesel(10_000)]).result_code == R.RESULT_CODE_APPROVED
+    shop_ok = fleet_card(gw, 2, profile_id=2, non_fuel_allowed=True,
+                         limits=[R.Limit(period=DAY, measure=VOLUME, max=40_000)])
+    assert sell(gw, shop_ok, coffee + [diesel(40_000)]).result_code == R.RESULT_CODE_APPROVED
+    # The day's litres are used up: no more fuel, but shop goods still sell.
+    assert sell(gw, shop_ok, [diesel(1_000)]).result_code == R.RESULT_CODE_DECLINED_LIMIT_EXCEEDED
+    assert preauthorize(gw, shop_ok, 50_00).authorization.result_code == \
+        R.RESULT_CODE_DECLINED_LIMIT_EXCEEDED
+    assert sell(gw, shop_ok, coffee).result_code == R.RESULT_CODE_APPROVED
 
 
 @pytest.mark.parametrize("soft", [False, True])

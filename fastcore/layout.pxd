@@ -41,6 +41,9 @@ cdef enum OpCode:
     OP_DEFINE_OUTLET = 21       # outlet outlet_code lies in region range_id (OutletRecord payload)
     OP_SET_CONTRACT = 22        # contract account contract_id: currency, credit limit, profile
     OP_ASSIGN_CARD = 23         # card's own profile_id and contract_id (0: none)
+    OP_EARN_POINTS = 24         # loyalty: a lot of amount_minor points, usable until valid_until_s (0: ever)
+    OP_REDEEM_POINTS = 25       # loyalty: spend amount_minor points, earliest-expiring lots first
+    OP_POINTS_EXPIRY = 26       # journal only: a lot's unused points expired
 
 # Same numbers as cardgate.v1.ResultCode, so the gateway maps them one to one.
 cdef enum ResultCode:
@@ -84,6 +87,7 @@ cdef enum ResultCode:
     RESULT_DECLINED_UNKNOWN_CONTRACT = 68
     RESULT_DECLINED_CONTRACT_CARD = 69        # acts on a card's own value; it draws on a contract
     RESULT_DECLINED_OUTLET_CODE_TAKEN = 70
+    RESULT_DECLINED_INSUFFICIENT_POINTS = 80
     # Not business outcomes: the gateway turns these into gRPC status codes.
     RESULT_REJECTED_REQUEST_ID_REUSED = 250
     RESULT_REJECTED_INVALID_REQUEST = 251
@@ -105,6 +109,10 @@ cdef enum AccountSlot:
     SLOT_RANGE_UNITS_SOLD = 5
     SLOT_RANGE_UNITS_USED = 6
     SLOT_RANGE_UNITS_EXPIRED = 7
+    SLOT_CARD_POINTS = 8        # a card's loyalty points (asset POINTS_ASSET)
+    SLOT_RANGE_POINTS_ISSUED = 9
+    SLOT_RANGE_POINTS_REDEEMED = 10
+    SLOT_RANGE_POINTS_EXPIRED = 11
 
 cdef enum PackageStatus:
     PACKAGE_OPEN = 1
@@ -303,9 +311,11 @@ cdef packed struct CatalogRecord:
     uint8_t known[PRODUCT_SET_SIZE]
     uint8_t fuel[PRODUCT_SET_SIZE]
 
-# A subscription package, keyed by the selling request's id. Indexes:
-#   package_expiry: valid_until_s(8, big-endian) + package id          (writer expiry)
-#   card_packages:  card_id(8) + valid_until_s(8) + package id         (use, oldest first)
+# A lot of value usable until a time: a subscription package (units) or a lot of loyalty
+# points, keyed by the request that created it. Indexes, one set per kind:
+#   ..._expiry: valid_until_s(8, big-endian) + lot id          (writer expiry)
+#   card_...:   card_id(8) + valid_until_s(8) + lot id         (use, earliest-expiring first)
+# A lot that never expires (valid_until_s 0) is indexed at LOT_NEVER.
 cdef packed struct PackageRecord:
     uint64_t card_id
     uint32_t range_id

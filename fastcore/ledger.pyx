@@ -16,9 +16,11 @@ from layout cimport *  # found through the build include path (setup.py)
 from cardgate.fastcore import records as _records
 
 DB_NAMES = (b"requests", b"book", b"pan_index", b"journal", b"config", b"holds", b"hold_expiry",
-            b"packages", b"package_expiry", b"card_packages", b"usage", b"reviews")
+            b"packages", b"package_expiry", b"card_packages", b"usage", b"reviews",
+            b"point_lots", b"point_lot_expiry", b"card_point_lots")
 (DB_REQUESTS, DB_BOOK, DB_PAN_INDEX, DB_JOURNAL, DB_CONFIG, DB_HOLDS, DB_HOLD_EXPIRY,
- DB_PACKAGES, DB_PACKAGE_EXPIRY, DB_CARD_PACKAGES, DB_USAGE, DB_REVIEWS) = range(12)
+ DB_PACKAGES, DB_PACKAGE_EXPIRY, DB_CARD_PACKAGES, DB_USAGE, DB_REVIEWS,
+ DB_POINT_LOTS, DB_POINT_LOT_EXPIRY, DB_CARD_POINT_LOTS) = range(15)
 NEXT_CARD_ID_KEY = b"next_card_id"
 
 # The limits are declared once, in records.pyx; C copies of them for the hot path.
@@ -32,6 +34,8 @@ cdef bytes CATALOG_KEY = _records.CATALOG_KEY
 cdef int TIMED_ENDS_PER_BATCH_MAX = _records.HOLD_EXPIRIES_PER_BATCH_MAX
 cdef uint8_t PIN_TRIES_MAX_DEFAULT = _records.PIN_TRIES_MAX_DEFAULT
 cdef bytes UNITS = _records.UNITS_ASSET.encode("ascii").ljust(CURRENCY_SIZE, b"\x00")
+cdef bytes POINTS = _records.POINTS_ASSET.encode("ascii").ljust(CURRENCY_SIZE, b"\x00")
+cdef uint64_t LOT_NEVER = _records.LOT_NEVER
 cdef uint32_t APPROVAL_CODE_MODULUS = 1_000_000
 
 
@@ -99,10 +103,34 @@ cdef inline uint32_t _approval_code(const uint8_t* request_id, uint64_t seq):
     return <uint32_t>((h + seq) % APPROVAL_CODE_MODULUS)
 
 
+cdef class _LotKind:
+    """Value that comes in lots usable until a time, used earliest-expiring first and
+    expired through the journal: subscription units (packages) and loyalty points."""
+    cdef object db, db_expiry, db_card
+    cdef bytes asset
+    cdef uint8_t card_slot, issued_slot, used_slot, expired_slot
+    cdef uint8_t op_issue, op_use, op_expiry, none_left
+
+    def __cinit__(self, db, db_expiry, db_card, bytes asset, uint8_t card_slot,
+                  uint8_t issued_slot, uint8_t used_slot, uint8_t expired_slot,
+                  uint8_t op_issue, uint8_t op_use, uint8_t op_expiry, uint8_t none_left):
+        self.db, self.db_expiry, self.db_card, self.asset = db, db_expiry, db_card, asset
+        self.card_slot, self.issued_slot = card_slot, issued_slot
+        self.used_slot, self.expired_slot = used_slot, expired_slot
+        self.op_issue, self.op_use, self.op_expiry = op_issue, op_use, op_expiry
+        self.none_left = none_left
+
+
+cdef inline uint64_t lot_time(const PackageRecord* lot):
+    return lot.valid_until_s if lot.valid_until_s else LOT_NEVER
+
+
 cdef class _BatchApplier:
     cdef object txn, get, put, delete
     cdef object db_requests, db_book, db_pan, db_journal, db_config, db_holds, db_hold_expiry
     cdef object db_packages, db_package_expiry, db_card_packages, db_usage, db_reviews
+    cdef object db_point_lots, db_point_lot_expiry, db_card_point_lots
+    cdef _LotKind packages, points
     cdef uint64_t next_seq, now_s, hold_timeout_s
     cdef uint32_t now_yyyymm
 
@@ -113,7 +141,17 @@ cdef class _BatchApplier:
         self.delete = txn.delete
         (self.db_requests, self.db_book, self.db_pan, self.db_journal,
          self.db_config, self.db_holds, self.db_hold_expiry, self.db_packages,
-         self.db_package_expiry, self.db_card_packages, self.db_usage, self.db_reviews) = dbs
+         self.db_package_expiry, self.db_card_packages, self.db_usage, self.db_reviews,
+         self.db_point_lots, self.db_point_lot_expiry, self.db_card_point_lots) = dbs
+        self.packages = _LotKind(self.db_packages, self.db_package_expiry, self.db_card_packages,
+                                 UNITS, SLOT_CARD_UNITS, SLOT_RANGE_UNITS_SOLD,
+                                 SLOT_RANGE_UNITS_USED, SLOT_RANGE_UNITS_EXPIRED, OP_SELL_PACKAGE,
+                                 OP_USE_UNITS, OP_PACKAGE_EXPIRY, RESULT_DECLINED_NO_UNITS_LEFT)
+        self.points = _LotKind(self.db_point_lots, self.db_point_lot_expiry,
+                               self.db_card_point_lots, POINTS, SLOT_CARD_POINTS,
+                               SLOT_RANGE_POINTS_ISSUED, SLOT_RANGE_POINTS_REDEEMED,
+                               SLOT_RANGE_POINTS_EXPIRED, OP_EARN_POINTS, OP_REDEEM_POINTS,
+                               OP_POINTS_EXPIRY, RESULT_DECLINED_INSUFFICIENT_POINTS)
         self.now_s = now_s
         self.now_yyyymm = now_yyyymm
         self.hold_timeout_s = hold_timeout_s
@@ -309,6 +347,9 @@ cdef class _BatchApplier:
         memcpy(acc.currency, <const char*>UNITS, CURRENCY_SIZE)
         for slot in (SLOT_RANGE_UNITS_SOLD, SLOT_RANGE_UNITS_USED, SLOT_RANGE_UNITS_EXPIRED):
             self.write_account(SYSTEM_OWNER_BASE + rq.range_id, slot, &acc)
+        memcpy(acc.currency, <const char*>POINTS, CURRENCY_SIZE)
+        for slot in (SLOT_RANGE_POINTS_ISSUED, SLOT_RANGE_POINTS_REDEEMED, SLOT_RANGE_POINTS_EXPIRED):
+            self.write_account(SYSTEM_OWNER_BASE + rq.range_id, slot, &acc)
         memcpy(rp.currency, rq.currency, CURRENCY_SIZE)
         self.approve(rq, rp, 0, 0)
         return 0
@@ -347,6 +388,8 @@ cdef class _BatchApplier:
         self.write_account(card_id, SLOT_CARD_HELD, &acc)
         memcpy(acc.currency, <const char*>UNITS, CURRENCY_SIZE)
         self.write_account(card_id, SLOT_CARD_UNITS, &acc)
+        memcpy(acc.currency, <const char*>POINTS, CURRENCY_SIZE)
+        self.write_account(card_id, SLOT_CARD_POINTS, &acc)
         self.put(_bytes(rq.card_key, CARD_KEY_SIZE), u64_be(card_id), False, True, False, self.db_pan)
         rp.card_id = card_id
         self.approve(rq, rp, 0, 0)
@@ -721,90 +764,91 @@ cdef class _BatchApplier:
         self.approve(rq, rp, released, seq)
         return 0
 
-    # ---- subscription packages ------------------------------------------------------
+    # ---- lots: subscription packages and loyalty points ---------------------------
 
-    cdef bytes package_keys(self, const PackageRecord* pkg, const uint8_t* package_id, bint by_card):
-        key = u64_be(pkg.valid_until_s) + _bytes(package_id, REQUEST_ID_SIZE)
-        return u64_be(pkg.card_id) + key if by_card else key
+    cdef bytes lot_keys(self, const PackageRecord* lot, const uint8_t* lot_id, bint by_card):
+        key = u64_be(lot_time(lot)) + _bytes(lot_id, REQUEST_ID_SIZE)
+        return u64_be(lot.card_id) + key if by_card else key
 
-    cdef bint read_package(self, const uint8_t* package_id, PackageRecord* out) except -1:
-        value = self.get(_bytes(package_id, REQUEST_ID_SIZE), None, self.db_packages)
+    cdef bint read_lot(self, _LotKind kind, const uint8_t* lot_id, PackageRecord* out) except -1:
+        value = self.get(_bytes(lot_id, REQUEST_ID_SIZE), None, kind.db)
         if value is None:
             return False
-        assert len(value) == sizeof(PackageRecord), "corrupt package record"
+        assert len(value) == sizeof(PackageRecord), "corrupt lot record"
         memcpy(out, <const char*>value, sizeof(PackageRecord))
         return True
 
-    cdef int write_package(self, const uint8_t* package_id, const PackageRecord* pkg) except -1:
-        self.put(_bytes(package_id, REQUEST_ID_SIZE), _bytes(pkg, sizeof(PackageRecord)),
-                 False, True, False, self.db_packages)
+    cdef int write_lot(self, _LotKind kind, const uint8_t* lot_id, const PackageRecord* lot) except -1:
+        self.put(_bytes(lot_id, REQUEST_ID_SIZE), _bytes(lot, sizeof(PackageRecord)),
+                 False, True, False, kind.db)
         return 0
 
-    cdef int end_package(self, const uint8_t* package_id, PackageRecord* pkg, uint8_t status) except -1:
-        self.delete(self.package_keys(pkg, package_id, False), None, self.db_package_expiry)
-        self.delete(self.package_keys(pkg, package_id, True), None, self.db_card_packages)
-        pkg.status = status
-        self.write_package(package_id, pkg)
+    cdef int end_lot(self, _LotKind kind, const uint8_t* lot_id, PackageRecord* lot,
+                     uint8_t status) except -1:
+        self.delete(self.lot_keys(lot, lot_id, False), None, kind.db_expiry)
+        self.delete(self.lot_keys(lot, lot_id, True), None, kind.db_card)
+        lot.status = status
+        self.write_lot(kind, lot_id, lot)
         return 0
 
-    cdef int describe_units(self, CoreReply* rp) except -1:
+    cdef int describe_lots(self, _LotKind kind, CoreReply* rp) except -1:
         cdef AccountRecord acc
-        assert self.read_account(rp.card_id, SLOT_CARD_UNITS, &acc), "card without units account"
-        memcpy(rp.currency, <const char*>UNITS, CURRENCY_SIZE)
+        assert self.read_account(rp.card_id, kind.card_slot, &acc), "card without its lots' account"
+        memcpy(rp.currency, <const char*>kind.asset, CURRENCY_SIZE)
         rp.balance_minor = acc.balance_minor
         rp.pending_minor = 0
         return 0
 
-    cdef int sell_package(self, const CoreRequest* rq, CoreReply* rp) except -1:
+    cdef int issue_lot(self, _LotKind kind, const CoreRequest* rq, CoreReply* rp) except -1:
+        """Sell a package, or earn points: the first one of a new card activates it."""
         cdef CardRecord card
-        cdef PackageRecord pkg
+        cdef PackageRecord lot
         if not self.find_described_card(rq, &card, rp):
             return 0
         cdef uint8_t bad = self.usable_card(&card, True)
-        if not bad and rq.valid_until_s <= self.now_s:
-            bad = RESULT_DECLINED_CARD_EXPIRED       # the package would be over already
+        if not bad and rq.valid_until_s and rq.valid_until_s <= self.now_s:
+            bad = RESULT_DECLINED_CARD_EXPIRED       # the lot would be over already
         if bad:
             rp.result = bad
-            self.describe_units(rp)
+            self.describe_lots(kind, rp)
             return 0
         if card.status == CARD_ISSUED:
             card.status = CARD_ACTIVE
             card.activated_s = self.now_s
             self.write_card(&card)
-        seq = self.post(rq.request_id, OP_SELL_PACKAGE, SYSTEM_OWNER_BASE + card.range_id,
-                        SLOT_RANGE_UNITS_SOLD, card.card_id, SLOT_CARD_UNITS, UNITS,
+        seq = self.post(rq.request_id, kind.op_issue, SYSTEM_OWNER_BASE + card.range_id,
+                        kind.issued_slot, card.card_id, kind.card_slot, kind.asset,
                         rq.amount_minor)
-        memset(&pkg, 0, sizeof(pkg))
-        pkg.card_id = card.card_id
-        pkg.range_id = card.range_id
-        pkg.status = PACKAGE_OPEN
-        pkg.units_total = rq.amount_minor
-        pkg.units_left = rq.amount_minor
-        pkg.created_s = self.now_s
-        pkg.valid_until_s = rq.valid_until_s
-        self.write_package(rq.request_id, &pkg)
-        self.put(self.package_keys(&pkg, rq.request_id, False), b"", False, True, False,
-                 self.db_package_expiry)
-        self.put(self.package_keys(&pkg, rq.request_id, True), b"", False, True, False,
-                 self.db_card_packages)
+        memset(&lot, 0, sizeof(lot))
+        lot.card_id = card.card_id
+        lot.range_id = card.range_id
+        lot.status = PACKAGE_OPEN
+        lot.units_total = rq.amount_minor
+        lot.units_left = rq.amount_minor
+        lot.created_s = self.now_s
+        lot.valid_until_s = rq.valid_until_s
+        self.write_lot(kind, rq.request_id, &lot)
+        self.put(self.lot_keys(&lot, rq.request_id, False), b"", False, True, False, kind.db_expiry)
+        self.put(self.lot_keys(&lot, rq.request_id, True), b"", False, True, False, kind.db_card)
         self.approve(rq, rp, rq.amount_minor, seq)
-        self.describe_units(rp)
+        self.describe_lots(kind, rp)
         return 0
 
-    cdef int use_units(self, const CoreRequest* rq, CoreReply* rp) except -1:
+    cdef int use_lots(self, _LotKind kind, const CoreRequest* rq, CoreReply* rp) except -1:
+        """Use units, or redeem points: from the earliest-expiring valid lots first."""
         cdef CardRecord card
-        cdef PackageRecord pkg
+        cdef PackageRecord lot
         cdef int64_t available = 0, need = rq.amount_minor, take
         if not self.find_described_card(rq, &card, rp):
             return 0
         cdef uint8_t bad = self.usable_card(&card, False)
         if bad:
             rp.result = bad
-            self.describe_units(rp)
+            self.describe_lots(kind, rp)
             return 0
         prefix = u64_be(card.card_id)
-        usable = []                                  # package ids, earliest-expiring first
-        cursor = self.txn.cursor(db=self.db_card_packages)
+        usable = []                                  # lot ids, earliest-expiring first
+        cursor = self.txn.cursor(db=kind.db_card)
         if cursor.set_range(prefix):
             for key in cursor.iternext(keys=True, values=False):
                 if key[:8] != prefix:
@@ -812,29 +856,29 @@ cdef class _BatchApplier:
                 if u64_from_be(<const unsigned char*><const char*>key + 8) >= self.now_s:
                     usable.append(key[16:])
         cursor.close()
-        for package_id in usable:
-            assert self.read_package(<const uint8_t*><const char*>package_id, &pkg), "index without package"
-            available += pkg.units_left
+        for lot_id in usable:
+            assert self.read_lot(kind, <const uint8_t*><const char*>lot_id, &lot), "index without lot"
+            available += lot.units_left
         if available < need:
-            rp.result = RESULT_DECLINED_NO_UNITS_LEFT
-            self.describe_units(rp)
+            rp.result = kind.none_left
+            self.describe_lots(kind, rp)
             return 0
-        for package_id in usable:
+        for lot_id in usable:
             if need == 0:
                 break
-            self.read_package(<const uint8_t*><const char*>package_id, &pkg)
-            take = pkg.units_left if pkg.units_left < need else need
-            pkg.units_left -= take
+            self.read_lot(kind, <const uint8_t*><const char*>lot_id, &lot)
+            take = lot.units_left if lot.units_left < need else need
+            lot.units_left -= take
             need -= take
-            if pkg.units_left == 0:
-                self.end_package(<const uint8_t*><const char*>package_id, &pkg, PACKAGE_USED_UP)
+            if lot.units_left == 0:
+                self.end_lot(kind, <const uint8_t*><const char*>lot_id, &lot, PACKAGE_USED_UP)
             else:
-                self.write_package(<const uint8_t*><const char*>package_id, &pkg)
-        seq = self.post(rq.request_id, OP_USE_UNITS, card.card_id, SLOT_CARD_UNITS,
-                        SYSTEM_OWNER_BASE + card.range_id, SLOT_RANGE_UNITS_USED, UNITS,
+                self.write_lot(kind, <const uint8_t*><const char*>lot_id, &lot)
+        seq = self.post(rq.request_id, kind.op_use, card.card_id, kind.card_slot,
+                        SYSTEM_OWNER_BASE + card.range_id, kind.used_slot, kind.asset,
                         rq.amount_minor)
         self.approve(rq, rp, rq.amount_minor, seq)
-        self.describe_units(rp)
+        self.describe_lots(kind, rp)
         return 0
 
     cdef list due_ids(self, index_db, uint64_t before_s):
@@ -851,18 +895,18 @@ cdef class _BatchApplier:
         cursor.close()
         return due
 
-    cdef int expire_packages(self) except -1:
-        """Expire packages past their last valid second: their unused units leave the card
+    cdef int expire_lots(self, _LotKind kind) except -1:
+        """Expire lots past their last valid second: what is left of them leaves the card
         through the journal (a bounded number per batch, oldest first)."""
-        cdef PackageRecord pkg
-        due = self.due_ids(self.db_package_expiry, self.now_s)
-        for package_id in due:
-            assert self.read_package(<const uint8_t*><const char*>package_id, &pkg), "expiry of a missing package"
-            assert pkg.status == PACKAGE_OPEN and pkg.units_left > 0, "indexed package not open"
-            self.post(<const uint8_t*><const char*>package_id, OP_PACKAGE_EXPIRY, pkg.card_id,
-                      SLOT_CARD_UNITS, SYSTEM_OWNER_BASE + pkg.range_id, SLOT_RANGE_UNITS_EXPIRED,
-                      UNITS, pkg.units_left)
-            self.end_package(<const uint8_t*><const char*>package_id, &pkg, PACKAGE_EXPIRED)
+        cdef PackageRecord lot
+        due = self.due_ids(kind.db_expiry, self.now_s)
+        for lot_id in due:
+            assert self.read_lot(kind, <const uint8_t*><const char*>lot_id, &lot), "expiry of a missing lot"
+            assert lot.status == PACKAGE_OPEN and lot.units_left > 0, "indexed lot not open"
+            self.post(<const uint8_t*><const char*>lot_id, kind.op_expiry, lot.card_id,
+                      kind.card_slot, SYSTEM_OWNER_BASE + lot.range_id, kind.expired_slot,
+                      kind.asset, lot.units_left)
+            self.end_lot(kind, <const uint8_t*><const char*>lot_id, &lot, PACKAGE_EXPIRED)
         return len(due)
 
     cdef int expire_holds(self) except -1:
@@ -1383,7 +1427,8 @@ cdef class _BatchApplier:
                 return False
             if rq.flags & REQUEST_ODOMETER_PRESENT and not 0 <= rq.odometer <= ODOMETER_MAX:
                 return False
-        if rq.op in (OP_LOAD, OP_PURCHASE, OP_REFUND, OP_PREAUTH, OP_ADJUST, OP_USE_UNITS):
+        if rq.op in (OP_LOAD, OP_PURCHASE, OP_REFUND, OP_PREAUTH, OP_ADJUST, OP_USE_UNITS,
+                     OP_EARN_POINTS, OP_REDEEM_POINTS):
             return 0 < rq.amount_minor <= AMOUNT_MINOR_MAX
         if rq.op == OP_COMPLETE:
             return 0 <= rq.amount_minor <= AMOUNT_MINOR_MAX
@@ -1481,9 +1526,13 @@ cdef class _BatchApplier:
         elif rq.op == OP_DEACTIVATE:
             self.deactivate(rq, rp)
         elif rq.op == OP_SELL_PACKAGE:
-            self.sell_package(rq, rp)
+            self.issue_lot(self.packages, rq, rp)
         elif rq.op == OP_USE_UNITS:
-            self.use_units(rq, rp)
+            self.use_lots(self.packages, rq, rp)
+        elif rq.op == OP_EARN_POINTS:
+            self.issue_lot(self.points, rq, rp)
+        elif rq.op == OP_REDEEM_POINTS:
+            self.use_lots(self.points, rq, rp)
         elif rq.op == OP_DEFINE_PRODUCT:
             self.define_product(rq, rp)
         elif rq.op == OP_SET_PROFILE:
@@ -1513,7 +1562,8 @@ def expiry_due(txn, dbs, uint64_t now_s):
     """True when a hold or package is due to end at now_s: an idle writer then runs an
     empty batch, whose start ends them (the same rules as apply_batch)."""
     cdef bytes first
-    for index_db, before_s in ((dbs[DB_HOLD_EXPIRY], now_s + 1), (dbs[DB_PACKAGE_EXPIRY], now_s)):
+    for index_db, before_s in ((dbs[DB_HOLD_EXPIRY], now_s + 1), (dbs[DB_PACKAGE_EXPIRY], now_s),
+                               (dbs[DB_POINT_LOT_EXPIRY], now_s)):
         cursor = txn.cursor(db=index_db)
         first = cursor.key() if cursor.first() else None
         cursor.close()
@@ -1545,7 +1595,8 @@ def apply_batch(txn, dbs, bytes requests, uint64_t now_s, uint32_t now_yyyymm,
         n += 1
     cdef _BatchApplier applier = _BatchApplier(txn, dbs, now_s, now_yyyymm, hold_timeout_s)
     applier.expire_holds()
-    applier.expire_packages()
+    applier.expire_lots(applier.packages)
+    applier.expire_lots(applier.points)
     cdef bytearray replies = bytearray(n * sizeof(CoreReply))
     cdef char* dst = replies
     cdef Py_ssize_t i

@@ -52,7 +52,7 @@ def _audit(store, txn):
     computed = collections.defaultdict(lambda: [0, 0, 0])   # balance, credits, debits
     runs = {}                                                # request id -> (first, last seq)
     # Entries the writer posts when time ends a hold or package: op -> id -> seqs.
-    timed_ends = {Op.HOLD_EXPIRY: {}, Op.PACKAGE_EXPIRY: {}}
+    timed_ends = {Op.HOLD_EXPIRY: {}, Op.PACKAGE_EXPIRY: {}, Op.POINTS_EXPIRY: {}}
     expected_seq = 1
     entries = 0
     for key, value in txn.cursor(db=store.db_journal):
@@ -120,7 +120,7 @@ def _audit(store, txn):
                               f"{int.from_bytes(value, 'big')}")
 
     request_count = _audit_requests(store, txn, runs, violations)
-    for timed in (HOLDS, PACKAGES):
+    for timed in (HOLDS, PACKAGES, POINT_LOTS):
         _audit_timed(timed, txn, store, accounts, cards, timed_ends[timed.end_op], violations)
     _audit_reservations(txn, store, violations)
     counts = {"cards": len(cards), "accounts": len(accounts), "journal_entries": entries,
@@ -210,8 +210,10 @@ HOLDS = _Timed("hold", "db_holds", "db_hold_expiry", records.unpack_hold, HoldSt
                lambda h: (h.completed_minor, h.held_minor))
 PACKAGES = _Timed("package", "db_packages", "db_package_expiry", records.unpack_package,
                   PackageState, Op.PACKAGE_EXPIRY, Slot.CARD_UNITS, lambda p: p.card_id,
-                  lambda p: p.valid_until_s,
+                  lambda p: p.valid_until_s or records.LOT_NEVER,
                   lambda p: p.units_left, lambda p: (p.units_left, p.units_total))
+POINT_LOTS = PACKAGES._replace(what="point lot", db="db_point_lots", index_db="db_point_lot_expiry",
+                               end_op=Op.POINTS_EXPIRY, card_slot=Slot.CARD_POINTS)
 
 
 def _audit_timed(timed, txn, store, accounts, cards, ends, violations):

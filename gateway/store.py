@@ -36,7 +36,7 @@ class Store:
         # sync=True: every commit is flushed before the writer answers anyone (only
         # tests of semantics, never the gateway, turn it off).
         # writemap stays off: with sync commits it writes far more per commit.
-        self.env = lmdb.open(str(self.ledger_dir), map_size=map_size_bytes, max_dbs=16,
+        self.env = lmdb.open(str(self.ledger_dir), map_size=map_size_bytes, max_dbs=32,
                              max_readers=limits.MAX_READERS, sync=sync, metasync=sync,
                              writemap=False, readonly=readonly, lock=True)
         if readonly:

@@ -4,7 +4,9 @@ Same semantics as fastcore/ledger.pyx, written for clarity instead of speed: dic
 instead of LMDB, Python objects instead of packed structs. Property tests feed both
 the same packed requests and compare every reply, balance and journal entry.
 """
+import collections
 import dataclasses
+import functools
 
 from cardgate.fastcore import records
 from cardgate.fastcore.records import CardStatus, Op, Result, Slot
@@ -91,6 +93,21 @@ class Package:
 
 
 UNITS = records.UNITS_ASSET
+POINTS = records.POINTS_ASSET
+
+
+def lot_time(lot):
+    return lot.valid_until_s or records.LOT_NEVER
+
+
+LotKind = collections.namedtuple("LotKind", "lots asset card_slot issued_slot used_slot expired_slot "
+                                 "op_issue op_use op_expiry none_left")
+PACKAGES = LotKind("packages", UNITS, Slot.CARD_UNITS, Slot.RANGE_UNITS_SOLD, Slot.RANGE_UNITS_USED,
+                   Slot.RANGE_UNITS_EXPIRED, Op.SELL_PACKAGE, Op.USE_UNITS, Op.PACKAGE_EXPIRY,
+                   Result.DECLINED_NO_UNITS_LEFT)
+POINT_LOTS = LotKind("point_lots", POINTS, Slot.CARD_POINTS, Slot.RANGE_POINTS_ISSUED,
+                     Slot.RANGE_POINTS_REDEEMED, Slot.RANGE_POINTS_EXPIRED, Op.EARN_POINTS,
+                     Op.REDEEM_POINTS, Op.POINTS_EXPIRY, Result.DECLINED_INSUFFICIENT_POINTS)
 
 
 def took_effect(result):
@@ -117,6 +134,7 @@ class ReferenceLedger(FleetRules):
         self.journal = []         # records.JournalView, seq = index + 1
         self.holds = {}           # hold id (the pre-authorization's request id) -> Hold
         self.packages = {}        # package id (the selling request's id) -> Package
+        self.point_lots = {}      # lot id (the earning request's id) -> Package (of points)
         self.next_card_id = 1
 
     # ---- helpers -------------------------------------------------------------------
@@ -197,6 +215,8 @@ class ReferenceLedger(FleetRules):
             self.accounts[(SYSTEM + rq.range_id, slot)] = Account(rq.currency, False)
         for slot in (Slot.RANGE_UNITS_SOLD, Slot.RANGE_UNITS_USED, Slot.RANGE_UNITS_EXPIRED):
             self.accounts[(SYSTEM + rq.range_id, slot)] = Account(UNITS, False)
+        for slot in (Slot.RANGE_POINTS_ISSUED, Slot.RANGE_POINTS_REDEEMED, Slot.RANGE_POINTS_EXPIRED):
+            self.accounts[(SYSTEM + rq.range_id, slot)] = Account(POINTS, False)
         rp["currency"] = rq.currency
         self.approve(rq, rp, 0, 0)
 
@@ -213,6 +233,7 @@ class ReferenceLedger(FleetRules):
         self.accounts[(card_id, Slot.CARD_VALUE)] = Account(self.ranges[rq.range_id], True)
         self.accounts[(card_id, Slot.CARD_HELD)] = Account(self.ranges[rq.range_id], True)
         self.accounts[(card_id, Slot.CARD_UNITS)] = Account(UNITS, True)
+        self.accounts[(card_id, Slot.CARD_POINTS)] = Account(POINTS, True)
         self.pan_index[rq.card_key] = card_id
         rp["card_id"] = card_id
         self.approve(rq, rp, 0, 0)
@@ -417,69 +438,68 @@ class ReferenceLedger(FleetRules):
         seq = self.close_hold(rq.request_id, Op.VOID, hold, 0, records.HoldState.VOIDED, now_s)
         self.approve(rq, rp, released, seq)
 
-    # ---- subscription packages ---------------------------------------------------------
+    # ---- lots: subscription packages and loyalty points -----------------------------
 
-    def describe_units(self, rp):
-        rp.update(currency=UNITS, balance_minor=self.accounts[(rp["card_id"], Slot.CARD_UNITS)].balance_minor,
+    def describe_lots(self, kind, rp):
+        rp.update(currency=kind.asset,
+                  balance_minor=self.accounts[(rp["card_id"], kind.card_slot)].balance_minor,
                   pending_minor=0)
 
-    def usable_units_card(self, rq, rp, now_yyyymm, allow_issued):
+    def issue_lot(self, kind, rq, payload, rp, now_s, now_yyyymm):
         card = self.described_card(rq, rp)
-        bad = self.card_unusable(card, now_yyyymm, allow_issued)
-        return card, bad
-
-    def sell_package(self, rq, packed, rp, now_s, now_yyyymm):
-        card, bad = self.usable_units_card(rq, rp, now_yyyymm, True)
-        if bad is None and rq.valid_until_s <= now_s:
+        bad = self.card_unusable(card, now_yyyymm, True)
+        if bad is None and rq.valid_until_s and rq.valid_until_s <= now_s:
             bad = Result.DECLINED_CARD_EXPIRED
         if bad is not None:
-            self.describe_units(rp)
+            self.describe_lots(kind, rp)
             raise Decline(bad)
         if card.status == CardStatus.ISSUED:
             card.status = CardStatus.ACTIVE
             card.activated_s = now_s
-        seq = self.post(rq.request_id, Op.SELL_PACKAGE, (SYSTEM + card.range_id, Slot.RANGE_UNITS_SOLD),
-                        (card.card_id, Slot.CARD_UNITS), UNITS, rq.amount_minor, now_s)
-        self.packages[rq.request_id] = Package(card.card_id, card.range_id, rq.amount_minor,
-                                               rq.amount_minor, now_s, rq.valid_until_s)
+        seq = self.post(rq.request_id, kind.op_issue, (SYSTEM + card.range_id, kind.issued_slot),
+                        (card.card_id, kind.card_slot), kind.asset, rq.amount_minor, now_s)
+        getattr(self, kind.lots)[rq.request_id] = Package(
+            card.card_id, card.range_id, rq.amount_minor, rq.amount_minor, now_s, rq.valid_until_s)
         self.approve(rq, rp, rq.amount_minor, seq)
-        self.describe_units(rp)
+        self.describe_lots(kind, rp)
 
-    def use_units(self, rq, packed, rp, now_s, now_yyyymm):
-        card, bad = self.usable_units_card(rq, rp, now_yyyymm, False)
+    def use_lots(self, kind, rq, payload, rp, now_s, now_yyyymm):
+        card = self.described_card(rq, rp)
+        bad = self.card_unusable(card, now_yyyymm, False)
         if bad is not None:
-            self.describe_units(rp)
+            self.describe_lots(kind, rp)
             raise Decline(bad)
-        usable = sorted((p.valid_until_s, pid) for pid, p in self.packages.items()
+        lots = getattr(self, kind.lots)
+        usable = sorted((lot_time(p), pid) for pid, p in lots.items()
                         if p.card_id == card.card_id and p.status == records.PackageState.OPEN
-                        and p.valid_until_s >= now_s)
-        if sum(self.packages[pid].units_left for _, pid in usable) < rq.amount_minor:
-            self.describe_units(rp)
-            raise Decline(Result.DECLINED_NO_UNITS_LEFT)
+                        and lot_time(p) >= now_s)
+        if sum(lots[pid].units_left for _, pid in usable) < rq.amount_minor:
+            self.describe_lots(kind, rp)
+            raise Decline(kind.none_left)
         need = rq.amount_minor
         for _, pid in usable:
             if need == 0:
                 break
-            package = self.packages[pid]
-            take = min(package.units_left, need)
-            package.units_left -= take
+            lot = lots[pid]
+            take = min(lot.units_left, need)
+            lot.units_left -= take
             need -= take
-            if package.units_left == 0:
-                package.status = records.PackageState.USED_UP
-        seq = self.post(rq.request_id, Op.USE_UNITS, (card.card_id, Slot.CARD_UNITS),
-                        (SYSTEM + card.range_id, Slot.RANGE_UNITS_USED), UNITS, rq.amount_minor, now_s)
+            if lot.units_left == 0:
+                lot.status = records.PackageState.USED_UP
+        seq = self.post(rq.request_id, kind.op_use, (card.card_id, kind.card_slot),
+                        (SYSTEM + card.range_id, kind.used_slot), kind.asset, rq.amount_minor, now_s)
         self.approve(rq, rp, rq.amount_minor, seq)
-        self.describe_units(rp)
+        self.describe_lots(kind, rp)
 
-    def expire_packages(self, now_s):
-        due = sorted((p.valid_until_s, pid) for pid, p in self.packages.items()
-                     if p.status == records.PackageState.OPEN and p.valid_until_s < now_s)
+    def expire_lots(self, kind, now_s):
+        lots = getattr(self, kind.lots)
+        due = sorted((lot_time(p), pid) for pid, p in lots.items()
+                     if p.status == records.PackageState.OPEN and lot_time(p) < now_s)
         for _, pid in due[:records.HOLD_EXPIRIES_PER_BATCH_MAX]:
-            package = self.packages[pid]
-            self.post(pid, Op.PACKAGE_EXPIRY, (package.card_id, Slot.CARD_UNITS),
-                      (SYSTEM + package.range_id, Slot.RANGE_UNITS_EXPIRED), UNITS,
-                      package.units_left, now_s)
-            package.status = records.PackageState.EXPIRED
+            lot = lots[pid]
+            self.post(pid, kind.op_expiry, (lot.card_id, kind.card_slot),
+                      (SYSTEM + lot.range_id, kind.expired_slot), kind.asset, lot.units_left, now_s)
+            lot.status = records.PackageState.EXPIRED
 
     def expire_holds(self, now_s):
         due = sorted((h.expires_s, hold_id) for hold_id, h in self.holds.items()
@@ -579,7 +599,7 @@ class ReferenceLedger(FleetRules):
             return rq.amount_minor == 0
         if rq.op == Op.SELL_PACKAGE:
             return 0 < rq.amount_minor <= AMOUNT_MINOR_MAX and rq.valid_until_s > 0
-        if rq.op == Op.USE_UNITS:
+        if rq.op in (Op.USE_UNITS, Op.EARN_POINTS, Op.REDEEM_POINTS):
             return 0 < rq.amount_minor <= AMOUNT_MINOR_MAX
         if rq.op == Op.CREATE_RANGE:
             return rq.amount_minor >= 0 and rq.load_per_day_max_minor >= 0
@@ -615,7 +635,10 @@ class ReferenceLedger(FleetRules):
                    Op.SET_PIN: self.set_pin, Op.PREAUTH: self.preauth,
                    Op.COMPLETE: self.complete, Op.VOID: self.void, Op.ADJUST: self.adjust,
                    Op.CLEAR: self.clear, Op.DEACTIVATE: self.deactivate,
-                   Op.SELL_PACKAGE: self.sell_package, Op.USE_UNITS: self.use_units,
+                   Op.SELL_PACKAGE: functools.partial(self.issue_lot, PACKAGES),
+                   Op.USE_UNITS: functools.partial(self.use_lots, PACKAGES),
+                   Op.EARN_POINTS: functools.partial(self.issue_lot, POINT_LOTS),
+                   Op.REDEEM_POINTS: functools.partial(self.use_lots, POINT_LOTS),
                    Op.DEFINE_PRODUCT: self.define_product, Op.SET_PROFILE: self.set_profile,
                    Op.DEFINE_OUTLET: self.define_outlet, Op.SET_CONTRACT: self.set_contract,
                    Op.ASSIGN_CARD: self.assign_card}[rq.op]
@@ -638,6 +661,7 @@ class ReferenceLedger(FleetRules):
                     hold_timeout_s: int = records.HOLD_TIMEOUT_S_DEFAULT):
         self.hold_timeout_s = hold_timeout_s
         self.expire_holds(now_s)
-        self.expire_packages(now_s)
+        self.expire_lots(PACKAGES, now_s)
+        self.expire_lots(POINT_LOTS, now_s)
         return [self.apply_one(p, now_s, now_yyyymm) for p in packed_requests]
 

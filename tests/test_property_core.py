@@ -88,6 +88,11 @@ operation = st.one_of(
               st.sampled_from([0, 30_000, 64_210, 120_000]), st.integers(0, 10_000),
               st.sampled_from([(DIESEL,), (DIESEL,), (PETROL,), ()])),
     st.tuples(st.just("contract_limit"), st.sampled_from([0, 2_000, 10_000, 50_000])),
+    # loyalty points: lots valid for some days (0: never), redeemed earliest-expiring first
+    st.tuples(st.just("earn"), card_index, st.integers(1, 500), st.sampled_from([0, -1, 1, 30, 400])),
+    st.tuples(st.just("earn"), card_index, st.integers(1, 500), st.sampled_from([0, -1, 1, 30, 400])),
+    st.tuples(st.just("redeem"), card_index, st.one_of(st.integers(1, 600), st.just("all"),
+                                                      st.just("all+1"))),
 )
 batch = st.tuples(st.sampled_from([0, 3600, 20 * 86400]),
                   st.lists(operation, min_size=1, max_size=12))
@@ -198,6 +203,13 @@ BOUNDARY_STORY = [
          ("clear", 7),
          ("contract_limit", 2_000)]),
     (8 * 3600, [("fleet", "purchase", 7, 100, 0, None, (), 0, False, True)]),
+    # Loyalty points on card 3: lots of 100 (30 days), 50 (never expire), 70 (1 day).
+    (0, [("earn", 3, 100, 30), ("earn", 3, 50, 0), ("earn", 3, 70, 1),
+         ("earn", 3, 5, -1)]),                  # a lot that would be over already
+    (0, [("redeem", 3, 60),                     # from the 1-day lot first: 10 left there
+         ("redeem", 3, 161)]),                  # 160 available
+    (2 * 86400, [("redeem", 3, 150),            # the 1-day lot's 10 expired; 30-day lot, then the rest
+                 ("redeem", 3, 1)]),
 ]
 
 
@@ -237,6 +249,13 @@ class Scenario:
         record = self.model.cards[card_id]
         acc = self.model.accounts[(self.model.value_owner(record), Slot.CARD_VALUE)]
         return acc.balance_minor - acc.pending_minor + self.model.credit_limit(record)
+
+    def points(self, card):
+        """Points the card can redeem now: its open lots still valid."""
+        card_id = self.model.pan_index.get(CARD_KEYS[card])
+        return sum(lot.units_left for lot in self.model.point_lots.values()
+                   if lot.card_id == card_id and lot.status == HoldState.OPEN
+                   and (lot.valid_until_s or records.LOT_NEVER) >= self.now_s)
 
     def odometer(self, card, how):
         """A reading relative to the card's last one: the same, higher, lower, or invalid."""
@@ -355,6 +374,16 @@ class Scenario:
                 amount_minor=amount if amount == 0 else self.resolve(amount, held),
                 currency=hold.currency if hold is not None else "EUR", volume_ml=volume,
                 products=products)
+        elif kind == "earn":
+            _, card, points, days = drawn
+            packed = records.pack_request(Op.EARN_POINTS, self.new_id(), card_key=CARD_KEYS[card],
+                                          amount_minor=points, currency=records.POINTS_ASSET,
+                                          valid_until_s=self.now_s + days * 86400 if days else 0)
+        elif kind == "redeem":
+            _, card, points = drawn
+            packed = records.pack_request(Op.REDEEM_POINTS, self.new_id(), card_key=CARD_KEYS[card],
+                                          amount_minor=self.resolve(points, self.points(card)),
+                                          currency=records.POINTS_ASSET)
         elif kind == "contract_limit":
             packed = records.pack_request(Op.SET_CONTRACT, self.new_id(), contract_id=1,
                                           currency="EUR", amount_minor=drawn[1], profile_id=2)
@@ -448,7 +477,8 @@ def core_state(store):
         holds = {k: (h.card_id, h.status, h.held_minor, h.completed_minor, h.expires_s,
                      h.value_owner, h.volume_ml, h.counted, h.completed_volume_ml)
                  for k, h in holds.items()}
-        packages = {k: records.unpack_package(v) for k, v in txn.cursor(db=store.db_packages)}
+        packages = {k: records.unpack_package(v) for db in (store.db_packages, store.db_point_lots)
+                    for k, v in txn.cursor(db=db)}
         packages = {k: (p.card_id, p.status, p.units_total, p.units_left, p.valid_until_s)
                     for k, p in packages.items()}
         usage = {records.journal_seq_of(k): records.unpack_usage(v)
@@ -470,7 +500,7 @@ def model_state(model):
                  h.value_owner, h.volume_ml, h.counted, h.completed_volume_ml)
              for k, h in model.holds.items()}
     packages = {k: (p.card_id, p.status, p.units_total, p.units_left, p.valid_until_s)
-                for k, p in model.packages.items()}
+                for lots in (model.packages, model.point_lots) for k, p in lots.items()}
     usage = {k: (u.period_index, u.used, u.pending, u.odometer) for k, u in model.usage.items()}
     return accounts, cards, model.journal, requests, holds, packages, usage, model.reviews
 
@@ -523,7 +553,14 @@ def test_core_matches_reference_model_and_keeps_invariants(drawn_batches):
 def test_boundary_story_reaches_every_decline():
     """The explicit example above must reach the declines that matter, or the comparison
     is weak. (The balance limit needs a hundred maximal loads: test_core.py covers it.)"""
-    replies = [r for _, core, _, _, _ in play(BOUNDARY_STORY) for r in core]
+    replies, points_expired = [], None
+    for _, core, _, store, _ in play(BOUNDARY_STORY):
+        replies.extend(core)
+        with store.env.begin() as txn:
+            points_expired = [e.amount_minor for e in map(
+                records.unpack_journal_entry, txn.cursor(db=store.db_journal).iternext(keys=False))
+                if e.op == Op.POINTS_EXPIRY]
+    assert points_expired == [10]         # the 1-day lot's rest, through the journal
     reached = [r.result for r in replies]
     flagged = [r for r in replies if r.review]
     assert [(r.volume_ml, r.limit_hit - 1) for r in flagged] == \
@@ -571,4 +608,8 @@ def test_boundary_story_reaches_every_decline():
         R.APPROVED, R.DECLINED_CREDIT_LIMIT_EXCEEDED, R.APPROVED, R.DECLINED_LIMIT_EXCEEDED,
         R.DECLINED_CONTRACT_CARD, R.DECLINED_CREDIT_LIMIT_EXCEEDED,
         R.DECLINED_TIME_NOT_ALLOWED,
+        # points
+        R.APPROVED, R.APPROVED, R.APPROVED, R.DECLINED_CARD_EXPIRED,
+        R.APPROVED, R.DECLINED_INSUFFICIENT_POINTS,
+        R.APPROVED, R.DECLINED_INSUFFICIENT_POINTS,
     ]

@@ -231,12 +231,3 @@ class FleetOperations:
     def assign_card(self, m):
         return self._submit(Op.ASSIGN_CARD, m.request_id, card_key=self.ops.card_key(m.pan),
                             profile_id=m.profile_id, contract_id=m.contract_id)
-
-    def usage(self, pan_text):
-        """(Card, profile id, Usage) of a card, or None when the card is unknown."""
-        found = self.ops.balance(pan_text)
-        if found is None:
-            return None
-        card = found[0]
-        usage = self.ops.store.read_fleet_usage(card.card_id, self.ops.clock())
-        return card, usage

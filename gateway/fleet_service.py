@@ -1,8 +1,6 @@
 """FleetService: the operator's fleet configuration and reviews over gRPC."""
 import uuid
 
-import grpc
-
 from cardgate.v1 import common_pb2, fleet_pb2, fleet_pb2_grpc
 
 from . import fleet
@@ -53,10 +51,8 @@ class FleetService(Servicer, fleet_pb2_grpc.FleetServiceServicer):
 
     @rpc
     def GetFleetUsage(self, request, context):
-        found = self.fleet.usage(request.pan)
-        if found is None:
-            context.abort(grpc.StatusCode.NOT_FOUND, "pan: this card is not known")
-        card, usage = found
+        card = self.known_card(request.pan, context)[0]
+        usage = self.ops.store.read_fleet_usage(card.card_id, self.ops.clock())
         response = fleet_pb2.GetFleetUsageResponse(
             masked_pan=mask_parts(card.pan_first6, card.pan_last4, card.pan_length),
             contract_id=card.contract_id)

@@ -263,20 +263,36 @@ class Operations:
     # ---- subscription packages ----------------------------------------------------------
 
     def sell_package(self, request_id_text, pan_text, units, valid_until_s):
-        rid = validation.request_id(request_id_text)
         if valid_until_s <= self.clock():
             raise validation.InvalidArgument("valid_until_s", f"{valid_until_s} is not in the future")
-        packed = records.pack_request(
-            Op.SELL_PACKAGE, rid, card_key=self.card_key(pan_text),
-            amount_minor=validation.amount_minor(units, "units"), currency=records.UNITS_ASSET,
-            valid_until_s=valid_until_s)
-        return self.submit_one(packed, request_id_text)
+        return self._lot(Op.SELL_PACKAGE, records.UNITS_ASSET, "units", request_id_text, pan_text,
+                         units, valid_until_s)
 
     def use_units(self, request_id_text, pan_text, units):
+        return self._lot(Op.USE_UNITS, records.UNITS_ASSET, "units", request_id_text, pan_text, units)
+
+    # ---- loyalty points ------------------------------------------------------------------
+
+    def earn_points(self, request_id_text, pan_text, points, valid_until_s=0):
+        """A lot of points usable until valid_until_s (0: they never expire)."""
+        if valid_until_s and valid_until_s <= self.clock():
+            raise validation.InvalidArgument("valid_until_s", f"{valid_until_s} is not in the "
+                                             "future (0: the points never expire)")
+        if valid_until_s < 0:
+            raise validation.InvalidArgument("valid_until_s", "must be 0 or a Unix second")
+        return self._lot(Op.EARN_POINTS, records.POINTS_ASSET, "points", request_id_text, pan_text,
+                         points, valid_until_s)
+
+    def redeem_points(self, request_id_text, pan_text, points):
+        return self._lot(Op.REDEEM_POINTS, records.POINTS_ASSET, "points", request_id_text,
+                         pan_text, points)
+
+    def _lot(self, op, asset, field, request_id_text, pan_text, amount, valid_until_s=0):
         rid = validation.request_id(request_id_text)
         packed = records.pack_request(
-            Op.USE_UNITS, rid, card_key=self.card_key(pan_text),
-            amount_minor=validation.amount_minor(units, "units"), currency=records.UNITS_ASSET)
+            op, rid, card_key=self.card_key(pan_text),
+            amount_minor=validation.amount_minor(amount, field), currency=asset,
+            valid_until_s=valid_until_s)
         return self.submit_one(packed, request_id_text)
 
     # ---- the issuer's corrections ----------------------------------------------------

@@ -6,11 +6,11 @@ becomes a Malformed value, which the servicer wrapper answers with INVALID_ARGUM
 import grpc
 from google.protobuf import message, message_factory
 
-from cardgate.v1 import authorization_pb2, fleet_pb2, forecourt_pb2, issuing_pb2
+from cardgate.v1 import authorization_pb2, fleet_pb2, forecourt_pb2, issuing_pb2, loyalty_pb2
 
 # Every cardgate.v1 service, by its descriptor: registered, reflected, role-checked.
 SERVICES = tuple(service for module in (authorization_pb2, issuing_pb2, forecourt_pb2,
-                                                 fleet_pb2)
+                                                 fleet_pb2, loyalty_pb2)
                  for service in module.DESCRIPTOR.services_by_name.values())
 
 
@@ -39,9 +39,10 @@ def register(server, servicer):
     for method in service_descriptor.methods:
         request_class = message_factory.GetMessageClass(method.input_type)
         response_class = message_factory.GetMessageClass(method.output_type)
-        make = grpc.stream_stream_rpc_method_handler if method.client_streaming \
-            else grpc.unary_unary_rpc_method_handler
-        assert method.client_streaming == method.server_streaming, "only unary and bidi methods"
+        make = {(False, False): grpc.unary_unary_rpc_method_handler,
+                (False, True): grpc.unary_stream_rpc_method_handler,
+                (True, True): grpc.stream_stream_rpc_method_handler}[
+            (method.client_streaming, method.server_streaming)]
         handlers[method.name] = make(
             getattr(servicer, method.name),
             request_deserializer=_tolerant_parser(request_class),

@@ -23,6 +23,7 @@ from . import limits
 from .access import AccessControl
 from .fleet_service import FleetService
 from .forecourt import ForecourtService
+from .loyalty_service import LoyaltyService
 from .netaddr import host_of, is_loopback
 from .operations import Operations
 from .pki import Pki, RevocationList
@@ -40,6 +41,15 @@ GRPC_OPTIONS = [
     ("grpc.max_send_message_length", limits.MESSAGE_BYTES_MAX),
     ("grpc.so_reuseport", 0),
 ]
+
+
+async def _cancel_other_tasks():
+    """What grpc.aio leaves after its server stopped (calls it cancelled) ends here, so
+    that closing the loop destroys no pending task."""
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class InsecureRefused(ValueError):
@@ -116,7 +126,8 @@ class Gateway:
         servicers = (AuthorizationService(self.operations, self.access),
                      IssuingService(self.operations, self.access),
                      ForecourtService(self.operations, self.access),
-                     FleetService(self.operations, self.access))
+                     FleetService(self.operations, self.access),
+                     LoyaltyService(self.operations, self.access))
         for servicer in servicers:
             register(self.server, servicer)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -151,6 +162,10 @@ class Gateway:
 
     def _stop_loop(self):
         if self._loop is not None:
+            try:
+                self._in_loop(_cancel_other_tasks(), limits.GRACE_S_ON_STOP)
+            except (TimeoutError, concurrent.futures.TimeoutError):
+                log.warning("tasks still running after the server stopped; closing anyway")
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._loop_thread.join()
             self._loop.close()

@@ -64,6 +64,7 @@ RESULT_MESSAGES = {
     Result.DECLINED_UNKNOWN_CONTRACT: "declined: contract not known",
     Result.DECLINED_CONTRACT_CARD: "declined: the card draws on a contract; act on the contract",
     Result.DECLINED_OUTLET_CODE_TAKEN: "declined: another outlet already has this outlet's code",
+    Result.DECLINED_INSUFFICIENT_POINTS: "declined: not enough points (valid, not expired)",
 }
 PROMPT_NAMES = {1: "PIN", 2: "odometer", 3: "driver id", 4: "vehicle id"}
 PERIOD_NAMES = {1: "per transaction", 2: "daily", 3: "weekly", 4: "monthly", 5: "lifetime"}
@@ -95,8 +96,8 @@ def status_of(exc) -> grpc.StatusCode:
 
 def rpc(method):
     """Check the caller's access, then run the method, mapping the gateway's exceptions
-    onto gRPC status codes. A coroutine method stays one (it runs on the event loop);
-    a plain one runs in the server's thread pool."""
+    onto gRPC status codes. A coroutine method (or async generator, for a server stream)
+    stays one and runs on the event loop; a plain one runs in the server's thread pool."""
     full_name = None
 
     def admitted(self, request, context):
@@ -120,6 +121,17 @@ def rpc(method):
         if isinstance(exc, Denied):
             log.info("%s refused: %s", method.__name__, exc)
         return status_of(exc), str(exc)
+
+    if inspect.isasyncgenfunction(method):
+        @functools.wraps(method)
+        async def stream_wrapper(self, request, context):
+            try:
+                admitted(self, request, context)
+                async for item in method(self, request, context):
+                    yield item
+            except REFUSALS as exc:
+                await context.abort(*refused(exc))
+        return stream_wrapper
 
     if inspect.iscoroutinefunction(method):
         @functools.wraps(method)
@@ -187,6 +199,13 @@ class Servicer:
         self.ops = operations
         self.access = access
 
+    def known_card(self, pan_text, context):
+        """(Card, Account, credit limit) of the card, or NOT_FOUND; a read, no writer."""
+        found = self.ops.balance(pan_text)
+        if found is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, "pan: this card is not known")
+        return found
+
 
 class AuthorizationService(Servicer, authorization_pb2_grpc.AuthorizationServiceServicer):
     SERVICE = authorization_pb2.DESCRIPTOR.services_by_name["AuthorizationService"].full_name
@@ -246,10 +265,7 @@ class AuthorizationService(Servicer, authorization_pb2_grpc.AuthorizationService
 
     @rpc
     def GetBalance(self, request, context):
-        found = self.ops.balance(request.pan)
-        if found is None:
-            context.abort(grpc.StatusCode.NOT_FOUND, "pan: this card is not known")
-        card, account, credit_limit = found
+        card, account, credit_limit = self.known_card(request.pan, context)
         return authorization_pb2.GetBalanceResponse(
             balance=balance_message(account.currency, account.balance_minor, account.pending_minor,
                                     credit_limit),

@@ -88,9 +88,16 @@ class Store:
     def read_units_left(self, card_id: int) -> int:
         """Subscription units on the card: its open packages (ended ones, used up or
         expired by the writer within WRITER_IDLE_TICK_S, hold none)."""
+        return self._read_balance(card_id, records.Slot.CARD_UNITS)
+
+    def read_points(self, card_id: int) -> int:
+        """Loyalty points on the card: its open lots (as units_left, for points)."""
+        return self._read_balance(card_id, records.Slot.CARD_POINTS)
+
+    def _read_balance(self, owner: int, slot: int) -> int:
         with self.env.begin() as txn:
-            return records.unpack_account(txn.get(
-                records.account_key(card_id, records.Slot.CARD_UNITS), db=self.db_book)).balance_minor
+            return records.unpack_account(txn.get(records.account_key(owner, slot),
+                                                  db=self.db_book)).balance_minor
 
     def read_range(self, range_id: int):
         with self.env.begin() as txn:
@@ -113,3 +120,42 @@ class Store:
             found.sort()
             return [(request_id, records.unpack_card(txn.get(records.card_key(card_id), db=self.db_book)),
                      time_s, limit_hit) for time_s, request_id, card_id, limit_hit in found[:max_results]]
+
+    def read_points_expiring(self, card_id: int, now_s: int):
+        """[(valid_until_s, points)] of the card's valid point lots that expire, soonest
+        first, lots of the same second summed."""
+        prefix = card_id.to_bytes(8, "big")
+        by_time = {}
+        with self.env.begin(buffers=False) as txn:
+            cursor = txn.cursor(db=self.db_card_point_lots)
+            if cursor.set_range(prefix + now_s.to_bytes(8, "big")):
+                for key in cursor.iternext(values=False):
+                    valid_until_s = int.from_bytes(key[8:16], "big")
+                    if key[:8] != prefix or valid_until_s == records.LOT_NEVER:
+                        break
+                    lot = records.unpack_package(txn.get(key[16:], db=self.db_point_lots))
+                    by_time[valid_until_s] = by_time.get(valid_until_s, 0) + lot.units_left
+        return sorted(by_time.items())
+
+    def read_points_expiring_page(self, after: bytes, until_s: int, rows_max: int):
+        """([(Card, points, valid_until_s)], next) of the point lots expiring after the
+        expiry-index key `after` and by until_s, soonest first; next is None at the end.
+        Each page is its own short read transaction."""
+        rows, last = [], None
+        with self.env.begin(buffers=False) as txn:
+            cursor = txn.cursor(db=self.db_point_lot_expiry)
+            if not cursor.set_range(after):
+                return rows, None
+            for key in cursor.iternext(values=False):
+                if key == after:
+                    continue
+                valid_until_s = int.from_bytes(key[:8], "big")
+                if valid_until_s > until_s:
+                    return rows, None
+                if len(rows) == rows_max:
+                    return rows, last
+                lot = records.unpack_package(txn.get(key[8:], db=self.db_point_lots))
+                card = records.unpack_card(txn.get(records.card_key(lot.card_id), db=self.db_book))
+                rows.append((card, lot.units_left, valid_until_s))
+                last = key
+        return rows, None

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from cardgate.gateway.access import ALLOWED_ROLES
 from cardgate.gateway.registration import SERVICES
-from cardgate.v1 import authorization_pb2, common_pb2, forecourt_pb2, issuing_pb2
+from cardgate.v1 import authorization_pb2, common_pb2, issuing_pb2
 
 from conftest import LiveGateway
 from helpers import create_range, eur, issue, load, make_pan, new_id
@@ -72,10 +72,20 @@ def mutate(seed: bytes, rng: random.Random) -> bytes:
     return bytes(data)
 
 
+def _call(channel, method, payload):
+    service, name = method.strip("/").split("/")
+    descriptor = next(s for s in SERVICES if s.full_name == service).methods_by_name[name]
+    if descriptor.client_streaming:
+        return list(channel.stream_stream(method)(iter([payload]), timeout=10))
+    if descriptor.server_streaming:
+        return list(channel.unary_stream(method)(payload, timeout=10))
+    return channel.unary_unary(method)(payload, timeout=10)
+
+
 def check(callers, method, payload, role=None):
     role = role or sorted(ALLOWED_ROLES[method])[0]
     try:
-        callers[role].unary_unary(method)(payload, timeout=10)
+        _call(callers[role], method, payload)
     except grpc.RpcError as exc:
         assert exc.code() not in FORBIDDEN, (method, payload[:80], exc.code(), exc.details())
         assert PAN not in (exc.details() or "")

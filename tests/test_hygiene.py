@@ -3,6 +3,7 @@ anything the gateway says — its log lines (at DEBUG), its answers, its error t
 nor in clear in its store."""
 import subprocess
 import sys
+import time
 
 import grpc
 import pytest
@@ -10,7 +11,8 @@ import pytest
 from cardgate.gateway.channels import open_channel
 from cardgate.gateway.demo import DEMO_DIESEL, clients_dir
 from cardgate.v1 import (authorization_pb2, authorization_pb2_grpc, common_pb2, fleet_pb2,
-                         fleet_pb2_grpc, issuing_pb2, issuing_pb2_grpc)
+                         fleet_pb2_grpc, issuing_pb2, issuing_pb2_grpc, loyalty_pb2,
+                         loyalty_pb2_grpc)
 
 from gateway_process import GatewayProcess
 from helpers import eur, make_pan, new_id
@@ -42,6 +44,9 @@ def test_no_pan_and_no_pin_in_logs_answers_errors_or_store(tmp_path):
             open_channel(gateway.address, certs, "demo-terminal"))
         bureau = issuing_pb2_grpc.IssuingServiceStub(open_channel(gateway.address, certs, "demo-bureau"))
         fleet = fleet_pb2_grpc.FleetServiceStub(open_channel(gateway.address, certs, "demo-operator"))
+        points = loyalty_pb2_grpc.LoyaltyServiceStub(open_channel(gateway.address, certs, "demo-terminal"))
+        operator_points = loyalty_pb2_grpc.LoyaltyServiceStub(
+            open_channel(gateway.address, certs, "demo-operator"))
         diesel = common_pb2.ProductLine(product_code=DEMO_DIESEL, volume_ml=10_000, amount_minor=5_00)
         call(bureau.IssueGiftCards, issuing_pb2.IssueGiftCardsRequest(
             request_id=new_id(), range_id=1,
@@ -78,7 +83,12 @@ def test_no_pan_and_no_pin_in_logs_answers_errors_or_store(tmp_path):
             call(terminal.Purchase, authorization_pb2.PurchaseRequest(     # no odometer
                 request_id=new_id(), pan=pan, amount=eur(5_00), lines=[diesel]))
             call(fleet.GetFleetUsage, fleet_pb2.GetFleetUsageRequest(pan=pan))
+            call(points.EarnPoints, loyalty_pb2.EarnPointsRequest(
+                request_id=new_id(), pan=pan, points=10, valid_until_s=int(time.time()) + 86400))
+            call(points.GetPoints, loyalty_pb2.GetPointsRequest(pan=pan))
         call(fleet.ListFlagged, fleet_pb2.ListFlaggedRequest())
+        seen.extend(str(row) for row in operator_points.ListExpiringPoints(
+            loyalty_pb2.ListExpiringPointsRequest(within_days=2), timeout=10))
         for _ in range(5):                      # the velocity limit, naming the card masked
             call(terminal.Purchase, authorization_pb2.PurchaseRequest(
                 request_id=new_id(), pan=PANS[0], amount=eur(1), pin=PINS[0]))
@@ -93,6 +103,7 @@ def test_no_pan_and_no_pin_in_logs_answers_errors_or_store(tmp_path):
     said = "\n".join(seen) + logs
     assert "RESOURCE_EXHAUSTED" in said and "WRONG_PIN" in said and "PERMISSION_DENIED" in said
     assert "PROMPT_ODOMETER" in said and "GetFleetUsage by operator" in logs
+    assert said.count("valid_until_s") >= len(PANS)           # the expiring list answered
     for pan in PANS:
         assert pan not in said, "a full card number leaked"
         assert pan[:6] + "******" + pan[-4:] in said

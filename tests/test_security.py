@@ -20,11 +20,14 @@ ROLE_CERT = {"terminal": "terminal-1", "bureau": "bureau-1", "operator": "operat
 
 
 STREAMING = {"/cardgate.v1.ForecourtService/AuthorizeStream"}
+SERVER_STREAMING = {"/cardgate.v1.LoyaltyService/ListExpiringPoints"}
 
 
 def call_raw(channel, method, payload=b""):
     if method in STREAMING:
         return list(channel.stream_stream(method)(iter([payload]), timeout=10))
+    if method in SERVER_STREAMING:
+        return list(channel.unary_stream(method)(payload, timeout=10))
     return channel.unary_unary(method)(payload, timeout=10)
 
 

@@ -1,0 +1,49 @@
+"""LoyaltyService: points earned in lots that expire, redeemed earliest-expiring first,
+and the warnings operators send before points expire."""
+from cardgate.v1 import loyalty_pb2, loyalty_pb2_grpc
+
+from .pan import mask_parts
+from .service import Servicer, authorization_message, rpc
+from .validation import InvalidArgument
+
+WITHIN_DAYS_MAX = 3650
+EXPIRING_PAGE_ROWS = 1000      # lots read per read transaction while streaming
+
+
+class LoyaltyService(Servicer, loyalty_pb2_grpc.LoyaltyServiceServicer):
+    SERVICE = loyalty_pb2.DESCRIPTOR.services_by_name["LoyaltyService"].full_name
+
+    @rpc
+    def EarnPoints(self, request, context):
+        reply = self.ops.earn_points(request.request_id, request.pan, request.points,
+                                     request.valid_until_s)
+        return loyalty_pb2.EarnPointsResponse(authorization=authorization_message(reply))
+
+    @rpc
+    def RedeemPoints(self, request, context):
+        reply = self.ops.redeem_points(request.request_id, request.pan, request.points)
+        return loyalty_pb2.RedeemPointsResponse(authorization=authorization_message(reply))
+
+    @rpc
+    def GetPoints(self, request, context):
+        card = self.known_card(request.pan, context)[0]
+        store = self.ops.store
+        return loyalty_pb2.GetPointsResponse(
+            masked_pan=mask_parts(card.pan_first6, card.pan_last4, card.pan_length),
+            points=store.read_points(card.card_id),
+            expiring=[loyalty_pb2.PointsExpiry(valid_until_s=t, points=p)
+                      for t, p in store.read_points_expiring(card.card_id, self.ops.clock())])
+
+    @rpc
+    async def ListExpiringPoints(self, request, context):
+        if not 1 <= request.within_days <= WITHIN_DAYS_MAX:
+            raise InvalidArgument("within_days", f"must be 1 to {WITHIN_DAYS_MAX}, got {request.within_days}")
+        now_s = self.ops.clock()
+        after = now_s.to_bytes(8, "big")
+        while after is not None:
+            rows, after = self.ops.store.read_points_expiring_page(
+                after, now_s + request.within_days * 86400, EXPIRING_PAGE_ROWS)
+            for card, points, valid_until_s in rows:
+                yield loyalty_pb2.ExpiringPoints(
+                    masked_pan=mask_parts(card.pan_first6, card.pan_last4, card.pan_length),
+                    points=points, valid_until_s=valid_until_s)

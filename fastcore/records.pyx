@@ -179,6 +179,9 @@ HOLD_RECORD_SIZE = sizeof(HoldRecord)
 PACKAGE_RECORD_SIZE = sizeof(PackageRecord)
 PROFILE_RECORD_SIZE = sizeof(ProfileRecord)
 OUTLET_RECORD_SIZE = sizeof(OutletRecord)
+# The layout of what fastcore writes; a store of another format is refused, not misread.
+STORE_FORMAT = 2
+STORE_FORMAT_KEY = b"store_format"
 UNITS_ASSET = "UNT"            # the asset code of subscription units in accounts and journal
 POINTS_ASSET = "PTS"           # the asset code of loyalty points
 LOT_NEVER = 0xFFFF_FFFF_FFFF_FFFF  # index time of a lot that never expires

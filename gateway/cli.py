@@ -61,10 +61,11 @@ def cmd_serve(args) -> int:
 
 def cmd_audit(args) -> int:
     from .audit import audit
+    from .store import StoreFormatError
 
     try:
         violations, counts = audit(args.data_dir)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, StoreFormatError) as exc:
         print(f"cardgate audit: {exc}", file=sys.stderr)
         return 2
     summary = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items())
@@ -132,6 +133,7 @@ def cmd_pki(args) -> int:
 def cmd_keys(args) -> int:
     from . import keys_admin
     from .datakeys import KeyError_
+    from .store import StoreFormatError
 
     try:
         if args.keys_command == "rotate":
@@ -150,7 +152,7 @@ def cmd_keys(args) -> int:
         keys_admin.retire(args.data_dir, args.key_id)
         print(f"retired data key {args.key_id}")
         return 0
-    except KeyError_ as exc:
+    except (KeyError_, StoreFormatError) as exc:
         print(f"cardgate keys: {exc}", file=sys.stderr)
         return 2
 

@@ -22,6 +22,10 @@ def default_data_dir() -> pathlib.Path:
     return pathlib.Path(os.environ.get(DATA_DIR_ENV, DATA_DIR_DEFAULT))
 
 
+class StoreFormatError(OSError):
+    """The data directory holds a store of another layout."""
+
+
 class Store:
     """One data directory opened by this process."""
 
@@ -39,6 +43,11 @@ class Store:
         self.env = lmdb.open(str(self.ledger_dir), map_size=map_size_bytes, max_dbs=32,
                              max_readers=limits.MAX_READERS, sync=sync, metasync=sync,
                              writemap=False, readonly=readonly, lock=True)
+        try:
+            self._check_format(readonly)
+        except StoreFormatError:
+            self.env.close()
+            raise
         if readonly:
             self.dbs = tuple(self.env.open_db(name, create=False) for name in ledger.DB_NAMES)
         else:
@@ -53,6 +62,21 @@ class Store:
             setattr(self, "db_" + name.decode(), db)
         # Gateway-owned: card id -> PAN encrypted under a data key (datakeys.py).
         self.db_pans = self.env.open_db(PANS_DB, create=not readonly)
+
+    def _check_format(self, readonly: bool):
+        """Refuse a store written in another layout; mark a new one with this one's."""
+        config = self.env.open_db(b"config", create=not readonly)
+        with self.env.begin(write=not readonly) as txn:
+            found = txn.get(records.STORE_FORMAT_KEY, db=config)
+            if found is None and txn.stat(config)["entries"] == 0 and not readonly:
+                txn.put(records.STORE_FORMAT_KEY, str(records.STORE_FORMAT).encode(), db=config)
+                return
+            if found != str(records.STORE_FORMAT).encode():
+                raise StoreFormatError(
+                    f"{self.data_dir} holds a cardgate store of format "
+                    f"{found.decode() if found else '1 (or older)'}, and this cardgate reads format "
+                    f"{records.STORE_FORMAT}; no migration exists yet: keep that directory for the "
+                    "cardgate that wrote it, and give this one a new --data-dir")
 
     def close(self):
         self.env.close()

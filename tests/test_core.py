@@ -105,3 +105,26 @@ def test_pack_request_refuses_malformed_fields():
         records.pack_request(Op.LOAD, b"\x01" * 16, card_key=b"\x02" * 31)
     with pytest.raises(ValueError, match="3 letters"):
         records.pack_request(Op.LOAD, b"\x01" * 16, currency="EURO")
+
+
+def test_a_store_of_another_format_is_refused_not_misread(tmp_path):
+    from cardgate.gateway.store import Store, StoreFormatError
+
+    Store(tmp_path / "new").close()                      # a new store is marked with ours
+    reopened = Store(tmp_path / "new", readonly=True)
+    reopened.close()
+    old = tmp_path / "old"
+    store = Store(old)
+    with store.env.begin(write=True) as txn:             # as the previous layout left it:
+        txn.delete(records.STORE_FORMAT_KEY, db=store.db_config)   # data, and no mark
+        txn.put(b"next_card_id", (7).to_bytes(8, "big"), db=store.db_config)
+    store.close()
+    for readonly in (False, True):
+        with pytest.raises(StoreFormatError, match="format 1 .or older.*new --data-dir"):
+            Store(old, readonly=readonly)
+    store = Store(tmp_path / "new")
+    with store.env.begin(write=True) as txn:
+        txn.put(records.STORE_FORMAT_KEY, b"99", db=store.db_config)
+    store.close()
+    with pytest.raises(StoreFormatError, match="format 99"):
+        Store(tmp_path / "new")

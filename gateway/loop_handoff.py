@@ -19,7 +19,10 @@ class LoopHandoff:
             if self._scheduled:
                 return
             self._scheduled = True
-        self.loop.call_soon_threadsafe(self._drain)
+        try:
+            self.loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:        # the loop is closed: the gateway stopped, nobody waits
+            pass
 
     def _drain(self):
         with self._lock:

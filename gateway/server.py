@@ -156,8 +156,8 @@ class Gateway:
         self.health.enter_graceful_shutdown()
         if self.server is not None:
             self._in_loop(self.server.stop(limits.GRACE_S_ON_STOP))
+        self.writer.stop()          # answers what it still holds, through the running loop
         self._stop_loop()
-        self.writer.stop()
         self.store.close()
 
     def _stop_loop(self):

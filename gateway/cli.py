@@ -241,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
         if original:
             p.add_argument("--original-request-id", required=True,
                            help="request id of the request to refund or reverse")
-        if name != "balance":
+        if name not in ("balance", "points"):
             p.add_argument("--request-id", default=None,
                            help="UUID of this request (default: a new time-ordered one); reuse it to retry")
         p.set_defaults(func=cmd_client)
@@ -257,6 +257,14 @@ def build_parser() -> argparse.ArgumentParser:
     fuel.add_argument("--odometer", type=int, metavar="KM", help="odometer reading for fleet cards")
     fuel.add_argument("--driver", default="", help="driver id for fleet cards that ask for one")
     fuel.add_argument("--vehicle", default="", help="vehicle id for fleet cards that ask for one")
+    client_parser("points", "show a card's loyalty points and when they expire", amount=False)
+    earn = client_parser("earn", "put loyalty points on a card", amount=False)
+    earn.add_argument("--points", type=int, required=True)
+    earn.add_argument("--valid-days", type=int, default=0, metavar="DAYS",
+                      help="days the points stay usable (default 0: they never expire)")
+    redeem = client_parser("redeem", "spend a card's loyalty points, earliest-expiring first",
+                           amount=False)
+    redeem.add_argument("--points", type=int, required=True)
     client_parser("refund", "refund part or all of an earlier payment", original=True)
     client_parser("reverse", "undo an earlier request by its request id", amount=False,
                   card=False, original=True)

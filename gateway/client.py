@@ -1,9 +1,11 @@
 """Client side of the CLI's load / pay / refund / reverse / balance subcommands."""
 import sys
+import time
 
 import grpc
 
-from cardgate.v1 import authorization_pb2, authorization_pb2_grpc, common_pb2
+from cardgate.v1 import (authorization_pb2, authorization_pb2_grpc, common_pb2, loyalty_pb2,
+                         loyalty_pb2_grpc)
 
 from .channels import open_channel
 from .demo import clients_dir
@@ -42,6 +44,30 @@ def _sale(args, amount_minor):
     return lines, fleet
 
 
+def _points(args, pan, stub) -> int:
+    if args.command == "points":
+        r = stub.GetPoints(loyalty_pb2.GetPointsRequest(pan=pan), timeout=10)
+        print(f"{r.masked_pan}: {r.points} points")
+        for e in r.expiring:
+            when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(e.valid_until_s))
+            print(f"  {e.points} expire after {when}")
+        return 0
+    if args.command == "earn":
+        valid_until_s = int(time.time()) + args.valid_days * 86400 if args.valid_days else 0
+        r = stub.EarnPoints(loyalty_pb2.EarnPointsRequest(
+            request_id=args.request_id, pan=pan, points=args.points, valid_until_s=valid_until_s),
+            timeout=10)
+    else:
+        r = stub.RedeemPoints(loyalty_pb2.RedeemPointsRequest(
+            request_id=args.request_id, pan=pan, points=args.points), timeout=10)
+    auth = r.authorization
+    code = common_pb2.ResultCode.Name(auth.result_code)
+    print(f"{args.command} {auth.masked_pan}: {auth.message} ({code})")
+    print(f"  {auth.approved.amount_minor} points; the card has {auth.balance.balance_minor}")
+    print(f"  request id {args.request_id}")
+    return 0 if auth.result_code == common_pb2.RESULT_CODE_APPROVED else 3
+
+
 def run(args, pan) -> int:
     cert_dir = None if args.insecure else (args.cert_dir or clients_dir(args.data_dir))
     try:
@@ -58,6 +84,8 @@ def run(args, pan) -> int:
                       f"available {format_minor(r.balance.available_minor, r.balance.currency)}, "
                       f"{authorization_pb2.CardStatus.Name(r.status)}, expires {r.expiry_yyyymm}")
                 return 0
+            if args.command in ("points", "earn", "redeem"):
+                return _points(args, pan, loyalty_pb2_grpc.LoyaltyServiceStub(channel))
             if args.command == "reverse":
                 r = stub.Reverse(authorization_pb2.ReverseRequest(
                     request_id=args.request_id, original_request_id=args.original_request_id), timeout=10)

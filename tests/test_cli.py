@@ -65,6 +65,16 @@ def test_first_start_creates_a_demo_that_answers_at_once(tmp_path):
         fuel = cardgate("pay", "--demo-card", "4", "--amount", "80.00", "--product", "19",
                         "--litres", "40.000", "--odometer", "1200", *target)
         assert fuel.returncode == 0 and "volume 40.000 L" in fuel.stdout, fuel.stdout + fuel.stderr
+        # Loyalty points: a lot that expires in 30 days and one that never does.
+        assert cardgate("earn", "--demo-card", "2", "--points", "120", "--valid-days", "30",
+                        *target).returncode == 0
+        assert cardgate("earn", "--demo-card", "2", "--points", "30", *target).returncode == 0
+        spent = cardgate("redeem", "--demo-card", "2", "--points", "100", *target)
+        assert spent.returncode == 0 and "the card has 50" in spent.stdout, spent.stdout + spent.stderr
+        too_many = cardgate("redeem", "--demo-card", "2", "--points", "51", *target)
+        assert too_many.returncode == 3 and "INSUFFICIENT_POINTS" in too_many.stdout
+        points = cardgate("points", "--demo-card", "2", *target)
+        assert "50 points" in points.stdout and "20 expire after" in points.stdout, points.stdout
         everything = "".join(gateway.output) + balance.stdout + pay.stdout + refund.stdout
     finally:
         assert gateway.stop() == 0

@@ -15,6 +15,7 @@ cdef enum:
     LIMIT_MEASURES = 3          # money (minor units), volume (ml), count
     COUNTED_PERIODS = 4         # periods with usage counters: day, week, month, lifetime
     OUTLET_NAME_SIZE = 64
+    PROGRAM_RANGES_MAX = 8      # card ranges one loyalty program covers
 
 cdef enum OpCode:
     OP_NONE = 0                 # a tombstone: a request reversed before it arrived
@@ -44,6 +45,7 @@ cdef enum OpCode:
     OP_EARN_POINTS = 24         # loyalty: a lot of amount_minor points, usable until valid_until_s (0: ever)
     OP_REDEEM_POINTS = 25       # loyalty: spend amount_minor points, earliest-expiring lots first
     OP_POINTS_EXPIRY = 26       # journal only: a lot's unused points expired
+    OP_SET_PROGRAM = 27         # loyalty program := the ProgramRecord payload (expiry, pending, ranges)
 
 # Same numbers as cardgate.v1.ResultCode, so the gateway maps them one to one.
 cdef enum ResultCode:
@@ -88,6 +90,8 @@ cdef enum ResultCode:
     RESULT_DECLINED_CONTRACT_CARD = 69        # acts on a card's own value; it draws on a contract
     RESULT_DECLINED_OUTLET_CODE_TAKEN = 70
     RESULT_DECLINED_INSUFFICIENT_POINTS = 80
+    RESULT_DECLINED_POINTS_PENDING = 81       # enough points, but some still in their returns window
+    RESULT_DECLINED_RANGE_IN_ANOTHER_PROGRAM = 82
     # Not business outcomes: the gateway turns these into gRPC status codes.
     RESULT_REJECTED_REQUEST_ID_REUSED = 250
     RESULT_REJECTED_INVALID_REQUEST = 251
@@ -324,7 +328,25 @@ cdef packed struct PackageRecord:
     int64_t units_total
     int64_t units_left
     uint64_t created_s
-    uint64_t valid_until_s
+    uint64_t valid_until_s      # last second usable (0: never)
+    uint64_t available_from_s   # points: usable from (after the program's returns window)
+
+# A loyalty program, in the config database: 'G' program_id(4) -> ProgramRecord, and
+# 'g' range_id(4) -> program_id(4, little-endian) for each range it covers.
+cdef enum ExpiryKindCode:
+    EXPIRY_NEVER = 0
+    EXPIRY_DAYS_AFTER = 1       # expiry_n days after the earn, at the end of that day
+    EXPIRY_MONTH_END_AFTER = 2  # the end of the month expiry_n months after the earn's
+    EXPIRY_YEAR_END_AFTER = 3   # the end of the year of the month expiry_n months after
+
+cdef packed struct ProgramRecord:
+    uint32_t program_id
+    uint8_t expiry_kind
+    uint8_t range_count
+    uint16_t expiry_n
+    uint16_t pending_days       # points usable only this many days after they were earned
+    int16_t utc_offset_min      # local time of the days, months and years above
+    uint32_t range_ids[PROGRAM_RANGES_MAX]
 
 cdef packed struct RangeRecord:
     uint32_t range_id

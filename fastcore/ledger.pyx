@@ -67,6 +67,35 @@ cdef uint32_t yyyymm_of_day(int64_t day):
     return <uint32_t>(y * 100 + m)
 
 
+cdef int64_t days_from_civil(int64_t y, int64_t m, int64_t d):
+    """Days since 1970-01-01 of a civil date (H. Hinnant's days_from_civil)."""
+    y -= m <= 2
+    cdef int64_t era = (y if y >= 0 else y - 399) // 400
+    cdef int64_t yoe = y - era * 400
+    cdef int64_t doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    cdef int64_t doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+cdef uint64_t policy_expiry(const ProgramRecord* program, uint64_t now_s):
+    """The last second a lot earned at now_s can be used, by its program's policy (0:
+    never), at the end of a local day."""
+    cdef int64_t offset_s = program.utc_offset_min * 60
+    cdef int64_t day = (<int64_t>now_s + offset_s) // 86400
+    cdef uint32_t yyyymm = yyyymm_of_day(day)
+    cdef int64_t months = (yyyymm // 100) * 12 + (yyyymm % 100 - 1) + program.expiry_n
+    cdef int64_t end_day                  # the first day after the last usable one
+    if program.expiry_kind == EXPIRY_DAYS_AFTER:
+        end_day = day + program.expiry_n + 1
+    elif program.expiry_kind == EXPIRY_MONTH_END_AFTER:
+        end_day = days_from_civil((months + 1) // 12, (months + 1) % 12 + 1, 1)
+    elif program.expiry_kind == EXPIRY_YEAR_END_AFTER:
+        end_day = days_from_civil(months // 12 + 1, 1, 1)
+    else:
+        return 0
+    return <uint64_t>(end_day * 86400 - 1 - offset_s)
+
+
 cdef void period_indexes(int64_t local_s, uint32_t* index):
     """Day, week (Monday first), month (YYYYMM) and lifetime of a local time."""
     cdef int64_t day = local_s // 86400
@@ -816,6 +845,12 @@ cdef class _BatchApplier:
             card.status = CARD_ACTIVE
             card.activated_s = self.now_s
             self.write_card(&card)
+        cdef uint64_t valid_until_s = rq.valid_until_s, available_from_s = self.now_s
+        cdef ProgramRecord program
+        if kind is self.points and self.read_program_of_range(card.range_id, &program):
+            if not valid_until_s:
+                valid_until_s = policy_expiry(&program, self.now_s)
+            available_from_s = self.now_s + <uint64_t>program.pending_days * 86400
         seq = self.post(rq.request_id, kind.op_issue, SYSTEM_OWNER_BASE + card.range_id,
                         kind.issued_slot, card.card_id, kind.card_slot, kind.asset,
                         rq.amount_minor)
@@ -826,7 +861,8 @@ cdef class _BatchApplier:
         lot.units_total = rq.amount_minor
         lot.units_left = rq.amount_minor
         lot.created_s = self.now_s
-        lot.valid_until_s = rq.valid_until_s
+        lot.valid_until_s = valid_until_s
+        lot.available_from_s = available_from_s
         self.write_lot(kind, rq.request_id, &lot)
         self.put(self.lot_keys(&lot, rq.request_id, False), b"", False, True, False, kind.db_expiry)
         self.put(self.lot_keys(&lot, rq.request_id, True), b"", False, True, False, kind.db_card)
@@ -838,7 +874,7 @@ cdef class _BatchApplier:
         """Use units, or redeem points: from the earliest-expiring valid lots first."""
         cdef CardRecord card
         cdef PackageRecord lot
-        cdef int64_t available = 0, need = rq.amount_minor, take
+        cdef int64_t available = 0, pending = 0, need = rq.amount_minor, take
         if not self.find_described_card(rq, &card, rp):
             return 0
         cdef uint8_t bad = self.usable_card(&card, False)
@@ -856,13 +892,20 @@ cdef class _BatchApplier:
                 if u64_from_be(<const unsigned char*><const char*>key + 8) >= self.now_s:
                     usable.append(key[16:])
         cursor.close()
+        ready = []                                   # those usable now, not in a returns window
         for lot_id in usable:
             assert self.read_lot(kind, <const uint8_t*><const char*>lot_id, &lot), "index without lot"
-            available += lot.units_left
+            if lot.available_from_s > self.now_s:
+                pending += lot.units_left
+            else:
+                available += lot.units_left
+                ready.append(lot_id)
         if available < need:
-            rp.result = kind.none_left
+            rp.result = RESULT_DECLINED_POINTS_PENDING if available + pending >= need \
+                else kind.none_left
             self.describe_lots(kind, rp)
             return 0
+        usable = ready
         for lot_id in usable:
             if need == 0:
                 break
@@ -1416,11 +1459,49 @@ cdef class _BatchApplier:
         self.approve(rq, rp, 0, 0, &card)
         return 0
 
+    # ---- loyalty programs ---------------------------------------------------------
+
+    cdef bint read_program_of_range(self, uint32_t range_id, ProgramRecord* out) except -1:
+        link = self.get(config_key_of(b'g', range_id), None, self.db_config)
+        if link is None:
+            return False
+        value = self.get(config_key_of(b'G', int.from_bytes(link, "little")), None, self.db_config)
+        assert value is not None and len(value) == sizeof(ProgramRecord), "range of a missing program"
+        memcpy(out, <const char*>value, sizeof(ProgramRecord))
+        return True
+
+    cdef int set_program(self, const CoreRequest* rq, const char* payload, CoreReply* rp) except -1:
+        cdef const ProgramRecord* program = <const ProgramRecord*>payload
+        cdef ProgramRecord old
+        cdef int i
+        for i in range(program.range_count):
+            if self.get(range_key_of(program.range_ids[i]), None, self.db_config) is None:
+                rp.result = RESULT_DECLINED_UNKNOWN_CARD_RANGE
+                return 0
+            link = self.get(config_key_of(b'g', program.range_ids[i]), None, self.db_config)
+            if link is not None and int.from_bytes(link, "little") != program.program_id:
+                rp.result = RESULT_DECLINED_RANGE_IN_ANOTHER_PROGRAM
+                return 0
+        key = config_key_of(b'G', program.program_id)
+        value = self.get(key, None, self.db_config)
+        if value is not None:                        # ranges it no longer covers leave it
+            memcpy(&old, <const char*>value, sizeof(old))
+            for i in range(old.range_count):
+                self.delete(config_key_of(b'g', old.range_ids[i]), None, self.db_config)
+        for i in range(program.range_count):
+            self.put(config_key_of(b'g', program.range_ids[i]),
+                     (<uint32_t>program.program_id).to_bytes(4, "little"), False, True, False,
+                     self.db_config)
+        self.put(key, _bytes(payload, sizeof(ProgramRecord)), False, True, False, self.db_config)
+        self.approve(rq, rp, 0, 0)
+        return 0
+
     # ---- one request --------------------------------------------------------------
 
     cdef bint valid(self, const CoreRequest* rq):
         if rq.payload_size != (sizeof(ProfileRecord) if rq.op == OP_SET_PROFILE else
-                               sizeof(OutletRecord) if rq.op == OP_DEFINE_OUTLET else 0):
+                               sizeof(OutletRecord) if rq.op == OP_DEFINE_OUTLET else
+                               sizeof(ProgramRecord) if rq.op == OP_SET_PROGRAM else 0):
             return False
         if rq.op in (OP_PURCHASE, OP_PREAUTH, OP_COMPLETE):
             if not 0 <= rq.volume_ml <= VOLUME_ML_MAX:
@@ -1451,11 +1532,12 @@ cdef class _BatchApplier:
             return rq.outlet_code != 0
         if rq.op == OP_SET_CONTRACT:
             return rq.contract_id != 0 and 0 <= rq.amount_minor <= BALANCE_MINOR_MAX
-        return OP_CREATE_RANGE <= rq.op <= OP_SET_STATUS or rq.op == OP_ASSIGN_CARD
+        return OP_CREATE_RANGE <= rq.op <= OP_SET_STATUS or rq.op in (OP_ASSIGN_CARD, OP_SET_PROGRAM)
 
     cdef bint valid_payload(self, const CoreRequest* rq, const char* payload) except -1:
         """A payload matches its digest (card_key) and says what the request says."""
         cdef const ProfileRecord* profile
+        cdef const ProgramRecord* program
         cdef int i
         if rq.payload_size == 0:
             return True
@@ -1463,6 +1545,11 @@ cdef class _BatchApplier:
             return False
         if rq.op == OP_DEFINE_OUTLET:
             return (<const OutletRecord*>payload).outlet_code == rq.outlet_code
+        if rq.op == OP_SET_PROGRAM:
+            program = <const ProgramRecord*>payload
+            return program.program_id != 0 and program.expiry_kind <= EXPIRY_YEAR_END_AFTER and \
+                program.range_count <= PROGRAM_RANGES_MAX and \
+                -1440 <= program.utc_offset_min <= 1440 and program.pending_days <= 366
         profile = <const ProfileRecord*>payload
         if profile.profile_id != rq.profile_id or profile.place_count > PROFILE_PLACES_MAX or \
                 profile.minute_from > 1440 or profile.minute_to > 1440 or \
@@ -1543,6 +1630,8 @@ cdef class _BatchApplier:
             self.set_contract(rq, rp)
         elif rq.op == OP_ASSIGN_CARD:
             self.assign_card(rq, rp)
+        elif rq.op == OP_SET_PROGRAM:
+            self.set_program(rq, payload, rp)
         assert rp.result != 0, "operation left no result"
         if rp.result == RESULT_REJECTED_UNKNOWN_PRODUCT:
             return 0                                 # a rejection writes nothing

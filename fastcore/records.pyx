@@ -41,6 +41,7 @@ class Op(enum.IntEnum):
     EARN_POINTS = OP_EARN_POINTS
     REDEEM_POINTS = OP_REDEEM_POINTS
     POINTS_EXPIRY = OP_POINTS_EXPIRY
+    SET_PROGRAM = OP_SET_PROGRAM
 
 
 class Result(enum.IntEnum):
@@ -86,6 +87,8 @@ class Result(enum.IntEnum):
     DECLINED_CONTRACT_CARD = RESULT_DECLINED_CONTRACT_CARD
     DECLINED_OUTLET_CODE_TAKEN = RESULT_DECLINED_OUTLET_CODE_TAKEN
     DECLINED_INSUFFICIENT_POINTS = RESULT_DECLINED_INSUFFICIENT_POINTS
+    DECLINED_POINTS_PENDING = RESULT_DECLINED_POINTS_PENDING
+    DECLINED_RANGE_IN_ANOTHER_PROGRAM = RESULT_DECLINED_RANGE_IN_ANOTHER_PROGRAM
     REJECTED_REQUEST_ID_REUSED = RESULT_REJECTED_REQUEST_ID_REUSED
     REJECTED_INVALID_REQUEST = RESULT_REJECTED_INVALID_REQUEST
     REJECTED_UNKNOWN_PRODUCT = RESULT_REJECTED_UNKNOWN_PRODUCT
@@ -177,6 +180,44 @@ JOURNAL_ENTRY_SIZE = sizeof(JournalEntry)
 RANGE_RECORD_SIZE = sizeof(RangeRecord)
 HOLD_RECORD_SIZE = sizeof(HoldRecord)
 PACKAGE_RECORD_SIZE = sizeof(PackageRecord)
+PROGRAM_RECORD_SIZE = sizeof(ProgramRecord)
+PROGRAM_RANGES = PROGRAM_RANGES_MAX
+
+
+class ExpiryKind(enum.IntEnum):
+    """Same numbers as cardgate.v1.PointsExpiryKind - 1."""
+    NEVER = EXPIRY_NEVER
+    DAYS_AFTER = EXPIRY_DAYS_AFTER
+    MONTH_END_AFTER = EXPIRY_MONTH_END_AFTER
+    YEAR_END_AFTER = EXPIRY_YEAR_END_AFTER
+
+
+def pack_program(unsigned int program_id, int expiry_kind, int expiry_n=0, int pending_days=0,
+                 int utc_offset_min=0, range_ids=()):
+    cdef ProgramRecord p
+    memset(&p, 0, sizeof(p))
+    if len(range_ids) > PROGRAM_RANGES_MAX:
+        raise ValueError(f"a program covers at most {PROGRAM_RANGES_MAX} card ranges")
+    p.program_id = program_id
+    p.expiry_kind = expiry_kind
+    p.expiry_n = expiry_n
+    p.pending_days = pending_days
+    p.utc_offset_min = utc_offset_min
+    p.range_count = len(range_ids)
+    for i, range_id in enumerate(range_ids):
+        p.range_ids[i] = range_id
+    return (<char*>&p)[:sizeof(p)]
+
+
+Program = namedtuple("Program", "program_id expiry_kind expiry_n pending_days utc_offset_min "
+                     "range_ids")
+
+
+def unpack_program(bytes data):
+    _check_size(data, sizeof(ProgramRecord), "program")
+    cdef const ProgramRecord* p = <const ProgramRecord*><const char*>data
+    return Program(p.program_id, p.expiry_kind, p.expiry_n, p.pending_days, p.utc_offset_min,
+                   tuple(p.range_ids[i] for i in range(min(p.range_count, PROGRAM_RANGES_MAX))))
 PROFILE_RECORD_SIZE = sizeof(ProfileRecord)
 OUTLET_RECORD_SIZE = sizeof(OutletRecord)
 # The layout of what fastcore writes; a store of another format is refused, not misread.
@@ -518,14 +559,14 @@ def unpack_hold(bytes data):
 
 
 Package = namedtuple("Package", "card_id range_id status units_total units_left created_s "
-                     "valid_until_s")
+                     "valid_until_s available_from_s")
 
 
 def unpack_package(bytes data):
     _check_size(data, sizeof(PackageRecord), "package")
     cdef const PackageRecord* p = <const PackageRecord*><const char*>data
     return Package(p.card_id, p.range_id, p.status, p.units_total, p.units_left, p.created_s,
-                   p.valid_until_s)
+                   p.valid_until_s, p.available_from_s)
 
 
 def unpack_range(bytes data):

@@ -273,11 +273,32 @@ class Operations:
 
     # ---- loyalty points ------------------------------------------------------------------
 
+    def set_program(self, request_id_text, program_id, expiry_kind, expiry_n, pending_days,
+                    utc_offset_min, range_ids):
+        """expiry_kind: records.ExpiryKind."""
+        rid = validation.request_id(request_id_text)
+        if not 1 <= program_id <= 0xFFFF_FFFF:
+            raise validation.InvalidArgument("program_id", f"must be 1 to 4294967295, got {program_id}")
+        if not 0 <= expiry_n <= 0xFFFF:
+            raise validation.InvalidArgument("expiry_n", f"must be 0 to 65535, got {expiry_n}")
+        if not 0 <= pending_days <= 366:
+            raise validation.InvalidArgument("pending_days", f"must be 0 to 366, got {pending_days}")
+        if not -1440 <= utc_offset_min <= 1440:
+            raise validation.InvalidArgument("utc_offset_min", f"must be -1440 to 1440, got {utc_offset_min}")
+        if len(range_ids) > records.PROGRAM_RANGES or len(set(range_ids)) != len(range_ids):
+            raise validation.InvalidArgument("range_ids", f"at most {records.PROGRAM_RANGES}, "
+                                             "each once")
+        payload = records.pack_program(program_id, expiry_kind, expiry_n, pending_days,
+                                       utc_offset_min, list(range_ids))
+        return self.submit_one(records.pack_request(Op.SET_PROGRAM, rid, payload=payload),
+                               request_id_text)
+
     def earn_points(self, request_id_text, pan_text, points, valid_until_s=0):
-        """A lot of points usable until valid_until_s (0: they never expire)."""
+        """A lot of points usable until valid_until_s (0: as the card's program says;
+        never without a program)."""
         if valid_until_s and valid_until_s <= self.clock():
             raise validation.InvalidArgument("valid_until_s", f"{valid_until_s} is not in the "
-                                             "future (0: the points never expire)")
+                                             "future (0: as the card's program says)")
         if valid_until_s < 0:
             raise validation.InvalidArgument("valid_until_s", "must be 0 or a Unix second")
         return self._lot(Op.EARN_POINTS, records.POINTS_ASSET, "points", request_id_text, pan_text,

@@ -65,6 +65,8 @@ RESULT_MESSAGES = {
     Result.DECLINED_CONTRACT_CARD: "declined: the card draws on a contract; act on the contract",
     Result.DECLINED_OUTLET_CODE_TAKEN: "declined: another outlet already has this outlet's code",
     Result.DECLINED_INSUFFICIENT_POINTS: "declined: not enough points (valid, not expired)",
+    Result.DECLINED_POINTS_PENDING: "declined: some of the points are not usable yet (returns window)",
+    Result.DECLINED_RANGE_IN_ANOTHER_PROGRAM: "declined: a card range is in another program",
 }
 PROMPT_NAMES = {1: "PIN", 2: "odometer", 3: "driver id", 4: "vehicle id"}
 PERIOD_NAMES = {1: "per transaction", 2: "daily", 3: "weekly", 4: "monthly", 5: "lifetime"}

@@ -145,21 +145,25 @@ class Store:
             return [(request_id, records.unpack_card(txn.get(records.card_key(card_id), db=self.db_book)),
                      time_s, limit_hit) for time_s, request_id, card_id, limit_hit in found[:max_results]]
 
-    def read_points_expiring(self, card_id: int, now_s: int):
-        """[(valid_until_s, points)] of the card's valid point lots that expire, soonest
-        first, lots of the same second summed."""
+    def read_point_lots(self, card_id: int, now_s: int):
+        """([(valid_until_s, points)], pending) of the card's valid point lots: what
+        expires, soonest first (lots of the same second summed), and how many points still
+        wait for their returns window to end."""
         prefix = card_id.to_bytes(8, "big")
-        by_time = {}
+        by_time, pending = {}, 0
         with self.env.begin(buffers=False) as txn:
             cursor = txn.cursor(db=self.db_card_point_lots)
             if cursor.set_range(prefix + now_s.to_bytes(8, "big")):
                 for key in cursor.iternext(values=False):
-                    valid_until_s = int.from_bytes(key[8:16], "big")
-                    if key[:8] != prefix or valid_until_s == records.LOT_NEVER:
+                    if key[:8] != prefix:
                         break
+                    valid_until_s = int.from_bytes(key[8:16], "big")
                     lot = records.unpack_package(txn.get(key[16:], db=self.db_point_lots))
-                    by_time[valid_until_s] = by_time.get(valid_until_s, 0) + lot.units_left
-        return sorted(by_time.items())
+                    if lot.available_from_s > now_s:
+                        pending += lot.units_left
+                    if valid_until_s != records.LOT_NEVER:
+                        by_time[valid_until_s] = by_time.get(valid_until_s, 0) + lot.units_left
+        return sorted(by_time.items()), pending
 
     def read_points_expiring_page(self, after: bytes, until_s: int, rows_max: int):
         """([(Card, points, valid_until_s)], next) of the point lots expiring after the

@@ -249,7 +249,8 @@ class FleetRules:
         """None when the generic checks decide; else whether a fleet request is valid."""
         Op = records.Op
         expected = {Op.SET_PROFILE: records.PROFILE_RECORD_SIZE,
-                    Op.DEFINE_OUTLET: records.OUTLET_RECORD_SIZE}.get(rq.op, 0)
+                    Op.DEFINE_OUTLET: records.OUTLET_RECORD_SIZE,
+                    Op.SET_PROGRAM: records.PROGRAM_RECORD_SIZE}.get(rq.op, 0)
         if rq.payload_size != expected or len(payload) != expected:
             return False
         if payload and hashlib.sha256(payload).digest() != rq.card_key:

@@ -12,6 +12,7 @@ from cardgate.fastcore import records
 from cardgate.fastcore.records import CardStatus, Op, Result, Slot
 
 from reference_fleet import Decline, FleetRules
+from reference_loyalty import LoyaltyRules
 
 AMOUNT_MINOR_MAX = records.AMOUNT_MINOR_MAX
 BALANCE_MINOR_MAX = records.BALANCE_MINOR_MAX
@@ -89,6 +90,7 @@ class Package:
     units_left: int
     created_s: int
     valid_until_s: int
+    available_from_s: int = 0
     status: int = records.PackageState.OPEN
 
 
@@ -121,9 +123,10 @@ def blank_reply(op):
                 volume_ml=0, credit_limit_minor=0, review=False)
 
 
-class ReferenceLedger(FleetRules):
+class ReferenceLedger(FleetRules, LoyaltyRules):
     def __init__(self):
         self.init_fleet()
+        self.init_loyalty()
         self.ranges = {}          # range_id -> currency
         self.pin_tries_max = {}   # range_id -> wrong PINs in a row that block a card
         self.range_limits = {}    # range_id -> (balance max, load per day max); 0: none
@@ -458,8 +461,11 @@ class ReferenceLedger(FleetRules):
             card.activated_s = now_s
         seq = self.post(rq.request_id, kind.op_issue, (SYSTEM + card.range_id, kind.issued_slot),
                         (card.card_id, kind.card_slot), kind.asset, rq.amount_minor, now_s)
+        valid_until_s, available_from_s = self.lot_terms(card, rq, now_s) \
+            if kind is POINT_LOTS else (rq.valid_until_s, now_s)
         getattr(self, kind.lots)[rq.request_id] = Package(
-            card.card_id, card.range_id, rq.amount_minor, rq.amount_minor, now_s, rq.valid_until_s)
+            card.card_id, card.range_id, rq.amount_minor, rq.amount_minor, now_s, valid_until_s,
+            available_from_s)
         self.approve(rq, rp, rq.amount_minor, seq)
         self.describe_lots(kind, rp)
 
@@ -473,9 +479,13 @@ class ReferenceLedger(FleetRules):
         usable = sorted((lot_time(p), pid) for pid, p in lots.items()
                         if p.card_id == card.card_id and p.status == records.PackageState.OPEN
                         and lot_time(p) >= now_s)
-        if sum(lots[pid].units_left for _, pid in usable) < rq.amount_minor:
+        pending = sum(lots[pid].units_left for _, pid in usable if lots[pid].available_from_s > now_s)
+        usable = [(t, pid) for t, pid in usable if lots[pid].available_from_s <= now_s]
+        available = sum(lots[pid].units_left for _, pid in usable)
+        if available < rq.amount_minor:
             self.describe_lots(kind, rp)
-            raise Decline(kind.none_left)
+            raise Decline(Result.DECLINED_POINTS_PENDING if available + pending >= rq.amount_minor
+                          else kind.none_left)
         need = rq.amount_minor
         for _, pid in usable:
             if need == 0:
@@ -616,6 +626,8 @@ class ReferenceLedger(FleetRules):
         payload = packed[records.REQUEST_SIZE:]
         rp = blank_reply(rq.op)
         fleet_valid = self.valid_fleet(rq, payload)
+        if fleet_valid is None and rq.op == Op.SET_PROGRAM:
+            fleet_valid = self.valid_program(payload)
         if fleet_valid is False or (fleet_valid is None and not self.valid(rq)):
             rp["result"] = Result.REJECTED_INVALID_REQUEST
             return records.Reply(**rp)
@@ -641,7 +653,7 @@ class ReferenceLedger(FleetRules):
                    Op.REDEEM_POINTS: functools.partial(self.use_lots, POINT_LOTS),
                    Op.DEFINE_PRODUCT: self.define_product, Op.SET_PROFILE: self.set_profile,
                    Op.DEFINE_OUTLET: self.define_outlet, Op.SET_CONTRACT: self.set_contract,
-                   Op.ASSIGN_CARD: self.assign_card}[rq.op]
+                   Op.ASSIGN_CARD: self.assign_card, Op.SET_PROGRAM: self.set_program}[rq.op]
         if rq.op in (Op.PURCHASE, Op.PREAUTH, Op.COMPLETE) and \
                 any(code not in self.catalog for code in rq.products):
             rp["result"] = Result.REJECTED_UNKNOWN_PRODUCT

@@ -4,6 +4,7 @@ through the journal, and the warning list operators send before that."""
 import calendar
 import time
 
+import grpc
 import pytest
 
 from cardgate.fastcore.records import Op
@@ -93,3 +94,57 @@ def test_the_expiring_soon_list_names_the_card_30_days_before(story):
     now[0] = expiry - 30 * 86400
     assert listed() == [(f"{soon[:6]}******{soon[-4:]}", 120, expiry)]
     assert len(listed(365)) == 2
+
+
+def set_program(gw, kind, n, pending_days=0, ranges=(1,), program_id=1, offset_min=60):
+    return gw.operator_loyalty.SetProgram(loyalty_pb2.SetProgramRequest(
+        request_id=new_id(), program_id=program_id, expiry_kind=kind, expiry_n=n,
+        pending_days=pending_days, utc_offset_min=offset_min, range_ids=ranges))
+
+
+@pytest.mark.parametrize("kind, n, expected_local_end", [
+    (loyalty_pb2.POINTS_EXPIRY_KIND_DAYS_AFTER, 30, (2027, 2, 14)),
+    (loyalty_pb2.POINTS_EXPIRY_KIND_MONTH_END_AFTER, 1, (2027, 2, 28)),
+    (loyalty_pb2.POINTS_EXPIRY_KIND_MONTH_END_AFTER, 11, (2027, 12, 31)),
+    (loyalty_pb2.POINTS_EXPIRY_KIND_MONTH_END_AFTER, 12, (2028, 1, 31)),
+    (loyalty_pb2.POINTS_EXPIRY_KIND_YEAR_END_AFTER, 0, (2027, 12, 31)),
+    (loyalty_pb2.POINTS_EXPIRY_KIND_YEAR_END_AFTER, 12, (2028, 12, 31)),
+])
+def test_the_programs_policy_dates_each_lot_in_local_time(story, kind, n, expected_local_end):
+    gw, now = story                           # 2027-01-15 12:00 UTC, 13:00 at UTC+1
+    assert set_program(gw, kind, n).result_code == R.RESULT_CODE_APPROVED
+    pan = make_pan(4)
+    issue(gw, [pan])
+    assert earn(gw, pan, 10, 0).result_code == R.RESULT_CODE_APPROVED
+    last_local_second = end_of(*expected_local_end) - 3600      # 23:59:59 at UTC+1
+    assert points_of(gw, pan) == (10, [(last_local_second, 10)])
+
+
+def test_points_wait_out_the_returns_window_before_they_can_be_spent(story):
+    gw, now = story
+    assert set_program(gw, loyalty_pb2.POINTS_EXPIRY_KIND_NEVER, 0, pending_days=14).result_code == \
+        R.RESULT_CODE_APPROVED
+    pan = make_pan(5)
+    issue(gw, [pan])
+    earn(gw, pan, 300, 0)
+    answer = gw.loyalty.GetPoints(loyalty_pb2.GetPointsRequest(pan=pan))
+    assert (answer.points, answer.pending_points, list(answer.expiring)) == (300, 300, [])
+    assert redeem(gw, pan, 100).result_code == R.RESULT_CODE_DECLINED_POINTS_PENDING
+    assert redeem(gw, pan, 301).result_code == R.RESULT_CODE_DECLINED_INSUFFICIENT_POINTS
+    now[0] += 14 * 86400
+    assert redeem(gw, pan, 100).result_code == R.RESULT_CODE_APPROVED
+    assert gw.loyalty.GetPoints(loyalty_pb2.GetPointsRequest(pan=pan)).pending_points == 0
+
+
+def test_a_range_belongs_to_one_program_and_bad_programs_change_nothing(story):
+    gw, _ = story
+    assert set_program(gw, loyalty_pb2.POINTS_EXPIRY_KIND_NEVER, 0).result_code == R.RESULT_CODE_APPROVED
+    assert set_program(gw, loyalty_pb2.POINTS_EXPIRY_KIND_NEVER, 0, program_id=2).result_code == \
+        R.RESULT_CODE_DECLINED_RANGE_IN_ANOTHER_PROGRAM
+    assert set_program(gw, loyalty_pb2.POINTS_EXPIRY_KIND_NEVER, 0, ranges=(9,),
+                       program_id=2).result_code == R.RESULT_CODE_DECLINED_UNKNOWN_CARD_RANGE
+    for bad in (dict(kind=0, n=0), dict(kind=loyalty_pb2.POINTS_EXPIRY_KIND_NEVER, n=0,
+                                         pending_days=367)):
+        with pytest.raises(grpc.RpcError) as caught:
+            set_program(gw, **bad)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -93,6 +93,8 @@ operation = st.one_of(
     st.tuples(st.just("earn"), card_index, st.integers(1, 500), st.sampled_from([0, -1, 1, 30, 400])),
     st.tuples(st.just("redeem"), card_index, st.one_of(st.integers(1, 600), st.just("all"),
                                                       st.just("all+1"))),
+    st.tuples(st.just("program"), st.sampled_from(list(records.ExpiryKind)), st.integers(0, 13),
+              st.sampled_from([0, 0, 1, 2, 30])),
 )
 batch = st.tuples(st.sampled_from([0, 3600, 20 * 86400]),
                   st.lists(operation, min_size=1, max_size=12))
@@ -210,6 +212,11 @@ BOUNDARY_STORY = [
          ("redeem", 3, 161)]),                  # 160 available
     (2 * 86400, [("redeem", 3, 150),            # the 1-day lot's 10 expired; 30-day lot, then the rest
                  ("redeem", 3, 1)]),
+    # Card 6 is in range 1, whose program says: usable after 2 days, until the end of
+    # the next month.
+    (0, [("earn", 6, 100, 0)]),
+    (0, [("redeem", 6, 50)]),                   # earned, but in its returns window
+    (2 * 86400, [("redeem", 6, 50)]),
 ]
 
 
@@ -251,11 +258,13 @@ class Scenario:
         return acc.balance_minor - acc.pending_minor + self.model.credit_limit(record)
 
     def points(self, card):
-        """Points the card can redeem now: its open lots still valid."""
+        """Points the card can redeem now: its open lots still valid and out of their
+        returns window."""
         card_id = self.model.pan_index.get(CARD_KEYS[card])
         return sum(lot.units_left for lot in self.model.point_lots.values()
                    if lot.card_id == card_id and lot.status == HoldState.OPEN
-                   and (lot.valid_until_s or records.LOT_NEVER) >= self.now_s)
+                   and (lot.valid_until_s or records.LOT_NEVER) >= self.now_s
+                   and lot.available_from_s <= self.now_s)
 
     def odometer(self, card, how):
         """A reading relative to the card's last one: the same, higher, lower, or invalid."""
@@ -289,7 +298,14 @@ class Scenario:
         out.append(config(Op.ASSIGN_CARD, card_key=CARD_KEYS[CONTRACT_CARD], contract_id=1))
         out.append(self.money(Op.LOAD, FLEET_CARD, 20_000))
         out.append(self.money(Op.LOAD, CONTRACT_CARD, 500))
+        # Loyalty program 1 on range 1: points expire at the end of the next month (UTC+1)
+        # and are usable two days after they were earned.
+        out.append(self.program(records.ExpiryKind.MONTH_END_AFTER, 1, 2))
         return out
+
+    def program(self, expiry_kind, expiry_n, pending_days):
+        return records.pack_request(Op.SET_PROGRAM, self.new_id(), payload=records.pack_program(
+            1, expiry_kind, expiry_n, pending_days, utc_offset_min=60, range_ids=[1]))
 
     @staticmethod
     def resolve(amount, boundary):
@@ -384,6 +400,8 @@ class Scenario:
             packed = records.pack_request(Op.REDEEM_POINTS, self.new_id(), card_key=CARD_KEYS[card],
                                           amount_minor=self.resolve(points, self.points(card)),
                                           currency=records.POINTS_ASSET)
+        elif kind == "program":
+            packed = self.program(*drawn[1:])
         elif kind == "contract_limit":
             packed = records.pack_request(Op.SET_CONTRACT, self.new_id(), contract_id=1,
                                           currency="EUR", amount_minor=drawn[1], profile_id=2)
@@ -479,8 +497,8 @@ def core_state(store):
                  for k, h in holds.items()}
         packages = {k: records.unpack_package(v) for db in (store.db_packages, store.db_point_lots)
                     for k, v in txn.cursor(db=db)}
-        packages = {k: (p.card_id, p.status, p.units_total, p.units_left, p.valid_until_s)
-                    for k, p in packages.items()}
+        packages = {k: (p.card_id, p.status, p.units_total, p.units_left, p.valid_until_s,
+                        p.available_from_s) for k, p in packages.items()}
         usage = {records.journal_seq_of(k): records.unpack_usage(v)
                  for k, v in txn.cursor(db=store.db_usage)}
         usage = {k: (list(u.period_index), [list(x) for x in u.used], list(u.pending), u.odometer)
@@ -499,7 +517,8 @@ def model_state(model):
     holds = {k: (h.card_id, h.status, h.held_minor, h.completed_minor, h.expires_s,
                  h.value_owner, h.volume_ml, h.counted, h.completed_volume_ml)
              for k, h in model.holds.items()}
-    packages = {k: (p.card_id, p.status, p.units_total, p.units_left, p.valid_until_s)
+    packages = {k: (p.card_id, p.status, p.units_total, p.units_left, p.valid_until_s,
+                    p.available_from_s)
                 for lots in (model.packages, model.point_lots) for k, p in lots.items()}
     usage = {k: (u.period_index, u.used, u.pending, u.odometer) for k, u in model.usage.items()}
     return accounts, cards, model.journal, requests, holds, packages, usage, model.reviews
@@ -612,4 +631,5 @@ def test_boundary_story_reaches_every_decline():
         R.APPROVED, R.APPROVED, R.APPROVED, R.DECLINED_CARD_EXPIRED,
         R.APPROVED, R.DECLINED_INSUFFICIENT_POINTS,
         R.APPROVED, R.DECLINED_INSUFFICIENT_POINTS,
+        R.APPROVED, R.DECLINED_POINTS_PENDING, R.APPROVED,
     ]

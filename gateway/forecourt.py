@@ -6,6 +6,7 @@ stream's operations join whatever batch the writer takes next.
 """
 import asyncio
 import collections
+import logging
 
 import grpc
 
@@ -17,6 +18,8 @@ from .operations import raise_rejections
 from .registration import Malformed
 from .service import REFUSALS, Servicer, authorization_message, rpc, status_of
 from .validation import InvalidArgument
+
+log = logging.getLogger("cardgate.forecourt")
 
 
 def _refuse(result, exc, prefix=""):
@@ -126,7 +129,13 @@ class ForecourtService(Servicer, forecourt_pb2_grpc.ForecourtServiceServicer):
                     for item in _stream_items(message):
                         await in_flight.acquire()
                         count += 1
-                        self._start(identity, item, ready.put)
+                        try:
+                            self._start(identity, item, ready.put)
+                        except Exception:       # a bug: answer it, keep the stream
+                            log.exception("stream operation failed before the writer")
+                            ready.put(forecourt_pb2.OperationResult(error=forecourt_pb2.OperationError(
+                                code=grpc.StatusCode.INTERNAL.value[0],
+                                message="internal error; nothing was applied")))
             except (grpc.RpcError, asyncio.CancelledError):
                 pass                                # the client went away
             finally:

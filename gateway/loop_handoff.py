@@ -2,7 +2,10 @@
 from any thread run on the loop, with one wake-up of the loop per burst of calls
 instead of one per call (each wake-up is a write to the loop's self-pipe)."""
 import collections
+import logging
 import threading
+
+log = logging.getLogger("cardgate.loop")
 
 
 class LoopHandoff:
@@ -30,4 +33,7 @@ class LoopHandoff:
         calls = self._calls
         while calls:
             fn, args = calls.popleft()
-            fn(*args)
+            try:
+                fn(*args)
+            except Exception:               # one bad call must not strand the others
+                log.exception("hand-off to the event loop failed")

@@ -123,3 +123,29 @@ def test_a_stream_item_for_another_outlet_is_refused_alone(live_gateway):
     assert outcome[bad].error.code == grpc.StatusCode.PERMISSION_DENIED.value[0]
     assert outcome[good].authorization.result_code == R.RESULT_CODE_APPROVED
     assert balance(gw, pan).balance_minor == 99_00
+
+
+def test_an_unexpected_failure_of_one_streamed_operation_is_answered_and_the_rest_go_on(live_gateway):
+    gw = live_gateway
+    pan = funded_card(gw, 14, 100_00)
+    ops = gw.gateway.operations
+    broken = new_id()
+    real = ops.pack_operation
+
+    def pack_operation(kind, message):
+        if message.request_id == broken:
+            raise RuntimeError("a bug while packing")
+        return real(kind, message)
+    ops.pack_operation = pack_operation
+    try:
+        stub = forecourt_pb2_grpc.ForecourtServiceStub(gw.channel)
+        fine = new_id()
+        results = stream_results(stub, [forecourt_pb2.AuthorizeStreamRequest(operations=[
+            op(purchase=a.PurchaseRequest(request_id=broken, pan=pan, amount=eur(1_00))),
+            op(purchase=a.PurchaseRequest(request_id=fine, pan=pan, amount=eur(1_00)))])])
+    finally:
+        ops.pack_operation = real
+    assert sorted(r.WhichOneof("outcome") for r in results) == ["authorization", "error"]
+    error = next(r.error for r in results if r.WhichOneof("outcome") == "error")
+    assert error.code == grpc.StatusCode.INTERNAL.value[0]
+    assert balance(gw, pan).balance_minor == 99_00

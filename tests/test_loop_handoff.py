@@ -38,3 +38,21 @@ def test_a_burst_of_calls_from_another_thread_wakes_the_loop_once_and_runs_in_or
     assert [i for i, _ in seen] == list(range(1001))
     assert {t for _, t in seen} == {loop_thread}
     assert (after_burst, total) == (1, 2)      # one wake-up for the burst, one for the next
+
+
+def test_a_failing_call_does_not_strand_the_ones_after_it():
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        handoff, seen, done = LoopHandoff(loop), [], loop.create_future()
+
+        def fail():
+            raise RuntimeError("a bug in one caller's hand-off")
+        worker = threading.Thread(target=lambda: [
+            handoff.call(seen.append, 1), handoff.call(fail), handoff.call(seen.append, 2),
+            handoff.call(done.set_result, None)])
+        worker.start()
+        worker.join()
+        await asyncio.wait_for(done, 10)
+        return seen
+
+    assert asyncio.run(scenario()) == [1, 2]

@@ -41,7 +41,7 @@ def cmd_serve(args) -> int:
     if certs:
         print(f"Created demo client certificates in {clients_dir(args.data_dir)}: {', '.join(certs)}.")
     if created:
-        print("Created the demo program: card range 1, EUR gift cards:")
+        print("Created the demo program: card range 1 (EUR): gift cards, and a fleet card (the last):")
         for i, masked in enumerate(created, 1):
             print(f"  demo card {i}: {masked}")
         print(f"Full numbers are in {args.data_dir}/demo-cards.txt (mode 0600).")

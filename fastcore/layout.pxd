@@ -46,6 +46,8 @@ cdef enum OpCode:
     OP_REDEEM_POINTS = 25       # loyalty: spend amount_minor points, earliest-expiring lots first
     OP_POINTS_EXPIRY = 26       # journal only: a lot's unused points expired
     OP_SET_PROGRAM = 27         # loyalty program := the ProgramRecord payload (expiry, pending, ranges)
+    OP_ADJUST_POINTS = 28       # operator: amount_minor points on (a new lot) or off (FIFO), with a reason
+    OP_TRANSFER_POINTS = 29     # points from card_key to the card whose key is the 32-byte payload
 
 # Same numbers as cardgate.v1.ResultCode, so the gateway maps them one to one.
 cdef enum ResultCode:
@@ -92,6 +94,7 @@ cdef enum ResultCode:
     RESULT_DECLINED_INSUFFICIENT_POINTS = 80
     RESULT_DECLINED_POINTS_PENDING = 81       # enough points, but some still in their returns window
     RESULT_DECLINED_RANGE_IN_ANOTHER_PROGRAM = 82
+    RESULT_DECLINED_RECEIVING_CARD_UNUSABLE = 83   # a transfer's receiving card: unknown, blocked, closed, expired
     # Not business outcomes: the gateway turns these into gRPC status codes.
     RESULT_REJECTED_REQUEST_ID_REUSED = 250
     RESULT_REJECTED_INVALID_REQUEST = 251
@@ -117,6 +120,7 @@ cdef enum AccountSlot:
     SLOT_RANGE_POINTS_ISSUED = 9
     SLOT_RANGE_POINTS_REDEEMED = 10
     SLOT_RANGE_POINTS_EXPIRED = 11
+    SLOT_RANGE_POINTS_ADJUSTED = 12
 
 cdef enum PackageStatus:
     PACKAGE_OPEN = 1
@@ -179,6 +183,8 @@ cdef packed struct CoreRequest:
     uint32_t outlet_code        # where (hash of merchant/outlet; 0: not said)
     uint32_t contract_id        # SET_CONTRACT, ASSIGN_CARD
     uint8_t products[PRODUCT_SET_SIZE]  # product codes of the sale (PREAUTH: the hint)
+    uint32_t actor              # who asked: an operator's identity code (0: a terminal, the system)
+    uint32_t reserved3
 
 # The core's answer to one request, stored with it so that retries get it unchanged.
 cdef packed struct CoreReply:
@@ -250,6 +256,8 @@ cdef packed struct JournalEntry:
     char currency[CURRENCY_SIZE]
     int64_t amount_minor
     uint64_t time_s
+    uint32_t actor              # the request's actor (0 for entries time posts)
+    uint32_t reserved
 
 # A pre-authorization's hold, keyed by the pre-authorization's request id; an index
 # keyed expires_s(8, big-endian) + hold id lets the writer release holds in time order.

@@ -161,6 +161,7 @@ cdef class _BatchApplier:
     cdef object db_point_lots, db_point_lot_expiry, db_card_point_lots
     cdef _LotKind packages, points
     cdef uint64_t next_seq, now_s, hold_timeout_s
+    cdef uint32_t actor             # the request being applied's actor (0 while time ends lots)
     cdef uint32_t now_yyyymm
 
     def __cinit__(self, txn, dbs, uint64_t now_s, uint32_t now_yyyymm, uint64_t hold_timeout_s):
@@ -258,6 +259,7 @@ cdef class _BatchApplier:
         memcpy(entry.currency, currency, CURRENCY_SIZE)
         entry.amount_minor = amount
         entry.time_s = self.now_s
+        entry.actor = self.actor
         self.write_account(debit_owner, debit_slot, &debit)
         self.write_account(credit_owner, credit_slot, &credit)
         self.put(u64_be(seq), _bytes(&entry, sizeof(entry)), False, True, True, self.db_journal)
@@ -377,7 +379,8 @@ cdef class _BatchApplier:
         for slot in (SLOT_RANGE_UNITS_SOLD, SLOT_RANGE_UNITS_USED, SLOT_RANGE_UNITS_EXPIRED):
             self.write_account(SYSTEM_OWNER_BASE + rq.range_id, slot, &acc)
         memcpy(acc.currency, <const char*>POINTS, CURRENCY_SIZE)
-        for slot in (SLOT_RANGE_POINTS_ISSUED, SLOT_RANGE_POINTS_REDEEMED, SLOT_RANGE_POINTS_EXPIRED):
+        for slot in (SLOT_RANGE_POINTS_ISSUED, SLOT_RANGE_POINTS_REDEEMED, SLOT_RANGE_POINTS_EXPIRED,
+                     SLOT_RANGE_POINTS_ADJUSTED):
             self.write_account(SYSTEM_OWNER_BASE + rq.range_id, slot, &acc)
         memcpy(rp.currency, rq.currency, CURRENCY_SIZE)
         self.approve(rq, rp, 0, 0)
@@ -831,7 +834,6 @@ cdef class _BatchApplier:
     cdef int issue_lot(self, _LotKind kind, const CoreRequest* rq, CoreReply* rp) except -1:
         """Sell a package, or earn points: the first one of a new card activates it."""
         cdef CardRecord card
-        cdef PackageRecord lot
         if not self.find_described_card(rq, &card, rp):
             return 0
         cdef uint8_t bad = self.usable_card(&card, True)
@@ -841,47 +843,55 @@ cdef class _BatchApplier:
             rp.result = bad
             self.describe_lots(kind, rp)
             return 0
-        if card.status == CARD_ISSUED:
-            card.status = CARD_ACTIVE
-            card.activated_s = self.now_s
-            self.write_card(&card)
-        cdef uint64_t valid_until_s = rq.valid_until_s, available_from_s = self.now_s
-        cdef ProgramRecord program
-        if kind is self.points and self.read_program_of_range(card.range_id, &program):
-            if not valid_until_s:
-                valid_until_s = policy_expiry(&program, self.now_s)
-            available_from_s = self.now_s + <uint64_t>program.pending_days * 86400
+        self.activate(&card)
         seq = self.post(rq.request_id, kind.op_issue, SYSTEM_OWNER_BASE + card.range_id,
                         kind.issued_slot, card.card_id, kind.card_slot, kind.asset,
                         rq.amount_minor)
+        self.new_lot(kind, rq, &card, rq.amount_minor, rq.valid_until_s)
+        self.approve(rq, rp, rq.amount_minor, seq)
+        self.describe_lots(kind, rp)
+        return 0
+
+    cdef int activate(self, CardRecord* card) except -1:
+        if card.status == CARD_ISSUED:
+            card.status = CARD_ACTIVE
+            card.activated_s = self.now_s
+            self.write_card(card)
+        return 0
+
+    cdef int new_lot(self, _LotKind kind, const CoreRequest* rq, const CardRecord* card,
+                     int64_t amount, uint64_t valid_until_s, bint by_program=True) except -1:
+        """A lot on the card keyed by the request's id. New points (by_program) take their
+        expiry from the card's program when not given (valid_until_s 0), and wait its
+        returns window; transferred ones keep what they had."""
+        cdef PackageRecord lot
+        cdef ProgramRecord program
+        cdef uint64_t available_from_s = self.now_s
+        if kind is self.points and by_program and \
+                self.read_program_of_range(card.range_id, &program):
+            if not valid_until_s:
+                valid_until_s = policy_expiry(&program, self.now_s)
+            available_from_s = self.now_s + <uint64_t>program.pending_days * 86400
         memset(&lot, 0, sizeof(lot))
         lot.card_id = card.card_id
         lot.range_id = card.range_id
         lot.status = PACKAGE_OPEN
-        lot.units_total = rq.amount_minor
-        lot.units_left = rq.amount_minor
+        lot.units_total = amount
+        lot.units_left = amount
         lot.created_s = self.now_s
         lot.valid_until_s = valid_until_s
         lot.available_from_s = available_from_s
         self.write_lot(kind, rq.request_id, &lot)
         self.put(self.lot_keys(&lot, rq.request_id, False), b"", False, True, False, kind.db_expiry)
         self.put(self.lot_keys(&lot, rq.request_id, True), b"", False, True, False, kind.db_card)
-        self.approve(rq, rp, rq.amount_minor, seq)
-        self.describe_lots(kind, rp)
         return 0
 
-    cdef int use_lots(self, _LotKind kind, const CoreRequest* rq, CoreReply* rp) except -1:
-        """Use units, or redeem points: from the earliest-expiring valid lots first."""
-        cdef CardRecord card
+    cdef uint8_t take_from_lots(self, _LotKind kind, const CardRecord* card, int64_t need,
+                                uint64_t* earliest_s) except 255:
+        """Take `need` from the card's valid lots, earliest-expiring first (0), or decline
+        with nothing taken. earliest_s: the expiry (0: never) of the first lot taken from."""
         cdef PackageRecord lot
-        cdef int64_t available = 0, pending = 0, need = rq.amount_minor, take
-        if not self.find_described_card(rq, &card, rp):
-            return 0
-        cdef uint8_t bad = self.usable_card(&card, False)
-        if bad:
-            rp.result = bad
-            self.describe_lots(kind, rp)
-            return 0
+        cdef int64_t available = 0, pending = 0, take
         prefix = u64_be(card.card_id)
         usable = []                                  # lot ids, earliest-expiring first
         cursor = self.txn.cursor(db=kind.db_card)
@@ -901,15 +911,13 @@ cdef class _BatchApplier:
                 available += lot.units_left
                 ready.append(lot_id)
         if available < need:
-            rp.result = RESULT_DECLINED_POINTS_PENDING if available + pending >= need \
-                else kind.none_left
-            self.describe_lots(kind, rp)
-            return 0
-        usable = ready
-        for lot_id in usable:
+            return RESULT_DECLINED_POINTS_PENDING if available + pending >= need else kind.none_left
+        for i, lot_id in enumerate(ready):
             if need == 0:
                 break
             self.read_lot(kind, <const uint8_t*><const char*>lot_id, &lot)
+            if i == 0:
+                earliest_s[0] = lot.valid_until_s
             take = lot.units_left if lot.units_left < need else need
             lot.units_left -= take
             need -= take
@@ -917,11 +925,80 @@ cdef class _BatchApplier:
                 self.end_lot(kind, <const uint8_t*><const char*>lot_id, &lot, PACKAGE_USED_UP)
             else:
                 self.write_lot(kind, <const uint8_t*><const char*>lot_id, &lot)
+        return 0
+
+    cdef int use_lots(self, _LotKind kind, const CoreRequest* rq, CoreReply* rp) except -1:
+        """Use units, or redeem points: from the earliest-expiring valid lots first."""
+        cdef CardRecord card
+        cdef uint64_t earliest_s = 0
+        if not self.find_described_card(rq, &card, rp):
+            return 0
+        cdef uint8_t bad = self.usable_card(&card, False)
+        if not bad:
+            bad = self.take_from_lots(kind, &card, rq.amount_minor, &earliest_s)
+        if bad:
+            rp.result = bad
+            self.describe_lots(kind, rp)
+            return 0
         seq = self.post(rq.request_id, kind.op_use, card.card_id, kind.card_slot,
                         SYSTEM_OWNER_BASE + card.range_id, kind.used_slot, kind.asset,
                         rq.amount_minor)
         self.approve(rq, rp, rq.amount_minor, seq)
         self.describe_lots(kind, rp)
+        return 0
+
+    cdef int adjust_points(self, const CoreRequest* rq, CoreReply* rp) except -1:
+        """An operator puts points on a card (a new lot, as its program dates lots) or
+        takes them off (earliest-expiring first), with a reason the journal keeps."""
+        cdef CardRecord card
+        cdef uint64_t earliest_s = 0, adjusted
+        cdef uint8_t bad = self.open_card(rq, &card, rp)
+        if bad == RESULT_DECLINED_UNKNOWN_CARD:
+            rp.result = bad
+            return 0
+        if not bad and rq.flags & REQUEST_ADJUST_DOWN:
+            bad = self.take_from_lots(self.points, &card, rq.amount_minor, &earliest_s)
+        if bad:
+            rp.result = bad
+            self.describe_lots(self.points, rp)
+            return 0
+        adjusted = SYSTEM_OWNER_BASE + card.range_id
+        if rq.flags & REQUEST_ADJUST_DOWN:
+            seq = self.post(rq.request_id, OP_ADJUST_POINTS, card.card_id, SLOT_CARD_POINTS,
+                            adjusted, SLOT_RANGE_POINTS_ADJUSTED, POINTS, rq.amount_minor, rq.reason)
+        else:
+            seq = self.post(rq.request_id, OP_ADJUST_POINTS, adjusted, SLOT_RANGE_POINTS_ADJUSTED,
+                            card.card_id, SLOT_CARD_POINTS, POINTS, rq.amount_minor, rq.reason)
+            self.new_lot(self.points, rq, &card, rq.amount_minor, 0)
+        self.approve(rq, rp, rq.amount_minor, seq)
+        self.describe_lots(self.points, rp)
+        return 0
+
+    cdef int transfer_points(self, const CoreRequest* rq, const char* payload,
+                             CoreReply* rp) except -1:
+        """Points from one member's card to another's: taken earliest-expiring first, they
+        arrive as one lot expiring with the earliest of them (a transfer never extends
+        validity), usable at once."""
+        cdef CardRecord card, receiver
+        cdef uint64_t earliest_s = 0
+        if not self.find_described_card(rq, &card, rp):
+            return 0
+        cdef uint8_t bad = self.usable_card(&card, False)
+        if not bad and (not self.find_card(<const uint8_t*>payload, &receiver) or
+                        self.usable_card(&receiver, True)):
+            bad = RESULT_DECLINED_RECEIVING_CARD_UNUSABLE
+        if not bad:
+            bad = self.take_from_lots(self.points, &card, rq.amount_minor, &earliest_s)
+        if bad:
+            rp.result = bad
+            self.describe_lots(self.points, rp)
+            return 0
+        self.activate(&receiver)
+        seq = self.post(rq.request_id, OP_TRANSFER_POINTS, card.card_id, SLOT_CARD_POINTS,
+                        receiver.card_id, SLOT_CARD_POINTS, POINTS, rq.amount_minor)
+        self.new_lot(self.points, rq, &receiver, rq.amount_minor, earliest_s, False)
+        self.approve(rq, rp, rq.amount_minor, seq)
+        self.describe_lots(self.points, rp)
         return 0
 
     cdef list due_ids(self, index_db, uint64_t before_s):
@@ -1501,7 +1578,8 @@ cdef class _BatchApplier:
     cdef bint valid(self, const CoreRequest* rq):
         if rq.payload_size != (sizeof(ProfileRecord) if rq.op == OP_SET_PROFILE else
                                sizeof(OutletRecord) if rq.op == OP_DEFINE_OUTLET else
-                               sizeof(ProgramRecord) if rq.op == OP_SET_PROGRAM else 0):
+                               sizeof(ProgramRecord) if rq.op == OP_SET_PROGRAM else
+                               CARD_KEY_SIZE if rq.op == OP_TRANSFER_POINTS else 0):
             return False
         if rq.op in (OP_PURCHASE, OP_PREAUTH, OP_COMPLETE):
             if not 0 <= rq.volume_ml <= VOLUME_ML_MAX:
@@ -1509,7 +1587,7 @@ cdef class _BatchApplier:
             if rq.flags & REQUEST_ODOMETER_PRESENT and not 0 <= rq.odometer <= ODOMETER_MAX:
                 return False
         if rq.op in (OP_LOAD, OP_PURCHASE, OP_REFUND, OP_PREAUTH, OP_ADJUST, OP_USE_UNITS,
-                     OP_EARN_POINTS, OP_REDEEM_POINTS):
+                     OP_EARN_POINTS, OP_REDEEM_POINTS, OP_ADJUST_POINTS, OP_TRANSFER_POINTS):
             return 0 < rq.amount_minor <= AMOUNT_MINOR_MAX
         if rq.op == OP_COMPLETE:
             return 0 <= rq.amount_minor <= AMOUNT_MINOR_MAX
@@ -1541,7 +1619,11 @@ cdef class _BatchApplier:
         cdef int i
         if rq.payload_size == 0:
             return True
-        if hashlib.sha256(payload[:rq.payload_size]).digest() != _bytes(rq.card_key, CARD_KEY_SIZE):
+        digest = hashlib.sha256(payload[:rq.payload_size]).digest()
+        if rq.op == OP_TRANSFER_POINTS:
+            return digest[:REQUEST_ID_SIZE] == _bytes(rq.ref_request_id, REQUEST_ID_SIZE) and \
+                memcmp(payload, rq.card_key, CARD_KEY_SIZE) != 0     # not to itself
+        if digest != _bytes(rq.card_key, CARD_KEY_SIZE):
             return False
         if rq.op == OP_DEFINE_OUTLET:
             return (<const OutletRecord*>payload).outlet_code == rq.outlet_code
@@ -1564,6 +1646,7 @@ cdef class _BatchApplier:
     cdef int apply_one(self, const CoreRequest* rq, const char* payload, CoreReply* rp) except -1:
         cdef RequestRecord rec
         memset(rp, 0, sizeof(CoreReply))
+        self.actor = rq.actor
         rp.op = rq.op
         if not self.valid(rq) or not self.valid_payload(rq, payload):
             rp.result = RESULT_REJECTED_INVALID_REQUEST
@@ -1632,6 +1715,10 @@ cdef class _BatchApplier:
             self.assign_card(rq, rp)
         elif rq.op == OP_SET_PROGRAM:
             self.set_program(rq, payload, rp)
+        elif rq.op == OP_ADJUST_POINTS:
+            self.adjust_points(rq, rp)
+        elif rq.op == OP_TRANSFER_POINTS:
+            self.transfer_points(rq, payload, rp)
         assert rp.result != 0, "operation left no result"
         if rp.result == RESULT_REJECTED_UNKNOWN_PRODUCT:
             return 0                                 # a rejection writes nothing

@@ -42,6 +42,8 @@ class Op(enum.IntEnum):
     REDEEM_POINTS = OP_REDEEM_POINTS
     POINTS_EXPIRY = OP_POINTS_EXPIRY
     SET_PROGRAM = OP_SET_PROGRAM
+    ADJUST_POINTS = OP_ADJUST_POINTS
+    TRANSFER_POINTS = OP_TRANSFER_POINTS
 
 
 class Result(enum.IntEnum):
@@ -89,6 +91,7 @@ class Result(enum.IntEnum):
     DECLINED_INSUFFICIENT_POINTS = RESULT_DECLINED_INSUFFICIENT_POINTS
     DECLINED_POINTS_PENDING = RESULT_DECLINED_POINTS_PENDING
     DECLINED_RANGE_IN_ANOTHER_PROGRAM = RESULT_DECLINED_RANGE_IN_ANOTHER_PROGRAM
+    DECLINED_RECEIVING_CARD_UNUSABLE = RESULT_DECLINED_RECEIVING_CARD_UNUSABLE
     REJECTED_REQUEST_ID_REUSED = RESULT_REJECTED_REQUEST_ID_REUSED
     REJECTED_INVALID_REQUEST = RESULT_REJECTED_INVALID_REQUEST
     REJECTED_UNKNOWN_PRODUCT = RESULT_REJECTED_UNKNOWN_PRODUCT
@@ -155,6 +158,7 @@ class Slot(enum.IntEnum):
     RANGE_POINTS_ISSUED = SLOT_RANGE_POINTS_ISSUED
     RANGE_POINTS_REDEEMED = SLOT_RANGE_POINTS_REDEEMED
     RANGE_POINTS_EXPIRED = SLOT_RANGE_POINTS_EXPIRED
+    RANGE_POINTS_ADJUSTED = SLOT_RANGE_POINTS_ADJUSTED
 
 
 class PackageState(enum.IntEnum):
@@ -231,13 +235,13 @@ HOLD_EXPIRIES_PER_BATCH_MAX = 1000  # holds (and packages) ended by time per bat
 HOLD_TIMEOUT_S_DEFAULT = 1800      # an open pre-authorization is released after this long
 PIN_TRIES_MAX_DEFAULT = 3      # wrong PINs in a row that block a card, unless its range says
 
-assert REQUEST_SIZE == 232, REQUEST_SIZE
+assert REQUEST_SIZE == 240, REQUEST_SIZE
 assert REPLY_SIZE == 88, REPLY_SIZE
-assert REQUEST_RECORD_SIZE == 336, REQUEST_RECORD_SIZE
+assert REQUEST_RECORD_SIZE == 344, REQUEST_RECORD_SIZE
 assert PROFILE_RECORD_SIZE == 232, PROFILE_RECORD_SIZE
 assert CARD_RECORD_SIZE == 80, CARD_RECORD_SIZE
 assert ACCOUNT_RECORD_SIZE == 48, ACCOUNT_RECORD_SIZE
-assert JOURNAL_ENTRY_SIZE == 56, JOURNAL_ENTRY_SIZE
+assert JOURNAL_ENTRY_SIZE == 64, JOURNAL_ENTRY_SIZE
 assert RANGE_RECORD_SIZE == 68, RANGE_RECORD_SIZE
 
 REQUEST_FLAG_REVERSED = REQUEST_REVERSED
@@ -253,7 +257,7 @@ RequestView = namedtuple("RequestView", "op target_status currency amount_minor 
                          "pan_length pin_verifier partial_ok pin_tries_max reason adjust_down "
                          "load_per_day_max_minor valid_until_s payload_size profile_id volume_ml "
                          "odometer outlet_code contract_id products driver_present "
-                         "vehicle_present")
+                         "vehicle_present actor")
 RequestRecordView = namedtuple("RequestRecordView", "request reply refunded_minor flags")
 Card = namedtuple("Card", "card_id range_id expiry_yyyymm status pan_first6 pan_last4 "
                   "pan_length issued_s activated_s pin_set pin_failures load_day "
@@ -261,7 +265,8 @@ Card = namedtuple("Card", "card_id range_id expiry_yyyymm status pan_first6 pan_
 Account = namedtuple("Account", "balance_minor pending_minor currency flags "
                      "credits_minor_total debits_minor_total last_journal_seq")
 JournalView = namedtuple("JournalView", "request_id debit_owner debit_slot credit_owner "
-                         "credit_slot op currency amount_minor time_s reason")
+                         "credit_slot op currency amount_minor time_s reason actor",
+                         defaults=(0,))
 Hold = namedtuple("Hold", "card_id range_id status currency held_minor completed_minor "
                   "created_s expires_s counted value_owner volume_ml completed_volume_ml")
 CardRange = namedtuple("CardRange", "range_id pan_length iin_prefix iin_digits currency name "
@@ -295,11 +300,12 @@ def pack_request(int op, bytes request_id, *, bytes ref_request_id=None, bytes c
                  unsigned long long valid_until_s=0, bytes payload=None,
                  unsigned int profile_id=0, long long volume_ml=0, odometer=None,
                  unsigned int outlet_code=0, unsigned int contract_id=0, products=(),
-                 bint driver_present=False, bint vehicle_present=False):
+                 bint driver_present=False, bint vehicle_present=False, unsigned int actor=0):
     """Pack one core request; the gateway validates values before calling this.
 
-    With a payload (SET_PROFILE, DEFINE_OUTLET) the request is followed by it, and its
-    card_key carries the payload's digest so that a retry with another payload is seen."""
+    With a payload (SET_PROFILE, DEFINE_OUTLET, SET_PROGRAM, TRANSFER_POINTS) the request
+    is followed by it, and its card_key (ref_request_id for a transfer) carries the
+    payload's digest so that a retry with another payload is seen."""
     cdef CoreRequest r
     memset(&r, 0, sizeof(r))
     if len(request_id) != REQUEST_ID_SIZE:
@@ -357,6 +363,7 @@ def pack_request(int op, bytes request_id, *, bytes ref_request_id=None, bytes c
         r.flags |= REQUEST_VEHICLE_PRESENT
     r.outlet_code = outlet_code
     r.contract_id = contract_id
+    r.actor = actor
     for code in products:
         if not 0 <= code < PRODUCT_SET_SIZE * 8:
             raise ValueError(f"product codes are 0 to {PRODUCT_SET_SIZE * 8 - 1}, got {code}")
@@ -367,7 +374,10 @@ def pack_request(int op, bytes request_id, *, bytes ref_request_id=None, bytes c
         raise ValueError("payload is at most 65535 bytes")
     r.payload_size = len(payload)
     digest = hashlib.sha256(payload).digest()
-    memcpy(r.card_key, <char*>digest, CARD_KEY_SIZE)
+    if op == OP_TRANSFER_POINTS:        # card_key names the giving card: the digest goes here
+        memcpy(r.ref_request_id, <char*>digest, REQUEST_ID_SIZE)
+    else:
+        memcpy(r.card_key, <char*>digest, CARD_KEY_SIZE)
     return (<char*>&r)[:sizeof(r)] + payload
 
 
@@ -496,7 +506,7 @@ cdef object _request(const CoreRequest* p):
                        p.outlet_code, p.contract_id,
                        product_set((<char*>p.products)[:PRODUCT_SET_SIZE]),
                        bool(p.flags & REQUEST_DRIVER_PRESENT),
-                       bool(p.flags & REQUEST_VEHICLE_PRESENT))
+                       bool(p.flags & REQUEST_VEHICLE_PRESENT), p.actor)
 
 
 def unpack_reply(bytes data):
@@ -547,7 +557,7 @@ def unpack_journal_entry(bytes data):
     cdef const JournalEntry* p = <const JournalEntry*><const char*>data
     return JournalView((<char*>p.request_id)[:REQUEST_ID_SIZE], p.debit_owner, p.debit_slot,
                        p.credit_owner, p.credit_slot, p.op, _currency(p.currency),
-                       p.amount_minor, p.time_s, p.reason)
+                       p.amount_minor, p.time_s, p.reason, p.actor)
 
 
 def unpack_hold(bytes data):

@@ -4,7 +4,7 @@ from cardgate.fastcore.records import ExpiryKind
 from cardgate.v1 import loyalty_pb2, loyalty_pb2_grpc
 
 from .pan import mask_parts
-from .service import RESULT_MESSAGES, Servicer, authorization_message, rpc
+from .service import RESULT_MESSAGES, Servicer, authorization_message, rpc, takes_off
 from .validation import InvalidArgument
 
 WITHIN_DAYS_MAX = 3650
@@ -36,6 +36,19 @@ class LoyaltyService(Servicer, loyalty_pb2_grpc.LoyaltyServiceServicer):
     def RedeemPoints(self, request, context):
         reply = self.ops.redeem_points(request.request_id, request.pan, request.points)
         return loyalty_pb2.RedeemPointsResponse(authorization=authorization_message(reply))
+
+    @rpc
+    def AdjustPoints(self, request, context):
+        reply = self.ops.adjust_points(request.request_id, request.pan, request.points,
+                                       takes_off(request.direction), request.reason,
+                                       self.actor_of(context))
+        return loyalty_pb2.AdjustPointsResponse(authorization=authorization_message(reply))
+
+    @rpc
+    def TransferPoints(self, request, context):
+        reply = self.ops.transfer_points(request.request_id, request.pan, request.to_pan,
+                                         request.points, self.actor_of(context))
+        return loyalty_pb2.TransferPointsResponse(authorization=authorization_message(reply))
 
     @rpc
     def GetPoints(self, request, context):

@@ -308,6 +308,25 @@ class Operations:
         return self._lot(Op.REDEEM_POINTS, records.POINTS_ASSET, "points", request_id_text,
                          pan_text, points)
 
+    def adjust_points(self, request_id_text, pan_text, points, down, reason, actor):
+        rid = validation.request_id(request_id_text)
+        packed = records.pack_request(
+            Op.ADJUST_POINTS, rid, card_key=self.card_key(pan_text),
+            amount_minor=validation.amount_minor(points, "points"), currency=records.POINTS_ASSET,
+            adjust_down=down, reason=_reason(reason), actor=actor)
+        return self.submit_one(packed, request_id_text)
+
+    def transfer_points(self, request_id_text, pan_text, to_pan_text, points, actor):
+        rid = validation.request_id(request_id_text)
+        giving, receiving = self.card_key(pan_text), self.card_key(to_pan_text, "to_pan")
+        if giving == receiving:
+            raise validation.InvalidArgument("to_pan", "is the giving card itself")
+        packed = records.pack_request(
+            Op.TRANSFER_POINTS, rid, card_key=giving, payload=receiving,
+            amount_minor=validation.amount_minor(points, "points"), currency=records.POINTS_ASSET,
+            actor=actor)
+        return self.submit_one(packed, request_id_text)
+
     def _lot(self, op, asset, field, request_id_text, pan_text, amount, valid_until_s=0):
         rid = validation.request_id(request_id_text)
         packed = records.pack_request(

@@ -67,6 +67,8 @@ RESULT_MESSAGES = {
     Result.DECLINED_INSUFFICIENT_POINTS: "declined: not enough points (valid, not expired)",
     Result.DECLINED_POINTS_PENDING: "declined: some of the points are not usable yet (returns window)",
     Result.DECLINED_RANGE_IN_ANOTHER_PROGRAM: "declined: a card range is in another program",
+    Result.DECLINED_RECEIVING_CARD_UNUSABLE: "declined: the receiving card is unknown, blocked, "
+                                             "closed or expired",
 }
 PROMPT_NAMES = {1: "PIN", 2: "odometer", 3: "driver id", 4: "vehicle id"}
 PERIOD_NAMES = {1: "per transaction", 2: "daily", 3: "weekly", 4: "monthly", 5: "lifetime"}
@@ -166,6 +168,14 @@ def balance_message(currency, balance_minor, pending_minor, credit_limit_minor=0
                               available_minor=balance_minor - pending_minor + credit_limit_minor)
 
 
+def takes_off(direction) -> bool:
+    """True for ADJUSTMENT_DIRECTION_DEBIT, False for _CREDIT; anything else is refused."""
+    if direction not in (issuing_pb2.ADJUSTMENT_DIRECTION_CREDIT,
+                         issuing_pb2.ADJUSTMENT_DIRECTION_DEBIT):
+        raise InvalidArgument("direction", "must be ADJUSTMENT_DIRECTION_CREDIT or _DEBIT")
+    return direction == issuing_pb2.ADJUSTMENT_DIRECTION_DEBIT
+
+
 def authorization_message(reply) -> common_pb2.Authorization:
     approved = reply.result in (Result.APPROVED, Result.PARTIALLY_APPROVED)
     message = RESULT_MESSAGES.get(reply.result, f"result {reply.result}")
@@ -200,6 +210,12 @@ class Servicer:
     def __init__(self, operations, access):
         self.ops = operations
         self.access = access
+
+    def actor_of(self, context) -> int:
+        """The caller's identity code for the journal: the low 32 bits of its certificate
+        serial (`cardgate pki list` shows serials); 0 without TLS."""
+        identity = self.access.caller(context)
+        return identity.serial & 0xFFFF_FFFF if identity is not None else 0
 
     def known_card(self, pan_text, context):
         """(Card, Account, credit limit) of the card, or NOT_FOUND; a read, no writer."""
@@ -307,12 +323,9 @@ class IssuingService(Servicer, issuing_pb2_grpc.IssuingServiceServicer):
 
     @rpc
     def AdjustBalance(self, request, context):
-        if request.direction not in (issuing_pb2.ADJUSTMENT_DIRECTION_CREDIT,
-                                     issuing_pb2.ADJUSTMENT_DIRECTION_DEBIT):
-            raise InvalidArgument("direction", "must be ADJUSTMENT_DIRECTION_CREDIT or _DEBIT")
         reply = self.ops.adjust_balance(
             request.request_id, request.pan, request.amount.amount_minor, request.amount.currency,
-            request.direction == issuing_pb2.ADJUSTMENT_DIRECTION_DEBIT, request.reason)
+            takes_off(request.direction), request.reason)
         return issuing_pb2.AdjustBalanceResponse(authorization=authorization_message(reply))
 
     @rpc

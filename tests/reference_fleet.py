@@ -250,10 +250,14 @@ class FleetRules:
         Op = records.Op
         expected = {Op.SET_PROFILE: records.PROFILE_RECORD_SIZE,
                     Op.DEFINE_OUTLET: records.OUTLET_RECORD_SIZE,
-                    Op.SET_PROGRAM: records.PROGRAM_RECORD_SIZE}.get(rq.op, 0)
+                    Op.SET_PROGRAM: records.PROGRAM_RECORD_SIZE,
+                    Op.TRANSFER_POINTS: 32}.get(rq.op, 0)
         if rq.payload_size != expected or len(payload) != expected:
             return False
-        if payload and hashlib.sha256(payload).digest() != rq.card_key:
+        if rq.op == Op.TRANSFER_POINTS:
+            if hashlib.sha256(payload).digest()[:16] != rq.ref_request_id or payload == rq.card_key:
+                return False
+        elif payload and hashlib.sha256(payload).digest() != rq.card_key:
             return False
         if rq.op in (Op.PURCHASE, Op.PREAUTH, Op.COMPLETE):
             if not 0 <= rq.volume_ml <= records.VOLUME_ML_MAX:

@@ -124,7 +124,9 @@ def blank_reply(op):
 
 
 class ReferenceLedger(FleetRules, LoyaltyRules):
+    POINT_LOTS = POINT_LOTS
     def __init__(self):
+        self.actor = 0            # the request being applied's actor (0 while time ends lots)
         self.init_fleet()
         self.init_loyalty()
         self.ranges = {}          # range_id -> currency
@@ -154,7 +156,7 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
         c.last_journal_seq = seq
         assert not d.no_overdraft or d.balance_minor - d.pending_minor >= 0
         self.journal.append(records.JournalView(rid, debit[0], debit[1], credit[0], credit[1],
-                                                op, currency, amount, now_s, reason))
+                                                op, currency, amount, now_s, reason, self.actor))
         return seq
 
     @staticmethod
@@ -218,7 +220,8 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
             self.accounts[(SYSTEM + rq.range_id, slot)] = Account(rq.currency, False)
         for slot in (Slot.RANGE_UNITS_SOLD, Slot.RANGE_UNITS_USED, Slot.RANGE_UNITS_EXPIRED):
             self.accounts[(SYSTEM + rq.range_id, slot)] = Account(UNITS, False)
-        for slot in (Slot.RANGE_POINTS_ISSUED, Slot.RANGE_POINTS_REDEEMED, Slot.RANGE_POINTS_EXPIRED):
+        for slot in (Slot.RANGE_POINTS_ISSUED, Slot.RANGE_POINTS_REDEEMED, Slot.RANGE_POINTS_EXPIRED,
+                     Slot.RANGE_POINTS_ADJUSTED):
             self.accounts[(SYSTEM + rq.range_id, slot)] = Account(POINTS, False)
         rp["currency"] = rq.currency
         self.approve(rq, rp, 0, 0)
@@ -456,25 +459,29 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
         if bad is not None:
             self.describe_lots(kind, rp)
             raise Decline(bad)
-        if card.status == CardStatus.ISSUED:
-            card.status = CardStatus.ACTIVE
-            card.activated_s = now_s
+        self.activate(card, now_s)
         seq = self.post(rq.request_id, kind.op_issue, (SYSTEM + card.range_id, kind.issued_slot),
                         (card.card_id, kind.card_slot), kind.asset, rq.amount_minor, now_s)
-        valid_until_s, available_from_s = self.lot_terms(card, rq, now_s) \
-            if kind is POINT_LOTS else (rq.valid_until_s, now_s)
-        getattr(self, kind.lots)[rq.request_id] = Package(
-            card.card_id, card.range_id, rq.amount_minor, rq.amount_minor, now_s, valid_until_s,
-            available_from_s)
+        self.new_lot(kind, rq, card, rq.amount_minor, rq.valid_until_s, now_s)
         self.approve(rq, rp, rq.amount_minor, seq)
         self.describe_lots(kind, rp)
 
-    def use_lots(self, kind, rq, payload, rp, now_s, now_yyyymm):
-        card = self.described_card(rq, rp)
-        bad = self.card_unusable(card, now_yyyymm, False)
-        if bad is not None:
-            self.describe_lots(kind, rp)
-            raise Decline(bad)
+    @staticmethod
+    def activate(card, now_s):
+        if card.status == CardStatus.ISSUED:
+            card.status = CardStatus.ACTIVE
+            card.activated_s = now_s
+
+    def new_lot(self, kind, rq, card, amount, valid_until_s, now_s, by_program=True):
+        available_from_s = now_s
+        if kind is POINT_LOTS and by_program:
+            valid_until_s, available_from_s = self.lot_terms(card, valid_until_s, now_s)
+        getattr(self, kind.lots)[rq.request_id] = Package(
+            card.card_id, card.range_id, amount, amount, now_s, valid_until_s, available_from_s)
+
+    def take_from_lots(self, kind, card, need, now_s):
+        """Take `need` from the card's valid lots, earliest-expiring first; returns the
+        expiry of the first lot taken from, or raises the decline."""
         lots = getattr(self, kind.lots)
         usable = sorted((lot_time(p), pid) for pid, p in lots.items()
                         if p.card_id == card.card_id and p.status == records.PackageState.OPEN
@@ -482,11 +489,10 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
         pending = sum(lots[pid].units_left for _, pid in usable if lots[pid].available_from_s > now_s)
         usable = [(t, pid) for t, pid in usable if lots[pid].available_from_s <= now_s]
         available = sum(lots[pid].units_left for _, pid in usable)
-        if available < rq.amount_minor:
-            self.describe_lots(kind, rp)
-            raise Decline(Result.DECLINED_POINTS_PENDING if available + pending >= rq.amount_minor
+        if available < need:
+            raise Decline(Result.DECLINED_POINTS_PENDING if available + pending >= need
                           else kind.none_left)
-        need = rq.amount_minor
+        earliest = lots[usable[0][1]].valid_until_s if usable else 0
         for _, pid in usable:
             if need == 0:
                 break
@@ -496,6 +502,18 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
             need -= take
             if lot.units_left == 0:
                 lot.status = records.PackageState.USED_UP
+        return earliest
+
+    def use_lots(self, kind, rq, payload, rp, now_s, now_yyyymm):
+        card = self.described_card(rq, rp)
+        try:
+            bad = self.card_unusable(card, now_yyyymm, False)
+            if bad is not None:
+                raise Decline(bad)
+            self.take_from_lots(kind, card, rq.amount_minor, now_s)
+        except Decline:
+            self.describe_lots(kind, rp)
+            raise
         seq = self.post(rq.request_id, kind.op_use, (card.card_id, kind.card_slot),
                         (SYSTEM + card.range_id, kind.used_slot), kind.asset, rq.amount_minor, now_s)
         self.approve(rq, rp, rq.amount_minor, seq)
@@ -609,7 +627,8 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
             return rq.amount_minor == 0
         if rq.op == Op.SELL_PACKAGE:
             return 0 < rq.amount_minor <= AMOUNT_MINOR_MAX and rq.valid_until_s > 0
-        if rq.op in (Op.USE_UNITS, Op.EARN_POINTS, Op.REDEEM_POINTS):
+        if rq.op in (Op.USE_UNITS, Op.EARN_POINTS, Op.REDEEM_POINTS, Op.ADJUST_POINTS,
+                     Op.TRANSFER_POINTS):
             return 0 < rq.amount_minor <= AMOUNT_MINOR_MAX
         if rq.op == Op.CREATE_RANGE:
             return rq.amount_minor >= 0 and rq.load_per_day_max_minor >= 0
@@ -625,6 +644,7 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
         rq = records.unpack_request(packed)
         payload = packed[records.REQUEST_SIZE:]
         rp = blank_reply(rq.op)
+        self.actor = rq.actor
         fleet_valid = self.valid_fleet(rq, payload)
         if fleet_valid is None and rq.op == Op.SET_PROGRAM:
             fleet_valid = self.valid_program(payload)
@@ -653,7 +673,9 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
                    Op.REDEEM_POINTS: functools.partial(self.use_lots, POINT_LOTS),
                    Op.DEFINE_PRODUCT: self.define_product, Op.SET_PROFILE: self.set_profile,
                    Op.DEFINE_OUTLET: self.define_outlet, Op.SET_CONTRACT: self.set_contract,
-                   Op.ASSIGN_CARD: self.assign_card, Op.SET_PROGRAM: self.set_program}[rq.op]
+                   Op.ASSIGN_CARD: self.assign_card, Op.SET_PROGRAM: self.set_program,
+                   Op.ADJUST_POINTS: self.adjust_points,
+                   Op.TRANSFER_POINTS: self.transfer_points}[rq.op]
         if rq.op in (Op.PURCHASE, Op.PREAUTH, Op.COMPLETE) and \
                 any(code not in self.catalog for code in rq.products):
             rp["result"] = Result.REJECTED_UNKNOWN_PRODUCT
@@ -672,6 +694,7 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
     def apply_batch(self, packed_requests: list, now_s: int, now_yyyymm: int,
                     hold_timeout_s: int = records.HOLD_TIMEOUT_S_DEFAULT):
         self.hold_timeout_s = hold_timeout_s
+        self.actor = 0
         self.expire_holds(now_s)
         self.expire_lots(PACKAGES, now_s)
         self.expire_lots(POINT_LOTS, now_s)

@@ -6,12 +6,13 @@ import time
 
 import grpc
 import pytest
+from cryptography import x509
 
 from cardgate.fastcore.records import Op
-from cardgate.v1 import common_pb2, loyalty_pb2, loyalty_pb2_grpc
+from cardgate.v1 import authorization_pb2, common_pb2, issuing_pb2, loyalty_pb2, loyalty_pb2_grpc
 
 from conftest import LiveGateway
-from helpers import create_range, issue, journal_entries, make_pan, new_id
+from helpers import create_range, issue, journal_entries, make_pan, new_id, snapshot
 
 R = common_pb2
 
@@ -148,3 +149,39 @@ def test_a_range_belongs_to_one_program_and_bad_programs_change_nothing(story):
         with pytest.raises(grpc.RpcError) as caught:
             set_program(gw, **bad)
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_operators_adjust_points_with_a_reason_and_their_identity_and_members_give_points(story):
+    gw, now = story
+    alice, bob, blocked = make_pan(6), make_pan(7), make_pan(8)
+    issue(gw, [alice, bob, blocked])
+    earn(gw, alice, 100, end_of(2027, 3, 31))
+    earn(gw, alice, 50, end_of(2027, 6, 30))
+    credit = gw.operator_loyalty.AdjustPoints(loyalty_pb2.AdjustPointsRequest(
+        request_id=new_id(), pan=alice, points=25, direction=issuing_pb2.ADJUSTMENT_DIRECTION_CREDIT,
+        reason=R.ADJUSTMENT_REASON_GOODWILL)).authorization
+    assert credit.result_code == R.RESULT_CODE_APPROVED and credit.balance.balance_minor == 175
+    operator = x509.load_pem_x509_certificate((gw.certs / "operator-1.crt").read_bytes())
+    adjusted = [e for e in journal_entries(gw.gateway.store) if e.op == Op.ADJUST_POINTS]
+    assert [(e.amount_minor, e.reason, e.actor) for e in adjusted] == \
+        [(25, R.ADJUSTMENT_REASON_GOODWILL, operator.serial_number & 0xFFFF_FFFF)]
+
+    gw.issuing.SetCardStatus(issuing_pb2.SetCardStatusRequest(
+        request_id=new_id(), pan=blocked, status=authorization_pb2.CARD_STATUS_BLOCKED))
+    before = snapshot(gw.gateway.store)
+    refused = transfer(gw, alice, blocked, 10)
+    assert refused.result_code == R.RESULT_CODE_DECLINED_RECEIVING_CARD_UNUSABLE
+    assert {k: v for k, v in snapshot(gw.gateway.store).items() if k != "requests"} == \
+        {k: v for k, v in before.items() if k != "requests"}
+
+    given = transfer(gw, alice, bob, 120)          # 100 of March's lot, then 20 of June's
+    assert given.result_code == R.RESULT_CODE_APPROVED and given.balance.balance_minor == 55
+    assert points_of(gw, bob) == (120, [(end_of(2027, 3, 31), 120)])   # never longer-lived
+    with pytest.raises(grpc.RpcError) as caught:
+        transfer(gw, alice, alice, 1)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "to_pan" in caught.value.details()
+
+
+def transfer(gw, pan, to_pan, points):
+    return gw.loyalty.TransferPoints(loyalty_pb2.TransferPointsRequest(
+        request_id=new_id(), pan=pan, to_pan=to_pan, points=points)).authorization

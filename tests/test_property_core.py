@@ -95,6 +95,11 @@ operation = st.one_of(
                                                       st.just("all+1"))),
     st.tuples(st.just("program"), st.sampled_from(list(records.ExpiryKind)), st.integers(0, 13),
               st.sampled_from([0, 0, 1, 2, 30])),
+    st.tuples(st.just("adjust_points"), card_index, st.one_of(st.integers(1, 300), st.just("all"),
+                                                             st.just("all+1")),
+              st.booleans(), st.integers(1, 5), st.sampled_from([0, 7, 0xDEAD])),
+    st.tuples(st.just("transfer_points"), card_index, card_index,
+              st.one_of(st.integers(1, 300), st.just("all"), st.just("all+1"))),
 )
 batch = st.tuples(st.sampled_from([0, 3600, 20 * 86400]),
                   st.lists(operation, min_size=1, max_size=12))
@@ -217,6 +222,12 @@ BOUNDARY_STORY = [
     (0, [("earn", 6, 100, 0)]),
     (0, [("redeem", 6, 50)]),                   # earned, but in its returns window
     (2 * 86400, [("redeem", 6, 50)]),
+    # Operators correct points (with a reason, and who they are); members give points away.
+    (0, [("adjust_points", 3, 30, False, 2, 7),     # goodwill: a new lot
+         ("adjust_points", 3, 500, True, 3, 7),     # more than the card has
+         ("transfer_points", 3, 1, 20),             # card 1 is blocked
+         ("transfer_points", 3, 3, 20),             # to itself: invalid
+         ("transfer_points", 3, 6, 20)]),
 ]
 
 
@@ -402,6 +413,18 @@ class Scenario:
                                           currency=records.POINTS_ASSET)
         elif kind == "program":
             packed = self.program(*drawn[1:])
+        elif kind == "adjust_points":
+            _, card, points, down, reason, actor = drawn
+            packed = records.pack_request(
+                Op.ADJUST_POINTS, self.new_id(), card_key=CARD_KEYS[card],
+                amount_minor=self.resolve(points, self.points(card)), currency=records.POINTS_ASSET,
+                adjust_down=down, reason=reason, actor=actor)
+        elif kind == "transfer_points":
+            _, card, to_card, points = drawn
+            packed = records.pack_request(
+                Op.TRANSFER_POINTS, self.new_id(), card_key=CARD_KEYS[card],
+                amount_minor=self.resolve(points, self.points(card)), currency=records.POINTS_ASSET,
+                payload=CARD_KEYS[to_card])
         elif kind == "contract_limit":
             packed = records.pack_request(Op.SET_CONTRACT, self.new_id(), contract_id=1,
                                           currency="EUR", amount_minor=drawn[1], profile_id=2)
@@ -632,4 +655,6 @@ def test_boundary_story_reaches_every_decline():
         R.APPROVED, R.DECLINED_INSUFFICIENT_POINTS,
         R.APPROVED, R.DECLINED_INSUFFICIENT_POINTS,
         R.APPROVED, R.DECLINED_POINTS_PENDING, R.APPROVED,
+        R.APPROVED, R.DECLINED_INSUFFICIENT_POINTS, R.DECLINED_RECEIVING_CARD_UNUSABLE,
+        R.REJECTED_INVALID_REQUEST, R.APPROVED,
     ]

@@ -86,6 +86,9 @@ def test_no_pan_and_no_pin_in_logs_answers_errors_or_store(tmp_path):
             call(points.EarnPoints, loyalty_pb2.EarnPointsRequest(
                 request_id=new_id(), pan=pan, points=10, valid_until_s=int(time.time()) + 86400))
             call(points.GetPoints, loyalty_pb2.GetPointsRequest(pan=pan))
+            for to_pan in (PANS[0], pan[:-1] + str((int(pan[-1]) + 1) % 10)):   # fails Luhn
+                call(points.TransferPoints, loyalty_pb2.TransferPointsRequest(
+                    request_id=new_id(), pan=pan, to_pan=to_pan, points=1))
         call(fleet.ListFlagged, fleet_pb2.ListFlaggedRequest())
         seen.extend(str(row) for row in operator_points.ListExpiringPoints(
             loyalty_pb2.ListExpiringPointsRequest(within_days=2), timeout=10))

@@ -27,18 +27,17 @@ with atheris.instrument_imports():
     from cardgate.gateway import money, pan as pan_mod, validation
     from cardgate.gateway.datakeys import KeyRing, record_key_id
     from cardgate.gateway.pki import PkiError, identity_of
-    from cardgate.gateway.registration import Malformed, _tolerant_parser
-    from cardgate.v1 import authorization_pb2, issuing_pb2
+    from cardgate.gateway.registration import SERVICES, Malformed, _tolerant_parser
 
 REQUEST_PARSERS = [
     _tolerant_parser(message_factory.GetMessageClass(method.input_type))
-    for module in (authorization_pb2, issuing_pb2)
-    for service in module.DESCRIPTOR.services_by_name.values()
-    for method in service.methods]
+    for service in SERVICES for method in service.methods]
 UNPACKERS = [records.unpack_reply, records.unpack_replies, records.unpack_request,
              records.unpack_request_record, records.unpack_card, records.unpack_account,
              records.unpack_journal_entry, records.unpack_range, records.parse_book_key,
-             records.journal_seq_of]
+             records.journal_seq_of, records.unpack_hold, records.unpack_package,
+             records.unpack_profile, records.unpack_usage, records.unpack_contract,
+             records.unpack_catalog, records.unpack_program]
 EXPECTED = (ValueError, x509.InvalidVersion, PkiError, money.AmountError, pan_mod.PanError, validation.InvalidArgument)
 inputs = 0
 failed = False
@@ -108,7 +107,7 @@ def write_seeds(folder):
     import uuid
 
     from cardgate.gateway.pki import Pki
-    from cardgate.v1 import common_pb2
+    from cardgate.v1 import authorization_pb2, common_pb2, issuing_pb2
 
     def seed(target, payload, n=[0]):
         n[0] += 1

@@ -132,12 +132,6 @@ def sale_fields(kind: str, m):
 
 # ---- the operator's configuration --------------------------------------------------
 
-def _id(value: int, field: str) -> int:
-    if not 1 <= value <= 0xFFFF_FFFF:
-        raise InvalidArgument(field, f"must be 1 to 4294967295, got {value}")
-    return value
-
-
 def _place_code(place, field: str) -> int:
     kind = place.WhichOneof("place")
     if kind == "outlet" and (place.outlet.merchant_id or place.outlet.outlet_id):
@@ -149,7 +143,7 @@ def _place_code(place, field: str) -> int:
 
 def pack_profile(m) -> bytes:
     """The core's ProfileRecord of a SetRestrictionProfileRequest."""
-    profile_id = _id(m.profile_id, "profile_id")
+    profile_id = validation.config_id(m.profile_id, "profile_id")
     prompts = 0
     for i, prompt in enumerate(m.required_prompts):
         if prompt not in PROMPT_BITS:
@@ -163,8 +157,7 @@ def pack_profile(m) -> bytes:
         days_mask |= 1 << (day - 1)
     for field in ("minute_from", "minute_to"):
         _non_negative(getattr(m, field), field, 1440)
-    if not -1440 <= m.utc_offset_min <= 1440:
-        raise InvalidArgument("utc_offset_min", f"must be -1440 to 1440, got {m.utc_offset_min}")
+    validation.utc_offset_min(m.utc_offset_min)
     if len(m.allowed_places) > records.PROFILE_PLACES:
         raise InvalidArgument("allowed_places", f"at most {records.PROFILE_PLACES}")
     places = [_place_code(p, f"allowed_places[{i}]") for i, p in enumerate(m.allowed_places)]
@@ -224,7 +217,8 @@ class FleetOperations:
 
     def set_contract(self, m):
         limit = _non_negative(m.credit_limit_minor, "credit_limit_minor", records.BALANCE_MINOR_MAX)
-        return self._submit(Op.SET_CONTRACT, m.request_id, contract_id=_id(m.contract_id, "contract_id"),
+        return self._submit(Op.SET_CONTRACT, m.request_id,
+                            contract_id=validation.config_id(m.contract_id, "contract_id"),
                             currency=validation.currency(m.currency), amount_minor=limit,
                             profile_id=m.profile_id)
 

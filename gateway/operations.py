@@ -174,8 +174,7 @@ class Operations:
     def create_range(self, request_id_text, range_id, iin_prefix, pan_length, currency, name,
                      pin_tries_max=0, balance_max_minor=0, load_per_day_max_minor=0):
         rid = validation.request_id(request_id_text)
-        if not 1 <= range_id <= 0xFFFF_FFFF:
-            raise validation.InvalidArgument("range_id", f"must be 1 to 4294967295, got {range_id}")
+        validation.config_id(range_id, "range_id")
         if not (iin_prefix.isascii() and iin_prefix.isdigit() and 6 <= len(iin_prefix) <= 11):
             raise validation.InvalidArgument("iin_prefix", "must be 6 to 11 digits")
         if not 16 <= pan_length <= 19:
@@ -277,14 +276,12 @@ class Operations:
                     utc_offset_min, range_ids):
         """expiry_kind: records.ExpiryKind."""
         rid = validation.request_id(request_id_text)
-        if not 1 <= program_id <= 0xFFFF_FFFF:
-            raise validation.InvalidArgument("program_id", f"must be 1 to 4294967295, got {program_id}")
+        validation.config_id(program_id, "program_id")
         if not 0 <= expiry_n <= 0xFFFF:
             raise validation.InvalidArgument("expiry_n", f"must be 0 to 65535, got {expiry_n}")
         if not 0 <= pending_days <= 366:
             raise validation.InvalidArgument("pending_days", f"must be 0 to 366, got {pending_days}")
-        if not -1440 <= utc_offset_min <= 1440:
-            raise validation.InvalidArgument("utc_offset_min", f"must be -1440 to 1440, got {utc_offset_min}")
+        validation.utc_offset_min(utc_offset_min)
         if len(range_ids) > records.PROGRAM_RANGES or len(set(range_ids)) != len(range_ids):
             raise validation.InvalidArgument("range_ids", f"at most {records.PROGRAM_RANGES}, "
                                              "each once")

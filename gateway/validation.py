@@ -61,3 +61,16 @@ def pin(text: str, field: str = "pin") -> str:
     if not (text.isascii() and text.isdigit() and 4 <= len(text) <= 12):
         raise InvalidArgument(field, "must be 4 to 12 digits")
     return text
+
+
+def config_id(value: int, field: str) -> int:
+    """An operator-chosen 32-bit id (card range, profile, contract, program); 0 is none."""
+    if not 1 <= value <= 0xFFFF_FFFF:
+        raise InvalidArgument(field, f"must be 1 to 4294967295, got {value}")
+    return value
+
+
+def utc_offset_min(value: int, field: str = "utc_offset_min") -> int:
+    if not -1440 <= value <= 1440:
+        raise InvalidArgument(field, f"must be -1440 to 1440, got {value}")
+    return value

@@ -96,6 +96,16 @@ cdef uint64_t policy_expiry(const ProgramRecord* program, uint64_t now_s):
     return <uint64_t>(end_day * 86400 - 1 - offset_s)
 
 
+cdef int release_reservation(const HoldRecord* hold, UsageRecord* usage) except -1:
+    """Take back what a counted hold reserved against the card's fleet limits."""
+    usage.pending[0] -= hold.held_minor
+    usage.pending[1] -= hold.volume_ml
+    usage.pending[2] -= 1
+    assert usage.pending[0] >= 0 and usage.pending[1] >= 0 and usage.pending[2] >= 0, \
+        "fleet reservations below zero"
+    return 0
+
+
 cdef void period_indexes(int64_t local_s, uint32_t* index):
     """Day, week (Monday first), month (YYYYMM) and lifetime of a local time."""
     cdef int64_t day = local_s // 86400
@@ -730,11 +740,7 @@ cdef class _BatchApplier:
             # What the hold reserved against the card's fleet limits is free again; a
             # completion counts what was actually dispensed (complete()).
             assert self.read_usage(hold.card_id, &usage), "counted hold without usage"
-            usage.pending[0] -= hold.held_minor
-            usage.pending[1] -= hold.volume_ml
-            usage.pending[2] -= 1
-            assert usage.pending[0] >= 0 and usage.pending[1] >= 0 and usage.pending[2] >= 0, \
-                "fleet reservations below zero"
+            release_reservation(hold, &usage)
             self.write_usage(hold.card_id, &usage)
         self.delete(self.expiry_key(hold, hold_id), None, self.db_hold_expiry)
         hold.status = status
@@ -768,15 +774,16 @@ cdef class _BatchApplier:
         if fleet.active and not self.products_allowed(rq, &fleet.profile):
             rp.result = RESULT_DECLINED_PRODUCT_NOT_ALLOWED
             return 0
+        hold.completed_volume_ml = rq.volume_ml
         seq = self.close_hold(rq.request_id, OP_COMPLETE, rq.ref_request_id, &hold,
                               rq.amount_minor, HOLD_COMPLETED)
-        hold.completed_volume_ml = rq.volume_ml
-        self.write_hold(rq.ref_request_id, &hold)
         self.approve(rq, rp, rq.amount_minor, seq, &card)
         rp.volume_ml = rq.volume_ml
         if fleet.active and rq.amount_minor:
-            # close_hold released the reservation: reread, then count what was dispensed.
-            self.load_fleet(&card, &fleet)
+            # close_hold released the stored reservation; the copy in hand follows suit
+            # before it counts what was dispensed (and is written over the stored one).
+            if hold.counted:
+                release_reservation(&hold, &fleet.usage)
             self.count_usage(rq, card.card_id, &fleet, rq.amount_minor, rq.volume_ml, False)
             self.flag_soft(&fleet, rq.amount_minor, rq.volume_ml, rp)
         return 0
@@ -1224,8 +1231,14 @@ cdef class _BatchApplier:
         return 0
 
     cdef bint known_products(self, const CoreRequest* rq) except -1:
+        """Every product code of the request is in the catalog (read only when it names any)."""
         cdef CatalogRecord catalog
         cdef int i
+        for i in range(PRODUCT_SET_SIZE):
+            if rq.products[i]:
+                break
+        else:
+            return True
         self.read_catalog(&catalog)
         for i in range(PRODUCT_SET_SIZE):
             if rq.products[i] & ~catalog.known[i]:

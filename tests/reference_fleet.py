@@ -244,9 +244,9 @@ class FleetRules:
 
     # ---- validity ----------------------------------------------------------------------
 
-    @staticmethod
-    def valid_fleet(rq, payload):
-        """None when the generic checks decide; else whether a fleet request is valid."""
+    def valid_extended(self, rq, payload):
+        """A request's payload (size, digest), and the fleet and loyalty operations' own
+        checks: whether it is valid, or None when the generic checks decide."""
         Op = records.Op
         expected = {Op.SET_PROFILE: records.PROFILE_RECORD_SIZE,
                     Op.DEFINE_OUTLET: records.OUTLET_RECORD_SIZE,
@@ -276,4 +276,6 @@ class FleetRules:
             return rq.contract_id != 0 and 0 <= rq.amount_minor <= records.BALANCE_MINOR_MAX
         if rq.op == Op.ASSIGN_CARD:
             return True
+        if rq.op == Op.SET_PROGRAM:
+            return self.valid_program(payload)
         return None

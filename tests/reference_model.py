@@ -645,10 +645,8 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
         payload = packed[records.REQUEST_SIZE:]
         rp = blank_reply(rq.op)
         self.actor = rq.actor
-        fleet_valid = self.valid_fleet(rq, payload)
-        if fleet_valid is None and rq.op == Op.SET_PROGRAM:
-            fleet_valid = self.valid_program(payload)
-        if fleet_valid is False or (fleet_valid is None and not self.valid(rq)):
+        extended = self.valid_extended(rq, payload)
+        if extended is False or (extended is None and not self.valid(rq)):
             rp["result"] = Result.REJECTED_INVALID_REQUEST
             return records.Reply(**rp)
         existing = self.requests.get(rq.request_id)

@@ -4,12 +4,13 @@ outlet) in the core's terms, and the operator's fleet configuration.
 The rules themselves (profiles, limits, contracts) are decided by the core; this
 module only validates and packs.
 """
+import functools
 import hashlib
 
 from cardgate.fastcore import records
 from cardgate.fastcore.records import Measure, Op, Period
 
-from . import validation
+from . import limits, validation
 from .validation import InvalidArgument
 
 PRODUCT_CODE_MAX = 255
@@ -20,7 +21,9 @@ PROMPT_BITS = {1: records.Prompt.PIN, 2: records.Prompt.ODOMETER, 3: records.Pro
                4: records.Prompt.VEHICLE}
 
 
+@functools.lru_cache(maxsize=limits.OUTLET_CODES_CACHED_MAX)
 def _code(kind: str, *parts: str) -> int:
+    # Every sale names its outlet: a terminal's is hashed once, not per request.
     digest = hashlib.sha256("\0".join((kind,) + parts).encode("utf-8")).digest()
     return int.from_bytes(digest[:4], "little") or 1
 

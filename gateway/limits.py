@@ -22,6 +22,7 @@ TERMINAL_REQUESTS_PER_S_MAX = 500.0  # sustained requests a second from one term
 TERMINAL_REQUESTS_BURST_MAX = 1000   # requests a terminal may send at once after a quiet spell
 TERMINALS_TRACKED_MAX = 100_000      # rate-limit buckets kept in memory
 IDENTITY_CACHE_ENTRIES_MAX = 4096    # parsed client certificates kept
+OUTLET_CODES_CACHED_MAX = 4096       # outlet and region names hashed to the core's codes
 CARD_AUTHORIZATIONS_PER_MINUTE_MAX = 60  # money requests on one card a minute (velocity)
 CARDS_TRACKED_MAX = 1_000_000        # velocity windows kept in memory
 

@@ -16,6 +16,15 @@ cdef enum:
     COUNTED_PERIODS = 4         # periods with usage counters: day, week, month, lifetime
     OUTLET_NAME_SIZE = 64
     PROGRAM_RANGES_MAX = 8      # card ranges one loyalty program covers
+    TIERS_MAX = 4               # tiers of a program above the base level
+    TIER_NAME_SIZE = 16
+    DISCOUNT_STEPS_MAX = 4      # discount levels by lifetime spend
+    RULES_MAX = 64              # earn rules of one program
+    RULE_PLACES_MAX = 16        # outlets one rule is scoped to
+    EARN_PARTS_MAX = 6          # rules a statement line names
+    SPEND_MONTHS = 12           # the rolling window tiers are assigned by
+    MULTIPLIER_PERMILLE_MAX = 20000     # x20 (tier and rule multipliers)
+    RULE_POINTS_MAX = 100000    # points of one per-amount or per-volume rule (no overflow)
 
 cdef enum OpCode:
     OP_NONE = 0                 # a tombstone: a request reversed before it arrived
@@ -48,6 +57,9 @@ cdef enum OpCode:
     OP_SET_PROGRAM = 27         # loyalty program := the ProgramRecord payload (expiry, pending, ranges)
     OP_ADJUST_POINTS = 28       # operator: amount_minor points on (a new lot) or off (FIFO), with a reason
     OP_TRANSFER_POINTS = 29     # points from card_key to the card whose key is the 32-byte payload
+    OP_SET_RULES = 30           # program profile_id's earn rules := the EarnRule[] payload
+    OP_LOYALTY_SALE = 31        # a sale paid otherwise (target_status: PaymentMethod): earn, discount
+    OP_SET_MEMBER = 32          # card holder's birthday: profile_id = month * 100 + day (0: unknown)
 
 # Same numbers as cardgate.v1.ResultCode, so the gateway maps them one to one.
 cdef enum ResultCode:
@@ -95,6 +107,10 @@ cdef enum ResultCode:
     RESULT_DECLINED_POINTS_PENDING = 81       # enough points, but some still in their returns window
     RESULT_DECLINED_RANGE_IN_ANOTHER_PROGRAM = 82
     RESULT_DECLINED_RECEIVING_CARD_UNUSABLE = 83   # a transfer's receiving card: unknown, blocked, closed, expired
+    RESULT_DECLINED_POINTS_OWED = 84          # a return took back points already spent: none to redeem
+    RESULT_DECLINED_UNKNOWN_PROGRAM = 85
+    RESULT_DECLINED_NOT_IN_PROGRAM = 86       # the card's range is in no loyalty program
+    RESULT_DECLINED_UNKNOWN_OUTLET = 87       # a rule names an outlet that is not defined
     # Not business outcomes: the gateway turns these into gRPC status codes.
     RESULT_REJECTED_REQUEST_ID_REUSED = 250
     RESULT_REJECTED_INVALID_REQUEST = 251
@@ -121,6 +137,7 @@ cdef enum AccountSlot:
     SLOT_RANGE_POINTS_REDEEMED = 10
     SLOT_RANGE_POINTS_EXPIRED = 11
     SLOT_RANGE_POINTS_ADJUSTED = 12
+    SLOT_CARD_POINTS_OWED = 13  # points a return took back after they were spent (<= 0)
 
 cdef enum PackageStatus:
     PACKAGE_OPEN = 1
@@ -152,6 +169,16 @@ cdef enum:
     PROFILE_FUELS_RESTRICTED = 2    # only allowed_products among fuels
     PRODUCT_FUEL = 1            # DEFINE_PRODUCT target_status
     PRODUCT_OTHER = 2
+    PROGRAM_STACK_RULES = 1     # ProgramRecord.flags: matching rules add up (else the best wins)
+    PROGRAM_TIERS_BY_POINTS = 2 # tiers by points earned in 12 months (else by spend)
+    MEMBER_WELCOMED = 1         # MemberRecord.flags: the welcome bonus was given
+    EARNED_WELCOME = 1          # EarnResult.flags / CoreReply.earn_flags
+    EARNED_BIRTHDAY = 2
+    EARNED_TIER_UP = 4          # this sale lifted the card to a higher tier
+    PAYMENT_CARD_VALUE = 1      # payment methods (cardgate.v1.PaymentMethod): this card's value
+    PAYMENT_CASH = 2
+    PAYMENT_BANK_CARD = 3
+    PAYMENT_OTHER = 4
 
 # One request from the gateway to the core (fixed size; a batch is their concatenation).
 cdef packed struct CoreRequest:
@@ -207,7 +234,15 @@ cdef packed struct CoreReply:
     int64_t volume_ml           # PREAUTH: the most the pump may dispense (0: no volume limit)
     int64_t credit_limit_minor  # a contract card: its contract's credit limit
     uint8_t review              # approved past a soft limit (limit_hit): flagged for review
-    uint8_t reserved[7]
+    uint8_t tier                # loyalty: the card's tier after this request (0: base)
+    uint8_t earn_flags          # EARNED_*
+    uint8_t reserved
+    uint16_t discount_bp        # loyalty sale: discount the POS applies, in 1/100 %
+    uint16_t reserved2
+    int64_t points_earned       # loyalty: points this sale earned (a refund: taken back)
+    int64_t discount_minor
+    int64_t lifetime_spend_minor    # loyalty: the card's lifetime spend before this sale
+    uint64_t points_seq         # loyalty: the journal seq of the points' history line (0: none)
 
 # Value of the idempotency table, keyed by request id.
 cdef packed struct RequestRecord:
@@ -257,6 +292,8 @@ cdef packed struct JournalEntry:
     int64_t amount_minor
     uint64_t time_s
     uint32_t actor              # the request's actor (0 for entries time posts)
+    uint32_t partner_id         # loyalty: the partner where it happened (0: none)
+    uint32_t origin_partner     # points used: the partner that issued them
     uint32_t reserved
 
 # A pre-authorization's hold, keyed by the pre-authorization's request id; an index
@@ -318,6 +355,8 @@ cdef packed struct OutletRecord:
     uint32_t outlet_code
     uint32_t region_code        # 0: none
     char name[OUTLET_NAME_SIZE] # merchant/outlet, to tell codes apart
+    uint32_t partner_id         # the loyalty partner (merchant) it belongs to (0: none)
+    uint32_t reserved
 
 cdef packed struct CatalogRecord:
     uint8_t known[PRODUCT_SET_SIZE]
@@ -338,6 +377,8 @@ cdef packed struct PackageRecord:
     uint64_t created_s
     uint64_t valid_until_s      # last second usable (0: never)
     uint64_t available_from_s   # points: usable from (after the program's returns window)
+    uint32_t partner_id         # points: the partner that issued them
+    uint32_t reserved2
 
 # A loyalty program, in the config database: 'G' program_id(4) -> ProgramRecord, and
 # 'g' range_id(4) -> program_id(4, little-endian) for each range it covers.
@@ -355,6 +396,91 @@ cdef packed struct ProgramRecord:
     uint16_t pending_days       # points usable only this many days after they were earned
     int16_t utc_offset_min      # local time of the days, months and years above
     uint32_t range_ids[PROGRAM_RANGES_MAX]
+    uint8_t flags               # PROGRAM_*
+    uint8_t tier_count
+    uint8_t discount_count
+    uint8_t birthday_window_days    # the bonus counts within this many days of the birthday
+    uint32_t point_value_millis     # one point's value in 1/1000 of a minor unit
+    int64_t welcome_points      # the first purchase of a card
+    int64_t birthday_points     # once a year, a purchase near the birthday
+    int64_t tier_min[TIERS_MAX] # 12-month spend (minor) or points reaching each tier, ascending
+    uint16_t tier_multiplier_permille[TIERS_MAX]
+    char tier_names[TIERS_MAX][TIER_NAME_SIZE]
+    int64_t discount_min[DISCOUNT_STEPS_MAX]    # lifetime spend from which each level applies
+    uint16_t discount_bp[DISCOUNT_STEPS_MAX]    # its discount, in 1/100 % (ascending)
+
+# An earn rule ('E' program_id(4) -> EarnRule[rule count] in the config database).
+cdef enum RuleKindCode:
+    RULE_PER_AMOUNT = 1         # `points` per `per` minor units spent
+    RULE_PER_VOLUME = 2         # `points` per `per` ml of the sale's volume
+    RULE_MULTIPLIER = 3         # the base points x points / 1000
+    RULE_FIXED = 4              # `points` once per sale
+
+cdef enum RuleScopeCode:
+    SCOPE_ALL = 0
+    SCOPE_OUTLETS = 1           # outlets[:place_count]
+    SCOPE_PARTNER = 2           # every outlet of partner_id
+
+cdef packed struct EarnRule:
+    uint16_t rule_id            # the operator's number for it
+    uint8_t kind
+    uint8_t scope
+    uint8_t place_count
+    uint8_t days_mask           # bit 0 Monday .. bit 6 Sunday (program's local time); 0: all
+    uint8_t methods_mask        # bit (PaymentMethod - 1); 0: any payment
+    uint8_t reserved
+    uint16_t minute_from        # [from, to) of the local day; equal: all day
+    uint16_t minute_to
+    uint32_t partner_id
+    uint64_t from_s             # valid from (0: always)
+    uint64_t until_s            # valid before (0: no end)
+    int64_t points
+    int64_t per
+    uint8_t products[PRODUCT_SET_SIZE]  # the sale must include one of them (all 0: any sale)
+    uint32_t outlets[RULE_PLACES_MAX]
+
+# A loyalty member's standing, in the members database keyed by card id (8, big-endian).
+cdef packed struct MemberRecord:
+    uint32_t month_index        # local months since 1970 of the newest month_* bucket
+    uint8_t tier                # 0: base, 1..TIERS_MAX
+    uint8_t flags               # MEMBER_*
+    uint8_t birth_month         # 0: unknown
+    uint8_t birth_day
+    uint32_t birthday_year      # the year of the last birthday bonus
+    uint32_t reserved
+    uint64_t tier_review_s      # a lower tier may replace it from then on
+    int64_t lifetime_spend_minor
+    int64_t month_spend[SPEND_MONTHS]
+    int64_t month_points[SPEND_MONTHS]
+
+# What one rule gave a sale, kept for the statement.
+cdef packed struct EarnPart:
+    uint16_t rule_id
+    uint8_t kind
+    uint8_t reserved[5]
+    int64_t points              # the rule's own terms
+    int64_t per
+    int64_t earned              # its contribution (multipliers: 0)
+
+# A card's points history (card_points_history: card_id(8) + journal seq(8) -> this):
+# every points movement, and for earns how the points came about.
+cdef packed struct PointsLine:
+    uint8_t op
+    uint8_t tier
+    uint8_t earn_flags
+    uint8_t part_count
+    uint32_t outlet_code
+    int64_t points              # + onto the card, - off it
+    int64_t amount_minor        # the sale's amount
+    int64_t volume_ml
+    uint16_t tier_multiplier_permille
+    uint16_t multiplier_permille    # of the rule multipliers together
+    uint32_t reserved
+    int64_t base_points
+    int64_t fixed_points
+    int64_t welcome_points
+    int64_t birthday_points
+    EarnPart parts[EARN_PARTS_MAX]
 
 cdef packed struct RangeRecord:
     uint32_t range_id

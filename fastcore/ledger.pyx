@@ -12,15 +12,19 @@ from libc.string cimport memcmp, memcpy, memset
 import hashlib
 
 from layout cimport *  # found through the build include path (setup.py)
+from civil cimport days_from_civil, in_schedule, yyyymm_of_day
+from earning cimport *
 
 from cardgate.fastcore import records as _records
 
 DB_NAMES = (b"requests", b"book", b"pan_index", b"journal", b"config", b"holds", b"hold_expiry",
             b"packages", b"package_expiry", b"card_packages", b"usage", b"reviews",
-            b"point_lots", b"point_lot_expiry", b"card_point_lots")
+            b"point_lots", b"point_lot_expiry", b"card_point_lots", b"members",
+            b"card_points_history")
 (DB_REQUESTS, DB_BOOK, DB_PAN_INDEX, DB_JOURNAL, DB_CONFIG, DB_HOLDS, DB_HOLD_EXPIRY,
  DB_PACKAGES, DB_PACKAGE_EXPIRY, DB_CARD_PACKAGES, DB_USAGE, DB_REVIEWS,
- DB_POINT_LOTS, DB_POINT_LOT_EXPIRY, DB_CARD_POINT_LOTS) = range(15)
+ DB_POINT_LOTS, DB_POINT_LOT_EXPIRY, DB_CARD_POINT_LOTS, DB_MEMBERS,
+ DB_CARD_POINTS_HISTORY) = range(17)
 NEXT_CARD_ID_KEY = b"next_card_id"
 
 # The limits are declared once, in records.pyx; C copies of them for the hot path.
@@ -50,31 +54,6 @@ cdef inline uint64_t value_owner_of(const CardRecord* card):
 
 cdef inline int64_t available_of(const CoreReply* rp):
     return rp.balance_minor - rp.pending_minor + rp.credit_limit_minor
-
-
-cdef uint32_t yyyymm_of_day(int64_t day):
-    """Civil month of a day count since 1970-01-01 (H. Hinnant's civil_from_days)."""
-    cdef int64_t z = day + 719468
-    cdef int64_t era = (z if z >= 0 else z - 146096) // 146097
-    cdef int64_t doe = z - era * 146097
-    cdef int64_t yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-    cdef int64_t y = yoe + era * 400
-    cdef int64_t doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    cdef int64_t mp = (5 * doy + 2) // 153
-    cdef int64_t m = mp + 3 if mp < 10 else mp - 9
-    if m <= 2:
-        y += 1
-    return <uint32_t>(y * 100 + m)
-
-
-cdef int64_t days_from_civil(int64_t y, int64_t m, int64_t d):
-    """Days since 1970-01-01 of a civil date (H. Hinnant's days_from_civil)."""
-    y -= m <= 2
-    cdef int64_t era = (y if y >= 0 else y - 399) // 400
-    cdef int64_t yoe = y - era * 400
-    cdef int64_t doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
-    cdef int64_t doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    return era * 146097 + doe - 719468
 
 
 cdef uint64_t policy_expiry(const ProgramRecord* program, uint64_t now_s):
@@ -169,9 +148,14 @@ cdef class _BatchApplier:
     cdef object db_requests, db_book, db_pan, db_journal, db_config, db_holds, db_hold_expiry
     cdef object db_packages, db_package_expiry, db_card_packages, db_usage, db_reviews
     cdef object db_point_lots, db_point_lot_expiry, db_card_point_lots
+    cdef object db_members, db_card_points_history
     cdef _LotKind packages, points
     cdef uint64_t next_seq, now_s, hold_timeout_s
     cdef uint32_t actor             # the request being applied's actor (0 while time ends lots)
+    cdef uint32_t partner           # loyalty partner where the request happens (0: none)
+    cdef uint32_t origin_partner    # the partner that issued the points being used
+    cdef dict programs              # range id -> (ProgramRecord bytes, EarnRule[] bytes) or None
+    cdef dict partners              # outlet code -> partner id
     cdef uint32_t now_yyyymm
 
     def __cinit__(self, txn, dbs, uint64_t now_s, uint32_t now_yyyymm, uint64_t hold_timeout_s):
@@ -182,7 +166,10 @@ cdef class _BatchApplier:
         (self.db_requests, self.db_book, self.db_pan, self.db_journal,
          self.db_config, self.db_holds, self.db_hold_expiry, self.db_packages,
          self.db_package_expiry, self.db_card_packages, self.db_usage, self.db_reviews,
-         self.db_point_lots, self.db_point_lot_expiry, self.db_card_point_lots) = dbs
+         self.db_point_lots, self.db_point_lot_expiry, self.db_card_point_lots,
+         self.db_members, self.db_card_points_history) = dbs
+        self.programs = {}
+        self.partners = {}
         self.packages = _LotKind(self.db_packages, self.db_package_expiry, self.db_card_packages,
                                  UNITS, SLOT_CARD_UNITS, SLOT_RANGE_UNITS_SOLD,
                                  SLOT_RANGE_UNITS_USED, SLOT_RANGE_UNITS_EXPIRED, OP_SELL_PACKAGE,
@@ -270,6 +257,8 @@ cdef class _BatchApplier:
         entry.amount_minor = amount
         entry.time_s = self.now_s
         entry.actor = self.actor
+        entry.partner_id = self.partner
+        entry.origin_partner = self.origin_partner
         self.write_account(debit_owner, debit_slot, &debit)
         self.write_account(credit_owner, credit_slot, &credit)
         self.put(u64_be(seq), _bytes(&entry, sizeof(entry)), False, True, True, self.db_journal)
@@ -432,6 +421,8 @@ cdef class _BatchApplier:
         self.write_account(card_id, SLOT_CARD_UNITS, &acc)
         memcpy(acc.currency, <const char*>POINTS, CURRENCY_SIZE)
         self.write_account(card_id, SLOT_CARD_POINTS, &acc)
+        acc.flags = 0                       # owed points are a negative balance
+        self.write_account(card_id, SLOT_CARD_POINTS_OWED, &acc)
         self.put(_bytes(rq.card_key, CARD_KEY_SIZE), u64_be(card_id), False, True, False, self.db_pan)
         rp.card_id = card_id
         self.approve(rq, rp, 0, 0)
@@ -624,6 +615,7 @@ cdef class _BatchApplier:
         if fleet.active:
             self.count_usage(rq, card.card_id, &fleet, amount, volume, False)
             self.flag_soft(&fleet, amount, volume, rp)
+        self.earn_on_sale(rq, &card, amount, volume, PAYMENT_CARD_VALUE, rp)
         return 0
 
     cdef bint check_pin(self, const CoreRequest* rq, CardRecord* card, CoreReply* rp) except -1:
@@ -786,6 +778,8 @@ cdef class _BatchApplier:
                 release_reservation(&hold, &fleet.usage)
             self.count_usage(rq, card.card_id, &fleet, rq.amount_minor, rq.volume_ml, False)
             self.flag_soft(&fleet, rq.amount_minor, rq.volume_ml, rp)
+        if rq.amount_minor:
+            self.earn_on_sale(rq, &card, rq.amount_minor, rq.volume_ml, PAYMENT_CARD_VALUE, rp)
         return 0
 
     cdef int void(self, const CoreRequest* rq, CoreReply* rp) except -1:
@@ -836,7 +830,16 @@ cdef class _BatchApplier:
         memcpy(rp.currency, <const char*>kind.asset, CURRENCY_SIZE)
         rp.balance_minor = acc.balance_minor
         rp.pending_minor = 0
+        if kind is self.points:
+            rp.balance_minor += self.points_owed(rp.card_id)
         return 0
+
+    cdef int64_t points_owed(self, uint64_t card_id) except? -1:
+        """Points a return took back after they were spent (<= 0): the card's points
+        balance is its lots less these."""
+        cdef AccountRecord acc
+        assert self.read_account(card_id, SLOT_CARD_POINTS_OWED, &acc), "card without owed points account"
+        return acc.balance_minor
 
     cdef int issue_lot(self, _LotKind kind, const CoreRequest* rq, CoreReply* rp) except -1:
         """Sell a package, or earn points: the first one of a new card activates it."""
@@ -851,10 +854,15 @@ cdef class _BatchApplier:
             self.describe_lots(kind, rp)
             return 0
         self.activate(&card)
-        seq = self.post(rq.request_id, kind.op_issue, SYSTEM_OWNER_BASE + card.range_id,
-                        kind.issued_slot, card.card_id, kind.card_slot, kind.asset,
-                        rq.amount_minor)
-        self.new_lot(kind, rq, &card, rq.amount_minor, rq.valid_until_s)
+        if kind is self.points:
+            self.partner = self.partner_of(rq.outlet_code)
+            seq = self.credit_points(rq, &card, rq.amount_minor, rq.valid_until_s, OP_EARN_POINTS)
+            self.record_points(card.card_id, seq, OP_EARN_POINTS, rq.amount_minor, rq.outlet_code)
+        else:
+            seq = self.post(rq.request_id, kind.op_issue, SYSTEM_OWNER_BASE + card.range_id,
+                            kind.issued_slot, card.card_id, kind.card_slot, kind.asset,
+                            rq.amount_minor)
+            self.new_lot(kind, rq, &card, rq.amount_minor, rq.valid_until_s)
         self.approve(rq, rp, rq.amount_minor, seq)
         self.describe_lots(kind, rp)
         return 0
@@ -888,15 +896,17 @@ cdef class _BatchApplier:
         lot.created_s = self.now_s
         lot.valid_until_s = valid_until_s
         lot.available_from_s = available_from_s
+        lot.partner_id = self.partner if by_program else self.origin_partner
         self.write_lot(kind, rq.request_id, &lot)
         self.put(self.lot_keys(&lot, rq.request_id, False), b"", False, True, False, kind.db_expiry)
         self.put(self.lot_keys(&lot, rq.request_id, True), b"", False, True, False, kind.db_card)
         return 0
 
     cdef uint8_t take_from_lots(self, _LotKind kind, const CardRecord* card, int64_t need,
-                                uint64_t* earliest_s) except 255:
+                                uint64_t* earliest_s, list taken=None) except 255:
         """Take `need` from the card's valid lots, earliest-expiring first (0), or decline
-        with nothing taken. earliest_s: the expiry (0: never) of the first lot taken from."""
+        with nothing taken. earliest_s: the expiry (0: never) of the first lot taken from;
+        taken: gets [issuing partner, amount] for each run of lots of one partner."""
         cdef PackageRecord lot
         cdef int64_t available = 0, pending = 0, take
         prefix = u64_be(card.card_id)
@@ -926,6 +936,11 @@ cdef class _BatchApplier:
             if i == 0:
                 earliest_s[0] = lot.valid_until_s
             take = lot.units_left if lot.units_left < need else need
+            if taken is not None:
+                if taken and taken[len(taken) - 1][0] == lot.partner_id:
+                    taken[len(taken) - 1][1] += take
+                else:
+                    taken.append([lot.partner_id, take])
             lot.units_left -= take
             need -= take
             if lot.units_left == 0:
@@ -941,15 +956,28 @@ cdef class _BatchApplier:
         if not self.find_described_card(rq, &card, rp):
             return 0
         cdef uint8_t bad = self.usable_card(&card, False)
+        cdef uint64_t seq = 0
+        taken = []
+        if not bad and kind is self.points and self.points_owed(card.card_id) < 0:
+            bad = RESULT_DECLINED_POINTS_OWED
         if not bad:
-            bad = self.take_from_lots(kind, &card, rq.amount_minor, &earliest_s)
+            bad = self.take_from_lots(kind, &card, rq.amount_minor, &earliest_s, taken)
         if bad:
             rp.result = bad
             self.describe_lots(kind, rp)
             return 0
-        seq = self.post(rq.request_id, kind.op_use, card.card_id, kind.card_slot,
-                        SYSTEM_OWNER_BASE + card.range_id, kind.used_slot, kind.asset,
-                        rq.amount_minor)
+        if kind is self.points:
+            self.partner = self.partner_of(rq.outlet_code)
+        for origin, amount in taken:       # points: one entry per partner that issued them
+            self.origin_partner = origin
+            last = self.post(rq.request_id, kind.op_use, card.card_id, kind.card_slot,
+                             SYSTEM_OWNER_BASE + card.range_id, kind.used_slot, kind.asset,
+                             amount)
+            seq = seq or last
+        self.origin_partner = 0
+        if kind is self.points:
+            self.record_points(card.card_id, seq, OP_REDEEM_POINTS, -rq.amount_minor,
+                               rq.outlet_code)
         self.approve(rq, rp, rq.amount_minor, seq)
         self.describe_lots(kind, rp)
         return 0
@@ -974,9 +1002,10 @@ cdef class _BatchApplier:
             seq = self.post(rq.request_id, OP_ADJUST_POINTS, card.card_id, SLOT_CARD_POINTS,
                             adjusted, SLOT_RANGE_POINTS_ADJUSTED, POINTS, rq.amount_minor, rq.reason)
         else:
-            seq = self.post(rq.request_id, OP_ADJUST_POINTS, adjusted, SLOT_RANGE_POINTS_ADJUSTED,
-                            card.card_id, SLOT_CARD_POINTS, POINTS, rq.amount_minor, rq.reason)
-            self.new_lot(self.points, rq, &card, rq.amount_minor, 0)
+            seq = self.credit_points(rq, &card, rq.amount_minor, 0, OP_ADJUST_POINTS,
+                                     SLOT_RANGE_POINTS_ADJUSTED, rq.reason)
+        self.record_points(card.card_id, seq, OP_ADJUST_POINTS,
+                           -rq.amount_minor if rq.flags & REQUEST_ADJUST_DOWN else rq.amount_minor, 0)
         self.approve(rq, rp, rq.amount_minor, seq)
         self.describe_lots(self.points, rp)
         return 0
@@ -991,11 +1020,14 @@ cdef class _BatchApplier:
         if not self.find_described_card(rq, &card, rp):
             return 0
         cdef uint8_t bad = self.usable_card(&card, False)
+        taken = []
         if not bad and (not self.find_card(<const uint8_t*>payload, &receiver) or
                         self.usable_card(&receiver, True)):
             bad = RESULT_DECLINED_RECEIVING_CARD_UNUSABLE
+        if not bad and self.points_owed(card.card_id) < 0:
+            bad = RESULT_DECLINED_POINTS_OWED
         if not bad:
-            bad = self.take_from_lots(self.points, &card, rq.amount_minor, &earliest_s)
+            bad = self.take_from_lots(self.points, &card, rq.amount_minor, &earliest_s, taken)
         if bad:
             rp.result = bad
             self.describe_lots(self.points, rp)
@@ -1003,7 +1035,11 @@ cdef class _BatchApplier:
         self.activate(&receiver)
         seq = self.post(rq.request_id, OP_TRANSFER_POINTS, card.card_id, SLOT_CARD_POINTS,
                         receiver.card_id, SLOT_CARD_POINTS, POINTS, rq.amount_minor)
+        self.origin_partner = taken[0][0]      # the lot keeps the first issuer's name
         self.new_lot(self.points, rq, &receiver, rq.amount_minor, earliest_s, False)
+        self.origin_partner = 0
+        self.record_points(card.card_id, seq, OP_TRANSFER_POINTS, -rq.amount_minor, 0)
+        self.record_points(receiver.card_id, seq, OP_TRANSFER_POINTS, rq.amount_minor, 0)
         self.approve(rq, rp, rq.amount_minor, seq)
         self.describe_lots(self.points, rp)
         return 0
@@ -1030,9 +1066,13 @@ cdef class _BatchApplier:
         for lot_id in due:
             assert self.read_lot(kind, <const uint8_t*><const char*>lot_id, &lot), "expiry of a missing lot"
             assert lot.status == PACKAGE_OPEN and lot.units_left > 0, "indexed lot not open"
-            self.post(<const uint8_t*><const char*>lot_id, kind.op_expiry, lot.card_id,
-                      kind.card_slot, SYSTEM_OWNER_BASE + lot.range_id, kind.expired_slot,
-                      kind.asset, lot.units_left)
+            self.origin_partner = lot.partner_id if kind is self.points else 0
+            seq = self.post(<const uint8_t*><const char*>lot_id, kind.op_expiry, lot.card_id,
+                            kind.card_slot, SYSTEM_OWNER_BASE + lot.range_id, kind.expired_slot,
+                            kind.asset, lot.units_left)
+            self.origin_partner = 0
+            if kind is self.points:
+                self.record_points(lot.card_id, seq, OP_POINTS_EXPIRY, -lot.units_left, 0)
             self.end_lot(kind, <const uint8_t*><const char*>lot_id, &lot, PACKAGE_EXPIRED)
         return len(due)
 
@@ -1057,7 +1097,7 @@ cdef class _BatchApplier:
                 original.flags & REQUEST_TOMBSTONE:
             rp.result = RESULT_DECLINED_ORIGINAL_NOT_FOUND
             return 0
-        if original.request.op not in (OP_PURCHASE, OP_COMPLETE) or \
+        if original.request.op not in (OP_PURCHASE, OP_COMPLETE, OP_LOYALTY_SALE) or \
                 not took_effect(original.reply.result):
             rp.result = RESULT_DECLINED_ORIGINAL_NOT_REFUNDABLE
             return 0
@@ -1070,15 +1110,25 @@ cdef class _BatchApplier:
         if original.refunded_minor + rq.amount_minor > original.reply.approved_minor:
             rp.result = RESULT_DECLINED_REFUND_EXCEEDS_ORIGINAL
             return 0
-        if rp.balance_minor + rq.amount_minor > BALANCE_MINOR_MAX:
+        cdef bint money = original.request.op != OP_LOYALTY_SALE  # else paid in cash, elsewhere
+        if money and rp.balance_minor + rq.amount_minor > BALANCE_MINOR_MAX:
             rp.result = RESULT_DECLINED_BALANCE_LIMIT_EXCEEDED
             return 0
+        back = self.points_to_return(&original, original.refunded_minor,
+                                     original.refunded_minor + rq.amount_minor)
         original.refunded_minor += rq.amount_minor
         self.write_request(&original)
-        seq = self.post(rq.request_id, OP_REFUND, SYSTEM_OWNER_BASE + card.range_id,
-                        SLOT_RANGE_MERCHANT, value_owner_of(&card), SLOT_CARD_VALUE,
-                        rq.currency, rq.amount_minor)
-        self.approve(rq, rp, rq.amount_minor, seq, &card)
+        cdef uint64_t seq = 0
+        if money:
+            seq = self.post(rq.request_id, OP_REFUND, SYSTEM_OWNER_BASE + card.range_id,
+                            SLOT_RANGE_MERCHANT, value_owner_of(&card), SLOT_CARD_VALUE,
+                            rq.currency, rq.amount_minor)
+        points_seq = self.take_back_points(rq, &card, back, rq.amount_minor)
+        self.approve(rq, rp, rq.amount_minor, seq or points_seq, &card)
+        rp.points_earned = -back
+        rp.points_seq = points_seq
+        if not money:
+            self.describe_lots(self.points, rp)
         return 0
 
     cdef int reverse(self, const CoreRequest* rq, CoreReply* rp) except -1:
@@ -1101,7 +1151,8 @@ cdef class _BatchApplier:
             self.approve(rq, rp, 0, 0)
             return 0
         rp.card_id = original.reply.card_id
-        if original.request.op not in (OP_LOAD, OP_PURCHASE, OP_REFUND, OP_PREAUTH):
+        if original.request.op not in (OP_LOAD, OP_PURCHASE, OP_REFUND, OP_PREAUTH,
+                                       OP_LOYALTY_SALE):
             self.describe_reply_card(rp)
             rp.result = RESULT_DECLINED_NOT_REVERSIBLE
             return 0
@@ -1115,10 +1166,17 @@ cdef class _BatchApplier:
             self.write_request(&original)
             self.approve(rq, rp, 0, 0)
             return 0
-        if original.request.op == OP_PURCHASE and original.refunded_minor:
+        if original.request.op in (OP_PURCHASE, OP_LOYALTY_SALE) and original.refunded_minor:
             self.describe_reply_card(rp)
             rp.result = RESULT_DECLINED_NOT_REVERSIBLE
             return 0
+        if original.request.op == OP_REFUND:
+            assert self.read_request(original.request.ref_request_id, &purchase), \
+                "refund of a missing purchase"
+            if purchase.request.op == OP_LOYALTY_SALE:    # no money of ours moved: return again
+                self.describe_reply_card(rp)
+                rp.result = RESULT_DECLINED_NOT_REVERSIBLE
+                return 0
         if original.request.op == OP_PREAUTH:
             # An open hold is released, as by a void; a settled one is refunded instead.
             assert self.read_hold(original.request.request_id, &hold), "pre-authorization without hold"
@@ -1137,6 +1195,15 @@ cdef class _BatchApplier:
         value = self.get(card_key_of(original.reply.card_id), None, self.db_book)
         memcpy(&card, <const char*>value, sizeof(card))
         self.describe_card(&card, rp)
+        if original.request.op == OP_LOYALTY_SALE:
+            seq = self.take_back_points(rq, &card, original.reply.points_earned, amount)
+            original.flags |= REQUEST_REVERSED
+            self.write_request(&original)
+            self.approve(rq, rp, amount, seq)
+            rp.points_earned = -original.reply.points_earned
+            rp.points_seq = seq
+            self.describe_lots(self.points, rp)
+            return 0
         system_owner = SYSTEM_OWNER_BASE + card.range_id
         if original.request.op == OP_PURCHASE:
             if rp.balance_minor + amount > BALANCE_MINOR_MAX:
@@ -1145,21 +1212,26 @@ cdef class _BatchApplier:
             seq = self.post(rq.request_id, OP_REVERSAL, system_owner, SLOT_RANGE_MERCHANT,
                             value_owner_of(&card), SLOT_CARD_VALUE, rp.currency, amount)
             self.uncount_purchase(&card, &original)
+            self.take_back_points(rq, &card, original.reply.points_earned, amount)
         else:
             if available_of(rp) < amount:
                 rp.result = RESULT_DECLINED_INSUFFICIENT_FUNDS
                 return 0
-            if original.request.op == OP_REFUND:
-                assert self.read_request(original.request.ref_request_id, &purchase), \
-                    "refund of a missing purchase"
-                purchase.refunded_minor -= amount
-                assert purchase.refunded_minor >= 0, "refunded total below zero"
-                self.write_request(&purchase)
             seq = self.post(rq.request_id, OP_REVERSAL, value_owner_of(&card), SLOT_CARD_VALUE,
                             system_owner,
                             SLOT_RANGE_MERCHANT if original.request.op == OP_REFUND
                             else SLOT_RANGE_FUNDING,
                             rp.currency, amount)
+            if original.request.op == OP_REFUND:
+                purchase.refunded_minor -= amount
+                assert purchase.refunded_minor >= 0, "refunded total below zero"
+                self.write_request(&purchase)
+                if original.reply.points_earned < 0:    # the points it took back return
+                    points_seq = self.credit_points(rq, &card, -original.reply.points_earned, 0,
+                                                    OP_EARN_POINTS)
+                    self.record_points(card.card_id, points_seq, OP_REVERSAL,
+                                       -original.reply.points_earned, 0)
+                self.count_member(&card, amount, -original.reply.points_earned)
         original.flags |= REQUEST_REVERSED
         self.write_request(&original)
         self.approve(rq, rp, amount, seq)
@@ -1289,21 +1361,14 @@ cdef class _BatchApplier:
                              CoreReply* rp) except 255:
         """Products, outlet, day and hour, then the prompts the profile requires."""
         cdef const ProfileRecord* profile = &fleet.profile
-        cdef int64_t day = fleet.local_s // 86400
-        cdef int64_t minute = (fleet.local_s % 86400) // 60
         cdef uint8_t present = 0
         if not self.products_allowed(rq, profile):
             return RESULT_DECLINED_PRODUCT_NOT_ALLOWED
         if profile.place_count and not self.place_allowed(rq.outlet_code, profile):
             return RESULT_DECLINED_OUTLET_NOT_ALLOWED
-        if profile.days_mask and not (profile.days_mask >> ((day + 3) % 7)) & 1:
+        if not in_schedule(profile.days_mask, profile.minute_from, profile.minute_to,
+                           fleet.local_s):
             return RESULT_DECLINED_TIME_NOT_ALLOWED
-        if profile.minute_from != profile.minute_to:
-            if profile.minute_from < profile.minute_to:
-                if not profile.minute_from <= minute < profile.minute_to:
-                    return RESULT_DECLINED_TIME_NOT_ALLOWED
-            elif profile.minute_to <= minute < profile.minute_from:   # a window over midnight
-                return RESULT_DECLINED_TIME_NOT_ALLOWED
         if rq.flags & REQUEST_PIN_PRESENT:
             present |= PROMPT_PIN
         if rq.flags & REQUEST_ODOMETER_PRESENT:
@@ -1472,10 +1537,13 @@ cdef class _BatchApplier:
         cdef const OutletRecord* outlet = <const OutletRecord*>payload
         key = config_key_of(b'O', rq.outlet_code)
         value = self.get(key, None, self.db_config)
-        if value is not None and memcmp(<const char*>value + 8, outlet.name, OUTLET_NAME_SIZE) != 0:
-            rp.result = RESULT_DECLINED_OUTLET_CODE_TAKEN
+        if value is not None and (
+                memcmp(<const char*>value + 8, outlet.name, OUTLET_NAME_SIZE) != 0 or
+                (<const OutletRecord*><const char*>value).partner_id != outlet.partner_id):
+            rp.result = RESULT_DECLINED_OUTLET_CODE_TAKEN       # another outlet, or partner
             return 0
         self.put(key, _bytes(payload, sizeof(OutletRecord)), False, True, False, self.db_config)
+        self.partners.clear()
         self.approve(rq, rp, 0, 0)
         return 0
 
@@ -1583,17 +1651,284 @@ cdef class _BatchApplier:
                      (<uint32_t>program.program_id).to_bytes(4, "little"), False, True, False,
                      self.db_config)
         self.put(key, _bytes(payload, sizeof(ProgramRecord)), False, True, False, self.db_config)
+        self.programs.clear()                # read again by the batch's next sales
         self.approve(rq, rp, 0, 0)
+        return 0
+
+    # ---- loyalty: earning on sales, members, returns --------------------------------
+
+    cdef uint32_t partner_of(self, uint32_t outlet_code) except? 0xFFFFFFFF:
+        """The loyalty partner an outlet belongs to (0: none, or not an outlet we know)."""
+        cdef const OutletRecord* outlet
+        if outlet_code == 0:
+            return 0
+        partner = self.partners.get(outlet_code)
+        if partner is None:
+            value = self.get(config_key_of(b'O', outlet_code), None, self.db_config)
+            partner = (<const OutletRecord*><const char*>value).partner_id if value is not None else 0
+            self.partners[outlet_code] = partner
+        return partner
+
+    cdef tuple program_of(self, uint32_t range_id):
+        """(ProgramRecord bytes, EarnRule[] bytes) of the range's program, or None; read
+        once per batch."""
+        found = self.programs.get(range_id, False)
+        if found is False:
+            link = self.get(config_key_of(b'g', range_id), None, self.db_config)
+            if link is None:
+                found = None
+            else:
+                program_id = int.from_bytes(link, "little")
+                program = self.get(config_key_of(b'G', program_id), None, self.db_config)
+                assert program is not None and len(program) == sizeof(ProgramRecord), \
+                    "range of a missing program"
+                found = (program, self.get(config_key_of(b'E', program_id), b"", self.db_config))
+            self.programs[range_id] = found
+        return found
+
+    cdef int read_member(self, uint64_t card_id, MemberRecord* out) except -1:
+        value = self.get(u64_be(card_id), None, self.db_members)
+        if value is None:
+            memset(out, 0, sizeof(MemberRecord))
+        else:
+            assert len(value) == sizeof(MemberRecord), "corrupt member record"
+            memcpy(out, <const char*>value, sizeof(MemberRecord))
+        return 0
+
+    cdef int write_member(self, uint64_t card_id, const MemberRecord* member) except -1:
+        self.put(u64_be(card_id), _bytes(member, sizeof(MemberRecord)), False, True, False,
+                 self.db_members)
+        return 0
+
+    cdef int record_points(self, uint64_t card_id, uint64_t seq, uint8_t op, int64_t points,
+                           uint32_t outlet_code, const PointsLine* explained=NULL) except -1:
+        """One line of the card's points history (its statement), keyed by journal seq."""
+        cdef PointsLine line
+        if explained != NULL:
+            memcpy(&line, explained, sizeof(line))
+        else:
+            memset(&line, 0, sizeof(line))
+            line.outlet_code = outlet_code
+        line.op = op
+        line.points = points
+        self.put(u64_be(card_id) + u64_be(seq), _bytes(&line, sizeof(line)), False, True, False,
+                 self.db_card_points_history)
+        return 0
+
+    cdef uint64_t credit_points(self, const CoreRequest* rq, const CardRecord* card,
+                                int64_t amount, uint64_t valid_until_s, uint8_t op,
+                                uint8_t source_slot=SLOT_RANGE_POINTS_ISSUED,
+                                uint8_t reason=0) except 0:
+        """Points onto the card: first they pay back what returns left owed, the rest
+        becomes a lot (issued at self.partner). The first journal seq."""
+        cdef uint64_t owner = SYSTEM_OWNER_BASE + card.range_id, seq = 0
+        cdef int64_t owed = -self.points_owed(card.card_id)
+        cdef int64_t repay = owed if owed < amount else amount
+        if repay > 0:
+            seq = self.post(rq.request_id, op, owner, source_slot, card.card_id,
+                            SLOT_CARD_POINTS_OWED, POINTS, repay, reason)
+        if amount > repay:
+            last = self.post(rq.request_id, op, owner, source_slot, card.card_id,
+                             SLOT_CARD_POINTS, POINTS, amount - repay, reason)
+            seq = seq or last
+            self.new_lot(self.points, rq, card, amount - repay, valid_until_s)
+        return seq
+
+    cdef int64_t earn_on_sale(self, const CoreRequest* rq, const CardRecord* card, int64_t spend,
+                              int64_t volume, uint8_t method, CoreReply* rp) except -1:
+        """A sale of a card in a loyalty program: its rules, tier and bonuses give points
+        (in the same request, as a lot), and the sale counts towards tiers and discounts.
+        The first journal seq of the points (0: none)."""
+        cdef MemberRecord member
+        cdef PointsLine line
+        cdef Sale sale
+        cdef const ProgramRecord* program
+        cdef int64_t points
+        found = self.program_of(card.range_id)
+        if found is None:
+            return 0
+        program_bytes, rules_bytes = found
+        program = <const ProgramRecord*><const char*>program_bytes
+        self.read_member(card.card_id, &member)
+        roll_member(program, &member, self.now_s)
+        self.partner = self.partner_of(rq.outlet_code)
+        sale.amount_minor = spend
+        sale.volume_ml = volume
+        sale.products = rq.products
+        sale.outlet_code = rq.outlet_code
+        sale.partner_id = self.partner
+        sale.method = method
+        rp.lifetime_spend_minor = member.lifetime_spend_minor
+        points = earn(program, <const EarnRule*><const char*>rules_bytes,
+                      len(rules_bytes) // sizeof(EarnRule), &sale, &member, self.now_s,
+                      AMOUNT_MINOR_MAX, &line)
+        if count_sale(program, &member, spend, points, self.now_s):
+            line.earn_flags |= EARNED_TIER_UP
+        self.write_member(card.card_id, &member)
+        rp.points_earned = points
+        rp.tier = member.tier
+        rp.earn_flags = line.earn_flags
+        if points <= 0:
+            return 0
+        seq = self.credit_points(rq, card, points, 0, OP_EARN_POINTS)
+        self.record_points(card.card_id, seq, rq.op, points, rq.outlet_code, &line)
+        rp.points_seq = seq
+        return seq
+
+    cdef int count_member(self, const CardRecord* card, int64_t spend, int64_t points) except -1:
+        """Count a return (negative) or its reversal towards the member's spend and tier."""
+        cdef MemberRecord member
+        found = self.program_of(card.range_id)
+        if found is not None:
+            self.read_member(card.card_id, &member)
+            roll_member(<const ProgramRecord*><const char*>found[0], &member, self.now_s)
+            count_sale(<const ProgramRecord*><const char*>found[0], &member, spend, points,
+                       self.now_s)
+            self.write_member(card.card_id, &member)
+        return 0
+
+    cdef int64_t take_back_points(self, const CoreRequest* rq, const CardRecord* card,
+                                  int64_t points, int64_t spend) except -1:
+        """A return takes back the points its sale earned: from the sale's own lot first,
+        then earliest-expiring, pending ones too; what was already spent is owed (a
+        negative balance that blocks redemption until new points cover it). The first
+        journal seq (0: none)."""
+        cdef PackageRecord lot
+        cdef int64_t covered = 0, take
+        cdef uint64_t owner = SYSTEM_OWNER_BASE + card.range_id, seq = 0
+        self.count_member(card, -spend, -points)
+        if points <= 0:
+            return 0
+        lot_ids = []
+        if self.read_lot(self.points, rq.ref_request_id, &lot) and lot.status == PACKAGE_OPEN:
+            lot_ids.append(_bytes(rq.ref_request_id, REQUEST_ID_SIZE))
+        prefix = u64_be(card.card_id)
+        cursor = self.txn.cursor(db=self.points.db_card)
+        if cursor.set_range(prefix):
+            for key in cursor.iternext(keys=True, values=False):
+                if key[:8] != prefix:
+                    break
+                if u64_from_be(<const unsigned char*><const char*>key + 8) >= self.now_s and \
+                        key[16:] not in lot_ids:
+                    lot_ids.append(key[16:])
+        cursor.close()
+        for lot_id in lot_ids:
+            if covered == points:
+                break
+            self.read_lot(self.points, <const uint8_t*><const char*>lot_id, &lot)
+            take = lot.units_left if lot.units_left < points - covered else points - covered
+            lot.units_left -= take
+            covered += take
+            if lot.units_left == 0:
+                self.end_lot(self.points, <const uint8_t*><const char*>lot_id, &lot, PACKAGE_USED_UP)
+            else:
+                self.write_lot(self.points, <const uint8_t*><const char*>lot_id, &lot)
+        if covered:
+            seq = self.post(rq.request_id, rq.op, card.card_id, SLOT_CARD_POINTS, owner,
+                            SLOT_RANGE_POINTS_ISSUED, POINTS, covered)
+        if points > covered:
+            last = self.post(rq.request_id, rq.op, card.card_id, SLOT_CARD_POINTS_OWED, owner,
+                             SLOT_RANGE_POINTS_ISSUED, POINTS, points - covered)
+            seq = seq or last
+        self.record_points(card.card_id, seq, rq.op, -points, rq.outlet_code)
+        return seq
+
+    cdef int64_t points_to_return(self, const RequestRecord* original, int64_t refunded_before,
+                                  int64_t refunded_after):
+        """Points a return gives back: in proportion to the amount, rounded so that
+        returning everything returns exactly what was earned."""
+        earned = original.reply.points_earned
+        approved = original.reply.approved_minor
+        if earned <= 0 or approved <= 0:
+            return 0
+        return earned * refunded_after // approved - earned * refunded_before // approved
+
+    cdef int loyalty_sale(self, const CoreRequest* rq, CoreReply* rp) except -1:
+        """A sale the member pays otherwise (cash, a bank card): the discount the POS
+        applies, and the points the rest earns."""
+        cdef CardRecord card
+        cdef MemberRecord member
+        cdef int64_t discount
+        if not self.find_described_card(rq, &card, rp):
+            return 0
+        cdef uint8_t bad = self.usable_card(&card, True)
+        found = self.program_of(card.range_id)
+        if not bad and found is None:
+            bad = RESULT_DECLINED_NOT_IN_PROGRAM
+        if bad:
+            rp.result = bad
+            self.describe_lots(self.points, rp)
+            return 0
+        self.activate(&card)
+        self.read_member(card.card_id, &member)
+        rp.discount_bp = discount_of(<const ProgramRecord*><const char*>found[0],
+                                     member.lifetime_spend_minor)
+        discount = rq.amount_minor * rp.discount_bp // 10000
+        rp.discount_minor = discount
+        seq = self.earn_on_sale(rq, &card, rq.amount_minor - discount, rq.volume_ml,
+                                rq.target_status, rp)
+        self.approve(rq, rp, rq.amount_minor - discount, seq)
+        self.describe_lots(self.points, rp)
+        return 0
+
+    cdef int set_rules(self, const CoreRequest* rq, const char* payload, CoreReply* rp) except -1:
+        """Replace a program's earn rules; every outlet and product they name must exist."""
+        cdef const EarnRule* rule
+        cdef CatalogRecord catalog
+        cdef int i, j
+        if self.get(config_key_of(b'G', rq.profile_id), None, self.db_config) is None:
+            rp.result = RESULT_DECLINED_UNKNOWN_PROGRAM
+            return 0
+        self.read_catalog(&catalog)
+        for i in range(rq.payload_size // sizeof(EarnRule)):
+            rule = <const EarnRule*>(payload + i * sizeof(EarnRule))
+            for j in range(rule.place_count):
+                if self.get(config_key_of(b'O', rule.outlets[j]), None, self.db_config) is None:
+                    rp.result = RESULT_DECLINED_UNKNOWN_OUTLET
+                    return 0
+            for j in range(PRODUCT_SET_SIZE):
+                if rule.products[j] & ~catalog.known[j]:
+                    rp.result = RESULT_REJECTED_UNKNOWN_PRODUCT
+                    return 0
+        self.put(config_key_of(b'E', rq.profile_id), payload[:rq.payload_size], False, True,
+                 False, self.db_config)
+        self.programs.clear()
+        self.approve(rq, rp, 0, 0)
+        return 0
+
+    cdef int set_member(self, const CoreRequest* rq, CoreReply* rp) except -1:
+        """The holder's birthday (month * 100 + day in profile_id; 0: forget it)."""
+        cdef CardRecord card
+        cdef MemberRecord member
+        cdef uint8_t bad = self.open_card(rq, &card, rp)
+        if bad:
+            rp.result = bad
+            return 0
+        self.read_member(card.card_id, &member)
+        member.birth_month = rq.profile_id // 100
+        member.birth_day = rq.profile_id % 100
+        self.write_member(card.card_id, &member)
+        self.approve(rq, rp, 0, 0, &card)
         return 0
 
     # ---- one request --------------------------------------------------------------
 
     cdef bint valid(self, const CoreRequest* rq):
+        if rq.op == OP_SET_RULES:
+            return rq.profile_id != 0 and rq.payload_size % sizeof(EarnRule) == 0 and \
+                rq.payload_size <= RULES_MAX * sizeof(EarnRule)
+        if rq.op == OP_SET_MEMBER:
+            return rq.payload_size == 0 and (rq.profile_id == 0 or (
+                1 <= rq.profile_id // 100 <= 12 and 1 <= rq.profile_id % 100 <= 31))
         if rq.payload_size != (sizeof(ProfileRecord) if rq.op == OP_SET_PROFILE else
                                sizeof(OutletRecord) if rq.op == OP_DEFINE_OUTLET else
                                sizeof(ProgramRecord) if rq.op == OP_SET_PROGRAM else
                                CARD_KEY_SIZE if rq.op == OP_TRANSFER_POINTS else 0):
             return False
+        if rq.op == OP_LOYALTY_SALE:
+            return 0 < rq.amount_minor <= AMOUNT_MINOR_MAX and \
+                PAYMENT_CASH <= rq.target_status <= PAYMENT_OTHER and \
+                0 <= rq.volume_ml <= VOLUME_ML_MAX
         if rq.op in (OP_PURCHASE, OP_PREAUTH, OP_COMPLETE):
             if not 0 <= rq.volume_ml <= VOLUME_ML_MAX:
                 return False
@@ -1641,10 +1976,12 @@ cdef class _BatchApplier:
         if rq.op == OP_DEFINE_OUTLET:
             return (<const OutletRecord*>payload).outlet_code == rq.outlet_code
         if rq.op == OP_SET_PROGRAM:
-            program = <const ProgramRecord*>payload
-            return program.program_id != 0 and program.expiry_kind <= EXPIRY_YEAR_END_AFTER and \
-                program.range_count <= PROGRAM_RANGES_MAX and \
-                -1440 <= program.utc_offset_min <= 1440 and program.pending_days <= 366
+            return valid_program(<const ProgramRecord*>payload, AMOUNT_MINOR_MAX)
+        if rq.op == OP_SET_RULES:
+            for i in range(rq.payload_size // sizeof(EarnRule)):
+                if not valid_rule(<const EarnRule*>(payload + i * sizeof(EarnRule)), AMOUNT_MINOR_MAX):
+                    return False
+            return True
         profile = <const ProfileRecord*>payload
         if profile.profile_id != rq.profile_id or profile.place_count > PROFILE_PLACES_MAX or \
                 profile.minute_from > 1440 or profile.minute_to > 1440 or \
@@ -1660,6 +1997,7 @@ cdef class _BatchApplier:
         cdef RequestRecord rec
         memset(rp, 0, sizeof(CoreReply))
         self.actor = rq.actor
+        self.partner = 0
         rp.op = rq.op
         if not self.valid(rq) or not self.valid_payload(rq, payload):
             rp.result = RESULT_REJECTED_INVALID_REQUEST
@@ -1677,7 +2015,8 @@ cdef class _BatchApplier:
             else:
                 rp.result = RESULT_REJECTED_REQUEST_ID_REUSED
             return 0
-        if rq.op in (OP_PURCHASE, OP_PREAUTH, OP_COMPLETE) and not self.known_products(rq):
+        if rq.op in (OP_PURCHASE, OP_PREAUTH, OP_COMPLETE, OP_LOYALTY_SALE) and \
+                not self.known_products(rq):
             rp.result = RESULT_REJECTED_UNKNOWN_PRODUCT
             return 0
         if rq.op == OP_LOAD:
@@ -1732,6 +2071,12 @@ cdef class _BatchApplier:
             self.adjust_points(rq, rp)
         elif rq.op == OP_TRANSFER_POINTS:
             self.transfer_points(rq, payload, rp)
+        elif rq.op == OP_LOYALTY_SALE:
+            self.loyalty_sale(rq, rp)
+        elif rq.op == OP_SET_RULES:
+            self.set_rules(rq, payload, rp)
+        elif rq.op == OP_SET_MEMBER:
+            self.set_member(rq, rp)
         assert rp.result != 0, "operation left no result"
         if rp.result == RESULT_REJECTED_UNKNOWN_PRODUCT:
             return 0                                 # a rejection writes nothing

@@ -44,6 +44,9 @@ class Op(enum.IntEnum):
     SET_PROGRAM = OP_SET_PROGRAM
     ADJUST_POINTS = OP_ADJUST_POINTS
     TRANSFER_POINTS = OP_TRANSFER_POINTS
+    SET_RULES = OP_SET_RULES
+    LOYALTY_SALE = OP_LOYALTY_SALE
+    SET_MEMBER = OP_SET_MEMBER
 
 
 class Result(enum.IntEnum):
@@ -92,6 +95,10 @@ class Result(enum.IntEnum):
     DECLINED_POINTS_PENDING = RESULT_DECLINED_POINTS_PENDING
     DECLINED_RANGE_IN_ANOTHER_PROGRAM = RESULT_DECLINED_RANGE_IN_ANOTHER_PROGRAM
     DECLINED_RECEIVING_CARD_UNUSABLE = RESULT_DECLINED_RECEIVING_CARD_UNUSABLE
+    DECLINED_POINTS_OWED = RESULT_DECLINED_POINTS_OWED
+    DECLINED_UNKNOWN_PROGRAM = RESULT_DECLINED_UNKNOWN_PROGRAM
+    DECLINED_NOT_IN_PROGRAM = RESULT_DECLINED_NOT_IN_PROGRAM
+    DECLINED_UNKNOWN_OUTLET = RESULT_DECLINED_UNKNOWN_OUTLET
     REJECTED_REQUEST_ID_REUSED = RESULT_REJECTED_REQUEST_ID_REUSED
     REJECTED_INVALID_REQUEST = RESULT_REJECTED_INVALID_REQUEST
     REJECTED_UNKNOWN_PRODUCT = RESULT_REJECTED_UNKNOWN_PRODUCT
@@ -159,6 +166,7 @@ class Slot(enum.IntEnum):
     RANGE_POINTS_REDEEMED = SLOT_RANGE_POINTS_REDEEMED
     RANGE_POINTS_EXPIRED = SLOT_RANGE_POINTS_EXPIRED
     RANGE_POINTS_ADJUSTED = SLOT_RANGE_POINTS_ADJUSTED
+    CARD_POINTS_OWED = SLOT_CARD_POINTS_OWED
 
 
 class PackageState(enum.IntEnum):
@@ -196,12 +204,51 @@ class ExpiryKind(enum.IntEnum):
     YEAR_END_AFTER = EXPIRY_YEAR_END_AFTER
 
 
+class PaymentMethod(enum.IntEnum):
+    """Same numbers as cardgate.v1.PaymentMethod."""
+    CARD_VALUE = PAYMENT_CARD_VALUE
+    CASH = PAYMENT_CASH
+    BANK_CARD = PAYMENT_BANK_CARD
+    OTHER = PAYMENT_OTHER
+
+
+class RuleKind(enum.IntEnum):
+    """Same numbers as cardgate.v1.EarnRuleKind."""
+    PER_AMOUNT = RULE_PER_AMOUNT
+    PER_VOLUME = RULE_PER_VOLUME
+    MULTIPLIER = RULE_MULTIPLIER
+    FIXED = RULE_FIXED
+
+
+class RuleScope(enum.IntEnum):
+    ALL = SCOPE_ALL
+    OUTLETS = SCOPE_OUTLETS
+    PARTNER = SCOPE_PARTNER
+
+
+Tier = namedtuple("Tier", "name minimum multiplier_permille")
+DiscountStep = namedtuple("DiscountStep", "minimum_spend_minor discount_bp")
+Program = namedtuple("Program", "program_id expiry_kind expiry_n pending_days utc_offset_min "
+                     "range_ids stack_rules tiers_by_points tiers discounts welcome_points "
+                     "birthday_points birthday_window_days point_value_millis",
+                     defaults=(False, False, (), (), 0, 0, 0, 0))
+
+
 def pack_program(unsigned int program_id, int expiry_kind, int expiry_n=0, int pending_days=0,
-                 int utc_offset_min=0, range_ids=()):
+                 int utc_offset_min=0, range_ids=(), *, bint stack_rules=False,
+                 bint tiers_by_points=False, tiers=(), discounts=(), long long welcome_points=0,
+                 long long birthday_points=0, int birthday_window_days=0,
+                 unsigned int point_value_millis=0):
+    """A ProgramRecord. tiers: Tier(name, minimum, multiplier_permille) ascending;
+    discounts: DiscountStep(minimum_spend_minor, discount_bp) ascending."""
     cdef ProgramRecord p
     memset(&p, 0, sizeof(p))
     if len(range_ids) > PROGRAM_RANGES_MAX:
         raise ValueError(f"a program covers at most {PROGRAM_RANGES_MAX} card ranges")
+    if len(tiers) > TIERS_MAX:
+        raise ValueError(f"a program has at most {TIERS_MAX} tiers")
+    if len(discounts) > DISCOUNT_STEPS_MAX:
+        raise ValueError(f"a program has at most {DISCOUNT_STEPS_MAX} discount levels")
     p.program_id = program_id
     p.expiry_kind = expiry_kind
     p.expiry_n = expiry_n
@@ -210,22 +257,149 @@ def pack_program(unsigned int program_id, int expiry_kind, int expiry_n=0, int p
     p.range_count = len(range_ids)
     for i, range_id in enumerate(range_ids):
         p.range_ids[i] = range_id
+    p.flags = (PROGRAM_STACK_RULES if stack_rules else 0) | \
+        (PROGRAM_TIERS_BY_POINTS if tiers_by_points else 0)
+    p.tier_count = len(tiers)
+    for i, (name, minimum, multiplier) in enumerate(tiers):
+        raw = name.encode("utf-8")
+        if len(raw) > TIER_NAME_SIZE:
+            raise ValueError(f"a tier name is at most {TIER_NAME_SIZE} bytes of UTF-8")
+        memcpy(p.tier_names[i], <char*>raw, len(raw))
+        p.tier_min[i] = minimum
+        p.tier_multiplier_permille[i] = multiplier
+    p.discount_count = len(discounts)
+    for i, (minimum, bp) in enumerate(discounts):
+        p.discount_min[i] = minimum
+        p.discount_bp[i] = bp
+    p.welcome_points = welcome_points
+    p.birthday_points = birthday_points
+    p.birthday_window_days = birthday_window_days
+    p.point_value_millis = point_value_millis
     return (<char*>&p)[:sizeof(p)]
-
-
-Program = namedtuple("Program", "program_id expiry_kind expiry_n pending_days utc_offset_min "
-                     "range_ids")
 
 
 def unpack_program(bytes data):
     _check_size(data, sizeof(ProgramRecord), "program")
     cdef const ProgramRecord* p = <const ProgramRecord*><const char*>data
+    tiers = tuple(Tier(p.tier_names[i][:strnlen_max(p.tier_names[i], TIER_NAME_SIZE)]
+                       .decode("utf-8", "replace"), p.tier_min[i], p.tier_multiplier_permille[i])
+                  for i in range(min(p.tier_count, TIERS_MAX)))
+    discounts = tuple(DiscountStep(p.discount_min[i], p.discount_bp[i])
+                      for i in range(min(p.discount_count, DISCOUNT_STEPS_MAX)))
     return Program(p.program_id, p.expiry_kind, p.expiry_n, p.pending_days, p.utc_offset_min,
-                   tuple(p.range_ids[i] for i in range(min(p.range_count, PROGRAM_RANGES_MAX))))
+                   tuple(p.range_ids[i] for i in range(min(p.range_count, PROGRAM_RANGES_MAX))),
+                   bool(p.flags & PROGRAM_STACK_RULES), bool(p.flags & PROGRAM_TIERS_BY_POINTS),
+                   tiers, discounts, p.welcome_points, p.birthday_points,
+                   p.birthday_window_days, p.point_value_millis)
+
+
+Rule = namedtuple("Rule", "rule_id kind points per scope outlets partner_id products "
+                  "days_mask minute_from minute_to methods from_s until_s",
+                  defaults=(RuleScope.ALL, (), 0, (), 0, 0, 0, (), 0, 0))
+
+
+def pack_rules(rules):
+    """EarnRule records, concatenated, of Rule tuples (methods: PaymentMethod values)."""
+    cdef EarnRule r
+    out = []
+    if len(rules) > RULES_MAX:
+        raise ValueError(f"a program has at most {RULES_MAX} earn rules")
+    for rule in rules:
+        memset(&r, 0, sizeof(r))
+        r.rule_id = rule.rule_id
+        r.kind = rule.kind
+        r.points = rule.points
+        r.per = rule.per
+        r.scope = rule.scope
+        if len(rule.outlets) > RULE_PLACES_MAX:
+            raise ValueError(f"a rule names at most {RULE_PLACES_MAX} outlets")
+        r.place_count = len(rule.outlets)
+        for i, code in enumerate(rule.outlets):
+            r.outlets[i] = code
+        r.partner_id = rule.partner_id
+        for code in rule.products:
+            if not 0 <= code < PRODUCT_SET_SIZE * 8:
+                raise ValueError(f"product codes are 0 to {PRODUCT_SET_SIZE * 8 - 1}, got {code}")
+            r.products[code >> 3] |= 1 << (code & 7)
+        r.days_mask = rule.days_mask
+        r.minute_from = rule.minute_from
+        r.minute_to = rule.minute_to
+        for method in rule.methods:
+            r.methods_mask |= 1 << (int(method) - 1)
+        r.from_s = rule.from_s
+        r.until_s = rule.until_s
+        out.append((<char*>&r)[:sizeof(r)])
+    return b"".join(out)
+
+
+def unpack_rules(bytes data):
+    cdef const EarnRule* r
+    cdef const char* base = data
+    cdef Py_ssize_t offset
+    if len(data) % sizeof(EarnRule):
+        raise ValueError("earn rules are not a whole number of records")
+    rules = []
+    for offset in range(0, len(data), sizeof(EarnRule)):
+        r = <const EarnRule*>(base + offset)
+        rules.append(Rule(r.rule_id, RuleKind(r.kind), r.points, r.per, RuleScope(r.scope),
+                          tuple(r.outlets[i] for i in range(min(r.place_count, RULE_PLACES_MAX))),
+                          r.partner_id, product_set((<char*>r.products)[:PRODUCT_SET_SIZE]),
+                          r.days_mask, r.minute_from, r.minute_to,
+                          tuple(PaymentMethod(m + 1) for m in range(4) if r.methods_mask >> m & 1),
+                          r.from_s, r.until_s))
+    return tuple(rules)
+
+
+Member = namedtuple("Member", "month_index tier welcomed birth_month birth_day birthday_year "
+                    "tier_review_s lifetime_spend_minor month_spend month_points")
+
+
+def unpack_member(bytes data):
+    """month_spend / month_points: the 12 buckets, indexed by month_index % 12."""
+    _check_size(data, sizeof(MemberRecord), "member")
+    cdef const MemberRecord* m = <const MemberRecord*><const char*>data
+    return Member(m.month_index, m.tier, bool(m.flags & MEMBER_WELCOMED), m.birth_month,
+                  m.birth_day, m.birthday_year, m.tier_review_s, m.lifetime_spend_minor,
+                  tuple(m.month_spend[i] for i in range(SPEND_MONTHS)),
+                  tuple(m.month_points[i] for i in range(SPEND_MONTHS)))
+
+
+EarnPartView = namedtuple("EarnPartView", "rule_id kind points per earned")
+PointsLineView = namedtuple("PointsLineView", "op tier welcome birthday tier_up outlet_code "
+                            "points amount_minor volume_ml tier_multiplier_permille "
+                            "multiplier_permille base_points fixed_points welcome_points "
+                            "birthday_points parts")
+
+
+def unpack_points_line(bytes data):
+    _check_size(data, sizeof(PointsLine), "points history")
+    cdef const PointsLine* p = <const PointsLine*><const char*>data
+    parts = tuple(EarnPartView(p.parts[i].rule_id, p.parts[i].kind, p.parts[i].points,
+                               p.parts[i].per, p.parts[i].earned)
+                  for i in range(min(p.part_count, EARN_PARTS_MAX)))
+    return PointsLineView(p.op, p.tier, bool(p.earn_flags & EARNED_WELCOME),
+                          bool(p.earn_flags & EARNED_BIRTHDAY), bool(p.earn_flags & EARNED_TIER_UP),
+                          p.outlet_code, p.points, p.amount_minor, p.volume_ml,
+                          p.tier_multiplier_permille, p.multiplier_permille, p.base_points,
+                          p.fixed_points, p.welcome_points, p.birthday_points, parts)
+
+
+EARNED_FLAG_WELCOME = EARNED_WELCOME
+EARNED_FLAG_BIRTHDAY = EARNED_BIRTHDAY
+EARNED_FLAG_TIER_UP = EARNED_TIER_UP
+SPEND_WINDOW_MONTHS = SPEND_MONTHS
+EARN_RULE_SIZE = sizeof(EarnRule)
+EARN_RULES_MAX = RULES_MAX
+RULE_OUTLETS_MAX = RULE_PLACES_MAX
+PROGRAM_TIERS_MAX = TIERS_MAX
+PROGRAM_DISCOUNT_STEPS_MAX = DISCOUNT_STEPS_MAX
+TIER_NAME_BYTES = TIER_NAME_SIZE
+MULTIPLIER_MAX_PERMILLE = MULTIPLIER_PERMILLE_MAX
+RULE_POINTS_LIMIT = RULE_POINTS_MAX
 PROFILE_RECORD_SIZE = sizeof(ProfileRecord)
 OUTLET_RECORD_SIZE = sizeof(OutletRecord)
 # The layout of what fastcore writes; a store of another format is refused, not misread.
-STORE_FORMAT = 2
+STORE_FORMAT = 3
 STORE_FORMAT_KEY = b"store_format"
 UNITS_ASSET = "UNT"            # the asset code of subscription units in accounts and journal
 POINTS_ASSET = "PTS"           # the asset code of loyalty points
@@ -236,12 +410,12 @@ HOLD_TIMEOUT_S_DEFAULT = 1800      # an open pre-authorization is released after
 PIN_TRIES_MAX_DEFAULT = 3      # wrong PINs in a row that block a card, unless its range says
 
 assert REQUEST_SIZE == 240, REQUEST_SIZE
-assert REPLY_SIZE == 88, REPLY_SIZE
-assert REQUEST_RECORD_SIZE == 344, REQUEST_RECORD_SIZE
+assert REPLY_SIZE == 120, REPLY_SIZE
+assert REQUEST_RECORD_SIZE == 376, REQUEST_RECORD_SIZE
 assert PROFILE_RECORD_SIZE == 232, PROFILE_RECORD_SIZE
 assert CARD_RECORD_SIZE == 80, CARD_RECORD_SIZE
 assert ACCOUNT_RECORD_SIZE == 48, ACCOUNT_RECORD_SIZE
-assert JOURNAL_ENTRY_SIZE == 64, JOURNAL_ENTRY_SIZE
+assert JOURNAL_ENTRY_SIZE == 72, JOURNAL_ENTRY_SIZE
 assert RANGE_RECORD_SIZE == 68, RANGE_RECORD_SIZE
 
 REQUEST_FLAG_REVERSED = REQUEST_REVERSED
@@ -251,7 +425,8 @@ ACCOUNT_FLAG_NO_OVERDRAFT = ACCOUNT_NO_OVERDRAFT
 Reply = namedtuple("Reply", "result op card_status currency approved_minor balance_minor "
                    "pending_minor card_id journal_seq approval_code pan_first6 pan_last4 "
                    "pan_length expiry_yyyymm prompts_missing limit_hit volume_ml "
-                   "credit_limit_minor review")
+                   "credit_limit_minor review tier earn_flags discount_bp points_earned "
+                   "discount_minor lifetime_spend_minor points_seq")
 RequestView = namedtuple("RequestView", "op target_status currency amount_minor request_id "
                          "ref_request_id card_key range_id expiry_yyyymm pan_first6 pan_last4 "
                          "pan_length pin_verifier partial_ok pin_tries_max reason adjust_down "
@@ -265,8 +440,8 @@ Card = namedtuple("Card", "card_id range_id expiry_yyyymm status pan_first6 pan_
 Account = namedtuple("Account", "balance_minor pending_minor currency flags "
                      "credits_minor_total debits_minor_total last_journal_seq")
 JournalView = namedtuple("JournalView", "request_id debit_owner debit_slot credit_owner "
-                         "credit_slot op currency amount_minor time_s reason actor",
-                         defaults=(0,))
+                         "credit_slot op currency amount_minor time_s reason actor "
+                         "partner_id origin_partner", defaults=(0, 0, 0))
 Hold = namedtuple("Hold", "card_id range_id status currency held_minor completed_minor "
                   "created_s expires_s counted value_owner volume_ml completed_volume_ml")
 CardRange = namedtuple("CardRange", "range_id pan_length iin_prefix iin_digits currency name "
@@ -458,16 +633,29 @@ def unpack_contract(bytes data):
     return Contract(c.contract_id, c.profile_id, _currency(c.currency), c.credit_limit_minor)
 
 
-def pack_outlet(unsigned int outlet_code, unsigned int region_code, str name):
+def pack_outlet(unsigned int outlet_code, unsigned int region_code, str name,
+                unsigned int partner_id=0):
     cdef OutletRecord o
     memset(&o, 0, sizeof(o))
     o.outlet_code = outlet_code
     o.region_code = region_code
+    o.partner_id = partner_id
     cdef bytes raw = name.encode("utf-8")
     if len(raw) > OUTLET_NAME_SIZE:
         raise ValueError(f"outlet name is at most {OUTLET_NAME_SIZE} bytes of UTF-8")
     memcpy(o.name, <char*>raw, len(raw))
     return (<char*>&o)[:sizeof(o)]
+
+
+Outlet = namedtuple("Outlet", "outlet_code region_code name partner_id")
+
+
+def unpack_outlet(bytes data):
+    _check_size(data, sizeof(OutletRecord), "outlet")
+    cdef const OutletRecord* o = <const OutletRecord*><const char*>data
+    return Outlet(o.outlet_code, o.region_code,
+                  o.name[:strnlen_max(o.name, OUTLET_NAME_SIZE)].decode("utf-8", "replace"),
+                  o.partner_id)
 
 
 def unpack_catalog(bytes data):
@@ -488,7 +676,9 @@ cdef object _reply(const CoreReply* p):
     return Reply(p.result, p.op, p.card_status, _currency(p.currency), p.approved_minor,
                  p.balance_minor, p.pending_minor, p.card_id, p.journal_seq, p.approval_code,
                  p.pan_first6, p.pan_last4, p.pan_length, p.expiry_yyyymm, p.prompts_missing,
-                 p.limit_hit, p.volume_ml, p.credit_limit_minor, bool(p.review))
+                 p.limit_hit, p.volume_ml, p.credit_limit_minor, bool(p.review), p.tier,
+                 p.earn_flags, p.discount_bp, p.points_earned, p.discount_minor,
+                 p.lifetime_spend_minor, p.points_seq)
 
 
 cdef object _request(const CoreRequest* p):
@@ -557,7 +747,8 @@ def unpack_journal_entry(bytes data):
     cdef const JournalEntry* p = <const JournalEntry*><const char*>data
     return JournalView((<char*>p.request_id)[:REQUEST_ID_SIZE], p.debit_owner, p.debit_slot,
                        p.credit_owner, p.credit_slot, p.op, _currency(p.currency),
-                       p.amount_minor, p.time_s, p.reason, p.actor)
+                       p.amount_minor, p.time_s, p.reason, p.actor, p.partner_id,
+                       p.origin_partner)
 
 
 def unpack_hold(bytes data):
@@ -569,14 +760,14 @@ def unpack_hold(bytes data):
 
 
 Package = namedtuple("Package", "card_id range_id status units_total units_left created_s "
-                     "valid_until_s available_from_s")
+                     "valid_until_s available_from_s partner_id")
 
 
 def unpack_package(bytes data):
     _check_size(data, sizeof(PackageRecord), "package")
     cdef const PackageRecord* p = <const PackageRecord*><const char*>data
     return Package(p.card_id, p.range_id, p.status, p.units_total, p.units_left, p.created_s,
-                   p.valid_until_s, p.available_from_s)
+                   p.valid_until_s, p.available_from_s, p.partner_id)
 
 
 def unpack_range(bytes data):

@@ -100,6 +100,8 @@ def _audit(store, txn):
         if acc.flags & records.ACCOUNT_FLAG_NO_OVERDRAFT and acc.balance_minor - acc.pending_minor < 0:
             violations.append(f"{name}: available {acc.balance_minor - acc.pending_minor} is below "
                               "zero on a no-overdraft account")
+        if slot == Slot.CARD_POINTS_OWED and acc.balance_minor > 0:
+            violations.append(f"{name}: owes {-acc.balance_minor} points, a credit")
         if records.CONTRACT_OWNER_BASE <= owner < records.SYSTEM_OWNER_BASE and slot == Slot.CARD_VALUE:
             contract = _contract(txn, store, owner - records.CONTRACT_OWNER_BASE)
             if contract is None:
@@ -164,7 +166,7 @@ def _audit_requests(store, txn, runs, violations):
             continue
         run = runs.pop(request_id, None)
         posted = rec.reply.journal_seq != 0
-        if posted and (run is None or run[1] != rec.reply.journal_seq):
+        if posted and (run is None or not run[0] <= rec.reply.journal_seq <= run[1]):
             violations.append(f"request {request_id.hex()}: answer names journal entry "
                               f"{rec.reply.journal_seq} but the journal disagrees")
         if not posted and run is not None:
@@ -173,7 +175,7 @@ def _audit_requests(store, txn, runs, violations):
         took_effect = rec.reply.result in (Result.APPROVED, Result.PARTIALLY_APPROVED)
         if not took_effect and posted:
             violations.append(f"request {request_id.hex()}: declined yet posted")
-        if rec.request.op in (Op.PURCHASE, Op.COMPLETE) and took_effect:
+        if rec.request.op in (Op.PURCHASE, Op.COMPLETE, Op.LOYALTY_SALE) and took_effect:
             purchases[request_id] = rec
         if (rec.request.op == Op.REFUND and rec.reply.result == Result.APPROVED
                 and not rec.flags & records.REQUEST_FLAG_REVERSED):

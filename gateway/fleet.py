@@ -55,13 +55,13 @@ def limit_of(limit_hit: int):
     return period + 1, measure + 1
 
 
-def _product_code(value: int, field: str) -> int:
+def product_code(value: int, field: str) -> int:
     if not 0 <= value <= PRODUCT_CODE_MAX:
         raise InvalidArgument(field, f"must be a product code 0 to {PRODUCT_CODE_MAX}, got {value}")
     return value
 
 
-def _non_negative(value: int, field: str, maximum: int) -> int:
+def non_negative(value: int, field: str, maximum: int) -> int:
     if not 0 <= value <= maximum:
         raise InvalidArgument(field, f"must be 0 to {maximum}, got {value}")
     return value
@@ -81,10 +81,10 @@ def lines_total(lines, amount_minor: int, field: str = "lines"):
     codes = []
     for i, line in enumerate(lines):
         where = f"{field}[{i}]"
-        codes.append(_product_code(line.product_code, f"{where}.product_code"))
-        line_volume = _non_negative(line.volume_ml, f"{where}.volume_ml", records.VOLUME_ML_MAX)
-        price = _non_negative(line.unit_price_minor, f"{where}.unit_price_minor", records.AMOUNT_MINOR_MAX)
-        line_amount = _non_negative(line.amount_minor, f"{where}.amount_minor", records.AMOUNT_MINOR_MAX)
+        codes.append(product_code(line.product_code, f"{where}.product_code"))
+        line_volume = non_negative(line.volume_ml, f"{where}.volume_ml", records.VOLUME_ML_MAX)
+        price = non_negative(line.unit_price_minor, f"{where}.unit_price_minor", records.AMOUNT_MINOR_MAX)
+        line_amount = non_negative(line.amount_minor, f"{where}.amount_minor", records.AMOUNT_MINOR_MAX)
         if not line_amount:
             if not line_volume:
                 raise InvalidArgument(where, "has neither amount_minor nor volume_ml")
@@ -97,13 +97,13 @@ def lines_total(lines, amount_minor: int, field: str = "lines"):
     if amount_minor and amount_minor != total:
         raise InvalidArgument("amount.amount_minor", f"{amount_minor} differs from the sum of "
                               f"the lines, {total}")
-    return total, _non_negative(volume, f"{field} volume", records.VOLUME_ML_MAX), tuple(codes)
+    return total, non_negative(volume, f"{field} volume", records.VOLUME_ML_MAX), tuple(codes)
 
 
 def _prompts_given(fleet) -> dict:
     fields = {}
     if fleet.HasField("odometer_km"):
-        fields["odometer"] = _non_negative(fleet.odometer_km, "fleet.odometer_km", records.ODOMETER_MAX)
+        fields["odometer"] = non_negative(fleet.odometer_km, "fleet.odometer_km", records.ODOMETER_MAX)
     for name, key in (("driver_id", "driver_present"), ("vehicle_id", "vehicle_present")):
         text = getattr(fleet, name)
         if len(text) > FLEET_TEXT_MAX or not text.isprintable():
@@ -116,20 +116,20 @@ def sale_fields(kind: str, m):
     """(amount, pack_request keywords) of a purchase, pre-authorization or completion."""
     if kind == "preauthorize":
         amount = m.amount.amount_minor
-        volume = _non_negative(m.volume_ml, "volume_ml", records.VOLUME_ML_MAX)
-        price = _non_negative(m.unit_price_minor, "unit_price_minor", records.AMOUNT_MINOR_MAX)
+        volume = non_negative(m.volume_ml, "volume_ml", records.VOLUME_ML_MAX)
+        price = non_negative(m.unit_price_minor, "unit_price_minor", records.AMOUNT_MINOR_MAX)
         if amount == 0 and volume:
             if not price:
                 raise InvalidArgument("unit_price_minor", "is needed to turn volume_ml into an "
                                       "amount (amount.amount_minor is 0)")
             amount = priced(volume, price)
-        codes = tuple(_product_code(c, f"product_codes[{i}]") for i, c in enumerate(m.product_codes))
+        codes = tuple(product_code(c, f"product_codes[{i}]") for i, c in enumerate(m.product_codes))
     else:
         amount, volume, codes = lines_total(m.lines, m.amount.amount_minor)
-    fields = dict(volume_ml=volume, products=codes)
+    fields = dict(volume_ml=volume, products=codes,
+                  outlet_code=outlet_code(m.acceptor.merchant_id, m.acceptor.outlet_id))
     if kind != "complete":
-        fields.update(_prompts_given(m.fleet),
-                      outlet_code=outlet_code(m.acceptor.merchant_id, m.acceptor.outlet_id))
+        fields.update(_prompts_given(m.fleet))
     return amount, fields
 
 
@@ -144,6 +144,19 @@ def _place_code(place, field: str) -> int:
     raise InvalidArgument(field, "must name an outlet (merchant_id, outlet_id) or a region")
 
 
+def schedule_of(m, days_field: str, prefix: str = "") -> int:
+    """The days bitmap (bit 0 Monday) of a message's days (1 Monday .. 7 Sunday), after
+    checking its minute_from / minute_to."""
+    days_mask = 0
+    for i, day in enumerate(getattr(m, days_field)):
+        if not 1 <= day <= 7:
+            raise InvalidArgument(f"{prefix}{days_field}[{i}]", f"must be 1 (Monday) to 7 (Sunday), got {day}")
+        days_mask |= 1 << (day - 1)
+    for field in ("minute_from", "minute_to"):
+        non_negative(getattr(m, field), prefix + field, 1440)
+    return days_mask
+
+
 def pack_profile(m) -> bytes:
     """The core's ProfileRecord of a SetRestrictionProfileRequest."""
     profile_id = validation.config_id(m.profile_id, "profile_id")
@@ -153,13 +166,7 @@ def pack_profile(m) -> bytes:
             raise InvalidArgument(f"required_prompts[{i}]", "must be PROMPT_PIN, _ODOMETER, "
                                   "_DRIVER_ID or _VEHICLE_ID")
         prompts |= PROMPT_BITS[prompt]
-    days_mask = 0
-    for i, day in enumerate(m.allowed_days):
-        if not 1 <= day <= 7:
-            raise InvalidArgument(f"allowed_days[{i}]", f"must be 1 (Monday) to 7 (Sunday), got {day}")
-        days_mask |= 1 << (day - 1)
-    for field in ("minute_from", "minute_to"):
-        _non_negative(getattr(m, field), field, 1440)
+    days_mask = schedule_of(m, "allowed_days")
     validation.utc_offset_min(m.utc_offset_min)
     if len(m.allowed_places) > records.PROFILE_PLACES:
         raise InvalidArgument("allowed_places", f"at most {records.PROFILE_PLACES}")
@@ -177,7 +184,7 @@ def pack_profile(m) -> bytes:
         limits[key] = limit.max
         if limit.soft:
             soft.append(key)
-    codes = [_product_code(c, f"allowed_fuel_codes[{i}]") for i, c in enumerate(m.allowed_fuel_codes)]
+    codes = [product_code(c, f"allowed_fuel_codes[{i}]") for i, c in enumerate(m.allowed_fuel_codes)]
     return records.pack_profile(
         profile_id, products=codes if (codes or m.restrict_fuels) else None,
         nonfuel_allowed=m.non_fuel_allowed, prompts=prompts, days_mask=days_mask,
@@ -201,7 +208,7 @@ class FleetOperations:
         if len(m.name.encode("utf-8")) > 32:
             raise InvalidArgument("name", "is longer than 32 bytes")
         return self._submit(Op.DEFINE_PRODUCT, m.request_id,
-                            range_id=_product_code(m.product_code, "product_code"),
+                            range_id=product_code(m.product_code, "product_code"),
                             target_status=m.kind, range_name=m.name)
 
     def define_outlet(self, m):
@@ -212,14 +219,15 @@ class FleetOperations:
             raise InvalidArgument("outlet_id", "merchant_id/outlet_id is longer than 64 bytes")
         code = outlet_code(m.merchant_id, m.outlet_id)
         return self._submit(Op.DEFINE_OUTLET, m.request_id, outlet_code=code,
-                            payload=records.pack_outlet(code, region_code(m.region), name))
+                            payload=records.pack_outlet(code, region_code(m.region), name,
+                                                        m.partner_id))
 
     def set_profile(self, m):
         payload = pack_profile(m)
         return self._submit(Op.SET_PROFILE, m.request_id, profile_id=m.profile_id, payload=payload)
 
     def set_contract(self, m):
-        limit = _non_negative(m.credit_limit_minor, "credit_limit_minor", records.BALANCE_MINOR_MAX)
+        limit = non_negative(m.credit_limit_minor, "credit_limit_minor", records.BALANCE_MINOR_MAX)
         return self._submit(Op.SET_CONTRACT, m.request_id,
                             contract_id=validation.config_id(m.contract_id, "contract_id"),
                             currency=validation.currency(m.currency), amount_minor=limit,

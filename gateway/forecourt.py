@@ -27,13 +27,13 @@ def _refuse(result, exc, prefix=""):
                                                       message=prefix + str(exc)))
 
 
-def _fill(result, reply):
+def _fill(result, reply, store):
     """A committed core reply into an OperationResult (rejections become errors)."""
     try:
         raise_rejections(reply, result.request_id)
     except REFUSALS as exc:
         return _refuse(result, exc)
-    result.authorization.CopyFrom(authorization_message(reply))
+    result.authorization.CopyFrom(authorization_message(reply, store))
 
 
 class _ReadyResults:
@@ -64,11 +64,11 @@ class _ReadyResults:
         return taken
 
 
-def _committed(result, replies, error):
+def _committed(result, replies, error, store):
     if error is not None:
         _refuse(result, error)
     else:
-        _fill(result, replies[0])
+        _fill(result, replies[0], store)
     return result
 
 
@@ -107,7 +107,7 @@ class ForecourtService(Servicer, forecourt_pb2_grpc.ForecourtServiceServicer):
             except REFUSALS as exc:
                 _refuse(results[i], exc, f"operations[{i}]." if isinstance(exc, InvalidArgument) else "")
         for i, reply in zip(positions, await self.ops.submit_many_async(packed)):
-            _fill(results[i], reply)
+            _fill(results[i], reply, self.ops.store)
         return forecourt_pb2.AuthorizeBatchResponse(results=results)
 
     async def AuthorizeStream(self, request_iterator, context):
@@ -148,7 +148,7 @@ class ForecourtService(Servicer, forecourt_pb2_grpc.ForecourtServiceServicer):
                 results = []
                 for result in await ready.take():
                     if isinstance(result, tuple):
-                        result = _committed(*result)
+                        result = _committed(*result, self.ops.store)
                     results.append(result)
                     in_flight.release()
                 if results:

@@ -1,14 +1,30 @@
-"""LoyaltyService: points earned in lots that expire, redeemed earliest-expiring first,
-and the warnings operators send before points expire."""
-from cardgate.fastcore.records import ExpiryKind
+"""LoyaltyService: programs and their earn rules, sales that earn, points in lots that
+expire (with warning), redeemed earliest-expiring first, members' standing, statements
+in words, and settlement between the partners of a coalition."""
+import grpc
+
+from cardgate.fastcore.records import ExpiryKind, Op, PaymentMethod
 from cardgate.v1 import loyalty_pb2, loyalty_pb2_grpc
 
+from . import loyalty_config, loyalty_words, settlement
+from .fleet import outlet_code
+from .loyalty_answers import standing
 from .pan import mask_parts
 from .service import RESULT_MESSAGES, Servicer, authorization_message, rpc, takes_off
 from .validation import InvalidArgument
 
 WITHIN_DAYS_MAX = 3650
 EXPIRING_PAGE_ROWS = 1000      # lots read per read transaction while streaming
+STATEMENT_LINES_DEFAULT = 100
+STATEMENT_LINES_MAX = 1000
+
+
+def _config_response(message_type, reply):
+    return message_type(result_code=reply.result, message=RESULT_MESSAGES.get(reply.result, ""))
+
+
+def _where(request) -> int:
+    return outlet_code(request.acceptor.merchant_id, request.acceptor.outlet_id)
 
 
 class LoyaltyService(Servicer, loyalty_pb2_grpc.LoyaltyServiceServicer):
@@ -19,22 +35,103 @@ class LoyaltyService(Servicer, loyalty_pb2_grpc.LoyaltyServiceServicer):
         if not 1 <= request.expiry_kind <= len(ExpiryKind):
             raise InvalidArgument("expiry_kind", "must be POINTS_EXPIRY_KIND_NEVER, _DAYS_AFTER, "
                                   "_MONTH_END_AFTER or _YEAR_END_AFTER")
-        reply = self.ops.set_program(request.request_id, request.program_id,
-                                     ExpiryKind(request.expiry_kind - 1), request.expiry_n,
-                                     request.pending_days, request.utc_offset_min,
-                                     list(request.range_ids))
-        return loyalty_pb2.SetProgramResponse(result_code=reply.result,
-                                              message=RESULT_MESSAGES.get(reply.result, ""))
+        payload = loyalty_config.program_payload(request, ExpiryKind(request.expiry_kind - 1))
+        reply = self.ops.set_config(Op.SET_PROGRAM, request.request_id, payload)
+        return _config_response(loyalty_pb2.SetProgramResponse, reply)
+
+    @rpc
+    def SetEarnRules(self, request, context):
+        reply = self.ops.set_config(Op.SET_RULES, request.request_id,
+                                    loyalty_config.rules_payload(request), request.program_id)
+        return _config_response(loyalty_pb2.SetEarnRulesResponse, reply)
+
+    @rpc
+    async def RecordSale(self, request, context):
+        if request.payment_method not in (PaymentMethod.CASH, PaymentMethod.BANK_CARD,
+                                          PaymentMethod.OTHER):
+            raise InvalidArgument("payment_method", "must be PAYMENT_METHOD_CASH, _BANK_CARD or "
+                                  "_OTHER (a sale paid with the card itself is a Purchase)")
+        packed = self.ops.pack_loyalty_sale(request, request.payment_method)
+        reply = await self.ops.submit_one_async(packed, request.request_id)
+        return loyalty_pb2.RecordSaleResponse(authorization=authorization_message(reply, self.ops.store))
+
+    @rpc
+    def SetMember(self, request, context):
+        reply = self.ops.set_member(request.request_id, request.pan, request.birth_month,
+                                    request.birth_day)
+        return _config_response(loyalty_pb2.SetMemberResponse, reply)
+
+    @rpc
+    def GetMember(self, request, context):
+        card = self.known_card(request.pan, context)[0]
+        store = self.ops.store
+        found = store.read_program_of_range(card.range_id)
+        if found is None:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, "pan: the card's range is in no "
+                          "loyalty program")
+        program = found[0]
+        member = store.read_member(card.card_id)
+        now = standing(program, member, self.ops.clock())
+        return loyalty_pb2.GetMemberResponse(
+            masked_pan=mask_parts(card.pan_first6, card.pan_last4, card.pan_length),
+            program_id=program.program_id, tier=loyalty_words.tier_name(program, now.tier),
+            rolling_total=now.rolling_total, next_tier=now.next_tier,
+            to_next_tier=now.to_next_tier, tier_review_s=now.tier_review_s,
+            lifetime_spend_minor=member.lifetime_spend_minor if member else 0,
+            discount_bp=now.discount_bp, next_discount_bp=now.next_discount_bp,
+            to_next_discount_minor=now.to_next_discount, points=store.read_points(card.card_id))
+
+    @rpc
+    def GetStatement(self, request, context):
+        if request.limit > STATEMENT_LINES_MAX:
+            raise InvalidArgument("limit", f"must be 0 to {STATEMENT_LINES_MAX}, got {request.limit}")
+        card = self.known_card(request.pan, context)[0]
+        store = self.ops.store
+        found = store.read_program_of_range(card.range_id)
+        program = found[0] if found else None
+        currency = store.read_range(card.range_id).currency
+        outlets = {}
+        lines = []
+        for line, entry in store.read_points_lines(card.card_id, request.limit or STATEMENT_LINES_DEFAULT):
+            if line.outlet_code and line.outlet_code not in outlets:
+                outlets[line.outlet_code] = store.read_outlet(line.outlet_code)
+            lines.append(loyalty_pb2.StatementLine(
+                time_s=entry.time_s, points=line.points,
+                description=loyalty_words.describe_line(line, entry, program,
+                                                        outlets.get(line.outlet_code), currency)))
+        return loyalty_pb2.GetStatementResponse(
+            masked_pan=mask_parts(card.pan_first6, card.pan_last4, card.pan_length),
+            points=store.read_points(card.card_id), lines=lines)
+
+    @rpc
+    def GetSettlement(self, request, context):
+        if request.from_s < 0 or request.until_s <= request.from_s:
+            raise InvalidArgument("until_s", "the period must be [from_s, until_s) with from_s >= 0 "
+                                  "and until_s after it")
+        store = self.ops.store
+        found = store.read_program(request.program_id)
+        if found is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"program_id: no program {request.program_id}")
+        program = found[0]
+        with store.env.begin() as txn:
+            report = settlement.settle(store, txn, program, request.from_s, request.until_s)
+        first_range = store.read_range(program.range_ids[0]) if program.range_ids else None
+        return loyalty_pb2.GetSettlementResponse(
+            currency=first_range.currency if first_range else "",
+            partners=[loyalty_pb2.PartnerSettlement(**row._asdict()) for row in report.partners],
+            transfers=[loyalty_pb2.PartnerTransfer(from_partner_id=a, to_partner_id=b, points=p,
+                                                   amount_minor=v) for a, b, p, v in report.transfers])
 
     @rpc
     def EarnPoints(self, request, context):
         reply = self.ops.earn_points(request.request_id, request.pan, request.points,
-                                     request.valid_until_s)
+                                     request.valid_until_s, _where(request))
         return loyalty_pb2.EarnPointsResponse(authorization=authorization_message(reply))
 
     @rpc
     def RedeemPoints(self, request, context):
-        reply = self.ops.redeem_points(request.request_id, request.pan, request.points)
+        reply = self.ops.redeem_points(request.request_id, request.pan, request.points,
+                                       _where(request))
         return loyalty_pb2.RedeemPointsResponse(authorization=authorization_message(reply))
 
     @rpc

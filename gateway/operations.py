@@ -5,6 +5,7 @@ list of them) and raises validation.InvalidArgument, RequestIdReused, VelocityEx
 or writer.WriterError.
 """
 import asyncio
+import datetime
 import hashlib
 import time
 
@@ -272,25 +273,34 @@ class Operations:
 
     # ---- loyalty points ------------------------------------------------------------------
 
-    def set_program(self, request_id_text, program_id, expiry_kind, expiry_n, pending_days,
-                    utc_offset_min, range_ids):
-        """expiry_kind: records.ExpiryKind."""
+    def set_config(self, op, request_id_text, payload, program_id=0):
+        """A loyalty program (SET_PROGRAM) or its earn rules (SET_RULES of program_id),
+        packed by loyalty_config."""
         rid = validation.request_id(request_id_text)
-        validation.config_id(program_id, "program_id")
-        if not 0 <= expiry_n <= 0xFFFF:
-            raise validation.InvalidArgument("expiry_n", f"must be 0 to 65535, got {expiry_n}")
-        if not 0 <= pending_days <= 366:
-            raise validation.InvalidArgument("pending_days", f"must be 0 to 366, got {pending_days}")
-        validation.utc_offset_min(utc_offset_min)
-        if len(range_ids) > records.PROGRAM_RANGES or len(set(range_ids)) != len(range_ids):
-            raise validation.InvalidArgument("range_ids", f"at most {records.PROGRAM_RANGES}, "
-                                             "each once")
-        payload = records.pack_program(program_id, expiry_kind, expiry_n, pending_days,
-                                       utc_offset_min, list(range_ids))
-        return self.submit_one(records.pack_request(Op.SET_PROGRAM, rid, payload=payload),
+        return self.submit_one(records.pack_request(op, rid, payload=payload, profile_id=program_id),
                                request_id_text)
 
-    def earn_points(self, request_id_text, pan_text, points, valid_until_s=0):
+    def pack_loyalty_sale(self, m, method) -> bytes:
+        """A sale paid otherwise, shown with a loyalty card (RecordSaleRequest)."""
+        amount, volume, codes = fleet.lines_total(m.lines, m.amount.amount_minor)
+        return self.pack_money(Op.LOYALTY_SALE, m.request_id, m.pan, amount, m.amount.currency,
+                               extra=dict(volume_ml=volume, products=codes, target_status=method,
+                                          outlet_code=fleet.outlet_code(m.acceptor.merchant_id,
+                                                                        m.acceptor.outlet_id)))
+
+    def set_member(self, request_id_text, pan_text, birth_month, birth_day):
+        rid = validation.request_id(request_id_text)
+        if (birth_month, birth_day) != (0, 0):
+            try:
+                datetime.date(2000, birth_month, birth_day)       # a leap year: 29 February is a day
+            except (ValueError, OverflowError):
+                raise validation.InvalidArgument("birth_day", f"{birth_month}/{birth_day} is not "
+                                                 "a day of the year (month 1-12, day of that month)") from None
+        packed = records.pack_request(Op.SET_MEMBER, rid, card_key=self.card_key(pan_text),
+                                      profile_id=birth_month * 100 + birth_day)
+        return self.submit_one(packed, request_id_text)
+
+    def earn_points(self, request_id_text, pan_text, points, valid_until_s=0, outlet=0):
         """A lot of points usable until valid_until_s (0: as the card's program says;
         never without a program)."""
         if valid_until_s and valid_until_s <= self.clock():
@@ -299,11 +309,12 @@ class Operations:
         if valid_until_s < 0:
             raise validation.InvalidArgument("valid_until_s", "must be 0 or a Unix second")
         return self._lot(Op.EARN_POINTS, records.POINTS_ASSET, "points", request_id_text, pan_text,
-                         points, valid_until_s)
+                         points, valid_until_s, outlet)
 
-    def redeem_points(self, request_id_text, pan_text, points):
+    def redeem_points(self, request_id_text, pan_text, points, outlet=0):
+        """outlet: where (its partner is reimbursed in a coalition)."""
         return self._lot(Op.REDEEM_POINTS, records.POINTS_ASSET, "points", request_id_text,
-                         pan_text, points)
+                         pan_text, points, outlet=outlet)
 
     def adjust_points(self, request_id_text, pan_text, points, down, reason, actor):
         rid = validation.request_id(request_id_text)
@@ -324,12 +335,12 @@ class Operations:
             actor=actor)
         return self.submit_one(packed, request_id_text)
 
-    def _lot(self, op, asset, field, request_id_text, pan_text, amount, valid_until_s=0):
+    def _lot(self, op, asset, field, request_id_text, pan_text, amount, valid_until_s=0, outlet=0):
         rid = validation.request_id(request_id_text)
         packed = records.pack_request(
             op, rid, card_key=self.card_key(pan_text),
             amount_minor=validation.amount_minor(amount, field), currency=asset,
-            valid_until_s=valid_until_s)
+            valid_until_s=valid_until_s, outlet_code=outlet)
         return self.submit_one(packed, request_id_text)
 
     # ---- the issuer's corrections ----------------------------------------------------

@@ -16,6 +16,7 @@ from cardgate.v1 import (authorization_pb2, authorization_pb2_grpc, common_pb2, 
 
 from . import fleet, writer as writer_mod
 from .access import Denied
+from .loyalty_answers import loyalty_outcome
 from .operations import RequestIdReused, VelocityExceeded
 from .registration import Malformed
 from .pan import mask, mask_parts
@@ -69,6 +70,12 @@ RESULT_MESSAGES = {
     Result.DECLINED_RANGE_IN_ANOTHER_PROGRAM: "declined: a card range is in another program",
     Result.DECLINED_RECEIVING_CARD_UNUSABLE: "declined: the receiving card is unknown, blocked, "
                                              "closed or expired",
+    Result.DECLINED_POINTS_OWED: "declined: a return took back points already spent; the card "
+                                 "owes points until new ones cover them",
+    Result.DECLINED_UNKNOWN_PROGRAM: "declined: loyalty program not known",
+    Result.DECLINED_NOT_IN_PROGRAM: "declined: the card's range is in no loyalty program",
+    Result.DECLINED_UNKNOWN_OUTLET: "declined: an earn rule names an outlet that is not defined "
+                                    "(FleetService.DefineOutlet)",
 }
 PROMPT_NAMES = {1: "PIN", 2: "odometer", 3: "driver id", 4: "vehicle id"}
 PERIOD_NAMES = {1: "per transaction", 2: "daily", 3: "weekly", 4: "monthly", 5: "lifetime"}
@@ -176,7 +183,9 @@ def takes_off(direction) -> bool:
     return direction == issuing_pb2.ADJUSTMENT_DIRECTION_DEBIT
 
 
-def authorization_message(reply) -> common_pb2.Authorization:
+def authorization_message(reply, store=None) -> common_pb2.Authorization:
+    """The Authorization of a core reply; with the store, a sale of a loyalty card also
+    says what it earned and why (LoyaltyOutcome)."""
     approved = reply.result in (Result.APPROVED, Result.PARTIALLY_APPROVED)
     message = RESULT_MESSAGES.get(reply.result, f"result {reply.result}")
     prompts = fleet.prompts_of(reply.prompts_missing)
@@ -199,6 +208,7 @@ def authorization_message(reply) -> common_pb2.Authorization:
         limit=common_pb2.Limit(period=limit[0], measure=limit[1], soft=reply.review) if limit else None,
         flagged_for_review=reply.review,
         volume_ml=reply.volume_ml,
+        loyalty=loyalty_outcome(store, reply) if store is not None else None,
     )
 
 
@@ -233,7 +243,7 @@ class AuthorizationService(Servicer, authorization_pb2_grpc.AuthorizationService
     async def _authorize(self, kind, request) -> common_pb2.Authorization:
         reply = await self.ops.submit_one_async(self.ops.pack_operation(kind, request),
                                                 request.request_id)
-        return authorization_message(reply)
+        return authorization_message(reply, self.ops.store)
 
     @rpc
     async def LoadValue(self, request, context):

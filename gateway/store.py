@@ -109,14 +109,74 @@ class Store:
             return card, value._replace(balance_minor=value.balance_minor + held.balance_minor,
                                         pending_minor=held.balance_minor), credit_limit
 
+    def read_card_by_id(self, card_id: int):
+        with self.env.begin() as txn:
+            return records.unpack_card(txn.get(records.card_key(card_id), db=self.db_book))
+
     def read_units_left(self, card_id: int) -> int:
         """Subscription units on the card: its open packages (ended ones, used up or
         expired by the writer within WRITER_IDLE_TICK_S, hold none)."""
         return self._read_balance(card_id, records.Slot.CARD_UNITS)
 
     def read_points(self, card_id: int) -> int:
-        """Loyalty points on the card: its open lots (as units_left, for points)."""
-        return self._read_balance(card_id, records.Slot.CARD_POINTS)
+        """Loyalty points on the card: its open lots, less what returns left owed (so
+        below zero while points are owed)."""
+        return self._read_balance(card_id, records.Slot.CARD_POINTS) + \
+            self._read_balance(card_id, records.Slot.CARD_POINTS_OWED)
+
+    def read_program(self, program_id: int):
+        """(records.Program, (records.Rule, ...)) of a loyalty program, or None."""
+        with self.env.begin() as txn:
+            return self._program(txn, program_id)
+
+    def read_program_of_range(self, range_id: int):
+        """(records.Program, rules) of the program a card range is in, or None."""
+        with self.env.begin() as txn:
+            link = txn.get(records.config_key("g", range_id), db=self.db_config)
+            return self._program(txn, int.from_bytes(link, "little")) if link else None
+
+    def _program(self, txn, program_id):
+        value = txn.get(records.config_key("G", program_id), db=self.db_config)
+        if value is None:
+            return None
+        rules = txn.get(records.config_key("E", program_id), db=self.db_config)
+        return records.unpack_program(value), records.unpack_rules(rules or b"")
+
+    def read_member(self, card_id: int):
+        """records.Member of a card that has taken part in a program, or None."""
+        with self.env.begin() as txn:
+            value = txn.get(card_id.to_bytes(8, "big"), db=self.db_members)
+            return records.unpack_member(value) if value is not None else None
+
+    def read_outlet(self, outlet_code: int):
+        """records.Outlet, or None."""
+        with self.env.begin() as txn:
+            value = txn.get(records.config_key("O", outlet_code), db=self.db_config)
+            return records.unpack_outlet(value) if value is not None else None
+
+    def read_points_lines(self, card_id: int, lines_max: int, seq: int = None):
+        """[(records.PointsLineView, records.JournalView)] of the card's points history,
+        newest first (or only the line of journal entry `seq`)."""
+        prefix = card_id.to_bytes(8, "big")
+        found = []
+        with self.env.begin() as txn:
+            cursor = txn.cursor(db=self.db_card_points_history)
+            if seq is not None:
+                value = txn.get(prefix + seq.to_bytes(8, "big"), db=self.db_card_points_history)
+                keys = [(prefix + seq.to_bytes(8, "big"), value)] if value is not None else []
+            else:
+                keys = []
+                # The card's last line: just before the next card's first, or the last of all.
+                found_next = cursor.set_range((card_id + 1).to_bytes(8, "big"))
+                if cursor.prev() if found_next else cursor.last():
+                    for key, value in cursor.iterprev():
+                        if key[:8] != prefix or len(keys) == lines_max:
+                            break
+                        keys.append((key, value))
+            for key, value in keys:
+                entry = records.unpack_journal_entry(txn.get(key[8:], db=self.db_journal))
+                found.append((records.unpack_points_line(value), entry))
+        return found
 
     def _read_balance(self, owner: int, slot: int) -> int:
         with self.env.begin() as txn:

@@ -248,6 +248,15 @@ class FleetRules:
         """A request's payload (size, digest), and the fleet and loyalty operations' own
         checks: whether it is valid, or None when the generic checks decide."""
         Op = records.Op
+        if rq.op == Op.SET_RULES:
+            return hashlib.sha256(payload).digest() == rq.card_key and self.valid_rules(rq, payload)
+        if rq.op == Op.SET_MEMBER:
+            month, day = divmod(rq.profile_id, 100)
+            return not payload and (rq.profile_id == 0 or (1 <= month <= 12 and 1 <= day <= 31))
+        if rq.op == Op.LOYALTY_SALE and not payload:
+            return 0 < rq.amount_minor <= records.AMOUNT_MINOR_MAX and \
+                records.PaymentMethod.CASH <= rq.target_status <= records.PaymentMethod.OTHER and \
+                0 <= rq.volume_ml <= records.VOLUME_ML_MAX
         expected = {Op.SET_PROFILE: records.PROFILE_RECORD_SIZE,
                     Op.DEFINE_OUTLET: records.OUTLET_RECORD_SIZE,
                     Op.SET_PROGRAM: records.PROGRAM_RECORD_SIZE,

@@ -9,10 +9,10 @@ import dataclasses
 import functools
 
 from cardgate.fastcore import records
-from cardgate.fastcore.records import CardStatus, Op, Result, Slot
+from cardgate.fastcore.records import CardStatus, Op, PaymentMethod, Result, Slot
 
 from reference_fleet import Decline, FleetRules
-from reference_loyalty import LoyaltyRules
+from reference_loyalty import LoyaltyRules, lot_time
 
 AMOUNT_MINOR_MAX = records.AMOUNT_MINOR_MAX
 BALANCE_MINOR_MAX = records.BALANCE_MINOR_MAX
@@ -92,14 +92,11 @@ class Package:
     valid_until_s: int
     available_from_s: int = 0
     status: int = records.PackageState.OPEN
+    partner_id: int = 0
 
 
 UNITS = records.UNITS_ASSET
 POINTS = records.POINTS_ASSET
-
-
-def lot_time(lot):
-    return lot.valid_until_s or records.LOT_NEVER
 
 
 LotKind = collections.namedtuple("LotKind", "lots asset card_slot issued_slot used_slot expired_slot "
@@ -120,7 +117,8 @@ def blank_reply(op):
     return dict(result=0, op=op, card_status=0, currency="", approved_minor=0, balance_minor=0,
                 pending_minor=0, card_id=0, journal_seq=0, approval_code=0, pan_first6=0,
                 pan_last4=0, pan_length=0, expiry_yyyymm=0, prompts_missing=0, limit_hit=0,
-                volume_ml=0, credit_limit_minor=0, review=False)
+                volume_ml=0, credit_limit_minor=0, review=False, tier=0, earn_flags=0, discount_bp=0,
+                points_earned=0, discount_minor=0, lifetime_spend_minor=0, points_seq=0)
 
 
 class ReferenceLedger(FleetRules, LoyaltyRules):
@@ -156,7 +154,8 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
         c.last_journal_seq = seq
         assert not d.no_overdraft or d.balance_minor - d.pending_minor >= 0
         self.journal.append(records.JournalView(rid, debit[0], debit[1], credit[0], credit[1],
-                                                op, currency, amount, now_s, reason, self.actor))
+                                                op, currency, amount, now_s, reason, self.actor,
+                                                self.partner, self.origin_partner))
         return seq
 
     @staticmethod
@@ -240,6 +239,7 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
         self.accounts[(card_id, Slot.CARD_HELD)] = Account(self.ranges[rq.range_id], True)
         self.accounts[(card_id, Slot.CARD_UNITS)] = Account(UNITS, True)
         self.accounts[(card_id, Slot.CARD_POINTS)] = Account(POINTS, True)
+        self.accounts[(card_id, Slot.CARD_POINTS_OWED)] = Account(POINTS, False)
         self.pan_index[rq.card_key] = card_id
         rp["card_id"] = card_id
         self.approve(rq, rp, 0, 0)
@@ -337,6 +337,7 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
         if fleet:
             self.count_usage(rq, card, fleet, amount, volume, False)
             self.flag_soft(fleet, amount, volume, rp)
+        self.earn_on_sale(rq, card, amount, volume, PaymentMethod.CARD_VALUE, rp, now_s)
 
     def charge_checks(self, rq, rp, now_s, now_yyyymm):
         card = self.money_checks(rq, rp, now_yyyymm, False)
@@ -431,6 +432,9 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
             fleet = self.fleet_of(card, now_s)      # close_hold released the reservation
             self.count_usage(rq, card, fleet, rq.amount_minor, rq.volume_ml, False)
             self.flag_soft(fleet, rq.amount_minor, rq.volume_ml, rp)
+        if rq.amount_minor:
+            self.earn_on_sale(rq, card, rq.amount_minor, rq.volume_ml, PaymentMethod.CARD_VALUE,
+                              rp, now_s)
 
     def void(self, rq, packed, rp, now_s, now_yyyymm):
         hold = self.holds.get(rq.ref_request_id)
@@ -447,8 +451,9 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
     # ---- lots: subscription packages and loyalty points -----------------------------
 
     def describe_lots(self, kind, rp):
+        owed = self.points_owed(self.cards[rp["card_id"]]) if kind is POINT_LOTS else 0
         rp.update(currency=kind.asset,
-                  balance_minor=self.accounts[(rp["card_id"], kind.card_slot)].balance_minor,
+                  balance_minor=self.accounts[(rp["card_id"], kind.card_slot)].balance_minor + owed,
                   pending_minor=0)
 
     def issue_lot(self, kind, rq, payload, rp, now_s, now_yyyymm):
@@ -460,9 +465,13 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
             self.describe_lots(kind, rp)
             raise Decline(bad)
         self.activate(card, now_s)
-        seq = self.post(rq.request_id, kind.op_issue, (SYSTEM + card.range_id, kind.issued_slot),
-                        (card.card_id, kind.card_slot), kind.asset, rq.amount_minor, now_s)
-        self.new_lot(kind, rq, card, rq.amount_minor, rq.valid_until_s, now_s)
+        if kind is POINT_LOTS:
+            self.partner = self.partner_of(rq.outlet_code)
+            seq = self.credit_points(rq, card, rq.amount_minor, rq.valid_until_s, Op.EARN_POINTS, now_s)
+        else:
+            seq = self.post(rq.request_id, kind.op_issue, (SYSTEM + card.range_id, kind.issued_slot),
+                            (card.card_id, kind.card_slot), kind.asset, rq.amount_minor, now_s)
+            self.new_lot(kind, rq, card, rq.amount_minor, rq.valid_until_s, now_s)
         self.approve(rq, rp, rq.amount_minor, seq)
         self.describe_lots(kind, rp)
 
@@ -477,11 +486,13 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
         if kind is POINT_LOTS and by_program:
             valid_until_s, available_from_s = self.lot_terms(card, valid_until_s, now_s)
         getattr(self, kind.lots)[rq.request_id] = Package(
-            card.card_id, card.range_id, amount, amount, now_s, valid_until_s, available_from_s)
+            card.card_id, card.range_id, amount, amount, now_s, valid_until_s, available_from_s,
+            partner_id=self.partner if by_program else self.origin_partner)
 
-    def take_from_lots(self, kind, card, need, now_s):
+    def take_from_lots(self, kind, card, need, now_s, taken=None):
         """Take `need` from the card's valid lots, earliest-expiring first; returns the
-        expiry of the first lot taken from, or raises the decline."""
+        expiry of the first lot taken from, or raises the decline. taken: gets [partner,
+        amount] per run of lots one partner issued."""
         lots = getattr(self, kind.lots)
         usable = sorted((lot_time(p), pid) for pid, p in lots.items()
                         if p.card_id == card.card_id and p.status == records.PackageState.OPEN
@@ -498,6 +509,11 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
                 break
             lot = lots[pid]
             take = min(lot.units_left, need)
+            if taken is not None:
+                if taken and taken[-1][0] == lot.partner_id:
+                    taken[-1][1] += take
+                else:
+                    taken.append([lot.partner_id, take])
             lot.units_left -= take
             need -= take
             if lot.units_left == 0:
@@ -508,14 +524,24 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
         card = self.described_card(rq, rp)
         try:
             bad = self.card_unusable(card, now_yyyymm, False)
+            if bad is None and kind is POINT_LOTS and self.points_owed(card) < 0:
+                bad = Result.DECLINED_POINTS_OWED
             if bad is not None:
                 raise Decline(bad)
-            self.take_from_lots(kind, card, rq.amount_minor, now_s)
+            taken = []
+            self.take_from_lots(kind, card, rq.amount_minor, now_s, taken)
         except Decline:
             self.describe_lots(kind, rp)
             raise
-        seq = self.post(rq.request_id, kind.op_use, (card.card_id, kind.card_slot),
-                        (SYSTEM + card.range_id, kind.used_slot), kind.asset, rq.amount_minor, now_s)
+        if kind is POINT_LOTS:
+            self.partner = self.partner_of(rq.outlet_code)
+        seq = 0
+        for origin, amount in taken:
+            self.origin_partner = origin
+            last = self.post(rq.request_id, kind.op_use, (card.card_id, kind.card_slot),
+                             (SYSTEM + card.range_id, kind.used_slot), kind.asset, amount, now_s)
+            seq = seq or last
+        self.origin_partner = 0
         self.approve(rq, rp, rq.amount_minor, seq)
         self.describe_lots(kind, rp)
 
@@ -525,8 +551,10 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
                      if p.status == records.PackageState.OPEN and lot_time(p) < now_s)
         for _, pid in due[:records.HOLD_EXPIRIES_PER_BATCH_MAX]:
             lot = lots[pid]
+            self.origin_partner = lot.partner_id
             self.post(pid, kind.op_expiry, (lot.card_id, kind.card_slot),
                       (SYSTEM + lot.range_id, kind.expired_slot), kind.asset, lot.units_left, now_s)
+            self.origin_partner = 0
             lot.status = records.PackageState.EXPIRED
 
     def expire_holds(self, now_s):
@@ -542,7 +570,8 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
         if original is None or original.flags & FLAG_TOMBSTONE:
             raise Decline(Result.DECLINED_ORIGINAL_NOT_FOUND)
         o_rq = records.unpack_request(original.request)
-        if o_rq.op not in (Op.PURCHASE, Op.COMPLETE) or not took_effect(original.reply["result"]):
+        if o_rq.op not in (Op.PURCHASE, Op.COMPLETE, Op.LOYALTY_SALE) or \
+                not took_effect(original.reply["result"]):
             raise Decline(Result.DECLINED_ORIGINAL_NOT_REFUNDABLE)
         if original.flags & FLAG_REVERSED:
             raise Decline(Result.DECLINED_ALREADY_REVERSED)
@@ -550,12 +579,22 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
             raise Decline(Result.DECLINED_CARD_MISMATCH)
         if original.refunded_minor + rq.amount_minor > original.reply["approved_minor"]:
             raise Decline(Result.DECLINED_REFUND_EXCEEDS_ORIGINAL)
-        if rp["balance_minor"] + rq.amount_minor > BALANCE_MINOR_MAX:
+        money = o_rq.op != Op.LOYALTY_SALE
+        if money and rp["balance_minor"] + rq.amount_minor > BALANCE_MINOR_MAX:
             raise Decline(Result.DECLINED_BALANCE_LIMIT_EXCEEDED)
+        back = self.points_to_return(original, original.refunded_minor,
+                                     original.refunded_minor + rq.amount_minor)
         original.refunded_minor += rq.amount_minor
-        seq = self.post(rq.request_id, Op.REFUND, (SYSTEM + card.range_id, Slot.RANGE_MERCHANT),
-                        (self.value_owner(card), Slot.CARD_VALUE), rq.currency, rq.amount_minor, now_s)
-        self.approve(rq, rp, rq.amount_minor, seq)
+        seq = 0
+        if money:
+            seq = self.post(rq.request_id, Op.REFUND, (SYSTEM + card.range_id, Slot.RANGE_MERCHANT),
+                            (self.value_owner(card), Slot.CARD_VALUE), rq.currency, rq.amount_minor,
+                            now_s)
+        points_seq = self.take_back_points(rq, card, back, rq.amount_minor, now_s)
+        self.approve(rq, rp, rq.amount_minor, seq or points_seq)
+        rp.update(points_earned=-back, points_seq=points_seq)
+        if not money:
+            self.describe_lots(POINT_LOTS, rp)
 
     def reverse(self, rq, packed, rp, now_s, now_yyyymm):
         original = self.requests.get(rq.ref_request_id)
@@ -574,7 +613,7 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
                 self.describe(self.cards[rp["card_id"]], rp)
             raise Decline(result)
 
-        if o_rq.op not in (Op.LOAD, Op.PURCHASE, Op.REFUND, Op.PREAUTH):
+        if o_rq.op not in (Op.LOAD, Op.PURCHASE, Op.REFUND, Op.PREAUTH, Op.LOYALTY_SALE):
             decline(Result.DECLINED_NOT_REVERSIBLE)
         if original.flags & FLAG_REVERSED:
             decline(Result.DECLINED_ALREADY_REVERSED)
@@ -591,11 +630,21 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
             original.flags |= FLAG_REVERSED
             self.approve(rq, rp, amount, seq)
             return
-        if o_rq.op == Op.PURCHASE and original.refunded_minor:
+        if o_rq.op in (Op.PURCHASE, Op.LOYALTY_SALE) and original.refunded_minor:
+            decline(Result.DECLINED_NOT_REVERSIBLE)
+        if o_rq.op == Op.REFUND and \
+                records.unpack_request(self.requests[o_rq.ref_request_id].request).op == Op.LOYALTY_SALE:
             decline(Result.DECLINED_NOT_REVERSIBLE)
         amount = original.reply["approved_minor"]
         card = self.cards[original.reply["card_id"]]
         self.describe(card, rp)
+        if o_rq.op == Op.LOYALTY_SALE:
+            seq = self.take_back_points(rq, card, original.reply["points_earned"], amount, now_s)
+            original.flags |= FLAG_REVERSED
+            self.approve(rq, rp, amount, seq)
+            rp.update(points_earned=-original.reply["points_earned"], points_seq=seq)
+            self.describe_lots(POINT_LOTS, rp)
+            return
         system = SYSTEM + card.range_id
         if o_rq.op == Op.PURCHASE:
             if rp["balance_minor"] + amount > BALANCE_MINOR_MAX:
@@ -603,14 +652,19 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
             seq = self.post(rq.request_id, Op.REVERSAL, (system, Slot.RANGE_MERCHANT),
                             (self.value_owner(card), Slot.CARD_VALUE), rp["currency"], amount, now_s)
             self.uncount_purchase(card, o_rq, original.reply, now_s)
+            self.take_back_points(rq, card, original.reply["points_earned"], amount, now_s)
         else:
             if self.available(rp) < amount:
                 raise Decline(Result.DECLINED_INSUFFICIENT_FUNDS)
-            if o_rq.op == Op.REFUND:
-                self.requests[o_rq.ref_request_id].refunded_minor -= amount
             contra = Slot.RANGE_MERCHANT if o_rq.op == Op.REFUND else Slot.RANGE_FUNDING
             seq = self.post(rq.request_id, Op.REVERSAL, (self.value_owner(card), Slot.CARD_VALUE),
                             (system, contra), rp["currency"], amount, now_s)
+            if o_rq.op == Op.REFUND:
+                self.requests[o_rq.ref_request_id].refunded_minor -= amount
+                taken_back = -original.reply["points_earned"]
+                if taken_back > 0:          # the points the refund took back return
+                    self.credit_points(rq, card, taken_back, 0, Op.EARN_POINTS, now_s)
+                self.count_member(card, amount, taken_back, now_s)
         original.flags |= FLAG_REVERSED
         self.approve(rq, rp, amount, seq)
 
@@ -645,6 +699,7 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
         payload = packed[records.REQUEST_SIZE:]
         rp = blank_reply(rq.op)
         self.actor = rq.actor
+        self.partner = 0
         extended = self.valid_extended(rq, payload)
         if extended is False or (extended is None and not self.valid(rq)):
             rp["result"] = Result.REJECTED_INVALID_REQUEST
@@ -673,8 +728,9 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
                    Op.DEFINE_OUTLET: self.define_outlet, Op.SET_CONTRACT: self.set_contract,
                    Op.ASSIGN_CARD: self.assign_card, Op.SET_PROGRAM: self.set_program,
                    Op.ADJUST_POINTS: self.adjust_points,
-                   Op.TRANSFER_POINTS: self.transfer_points}[rq.op]
-        if rq.op in (Op.PURCHASE, Op.PREAUTH, Op.COMPLETE) and \
+                   Op.TRANSFER_POINTS: self.transfer_points, Op.LOYALTY_SALE: self.loyalty_sale,
+                   Op.SET_RULES: self.set_rules, Op.SET_MEMBER: self.set_member}[rq.op]
+        if rq.op in (Op.PURCHASE, Op.PREAUTH, Op.COMPLETE, Op.LOYALTY_SALE) and \
                 any(code not in self.catalog for code in rq.products):
             rp["result"] = Result.REJECTED_UNKNOWN_PRODUCT
             return records.Reply(**rp)
@@ -692,7 +748,7 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
     def apply_batch(self, packed_requests: list, now_s: int, now_yyyymm: int,
                     hold_timeout_s: int = records.HOLD_TIMEOUT_S_DEFAULT):
         self.hold_timeout_s = hold_timeout_s
-        self.actor = 0
+        self.actor = self.partner = self.origin_partner = 0
         self.expire_holds(now_s)
         self.expire_lots(PACKAGES, now_s)
         self.expire_lots(POINT_LOTS, now_s)

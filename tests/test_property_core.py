@@ -2,16 +2,20 @@
 
 Hypothesis draws loads, purchases, refunds, reversals (also of requests not sent yet),
 retries, reused request ids with other content, status changes, duplicate issuing and
-invalid amounts, in random batch groupings. Both sides get the same packed requests;
+invalid amounts, fleet sales, and loyalty: earn rules, tiers, bonuses and discounts,
+sales paid otherwise, earns, redemptions, expiries, transfers and returns, in random
+batch groupings. Both sides get the same packed requests;
 every reply, account and journal entry must agree, and the audit must pass after every
 batch.
 """
+import datetime
 import tempfile
 
-from hypothesis import example, given, strategies as st
+from hypothesis import event, example, given, strategies as st
 
 from cardgate.fastcore import ledger, records
-from cardgate.fastcore.records import CardStatus, HoldState, Measure, Op, Period, Prompt, Result, Slot
+from cardgate.fastcore.records import (CardStatus, DiscountStep, HoldState, Measure, Op, PaymentMethod,
+                                       Period, Prompt, Result, Rule, RuleKind, RuleScope, Slot, Tier)
 from cardgate.gateway import audit
 from cardgate.gateway.store import Store
 from cardgate.gateway.writer import yyyymm_of
@@ -40,6 +44,38 @@ PROFILE_1 = dict(products=[DIESEL], prompts=Prompt.ODOMETER, places=[REGION_NORT
 PROFILE_2 = dict(prompts=Prompt.DRIVER, minute_from=6 * 60, minute_to=22 * 60, utc_offset_min=60,
                  limits={(D, Measure.COUNT): 4, (T, Measure.MONEY): 3_000, (M, Measure.MONEY): 40_000})
 CREDIT_LIMIT = 10_000
+
+# Loyalty: outlet north belongs to partner 1 (a fuel network), south to partner 2 (a
+# cafe). Program variants (0: expiry only; 3: overlapping tiers, invalid) and earn rule
+# sets (3-5 are refused: an unknown outlet, an unknown product, a rule per 0).
+PARTNER_FUEL, PARTNER_CAFE = 1, 2
+OUTLET_UNKNOWN = 0x0D0D0D0D
+SATURDAY_SUNDAY = 0b110_0000
+PROGRAM_VARIANTS = [
+    {},
+    dict(tiers=(Tier("Silver", 5_000, 1250), Tier("Gold", 20_000, 1500)),
+         discounts=(DiscountStep(0, 300), DiscountStep(30_000, 500)), welcome_points=50,
+         birthday_points=100, birthday_window_days=3, point_value_millis=10_000),
+    dict(stack_rules=True, tiers_by_points=True, tiers=(Tier("Gold", 300, 2000),),
+         discounts=(DiscountStep(10_000, 250),), birthday_points=7, birthday_window_days=0),
+    dict(tiers=(Tier("A", 5_000, 1100), Tier("B", 5_000, 1200))),
+]
+RULE_SETS = [
+    (),
+    (Rule(1, RuleKind.PER_AMOUNT, 1, 1_000),
+     Rule(2, RuleKind.PER_VOLUME, 2, 1_000, RuleScope.OUTLETS, (OUTLET_NORTH,), products=(DIESEL,)),
+     Rule(3, RuleKind.PER_VOLUME, 1, 1_000, products=(DIESEL, PETROL)),
+     Rule(4, RuleKind.MULTIPLIER, 1500, 0, days_mask=SATURDAY_SUNDAY),
+     Rule(5, RuleKind.FIXED, 25, 0, products=(SHOP,))),
+    (Rule(1, RuleKind.PER_AMOUNT, 3, 700, RuleScope.PARTNER, partner_id=PARTNER_CAFE),
+     Rule(2, RuleKind.MULTIPLIER, 2000, 0, methods=(PaymentMethod.CASH,)),
+     Rule(3, RuleKind.FIXED, 10, 0, minute_from=6 * 60, minute_to=12 * 60),
+     Rule(4, RuleKind.PER_AMOUNT, 1, 100, from_s=START_S + 10 * 86400, until_s=START_S + 40 * 86400),
+     Rule(5, RuleKind.PER_VOLUME, 7, 3_000, RuleScope.PARTNER, partner_id=PARTNER_FUEL)),
+    (Rule(1, RuleKind.PER_AMOUNT, 1, 10, RuleScope.OUTLETS, (OUTLET_UNKNOWN,)),),
+    (Rule(1, RuleKind.FIXED, 5, 0, products=(UNKNOWN_PRODUCT,)),),
+    (Rule(1, RuleKind.PER_AMOUNT, 1, 0),),
+]
 
 # An amount, or how to derive it from the card's state: exactly what is available
 # (or left to refund), one more, or half of it. Boundaries are where bugs live.
@@ -91,10 +127,20 @@ operation = st.one_of(
     # loyalty points: lots valid for some days (0: never), redeemed earliest-expiring first
     st.tuples(st.just("earn"), card_index, st.integers(1, 500), st.sampled_from([0, -1, 1, 30, 400])),
     st.tuples(st.just("earn"), card_index, st.integers(1, 500), st.sampled_from([0, -1, 1, 30, 400])),
-    st.tuples(st.just("redeem"), card_index, st.one_of(st.integers(1, 600), st.just("all"),
-                                                      st.just("all+1"))),
+    *[st.tuples(st.just("redeem"), card_index, st.one_of(st.integers(1, 600), st.just("all"),
+                                                        st.just("all+1")))] * 2,
     st.tuples(st.just("program"), st.sampled_from(list(records.ExpiryKind)), st.integers(0, 13),
-              st.sampled_from([0, 0, 1, 2, 30])),
+              st.sampled_from([0, 0, 1, 2, 30]), st.integers(0, len(PROGRAM_VARIANTS) - 1)),
+    st.tuples(st.just("rules"), st.integers(0, len(RULE_SETS) - 1), st.sampled_from([1, 1, 1, 2])),
+    # a sale paid otherwise: card, amount, volume, products, outlet, payment method
+    *[st.tuples(st.just("loyalty_sale"), card_index, amounts,
+                st.sampled_from([0, 20_000, 50_000]),
+                st.sampled_from([(), (DIESEL,), (PETROL,), (SHOP,), (DIESEL, SHOP)]),
+                st.sampled_from([OUTLET_NORTH, OUTLET_SOUTH, 0]),
+                st.sampled_from([PaymentMethod.CASH, PaymentMethod.BANK_CARD, PaymentMethod.OTHER, 0]))] * 2,
+    st.tuples(st.just("loyalty_return"), amounts, st.integers(0, 10_000)),
+    st.tuples(st.just("loyalty_return"), amounts, st.integers(0, 10_000)),
+    st.tuples(st.just("set_member"), card_index, st.sampled_from(["today", "in 2 days", 1231, 229, 1332])),
     st.tuples(st.just("adjust_points"), card_index, st.one_of(st.integers(1, 300), st.just("all"),
                                                              st.just("all+1")),
               st.booleans(), st.integers(1, 5), st.sampled_from([0, 7, 0xDEAD])),
@@ -103,7 +149,12 @@ operation = st.one_of(
 )
 batch = st.tuples(st.sampled_from([0, 3600, 20 * 86400]),
                   st.lists(operation, min_size=1, max_size=12))
-batches = st.lists(batch, min_size=2, max_size=12)
+# Half the runs start with a program that has tiers, discounts and bonuses, and earn
+# rules, so that sales earn from the first batch on.
+LOYALTY_START = [(0, [("program", records.ExpiryKind.MONTH_END_AFTER, 1, 0, 1), ("rules", 1, 1)]),
+                 (0, [("program", records.ExpiryKind.DAYS_AFTER, 40, 2, 2), ("rules", 2, 1)])]
+batches = st.tuples(st.sampled_from([None, None, 0, 1]), st.lists(batch, min_size=2, max_size=12)).map(
+    lambda drawn: ([LOYALTY_START[drawn[0]]] if drawn[0] is not None else []) + drawn[1])
 
 
 # A fixed story that reaches every decline, run as an explicit example on every test
@@ -228,6 +279,30 @@ BOUNDARY_STORY = [
          ("transfer_points", 3, 1, 20),             # card 1 is blocked
          ("transfer_points", 3, 3, 20),             # to itself: invalid
          ("transfer_points", 3, 6, 20)]),
+    # Earning: rules naming what does not exist are refused, so are overlapping tiers;
+    # then program 1 gets tiers, discounts, bonuses, and rule set 1.
+    (0, [("rules", 3, 1),                       # an unknown outlet
+         ("rules", 4, 1),                       # an unknown product
+         ("rules", 5, 1),                       # a rule per 0
+         ("rules", 1, 9),                       # no program 9
+         ("program", records.ExpiryKind.MONTH_END_AFTER, 1, 0, 3),   # overlapping tiers
+         ("program", records.ExpiryKind.MONTH_END_AFTER, 1, 0, 1),
+         ("rules", 1, 1),
+         ("set_member", 6, "in 2 days"),
+         ("loyalty_sale", 3, 100, 0, (), 0, PaymentMethod.CASH),     # range 2: no program
+         # 120.00 less 3 %, 50 L of diesel at north: welcome 50, birthday week 100
+         ("loyalty_sale", 6, 12_000, 50_000, (DIESEL,), OUTLET_NORTH, PaymentMethod.CASH)]),
+    # 300.00 with shop goods at south (Silver x1.25, +25), the card reaches Gold; every
+    # usable point is redeemed; the 120.00 sale comes back, its 250 points partly spent.
+    (0, [("loyalty_sale", 6, 30_000, 0, (SHOP,), OUTLET_SOUTH, PaymentMethod.BANK_CARD),
+         ("redeem", 6, "all"),
+         ("loyalty_return", "all", 0),
+         ("redeem", 6, 1),                      # points owed
+         ("transfer_points", 6, 7, 1),          # points owed
+         ("loyalty_sale", 6, 40_000, 0, (), OUTLET_SOUTH, PaymentMethod.CASH),   # 5 % now
+         ("redeem", 6, 1)]),                    # still owed
+    (0, [("loyalty_sale", 6, 140_000, 0, (), OUTLET_SOUTH, PaymentMethod.CASH),  # repaid
+         ("redeem", 6, 1)]),
 ]
 
 
@@ -252,7 +327,8 @@ class Scenario:
         """Mostly an approved purchase still standing; sometimes any earlier request."""
         purchases = [rec for rec in self.model.requests.values()
                      if rec.request and records.unpack_request(rec.request).op in
-                     (Op.PURCHASE, Op.COMPLETE) and rec.reply["result"] == Result.APPROVED]
+                     (Op.PURCHASE, Op.COMPLETE, Op.LOYALTY_SALE)
+                     and rec.reply["result"] == Result.APPROVED]
         if purchases and index % 4:
             return purchases[index % len(purchases)]
         return self.model.requests.get(records.unpack_request(self.pick(index)).request_id)
@@ -293,9 +369,10 @@ class Scenario:
         out = [config(Op.DEFINE_PRODUCT, range_id=code, target_status=kind, range_name=name)
                for code, kind, name in ((DIESEL, 1, "diesel"), (PETROL, 1, "petrol 95"),
                                         (SHOP, 2, "shop"))]
-        for code, region, name in ((OUTLET_NORTH, REGION_NORTH, "m1/north"), (OUTLET_SOUTH, 0, "m1/south")):
+        for code, region, name, partner in ((OUTLET_NORTH, REGION_NORTH, "m1/north", PARTNER_FUEL),
+                                            (OUTLET_SOUTH, 0, "m2/south", PARTNER_CAFE)):
             out.append(config(Op.DEFINE_OUTLET, outlet_code=code,
-                              payload=records.pack_outlet(code, region, name)))
+                              payload=records.pack_outlet(code, region, name, partner)))
         for profile_id, profile in ((1, PROFILE_1), (2, PROFILE_2)):
             out.append(config(Op.SET_PROFILE, profile_id=profile_id,
                               payload=records.pack_profile(profile_id, **profile)))
@@ -314,9 +391,18 @@ class Scenario:
         out.append(self.program(records.ExpiryKind.MONTH_END_AFTER, 1, 2))
         return out
 
-    def program(self, expiry_kind, expiry_n, pending_days):
+    def program(self, expiry_kind, expiry_n, pending_days, variant=0):
         return records.pack_request(Op.SET_PROGRAM, self.new_id(), payload=records.pack_program(
-            1, expiry_kind, expiry_n, pending_days, utc_offset_min=60, range_ids=[1]))
+            1, expiry_kind, expiry_n, pending_days, utc_offset_min=60, range_ids=[1],
+            **PROGRAM_VARIANTS[variant]))
+
+    def birthday(self, when):
+        """month * 100 + day: a drawn one, or today's / the day after tomorrow's (UTC+1)."""
+        if isinstance(when, int):
+            return when
+        local = self.now_s + 3600 + (2 * 86400 if when == "in 2 days" else 0)
+        day = datetime.datetime.fromtimestamp(local, datetime.timezone.utc)
+        return day.month * 100 + day.day
 
     @staticmethod
     def resolve(amount, boundary):
@@ -413,6 +499,31 @@ class Scenario:
                                           currency=records.POINTS_ASSET)
         elif kind == "program":
             packed = self.program(*drawn[1:])
+        elif kind == "rules":
+            _, which, program_id = drawn
+            payload = records.pack_rules(RULE_SETS[which])
+            packed = records.pack_request(Op.SET_RULES, self.new_id(), profile_id=program_id,
+                                          payload=payload)
+        elif kind == "loyalty_sale":
+            _, card, amount, volume, products, outlet, method = drawn
+            packed = records.pack_request(
+                Op.LOYALTY_SALE, self.new_id(), card_key=CARD_KEYS[card],
+                amount_minor=self.resolve(amount, 10_000), currency="USD" if card == 3 else "EUR",
+                volume_ml=volume, products=products, outlet_code=outlet, target_status=method)
+        elif kind == "loyalty_return":
+            _, amount, which = drawn
+            sales = [rec for rec in self.model.requests.values()
+                     if rec.request and records.unpack_request(rec.request).op == Op.LOYALTY_SALE
+                     and rec.reply["result"] == Result.APPROVED]
+            sale = sales[which % len(sales)] if sales else None
+            card = self.card_of(sale.reply["card_id"]) if sale else 6
+            rest = sale.reply["approved_minor"] - sale.refunded_minor if sale else 1
+            packed = self.money(Op.REFUND, card, self.resolve(amount, rest),
+                                ref=records.unpack_request(sale.request).request_id if sale
+                                else self.new_id())
+        elif kind == "set_member":
+            packed = records.pack_request(Op.SET_MEMBER, self.new_id(), card_key=CARD_KEYS[drawn[1]],
+                                          profile_id=self.birthday(drawn[2]))
         elif kind == "adjust_points":
             _, card, points, down, reason, actor = drawn
             packed = records.pack_request(
@@ -521,14 +632,19 @@ def core_state(store):
         packages = {k: records.unpack_package(v) for db in (store.db_packages, store.db_point_lots)
                     for k, v in txn.cursor(db=db)}
         packages = {k: (p.card_id, p.status, p.units_total, p.units_left, p.valid_until_s,
-                        p.available_from_s) for k, p in packages.items()}
+                        p.available_from_s, p.partner_id) for k, p in packages.items()}
+        members = {records.journal_seq_of(k): records.unpack_member(v)
+                   for k, v in txn.cursor(db=store.db_members)}
+        members = {k: (m.month_index, m.tier, m.welcomed, m.birth_month, m.birth_day,
+                       m.birthday_year, m.tier_review_s, m.lifetime_spend_minor,
+                       list(m.month_spend), list(m.month_points)) for k, m in members.items()}
         usage = {records.journal_seq_of(k): records.unpack_usage(v)
                  for k, v in txn.cursor(db=store.db_usage)}
         usage = {k: (list(u.period_index), [list(x) for x in u.used], list(u.pending), u.odometer)
                  for k, u in usage.items()}
         reviews = {k: (int.from_bytes(v[:8], "big"), int.from_bytes(v[8:16], "big"), v[16])
                    for k, v in txn.cursor(db=store.db_reviews)}
-    return accounts, cards, journal, requests, holds, packages, usage, reviews
+    return accounts, cards, journal, requests, holds, packages, usage, reviews, members
 
 
 def model_state(model):
@@ -541,10 +657,13 @@ def model_state(model):
                  h.value_owner, h.volume_ml, h.counted, h.completed_volume_ml)
              for k, h in model.holds.items()}
     packages = {k: (p.card_id, p.status, p.units_total, p.units_left, p.valid_until_s,
-                    p.available_from_s)
+                    p.available_from_s, p.partner_id)
                 for lots in (model.packages, model.point_lots) for k, p in lots.items()}
+    members = {k: (m.month_index, m.tier, m.welcomed, m.birth_month, m.birth_day, m.birthday_year,
+                   m.tier_review_s, m.lifetime_spend_minor, m.month_spend, m.month_points)
+               for k, m in model.members.items()}
     usage = {k: (u.period_index, u.used, u.pending, u.odometer) for k, u in model.usage.items()}
-    return accounts, cards, model.journal, requests, holds, packages, usage, model.reviews
+    return accounts, cards, model.journal, requests, holds, packages, usage, model.reviews, members
 
 
 def run_batch(store, model, packed, now_s):
@@ -586,6 +705,15 @@ def test_core_matches_reference_model_and_keeps_invariants(drawn_batches):
     for drawn, core, expected, store, model in play(drawn_batches):
         for i, (c, e) in enumerate(zip(core, expected)):
             assert c == e, f"request {i} of the batch {drawn[i]}: core {c} model {e}"
+        for reply in core:                  # --hypothesis-show-statistics: is loyalty reached?
+            if reply.points_earned:
+                event("points earned" if reply.points_earned > 0 else "points taken back by a return")
+            if reply.earn_flags:
+                event(f"earn flags {reply.earn_flags}")
+            if reply.discount_bp:
+                event("discount")
+            if reply.result == Result.DECLINED_POINTS_OWED:
+                event("redemption blocked: points owed")
         assert core_state(store) == model_state(model)
         with store.env.begin() as txn:
             violations, _ = audit._audit(store, txn)
@@ -657,4 +785,17 @@ def test_boundary_story_reaches_every_decline():
         R.APPROVED, R.DECLINED_POINTS_PENDING, R.APPROVED,
         R.APPROVED, R.DECLINED_INSUFFICIENT_POINTS, R.DECLINED_RECEIVING_CARD_UNUSABLE,
         R.REJECTED_INVALID_REQUEST, R.APPROVED,
+        # earning
+        R.DECLINED_UNKNOWN_OUTLET, R.REJECTED_UNKNOWN_PRODUCT, R.REJECTED_INVALID_REQUEST,
+        R.DECLINED_UNKNOWN_PROGRAM, R.REJECTED_INVALID_REQUEST, R.APPROVED, R.APPROVED,
+        R.APPROVED, R.DECLINED_NOT_IN_PROGRAM, R.APPROVED,
+        R.APPROVED, R.APPROVED, R.APPROVED, R.DECLINED_POINTS_OWED, R.DECLINED_POINTS_OWED,
+        R.APPROVED, R.DECLINED_POINTS_OWED,
+        R.APPROVED, R.APPROVED,
     ]
+    earning = [(r.points_earned, r.discount_minor, r.tier, r.earn_flags, r.balance_minor)
+               for r in replies if r.op == Op.LOYALTY_SALE and r.result == R.APPROVED]
+    # 50 L at north: 2 points a litre (the best rule), welcome 50, birthday 100; then
+    # 29 x1.25 + 25; 38 x1.5 (Gold) pays back 57 of the 189 owed; 133 x1.5 the rest.
+    assert earning == [(250, 360, 1, 7, 320), (61, 900, 2, 4, 381), (57, 2_000, 2, 0, -132),
+                       (199, 7_000, 2, 0, 67)]

@@ -15,6 +15,7 @@ cdef enum:
     LIMIT_MEASURES = 3          # money (minor units), volume (ml), count
     COUNTED_PERIODS = 4         # periods with usage counters: day, week, month, lifetime
     OUTLET_NAME_SIZE = 64
+    OUTLET_DISPLAY_SIZE = 32    # what customers call an outlet ("Station 12")
     PROGRAM_RANGES_MAX = 8      # card ranges one loyalty program covers
     TIERS_MAX = 4               # tiers of a program above the base level
     TIER_NAME_SIZE = 16
@@ -357,6 +358,7 @@ cdef packed struct OutletRecord:
     char name[OUTLET_NAME_SIZE] # merchant/outlet, to tell codes apart
     uint32_t partner_id         # the loyalty partner (merchant) it belongs to (0: none)
     uint32_t reserved
+    char display_name[OUTLET_DISPLAY_SIZE]  # for statements; may change
 
 cdef packed struct CatalogRecord:
     uint8_t known[PRODUCT_SET_SIZE]

@@ -394,6 +394,7 @@ RULE_OUTLETS_MAX = RULE_PLACES_MAX
 PROGRAM_TIERS_MAX = TIERS_MAX
 PROGRAM_DISCOUNT_STEPS_MAX = DISCOUNT_STEPS_MAX
 TIER_NAME_BYTES = TIER_NAME_SIZE
+OUTLET_DISPLAY_BYTES = OUTLET_DISPLAY_SIZE
 MULTIPLIER_MAX_PERMILLE = MULTIPLIER_PERMILLE_MAX
 RULE_POINTS_LIMIT = RULE_POINTS_MAX
 PROFILE_RECORD_SIZE = sizeof(ProfileRecord)
@@ -634,12 +635,16 @@ def unpack_contract(bytes data):
 
 
 def pack_outlet(unsigned int outlet_code, unsigned int region_code, str name,
-                unsigned int partner_id=0):
+                unsigned int partner_id=0, str display_name=""):
     cdef OutletRecord o
     memset(&o, 0, sizeof(o))
     o.outlet_code = outlet_code
     o.region_code = region_code
     o.partner_id = partner_id
+    cdef bytes shown = display_name.encode("utf-8")
+    if len(shown) > OUTLET_DISPLAY_SIZE:
+        raise ValueError(f"an outlet's display name is at most {OUTLET_DISPLAY_SIZE} bytes of UTF-8")
+    memcpy(o.display_name, <char*>shown, len(shown))
     cdef bytes raw = name.encode("utf-8")
     if len(raw) > OUTLET_NAME_SIZE:
         raise ValueError(f"outlet name is at most {OUTLET_NAME_SIZE} bytes of UTF-8")
@@ -647,7 +652,7 @@ def pack_outlet(unsigned int outlet_code, unsigned int region_code, str name,
     return (<char*>&o)[:sizeof(o)]
 
 
-Outlet = namedtuple("Outlet", "outlet_code region_code name partner_id")
+Outlet = namedtuple("Outlet", "outlet_code region_code name partner_id display_name")
 
 
 def unpack_outlet(bytes data):
@@ -655,7 +660,8 @@ def unpack_outlet(bytes data):
     cdef const OutletRecord* o = <const OutletRecord*><const char*>data
     return Outlet(o.outlet_code, o.region_code,
                   o.name[:strnlen_max(o.name, OUTLET_NAME_SIZE)].decode("utf-8", "replace"),
-                  o.partner_id)
+                  o.partner_id, o.display_name[:strnlen_max(o.display_name, OUTLET_DISPLAY_SIZE)]
+                  .decode("utf-8", "replace"))
 
 
 def unpack_catalog(bytes data):

@@ -217,10 +217,14 @@ class FleetOperations:
         name = f"{m.merchant_id}/{m.outlet_id}"
         if len(name.encode("utf-8")) > 64:
             raise InvalidArgument("outlet_id", "merchant_id/outlet_id is longer than 64 bytes")
+        if len(m.display_name.encode("utf-8")) > records.OUTLET_DISPLAY_BYTES or \
+                not m.display_name.isprintable():
+            raise InvalidArgument("display_name", f"must be at most {records.OUTLET_DISPLAY_BYTES} "
+                                  "bytes of printable UTF-8")
         code = outlet_code(m.merchant_id, m.outlet_id)
         return self._submit(Op.DEFINE_OUTLET, m.request_id, outlet_code=code,
                             payload=records.pack_outlet(code, region_code(m.region), name,
-                                                        m.partner_id))
+                                                        m.partner_id, m.display_name))
 
     def set_profile(self, m):
         payload = pack_profile(m)

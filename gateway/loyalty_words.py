@@ -34,8 +34,11 @@ def litres(ml: int) -> str:
 
 
 def place_name(outlet) -> str:
-    """An outlet as customers know it: its own id ("Station 12"), not the merchant's."""
-    return outlet.name.split("/", 1)[-1] if outlet is not None else ""
+    """An outlet as customers know it: its display name ("Station 12"), else its own id
+    (not the merchant's)."""
+    if outlet is None:
+        return ""
+    return outlet.display_name or outlet.name.split("/", 1)[-1]
 
 
 def rule_terms(kind: int, points: int, per: int, currency: str) -> str:

@@ -1,6 +1,9 @@
 """Small helpers shared by the gateway tests (card numbers, ranges, state snapshots)."""
 import uuid
 
+import grpc
+import pytest
+
 from cardgate.fastcore import ledger, records
 from cardgate.gateway.pan import luhn_check_digit
 from cardgate.v1 import authorization_pb2, common_pb2, issuing_pb2
@@ -84,3 +87,27 @@ def request_count(store):
 def journal_entries(store):
     with store.env.begin() as txn:
         return [records.unpack_journal_entry(v) for _, v in txn.cursor(db=store.db_journal)]
+
+
+def declined_changing_nothing_but_its_record(store, call, result_code):
+    """call() answers result_code, and writes nothing but its idempotency record."""
+    before = snapshot(store)
+    answer = call()
+    assert answer.result_code == result_code, answer
+    after = snapshot(store)
+    assert {k: v for k, v in after.items() if k != "requests"} == \
+        {k: v for k, v in before.items() if k != "requests"}
+    assert len(after["requests"]) == len(before["requests"]) + 1
+    return answer
+
+
+def invalid_changing_nothing(store, call, field, code=grpc.StatusCode.INVALID_ARGUMENT, secret=None):
+    """call() is refused with `code` naming `field` (never `secret`), and writes nothing."""
+    before = snapshot(store)
+    with pytest.raises(grpc.RpcError) as caught:
+        call()
+    assert caught.value.code() == code, caught.value.details()
+    assert field in caught.value.details()
+    assert secret is None or secret not in caught.value.details()
+    assert snapshot(store) == before
+    return caught.value

@@ -202,7 +202,7 @@ class FleetRules:
 
     def define_outlet(self, rq, payload, rp, now_s, now_yyyymm):
         known = self.outlets.get(rq.outlet_code)
-        if known is not None and known[1][8:] != payload[8:]:
+        if known is not None and known[1][8:76] != payload[8:76]:     # name and partner
             raise Decline(Result.DECLINED_OUTLET_CODE_TAKEN)
         self.outlets[rq.outlet_code] = (int.from_bytes(payload[4:8], "little"), payload)
         self.approve(rq, rp, 0, 0)

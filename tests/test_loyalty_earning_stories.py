@@ -1,0 +1,290 @@
+"""Loyalty earning, told as stories over real gRPC (mutual TLS), with terminals of
+several outlets and partners, and the gateway's clock set by the story: earn rules and
+tiers at the pump, birthday bonuses, discounts that grow with lifetime spend, returns
+after the points were spent, and settlement between the partners of a coalition."""
+import calendar
+
+import pytest
+
+from cardgate.v1 import (authorization_pb2, authorization_pb2_grpc, common_pb2, fleet_pb2,
+                         loyalty_pb2, loyalty_pb2_grpc)
+
+from conftest import LiveGateway
+from helpers import (create_range, declined_changing_nothing_but_its_record, eur,
+                     invalid_changing_nothing, issue, load, make_pan, new_id)
+
+R = common_pb2
+DIESEL, COFFEE = 1, 30
+FUEL_NETWORK, CAFE = 1, 2
+DIESEL_PRICE = 1_60                     # a litre
+CASH = common_pb2.PAYMENT_METHOD_CASH
+
+
+def at(year, month, day, hour=12):
+    return calendar.timegm((year, month, day, hour, 0, 0))
+
+
+class Coalition:
+    """A gateway with a fuel network (Station 12, Station 7) and a cafe (Aroma) as
+    partners, a terminal at each outlet, and card range 1 in program 1."""
+
+    OUTLETS = {"station-12": ("fuelco", "station-12", "Station 12", FUEL_NETWORK),
+               "station-7": ("fuelco", "station-7", "Station 7", FUEL_NETWORK),
+               "aroma": ("cafe-aroma", "aroma", "Aroma", CAFE)}
+
+    def __init__(self, tmp_path, now):
+        self.now = now
+        self.gw = LiveGateway(tmp_path / "data", clock=lambda: now[0])
+        gw = self.gw
+        operator = gw.open("operator-1")
+        self.loyalty = loyalty_pb2_grpc.LoyaltyServiceStub(operator)
+        create_range(gw)
+        for code, kind, name in ((DIESEL, fleet_pb2.PRODUCT_KIND_FUEL, "diesel"),
+                                 (COFFEE, fleet_pb2.PRODUCT_KIND_OTHER, "coffee")):
+            ok(gw.fleet.DefineProduct(fleet_pb2.DefineProductRequest(
+                request_id=new_id(), product_code=code, kind=kind, name=name)))
+        self.auth, self.points = {}, {}
+        for name, (merchant, outlet, shown, partner) in self.OUTLETS.items():
+            ok(gw.fleet.DefineOutlet(fleet_pb2.DefineOutletRequest(
+                request_id=new_id(), merchant_id=merchant, outlet_id=outlet, partner_id=partner,
+                display_name=shown)))
+            gw.gateway.pki.issue("terminal", name, gw.certs, merchant_id=merchant, outlet_id=outlet)
+            channel = gw.open(name)
+            self.auth[name] = authorization_pb2_grpc.AuthorizationServiceStub(channel)
+            self.points[name] = loyalty_pb2_grpc.LoyaltyServiceStub(channel)
+
+    def program(self, rules=(), **fields):
+        ok(self.loyalty.SetProgram(loyalty_pb2.SetProgramRequest(
+            request_id=new_id(), program_id=1, expiry_kind=loyalty_pb2.POINTS_EXPIRY_KIND_NEVER,
+            range_ids=[1], **fields)))
+        ok(self.loyalty.SetEarnRules(loyalty_pb2.SetEarnRulesRequest(
+            request_id=new_id(), program_id=1, rules=rules)))
+
+    def card(self, serial, funds=0):
+        pan = make_pan(serial)
+        issue(self.gw, [pan])
+        if funds:
+            assert load(self.gw, pan, funds).result_code == R.RESULT_CODE_APPROVED
+        return pan
+
+    def sale(self, where, pan, amount_minor, lines=(), request_id=None):
+        """A sale paid in cash, the loyalty card shown."""
+        return self.points[where].RecordSale(loyalty_pb2.RecordSaleRequest(
+            request_id=request_id or new_id(), pan=pan, amount=eur(amount_minor), lines=lines,
+            payment_method=CASH)).authorization
+
+    def statement(self, pan):
+        return [line.description for line in self.loyalty.GetStatement(
+            loyalty_pb2.GetStatementRequest(pan=pan)).lines]
+
+    def balance(self, pan):
+        return self.loyalty.GetPoints(loyalty_pb2.GetPointsRequest(pan=pan)).points
+
+    def redeem(self, where, pan, points):
+        return self.points[where].RedeemPoints(loyalty_pb2.RedeemPointsRequest(
+            request_id=new_id(), pan=pan, points=points)).authorization
+
+
+def ok(response):
+    assert response.result_code == R.RESULT_CODE_APPROVED, response
+    return response
+
+
+@pytest.fixture
+def coalition(tmp_path):
+    now = [at(2027, 5, 12)]               # a Wednesday
+    world = Coalition(tmp_path, now)
+    yield world
+    world.gw.close()
+
+
+def litres_of_diesel(ml):
+    return common_pb2.ProductLine(product_code=DIESEL, volume_ml=ml, unit_price_minor=DIESEL_PRICE)
+
+
+def test_50_litres_at_station_12_earn_2_a_litre_times_1_5_for_gold_exactly_150(coalition):
+    c = coalition
+    station_12 = loyalty_pb2.EarnRule(
+        rule_id=1, kind=loyalty_pb2.EARN_RULE_KIND_PER_VOLUME, points=2, per=1000,
+        outlets=[fleet_pb2.OutletRef(merchant_id="fuelco", outlet_id="station-12")],
+        product_codes=[DIESEL])
+    elsewhere = loyalty_pb2.EarnRule(rule_id=2, kind=loyalty_pb2.EARN_RULE_KIND_PER_VOLUME,
+                                     points=1, per=1000, product_codes=[DIESEL])
+    c.program(rules=[station_12, elsewhere],
+              tiers=[loyalty_pb2.Tier(name="Gold", minimum=400_00, multiplier_permille=1500)])
+    pan = c.card(1, funds=2_000_00)
+
+    # 300 L at Station 7: 1 a litre; the 480.00 spent lifts the card to Gold at once.
+    first = c.auth["station-7"].Purchase(authorization_pb2.PurchaseRequest(
+        request_id=new_id(), pan=pan, amount=eur(480_00), lines=[litres_of_diesel(300_000)])).authorization
+    assert (first.loyalty.points_earned, first.loyalty.tier, first.loyalty.tier_up) == (300, "Gold", True)
+
+    # At Station 12 the pump holds 100.00, then 50 L are dispensed.
+    pump = c.auth["station-12"]
+    hold = pump.PreAuthorize(authorization_pb2.PreAuthorizeRequest(
+        request_id=new_id(), pan=pan, amount=eur(100_00), product_codes=[DIESEL]))
+    assert hold.authorization.result_code == R.RESULT_CODE_APPROVED
+    done = pump.CompletePreAuthorization(authorization_pb2.CompletePreAuthorizationRequest(
+        request_id=new_id(), pan=pan, hold_id=hold.hold_id, amount=eur(80_00),
+        lines=[litres_of_diesel(50_000)])).authorization
+    assert done.approved.amount_minor == 80_00
+    assert done.loyalty.points_earned == 150
+    assert done.loyalty.explanation == "+150 points: 2 points per litre at Station 12, ×1.5 Gold tier"
+    assert done.loyalty.points_balance == 450
+    assert c.statement(pan) == ["+150 points: 2 points per litre at Station 12, ×1.5 Gold tier",
+                                "+300 points: 1 point per litre at Station 7"]
+    member = c.loyalty.GetMember(loyalty_pb2.GetMemberRequest(pan=pan))
+    assert (member.tier, member.rolling_total, member.next_tier, member.points) == \
+        ("Gold", 560_00, "", 450)
+
+
+def test_a_birthday_week_sale_gets_the_birthday_bonus_once(coalition):
+    c = coalition
+    c.program(rules=[loyalty_pb2.EarnRule(rule_id=1, kind=loyalty_pb2.EARN_RULE_KIND_PER_AMOUNT,
+                                          points=1, per=100)],
+              birthday_points=100, birthday_window_days=3)
+    pan = c.card(2)
+    ok(c.loyalty.SetMember(loyalty_pb2.SetMemberRequest(request_id=new_id(), pan=pan,
+                                                        birth_month=5, birth_day=14)))
+    c.now[0] = at(2027, 5, 8)             # six days before: outside the window
+    assert c.sale("aroma", pan, 10_00).loyalty.points_earned == 10
+    c.now[0] = at(2027, 5, 12)
+    bonus = c.sale("aroma", pan, 10_00).loyalty
+    assert (bonus.points_earned, bonus.birthday_bonus) == (110, True)
+    assert bonus.explanation == "+110 points: 1 point per 1.00 at Aroma, birthday +100"
+    c.now[0] = at(2027, 5, 16)            # the same birthday, two days after: once is enough
+    again = c.sale("aroma", pan, 10_00).loyalty
+    assert (again.points_earned, again.birthday_bonus) == (10, False)
+    c.now[0] = at(2028, 5, 13)            # next year's birthday week
+    assert c.sale("aroma", pan, 10_00).loyalty.points_earned == 110
+
+
+def test_crossing_50000_of_lifetime_spend_moves_the_discount_from_3_to_5_percent(coalition):
+    c = coalition
+    c.program(discounts=[loyalty_pb2.DiscountLevel(minimum_spend_minor=0, discount_bp=300),
+                         loyalty_pb2.DiscountLevel(minimum_spend_minor=50_000_00, discount_bp=500)])
+    pan = c.card(3)
+    before = c.loyalty.GetMember(loyalty_pb2.GetMemberRequest(pan=pan))
+    assert (before.discount_bp, before.next_discount_bp, before.to_next_discount_minor) == \
+        (300, 500, 50_000_00)
+    # 51,546.40 less 3 % (1,546.39): 50,000.01 paid, past the threshold; still 3 % on it.
+    big = c.sale("station-7", pan, 51_546_40)
+    assert (big.approved.amount_minor, big.loyalty.discount_bp, big.loyalty.discount.amount_minor) == \
+        (50_000_01, 300, 1_546_39)
+    assert big.loyalty.discount_reason == "3 % member discount"
+    after = c.sale("station-7", pan, 100_00)
+    assert (after.loyalty.discount_bp, after.loyalty.discount.amount_minor, after.approved.amount_minor) == \
+        (500, 5_00, 95_00)
+    assert after.loyalty.discount_reason == \
+        "5 % discount: lifetime spend 50000.01 EUR has reached 50000.00 EUR"
+
+
+def test_a_return_after_the_points_were_spent_owes_points_and_blocks_redemption(coalition):
+    c = coalition
+    c.program(rules=[loyalty_pb2.EarnRule(rule_id=1, kind=loyalty_pb2.EARN_RULE_KIND_PER_AMOUNT,
+                                          points=1, per=100)])
+    pan = c.card(4)
+    sale_id = new_id()
+    assert c.sale("aroma", pan, 200_00, request_id=sale_id).loyalty.points_earned == 200
+    assert c.redeem("aroma", pan, 180).result_code == R.RESULT_CODE_APPROVED
+    # A quarter comes back: 50 points, of the 20 left; 30 are owed.
+    returned = c.auth["aroma"].Refund(authorization_pb2.RefundRequest(
+        request_id=new_id(), pan=pan, amount=eur(50_00), original_request_id=sale_id)).authorization
+    assert returned.result_code == R.RESULT_CODE_APPROVED
+    assert (returned.loyalty.points_earned, returned.loyalty.points_balance) == (-50, -30)
+    assert c.balance(pan) == -30
+    assert c.redeem("aroma", pan, 1).result_code == R.RESULT_CODE_DECLINED_POINTS_OWED
+    assert c.statement(pan)[0] == "-50 points: goods returned, the points they earned taken back"
+    # New points pay the debt first.
+    assert c.sale("aroma", pan, 40_00).loyalty.points_balance == 10
+    assert c.redeem("aroma", pan, 10).result_code == R.RESULT_CODE_APPROVED
+
+
+def test_a_coalition_of_a_fuel_network_and_a_cafe_settles_to_zero(coalition):
+    c = coalition
+    c.program(rules=[loyalty_pb2.EarnRule(rule_id=1, kind=loyalty_pb2.EARN_RULE_KIND_PER_AMOUNT,
+                                          points=1, per=100)],
+              point_value_millis=1000)            # a point is worth 0.01 EUR
+    driver, coffee_lover = c.card(5), c.card(6)
+    start = c.now[0]
+    assert c.sale("station-12", driver, 500_00).loyalty.points_earned == 500
+    assert c.sale("aroma", coffee_lover, 80_00).loyalty.points_earned == 80
+    c.now[0] += 3600
+    assert c.redeem("aroma", driver, 300).result_code == R.RESULT_CODE_APPROVED
+    assert c.redeem("station-7", coffee_lover, 50).result_code == R.RESULT_CODE_APPROVED
+    assert c.redeem("station-12", driver, 100).result_code == R.RESULT_CODE_APPROVED   # at home
+    report = c.loyalty.GetSettlement(loyalty_pb2.GetSettlementRequest(
+        program_id=1, from_s=start, until_s=c.now[0] + 1))
+    rows = {p.partner_id: (p.points_issued, p.points_redeemed, p.pays_minor, p.receives_minor,
+                           p.net_minor) for p in report.partners}
+    assert rows == {FUEL_NETWORK: (500, 150, 3_00, 50, -2_50),
+                    CAFE: (80, 300, 50, 3_00, 2_50)}
+    assert sum(p.net_minor for p in report.partners) == 0
+    assert [(t.from_partner_id, t.to_partner_id, t.points, t.amount_minor) for t in report.transfers] == \
+        [(FUEL_NETWORK, CAFE, 250, 2_50)]
+    assert report.currency == "EUR"
+    # A period before any of it settles nothing.
+    empty = c.loyalty.GetSettlement(loyalty_pb2.GetSettlementRequest(
+        program_id=1, from_s=start - 86400, until_s=start))
+    assert list(empty.partners) == [] and list(empty.transfers) == []
+
+
+def test_bad_rules_tiers_and_redemptions_are_refused_and_change_nothing(coalition):
+    c = coalition
+    c.program(rules=[loyalty_pb2.EarnRule(rule_id=1, kind=loyalty_pb2.EARN_RULE_KIND_PER_AMOUNT,
+                                          points=1, per=100)])
+    store = c.gw.gateway.store
+
+    def rules(*rules, program_id=1):
+        return lambda: c.loyalty.SetEarnRules(loyalty_pb2.SetEarnRulesRequest(
+            request_id=new_id(), program_id=program_id, rules=rules))
+
+    per_litre = dict(rule_id=1, kind=loyalty_pb2.EARN_RULE_KIND_PER_VOLUME, points=2, per=1000)
+    declined_changing_nothing_but_its_record(store, rules(loyalty_pb2.EarnRule(
+        outlets=[fleet_pb2.OutletRef(merchant_id="fuelco", outlet_id="station-99")], **per_litre)),
+        R.RESULT_CODE_DECLINED_UNKNOWN_OUTLET)
+    declined_changing_nothing_but_its_record(store, rules(loyalty_pb2.EarnRule(**per_litre), program_id=9),
+                                             R.RESULT_CODE_DECLINED_UNKNOWN_PROGRAM)
+    invalid_changing_nothing(store, rules(loyalty_pb2.EarnRule(product_codes=[42], **per_litre)),
+                             "product_code")
+    invalid_changing_nothing(store, rules(loyalty_pb2.EarnRule(**{**per_litre, "per": 0})),
+                             "rules[0].per")
+    invalid_changing_nothing(store, rules(loyalty_pb2.EarnRule(partner_id=CAFE, outlets=[
+        fleet_pb2.OutletRef(merchant_id="fuelco", outlet_id="station-7")], **per_litre)), "rules[0]")
+    invalid_changing_nothing(store, rules(loyalty_pb2.EarnRule(**per_litre),
+                                          loyalty_pb2.EarnRule(**per_litre)), "rule_id")
+    invalid_changing_nothing(store, rules(loyalty_pb2.EarnRule(**per_litre, days=[8])),
+                             "rules[0].days[0]")
+
+    def program(**fields):
+        return lambda: c.loyalty.SetProgram(loyalty_pb2.SetProgramRequest(
+            request_id=new_id(), program_id=1, expiry_kind=loyalty_pb2.POINTS_EXPIRY_KIND_NEVER,
+            range_ids=[1], **fields))
+
+    silver = loyalty_pb2.Tier(name="Silver", minimum=1_000_00, multiplier_permille=1200)
+    invalid_changing_nothing(store, program(tiers=[silver, loyalty_pb2.Tier(
+        name="Gold", minimum=1_000_00, multiplier_permille=1500)]), "tiers[1].minimum")
+    invalid_changing_nothing(store, program(tiers=[silver, loyalty_pb2.Tier(
+        name="Gold", minimum=500_00, multiplier_permille=1500)]), "tiers[1].minimum")
+    invalid_changing_nothing(store, program(tiers=[loyalty_pb2.Tier(
+        name="Gold", minimum=1, multiplier_permille=999)]), "tiers[0].multiplier_permille")
+    invalid_changing_nothing(store, program(discounts=[
+        loyalty_pb2.DiscountLevel(minimum_spend_minor=0, discount_bp=500),
+        loyalty_pb2.DiscountLevel(minimum_spend_minor=100_00, discount_bp=300)]), "discounts[1]")
+
+    pan = c.card(7)
+    invalid_changing_nothing(store, lambda: c.points["aroma"].RecordSale(loyalty_pb2.RecordSaleRequest(
+        request_id=new_id(), pan=pan, amount=eur(10_00),
+        payment_method=common_pb2.PAYMENT_METHOD_CARD_VALUE)), "payment_method", secret=pan)
+    invalid_changing_nothing(store, lambda: c.loyalty.SetMember(loyalty_pb2.SetMemberRequest(
+        request_id=new_id(), pan=pan, birth_month=2, birth_day=30)), "birth_day", secret=pan)
+    sale_id = new_id()
+    assert c.sale("aroma", pan, 30_00, request_id=sale_id).loyalty.points_earned == 30
+    declined_changing_nothing_but_its_record(store, lambda: c.redeem("aroma", pan, 31),
+                                             R.RESULT_CODE_DECLINED_INSUFFICIENT_POINTS)
+    declined_changing_nothing_but_its_record(store, lambda: c.auth["aroma"].Refund(
+        authorization_pb2.RefundRequest(request_id=new_id(), pan=pan, amount=eur(30_01),
+                                        original_request_id=sale_id)).authorization,
+        R.RESULT_CODE_DECLINED_REFUND_EXCEEDS_ORIGINAL)
+    invalid_changing_nothing(store, lambda: c.loyalty.GetSettlement(loyalty_pb2.GetSettlementRequest(
+        program_id=1, from_s=100, until_s=100)), "until_s")

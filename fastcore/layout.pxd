@@ -368,6 +368,7 @@ cdef packed struct CatalogRecord:
 # points, keyed by the request that created it. Indexes, one set per kind:
 #   ..._expiry: valid_until_s(8, big-endian) + lot id          (writer expiry)
 #   card_...:   card_id(8) + valid_until_s(8) + lot id         (use, earliest-expiring first)
+#               (for points, in the book: card_id(8) 'L' valid_until_s(8) lot id)
 # A lot that never expires (valid_until_s 0) is indexed at LOT_NEVER.
 cdef packed struct PackageRecord:
     uint64_t card_id
@@ -441,7 +442,7 @@ cdef packed struct EarnRule:
     uint8_t products[PRODUCT_SET_SIZE]  # the sale must include one of them (all 0: any sale)
     uint32_t outlets[RULE_PLACES_MAX]
 
-# A loyalty member's standing, in the members database keyed by card id (8, big-endian).
+# A loyalty member's standing, in the book: card_id(8, big-endian) 'M' -> this.
 cdef packed struct MemberRecord:
     uint32_t month_index        # local months since 1970 of the newest month_* bucket
     uint8_t tier                # 0: base, 1..TIERS_MAX
@@ -464,7 +465,7 @@ cdef packed struct EarnPart:
     int64_t per
     int64_t earned              # its contribution (multipliers: 0)
 
-# A card's points history (card_points_history: card_id(8) + journal seq(8) -> this):
+# A card's points history (in the book: card_id(8) 'H' journal seq(8) -> this):
 # every points movement, and for earns how the points came about.
 cdef packed struct PointsLine:
     uint8_t op
@@ -496,9 +497,12 @@ cdef packed struct RangeRecord:
     int64_t balance_max_minor       # 0: only BALANCE_MINOR_MAX
     int64_t load_per_day_max_minor  # 0: no daily load limit
 
-# Keys. The book keeps a card and its accounts next to each other:
+# Keys. The book keeps a card and everything of its own next to each other:
 #   card_id(8, big-endian) 'C'          -> CardRecord
 #   owner_id(8, big-endian) 'A' slot(1) -> AccountRecord
+#   card_id 'M'                         -> MemberRecord (loyalty standing)
+#   card_id 'H' journal seq(8)          -> PointsLine (points history)
+#   card_id 'L' valid_until_s(8) lot id -> b"" (its point lots, earliest-expiring first)
 # Range-level accounts use owner ids at SYSTEM_OWNER_BASE + range_id.
 cdef inline bytes card_key_of(uint64_t card_id):
     cdef unsigned char k[9]
@@ -523,6 +527,12 @@ cdef inline bytes u64_be(uint64_t value):
     for i in range(8):
         k[i] = (value >> (56 - 8 * i)) & 0xFF
     return (<char*>k)[:8]
+
+cdef inline bytes member_key_of(uint64_t card_id):
+    return u64_be(card_id) + b'M'
+
+cdef inline bytes history_key_of(uint64_t card_id, uint64_t seq):
+    return u64_be(card_id) + b'H' + u64_be(seq)
 
 cdef inline uint64_t u64_from_be(const unsigned char* k):
     cdef uint64_t value = 0

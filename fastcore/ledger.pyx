@@ -19,13 +19,12 @@ from cardgate.fastcore import records as _records
 
 DB_NAMES = (b"requests", b"book", b"pan_index", b"journal", b"config", b"holds", b"hold_expiry",
             b"packages", b"package_expiry", b"card_packages", b"usage", b"reviews",
-            b"point_lots", b"point_lot_expiry", b"card_point_lots", b"members",
-            b"card_points_history")
+            b"point_lots", b"point_lot_expiry")
 (DB_REQUESTS, DB_BOOK, DB_PAN_INDEX, DB_JOURNAL, DB_CONFIG, DB_HOLDS, DB_HOLD_EXPIRY,
  DB_PACKAGES, DB_PACKAGE_EXPIRY, DB_CARD_PACKAGES, DB_USAGE, DB_REVIEWS,
- DB_POINT_LOTS, DB_POINT_LOT_EXPIRY, DB_CARD_POINT_LOTS, DB_MEMBERS,
- DB_CARD_POINTS_HISTORY) = range(17)
+ DB_POINT_LOTS, DB_POINT_LOT_EXPIRY) = range(14)
 NEXT_CARD_ID_KEY = b"next_card_id"
+cdef bytes BOOK_POINT_LOT_TAG = b"L"    # a card's point lots in the book: card_id 'L' time id
 
 # The limits are declared once, in records.pyx; C copies of them for the hot path.
 cdef int64_t AMOUNT_MINOR_MAX = _records.AMOUNT_MINOR_MAX
@@ -125,14 +124,15 @@ cdef class _LotKind:
     """Value that comes in lots usable until a time, used earliest-expiring first and
     expired through the journal: subscription units (packages) and loyalty points."""
     cdef object db, db_expiry, db_card
-    cdef bytes asset
+    cdef bytes asset, card_tag      # card index keys: card_id(8) + card_tag + time(8) + lot id
     cdef uint8_t card_slot, issued_slot, used_slot, expired_slot
     cdef uint8_t op_issue, op_use, op_expiry, none_left
 
-    def __cinit__(self, db, db_expiry, db_card, bytes asset, uint8_t card_slot,
+    def __cinit__(self, db, db_expiry, db_card, bytes card_tag, bytes asset, uint8_t card_slot,
                   uint8_t issued_slot, uint8_t used_slot, uint8_t expired_slot,
                   uint8_t op_issue, uint8_t op_use, uint8_t op_expiry, uint8_t none_left):
         self.db, self.db_expiry, self.db_card, self.asset = db, db_expiry, db_card, asset
+        self.card_tag = card_tag
         self.card_slot, self.issued_slot = card_slot, issued_slot
         self.used_slot, self.expired_slot = used_slot, expired_slot
         self.op_issue, self.op_use, self.op_expiry = op_issue, op_use, op_expiry
@@ -147,8 +147,7 @@ cdef class _BatchApplier:
     cdef object txn, get, put, delete
     cdef object db_requests, db_book, db_pan, db_journal, db_config, db_holds, db_hold_expiry
     cdef object db_packages, db_package_expiry, db_card_packages, db_usage, db_reviews
-    cdef object db_point_lots, db_point_lot_expiry, db_card_point_lots
-    cdef object db_members, db_card_points_history
+    cdef object db_point_lots, db_point_lot_expiry
     cdef _LotKind packages, points
     cdef uint64_t next_seq, now_s, hold_timeout_s
     cdef uint32_t actor             # the request being applied's actor (0 while time ends lots)
@@ -166,16 +165,17 @@ cdef class _BatchApplier:
         (self.db_requests, self.db_book, self.db_pan, self.db_journal,
          self.db_config, self.db_holds, self.db_hold_expiry, self.db_packages,
          self.db_package_expiry, self.db_card_packages, self.db_usage, self.db_reviews,
-         self.db_point_lots, self.db_point_lot_expiry, self.db_card_point_lots,
-         self.db_members, self.db_card_points_history) = dbs
+         self.db_point_lots, self.db_point_lot_expiry) = dbs
         self.programs = {}
         self.partners = {}
         self.packages = _LotKind(self.db_packages, self.db_package_expiry, self.db_card_packages,
-                                 UNITS, SLOT_CARD_UNITS, SLOT_RANGE_UNITS_SOLD,
+                                 b"", UNITS, SLOT_CARD_UNITS, SLOT_RANGE_UNITS_SOLD,
                                  SLOT_RANGE_UNITS_USED, SLOT_RANGE_UNITS_EXPIRED, OP_SELL_PACKAGE,
                                  OP_USE_UNITS, OP_PACKAGE_EXPIRY, RESULT_DECLINED_NO_UNITS_LEFT)
-        self.points = _LotKind(self.db_point_lots, self.db_point_lot_expiry,
-                               self.db_card_point_lots, POINTS, SLOT_CARD_POINTS,
+        # A card's points index, member standing and history sit in the book next to
+        # the card: a sale that earns dirties the card's page, not three more.
+        self.points = _LotKind(self.db_point_lots, self.db_point_lot_expiry, self.db_book,
+                               BOOK_POINT_LOT_TAG, POINTS, SLOT_CARD_POINTS,
                                SLOT_RANGE_POINTS_ISSUED, SLOT_RANGE_POINTS_REDEEMED,
                                SLOT_RANGE_POINTS_EXPIRED, OP_EARN_POINTS, OP_REDEEM_POINTS,
                                OP_POINTS_EXPIRY, RESULT_DECLINED_INSUFFICIENT_POINTS)
@@ -799,9 +799,25 @@ cdef class _BatchApplier:
 
     # ---- lots: subscription packages and loyalty points ---------------------------
 
-    cdef bytes lot_keys(self, const PackageRecord* lot, const uint8_t* lot_id, bint by_card):
+    cdef bytes lot_keys(self, _LotKind kind, const PackageRecord* lot, const uint8_t* lot_id,
+                        bint by_card):
         key = u64_be(lot_time(lot)) + _bytes(lot_id, REQUEST_ID_SIZE)
-        return u64_be(lot.card_id) + key if by_card else key
+        return u64_be(lot.card_id) + kind.card_tag + key if by_card else key
+
+    cdef list card_lot_ids(self, _LotKind kind, uint64_t card_id):
+        """Ids of the card's lots still valid now, earliest-expiring first."""
+        cdef Py_ssize_t at = 8 + len(kind.card_tag)
+        prefix = u64_be(card_id) + kind.card_tag
+        ids = []
+        cursor = self.txn.cursor(db=kind.db_card)
+        if cursor.set_range(prefix):
+            for key in cursor.iternext(keys=True, values=False):
+                if key[:at] != prefix:
+                    break
+                if u64_from_be(<const unsigned char*><const char*>key + at) >= self.now_s:
+                    ids.append(key[at + 8:])
+        cursor.close()
+        return ids
 
     cdef bint read_lot(self, _LotKind kind, const uint8_t* lot_id, PackageRecord* out) except -1:
         value = self.get(_bytes(lot_id, REQUEST_ID_SIZE), None, kind.db)
@@ -818,8 +834,8 @@ cdef class _BatchApplier:
 
     cdef int end_lot(self, _LotKind kind, const uint8_t* lot_id, PackageRecord* lot,
                      uint8_t status) except -1:
-        self.delete(self.lot_keys(lot, lot_id, False), None, kind.db_expiry)
-        self.delete(self.lot_keys(lot, lot_id, True), None, kind.db_card)
+        self.delete(self.lot_keys(kind, lot, lot_id, False), None, kind.db_expiry)
+        self.delete(self.lot_keys(kind, lot, lot_id, True), None, kind.db_card)
         lot.status = status
         self.write_lot(kind, lot_id, lot)
         return 0
@@ -898,8 +914,8 @@ cdef class _BatchApplier:
         lot.available_from_s = available_from_s
         lot.partner_id = self.partner if by_program else self.origin_partner
         self.write_lot(kind, rq.request_id, &lot)
-        self.put(self.lot_keys(&lot, rq.request_id, False), b"", False, True, False, kind.db_expiry)
-        self.put(self.lot_keys(&lot, rq.request_id, True), b"", False, True, False, kind.db_card)
+        self.put(self.lot_keys(kind, &lot, rq.request_id, False), b"", False, True, False, kind.db_expiry)
+        self.put(self.lot_keys(kind, &lot, rq.request_id, True), b"", False, True, False, kind.db_card)
         return 0
 
     cdef uint8_t take_from_lots(self, _LotKind kind, const CardRecord* card, int64_t need,
@@ -909,16 +925,7 @@ cdef class _BatchApplier:
         taken: gets [issuing partner, amount] for each run of lots of one partner."""
         cdef PackageRecord lot
         cdef int64_t available = 0, pending = 0, take
-        prefix = u64_be(card.card_id)
-        usable = []                                  # lot ids, earliest-expiring first
-        cursor = self.txn.cursor(db=kind.db_card)
-        if cursor.set_range(prefix):
-            for key in cursor.iternext(keys=True, values=False):
-                if key[:8] != prefix:
-                    break
-                if u64_from_be(<const unsigned char*><const char*>key + 8) >= self.now_s:
-                    usable.append(key[16:])
-        cursor.close()
+        usable = self.card_lot_ids(kind, card.card_id)
         ready = []                                   # those usable now, not in a returns window
         for lot_id in usable:
             assert self.read_lot(kind, <const uint8_t*><const char*>lot_id, &lot), "index without lot"
@@ -1687,7 +1694,7 @@ cdef class _BatchApplier:
         return found
 
     cdef int read_member(self, uint64_t card_id, MemberRecord* out) except -1:
-        value = self.get(u64_be(card_id), None, self.db_members)
+        value = self.get(member_key_of(card_id), None, self.db_book)
         if value is None:
             memset(out, 0, sizeof(MemberRecord))
         else:
@@ -1696,8 +1703,8 @@ cdef class _BatchApplier:
         return 0
 
     cdef int write_member(self, uint64_t card_id, const MemberRecord* member) except -1:
-        self.put(u64_be(card_id), _bytes(member, sizeof(MemberRecord)), False, True, False,
-                 self.db_members)
+        self.put(member_key_of(card_id), _bytes(member, sizeof(MemberRecord)), False, True, False,
+                 self.db_book)
         return 0
 
     cdef int record_points(self, uint64_t card_id, uint64_t seq, uint8_t op, int64_t points,
@@ -1711,8 +1718,8 @@ cdef class _BatchApplier:
             line.outlet_code = outlet_code
         line.op = op
         line.points = points
-        self.put(u64_be(card_id) + u64_be(seq), _bytes(&line, sizeof(line)), False, True, False,
-                 self.db_card_points_history)
+        self.put(history_key_of(card_id, seq), _bytes(&line, sizeof(line)), False, True, False,
+                 self.db_book)
         return 0
 
     cdef uint64_t credit_points(self, const CoreRequest* rq, const CardRecord* card,
@@ -1799,19 +1806,10 @@ cdef class _BatchApplier:
         self.count_member(card, -spend, -points)
         if points <= 0:
             return 0
-        lot_ids = []
-        if self.read_lot(self.points, rq.ref_request_id, &lot) and lot.status == PACKAGE_OPEN:
-            lot_ids.append(_bytes(rq.ref_request_id, REQUEST_ID_SIZE))
-        prefix = u64_be(card.card_id)
-        cursor = self.txn.cursor(db=self.points.db_card)
-        if cursor.set_range(prefix):
-            for key in cursor.iternext(keys=True, values=False):
-                if key[:8] != prefix:
-                    break
-                if u64_from_be(<const unsigned char*><const char*>key + 8) >= self.now_s and \
-                        key[16:] not in lot_ids:
-                    lot_ids.append(key[16:])
-        cursor.close()
+        own = _bytes(rq.ref_request_id, REQUEST_ID_SIZE)
+        lot_ids = [own] if self.read_lot(self.points, rq.ref_request_id, &lot) and \
+            lot.status == PACKAGE_OPEN else []
+        lot_ids += [lot_id for lot_id in self.card_lot_ids(self.points, card.card_id) if lot_id != own]
         for lot_id in lot_ids:
             if covered == points:
                 break

@@ -809,11 +809,27 @@ def range_key(unsigned int range_id):
     return range_key_of(range_id)
 
 
+def member_key(unsigned long long card_id):
+    return member_key_of(card_id)
+
+
+def history_key(unsigned long long card_id, unsigned long long seq):
+    return history_key_of(card_id, seq)
+
+
 def parse_book_key(bytes key):
-    """('card', card_id, None) or ('account', owner_id, slot) for a key of the book."""
+    """What a key of the book names: ('card', card_id, None), ('account', owner_id, slot),
+    ('member', card_id, None), ('points_history', card_id, journal seq) or
+    ('point_lot', card_id, (valid_until_s, lot id))."""
     cdef const unsigned char* k = <const unsigned char*><const char*>key
     if len(key) == 9 and k[8] == b'C':
         return "card", u64_from_be(k), None
     if len(key) == 10 and k[8] == b'A':
         return "account", u64_from_be(k), k[9]
+    if len(key) == 9 and k[8] == b'M':
+        return "member", u64_from_be(k), None
+    if len(key) == 17 and k[8] == b'H':
+        return "points_history", u64_from_be(k), u64_from_be(k + 9)
+    if len(key) == 9 + 8 + REQUEST_ID_SIZE and k[8] == b'L':
+        return "point_lot", u64_from_be(k), (u64_from_be(k + 9), key[17:])
     raise ValueError(f"not a key of the book: {key.hex()}")

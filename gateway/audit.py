@@ -41,13 +41,15 @@ def audit(data_dir) -> tuple[list[str], dict]:
 
 def _audit(store, txn):
     violations = []
-    cards, accounts = {}, {}
+    cards, accounts, lot_index = {}, {}, set()
     for key, value in txn.cursor(db=store.db_book):
-        kind, owner, slot = records.parse_book_key(key)
+        kind, owner, detail = records.parse_book_key(key)
         if kind == "card":
             cards[owner] = records.unpack_card(value)
-        else:
-            accounts[(owner, slot)] = records.unpack_account(value)
+        elif kind == "account":
+            accounts[(owner, detail)] = records.unpack_account(value)
+        elif kind == "point_lot":
+            lot_index.add((owner, *detail))
 
     computed = collections.defaultdict(lambda: [0, 0, 0])   # balance, credits, debits
     runs = {}                                                # request id -> (first, last seq)
@@ -124,6 +126,7 @@ def _audit(store, txn):
     request_count = _audit_requests(store, txn, runs, violations)
     for timed in (HOLDS, PACKAGES, POINT_LOTS):
         _audit_timed(timed, txn, store, accounts, cards, timed_ends[timed.end_op], violations)
+    _audit_point_lot_index(txn, store, lot_index, violations)
     _audit_reservations(txn, store, violations)
     counts = {"cards": len(cards), "accounts": len(accounts), "journal_entries": entries,
               "requests": request_count}
@@ -216,6 +219,19 @@ PACKAGES = _Timed("package", "db_packages", "db_package_expiry", records.unpack_
                   lambda p: p.units_left, lambda p: (p.units_left, p.units_total))
 POINT_LOTS = PACKAGES._replace(what="point lot", db="db_point_lots", index_db="db_point_lot_expiry",
                                end_op=Op.POINTS_EXPIRY, card_slot=Slot.CARD_POINTS)
+
+
+def _audit_point_lot_index(txn, store, lot_index, violations):
+    """Each card's index of its point lots in the book names exactly its open lots."""
+    expected = set()
+    for lot_id, value in txn.cursor(db=store.db_point_lots):
+        lot = records.unpack_package(value)
+        if lot.status == PackageState.OPEN:
+            expected.add((lot.card_id, lot.valid_until_s or records.LOT_NEVER, bytes(lot_id)))
+    for card_id, _, lot_id in sorted(expected - lot_index):
+        violations.append(f"point lot {lot_id.hex()}: open but not in card {card_id}'s index")
+    for card_id, _, lot_id in sorted(lot_index - expected):
+        violations.append(f"card {card_id}'s index names point lot {lot_id.hex()}, not open")
 
 
 def _audit_timed(timed, txn, store, accounts, cards, ends, violations):

@@ -145,7 +145,7 @@ class Store:
     def read_member(self, card_id: int):
         """records.Member of a card that has taken part in a program, or None."""
         with self.env.begin() as txn:
-            value = txn.get(card_id.to_bytes(8, "big"), db=self.db_members)
+            value = txn.get(records.member_key(card_id), db=self.db_book)
             return records.unpack_member(value) if value is not None else None
 
     def read_outlet(self, outlet_code: int):
@@ -157,24 +157,24 @@ class Store:
     def read_points_lines(self, card_id: int, lines_max: int, seq: int = None):
         """[(records.PointsLineView, records.JournalView)] of the card's points history,
         newest first (or only the line of journal entry `seq`)."""
-        prefix = card_id.to_bytes(8, "big")
+        prefix = card_id.to_bytes(8, "big") + b"H"
         found = []
         with self.env.begin() as txn:
-            cursor = txn.cursor(db=self.db_card_points_history)
             if seq is not None:
-                value = txn.get(prefix + seq.to_bytes(8, "big"), db=self.db_card_points_history)
-                keys = [(prefix + seq.to_bytes(8, "big"), value)] if value is not None else []
+                value = txn.get(records.history_key(card_id, seq), db=self.db_book)
+                lines = [(records.history_key(card_id, seq), value)] if value is not None else []
             else:
-                keys = []
-                # The card's last line: just before the next card's first, or the last of all.
-                found_next = cursor.set_range((card_id + 1).to_bytes(8, "big"))
-                if cursor.prev() if found_next else cursor.last():
+                lines = []
+                cursor = txn.cursor(db=self.db_book)
+                # The card's last line: just before the card's 'L' (point lots) keys.
+                after_history = cursor.set_range(card_id.to_bytes(8, "big") + b"I")
+                if cursor.prev() if after_history else cursor.last():
                     for key, value in cursor.iterprev():
-                        if key[:8] != prefix or len(keys) == lines_max:
+                        if key[:9] != prefix or len(lines) == lines_max:
                             break
-                        keys.append((key, value))
-            for key, value in keys:
-                entry = records.unpack_journal_entry(txn.get(key[8:], db=self.db_journal))
+                        lines.append((key, value))
+            for key, value in lines:
+                entry = records.unpack_journal_entry(txn.get(key[9:], db=self.db_journal))
                 found.append((records.unpack_points_line(value), entry))
         return found
 
@@ -209,16 +209,16 @@ class Store:
         """([(valid_until_s, points)], pending) of the card's valid point lots: what
         expires, soonest first (lots of the same second summed), and how many points still
         wait for their returns window to end."""
-        prefix = card_id.to_bytes(8, "big")
+        prefix = card_id.to_bytes(8, "big") + b"L"       # the card's lots, in the book
         by_time, pending = {}, 0
         with self.env.begin(buffers=False) as txn:
-            cursor = txn.cursor(db=self.db_card_point_lots)
+            cursor = txn.cursor(db=self.db_book)
             if cursor.set_range(prefix + now_s.to_bytes(8, "big")):
                 for key in cursor.iternext(values=False):
-                    if key[:8] != prefix:
+                    if key[:9] != prefix:
                         break
-                    valid_until_s = int.from_bytes(key[8:16], "big")
-                    lot = records.unpack_package(txn.get(key[16:], db=self.db_point_lots))
+                    valid_until_s = int.from_bytes(key[9:17], "big")
+                    lot = records.unpack_package(txn.get(key[17:], db=self.db_point_lots))
                     if lot.available_from_s > now_s:
                         pending += lot.units_left
                     if valid_until_s != records.LOT_NEVER:

@@ -72,8 +72,9 @@ def populate_raw(path, cards: int):
     env.close()
 
 
-def _durable_seconds(data_dir, batches, now_s) -> float:
-    """Seconds to apply the packed batches, one synced commit each (the last must approve)."""
+def durable_seconds(data_dir, batches, now_s):
+    """(seconds, last reply) to apply the packed batches, one synced commit each (the
+    last must approve)."""
     store = Store(data_dir, map_size_bytes=64 << 30, sync=True)
     try:
         started = time.perf_counter()
@@ -83,8 +84,9 @@ def _durable_seconds(data_dir, batches, now_s) -> float:
         elapsed = time.perf_counter() - started
     finally:
         store.close()
-    assert records.unpack_replies(replies)[-1].result == Result.APPROVED
-    return elapsed
+    last = records.unpack_replies(replies)[-1]
+    assert last.result == Result.APPROVED, last
+    return elapsed, last
 
 
 def measure_core(data_dir, cards, batch_size, operations, now_s, new_id):
@@ -94,7 +96,7 @@ def measure_core(data_dir, cards, batch_size, operations, now_s, new_id):
                                    currency="EUR", amount_minor=1)
               for _ in range(operations)]
     batches = [b"".join(packed[i:i + batch_size]) for i in range(0, operations, batch_size)]
-    return operations / _durable_seconds(data_dir, batches, now_s)
+    return operations / durable_seconds(data_dir, batches, now_s)[0]
 
 
 def measure_core_pairs(data_dir, cards, batch_size, pairs, now_s):
@@ -111,7 +113,7 @@ def measure_core_pairs(data_dir, cards, batch_size, pairs, now_s):
                                                      ref_request_id=hold_id, currency="EUR",
                                                      amount_minor=3_210_55)
                                 for hold_id, key in holds))
-    return pairs / _durable_seconds(data_dir, batches, now_s)
+    return pairs / durable_seconds(data_dir, batches, now_s)[0]
 
 
 def measure_raw(path, cards, batch_size, operations):

@@ -24,7 +24,7 @@ from cardgate.gateway.request_ids import uuid7
 from cardgate.gateway.store import Store
 from cardgate.gateway.writer import yyyymm_of
 
-from .core_throughput import card_key_of, populate_core
+from .core_throughput import card_key_of, durable_seconds, populate_core
 
 GOAL_RATIO = 0.7
 OUTLETS = 1_000
@@ -82,18 +82,9 @@ def purchases(rng, cards: int, count: int, with_sale_details: bool) -> list:
 
 
 def durable_rate(data_dir, packed: list, batch_size: int, now_s: int, earning: bool) -> float:
-    store = Store(data_dir, map_size_bytes=64 << 30, sync=True)
-    try:
-        batches = [b"".join(packed[i:i + batch_size]) for i in range(0, len(packed), batch_size)]
-        started = time.perf_counter()
-        for batch in batches:
-            with store.env.begin(write=True) as txn:
-                replies = ledger.apply_batch(txn, store.dbs, batch, now_s, yyyymm_of(now_s))
-        elapsed = time.perf_counter() - started
-    finally:
-        store.close()
-    last = records.unpack_replies(replies)[-1]
-    assert last.result == Result.APPROVED and (last.points_earned > 0) == earning, last
+    batches = [b"".join(packed[i:i + batch_size]) for i in range(0, len(packed), batch_size)]
+    elapsed, last = durable_seconds(data_dir, batches, now_s)
+    assert (last.points_earned > 0) == earning, last
     return len(packed) / elapsed
 
 

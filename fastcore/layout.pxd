@@ -139,6 +139,10 @@ cdef enum AccountSlot:
     SLOT_RANGE_POINTS_EXPIRED = 11
     SLOT_RANGE_POINTS_ADJUSTED = 12
     SLOT_CARD_POINTS_OWED = 13  # points a return took back after they were spent (<= 0)
+    # Statistical, not value: what members bought paying otherwise (loyalty sales), so
+    # that every sale is in the journal for analytics. Credit the card, debit the range.
+    SLOT_CARD_SALES_ELSEWHERE = 14
+    SLOT_RANGE_SALES_ELSEWHERE = 15
 
 cdef enum PackageStatus:
     PACKAGE_OPEN = 1

@@ -374,6 +374,7 @@ cdef class _BatchApplier:
         memcpy(acc.currency, rq.currency, CURRENCY_SIZE)
         self.write_account(SYSTEM_OWNER_BASE + rq.range_id, SLOT_RANGE_FUNDING, &acc)
         self.write_account(SYSTEM_OWNER_BASE + rq.range_id, SLOT_RANGE_MERCHANT, &acc)
+        self.write_account(SYSTEM_OWNER_BASE + rq.range_id, SLOT_RANGE_SALES_ELSEWHERE, &acc)
         memcpy(acc.currency, <const char*>UNITS, CURRENCY_SIZE)
         for slot in (SLOT_RANGE_UNITS_SOLD, SLOT_RANGE_UNITS_USED, SLOT_RANGE_UNITS_EXPIRED):
             self.write_account(SYSTEM_OWNER_BASE + rq.range_id, slot, &acc)
@@ -417,6 +418,9 @@ cdef class _BatchApplier:
         acc.flags = ACCOUNT_NO_OVERDRAFT
         self.write_account(card_id, SLOT_CARD_VALUE, &acc)
         self.write_account(card_id, SLOT_CARD_HELD, &acc)
+        acc.flags = 0
+        self.write_account(card_id, SLOT_CARD_SALES_ELSEWHERE, &acc)
+        acc.flags = ACCOUNT_NO_OVERDRAFT
         memcpy(acc.currency, <const char*>UNITS, CURRENCY_SIZE)
         self.write_account(card_id, SLOT_CARD_UNITS, &acc)
         memcpy(acc.currency, <const char*>POINTS, CURRENCY_SIZE)
@@ -1125,13 +1129,17 @@ cdef class _BatchApplier:
                                      original.refunded_minor + rq.amount_minor)
         original.refunded_minor += rq.amount_minor
         self.write_request(&original)
-        cdef uint64_t seq = 0
+        cdef uint64_t seq
         if money:
             seq = self.post(rq.request_id, OP_REFUND, SYSTEM_OWNER_BASE + card.range_id,
                             SLOT_RANGE_MERCHANT, value_owner_of(&card), SLOT_CARD_VALUE,
                             rq.currency, rq.amount_minor)
+        else:
+            seq = self.post(rq.request_id, OP_REFUND, card.card_id, SLOT_CARD_SALES_ELSEWHERE,
+                            SYSTEM_OWNER_BASE + card.range_id, SLOT_RANGE_SALES_ELSEWHERE,
+                            rq.currency, rq.amount_minor)
         points_seq = self.take_back_points(rq, &card, back, rq.amount_minor)
-        self.approve(rq, rp, rq.amount_minor, seq or points_seq, &card)
+        self.approve(rq, rp, rq.amount_minor, seq, &card)
         rp.points_earned = -back
         rp.points_seq = points_seq
         if not money:
@@ -1203,12 +1211,15 @@ cdef class _BatchApplier:
         memcpy(&card, <const char*>value, sizeof(card))
         self.describe_card(&card, rp)
         if original.request.op == OP_LOYALTY_SALE:
-            seq = self.take_back_points(rq, &card, original.reply.points_earned, amount)
+            seq = self.post(rq.request_id, OP_REVERSAL, card.card_id, SLOT_CARD_SALES_ELSEWHERE,
+                            SYSTEM_OWNER_BASE + card.range_id, SLOT_RANGE_SALES_ELSEWHERE,
+                            original.request.currency, amount)
+            points_seq = self.take_back_points(rq, &card, original.reply.points_earned, amount)
             original.flags |= REQUEST_REVERSED
             self.write_request(&original)
             self.approve(rq, rp, amount, seq)
             rp.points_earned = -original.reply.points_earned
-            rp.points_seq = seq
+            rp.points_seq = points_seq
             self.describe_lots(self.points, rp)
             return 0
         system_owner = SYSTEM_OWNER_BASE + card.range_id
@@ -1863,8 +1874,10 @@ cdef class _BatchApplier:
                                      member.lifetime_spend_minor)
         discount = rq.amount_minor * rp.discount_bp // 10000
         rp.discount_minor = discount
-        seq = self.earn_on_sale(rq, &card, rq.amount_minor - discount, rq.volume_ml,
-                                rq.target_status, rp)
+        seq = self.post(rq.request_id, OP_LOYALTY_SALE, SYSTEM_OWNER_BASE + card.range_id,
+                        SLOT_RANGE_SALES_ELSEWHERE, card.card_id, SLOT_CARD_SALES_ELSEWHERE,
+                        rq.currency, rq.amount_minor - discount)
+        self.earn_on_sale(rq, &card, rq.amount_minor - discount, rq.volume_ml, rq.target_status, rp)
         self.approve(rq, rp, rq.amount_minor - discount, seq)
         self.describe_lots(self.points, rp)
         return 0

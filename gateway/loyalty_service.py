@@ -6,7 +6,7 @@ import grpc
 from cardgate.fastcore.records import ExpiryKind, Op, PaymentMethod
 from cardgate.v1 import loyalty_pb2, loyalty_pb2_grpc
 
-from . import loyalty_config, loyalty_words, settlement
+from . import analytics, loyalty_config, loyalty_words, settlement
 from .fleet import outlet_code
 from .loyalty_answers import standing
 from .pan import mask_parts
@@ -103,21 +103,34 @@ class LoyaltyService(Servicer, loyalty_pb2_grpc.LoyaltyServiceServicer):
             masked_pan=mask_parts(card.pan_first6, card.pan_last4, card.pan_length),
             points=store.read_points(card.card_id), lines=lines)
 
-    @rpc
-    def GetSettlement(self, request, context):
+    def _program_period(self, request, context):
+        """(program, its currency) of a request naming a program and a period."""
         if request.from_s < 0 or request.until_s <= request.from_s:
             raise InvalidArgument("until_s", "the period must be [from_s, until_s) with from_s >= 0 "
                                   "and until_s after it")
-        store = self.ops.store
-        found = store.read_program(request.program_id)
+        found = self.ops.store.read_program(request.program_id)
         if found is None:
             context.abort(grpc.StatusCode.NOT_FOUND, f"program_id: no program {request.program_id}")
         program = found[0]
+        first_range = self.ops.store.read_range(program.range_ids[0]) if program.range_ids else None
+        return program, first_range.currency if first_range else ""
+
+    @rpc
+    def GetProgramAnalytics(self, request, context):
+        program, currency = self._program_period(request, context)
+        store = self.ops.store
+        with store.env.begin() as txn:
+            figures = analytics.analyze(store, txn, program, request.from_s, request.until_s)
+        return loyalty_pb2.ProgramAnalytics(currency=currency, **figures._asdict())
+
+    @rpc
+    def GetSettlement(self, request, context):
+        program, currency = self._program_period(request, context)
+        store = self.ops.store
         with store.env.begin() as txn:
             report = settlement.settle(store, txn, program, request.from_s, request.until_s)
-        first_range = store.read_range(program.range_ids[0]) if program.range_ids else None
         return loyalty_pb2.GetSettlementResponse(
-            currency=first_range.currency if first_range else "",
+            currency=currency,
             partners=[loyalty_pb2.PartnerSettlement(**row._asdict()) for row in report.partners],
             transfers=[loyalty_pb2.PartnerTransfer(from_partner_id=a, to_partner_id=b, points=p,
                                                    amount_minor=v) for a, b, p, v in report.transfers])

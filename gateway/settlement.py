@@ -1,33 +1,17 @@
 """Coalition settlement from the journal: points issued at a partner are its liability;
 when another partner's customers redeem them there, the issuer pays that partner their
 value at the program's rate. Who owes whom per period, summing to zero."""
-import bisect
 import collections
 
 from cardgate.fastcore import records
 from cardgate.fastcore.records import Op, Slot
 
+from .journal_period import entries_between
+
 Settlement = collections.namedtuple("Settlement", "partners transfers")
 PartnerRow = collections.namedtuple("PartnerRow", "partner_id points_issued points_redeemed "
                                     "points_owed_out pays_minor points_owed_in receives_minor "
                                     "net_minor")
-
-
-class _Journal(collections.abc.Sequence):
-    """The journal as a sequence of entry times, for bisecting a period's first entry
-    (times do not go back: the writer stamps each batch with its clock)."""
-
-    def __init__(self, txn, db):
-        self.txn, self.db = txn, db
-        cursor = txn.cursor(db=db)
-        self.last = records.journal_seq_of(cursor.key()) if cursor.last() else 0
-
-    def __len__(self):
-        return self.last
-
-    def __getitem__(self, index):
-        return records.unpack_journal_entry(self.txn.get(records.journal_key(index + 1),
-                                                         db=self.db)).time_s
 
 
 def value_of(points: int, point_value_millis: int) -> int:
@@ -40,20 +24,14 @@ def settle(store, txn, program, from_s: int, until_s: int) -> Settlement:
     system_ranges = {records.SYSTEM_OWNER_BASE + r for r in program.range_ids}
     issued, redeemed = collections.Counter(), collections.Counter()
     flows = collections.Counter()                  # (issuer, redeemer) -> points
-    first = bisect.bisect_left(_Journal(txn, store.db_journal), from_s) + 1
-    cursor = txn.cursor(db=store.db_journal)
-    if cursor.set_key(records.journal_key(first)):
-        for _, value in cursor:
-            entry = records.unpack_journal_entry(value)
-            if entry.time_s >= until_s:
-                break
-            if entry.op == Op.EARN_POINTS and entry.debit_owner in system_ranges and \
-                    entry.debit_slot == Slot.RANGE_POINTS_ISSUED:
-                issued[entry.partner_id] += entry.amount_minor
-            elif entry.op == Op.REDEEM_POINTS and entry.credit_owner in system_ranges:
-                redeemed[entry.partner_id] += entry.amount_minor
-                if entry.origin_partner != entry.partner_id:
-                    flows[(entry.origin_partner, entry.partner_id)] += entry.amount_minor
+    for entry in entries_between(store, txn, from_s, until_s):
+        if entry.op == Op.EARN_POINTS and entry.debit_owner in system_ranges and \
+                entry.debit_slot == Slot.RANGE_POINTS_ISSUED:
+            issued[entry.partner_id] += entry.amount_minor
+        elif entry.op == Op.REDEEM_POINTS and entry.credit_owner in system_ranges:
+            redeemed[entry.partner_id] += entry.amount_minor
+            if entry.origin_partner != entry.partner_id:
+                flows[(entry.origin_partner, entry.partner_id)] += entry.amount_minor
     rate = program.point_value_millis
     out_points, in_points = collections.Counter(), collections.Counter()
     pays, receives = collections.Counter(), collections.Counter()

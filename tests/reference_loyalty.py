@@ -281,7 +281,9 @@ class LoyaltyRules:
         rp["discount_bp"] = discount_of(program, member.lifetime_spend_minor)
         rp["discount_minor"] = rq.amount_minor * rp["discount_bp"] // 10000
         paid = rq.amount_minor - rp["discount_minor"]
-        seq = self.earn_on_sale(rq, card, paid, rq.volume_ml, rq.target_status, rp, now_s)
+        seq = self.post(rq.request_id, Op.LOYALTY_SALE, (SYSTEM + card.range_id, Slot.RANGE_SALES_ELSEWHERE),
+                        (card.card_id, Slot.CARD_SALES_ELSEWHERE), rq.currency, paid, now_s)
+        self.earn_on_sale(rq, card, paid, rq.volume_ml, rq.target_status, rp, now_s)
         self.approve(rq, rp, paid, seq)
         self.describe_lots(self.POINT_LOTS, rp)
 

@@ -215,7 +215,7 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
         self.ranges[rq.range_id] = rq.currency
         self.pin_tries_max[rq.range_id] = rq.pin_tries_max or records.PIN_TRIES_MAX_DEFAULT
         self.range_limits[rq.range_id] = (rq.amount_minor, rq.load_per_day_max_minor)
-        for slot in (Slot.RANGE_FUNDING, Slot.RANGE_MERCHANT):
+        for slot in (Slot.RANGE_FUNDING, Slot.RANGE_MERCHANT, Slot.RANGE_SALES_ELSEWHERE):
             self.accounts[(SYSTEM + rq.range_id, slot)] = Account(rq.currency, False)
         for slot in (Slot.RANGE_UNITS_SOLD, Slot.RANGE_UNITS_USED, Slot.RANGE_UNITS_EXPIRED):
             self.accounts[(SYSTEM + rq.range_id, slot)] = Account(UNITS, False)
@@ -237,6 +237,7 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
                                    rq.pan_first6, rq.pan_last4, rq.pan_length, now_s)
         self.accounts[(card_id, Slot.CARD_VALUE)] = Account(self.ranges[rq.range_id], True)
         self.accounts[(card_id, Slot.CARD_HELD)] = Account(self.ranges[rq.range_id], True)
+        self.accounts[(card_id, Slot.CARD_SALES_ELSEWHERE)] = Account(self.ranges[rq.range_id], False)
         self.accounts[(card_id, Slot.CARD_UNITS)] = Account(UNITS, True)
         self.accounts[(card_id, Slot.CARD_POINTS)] = Account(POINTS, True)
         self.accounts[(card_id, Slot.CARD_POINTS_OWED)] = Account(POINTS, False)
@@ -585,13 +586,16 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
         back = self.points_to_return(original, original.refunded_minor,
                                      original.refunded_minor + rq.amount_minor)
         original.refunded_minor += rq.amount_minor
-        seq = 0
         if money:
             seq = self.post(rq.request_id, Op.REFUND, (SYSTEM + card.range_id, Slot.RANGE_MERCHANT),
                             (self.value_owner(card), Slot.CARD_VALUE), rq.currency, rq.amount_minor,
                             now_s)
+        else:                               # the statistical record of sales paid otherwise
+            seq = self.post(rq.request_id, Op.REFUND, (card.card_id, Slot.CARD_SALES_ELSEWHERE),
+                            (SYSTEM + card.range_id, Slot.RANGE_SALES_ELSEWHERE), rq.currency,
+                            rq.amount_minor, now_s)
         points_seq = self.take_back_points(rq, card, back, rq.amount_minor, now_s)
-        self.approve(rq, rp, rq.amount_minor, seq or points_seq)
+        self.approve(rq, rp, rq.amount_minor, seq)
         rp.update(points_earned=-back, points_seq=points_seq)
         if not money:
             self.describe_lots(POINT_LOTS, rp)
@@ -638,14 +642,16 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
         amount = original.reply["approved_minor"]
         card = self.cards[original.reply["card_id"]]
         self.describe(card, rp)
+        system = SYSTEM + card.range_id
         if o_rq.op == Op.LOYALTY_SALE:
-            seq = self.take_back_points(rq, card, original.reply["points_earned"], amount, now_s)
+            seq = self.post(rq.request_id, Op.REVERSAL, (card.card_id, Slot.CARD_SALES_ELSEWHERE),
+                            (system, Slot.RANGE_SALES_ELSEWHERE), o_rq.currency, amount, now_s)
+            points_seq = self.take_back_points(rq, card, original.reply["points_earned"], amount, now_s)
             original.flags |= FLAG_REVERSED
             self.approve(rq, rp, amount, seq)
-            rp.update(points_earned=-original.reply["points_earned"], points_seq=seq)
+            rp.update(points_earned=-original.reply["points_earned"], points_seq=points_seq)
             self.describe_lots(POINT_LOTS, rp)
             return
-        system = SYSTEM + card.range_id
         if o_rq.op == Op.PURCHASE:
             if rp["balance_minor"] + amount > BALANCE_MINOR_MAX:
                 raise Decline(Result.DECLINED_BALANCE_LIMIT_EXCEEDED)

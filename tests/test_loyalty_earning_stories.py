@@ -288,3 +288,32 @@ def test_bad_rules_tiers_and_redemptions_are_refused_and_change_nothing(coalitio
         R.RESULT_CODE_DECLINED_REFUND_EXCEEDS_ORIGINAL)
     invalid_changing_nothing(store, lambda: c.loyalty.GetSettlement(loyalty_pb2.GetSettlementRequest(
         program_id=1, from_s=100, until_s=100)), "until_s")
+
+
+def test_program_analytics_of_a_month_against_the_month_before(coalition):
+    c = coalition
+    c.program(rules=[loyalty_pb2.EarnRule(rule_id=1, kind=loyalty_pb2.EARN_RULE_KIND_PER_AMOUNT,
+                                          points=1, per=100)])
+    a, b, d = c.card(10, funds=1_000_00), c.card(11), c.card(12)
+    june, july = at(2027, 6, 1, 0), at(2027, 7, 1, 0)
+    c.now[0] = at(2027, 6, 10)
+    c.sale("aroma", a, 10_00)
+    c.sale("aroma", b, 20_00)
+    c.now[0] = at(2027, 7, 3)
+    c.auth["station-7"].Purchase(authorization_pb2.PurchaseRequest(
+        request_id=new_id(), pan=a, amount=eur(60_00)))              # paid with the card
+    sale_id = new_id()
+    c.sale("aroma", a, 30_00, request_id=sale_id)
+    c.sale("station-12", d, 90_00)
+    c.auth["aroma"].Refund(authorization_pb2.RefundRequest(
+        request_id=new_id(), pan=a, amount=eur(10_00), original_request_id=sale_id))
+    assert c.redeem("aroma", d, 40).result_code == R.RESULT_CODE_APPROVED
+    # July's first 30 days, against June's 30.
+    figures = c.loyalty.GetProgramAnalytics(loyalty_pb2.GetProgramAnalyticsRequest(
+        program_id=1, from_s=july, until_s=july + (july - june)))
+    assert (figures.active_cards, figures.transactions, figures.sales_minor, figures.returns_minor) == \
+        (2, 3, 180_00, 10_00)
+    assert (figures.average_check_minor, figures.purchases_per_card_x100) == (60_00, 150)
+    assert (figures.previous_active_cards, figures.retained_cards, figures.retention_bp) == (2, 1, 5000)
+    assert (figures.points_earned, figures.points_redeemed, figures.points_returned) == (180, 40, 10)
+    assert (figures.points_expired, figures.breakage_bp, figures.currency) == (0, 0, "EUR")

@@ -254,7 +254,7 @@ cdef inline bint valid_program(const ProgramRecord* program, int64_t cap):
             program.range_count > PROGRAM_RANGES_MAX or \
             not -1440 <= program.utc_offset_min <= 1440 or program.pending_days > 366 or \
             program.tier_count > TIERS_MAX or program.discount_count > DISCOUNT_STEPS_MAX or \
-            program.birthday_window_days > 31 or program.flags > 3 or \
+            program.birthday_window_days > 31 or program.flags > 7 or \
             not 0 <= program.welcome_points <= cap or not 0 <= program.birthday_points <= cap or \
             program.point_value_millis > 1_000_000_000:
         return False

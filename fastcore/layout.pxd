@@ -112,6 +112,7 @@ cdef enum ResultCode:
     RESULT_DECLINED_UNKNOWN_PROGRAM = 85
     RESULT_DECLINED_NOT_IN_PROGRAM = 86       # the card's range is in no loyalty program
     RESULT_DECLINED_UNKNOWN_OUTLET = 87       # a rule names an outlet that is not defined
+    RESULT_DECLINED_POINTS_HAVE_NO_VALUE = 88 # paying with points, in a program that gives them none
     # Not business outcomes: the gateway turns these into gRPC status codes.
     RESULT_REJECTED_REQUEST_ID_REUSED = 250
     RESULT_REJECTED_INVALID_REQUEST = 251
@@ -176,6 +177,7 @@ cdef enum:
     PRODUCT_OTHER = 2
     PROGRAM_STACK_RULES = 1     # ProgramRecord.flags: matching rules add up (else the best wins)
     PROGRAM_TIERS_BY_POINTS = 2 # tiers by points earned in 12 months (else by spend)
+    PROGRAM_NO_EARN_WHEN_REDEEMING = 4  # a sale partly paid with points earns nothing
     MEMBER_WELCOMED = 1         # MemberRecord.flags: the welcome bonus was given
     EARNED_WELCOME = 1          # EarnResult.flags / CoreReply.earn_flags
     EARNED_BIRTHDAY = 2
@@ -208,7 +210,8 @@ cdef packed struct CoreRequest:
     uint8_t reason              # ADJUST, CLEAR: why (cardgate.v1.AdjustmentReason)
     uint16_t payload_size       # SET_PROFILE, DEFINE_OUTLET: bytes of payload after this request
     uint32_t profile_id         # SET_PROFILE, SET_CONTRACT, ASSIGN_CARD
-    int64_t load_per_day_max_minor  # CREATE_RANGE (amount_minor: the balance maximum)
+    int64_t load_per_day_max_minor  # CREATE_RANGE (amount_minor: the balance maximum);
+                                    # LOYALTY_SALE: points the member pays with
     uint64_t valid_until_s      # SELL_PACKAGE: last second its units can be used
     int64_t volume_ml           # PURCHASE, COMPLETE: fuel dispensed; PREAUTH: most to dispense
     int64_t odometer            # with REQUEST_ODOMETER_PRESENT
@@ -248,6 +251,8 @@ cdef packed struct CoreReply:
     int64_t discount_minor
     int64_t lifetime_spend_minor    # loyalty: the card's lifetime spend before this sale
     uint64_t points_seq         # loyalty: the journal seq of the points' history line (0: none)
+    int64_t points_redeemed     # loyalty sale: points that paid part of it
+    int64_t points_value_minor  # and what they paid
 
 # Value of the idempotency table, keyed by request id.
 cdef packed struct RequestRecord:

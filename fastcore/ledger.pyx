@@ -979,19 +979,27 @@ cdef class _BatchApplier:
             return 0
         if kind is self.points:
             self.partner = self.partner_of(rq.outlet_code)
-        for origin, amount in taken:       # points: one entry per partner that issued them
-            self.origin_partner = origin
-            last = self.post(rq.request_id, kind.op_use, card.card_id, kind.card_slot,
-                             SYSTEM_OWNER_BASE + card.range_id, kind.used_slot, kind.asset,
-                             amount)
-            seq = seq or last
-        self.origin_partner = 0
+        seq = self.post_use(kind, rq, &card, taken)
         if kind is self.points:
             self.record_points(card.card_id, seq, OP_REDEEM_POINTS, -rq.amount_minor,
                                rq.outlet_code)
         self.approve(rq, rp, rq.amount_minor, seq)
         self.describe_lots(kind, rp)
         return 0
+
+    cdef uint64_t post_use(self, _LotKind kind, const CoreRequest* rq, const CardRecord* card,
+                           list taken) except? 0:
+        """Post what take_from_lots took as used (points: redeemed at self.partner), one
+        entry per partner that issued them; the first seq."""
+        cdef uint64_t seq = 0
+        for origin, amount in taken:
+            self.origin_partner = origin
+            last = self.post(rq.request_id, kind.op_use, card.card_id, kind.card_slot,
+                             SYSTEM_OWNER_BASE + card.range_id, kind.used_slot, kind.asset,
+                             amount)
+            seq = seq or last
+        self.origin_partner = 0
+        return seq
 
     cdef int adjust_points(self, const CoreRequest* rq, CoreReply* rp) except -1:
         """An operator puts points on a card (a new lot, as its program dates lots) or
@@ -1213,8 +1221,10 @@ cdef class _BatchApplier:
         if original.request.op == OP_LOYALTY_SALE:
             seq = self.post(rq.request_id, OP_REVERSAL, card.card_id, SLOT_CARD_SALES_ELSEWHERE,
                             SYSTEM_OWNER_BASE + card.range_id, SLOT_RANGE_SALES_ELSEWHERE,
-                            original.request.currency, amount)
+                            original.request.currency, amount + original.reply.points_value_minor)
             points_seq = self.take_back_points(rq, &card, original.reply.points_earned, amount)
+            if original.reply.points_redeemed:
+                self.restore_redeemed(rq, &card, &original)
             original.flags |= REQUEST_REVERSED
             self.write_request(&original)
             self.approve(rq, rp, amount, seq)
@@ -1253,6 +1263,25 @@ cdef class _BatchApplier:
         original.flags |= REQUEST_REVERSED
         self.write_request(&original)
         self.approve(rq, rp, amount, seq)
+        return 0
+
+    cdef int restore_redeemed(self, const CoreRequest* rq, const CardRecord* card,
+                              const RequestRecord* original) except -1:
+        """A reversed sale's points come back, as one new lot named after the partner that
+        issued the first of them (the reversal entry keeps where they were redeemed)."""
+        cdef JournalEntry entry
+        cdef PackageRecord lot
+        value = self.get(u64_be(original.reply.journal_seq + 1), None, self.db_journal)
+        memcpy(&entry, <const char*>value, sizeof(entry))
+        assert entry.op == OP_REDEEM_POINTS, "a sale paid with points without its redemption"
+        self.partner, self.origin_partner = entry.partner_id, entry.origin_partner
+        points_seq = self.credit_points(rq, card, original.reply.points_redeemed, 0, OP_REVERSAL,
+                                        SLOT_RANGE_POINTS_REDEEMED)
+        self.record_points(card.card_id, points_seq, OP_REVERSAL, original.reply.points_redeemed, 0)
+        if self.read_lot(self.points, rq.request_id, &lot):    # none if it all paid owed points
+            lot.partner_id = entry.origin_partner
+            self.write_lot(self.points, rq.request_id, &lot)
+        self.partner = self.origin_partner = 0
         return 0
 
     cdef int describe_reply_card(self, CoreReply* rp) except -1:
@@ -1753,7 +1782,8 @@ cdef class _BatchApplier:
         return seq
 
     cdef int64_t earn_on_sale(self, const CoreRequest* rq, const CardRecord* card, int64_t spend,
-                              int64_t volume, uint8_t method, CoreReply* rp) except -1:
+                              int64_t volume, uint8_t method, CoreReply* rp,
+                              bint earns=True) except -1:
         """A sale of a card in a loyalty program: its rules, tier and bonuses give points
         (in the same request, as a lot), and the sale counts towards tiers and discounts.
         The first journal seq of the points (0: none)."""
@@ -1777,9 +1807,14 @@ cdef class _BatchApplier:
         sale.partner_id = self.partner
         sale.method = method
         rp.lifetime_spend_minor = member.lifetime_spend_minor
-        points = earn(program, <const EarnRule*><const char*>rules_bytes,
-                      len(rules_bytes) // sizeof(EarnRule), &sale, &member, self.now_s,
-                      AMOUNT_MINOR_MAX, &line)
+        if earns:
+            points = earn(program, <const EarnRule*><const char*>rules_bytes,
+                          len(rules_bytes) // sizeof(EarnRule), &sale, &member, self.now_s,
+                          AMOUNT_MINOR_MAX, &line)
+        else:                               # the program: no points when paying with points
+            memset(&line, 0, sizeof(line))
+            line.tier = member.tier
+            points = 0
         if count_sale(program, &member, spend, points, self.now_s):
             line.earn_flags |= EARNED_TIER_UP
         self.write_member(card.card_id, &member)
@@ -1857,28 +1892,53 @@ cdef class _BatchApplier:
         applies, and the points the rest earns."""
         cdef CardRecord card
         cdef MemberRecord member
-        cdef int64_t discount
+        cdef const ProgramRecord* program
+        cdef int64_t discount, payable, points = rq.load_per_day_max_minor, value = 0
+        cdef uint64_t earliest_s = 0
         if not self.find_described_card(rq, &card, rp):
             return 0
         cdef uint8_t bad = self.usable_card(&card, True)
         found = self.program_of(card.range_id)
         if not bad and found is None:
             bad = RESULT_DECLINED_NOT_IN_PROGRAM
+        taken = []
+        if not bad:
+            program = <const ProgramRecord*><const char*>found[0]
+            self.read_member(card.card_id, &member)
+            rp.discount_bp = discount_of(program, member.lifetime_spend_minor)
+            discount = rq.amount_minor * rp.discount_bp // 10000
+            payable = rq.amount_minor - discount
+            if points:                  # mixed tender: points pay part, at the program's rate
+                if program.point_value_millis == 0:
+                    bad = RESULT_DECLINED_POINTS_HAVE_NO_VALUE
+                else:                   # never more points than the sale needs
+                    points = min(points, (payable * 1000 + program.point_value_millis - 1)
+                                 // program.point_value_millis)
+                    value = min(payable, points * program.point_value_millis // 1000)
+                    if self.points_owed(card.card_id) < 0:
+                        bad = RESULT_DECLINED_POINTS_OWED
+                    else:
+                        bad = self.take_from_lots(self.points, &card, points, &earliest_s, taken)
         if bad:
             rp.result = bad
+            rp.discount_bp = 0
             self.describe_lots(self.points, rp)
             return 0
         self.activate(&card)
-        self.read_member(card.card_id, &member)
-        rp.discount_bp = discount_of(<const ProgramRecord*><const char*>found[0],
-                                     member.lifetime_spend_minor)
-        discount = rq.amount_minor * rp.discount_bp // 10000
         rp.discount_minor = discount
         seq = self.post(rq.request_id, OP_LOYALTY_SALE, SYSTEM_OWNER_BASE + card.range_id,
                         SLOT_RANGE_SALES_ELSEWHERE, card.card_id, SLOT_CARD_SALES_ELSEWHERE,
-                        rq.currency, rq.amount_minor - discount)
-        self.earn_on_sale(rq, &card, rq.amount_minor - discount, rq.volume_ml, rq.target_status, rp)
-        self.approve(rq, rp, rq.amount_minor - discount, seq)
+                        rq.currency, payable)
+        if taken:
+            self.partner = self.partner_of(rq.outlet_code)
+            self.post_use(self.points, rq, &card, taken)
+            self.record_points(card.card_id, self.next_seq - 1, OP_REDEEM_POINTS, -points,
+                               rq.outlet_code)
+            rp.points_redeemed = points
+            rp.points_value_minor = value
+        self.earn_on_sale(rq, &card, payable - value, rq.volume_ml, rq.target_status, rp,
+                          not (taken and program.flags & PROGRAM_NO_EARN_WHEN_REDEEMING))
+        self.approve(rq, rp, payable - value, seq)
         self.describe_lots(self.points, rp)
         return 0
 
@@ -1938,6 +1998,7 @@ cdef class _BatchApplier:
             return False
         if rq.op == OP_LOYALTY_SALE:
             return 0 < rq.amount_minor <= AMOUNT_MINOR_MAX and \
+                0 <= rq.load_per_day_max_minor <= AMOUNT_MINOR_MAX and \
                 PAYMENT_CASH <= rq.target_status <= PAYMENT_OTHER and \
                 0 <= rq.volume_ml <= VOLUME_ML_MAX
         if rq.op in (OP_PURCHASE, OP_PREAUTH, OP_COMPLETE):

@@ -99,6 +99,7 @@ class Result(enum.IntEnum):
     DECLINED_UNKNOWN_PROGRAM = RESULT_DECLINED_UNKNOWN_PROGRAM
     DECLINED_NOT_IN_PROGRAM = RESULT_DECLINED_NOT_IN_PROGRAM
     DECLINED_UNKNOWN_OUTLET = RESULT_DECLINED_UNKNOWN_OUTLET
+    DECLINED_POINTS_HAVE_NO_VALUE = RESULT_DECLINED_POINTS_HAVE_NO_VALUE
     REJECTED_REQUEST_ID_REUSED = RESULT_REJECTED_REQUEST_ID_REUSED
     REJECTED_INVALID_REQUEST = RESULT_REJECTED_INVALID_REQUEST
     REJECTED_UNKNOWN_PRODUCT = RESULT_REJECTED_UNKNOWN_PRODUCT
@@ -232,15 +233,15 @@ Tier = namedtuple("Tier", "name minimum multiplier_permille")
 DiscountStep = namedtuple("DiscountStep", "minimum_spend_minor discount_bp")
 Program = namedtuple("Program", "program_id expiry_kind expiry_n pending_days utc_offset_min "
                      "range_ids stack_rules tiers_by_points tiers discounts welcome_points "
-                     "birthday_points birthday_window_days point_value_millis",
-                     defaults=(False, False, (), (), 0, 0, 0, 0))
+                     "birthday_points birthday_window_days point_value_millis no_earn_when_redeeming",
+                     defaults=(False, False, (), (), 0, 0, 0, 0, False))
 
 
 def pack_program(unsigned int program_id, int expiry_kind, int expiry_n=0, int pending_days=0,
                  int utc_offset_min=0, range_ids=(), *, bint stack_rules=False,
                  bint tiers_by_points=False, tiers=(), discounts=(), long long welcome_points=0,
                  long long birthday_points=0, int birthday_window_days=0,
-                 unsigned int point_value_millis=0):
+                 unsigned int point_value_millis=0, bint no_earn_when_redeeming=False):
     """A ProgramRecord. tiers: Tier(name, minimum, multiplier_permille) ascending;
     discounts: DiscountStep(minimum_spend_minor, discount_bp) ascending."""
     cdef ProgramRecord p
@@ -260,7 +261,8 @@ def pack_program(unsigned int program_id, int expiry_kind, int expiry_n=0, int p
     for i, range_id in enumerate(range_ids):
         p.range_ids[i] = range_id
     p.flags = (PROGRAM_STACK_RULES if stack_rules else 0) | \
-        (PROGRAM_TIERS_BY_POINTS if tiers_by_points else 0)
+        (PROGRAM_TIERS_BY_POINTS if tiers_by_points else 0) | \
+        (PROGRAM_NO_EARN_WHEN_REDEEMING if no_earn_when_redeeming else 0)
     p.tier_count = len(tiers)
     for i, (name, minimum, multiplier) in enumerate(tiers):
         raw = name.encode("utf-8")
@@ -292,7 +294,8 @@ def unpack_program(bytes data):
                    tuple(p.range_ids[i] for i in range(min(p.range_count, PROGRAM_RANGES_MAX))),
                    bool(p.flags & PROGRAM_STACK_RULES), bool(p.flags & PROGRAM_TIERS_BY_POINTS),
                    tiers, discounts, p.welcome_points, p.birthday_points,
-                   p.birthday_window_days, p.point_value_millis)
+                   p.birthday_window_days, p.point_value_millis,
+                   bool(p.flags & PROGRAM_NO_EARN_WHEN_REDEEMING))
 
 
 Rule = namedtuple("Rule", "rule_id kind points per scope outlets partner_id products "
@@ -413,8 +416,8 @@ HOLD_TIMEOUT_S_DEFAULT = 1800      # an open pre-authorization is released after
 PIN_TRIES_MAX_DEFAULT = 3      # wrong PINs in a row that block a card, unless its range says
 
 assert REQUEST_SIZE == 240, REQUEST_SIZE
-assert REPLY_SIZE == 120, REPLY_SIZE
-assert REQUEST_RECORD_SIZE == 376, REQUEST_RECORD_SIZE
+assert REPLY_SIZE == 136, REPLY_SIZE
+assert REQUEST_RECORD_SIZE == 392, REQUEST_RECORD_SIZE
 assert PROFILE_RECORD_SIZE == 232, PROFILE_RECORD_SIZE
 assert CARD_RECORD_SIZE == 80, CARD_RECORD_SIZE
 assert ACCOUNT_RECORD_SIZE == 48, ACCOUNT_RECORD_SIZE
@@ -429,7 +432,8 @@ Reply = namedtuple("Reply", "result op card_status currency approved_minor balan
                    "pending_minor card_id journal_seq approval_code pan_first6 pan_last4 "
                    "pan_length expiry_yyyymm prompts_missing limit_hit volume_ml "
                    "credit_limit_minor review tier earn_flags discount_bp points_earned "
-                   "discount_minor lifetime_spend_minor points_seq")
+                   "discount_minor lifetime_spend_minor points_seq points_redeemed "
+                   "points_value_minor")
 RequestView = namedtuple("RequestView", "op target_status currency amount_minor request_id "
                          "ref_request_id card_key range_id expiry_yyyymm pan_first6 pan_last4 "
                          "pan_length pin_verifier partial_ok pin_tries_max reason adjust_down "
@@ -478,7 +482,8 @@ def pack_request(int op, bytes request_id, *, bytes ref_request_id=None, bytes c
                  unsigned long long valid_until_s=0, bytes payload=None,
                  unsigned int profile_id=0, long long volume_ml=0, odometer=None,
                  unsigned int outlet_code=0, unsigned int contract_id=0, products=(),
-                 bint driver_present=False, bint vehicle_present=False, unsigned int actor=0):
+                 bint driver_present=False, bint vehicle_present=False, unsigned int actor=0,
+                 long long points_tendered=0):
     """Pack one core request; the gateway validates values before calling this.
 
     With a payload (SET_PROFILE, DEFINE_OUTLET, SET_PROGRAM, TRANSFER_POINTS) the request
@@ -528,7 +533,10 @@ def pack_request(int op, bytes request_id, *, bytes ref_request_id=None, bytes c
     r.reason = reason
     if adjust_down:
         r.flags |= REQUEST_ADJUST_DOWN
-    r.load_per_day_max_minor = load_per_day_max_minor
+    if points_tendered and load_per_day_max_minor:
+        raise ValueError("points_tendered (LOYALTY_SALE) and load_per_day_max_minor (CREATE_RANGE) "
+                         "share a field")
+    r.load_per_day_max_minor = load_per_day_max_minor or points_tendered
     r.valid_until_s = valid_until_s
     r.profile_id = profile_id
     r.volume_ml = volume_ml
@@ -686,7 +694,7 @@ cdef object _reply(const CoreReply* p):
                  p.pan_first6, p.pan_last4, p.pan_length, p.expiry_yyyymm, p.prompts_missing,
                  p.limit_hit, p.volume_ml, p.credit_limit_minor, bool(p.review), p.tier,
                  p.earn_flags, p.discount_bp, p.points_earned, p.discount_minor,
-                 p.lifetime_spend_minor, p.points_seq)
+                 p.lifetime_spend_minor, p.points_seq, p.points_redeemed, p.points_value_minor)
 
 
 cdef object _request(const CoreRequest* p):

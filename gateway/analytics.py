@@ -50,6 +50,9 @@ def _scan(store, txn, system_ranges, from_s, until_s, with_points=True) -> _Peri
                 points["earned"] += e.amount_minor
             elif op == Op.REDEEM_POINTS and e.credit_owner in system_ranges:
                 points["redeemed"] += e.amount_minor
+            elif op == Op.REVERSAL and e.debit_slot == Slot.RANGE_POINTS_REDEEMED and \
+                    e.debit_owner in system_ranges:
+                points["redeemed"] -= e.amount_minor
             elif op == Op.POINTS_EXPIRY and e.credit_owner in system_ranges:
                 points["expired"] += e.amount_minor
             elif op in _RETURN_OPS and e.credit_slot == Slot.RANGE_POINTS_ISSUED and \

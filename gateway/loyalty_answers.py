@@ -17,6 +17,7 @@ def loyalty_outcome(store, reply):
     """A LoyaltyOutcome for a reply of a card in a loyalty program, or None."""
     if reply.op not in _LOYALTY_OPS or not reply.card_id or not (
             reply.op == Op.LOYALTY_SALE or reply.points_earned or reply.points_seq or
+            reply.points_redeemed or
             reply.tier or reply.discount_bp):
         return None
     card = store.read_card_by_id(reply.card_id)
@@ -39,7 +40,9 @@ def loyalty_outcome(store, reply):
         if reply.discount_minor else None,
         discount_reason=words.discount_reason(program, reply.discount_bp,
                                               reply.lifetime_spend_minor, currency),
-        explanation=explanation)
+        explanation=explanation, points_redeemed=reply.points_redeemed,
+        points_value=common_pb2.Money(amount_minor=reply.points_value_minor, currency=currency)
+        if reply.points_redeemed else None)
 
 
 Standing = collections.namedtuple("Standing", "tier rolling_total next_tier to_next_tier "

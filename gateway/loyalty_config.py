@@ -70,7 +70,7 @@ def program_payload(m, expiry_kind) -> bytes:
         list(m.range_ids), stack_rules=m.stack_rules, tiers_by_points=m.tiers_by_points,
         tiers=tiers_of(m), discounts=discounts_of(m), welcome_points=m.welcome_points,
         birthday_points=m.birthday_points, birthday_window_days=m.birthday_window_days,
-        point_value_millis=m.point_value_millis)
+        point_value_millis=m.point_value_millis, no_earn_when_redeeming=m.no_earn_when_redeeming)
 
 
 def _rule(rule, where: str) -> Rule:

@@ -283,8 +283,11 @@ class Operations:
     def pack_loyalty_sale(self, m, method) -> bytes:
         """A sale paid otherwise, shown with a loyalty card (RecordSaleRequest)."""
         amount, volume, codes = fleet.lines_total(m.lines, m.amount.amount_minor)
+        if not 0 <= m.points <= records.AMOUNT_MINOR_MAX:
+            raise validation.InvalidArgument("points", f"must be 0 to {records.AMOUNT_MINOR_MAX}")
         return self.pack_money(Op.LOYALTY_SALE, m.request_id, m.pan, amount, m.amount.currency,
                                extra=dict(volume_ml=volume, products=codes, target_status=method,
+                                          points_tendered=m.points,
                                           outlet_code=fleet.outlet_code(m.acceptor.merchant_id,
                                                                         m.acceptor.outlet_id)))
 

@@ -76,6 +76,7 @@ RESULT_MESSAGES = {
     Result.DECLINED_NOT_IN_PROGRAM: "declined: the card's range is in no loyalty program",
     Result.DECLINED_UNKNOWN_OUTLET: "declined: an earn rule names an outlet that is not defined "
                                     "(FleetService.DefineOutlet)",
+    Result.DECLINED_POINTS_HAVE_NO_VALUE: "declined: the program gives points no value to pay with",
 }
 PROMPT_NAMES = {1: "PIN", 2: "odometer", 3: "driver id", 4: "vehicle id"}
 PERIOD_NAMES = {1: "per transaction", 2: "daily", 3: "weekly", 4: "monthly", 5: "lifetime"}

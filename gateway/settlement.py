@@ -32,6 +32,11 @@ def settle(store, txn, program, from_s: int, until_s: int) -> Settlement:
             redeemed[entry.partner_id] += entry.amount_minor
             if entry.origin_partner != entry.partner_id:
                 flows[(entry.origin_partner, entry.partner_id)] += entry.amount_minor
+        elif entry.op == Op.REVERSAL and entry.debit_slot == Slot.RANGE_POINTS_REDEEMED and \
+                entry.debit_owner in system_ranges:        # a sale paid with points, undone
+            redeemed[entry.partner_id] -= entry.amount_minor
+            if entry.origin_partner != entry.partner_id:
+                flows[(entry.origin_partner, entry.partner_id)] -= entry.amount_minor
     rate = program.point_value_millis
     out_points, in_points = collections.Counter(), collections.Counter()
     pays, receives = collections.Counter(), collections.Counter()

@@ -255,6 +255,7 @@ class FleetRules:
             return not payload and (rq.profile_id == 0 or (1 <= month <= 12 and 1 <= day <= 31))
         if rq.op == Op.LOYALTY_SALE and not payload:
             return 0 < rq.amount_minor <= records.AMOUNT_MINOR_MAX and \
+                0 <= rq.load_per_day_max_minor <= records.AMOUNT_MINOR_MAX and \
                 records.PaymentMethod.CASH <= rq.target_status <= records.PaymentMethod.OTHER and \
                 0 <= rq.volume_ml <= records.VOLUME_ML_MAX
         expected = {Op.SET_PROFILE: records.PROFILE_RECORD_SIZE,

@@ -197,7 +197,7 @@ class LoyaltyRules:
             self.new_lot(self.POINT_LOTS, rq, card, amount - repay, valid_until_s, now_s)
         return seq
 
-    def earn_on_sale(self, rq, card, spend, volume, method, rp, now_s):
+    def earn_on_sale(self, rq, card, spend, volume, method, rp, now_s, earns=True):
         program = self.program_of(card)
         if program is None:
             return 0
@@ -207,7 +207,7 @@ class LoyaltyRules:
         sale = dict(amount=spend, volume=volume, products=rq.products, outlet=rq.outlet_code,
                     partner=self.partner, method=method)
         points, welcome, year = earn(program, self.rules.get(program.program_id, ()), sale,
-                                     member, now_s)
+                                     member, now_s) if earns else (0, False, None)
         flags = 0
         if welcome:
             member.welcomed = True
@@ -276,16 +276,52 @@ class LoyaltyRules:
         if bad is not None:
             self.describe_lots(self.POINT_LOTS, rp)
             raise Decline(bad)
+        lifetime = self.members.get(card.card_id, Member()).lifetime_spend_minor
+        discount_bp = discount_of(program, lifetime)
+        discount = rq.amount_minor * discount_bp // 10000
+        payable = rq.amount_minor - discount
+        points, value, taken = rq.load_per_day_max_minor, 0, []     # points tendered
+        try:
+            if points:
+                rate = program.point_value_millis
+                if not rate:
+                    raise Decline(Result.DECLINED_POINTS_HAVE_NO_VALUE)
+                points = min(points, -(-payable * 1000 // rate))    # no more than it needs
+                value = min(payable, points * rate // 1000)
+                if self.points_owed(card) < 0:
+                    raise Decline(Result.DECLINED_POINTS_OWED)
+                self.take_from_lots(self.POINT_LOTS, card, points, now_s, taken)
+        except Decline:
+            self.describe_lots(self.POINT_LOTS, rp)
+            raise
         self.activate(card, now_s)
-        member = self.member(card, now_s)
-        rp["discount_bp"] = discount_of(program, member.lifetime_spend_minor)
-        rp["discount_minor"] = rq.amount_minor * rp["discount_bp"] // 10000
-        paid = rq.amount_minor - rp["discount_minor"]
+        rp.update(discount_bp=discount_bp, discount_minor=discount)
         seq = self.post(rq.request_id, Op.LOYALTY_SALE, (SYSTEM + card.range_id, Slot.RANGE_SALES_ELSEWHERE),
-                        (card.card_id, Slot.CARD_SALES_ELSEWHERE), rq.currency, paid, now_s)
-        self.earn_on_sale(rq, card, paid, rq.volume_ml, rq.target_status, rp, now_s)
-        self.approve(rq, rp, paid, seq)
+                        (card.card_id, Slot.CARD_SALES_ELSEWHERE), rq.currency, payable, now_s)
+        if taken:
+            self.partner = self.partner_of(rq.outlet_code)
+            for origin, amount in taken:
+                self.origin_partner = origin
+                self.post(rq.request_id, Op.REDEEM_POINTS, (card.card_id, Slot.CARD_POINTS),
+                          (SYSTEM + card.range_id, Slot.RANGE_POINTS_REDEEMED), POINTS, amount, now_s)
+            self.origin_partner = 0
+            rp.update(points_redeemed=points, points_value_minor=value)
+        self.earn_on_sale(rq, card, payable - value, rq.volume_ml, rq.target_status, rp, now_s,
+                          earns=not (taken and program.no_earn_when_redeeming))
+        self.approve(rq, rp, payable - value, seq)
         self.describe_lots(self.POINT_LOTS, rp)
+
+    def restore_redeemed(self, rq, card, original, now_s):
+        """A reversed sale's points return as one lot of the first issuer's."""
+        entry = self.journal[original.reply["journal_seq"]]      # the seq after the sale's
+        assert entry.op == Op.REDEEM_POINTS
+        self.partner, self.origin_partner = entry.partner_id, entry.origin_partner
+        self.credit_points(rq, card, original.reply["points_redeemed"], 0, Op.REVERSAL, now_s,
+                           Slot.RANGE_POINTS_REDEEMED)
+        lot = self.point_lots.get(rq.request_id)
+        if lot is not None:
+            lot.partner_id = entry.origin_partner
+        self.partner = self.origin_partner = 0
 
     def set_rules(self, rq, payload, rp, now_s, now_yyyymm):
         if rq.profile_id not in self.programs:
@@ -415,7 +451,7 @@ class LoyaltyRules:
                 -1440 <= program.utc_offset_min <= 1440 and program.pending_days <= 366 and
                 payload[45] <= records.PROGRAM_TIERS_MAX and
                 payload[46] <= records.PROGRAM_DISCOUNT_STEPS_MAX and
-                program.birthday_window_days <= 31 and flags <= 3 and
+                program.birthday_window_days <= 31 and flags <= 7 and
                 0 <= program.welcome_points <= CAP and 0 <= program.birthday_points <= CAP and
                 program.point_value_millis <= 1_000_000_000):
             return False

@@ -118,7 +118,8 @@ def blank_reply(op):
                 pending_minor=0, card_id=0, journal_seq=0, approval_code=0, pan_first6=0,
                 pan_last4=0, pan_length=0, expiry_yyyymm=0, prompts_missing=0, limit_hit=0,
                 volume_ml=0, credit_limit_minor=0, review=False, tier=0, earn_flags=0, discount_bp=0,
-                points_earned=0, discount_minor=0, lifetime_spend_minor=0, points_seq=0)
+                points_earned=0, discount_minor=0, lifetime_spend_minor=0, points_seq=0,
+                points_redeemed=0, points_value_minor=0)
 
 
 class ReferenceLedger(FleetRules, LoyaltyRules):
@@ -645,8 +646,11 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
         system = SYSTEM + card.range_id
         if o_rq.op == Op.LOYALTY_SALE:
             seq = self.post(rq.request_id, Op.REVERSAL, (card.card_id, Slot.CARD_SALES_ELSEWHERE),
-                            (system, Slot.RANGE_SALES_ELSEWHERE), o_rq.currency, amount, now_s)
+                            (system, Slot.RANGE_SALES_ELSEWHERE), o_rq.currency,
+                            amount + original.reply["points_value_minor"], now_s)
             points_seq = self.take_back_points(rq, card, original.reply["points_earned"], amount, now_s)
+            if original.reply["points_redeemed"]:
+                self.restore_redeemed(rq, card, original, now_s)
             original.flags |= FLAG_REVERSED
             self.approve(rq, rp, amount, seq)
             rp.update(points_earned=-original.reply["points_earned"], points_seq=points_seq)

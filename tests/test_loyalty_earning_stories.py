@@ -317,3 +317,25 @@ def test_program_analytics_of_a_month_against_the_month_before(coalition):
     assert (figures.previous_active_cards, figures.retained_cards, figures.retention_bp) == (2, 1, 5000)
     assert (figures.points_earned, figures.points_redeemed, figures.points_returned) == (180, 40, 10)
     assert (figures.points_expired, figures.breakage_bp, figures.currency) == (0, 0, "EUR")
+
+
+@pytest.mark.parametrize("no_earn", [False, True])
+def test_points_pay_part_of_a_sale_and_the_rest_earns_unless_the_program_says_not(coalition, no_earn):
+    c = coalition
+    c.program(rules=[loyalty_pb2.EarnRule(rule_id=1, kind=loyalty_pb2.EARN_RULE_KIND_PER_AMOUNT,
+                                          points=1, per=100)],
+              point_value_millis=1000, no_earn_when_redeeming=no_earn)
+    pan = c.card(20)
+    assert c.sale("aroma", pan, 500_00).loyalty.points_earned == 500
+    mixed = c.points["aroma"].RecordSale(loyalty_pb2.RecordSaleRequest(
+        request_id=new_id(), pan=pan, amount=eur(20_00), payment_method=CASH, points=300)).authorization
+    assert mixed.approved.amount_minor == 17_00                     # still to pay in cash
+    outcome = mixed.loyalty
+    assert (outcome.points_redeemed, outcome.points_value.amount_minor) == (300, 3_00)
+    assert outcome.points_earned == (0 if no_earn else 17)
+    assert outcome.points_balance == 500 - 300 + outcome.points_earned
+    # Offering more points than the sale needs takes only what it needs.
+    all_in = c.points["aroma"].RecordSale(loyalty_pb2.RecordSaleRequest(
+        request_id=new_id(), pan=pan, amount=eur(1_00), payment_method=CASH, points=10_000)).authorization
+    assert (all_in.approved.amount_minor, all_in.loyalty.points_redeemed) == (0, 100)
+    assert "-100 points: redeemed at Aroma" in c.statement(pan)

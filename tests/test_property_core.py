@@ -59,6 +59,8 @@ PROGRAM_VARIANTS = [
     dict(stack_rules=True, tiers_by_points=True, tiers=(Tier("Gold", 300, 2000),),
          discounts=(DiscountStep(10_000, 250),), birthday_points=7, birthday_window_days=0),
     dict(tiers=(Tier("A", 5_000, 1100), Tier("B", 5_000, 1200))),
+    dict(point_value_millis=500, no_earn_when_redeeming=True, welcome_points=10,
+         tiers=(Tier("Gold", 1_000, 3000),)),
 ]
 RULE_SETS = [
     (),
@@ -133,11 +135,13 @@ operation = st.one_of(
               st.sampled_from([0, 0, 1, 2, 30]), st.integers(0, len(PROGRAM_VARIANTS) - 1)),
     st.tuples(st.just("rules"), st.integers(0, len(RULE_SETS) - 1), st.sampled_from([1, 1, 1, 2])),
     # a sale paid otherwise: card, amount, volume, products, outlet, payment method
-    *[st.tuples(st.just("loyalty_sale"), card_index, amounts,
+    # (and points tendered: some, all the card has, or more than the sale needs)
+    *[st.tuples(st.just("loyalty_sale"), st.sampled_from([6, 6, 7, 0, 3, 5]), amounts,
                 st.sampled_from([0, 20_000, 50_000]),
                 st.sampled_from([(), (DIESEL,), (PETROL,), (SHOP,), (DIESEL, SHOP)]),
                 st.sampled_from([OUTLET_NORTH, OUTLET_SOUTH, 0]),
-                st.sampled_from([PaymentMethod.CASH, PaymentMethod.BANK_CARD, PaymentMethod.OTHER, 0]))] * 2,
+                st.sampled_from([PaymentMethod.CASH, PaymentMethod.BANK_CARD, PaymentMethod.OTHER, 0]),
+                st.sampled_from([0, 0, 0, 30, "all", 10**9, -1]))] * 4,
     st.tuples(st.just("loyalty_return"), amounts, st.integers(0, 10_000)),
     st.tuples(st.just("loyalty_return"), amounts, st.integers(0, 10_000)),
     st.tuples(st.just("set_member"), card_index, st.sampled_from(["today", "in 2 days", 1231, 229, 1332])),
@@ -151,9 +155,14 @@ batch = st.tuples(st.sampled_from([0, 3600, 20 * 86400]),
                   st.lists(operation, min_size=1, max_size=12))
 # Half the runs start with a program that has tiers, discounts and bonuses, and earn
 # rules, so that sales earn from the first batch on.
-LOYALTY_START = [(0, [("program", records.ExpiryKind.MONTH_END_AFTER, 1, 0, 1), ("rules", 1, 1)]),
-                 (0, [("program", records.ExpiryKind.DAYS_AFTER, 40, 2, 2), ("rules", 2, 1)])]
-batches = st.tuples(st.sampled_from([None, None, 0, 1]), st.lists(batch, min_size=2, max_size=12)).map(
+LOYALTY_START = [(0, [("program", records.ExpiryKind.MONTH_END_AFTER, 1, 0, 1), ("rules", 1, 1),
+                      ("earn", 6, 400, 0), ("earn", 7, 90, 0),
+                      ("loyalty_sale", 6, 5_000, 0, (), OUTLET_SOUTH, PaymentMethod.CASH, 30)]),
+                 (0, [("program", records.ExpiryKind.DAYS_AFTER, 40, 2, 2), ("rules", 2, 1)]),
+                 (0, [("program", records.ExpiryKind.NEVER, 0, 0, 4), ("rules", 1, 1),
+                      ("earn", 6, 400, 0), ("earn", 7, 90, 0),
+                      ("loyalty_sale", 6, 5_000, 0, (), OUTLET_SOUTH, PaymentMethod.CASH, 30)])]
+batches = st.tuples(st.sampled_from([None, None, 0, 1, 2]), st.lists(batch, min_size=2, max_size=12)).map(
     lambda drawn: ([LOYALTY_START[drawn[0]]] if drawn[0] is not None else []) + drawn[1])
 
 
@@ -303,6 +312,13 @@ BOUNDARY_STORY = [
          ("redeem", 6, 1)]),                    # still owed
     (0, [("loyalty_sale", 6, 140_000, 0, (), OUTLET_SOUTH, PaymentMethod.CASH),  # repaid
          ("redeem", 6, 1)]),
+    # Mixed tender: 60 points pay 6.00 (a point is worth 0.10) of a 100.00 sale less 5 %;
+    # more than the sale needs is cut to what it needs; a program without a point value
+    # takes none.
+    (0, [("loyalty_sale", 6, 10_000, 0, (), OUTLET_NORTH, PaymentMethod.CASH, 60),
+         ("loyalty_sale", 6, 100, 0, (), OUTLET_NORTH, PaymentMethod.CASH, 50)]),
+    (0, [("program", records.ExpiryKind.MONTH_END_AFTER, 1, 0, 2),
+         ("loyalty_sale", 6, 100, 0, (), OUTLET_NORTH, PaymentMethod.CASH, 5)]),
 ]
 
 
@@ -505,11 +521,13 @@ class Scenario:
             packed = records.pack_request(Op.SET_RULES, self.new_id(), profile_id=program_id,
                                           payload=payload)
         elif kind == "loyalty_sale":
-            _, card, amount, volume, products, outlet, method = drawn
+            _, card, amount, volume, products, outlet, method = drawn[:7]
+            points = drawn[7] if len(drawn) > 7 else 0
             packed = records.pack_request(
                 Op.LOYALTY_SALE, self.new_id(), card_key=CARD_KEYS[card],
                 amount_minor=self.resolve(amount, 10_000), currency="USD" if card == 3 else "EUR",
-                volume_ml=volume, products=products, outlet_code=outlet, target_status=method)
+                volume_ml=volume, products=products, outlet_code=outlet, target_status=method,
+                points_tendered=self.resolve(points, self.points(card)) if points else 0)
         elif kind == "loyalty_return":
             _, amount, which = drawn
             sales = [rec for rec in self.model.requests.values()
@@ -717,6 +735,9 @@ def test_core_matches_reference_model_and_keeps_invariants(drawn_batches):
                 event("discount")
             if reply.result == Result.DECLINED_POINTS_OWED:
                 event("redemption blocked: points owed")
+            if reply.points_redeemed:
+                event("a sale partly paid with points")
+
         assert core_state(store) == model_state(model)
         with store.env.begin() as txn:
             violations, _ = audit._audit(store, txn)
@@ -795,10 +816,14 @@ def test_boundary_story_reaches_every_decline():
         R.APPROVED, R.APPROVED, R.APPROVED, R.DECLINED_POINTS_OWED, R.DECLINED_POINTS_OWED,
         R.APPROVED, R.DECLINED_POINTS_OWED,
         R.APPROVED, R.APPROVED,
+        R.APPROVED, R.APPROVED, R.APPROVED, R.DECLINED_POINTS_HAVE_NO_VALUE,
     ]
     earning = [(r.points_earned, r.discount_minor, r.tier, r.earn_flags, r.balance_minor)
                for r in replies if r.op == Op.LOYALTY_SALE and r.result == R.APPROVED]
     # 50 L at north: 2 points a litre (the best rule), welcome 50, birthday 100; then
     # 29 x1.25 + 25; 38 x1.5 (Gold) pays back 57 of the 189 owed; 133 x1.5 the rest.
     assert earning == [(250, 360, 1, 7, 320), (61, 900, 2, 4, 381), (57, 2_000, 2, 0, -132),
-                       (199, 7_000, 2, 0, 67)]
+                       (199, 7_000, 2, 0, 67), (12, 500, 2, 0, 18), (0, 5, 2, 0, 8)]
+    # 89.00 left to pay in cash earns 8 x1.5; 50 points offered for 0.95, 10 taken.
+    assert [(r.points_redeemed, r.points_value_minor, r.approved_minor) for r in replies
+            if r.points_redeemed] == [(60, 6_00, 89_00), (10, 95, 0)]

@@ -61,6 +61,10 @@ cdef enum OpCode:
     OP_SET_RULES = 30           # program profile_id's earn rules := the EarnRule[] payload
     OP_LOYALTY_SALE = 31        # a sale paid otherwise (target_status: PaymentMethod): earn, discount
     OP_SET_MEMBER = 32          # card holder's birthday: profile_id = month * 100 + day (0: unknown)
+    OP_RESERVE_POINTS = 33      # hold amount_minor points for a redemption (earliest-expiring first)
+    OP_CONFIRM_POINTS = 34      # redeem amount_minor of reservation ref_request_id, release the rest
+    OP_RELEASE_POINTS = 35      # give reservation ref_request_id's points back
+    OP_POINTS_HOLD_EXPIRY = 36  # journal only: a reservation released by its timeout
 
 # Same numbers as cardgate.v1.ResultCode, so the gateway maps them one to one.
 cdef enum ResultCode:
@@ -144,11 +148,13 @@ cdef enum AccountSlot:
     # that every sale is in the journal for analytics. Credit the card, debit the range.
     SLOT_CARD_SALES_ELSEWHERE = 14
     SLOT_RANGE_SALES_ELSEWHERE = 15
+    SLOT_CARD_POINTS_HELD = 16  # a card's points reserved for redemptions not yet confirmed
 
 cdef enum PackageStatus:
     PACKAGE_OPEN = 1
     PACKAGE_USED_UP = 2
     PACKAGE_EXPIRED = 3
+    PACKAGE_HELD = 4            # points reserved for a redemption, until held_until_s
 
 cdef enum HoldStatus:
     HOLD_OPEN = 1
@@ -160,6 +166,9 @@ cdef enum:
     ACCOUNT_NO_OVERDRAFT = 1
     REQUEST_REVERSED = 1        # flags of a request record
     REQUEST_TOMBSTONE = 2
+    REQUEST_CONFIRMED = 4       # a points reservation: confirmed
+    REQUEST_RELEASED = 8        # released by request
+    REQUEST_TIMED_OUT = 16      # released by its timeout
     REQUEST_PIN_PRESENT = 1     # CoreRequest.flags: pin_verifier carries the entered PIN
     REQUEST_PARTIAL_OK = 2      # CoreRequest.flags: the terminal accepts a partial approval
     REQUEST_ADJUST_DOWN = 4     # CoreRequest.flags: an adjustment takes value off the card
@@ -391,6 +400,7 @@ cdef packed struct PackageRecord:
     uint64_t available_from_s   # points: usable from (after the program's returns window)
     uint32_t partner_id         # points: the partner that issued them
     uint32_t reserved2
+    uint64_t held_until_s       # PACKAGE_HELD: released at this time unless confirmed
 
 # A loyalty program, in the config database: 'G' program_id(4) -> ProgramRecord, and
 # 'g' range_id(4) -> program_id(4, little-endian) for each range it covers.

@@ -425,6 +425,7 @@ cdef class _BatchApplier:
         self.write_account(card_id, SLOT_CARD_UNITS, &acc)
         memcpy(acc.currency, <const char*>POINTS, CURRENCY_SIZE)
         self.write_account(card_id, SLOT_CARD_POINTS, &acc)
+        self.write_account(card_id, SLOT_CARD_POINTS_HELD, &acc)
         acc.flags = 0                       # owed points are a negative balance
         self.write_account(card_id, SLOT_CARD_POINTS_OWED, &acc)
         self.put(_bytes(rq.card_key, CARD_KEY_SIZE), u64_be(card_id), False, True, False, self.db_pan)
@@ -805,7 +806,9 @@ cdef class _BatchApplier:
 
     cdef bytes lot_keys(self, _LotKind kind, const PackageRecord* lot, const uint8_t* lot_id,
                         bint by_card):
-        key = u64_be(lot_time(lot)) + _bytes(lot_id, REQUEST_ID_SIZE)
+        """Index keys of a lot; a held one is due at the end of its hold."""
+        key = u64_be(lot.held_until_s if lot.status == PACKAGE_HELD else lot_time(lot)) + \
+            _bytes(lot_id, REQUEST_ID_SIZE)
         return u64_be(lot.card_id) + kind.card_tag + key if by_card else key
 
     cdef list card_lot_ids(self, _LotKind kind, uint64_t card_id):
@@ -895,22 +898,26 @@ cdef class _BatchApplier:
         return 0
 
     cdef int new_lot(self, _LotKind kind, const CoreRequest* rq, const CardRecord* card,
-                     int64_t amount, uint64_t valid_until_s, bint by_program=True) except -1:
+                     int64_t amount, uint64_t valid_until_s, bint by_program=True,
+                     uint64_t held_until_s=0) except -1:
         """A lot on the card keyed by the request's id. New points (by_program) take their
         expiry from the card's program when not given (valid_until_s 0), and wait its
-        returns window; transferred ones keep what they had."""
+        returns window; transferred ones keep what they had. Points held for a redemption
+        (held_until_s) are out of the card's index until they are released."""
         cdef PackageRecord lot
-        cdef ProgramRecord program
+        cdef const ProgramRecord* program
         cdef uint64_t available_from_s = self.now_s
-        if kind is self.points and by_program and \
-                self.read_program_of_range(card.range_id, &program):
+        found = self.program_of(card.range_id) if kind is self.points and by_program else None
+        if found is not None:
+            program = <const ProgramRecord*><const char*>found[0]
             if not valid_until_s:
-                valid_until_s = policy_expiry(&program, self.now_s)
+                valid_until_s = policy_expiry(program, self.now_s)
             available_from_s = self.now_s + <uint64_t>program.pending_days * 86400
         memset(&lot, 0, sizeof(lot))
         lot.card_id = card.card_id
         lot.range_id = card.range_id
-        lot.status = PACKAGE_OPEN
+        lot.status = PACKAGE_HELD if held_until_s else PACKAGE_OPEN
+        lot.held_until_s = held_until_s
         lot.units_total = amount
         lot.units_left = amount
         lot.created_s = self.now_s
@@ -919,7 +926,8 @@ cdef class _BatchApplier:
         lot.partner_id = self.partner if by_program else self.origin_partner
         self.write_lot(kind, rq.request_id, &lot)
         self.put(self.lot_keys(kind, &lot, rq.request_id, False), b"", False, True, False, kind.db_expiry)
-        self.put(self.lot_keys(kind, &lot, rq.request_id, True), b"", False, True, False, kind.db_card)
+        if not held_until_s:
+            self.put(self.lot_keys(kind, &lot, rq.request_id, True), b"", False, True, False, kind.db_card)
         return 0
 
     cdef uint8_t take_from_lots(self, _LotKind kind, const CardRecord* card, int64_t need,
@@ -960,6 +968,14 @@ cdef class _BatchApplier:
                 self.write_lot(kind, <const uint8_t*><const char*>lot_id, &lot)
         return 0
 
+    cdef uint8_t take_points(self, const CardRecord* card, int64_t need, uint64_t* earliest_s,
+                             list taken) except 255:
+        """Points a member spends: none while a return has left points owed, else from
+        the valid lots, earliest-expiring first (take_from_lots)."""
+        if self.points_owed(card.card_id) < 0:
+            return RESULT_DECLINED_POINTS_OWED
+        return self.take_from_lots(self.points, card, need, earliest_s, taken)
+
     cdef int use_lots(self, _LotKind kind, const CoreRequest* rq, CoreReply* rp) except -1:
         """Use units, or redeem points: from the earliest-expiring valid lots first."""
         cdef CardRecord card
@@ -969,10 +985,9 @@ cdef class _BatchApplier:
         cdef uint8_t bad = self.usable_card(&card, False)
         cdef uint64_t seq = 0
         taken = []
-        if not bad and kind is self.points and self.points_owed(card.card_id) < 0:
-            bad = RESULT_DECLINED_POINTS_OWED
         if not bad:
-            bad = self.take_from_lots(kind, &card, rq.amount_minor, &earliest_s, taken)
+            bad = self.take_points(&card, rq.amount_minor, &earliest_s, taken) if kind is self.points \
+                else self.take_from_lots(kind, &card, rq.amount_minor, &earliest_s, taken)
         if bad:
             rp.result = bad
             self.describe_lots(kind, rp)
@@ -1043,10 +1058,8 @@ cdef class _BatchApplier:
         if not bad and (not self.find_card(<const uint8_t*>payload, &receiver) or
                         self.usable_card(&receiver, True)):
             bad = RESULT_DECLINED_RECEIVING_CARD_UNUSABLE
-        if not bad and self.points_owed(card.card_id) < 0:
-            bad = RESULT_DECLINED_POINTS_OWED
         if not bad:
-            bad = self.take_from_lots(self.points, &card, rq.amount_minor, &earliest_s, taken)
+            bad = self.take_points(&card, rq.amount_minor, &earliest_s, taken)
         if bad:
             rp.result = bad
             self.describe_lots(self.points, rp)
@@ -1081,9 +1094,16 @@ cdef class _BatchApplier:
         """Expire lots past their last valid second: what is left of them leaves the card
         through the journal (a bounded number per batch, oldest first)."""
         cdef PackageRecord lot
+        cdef RequestRecord reserve
         due = self.due_ids(kind.db_expiry, self.now_s)
         for lot_id in due:
             assert self.read_lot(kind, <const uint8_t*><const char*>lot_id, &lot), "expiry of a missing lot"
+            if lot.status == PACKAGE_HELD:      # a reservation nobody confirmed: released
+                assert self.read_request(<const uint8_t*><const char*>lot_id, &reserve), \
+                    "a held lot without its reservation"
+                self.settle_reservation(<const uint8_t*><const char*>lot_id, &reserve, 0,
+                                        OP_POINTS_HOLD_EXPIRY, REQUEST_TIMED_OUT)
+                continue
             assert lot.status == PACKAGE_OPEN and lot.units_left > 0, "indexed lot not open"
             self.origin_partner = lot.partner_id if kind is self.points else 0
             seq = self.post(<const uint8_t*><const char*>lot_id, kind.op_expiry, lot.card_id,
@@ -1666,15 +1686,6 @@ cdef class _BatchApplier:
 
     # ---- loyalty programs ---------------------------------------------------------
 
-    cdef bint read_program_of_range(self, uint32_t range_id, ProgramRecord* out) except -1:
-        link = self.get(config_key_of(b'g', range_id), None, self.db_config)
-        if link is None:
-            return False
-        value = self.get(config_key_of(b'G', int.from_bytes(link, "little")), None, self.db_config)
-        assert value is not None and len(value) == sizeof(ProgramRecord), "range of a missing program"
-        memcpy(out, <const char*>value, sizeof(ProgramRecord))
-        return True
-
     cdef int set_program(self, const CoreRequest* rq, const char* payload, CoreReply* rp) except -1:
         cdef const ProgramRecord* program = <const ProgramRecord*>payload
         cdef ProgramRecord old
@@ -1915,10 +1926,7 @@ cdef class _BatchApplier:
                     points = min(points, (payable * 1000 + program.point_value_millis - 1)
                                  // program.point_value_millis)
                     value = min(payable, points * program.point_value_millis // 1000)
-                    if self.points_owed(card.card_id) < 0:
-                        bad = RESULT_DECLINED_POINTS_OWED
-                    else:
-                        bad = self.take_from_lots(self.points, &card, points, &earliest_s, taken)
+                    bad = self.take_points(&card, points, &earliest_s, taken)
         if bad:
             rp.result = bad
             rp.discount_bp = 0
@@ -1982,6 +1990,131 @@ cdef class _BatchApplier:
         self.approve(rq, rp, 0, 0, &card)
         return 0
 
+    # ---- held redemptions: reserve, then confirm or release ------------------------
+
+    cdef int reserve_points(self, const CoreRequest* rq, CoreReply* rp) except -1:
+        """Take points earliest-expiring first into the card's held points, as one held
+        lot keyed by this request, released by itself at the hold timeout."""
+        cdef CardRecord card
+        cdef uint64_t earliest_s = 0, seq = 0
+        if not self.find_described_card(rq, &card, rp):
+            return 0
+        cdef uint8_t bad = self.usable_card(&card, False)
+        taken = []
+        if not bad:
+            bad = self.take_points(&card, rq.amount_minor, &earliest_s, taken)
+        if bad:
+            rp.result = bad
+            self.describe_lots(self.points, rp)
+            return 0
+        self.partner = self.partner_of(rq.outlet_code)
+        for origin, amount in taken:
+            self.origin_partner = origin
+            last = self.post(rq.request_id, OP_RESERVE_POINTS, card.card_id, SLOT_CARD_POINTS,
+                             card.card_id, SLOT_CARD_POINTS_HELD, POINTS, amount)
+            seq = seq or last
+        # One held lot; released, its points expire with the earliest of them.
+        self.origin_partner = taken[0][0]
+        self.new_lot(self.points, rq, &card, rq.amount_minor, earliest_s, False,
+                     self.now_s + self.hold_timeout_s)
+        self.origin_partner = 0
+        self.record_points(card.card_id, seq, OP_RESERVE_POINTS, -rq.amount_minor, rq.outlet_code)
+        self.approve(rq, rp, rq.amount_minor, seq)
+        self.describe_lots(self.points, rp)
+        return 0
+
+    cdef list reserved_groups(self, const RequestRecord* reserve):
+        """[issuing partner, points, partner where reserved] of a reservation, from its
+        journal entries."""
+        cdef JournalEntry entry
+        cdef uint64_t seq = reserve.reply.journal_seq
+        groups = []
+        while True:
+            value = self.get(u64_be(seq), None, self.db_journal)
+            if value is None:
+                break
+            memcpy(&entry, <const char*>value, sizeof(entry))
+            if memcmp(entry.request_id, reserve.request.request_id, REQUEST_ID_SIZE) != 0 or \
+                    entry.op != OP_RESERVE_POINTS:
+                break
+            groups.append((entry.origin_partner, entry.amount_minor, entry.partner_id))
+            seq += 1
+        return groups
+
+    cdef uint64_t settle_reservation(self, const uint8_t* posting_id, RequestRecord* reserve,
+                                     int64_t redeem, uint8_t release_op, uint32_t flag) except? 0:
+        """Redeem `redeem` of a reservation (where it was made) and give the rest back: its
+        lot opens again with it, expiring with the earliest of what it held. The first
+        journal seq."""
+        cdef PackageRecord lot
+        cdef const uint8_t* lot_id = reserve.request.request_id
+        cdef uint64_t seq = 0, owner
+        cdef int64_t take, released
+        assert self.read_lot(self.points, lot_id, &lot) and lot.status == PACKAGE_HELD, \
+            "settling a reservation that is not held"
+        owner = SYSTEM_OWNER_BASE + lot.range_id
+        released = lot.units_left - redeem
+        for origin, amount, partner in self.reserved_groups(reserve):
+            self.partner, self.origin_partner = partner, origin
+            take = amount if amount < redeem else redeem
+            redeem -= take
+            if take:
+                last = self.post(posting_id, OP_CONFIRM_POINTS, lot.card_id, SLOT_CARD_POINTS_HELD,
+                                 owner, SLOT_RANGE_POINTS_REDEEMED, POINTS, take)
+                seq = seq or last
+            if amount > take:
+                last = self.post(posting_id, release_op, lot.card_id, SLOT_CARD_POINTS_HELD,
+                                 lot.card_id, SLOT_CARD_POINTS, POINTS, amount - take)
+                seq = seq or last
+        self.partner = self.origin_partner = 0
+        self.delete(self.lot_keys(self.points, &lot, lot_id, False), None, self.points.db_expiry)
+        lot.held_until_s = 0
+        lot.units_left = released
+        if released:
+            lot.status = PACKAGE_OPEN
+            self.put(self.lot_keys(self.points, &lot, lot_id, False), b"", False, True, False,
+                     self.points.db_expiry)
+            self.put(self.lot_keys(self.points, &lot, lot_id, True), b"", False, True, False,
+                     self.points.db_card)
+            self.record_points(lot.card_id, seq, release_op, released, 0)
+        else:
+            lot.status = PACKAGE_USED_UP
+        self.write_lot(self.points, lot_id, &lot)
+        reserve.flags |= flag
+        self.write_request(reserve)
+        return seq
+
+    cdef int close_reservation(self, const CoreRequest* rq, CoreReply* rp) except -1:
+        """Confirm a reservation (all of it or less: the rest goes back) or release it."""
+        cdef CardRecord card
+        cdef RequestRecord reserve
+        cdef bint confirm = rq.op == OP_CONFIRM_POINTS
+        if not self.find_described_card(rq, &card, rp):
+            return 0
+        cdef uint8_t bad = 0
+        if not self.read_request(rq.ref_request_id, &reserve) or \
+                reserve.request.op != OP_RESERVE_POINTS or not took_effect(reserve.reply.result):
+            bad = RESULT_DECLINED_HOLD_NOT_FOUND
+        elif reserve.reply.card_id != card.card_id:
+            bad = RESULT_DECLINED_CARD_MISMATCH
+        elif reserve.flags & REQUEST_CONFIRMED:
+            bad = RESULT_DECLINED_HOLD_ALREADY_COMPLETED
+        elif reserve.flags & REQUEST_RELEASED:
+            bad = RESULT_DECLINED_HOLD_VOIDED
+        elif reserve.flags & REQUEST_TIMED_OUT:
+            bad = RESULT_DECLINED_HOLD_EXPIRED
+        elif confirm and rq.amount_minor > reserve.reply.approved_minor:
+            bad = RESULT_DECLINED_COMPLETION_EXCEEDS_HOLD
+        if bad:
+            rp.result = bad
+            self.describe_lots(self.points, rp)
+            return 0
+        seq = self.settle_reservation(rq.request_id, &reserve, rq.amount_minor if confirm else 0,
+                                      OP_RELEASE_POINTS, REQUEST_CONFIRMED if confirm else REQUEST_RELEASED)
+        self.approve(rq, rp, rq.amount_minor if confirm else reserve.reply.approved_minor, seq)
+        self.describe_lots(self.points, rp)
+        return 0
+
     # ---- one request --------------------------------------------------------------
 
     cdef bint valid(self, const CoreRequest* rq):
@@ -2006,8 +2139,14 @@ cdef class _BatchApplier:
                 return False
             if rq.flags & REQUEST_ODOMETER_PRESENT and not 0 <= rq.odometer <= ODOMETER_MAX:
                 return False
+        if rq.op in (OP_CONFIRM_POINTS, OP_RELEASE_POINTS):
+            if memcmp(rq.ref_request_id, rq.request_id, REQUEST_ID_SIZE) == 0:
+                return False
+            return 0 < rq.amount_minor <= AMOUNT_MINOR_MAX if rq.op == OP_CONFIRM_POINTS \
+                else rq.amount_minor == 0
         if rq.op in (OP_LOAD, OP_PURCHASE, OP_REFUND, OP_PREAUTH, OP_ADJUST, OP_USE_UNITS,
-                     OP_EARN_POINTS, OP_REDEEM_POINTS, OP_ADJUST_POINTS, OP_TRANSFER_POINTS):
+                     OP_EARN_POINTS, OP_REDEEM_POINTS, OP_ADJUST_POINTS, OP_TRANSFER_POINTS,
+                     OP_RESERVE_POINTS):
             return 0 < rq.amount_minor <= AMOUNT_MINOR_MAX
         if rq.op == OP_COMPLETE:
             return 0 <= rq.amount_minor <= AMOUNT_MINOR_MAX
@@ -2149,6 +2288,10 @@ cdef class _BatchApplier:
             self.set_rules(rq, payload, rp)
         elif rq.op == OP_SET_MEMBER:
             self.set_member(rq, rp)
+        elif rq.op == OP_RESERVE_POINTS:
+            self.reserve_points(rq, rp)
+        elif rq.op in (OP_CONFIRM_POINTS, OP_RELEASE_POINTS):
+            self.close_reservation(rq, rp)
         assert rp.result != 0, "operation left no result"
         if rp.result == RESULT_REJECTED_UNKNOWN_PRODUCT:
             return 0                                 # a rejection writes nothing

@@ -47,6 +47,10 @@ class Op(enum.IntEnum):
     SET_RULES = OP_SET_RULES
     LOYALTY_SALE = OP_LOYALTY_SALE
     SET_MEMBER = OP_SET_MEMBER
+    RESERVE_POINTS = OP_RESERVE_POINTS
+    CONFIRM_POINTS = OP_CONFIRM_POINTS
+    RELEASE_POINTS = OP_RELEASE_POINTS
+    POINTS_HOLD_EXPIRY = OP_POINTS_HOLD_EXPIRY
 
 
 class Result(enum.IntEnum):
@@ -170,12 +174,14 @@ class Slot(enum.IntEnum):
     CARD_POINTS_OWED = SLOT_CARD_POINTS_OWED
     CARD_SALES_ELSEWHERE = SLOT_CARD_SALES_ELSEWHERE
     RANGE_SALES_ELSEWHERE = SLOT_RANGE_SALES_ELSEWHERE
+    CARD_POINTS_HELD = SLOT_CARD_POINTS_HELD
 
 
 class PackageState(enum.IntEnum):
     OPEN = PACKAGE_OPEN
     USED_UP = PACKAGE_USED_UP
     EXPIRED = PACKAGE_EXPIRED
+    HELD = PACKAGE_HELD
 
 # Limits (minor units). An amount above AMOUNT_MINOR_MAX is refused as invalid; a
 # balance may never exceed BALANCE_MINOR_MAX, so every sum stays far inside int64.
@@ -426,6 +432,9 @@ assert RANGE_RECORD_SIZE == 68, RANGE_RECORD_SIZE
 
 REQUEST_FLAG_REVERSED = REQUEST_REVERSED
 REQUEST_FLAG_TOMBSTONE = REQUEST_TOMBSTONE
+REQUEST_FLAG_CONFIRMED = REQUEST_CONFIRMED
+REQUEST_FLAG_RELEASED = REQUEST_RELEASED
+REQUEST_FLAG_TIMED_OUT = REQUEST_TIMED_OUT
 ACCOUNT_FLAG_NO_OVERDRAFT = ACCOUNT_NO_OVERDRAFT
 
 Reply = namedtuple("Reply", "result op card_status currency approved_minor balance_minor "
@@ -776,14 +785,14 @@ def unpack_hold(bytes data):
 
 
 Package = namedtuple("Package", "card_id range_id status units_total units_left created_s "
-                     "valid_until_s available_from_s partner_id")
+                     "valid_until_s available_from_s partner_id held_until_s")
 
 
 def unpack_package(bytes data):
     _check_size(data, sizeof(PackageRecord), "package")
     cdef const PackageRecord* p = <const PackageRecord*><const char*>data
     return Package(p.card_id, p.range_id, p.status, p.units_total, p.units_left, p.created_s,
-                   p.valid_until_s, p.available_from_s, p.partner_id)
+                   p.valid_until_s, p.available_from_s, p.partner_id, p.held_until_s)
 
 
 def unpack_range(bytes data):

@@ -54,7 +54,8 @@ def _audit(store, txn):
     computed = collections.defaultdict(lambda: [0, 0, 0])   # balance, credits, debits
     runs = {}                                                # request id -> (first, last seq)
     # Entries the writer posts when time ends a hold or package: op -> id -> seqs.
-    timed_ends = {Op.HOLD_EXPIRY: {}, Op.PACKAGE_EXPIRY: {}, Op.POINTS_EXPIRY: {}}
+    timed_ends = {Op.HOLD_EXPIRY: {}, Op.PACKAGE_EXPIRY: {}, Op.POINTS_EXPIRY: {},
+                  Op.POINTS_HOLD_EXPIRY: {}}
     expected_seq = 1
     entries = 0
     for key, value in txn.cursor(db=store.db_journal):
@@ -127,6 +128,7 @@ def _audit(store, txn):
     for timed in (HOLDS, PACKAGES, POINT_LOTS):
         _audit_timed(timed, txn, store, accounts, cards, timed_ends[timed.end_op], violations)
     _audit_point_lot_index(txn, store, lot_index, violations)
+    _audit_reservations_timed_out(txn, store, timed_ends[Op.POINTS_HOLD_EXPIRY], violations)
     _audit_reservations(txn, store, violations)
     counts = {"cards": len(cards), "accounts": len(accounts), "journal_entries": entries,
               "requests": request_count}
@@ -207,6 +209,7 @@ class _Timed(NamedTuple):
     due_s: Callable         # record -> the time in its expiry-index key
     open_amount: Callable   # record -> what it keeps on the card while open
     within: Callable        # record -> (part, whole): 0 <= part <= whole must hold
+    held_state: int = 0     # a state also in the expiry index (points reserved), if any
 
 
 HOLDS = _Timed("hold", "db_holds", "db_hold_expiry", records.unpack_hold, HoldState,
@@ -217,8 +220,19 @@ PACKAGES = _Timed("package", "db_packages", "db_package_expiry", records.unpack_
                   PackageState, Op.PACKAGE_EXPIRY, Slot.CARD_UNITS, lambda p: p.card_id,
                   lambda p: p.valid_until_s or records.LOT_NEVER,
                   lambda p: p.units_left, lambda p: (p.units_left, p.units_total))
-POINT_LOTS = PACKAGES._replace(what="point lot", db="db_point_lots", index_db="db_point_lot_expiry",
-                               end_op=Op.POINTS_EXPIRY, card_slot=Slot.CARD_POINTS)
+POINT_LOTS = PACKAGES._replace(
+    what="point lot", db="db_point_lots", index_db="db_point_lot_expiry", end_op=Op.POINTS_EXPIRY,
+    card_slot=Slot.CARD_POINTS, held_state=PackageState.HELD,
+    due_s=lambda p: p.held_until_s if p.status == PackageState.HELD else p.valid_until_s or records.LOT_NEVER)
+
+
+def _audit_reservations_timed_out(txn, store, ends, violations):
+    """Each reservation the writer released by time says so, and only those."""
+    for reserve_id in ends:
+        value = txn.get(reserve_id, db=store.db_requests)
+        if value is None or not records.unpack_request_record(value).flags & records.REQUEST_FLAG_TIMED_OUT:
+            violations.append(f"journal releases reservation {reserve_id.hex()} by time, but it "
+                              "did not time out")
 
 
 def _audit_point_lot_index(txn, store, lot_index, violations):
@@ -236,8 +250,9 @@ def _audit_point_lot_index(txn, store, lot_index, violations):
 
 def _audit_timed(timed, txn, store, accounts, cards, ends, violations):
     """Open ones are in the expiry index and ended ones not; each that expired has one
-    expiry entry in the journal; the card's account equals what its open ones keep."""
-    kept = collections.Counter()
+    expiry entry in the journal; the card's account equals what its open ones keep (and
+    its held points what its reservations hold)."""
+    kept, held = collections.Counter(), collections.Counter()
     indexed = {bytes(k) for k, _ in txn.cursor(db=getattr(store, timed.index_db))}
     for record_id, value in txn.cursor(db=getattr(store, timed.db)):
         record = timed.unpack(value)
@@ -246,9 +261,12 @@ def _audit_timed(timed, txn, store, accounts, cards, ends, violations):
         is_open = record.status == timed.states.OPEN
         if is_open:
             kept[timed.owner(record)] += timed.open_amount(record)
-        if is_open != (timed.due_s(record).to_bytes(8, "big") + record_id in indexed):
+        elif record.status == timed.held_state:         # a points reservation
+            held[timed.owner(record)] += timed.open_amount(record)
+        is_due = is_open or record.status == timed.held_state
+        if is_due != (timed.due_s(record).to_bytes(8, "big") + record_id in indexed):
             violations.append(f"{name}: {state} but "
-                              f"{'missing from' if is_open else 'still in'} the expiry index")
+                              f"{'missing from' if is_due else 'still in'} the expiry index")
         part, whole = timed.within(record)
         if not 0 <= part <= whole:
             violations.append(f"{name}: {part} of {whole}")
@@ -258,6 +276,9 @@ def _audit_timed(timed, txn, store, accounts, cards, ends, violations):
     for record_id in ends:
         violations.append(f"journal expires {timed.what} {record_id.hex()}, which does not exist")
     for (owner, slot), acc in accounts.items():
+        if slot == Slot.CARD_POINTS_HELD and timed.held_state and acc.balance_minor != held[owner]:
+            violations.append(f"{_account_name(owner, slot, cards)}: {acc.balance_minor} but its "
+                              f"reservations hold {held[owner]}")
         if slot == timed.card_slot and acc.balance_minor != kept.get(owner, 0):
             violations.append(f"{_account_name(owner, slot, cards)}: {acc.balance_minor} "
                               f"but its open {timed.what}s keep {kept.get(owner, 0)}")

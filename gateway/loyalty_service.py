@@ -148,6 +148,24 @@ class LoyaltyService(Servicer, loyalty_pb2_grpc.LoyaltyServiceServicer):
         return loyalty_pb2.RedeemPointsResponse(authorization=authorization_message(reply))
 
     @rpc
+    def ReservePoints(self, request, context):
+        reply = self.ops.reserve_points(request.request_id, request.pan, request.points,
+                                        _where(request))
+        return loyalty_pb2.ReservePointsResponse(authorization=authorization_message(reply),
+                                                 hold_id=request.request_id)
+
+    @rpc
+    def ConfirmPoints(self, request, context):
+        reply = self.ops.settle_points(request.request_id, request.pan, request.hold_id,
+                                       request.points)
+        return loyalty_pb2.ConfirmPointsResponse(authorization=authorization_message(reply))
+
+    @rpc
+    def ReleasePoints(self, request, context):
+        reply = self.ops.settle_points(request.request_id, request.pan, request.hold_id)
+        return loyalty_pb2.ReleasePointsResponse(authorization=authorization_message(reply))
+
+    @rpc
     def AdjustPoints(self, request, context):
         reply = self.ops.adjust_points(request.request_id, request.pan, request.points,
                                        takes_off(request.direction), request.reason,

@@ -97,6 +97,11 @@ def describe_line(line, entry, program, outlet, currency: str) -> str:
         return f"{signed}: adjusted by the program ({reason})"
     if line.op == Op.TRANSFER_POINTS:
         return f"{signed}: " + ("received from another member" if n > 0 else "given to another member")
+    if line.op == Op.RESERVE_POINTS:
+        return f"{signed}: held for a redemption{at}"
+    if line.op in (Op.RELEASE_POINTS, Op.POINTS_HOLD_EXPIRY):
+        return f"{signed}: " + ("a held redemption was released" if line.op == Op.RELEASE_POINTS
+                                else "a held redemption was not confirmed in time; released")
     if line.op == Op.REFUND:
         return f"{signed}: goods returned, the points they earned taken back"
     if line.op == Op.REVERSAL:

@@ -319,6 +319,22 @@ class Operations:
         return self._lot(Op.REDEEM_POINTS, records.POINTS_ASSET, "points", request_id_text,
                          pan_text, points, outlet=outlet)
 
+    def reserve_points(self, request_id_text, pan_text, points, outlet=0):
+        return self._lot(Op.RESERVE_POINTS, records.POINTS_ASSET, "points", request_id_text,
+                         pan_text, points, outlet=outlet)
+
+    def settle_points(self, request_id_text, pan_text, hold_id_text, points=None):
+        """Confirm `points` of a reservation, or (points None) release it."""
+        rid = validation.request_id(request_id_text)
+        hold_id = validation.request_id(hold_id_text, "hold_id")
+        if hold_id == rid:
+            raise validation.InvalidArgument("hold_id", "must differ from request_id")
+        packed = records.pack_request(
+            Op.RELEASE_POINTS if points is None else Op.CONFIRM_POINTS, rid,
+            card_key=self.card_key(pan_text), ref_request_id=hold_id, currency=records.POINTS_ASSET,
+            amount_minor=0 if points is None else validation.amount_minor(points, "points"))
+        return self.submit_one(packed, request_id_text)
+
     def adjust_points(self, request_id_text, pan_text, points, down, reason, actor):
         rid = validation.request_id(request_id_text)
         packed = records.pack_request(

@@ -16,7 +16,14 @@ CAP = records.AMOUNT_MINOR_MAX
 YEAR_S = 365 * 86400
 
 
+def lot_id_of(reserve):
+    return records.unpack_request(reserve.request).request_id
+
+
 def lot_time(lot):
+    """When a lot is due: a reservation at the end of its hold, else at its expiry."""
+    if lot.status == records.PackageState.HELD:
+        return lot.held_until_s
     return lot.valid_until_s or records.LOT_NEVER
 
 
@@ -259,6 +266,90 @@ class LoyaltyRules:
                              POINTS, points - covered, now_s)
             seq = seq or last
         return seq
+
+    def reserve_points(self, rq, payload, rp, now_s, now_yyyymm):
+        card = self.described_card(rq, rp)
+        taken = []
+        try:
+            bad = self.card_unusable(card, now_yyyymm, False)
+            if bad is None and self.points_owed(card) < 0:
+                bad = Result.DECLINED_POINTS_OWED
+            if bad is not None:
+                raise Decline(bad)
+            earliest = self.take_from_lots(self.POINT_LOTS, card, rq.amount_minor, now_s, taken)
+        except Decline:
+            self.describe_lots(self.POINT_LOTS, rp)
+            raise
+        self.partner = self.partner_of(rq.outlet_code)
+        seq = 0
+        for origin, amount in taken:
+            self.origin_partner = origin
+            last = self.post(rq.request_id, Op.RESERVE_POINTS, (card.card_id, Slot.CARD_POINTS),
+                             (card.card_id, Slot.CARD_POINTS_HELD), POINTS, amount, now_s)
+            seq = seq or last
+        self.origin_partner = 0
+        self.point_lots[rq.request_id] = self.PACKAGE(
+            card.card_id, card.range_id, rq.amount_minor, rq.amount_minor, now_s, earliest, now_s,
+            records.PackageState.HELD, taken[0][0], now_s + self.hold_timeout_s)
+        self.approve(rq, rp, rq.amount_minor, seq)
+        self.describe_lots(self.POINT_LOTS, rp)
+
+    def settle_reservation(self, posting_id, reserve, redeem, release_op, flag, now_s):
+        """Redeem `redeem` where it was reserved, give the rest back: the lot opens again."""
+        lot = self.point_lots[records.unpack_request(reserve.request).request_id]
+        released = lot.units_left - redeem
+        groups = []
+        for entry in self.journal[reserve.reply["journal_seq"] - 1:]:
+            if entry.request_id != lot_id_of(reserve) or entry.op != Op.RESERVE_POINTS:
+                break
+            groups.append(entry)
+        seq = 0
+        for entry in groups:
+            self.partner, self.origin_partner = entry.partner_id, entry.origin_partner
+            take = min(entry.amount_minor, redeem)
+            redeem -= take
+            if take:
+                last = self.post(posting_id, Op.CONFIRM_POINTS, (lot.card_id, Slot.CARD_POINTS_HELD),
+                                 (SYSTEM + lot.range_id, Slot.RANGE_POINTS_REDEEMED), POINTS, take, now_s)
+                seq = seq or last
+            if entry.amount_minor > take:
+                last = self.post(posting_id, release_op, (lot.card_id, Slot.CARD_POINTS_HELD),
+                                 (lot.card_id, Slot.CARD_POINTS), POINTS, entry.amount_minor - take, now_s)
+                seq = seq or last
+        self.partner = self.origin_partner = 0
+        lot.held_until_s = 0
+        lot.units_left = released
+        lot.status = records.PackageState.OPEN if released else records.PackageState.USED_UP
+        reserve.flags |= flag
+        return seq
+
+    def close_reservation(self, rq, payload, rp, now_s, now_yyyymm):
+        card = self.described_card(rq, rp)
+        confirm = rq.op == Op.CONFIRM_POINTS
+        reserve = self.requests.get(rq.ref_request_id)
+        try:
+            if reserve is None or not reserve.request or \
+                    records.unpack_request(reserve.request).op != Op.RESERVE_POINTS or \
+                    reserve.reply["result"] not in (Result.APPROVED, Result.PARTIALLY_APPROVED):
+                raise Decline(Result.DECLINED_HOLD_NOT_FOUND)
+            if reserve.reply["card_id"] != card.card_id:
+                raise Decline(Result.DECLINED_CARD_MISMATCH)
+            for flag, result in ((records.REQUEST_FLAG_CONFIRMED, Result.DECLINED_HOLD_ALREADY_COMPLETED),
+                                 (records.REQUEST_FLAG_RELEASED, Result.DECLINED_HOLD_VOIDED),
+                                 (records.REQUEST_FLAG_TIMED_OUT, Result.DECLINED_HOLD_EXPIRED)):
+                if reserve.flags & flag:
+                    raise Decline(result)
+            if confirm and rq.amount_minor > reserve.reply["approved_minor"]:
+                raise Decline(Result.DECLINED_COMPLETION_EXCEEDS_HOLD)
+        except Decline:
+            self.describe_lots(self.POINT_LOTS, rp)
+            raise
+        seq = self.settle_reservation(rq.request_id, reserve, rq.amount_minor if confirm else 0,
+                                      Op.RELEASE_POINTS,
+                                      records.REQUEST_FLAG_CONFIRMED if confirm else records.REQUEST_FLAG_RELEASED,
+                                      now_s)
+        self.approve(rq, rp, rq.amount_minor if confirm else reserve.reply["approved_minor"], seq)
+        self.describe_lots(self.POINT_LOTS, rp)
 
     @staticmethod
     def points_to_return(original, before, after):

@@ -93,6 +93,7 @@ class Package:
     available_from_s: int = 0
     status: int = records.PackageState.OPEN
     partner_id: int = 0
+    held_until_s: int = 0         # a points reservation (status HELD): released then
 
 
 UNITS = records.UNITS_ASSET
@@ -124,6 +125,7 @@ def blank_reply(op):
 
 class ReferenceLedger(FleetRules, LoyaltyRules):
     POINT_LOTS = POINT_LOTS
+    PACKAGE = Package
     def __init__(self):
         self.actor = 0            # the request being applied's actor (0 while time ends lots)
         self.init_fleet()
@@ -241,6 +243,7 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
         self.accounts[(card_id, Slot.CARD_SALES_ELSEWHERE)] = Account(self.ranges[rq.range_id], False)
         self.accounts[(card_id, Slot.CARD_UNITS)] = Account(UNITS, True)
         self.accounts[(card_id, Slot.CARD_POINTS)] = Account(POINTS, True)
+        self.accounts[(card_id, Slot.CARD_POINTS_HELD)] = Account(POINTS, True)
         self.accounts[(card_id, Slot.CARD_POINTS_OWED)] = Account(POINTS, False)
         self.pan_index[rq.card_key] = card_id
         rp["card_id"] = card_id
@@ -550,9 +553,14 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
     def expire_lots(self, kind, now_s):
         lots = getattr(self, kind.lots)
         due = sorted((lot_time(p), pid) for pid, p in lots.items()
-                     if p.status == records.PackageState.OPEN and lot_time(p) < now_s)
+                     if p.status in (records.PackageState.OPEN, records.PackageState.HELD)
+                     and lot_time(p) < now_s)
         for _, pid in due[:records.HOLD_EXPIRIES_PER_BATCH_MAX]:
             lot = lots[pid]
+            if lot.status == records.PackageState.HELD:     # nobody confirmed it
+                self.settle_reservation(pid, self.requests[pid], 0, Op.POINTS_HOLD_EXPIRY,
+                                        records.REQUEST_FLAG_TIMED_OUT, now_s)
+                continue
             self.origin_partner = lot.partner_id
             self.post(pid, kind.op_expiry, (lot.card_id, kind.card_slot),
                       (SYSTEM + lot.range_id, kind.expired_slot), kind.asset, lot.units_left, now_s)
@@ -691,8 +699,12 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
             return rq.amount_minor == 0
         if rq.op == Op.SELL_PACKAGE:
             return 0 < rq.amount_minor <= AMOUNT_MINOR_MAX and rq.valid_until_s > 0
+        if rq.op in (Op.CONFIRM_POINTS, Op.RELEASE_POINTS):
+            return rq.ref_request_id != rq.request_id and (
+                0 < rq.amount_minor <= AMOUNT_MINOR_MAX if rq.op == Op.CONFIRM_POINTS
+                else rq.amount_minor == 0)
         if rq.op in (Op.USE_UNITS, Op.EARN_POINTS, Op.REDEEM_POINTS, Op.ADJUST_POINTS,
-                     Op.TRANSFER_POINTS):
+                     Op.TRANSFER_POINTS, Op.RESERVE_POINTS):
             return 0 < rq.amount_minor <= AMOUNT_MINOR_MAX
         if rq.op == Op.CREATE_RANGE:
             return rq.amount_minor >= 0 and rq.load_per_day_max_minor >= 0
@@ -739,7 +751,9 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
                    Op.ASSIGN_CARD: self.assign_card, Op.SET_PROGRAM: self.set_program,
                    Op.ADJUST_POINTS: self.adjust_points,
                    Op.TRANSFER_POINTS: self.transfer_points, Op.LOYALTY_SALE: self.loyalty_sale,
-                   Op.SET_RULES: self.set_rules, Op.SET_MEMBER: self.set_member}[rq.op]
+                   Op.SET_RULES: self.set_rules, Op.SET_MEMBER: self.set_member,
+                   Op.RESERVE_POINTS: self.reserve_points, Op.CONFIRM_POINTS: self.close_reservation,
+                   Op.RELEASE_POINTS: self.close_reservation}[rq.op]
         if rq.op in (Op.PURCHASE, Op.PREAUTH, Op.COMPLETE, Op.LOYALTY_SALE) and \
                 any(code not in self.catalog for code in rq.products):
             rp["result"] = Result.REJECTED_UNKNOWN_PRODUCT

@@ -3,6 +3,7 @@ several outlets and partners, and the gateway's clock set by the story: earn rul
 tiers at the pump, birthday bonuses, discounts that grow with lifetime spend, returns
 after the points were spent, and settlement between the partners of a coalition."""
 import calendar
+import time
 
 import pytest
 
@@ -34,7 +35,7 @@ class Coalition:
 
     def __init__(self, tmp_path, now):
         self.now = now
-        self.gw = LiveGateway(tmp_path / "data", clock=lambda: now[0])
+        self.gw = LiveGateway(tmp_path / "data", clock=lambda: now[0], writer_idle_tick_s=0.05)
         gw = self.gw
         operator = gw.open("operator-1")
         self.loyalty = loyalty_pb2_grpc.LoyaltyServiceStub(operator)
@@ -339,3 +340,48 @@ def test_points_pay_part_of_a_sale_and_the_rest_earns_unless_the_program_says_no
         request_id=new_id(), pan=pan, amount=eur(1_00), payment_method=CASH, points=10_000)).authorization
     assert (all_in.approved.amount_minor, all_in.loyalty.points_redeemed) == (0, 100)
     assert "-100 points: redeemed at Aroma" in c.statement(pan)
+
+
+def test_a_held_redemption_is_confirmed_for_less_released_or_released_by_its_timeout(coalition):
+    c = coalition
+    c.program(rules=[loyalty_pb2.EarnRule(rule_id=1, kind=loyalty_pb2.EARN_RULE_KIND_PER_AMOUNT,
+                                          points=1, per=100)])
+    pan = c.card(21)
+    assert c.sale("station-7", pan, 500_00).loyalty.points_balance == 500
+    till = c.points["aroma"]
+
+    def reserve(points):
+        answer = till.ReservePoints(loyalty_pb2.ReservePointsRequest(request_id=new_id(), pan=pan,
+                                                                     points=points))
+        assert answer.authorization.result_code == R.RESULT_CODE_APPROVED, answer
+        return answer.hold_id
+
+    basket = reserve(300)
+    assert c.balance(pan) == 200                    # held points cannot be spent twice
+    assert c.redeem("aroma", pan, 201).result_code == R.RESULT_CODE_DECLINED_INSUFFICIENT_POINTS
+    confirmed = till.ConfirmPoints(loyalty_pb2.ConfirmPointsRequest(
+        request_id=new_id(), pan=pan, hold_id=basket, points=250)).authorization
+    assert (confirmed.result_code, confirmed.approved.amount_minor) == (R.RESULT_CODE_APPROVED, 250)
+    assert c.balance(pan) == 250                    # the 50 not needed came back
+    again = till.ReleasePoints(loyalty_pb2.ReleasePointsRequest(request_id=new_id(), pan=pan,
+                                                                hold_id=basket)).authorization
+    assert again.result_code == R.RESULT_CODE_DECLINED_HOLD_ALREADY_COMPLETED
+
+    cancelled = reserve(100)
+    assert till.ReleasePoints(loyalty_pb2.ReleasePointsRequest(
+        request_id=new_id(), pan=pan, hold_id=cancelled)).authorization.result_code == R.RESULT_CODE_APPROVED
+    assert c.balance(pan) == 250
+
+    forgotten = reserve(40)
+    c.now[0] += 1801                                # past the hold timeout: the writer releases it
+    deadline = time.monotonic() + 10
+    while c.balance(pan) != 250 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert c.balance(pan) == 250
+    late = till.ConfirmPoints(loyalty_pb2.ConfirmPointsRequest(
+        request_id=new_id(), pan=pan, hold_id=forgotten, points=40)).authorization
+    assert late.result_code == R.RESULT_CODE_DECLINED_HOLD_EXPIRED
+    assert c.statement(pan)[:3] == [
+        "+40 points: a held redemption was not confirmed in time; released",
+        "-40 points: held for a redemption at Aroma",
+        "+100 points: a held redemption was released"]

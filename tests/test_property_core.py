@@ -144,6 +144,12 @@ operation = st.one_of(
                 st.sampled_from([0, 0, 0, 30, "all", 10**9, -1]))] * 4,
     st.tuples(st.just("loyalty_return"), amounts, st.integers(0, 10_000)),
     st.tuples(st.just("loyalty_return"), amounts, st.integers(0, 10_000)),
+    # held redemptions: reserve points, then confirm (some or all) or release them
+    st.tuples(st.just("reserve"), st.sampled_from([6, 6, 7, 0, 3]),
+              st.one_of(st.integers(1, 300), st.just("all"), st.just("all+1"))),
+    *[st.tuples(st.just("settle"), st.sampled_from(["confirm", "confirm", "release"]),
+                st.one_of(st.integers(1, 300), st.just("all"), st.just("all+1")),
+                st.integers(0, 10_000))] * 3,
     st.tuples(st.just("set_member"), card_index, st.sampled_from(["today", "in 2 days", 1231, 229, 1332])),
     st.tuples(st.just("adjust_points"), card_index, st.one_of(st.integers(1, 300), st.just("all"),
                                                              st.just("all+1")),
@@ -157,11 +163,13 @@ batch = st.tuples(st.sampled_from([0, 3600, 20 * 86400]),
 # rules, so that sales earn from the first batch on.
 LOYALTY_START = [(0, [("program", records.ExpiryKind.MONTH_END_AFTER, 1, 0, 1), ("rules", 1, 1),
                       ("earn", 6, 400, 0), ("earn", 7, 90, 0),
-                      ("loyalty_sale", 6, 5_000, 0, (), OUTLET_SOUTH, PaymentMethod.CASH, 30)]),
+                      ("loyalty_sale", 6, 5_000, 0, (), OUTLET_SOUTH, PaymentMethod.CASH, 30),
+                      ("reserve", 7, 20)]),
                  (0, [("program", records.ExpiryKind.DAYS_AFTER, 40, 2, 2), ("rules", 2, 1)]),
                  (0, [("program", records.ExpiryKind.NEVER, 0, 0, 4), ("rules", 1, 1),
                       ("earn", 6, 400, 0), ("earn", 7, 90, 0),
-                      ("loyalty_sale", 6, 5_000, 0, (), OUTLET_SOUTH, PaymentMethod.CASH, 30)])]
+                      ("loyalty_sale", 6, 5_000, 0, (), OUTLET_SOUTH, PaymentMethod.CASH, 30),
+                      ("reserve", 7, 20)])]
 batches = st.tuples(st.sampled_from([None, None, 0, 1, 2]), st.lists(batch, min_size=2, max_size=12)).map(
     lambda drawn: ([LOYALTY_START[drawn[0]]] if drawn[0] is not None else []) + drawn[1])
 
@@ -319,6 +327,19 @@ BOUNDARY_STORY = [
          ("loyalty_sale", 6, 100, 0, (), OUTLET_NORTH, PaymentMethod.CASH, 50)]),
     (0, [("program", records.ExpiryKind.MONTH_END_AFTER, 1, 0, 2),
          ("loyalty_sale", 6, 100, 0, (), OUTLET_NORTH, PaymentMethod.CASH, 5)]),
+    # Held redemptions on card 6 (8 points); "settle" names the approved reservations
+    # 0, 1, 2 in the order made.
+    (0, [("reserve", 6, 5),
+         ("reserve", 6, 4)]),                   # only 3 left
+    (0, [("settle", "confirm", 6, 0),           # more than held
+         ("settle", "confirm", 2, 0),           # 2 redeemed, 3 back
+         ("settle", "release", 0, 0),           # already confirmed
+         ("reserve", 6, 4)]),
+    (0, [("settle", "release", 0, 1),
+         ("settle", "confirm", 1, 1),           # released already
+         ("reserve", 6, 6)]),
+    (3600, [("settle", "confirm", 1, 2),        # its hold timed out at the batch's start
+            ("settle", "confirm", 1, -1)]),     # a request that reserved nothing
 ]
 
 
@@ -539,6 +560,24 @@ class Scenario:
             packed = self.money(Op.REFUND, card, self.resolve(amount, rest),
                                 ref=records.unpack_request(sale.request).request_id if sale
                                 else self.new_id())
+        elif kind == "reserve":
+            _, card, points = drawn
+            packed = records.pack_request(Op.RESERVE_POINTS, self.new_id(), card_key=CARD_KEYS[card],
+                                          amount_minor=self.resolve(points, self.points(card)),
+                                          currency=records.POINTS_ASSET, outlet_code=OUTLET_SOUTH)
+        elif kind == "settle":
+            _, how, points, which = drawn
+            held = sorted((rid, rec) for rid, rec in self.model.requests.items()
+                          if rec.request and records.unpack_request(rec.request).op == Op.RESERVE_POINTS
+                          and (which % 3 == 0 or rec.reply["result"] == Result.APPROVED))
+            rid, rec = held[which % len(held)] if held and which >= 0 else (self.new_id(), None)
+            card = self.card_of(rec.reply["card_id"]) if rec and rec.reply["card_id"] and \
+                which % 5 != 4 else which % len(CARD_KEYS)        # sometimes another card
+            packed = records.pack_request(
+                Op.CONFIRM_POINTS if how == "confirm" else Op.RELEASE_POINTS, self.new_id(),
+                card_key=CARD_KEYS[card], ref_request_id=rid, currency=records.POINTS_ASSET,
+                amount_minor=self.resolve(points, rec.reply["approved_minor"] if rec else 1)
+                if how == "confirm" else 0)
         elif kind == "set_member":
             packed = records.pack_request(Op.SET_MEMBER, self.new_id(), card_key=CARD_KEYS[drawn[1]],
                                           profile_id=self.birthday(drawn[2]))
@@ -737,6 +776,8 @@ def test_core_matches_reference_model_and_keeps_invariants(drawn_batches):
                 event("redemption blocked: points owed")
             if reply.points_redeemed:
                 event("a sale partly paid with points")
+            if reply.op in (Op.CONFIRM_POINTS, Op.RELEASE_POINTS):
+                event(f"reservation settled: {Result(reply.result).name}")
 
         assert core_state(store) == model_state(model)
         with store.env.begin() as txn:
@@ -817,6 +858,10 @@ def test_boundary_story_reaches_every_decline():
         R.APPROVED, R.DECLINED_POINTS_OWED,
         R.APPROVED, R.APPROVED,
         R.APPROVED, R.APPROVED, R.APPROVED, R.DECLINED_POINTS_HAVE_NO_VALUE,
+        R.APPROVED, R.DECLINED_INSUFFICIENT_POINTS, R.DECLINED_COMPLETION_EXCEEDS_HOLD,
+        R.APPROVED, R.DECLINED_HOLD_ALREADY_COMPLETED, R.APPROVED,
+        R.APPROVED, R.DECLINED_HOLD_VOIDED, R.APPROVED,
+        R.DECLINED_HOLD_EXPIRED, R.DECLINED_HOLD_NOT_FOUND,
     ]
     earning = [(r.points_earned, r.discount_minor, r.tier, r.earn_flags, r.balance_minor)
                for r in replies if r.op == Op.LOYALTY_SALE and r.result == R.APPROVED]

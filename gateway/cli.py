@@ -6,7 +6,7 @@ import signal
 import sys
 import threading
 
-from . import limits
+from . import limits, loyalty_cli
 from .request_ids import new_request_id
 from .store import DATA_DIR_DEFAULT, DATA_DIR_ENV, default_data_dir
 
@@ -92,7 +92,8 @@ def _pan_from_args(args) -> str:
 def cmd_client(args) -> int:
     from . import client
 
-    return client.run(args, _pan_from_args(args) if args.command != "reverse" else None)
+    return client.run(args, _pan_from_args(args) if getattr(args, "pan", None) is not None or
+                      getattr(args, "demo_card", None) is not None else None)
 
 
 def cmd_pki(args) -> int:
@@ -219,15 +220,16 @@ def build_parser() -> argparse.ArgumentParser:
     audit = with_data_dir(sub.add_parser("audit", help="check the ledger invariants of a data directory"))
     audit.set_defaults(func=cmd_audit)
 
-    def client_parser(name, help_text, amount=True, card=True, original=False):
+    def client_parser(name, help_text, amount=True, card=True, original=False,
+                      identity="demo-terminal"):
         p = with_data_dir(sub.add_parser(name, help=help_text))
         p.add_argument("--target", default=os.environ.get(TARGET_ENV, TARGET_DEFAULT),
                        help=f"gateway address (default: ${TARGET_ENV} or {TARGET_DEFAULT})")
         p.add_argument("--cert-dir", help="folder with the client certificate (default: "
                        "DATA_DIR/pki/clients, where the demo puts its own)")
-        p.add_argument("--as", dest="identity", default="demo-terminal",
+        p.add_argument("--as", dest="identity", default=identity,
                        help="client certificate NAME to use: NAME.crt and NAME.key "
-                       "(default: demo-terminal)")
+                       f"(default: {identity})")
         p.add_argument("--insecure", action="store_true",
                        help="talk to a gateway in loopback development mode, without TLS")
         if card:
@@ -241,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
         if original:
             p.add_argument("--original-request-id", required=True,
                            help="request id of the request to refund or reverse")
-        if name not in ("balance", "points"):
+        if name not in ("balance", "points", "statement", "settlement", "analytics"):
             p.add_argument("--request-id", default=None,
                            help="UUID of this request (default: a new time-ordered one); reuse it to retry")
         p.set_defaults(func=cmd_client)
@@ -261,13 +263,15 @@ def build_parser() -> argparse.ArgumentParser:
     earn = client_parser("earn", "put loyalty points on a card", amount=False)
     earn.add_argument("--points", type=int, required=True)
     earn.add_argument("--valid-days", type=int, default=0, metavar="DAYS",
-                      help="days the points stay usable (default 0: they never expire)")
+                      help="days the points stay usable (default 0: as the card's program says; "
+                      "never without a program)")
     redeem = client_parser("redeem", "spend a card's loyalty points, earliest-expiring first",
                            amount=False)
     redeem.add_argument("--points", type=int, required=True)
     client_parser("refund", "refund part or all of an earlier payment", original=True)
     client_parser("reverse", "undo an earlier request by its request id", amount=False,
                   card=False, original=True)
+    loyalty_cli.add_commands(sub, client_parser)
     return parser
 
 

@@ -7,9 +7,13 @@ import grpc
 from cardgate.v1 import (authorization_pb2, authorization_pb2_grpc, common_pb2, loyalty_pb2,
                          loyalty_pb2_grpc)
 
+from . import loyalty_cli
 from .channels import open_channel
 from .demo import clients_dir
 from .money import AmountError, format_minor, parse_amount_minor, parse_litres_ml
+
+
+LOYALTY_COMMANDS = ("program", "sale", "statement", "member", "settlement", "analytics")
 
 
 def _print_authorization(verb, request_id, auth) -> int:
@@ -25,6 +29,8 @@ def _print_authorization(verb, request_id, auth) -> int:
         print(f"  volume {auth.volume_ml / 1000:.3f} L")
     if auth.flagged_for_review:
         print("  flagged for review: past a soft limit")
+    if auth.HasField("loyalty"):
+        loyalty_cli.print_loyalty(auth.loyalty)
     print(f"  request id {request_id}")
     return 0 if auth.result_code == common_pb2.RESULT_CODE_APPROVED else 3
 
@@ -86,6 +92,8 @@ def run(args, pan) -> int:
                 return 0
             if args.command in ("points", "earn", "redeem"):
                 return _points(args, pan, loyalty_pb2_grpc.LoyaltyServiceStub(channel))
+            if args.command in LOYALTY_COMMANDS:
+                return loyalty_cli.run(args, channel, pan)
             if args.command == "reverse":
                 r = stub.Reverse(authorization_pb2.ReverseRequest(
                     request_id=args.request_id, original_request_id=args.original_request_id), timeout=10)

@@ -2,17 +2,21 @@
 
 It defines card range 1 (EUR gift cards), registers a few bearer gift cards and loads
 them, and makes the last one a fleet card: a product catalog (diesel, petrol, shop), the
-demo outlet in region "demo-north", and restriction profile 1 (diesel only, odometer
-required, 100 L a day) on that card. The full demo card numbers go to DEMO_CARDS_FILE in
+demo outlet ("Demo Station", partner 1) in region "demo-north", and restriction profile
+1 (diesel only, odometer required, 100 L a day) on that card. Range 1 is in loyalty
+program 1 (DEMO_PROGRAM: tiers, discounts, bonuses, earn rules), so every sale earns. The full demo card numbers go to DEMO_CARDS_FILE in
 the data directory (0600), never to the screen; the CLI's --demo-card N reads them from
 there.
 """
 import pathlib
 import secrets
 
-from cardgate.fastcore.records import Op, Result
-from cardgate.v1 import common_pb2, fleet_pb2
+from google.protobuf import json_format
 
+from cardgate.fastcore.records import Op, Result
+from cardgate.v1 import common_pb2, fleet_pb2, loyalty_pb2
+
+from . import loyalty_config
 from .files import write_file
 from .fleet import FleetOperations
 from .pan import luhn_check_digit, mask
@@ -34,6 +38,25 @@ DEMO_MERCHANT_ID = "demo-merchant"
 DEMO_OUTLET_ID = "demo-outlet-1"
 DEMO_CLIENTS = (("demo-terminal", "terminal"), ("demo-bureau", "bureau"),
                 ("demo-operator", "operator"))
+DEMO_PARTNER_ID = 1
+# The demo's loyalty program, in the JSON form `cardgate program set --file` reads:
+# cardgate.v1.SetProgramRequest (without request_id) plus "rules" (EarnRule messages).
+DEMO_PROGRAM = {
+    "programId": 1, "expiryKind": "POINTS_EXPIRY_KIND_MONTH_END_AFTER", "expiryN": 12,
+    "rangeIds": [DEMO_RANGE_ID], "pointValueMillis": 1000,
+    "tiers": [{"name": "Silver", "minimum": "50000", "multiplierPermille": 1250},
+              {"name": "Gold", "minimum": "200000", "multiplierPermille": 1500}],
+    "discounts": [{"minimumSpendMinor": "0", "discountBp": 200},
+                  {"minimumSpendMinor": "100000", "discountBp": 500}],
+    "welcomePoints": "50", "birthdayPoints": "100", "birthdayWindowDays": 3,
+    "rules": [
+        {"ruleId": 1, "kind": "EARN_RULE_KIND_PER_AMOUNT", "points": "1", "per": "100"},
+        {"ruleId": 2, "kind": "EARN_RULE_KIND_PER_VOLUME", "points": "2", "per": "1000",
+         "productCodes": [19],
+         "outlets": [{"merchantId": DEMO_MERCHANT_ID, "outletId": DEMO_OUTLET_ID}]},
+        {"ruleId": 3, "kind": "EARN_RULE_KIND_MULTIPLIER", "points": "2000", "days": [6, 7]},
+    ],
+}
 
 
 def clients_dir(data_dir) -> pathlib.Path:
@@ -85,6 +108,8 @@ def ensure_demo(operations, data_dir, clock) -> list[str] | None:
         operations.submit_one(operations.pack_money(Op.LOAD, request_id, pan, amount, DEMO_CURRENCY),
                               request_id)
     _demo_fleet(FleetOperations(operations), pans[-1])
+    for reply in set_program(operations, DEMO_PROGRAM):
+        assert reply.result == Result.APPROVED, reply
     labels = ["gift card"] * (len(pans) - 1) + ["fleet card: diesel only, odometer, 100 L a day"]
     write_file(pathlib.Path(data_dir) / DEMO_CARDS_FILE, "".join(
         f"{pan} demo card {i} ({label})\n" for i, (pan, label) in enumerate(zip(pans, labels), 1)
@@ -98,7 +123,7 @@ def _demo_fleet(fleet, pan):
             request_id=new_request_id(), product_code=code, kind=kind, name=name))
     fleet.define_outlet(fleet_pb2.DefineOutletRequest(
         request_id=new_request_id(), merchant_id=DEMO_MERCHANT_ID, outlet_id=DEMO_OUTLET_ID,
-        region="demo-north"))
+        region="demo-north", partner_id=DEMO_PARTNER_ID, display_name="Demo Station"))
     fleet.set_profile(fleet_pb2.SetRestrictionProfileRequest(
         request_id=new_request_id(), profile_id=DEMO_FLEET_PROFILE_ID,
         allowed_fuel_codes=[DEMO_DIESEL], restrict_fuels=True,
@@ -108,3 +133,26 @@ def _demo_fleet(fleet, pan):
     reply = fleet.assign_card(fleet_pb2.AssignCardRequest(
         request_id=new_request_id(), pan=pan, profile_id=DEMO_FLEET_PROFILE_ID))
     assert reply.result == Result.APPROVED, reply
+
+
+def program_messages(config: dict):
+    """(SetProgramRequest, SetEarnRulesRequest) of a program's JSON configuration (see
+    DEMO_PROGRAM); raises json_format.ParseError naming what is wrong."""
+    config = dict(config)
+    rules = config.pop("rules", [])
+    program = json_format.ParseDict(config, loyalty_pb2.SetProgramRequest())
+    program.request_id = program.request_id or new_request_id()
+    earn = json_format.ParseDict({"programId": program.program_id, "rules": rules},
+                                 loyalty_pb2.SetEarnRulesRequest())
+    earn.request_id = new_request_id()
+    return program, earn
+
+
+def set_program(operations, config: dict):
+    """Apply a program's JSON configuration in-process (the demo); the CLI's
+    `program set` sends the same messages over gRPC."""
+    program, earn = program_messages(config)
+    return [operations.set_config(Op.SET_PROGRAM, program.request_id,
+                                  loyalty_config.program_payload(program)),
+            operations.set_config(Op.SET_RULES, earn.request_id, loyalty_config.rules_payload(earn),
+                                  earn.program_id)]

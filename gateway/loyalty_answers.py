@@ -14,12 +14,13 @@ _LOYALTY_OPS = (Op.PURCHASE, Op.COMPLETE, Op.LOYALTY_SALE, Op.REFUND, Op.REVERSA
 
 
 def loyalty_outcome(store, reply):
-    """A LoyaltyOutcome for a reply of a card in a loyalty program, or None."""
+    """(LoyaltyOutcome, the card's money currency) for a reply of a card in a loyalty
+    program, or (None, None)."""
     if reply.op not in _LOYALTY_OPS or not reply.card_id or not (
             reply.op == Op.LOYALTY_SALE or reply.points_earned or reply.points_seq or
             reply.points_redeemed or
             reply.tier or reply.discount_bp):
-        return None
+        return None, None
     card = store.read_card_by_id(reply.card_id)
     found = store.read_program_of_range(card.range_id)
     program = found[0] if found else None
@@ -42,7 +43,7 @@ def loyalty_outcome(store, reply):
                                               reply.lifetime_spend_minor, currency),
         explanation=explanation, points_redeemed=reply.points_redeemed,
         points_value=common_pb2.Money(amount_minor=reply.points_value_minor, currency=currency)
-        if reply.points_redeemed else None)
+        if reply.points_redeemed else None), currency
 
 
 Standing = collections.namedtuple("Standing", "tier rolling_total next_tier to_next_tier "

@@ -53,8 +53,11 @@ def discounts_of(m):
     return tuple(steps)
 
 
-def program_payload(m, expiry_kind) -> bytes:
-    """The core's ProgramRecord of a SetProgramRequest (expiry_kind: records.ExpiryKind)."""
+def program_payload(m) -> bytes:
+    """The core's ProgramRecord of a SetProgramRequest."""
+    if not 1 <= m.expiry_kind <= len(records.ExpiryKind):
+        raise InvalidArgument("expiry_kind", "must be POINTS_EXPIRY_KIND_NEVER, _DAYS_AFTER, "
+                              "_MONTH_END_AFTER or _YEAR_END_AFTER")
     validation.config_id(m.program_id, "program_id")
     _within(m.expiry_n, "expiry_n", 0, 0xFFFF)
     _within(m.pending_days, "pending_days", 0, 366)
@@ -66,7 +69,7 @@ def program_payload(m, expiry_kind) -> bytes:
     _within(m.birthday_window_days, "birthday_window_days", 0, BIRTHDAY_WINDOW_DAYS_MAX)
     _within(m.point_value_millis, "point_value_millis", 0, POINT_VALUE_MILLIS_MAX)
     return records.pack_program(
-        m.program_id, expiry_kind, m.expiry_n, m.pending_days, m.utc_offset_min,
+        m.program_id, records.ExpiryKind(m.expiry_kind - 1), m.expiry_n, m.pending_days, m.utc_offset_min,
         list(m.range_ids), stack_rules=m.stack_rules, tiers_by_points=m.tiers_by_points,
         tiers=tiers_of(m), discounts=discounts_of(m), welcome_points=m.welcome_points,
         birthday_points=m.birthday_points, birthday_window_days=m.birthday_window_days,

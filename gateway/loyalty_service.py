@@ -3,7 +3,7 @@ expire (with warning), redeemed earliest-expiring first, members' standing, stat
 in words, and settlement between the partners of a coalition."""
 import grpc
 
-from cardgate.fastcore.records import ExpiryKind, Op, PaymentMethod
+from cardgate.fastcore.records import Op, PaymentMethod
 from cardgate.v1 import loyalty_pb2, loyalty_pb2_grpc
 
 from . import analytics, loyalty_config, loyalty_words, settlement
@@ -32,11 +32,8 @@ class LoyaltyService(Servicer, loyalty_pb2_grpc.LoyaltyServiceServicer):
 
     @rpc
     def SetProgram(self, request, context):
-        if not 1 <= request.expiry_kind <= len(ExpiryKind):
-            raise InvalidArgument("expiry_kind", "must be POINTS_EXPIRY_KIND_NEVER, _DAYS_AFTER, "
-                                  "_MONTH_END_AFTER or _YEAR_END_AFTER")
-        payload = loyalty_config.program_payload(request, ExpiryKind(request.expiry_kind - 1))
-        reply = self.ops.set_config(Op.SET_PROGRAM, request.request_id, payload)
+        reply = self.ops.set_config(Op.SET_PROGRAM, request.request_id,
+                                    loyalty_config.program_payload(request))
         return _config_response(loyalty_pb2.SetProgramResponse, reply)
 
     @rpc

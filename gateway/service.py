@@ -10,7 +10,7 @@ import logging
 
 import grpc
 
-from cardgate.fastcore.records import Result
+from cardgate.fastcore.records import POINTS_ASSET, Result
 from cardgate.v1 import (authorization_pb2, authorization_pb2_grpc, common_pb2, issuing_pb2,
                          issuing_pb2_grpc)
 
@@ -188,6 +188,10 @@ def authorization_message(reply, store=None) -> common_pb2.Authorization:
     """The Authorization of a core reply; with the store, a sale of a loyalty card also
     says what it earned and why (LoyaltyOutcome)."""
     approved = reply.result in (Result.APPROVED, Result.PARTIALLY_APPROVED)
+    loyalty, money = loyalty_outcome(store, reply) if store is not None else (None, None)
+    # A sale paid otherwise (or its return) answers the card's points as its balance,
+    # and the money the sale took as approved.
+    approved_currency = money if money and reply.currency == POINTS_ASSET else reply.currency
     message = RESULT_MESSAGES.get(reply.result, f"result {reply.result}")
     prompts = fleet.prompts_of(reply.prompts_missing)
     limit = fleet.limit_of(reply.limit_hit)
@@ -199,7 +203,7 @@ def authorization_message(reply, store=None) -> common_pb2.Authorization:
     return common_pb2.Authorization(
         result_code=reply.result,
         approval_code=f"{reply.approval_code:06d}" if approved else "",
-        approved=common_pb2.Money(amount_minor=reply.approved_minor, currency=reply.currency),
+        approved=common_pb2.Money(amount_minor=reply.approved_minor, currency=approved_currency),
         balance=balance_message(reply.currency, reply.balance_minor, reply.pending_minor,
                                 reply.credit_limit_minor),
         masked_pan=mask_parts(reply.pan_first6, reply.pan_last4, reply.pan_length),
@@ -209,7 +213,7 @@ def authorization_message(reply, store=None) -> common_pb2.Authorization:
         limit=common_pb2.Limit(period=limit[0], measure=limit[1], soft=reply.review) if limit else None,
         flagged_for_review=reply.review,
         volume_ml=reply.volume_ml,
-        loyalty=loyalty_outcome(store, reply) if store is not None else None,
+        loyalty=loyalty,
     )
 
 

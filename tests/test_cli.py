@@ -1,5 +1,8 @@
 """The `cardgate` command as a newcomer uses it: serve with the demo, try it, audit."""
+import datetime
+import json
 import os
+import pathlib
 import shutil
 import stat
 import subprocess
@@ -9,11 +12,14 @@ import lmdb
 import pytest
 
 from cardgate.fastcore import ledger, records
-from cardgate.gateway.demo import read_demo_pans
+from cardgate.gateway.demo import DEMO_PROGRAM, read_demo_pans
 
 from gateway_process import GatewayProcess
 
-SUBCOMMANDS = ("serve", "audit", "balance", "load", "pay", "refund", "reverse", "pki", "keys")
+SUBCOMMANDS = ("serve", "audit", "balance", "load", "pay", "refund", "reverse", "pki", "keys",
+               "points", "earn", "redeem", "program", "sale", "statement", "member", "settlement",
+               "analytics")
+DEMO_PROGRAM_FILE = pathlib.Path(__file__).parent.parent / "docs" / "demo-program.json"
 
 
 def cardgate(*args, timeout=60):
@@ -95,6 +101,45 @@ def test_first_start_creates_a_demo_that_answers_at_once(tmp_path):
     assert read_demo_pans(data_dir) == pans
     audit = cardgate("audit", "--data-dir", str(data_dir))
     assert audit.returncode == 0 and "audit passed" in audit.stdout
+
+
+def test_the_documented_demo_program_is_the_one_the_demo_creates():
+    assert json.loads(DEMO_PROGRAM_FILE.read_text()) == DEMO_PROGRAM
+
+
+@pytest.mark.slow
+def test_loyalty_from_the_command_line_sale_statement_member_and_reports(tmp_path):
+    data_dir = tmp_path / "data"
+    gateway = GatewayProcess(data_dir)
+    try:
+        target = ("--target", gateway.address, "--data-dir", str(data_dir))
+        # 40 L of diesel at the demo station: 2 a litre, welcome 50 (x2 at weekends).
+        fuel = cardgate("pay", "--demo-card", "1", "--amount", "64.00", "--product", "19",
+                        "--litres", "40.000", *target)
+        assert fuel.returncode == 0, fuel.stdout + fuel.stderr
+        assert "points: 2 points per litre at Demo Station" in fuel.stdout, fuel.stdout
+        sale = cardgate("sale", "--demo-card", "1", "--amount", "10.00", "--points", "50", *target)
+        assert sale.returncode == 0, sale.stdout + sale.stderr
+        assert "discount 0.20 EUR: 2 % member discount" in sale.stdout, sale.stdout
+        assert "50 points paid 0.50 EUR" in sale.stdout and "to pay by cash: 9.30 EUR" in sale.stdout
+        statement = cardgate("statement", "--demo-card", "1", *target)
+        assert "-50 points: redeemed at Demo Station" in statement.stdout, statement.stdout
+        member = cardgate("member", "--demo-card", "1", "--birthday", "05-14", *target)
+        assert member.returncode == 0, member.stdout + member.stderr
+        assert "tier (base), 89 points" in member.stdout and "42670 more to Silver" in member.stdout
+        assert cardgate("program", "--file", str(DEMO_PROGRAM_FILE), *target).returncode == 0
+        today = datetime.datetime.now(datetime.timezone.utc).date()
+        period = ("--from", str(today - datetime.timedelta(days=1)),
+                  "--to", str(today + datetime.timedelta(days=1)))
+        figures = cardgate("analytics", *period, *target)
+        # 64.00, and 9.80 (10.00 less 2 %, 0.50 of it paid with points)
+        assert "1 active cards, 2 sales of 73.80 EUR" in figures.stdout, figures.stdout + figures.stderr
+        settled = cardgate("settlement", *period, *target)
+        assert settled.returncode == 0 and "partner 1: issued" in settled.stdout, settled.stdout
+        bad = cardgate("program", "--file", str(tmp_path / "missing.json"), *target)
+        assert bad.returncode == 2
+    finally:
+        assert gateway.stop() == 0
 
 
 @pytest.mark.parametrize("listen", ["0.0.0.0:50999", "[::]:50999", "192.0.2.1:50999"])

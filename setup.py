@@ -48,6 +48,7 @@ extensions = cythonize(
     [
         Extension("cardgate.fastcore.records", ["fastcore/records.pyx"]),
         Extension("cardgate.fastcore.ledger", ["fastcore/ledger.pyx"]),
+        Extension("cardgate.fastcore.reports", ["fastcore/reports.pyx"]),
     ],
     # Cython resolves cimports by package name; our folder is named fastcore/ but
     # installs as cardgate.fastcore, so the .pxd files are found through this path.

@@ -23,14 +23,6 @@ class _EntryTimes(collections.abc.Sequence):
                                                          db=self.db)).time_s
 
 
-def entries_between(store, txn, from_s: int, until_s: int):
-    """records.JournalView of every entry stamped in [from_s, until_s), in order."""
-    first = bisect.bisect_left(_EntryTimes(txn, store.db_journal), from_s) + 1
-    cursor = txn.cursor(db=store.db_journal)
-    if not cursor.set_key(records.journal_key(first)):
-        return
-    for value in cursor.iternext(keys=False):
-        entry = records.unpack_journal_entry(value)
-        if entry.time_s >= until_s:
-            return
-        yield entry
+def first_seq_at(store, txn, from_s: int) -> int:
+    """The sequence number of the first journal entry stamped at or after from_s."""
+    return bisect.bisect_left(_EntryTimes(txn, store.db_journal), from_s) + 1

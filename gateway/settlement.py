@@ -3,10 +3,9 @@ when another partner's customers redeem them there, the issuer pays that partner
 value at the program's rate. Who owes whom per period, summing to zero."""
 import collections
 
-from cardgate.fastcore import records
-from cardgate.fastcore.records import Op, Slot
+from cardgate.fastcore import records, reports
 
-from .journal_period import entries_between
+from .journal_period import first_seq_at
 
 Settlement = collections.namedtuple("Settlement", "partners transfers")
 PartnerRow = collections.namedtuple("PartnerRow", "partner_id points_issued points_redeemed "
@@ -22,21 +21,8 @@ def value_of(points: int, point_value_millis: int) -> int:
 def settle(store, txn, program, from_s: int, until_s: int) -> Settlement:
     """The program's settlement over journal entries of [from_s, until_s)."""
     system_ranges = {records.SYSTEM_OWNER_BASE + r for r in program.range_ids}
-    issued, redeemed = collections.Counter(), collections.Counter()
-    flows = collections.Counter()                  # (issuer, redeemer) -> points
-    for entry in entries_between(store, txn, from_s, until_s):
-        if entry.op == Op.EARN_POINTS and entry.debit_owner in system_ranges and \
-                entry.debit_slot == Slot.RANGE_POINTS_ISSUED:
-            issued[entry.partner_id] += entry.amount_minor
-        elif entry.op == Op.REDEEM_POINTS and entry.credit_owner in system_ranges:
-            redeemed[entry.partner_id] += entry.amount_minor
-            if entry.origin_partner != entry.partner_id:
-                flows[(entry.origin_partner, entry.partner_id)] += entry.amount_minor
-        elif entry.op == Op.REVERSAL and entry.debit_slot == Slot.RANGE_POINTS_REDEEMED and \
-                entry.debit_owner in system_ranges:        # a sale paid with points, undone
-            redeemed[entry.partner_id] -= entry.amount_minor
-            if entry.origin_partner != entry.partner_id:
-                flows[(entry.origin_partner, entry.partner_id)] -= entry.amount_minor
+    issued, redeemed, flows = (collections.Counter(d) for d in reports.period_flows(
+        txn, store.db_journal, first_seq_at(store, txn, from_s), until_s, system_ranges))
     rate = program.point_value_millis
     out_points, in_points = collections.Counter(), collections.Counter()
     pays, receives = collections.Counter(), collections.Counter()

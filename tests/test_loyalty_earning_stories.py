@@ -214,15 +214,21 @@ def test_a_coalition_of_a_fuel_network_and_a_cafe_settles_to_zero(coalition):
     assert c.redeem("aroma", driver, 300).result_code == R.RESULT_CODE_APPROVED
     assert c.redeem("station-7", coffee_lover, 50).result_code == R.RESULT_CODE_APPROVED
     assert c.redeem("station-12", driver, 100).result_code == R.RESULT_CODE_APPROVED   # at home
+    # A held redemption at the cafe, confirmed for 20 of the 30 held.
+    held = c.points["aroma"].ReservePoints(loyalty_pb2.ReservePointsRequest(
+        request_id=new_id(), pan=driver, points=30)).hold_id
+    assert c.points["aroma"].ConfirmPoints(loyalty_pb2.ConfirmPointsRequest(
+        request_id=new_id(), pan=driver, hold_id=held, points=20)).authorization.result_code == \
+        R.RESULT_CODE_APPROVED
     report = c.loyalty.GetSettlement(loyalty_pb2.GetSettlementRequest(
         program_id=1, from_s=start, until_s=c.now[0] + 1))
     rows = {p.partner_id: (p.points_issued, p.points_redeemed, p.pays_minor, p.receives_minor,
                            p.net_minor) for p in report.partners}
-    assert rows == {FUEL_NETWORK: (500, 150, 3_00, 50, -2_50),
-                    CAFE: (80, 300, 50, 3_00, 2_50)}
+    assert rows == {FUEL_NETWORK: (500, 150, 3_20, 50, -2_70),
+                    CAFE: (80, 320, 50, 3_20, 2_70)}
     assert sum(p.net_minor for p in report.partners) == 0
     assert [(t.from_partner_id, t.to_partner_id, t.points, t.amount_minor) for t in report.transfers] == \
-        [(FUEL_NETWORK, CAFE, 250, 2_50)]
+        [(FUEL_NETWORK, CAFE, 270, 2_70)]
     assert report.currency == "EUR"
     # A period before any of it settles nothing.
     empty = c.loyalty.GetSettlement(loyalty_pb2.GetSettlementRequest(

@@ -16,7 +16,7 @@ from hypothesis import event, example, given, strategies as st
 from cardgate.fastcore import ledger, records
 from cardgate.fastcore.records import (CardStatus, DiscountStep, HoldState, Measure, Op, PaymentMethod,
                                        Period, Prompt, Result, Rule, RuleKind, RuleScope, Slot, Tier)
-from cardgate.gateway import audit
+from cardgate.gateway import audit, settlement
 from cardgate.gateway.store import Store
 from cardgate.gateway.writer import yyyymm_of
 
@@ -782,6 +782,16 @@ def test_core_matches_reference_model_and_keeps_invariants(drawn_batches):
         assert core_state(store) == model_state(model)
         with store.env.begin() as txn:
             violations, _ = audit._audit(store, txn)
+            program = txn.get(records.config_key("G", 1), db=store.db_config)
+            if program is not None:           # coalition settlement sums to zero, always
+                program = records.unpack_program(program)
+                report = settlement.settle(store, txn, program, 0, 2**62)
+                assert sum(row.net_minor for row in report.partners) == 0, report
+                redeemed = {(records.SYSTEM_OWNER_BASE + r, Slot.RANGE_POINTS_REDEEMED)
+                            for r in program.range_ids}
+                assert sum(row.points_redeemed for row in report.partners) == \
+                    sum(e.amount_minor for e in model.journal if (e.credit_owner, e.credit_slot) in redeemed) - \
+                    sum(e.amount_minor for e in model.journal if (e.debit_owner, e.debit_slot) in redeemed)
         assert violations == []
 
 

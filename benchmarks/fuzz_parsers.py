@@ -37,7 +37,8 @@ UNPACKERS = [records.unpack_reply, records.unpack_replies, records.unpack_reques
              records.unpack_journal_entry, records.unpack_range, records.parse_book_key,
              records.journal_seq_of, records.unpack_hold, records.unpack_package,
              records.unpack_profile, records.unpack_usage, records.unpack_contract,
-             records.unpack_catalog, records.unpack_program]
+             records.unpack_catalog, records.unpack_program, records.unpack_rules,
+             records.unpack_member, records.unpack_points_line, records.unpack_outlet]
 EXPECTED = (ValueError, x509.InvalidVersion, PkiError, money.AmountError, pan_mod.PanError, validation.InvalidArgument)
 inputs = 0
 failed = False

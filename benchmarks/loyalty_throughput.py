@@ -43,6 +43,8 @@ def program_requests(rng) -> list:
     out = [records.pack_request(Op.DEFINE_PRODUCT, uuid7().bytes, range_id=code, target_status=kind,
                                 range_name=name)
            for code, kind, name in ((DIESEL, 1, "diesel"), (PETROL, 1, "petrol"), (SHOP, 2, "shop"))]
+    out += [records.pack_request(Op.DEFINE_PARTNER, uuid7().bytes, profile_id=1 + p,
+                                 range_name=f"partner {1 + p}") for p in range(PARTNERS)]
     for i in range(OUTLETS):
         code = outlet_code(i)
         out.append(records.pack_request(Op.DEFINE_OUTLET, uuid7().bytes, outlet_code=code,

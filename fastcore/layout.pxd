@@ -65,6 +65,7 @@ cdef enum OpCode:
     OP_CONFIRM_POINTS = 34      # redeem amount_minor of reservation ref_request_id, release the rest
     OP_RELEASE_POINTS = 35      # give reservation ref_request_id's points back
     OP_POINTS_HOLD_EXPIRY = 36  # journal only: a reservation released by its timeout
+    OP_DEFINE_PARTNER = 37      # loyalty partner profile_id is named range_name (a merchant)
 
 # Same numbers as cardgate.v1.ResultCode, so the gateway maps them one to one.
 cdef enum ResultCode:
@@ -117,6 +118,7 @@ cdef enum ResultCode:
     RESULT_DECLINED_NOT_IN_PROGRAM = 86       # the card's range is in no loyalty program
     RESULT_DECLINED_UNKNOWN_OUTLET = 87       # a rule names an outlet that is not defined
     RESULT_DECLINED_POINTS_HAVE_NO_VALUE = 88 # paying with points, in a program that gives them none
+    RESULT_DECLINED_UNKNOWN_PARTNER = 89      # an outlet or rule names a partner not defined
     # Not business outcomes: the gateway turns these into gRPC status codes.
     RESULT_REJECTED_REQUEST_ID_REUSED = 250
     RESULT_REJECTED_INVALID_REQUEST = 251

@@ -1609,6 +1609,9 @@ cdef class _BatchApplier:
                 (<const OutletRecord*><const char*>value).partner_id != outlet.partner_id):
             rp.result = RESULT_DECLINED_OUTLET_CODE_TAKEN       # another outlet, or partner
             return 0
+        if not self.partner_exists(outlet.partner_id):
+            rp.result = RESULT_DECLINED_UNKNOWN_PARTNER
+            return 0
         self.put(key, _bytes(payload, sizeof(OutletRecord)), False, True, False, self.db_config)
         self.partners.clear()
         self.approve(rq, rp, 0, 0)
@@ -1965,6 +1968,9 @@ cdef class _BatchApplier:
                 if self.get(config_key_of(b'O', rule.outlets[j]), None, self.db_config) is None:
                     rp.result = RESULT_DECLINED_UNKNOWN_OUTLET
                     return 0
+            if rule.scope == SCOPE_PARTNER and not self.partner_exists(rule.partner_id):
+                rp.result = RESULT_DECLINED_UNKNOWN_PARTNER
+                return 0
             for j in range(PRODUCT_SET_SIZE):
                 if rule.products[j] & ~catalog.known[j]:
                     rp.result = RESULT_REJECTED_UNKNOWN_PRODUCT
@@ -1972,6 +1978,17 @@ cdef class _BatchApplier:
         self.put(config_key_of(b'E', rq.profile_id), payload[:rq.payload_size], False, True,
                  False, self.db_config)
         self.programs.clear()
+        self.approve(rq, rp, 0, 0)
+        return 0
+
+    cdef bint partner_exists(self, uint32_t partner_id) except -1:
+        return partner_id == 0 or \
+            self.get(config_key_of(b'N', partner_id), None, self.db_config) is not None
+
+    cdef int define_partner(self, const CoreRequest* rq, CoreReply* rp) except -1:
+        """A loyalty partner (a merchant company): its number and name; renaming is fine."""
+        self.put(config_key_of(b'N', rq.profile_id), _bytes(rq.range_name, RANGE_NAME_SIZE),
+                 False, True, False, self.db_config)
         self.approve(rq, rp, 0, 0)
         return 0
 
@@ -2121,6 +2138,8 @@ cdef class _BatchApplier:
         if rq.op == OP_SET_RULES:
             return rq.profile_id != 0 and rq.payload_size % sizeof(EarnRule) == 0 and \
                 rq.payload_size <= RULES_MAX * sizeof(EarnRule)
+        if rq.op == OP_DEFINE_PARTNER:
+            return rq.payload_size == 0 and rq.profile_id != 0 and rq.range_name[0] != 0
         if rq.op == OP_SET_MEMBER:
             return rq.payload_size == 0 and (rq.profile_id == 0 or (
                 1 <= rq.profile_id // 100 <= 12 and 1 <= rq.profile_id % 100 <= 31))
@@ -2290,6 +2309,8 @@ cdef class _BatchApplier:
             self.set_member(rq, rp)
         elif rq.op == OP_RESERVE_POINTS:
             self.reserve_points(rq, rp)
+        elif rq.op == OP_DEFINE_PARTNER:
+            self.define_partner(rq, rp)
         elif rq.op in (OP_CONFIRM_POINTS, OP_RELEASE_POINTS):
             self.close_reservation(rq, rp)
         assert rp.result != 0, "operation left no result"

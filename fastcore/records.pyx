@@ -51,6 +51,7 @@ class Op(enum.IntEnum):
     CONFIRM_POINTS = OP_CONFIRM_POINTS
     RELEASE_POINTS = OP_RELEASE_POINTS
     POINTS_HOLD_EXPIRY = OP_POINTS_HOLD_EXPIRY
+    DEFINE_PARTNER = OP_DEFINE_PARTNER
 
 
 class Result(enum.IntEnum):
@@ -104,6 +105,7 @@ class Result(enum.IntEnum):
     DECLINED_NOT_IN_PROGRAM = RESULT_DECLINED_NOT_IN_PROGRAM
     DECLINED_UNKNOWN_OUTLET = RESULT_DECLINED_UNKNOWN_OUTLET
     DECLINED_POINTS_HAVE_NO_VALUE = RESULT_DECLINED_POINTS_HAVE_NO_VALUE
+    DECLINED_UNKNOWN_PARTNER = RESULT_DECLINED_UNKNOWN_PARTNER
     REJECTED_REQUEST_ID_REUSED = RESULT_REJECTED_REQUEST_ID_REUSED
     REJECTED_INVALID_REQUEST = RESULT_REJECTED_INVALID_REQUEST
     REJECTED_UNKNOWN_PRODUCT = RESULT_REJECTED_UNKNOWN_PRODUCT
@@ -448,7 +450,7 @@ RequestView = namedtuple("RequestView", "op target_status currency amount_minor 
                          "pan_length pin_verifier partial_ok pin_tries_max reason adjust_down "
                          "load_per_day_max_minor valid_until_s payload_size profile_id volume_ml "
                          "odometer outlet_code contract_id products driver_present "
-                         "vehicle_present actor")
+                         "vehicle_present actor range_name")
 RequestRecordView = namedtuple("RequestRecordView", "request reply refunded_minor flags")
 Card = namedtuple("Card", "card_id range_id expiry_yyyymm status pan_first6 pan_last4 "
                   "pan_length issued_s activated_s pin_set pin_failures load_day "
@@ -721,7 +723,8 @@ cdef object _request(const CoreRequest* p):
                        p.outlet_code, p.contract_id,
                        product_set((<char*>p.products)[:PRODUCT_SET_SIZE]),
                        bool(p.flags & REQUEST_DRIVER_PRESENT),
-                       bool(p.flags & REQUEST_VEHICLE_PRESENT), p.actor)
+                       bool(p.flags & REQUEST_VEHICLE_PRESENT), p.actor,
+                       p.range_name[:strnlen_max(p.range_name, RANGE_NAME_SIZE)])
 
 
 def unpack_reply(bytes data):

@@ -121,6 +121,8 @@ def _demo_fleet(fleet, pan):
     for code, kind, name in DEMO_PRODUCTS:
         fleet.define_product(fleet_pb2.DefineProductRequest(
             request_id=new_request_id(), product_code=code, kind=kind, name=name))
+    reply = fleet.ops.define_partner(new_request_id(), DEMO_PARTNER_ID, "Demo Fuel")
+    assert reply.result == Result.APPROVED, reply
     fleet.define_outlet(fleet_pb2.DefineOutletRequest(
         request_id=new_request_id(), merchant_id=DEMO_MERCHANT_ID, outlet_id=DEMO_OUTLET_ID,
         region="demo-north", partner_id=DEMO_PARTNER_ID, display_name="Demo Station"))

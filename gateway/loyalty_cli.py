@@ -115,7 +115,8 @@ def settlement(args, stub) -> int:
         program_id=args.program, from_s=_day(args.since), until_s=_day(args.until)), timeout=60)
     print(f"program {args.program}, {args.since} to {args.until} ({r.currency}):")
     for p in r.partners:
-        print(f"  partner {p.partner_id}: issued {p.points_issued}, redeemed {p.points_redeemed}; "
+        print(f"  partner {p.partner_id} {p.partner_name}: issued {p.points_issued}, "
+              f"redeemed {p.points_redeemed}; "
               f"pays {format_minor(p.pays_minor, r.currency)}, receives "
               f"{format_minor(p.receives_minor, r.currency)}, net {format_minor(p.net_minor, r.currency)}")
     for t in r.transfers:

@@ -37,6 +37,11 @@ class LoyaltyService(Servicer, loyalty_pb2_grpc.LoyaltyServiceServicer):
         return _config_response(loyalty_pb2.SetProgramResponse, reply)
 
     @rpc
+    def DefinePartner(self, request, context):
+        reply = self.ops.define_partner(request.request_id, request.partner_id, request.name)
+        return _config_response(loyalty_pb2.DefinePartnerResponse, reply)
+
+    @rpc
     def SetEarnRules(self, request, context):
         reply = self.ops.set_config(Op.SET_RULES, request.request_id,
                                     loyalty_config.rules_payload(request), request.program_id)
@@ -128,7 +133,8 @@ class LoyaltyService(Servicer, loyalty_pb2_grpc.LoyaltyServiceServicer):
             report = settlement.settle(store, txn, program, request.from_s, request.until_s)
         return loyalty_pb2.GetSettlementResponse(
             currency=currency,
-            partners=[loyalty_pb2.PartnerSettlement(**row._asdict()) for row in report.partners],
+            partners=[loyalty_pb2.PartnerSettlement(partner_name=store.read_partner_name(row.partner_id),
+                                                    **row._asdict()) for row in report.partners],
             transfers=[loyalty_pb2.PartnerTransfer(from_partner_id=a, to_partner_id=b, points=p,
                                                    amount_minor=v) for a, b, p, v in report.transfers])
 

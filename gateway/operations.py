@@ -291,6 +291,14 @@ class Operations:
                                           outlet_code=fleet.outlet_code(m.acceptor.merchant_id,
                                                                         m.acceptor.outlet_id)))
 
+    def define_partner(self, request_id_text, partner_id, name):
+        rid = validation.request_id(request_id_text)
+        validation.config_id(partner_id, "partner_id")
+        if not name or len(name.encode("utf-8")) > 32 or not name.isprintable():
+            raise validation.InvalidArgument("name", "must be 1 to 32 bytes of printable UTF-8")
+        return self.submit_one(records.pack_request(Op.DEFINE_PARTNER, rid, profile_id=partner_id,
+                                                    range_name=name), request_id_text)
+
     def set_member(self, request_id_text, pan_text, birth_month, birth_day):
         rid = validation.request_id(request_id_text)
         if (birth_month, birth_day) != (0, 0):

@@ -77,6 +77,7 @@ RESULT_MESSAGES = {
     Result.DECLINED_UNKNOWN_OUTLET: "declined: an earn rule names an outlet that is not defined "
                                     "(FleetService.DefineOutlet)",
     Result.DECLINED_POINTS_HAVE_NO_VALUE: "declined: the program gives points no value to pay with",
+    Result.DECLINED_UNKNOWN_PARTNER: "declined: loyalty partner not defined (DefinePartner first)",
 }
 PROMPT_NAMES = {1: "PIN", 2: "odometer", 3: "driver id", 4: "vehicle id"}
 PERIOD_NAMES = {1: "per transaction", 2: "daily", 3: "weekly", 4: "monthly", 5: "lifetime"}

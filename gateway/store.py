@@ -142,6 +142,12 @@ class Store:
         rules = txn.get(records.config_key("E", program_id), db=self.db_config)
         return records.unpack_program(value), records.unpack_rules(rules or b"")
 
+    def read_partner_name(self, partner_id: int) -> str:
+        """A loyalty partner's name ("" for none, or one never defined)."""
+        with self.env.begin() as txn:
+            value = txn.get(records.config_key("N", partner_id), db=self.db_config)
+        return value.rstrip(b"\0").decode("utf-8", "replace") if value else ""
+
     def read_member(self, card_id: int):
         """records.Member of a card that has taken part in a program, or None."""
         with self.env.begin() as txn:

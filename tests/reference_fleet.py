@@ -204,6 +204,9 @@ class FleetRules:
         known = self.outlets.get(rq.outlet_code)
         if known is not None and known[1][8:76] != payload[8:76]:     # name and partner
             raise Decline(Result.DECLINED_OUTLET_CODE_TAKEN)
+        partner = int.from_bytes(payload[72:76], "little")
+        if partner and partner not in self.partner_names:
+            raise Decline(Result.DECLINED_UNKNOWN_PARTNER)
         self.outlets[rq.outlet_code] = (int.from_bytes(payload[4:8], "little"), payload)
         self.approve(rq, rp, 0, 0)
 
@@ -250,6 +253,8 @@ class FleetRules:
         Op = records.Op
         if rq.op == Op.SET_RULES:
             return hashlib.sha256(payload).digest() == rq.card_key and self.valid_rules(rq, payload)
+        if rq.op == Op.DEFINE_PARTNER:
+            return not payload and rq.profile_id != 0 and rq.range_name != b""
         if rq.op == Op.SET_MEMBER:
             month, day = divmod(rq.profile_id, 100)
             return not payload and (rq.profile_id == 0 or (1 <= month <= 12 and 1 <= day <= 31))

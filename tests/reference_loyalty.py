@@ -168,6 +168,7 @@ class LoyaltyRules:
         self.programs = {}        # program_id -> records.Program
         self.range_program = {}   # range_id -> program_id
         self.rules = {}           # program_id -> (records.Rule, ...)
+        self.partner_names = {}   # partner_id -> name
         self.members = {}         # card_id -> Member
         self.partner = 0          # where the request being applied happens
         self.origin_partner = 0   # who issued the points being used
@@ -420,9 +421,16 @@ class LoyaltyRules:
         rules = records.unpack_rules(payload)
         if any(code not in self.outlets for rule in rules for code in rule.outlets):
             raise Decline(Result.DECLINED_UNKNOWN_OUTLET)
+        if any(rule.scope == RuleScope.PARTNER and rule.partner_id not in self.partner_names
+               for rule in rules):
+            raise Decline(Result.DECLINED_UNKNOWN_PARTNER)
         if any(code not in self.catalog for rule in rules for code in rule.products):
             raise Decline(Result.REJECTED_UNKNOWN_PRODUCT)
         self.rules[rq.profile_id] = rules
+        self.approve(rq, rp, 0, 0)
+
+    def define_partner(self, rq, payload, rp, now_s, now_yyyymm):
+        self.partner_names[rq.profile_id] = rq.range_name
         self.approve(rq, rp, 0, 0)
 
     def set_member(self, rq, payload, rp, now_s, now_yyyymm):

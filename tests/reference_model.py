@@ -753,7 +753,8 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
                    Op.TRANSFER_POINTS: self.transfer_points, Op.LOYALTY_SALE: self.loyalty_sale,
                    Op.SET_RULES: self.set_rules, Op.SET_MEMBER: self.set_member,
                    Op.RESERVE_POINTS: self.reserve_points, Op.CONFIRM_POINTS: self.close_reservation,
-                   Op.RELEASE_POINTS: self.close_reservation}[rq.op]
+                   Op.RELEASE_POINTS: self.close_reservation,
+                   Op.DEFINE_PARTNER: self.define_partner}[rq.op]
         if rq.op in (Op.PURCHASE, Op.PREAUTH, Op.COMPLETE, Op.LOYALTY_SALE) and \
                 any(code not in self.catalog for code in rq.products):
             rp["result"] = Result.REJECTED_UNKNOWN_PRODUCT

@@ -135,7 +135,7 @@ def test_loyalty_from_the_command_line_sale_statement_member_and_reports(tmp_pat
         # 64.00, and 9.80 (10.00 less 2 %, 0.50 of it paid with points)
         assert "1 active cards, 2 sales of 73.80 EUR" in figures.stdout, figures.stdout + figures.stderr
         settled = cardgate("settlement", *period, *target)
-        assert settled.returncode == 0 and "partner 1: issued" in settled.stdout, settled.stdout
+        assert settled.returncode == 0 and "partner 1 Demo Fuel: issued 139" in settled.stdout, settled.stdout
         bad = cardgate("program", "--file", str(tmp_path / "missing.json"), *target)
         assert bad.returncode == 2
     finally:

@@ -45,6 +45,9 @@ class Coalition:
             ok(gw.fleet.DefineProduct(fleet_pb2.DefineProductRequest(
                 request_id=new_id(), product_code=code, kind=kind, name=name)))
         self.auth, self.points = {}, {}
+        for partner, name in ((FUEL_NETWORK, "Fuelco"), (CAFE, "Cafe Aroma")):
+            ok(self.loyalty.DefinePartner(loyalty_pb2.DefinePartnerRequest(
+                request_id=new_id(), partner_id=partner, name=name)))
         for name, (merchant, outlet, shown, partner) in self.OUTLETS.items():
             ok(gw.fleet.DefineOutlet(fleet_pb2.DefineOutletRequest(
                 request_id=new_id(), merchant_id=merchant, outlet_id=outlet, partner_id=partner,
@@ -230,6 +233,7 @@ def test_a_coalition_of_a_fuel_network_and_a_cafe_settles_to_zero(coalition):
     assert [(t.from_partner_id, t.to_partner_id, t.points, t.amount_minor) for t in report.transfers] == \
         [(FUEL_NETWORK, CAFE, 270, 2_70)]
     assert report.currency == "EUR"
+    assert [p.partner_name for p in report.partners] == ["Fuelco", "Cafe Aroma"]
     # A period before any of it settles nothing.
     empty = c.loyalty.GetSettlement(loyalty_pb2.GetSettlementRequest(
         program_id=1, from_s=start - 86400, until_s=start))
@@ -252,6 +256,13 @@ def test_bad_rules_tiers_and_redemptions_are_refused_and_change_nothing(coalitio
         R.RESULT_CODE_DECLINED_UNKNOWN_OUTLET)
     declined_changing_nothing_but_its_record(store, rules(loyalty_pb2.EarnRule(**per_litre), program_id=9),
                                              R.RESULT_CODE_DECLINED_UNKNOWN_PROGRAM)
+    declined_changing_nothing_but_its_record(store, rules(loyalty_pb2.EarnRule(partner_id=7, **per_litre)),
+                                             R.RESULT_CODE_DECLINED_UNKNOWN_PARTNER)
+    declined_changing_nothing_but_its_record(store, lambda: c.gw.fleet.DefineOutlet(fleet_pb2.DefineOutletRequest(
+        request_id=new_id(), merchant_id="fuelco", outlet_id="station-8", partner_id=7)),
+        R.RESULT_CODE_DECLINED_UNKNOWN_PARTNER)
+    invalid_changing_nothing(store, lambda: c.loyalty.DefinePartner(loyalty_pb2.DefinePartnerRequest(
+        request_id=new_id(), partner_id=7, name="")), "name")
     invalid_changing_nothing(store, rules(loyalty_pb2.EarnRule(product_codes=[42], **per_litre)),
                              "product_code")
     invalid_changing_nothing(store, rules(loyalty_pb2.EarnRule(**{**per_litre, "per": 0})),

@@ -47,7 +47,8 @@ CREDIT_LIMIT = 10_000
 
 # Loyalty: outlet north belongs to partner 1 (a fuel network), south to partner 2 (a
 # cafe). Program variants (0: expiry only; 3: overlapping tiers, invalid) and earn rule
-# sets (3-5 are refused: an unknown outlet, an unknown product, a rule per 0).
+# sets (3-6 are refused: an unknown outlet, an unknown product, a rule per 0, an unknown
+# partner).
 PARTNER_FUEL, PARTNER_CAFE = 1, 2
 OUTLET_UNKNOWN = 0x0D0D0D0D
 SATURDAY_SUNDAY = 0b110_0000
@@ -77,6 +78,7 @@ RULE_SETS = [
     (Rule(1, RuleKind.PER_AMOUNT, 1, 10, RuleScope.OUTLETS, (OUTLET_UNKNOWN,)),),
     (Rule(1, RuleKind.FIXED, 5, 0, products=(UNKNOWN_PRODUCT,)),),
     (Rule(1, RuleKind.PER_AMOUNT, 1, 0),),
+    (Rule(1, RuleKind.PER_AMOUNT, 1, 10, RuleScope.PARTNER, partner_id=9),),
 ]
 
 # An amount, or how to derive it from the card's state: exactly what is available
@@ -299,6 +301,7 @@ BOUNDARY_STORY = [
     # Earning: rules naming what does not exist are refused, so are overlapping tiers;
     # then program 1 gets tiers, discounts, bonuses, and rule set 1.
     (0, [("rules", 3, 1),                       # an unknown outlet
+         ("rules", 6, 1),                       # an unknown partner
          ("rules", 4, 1),                       # an unknown product
          ("rules", 5, 1),                       # a rule per 0
          ("rules", 1, 9),                       # no program 9
@@ -406,6 +409,8 @@ class Scenario:
         out = [config(Op.DEFINE_PRODUCT, range_id=code, target_status=kind, range_name=name)
                for code, kind, name in ((DIESEL, 1, "diesel"), (PETROL, 1, "petrol 95"),
                                         (SHOP, 2, "shop"))]
+        for partner, name in ((PARTNER_FUEL, "Fuel network"), (PARTNER_CAFE, "Cafe")):
+            out.append(config(Op.DEFINE_PARTNER, profile_id=partner, range_name=name))
         for code, region, name, partner in ((OUTLET_NORTH, REGION_NORTH, "m1/north", PARTNER_FUEL),
                                             (OUTLET_SOUTH, 0, "m2/south", PARTNER_CAFE)):
             out.append(config(Op.DEFINE_OUTLET, outlet_code=code,
@@ -861,7 +866,8 @@ def test_boundary_story_reaches_every_decline():
         R.APPROVED, R.DECLINED_INSUFFICIENT_POINTS, R.DECLINED_RECEIVING_CARD_UNUSABLE,
         R.REJECTED_INVALID_REQUEST, R.APPROVED,
         # earning
-        R.DECLINED_UNKNOWN_OUTLET, R.REJECTED_UNKNOWN_PRODUCT, R.REJECTED_INVALID_REQUEST,
+        R.DECLINED_UNKNOWN_OUTLET, R.DECLINED_UNKNOWN_PARTNER, R.REJECTED_UNKNOWN_PRODUCT,
+        R.REJECTED_INVALID_REQUEST,
         R.DECLINED_UNKNOWN_PROGRAM, R.REJECTED_INVALID_REQUEST, R.APPROVED, R.APPROVED,
         R.APPROVED, R.DECLINED_NOT_IN_PROGRAM, R.APPROVED,
         R.APPROVED, R.APPROVED, R.APPROVED, R.DECLINED_POINTS_OWED, R.DECLINED_POINTS_OWED,

@@ -249,7 +249,9 @@ class Store:
                 if len(rows) == rows_max:
                     return rows, last
                 lot = records.unpack_package(txn.get(key[8:], db=self.db_point_lots))
+                last = key
+                if lot.status == records.PackageState.HELD:
+                    continue                # a reservation's end, not its points' expiry
                 card = records.unpack_card(txn.get(records.card_key(lot.card_id), db=self.db_book))
                 rows.append((card, lot.units_left, valid_until_s))
-                last = key
         return rows, None

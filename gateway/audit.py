@@ -42,6 +42,7 @@ def audit(data_dir) -> tuple[list[str], dict]:
 def _audit(store, txn):
     violations = []
     cards, accounts, lot_index = {}, {}, set()
+    statements = collections.Counter()          # card -> what its points history adds up to
     for key, value in txn.cursor(db=store.db_book):
         kind, owner, detail = records.parse_book_key(key)
         if kind == "card":
@@ -50,6 +51,8 @@ def _audit(store, txn):
             accounts[(owner, detail)] = records.unpack_account(value)
         elif kind == "point_lot":
             lot_index.add((owner, *detail))
+        elif kind == "points_history":
+            statements[owner] += records.unpack_points_line(value).points
 
     computed = collections.defaultdict(lambda: [0, 0, 0])   # balance, credits, debits
     runs = {}                                                # request id -> (first, last seq)
@@ -128,6 +131,12 @@ def _audit(store, txn):
     for timed in (HOLDS, PACKAGES, POINT_LOTS):
         _audit_timed(timed, txn, store, accounts, cards, timed_ends[timed.end_op], violations)
     _audit_point_lot_index(txn, store, lot_index, violations)
+    for card_id in cards:
+        points = sum(accounts[(card_id, slot)].balance_minor
+                     for slot in (Slot.CARD_POINTS, Slot.CARD_POINTS_OWED) if (card_id, slot) in accounts)
+        if statements[card_id] != points:
+            violations.append(f"card {card_id}: its statement adds up to {statements[card_id]} "
+                              f"points, its balance is {points}")
     _audit_reservations_timed_out(txn, store, timed_ends[Op.POINTS_HOLD_EXPIRY], violations)
     _audit_reservations(txn, store, violations)
     counts = {"cards": len(cards), "accounts": len(accounts), "journal_entries": entries,

@@ -1,5 +1,8 @@
-"""Shared fixtures: hypothesis profiles and a live gateway on loopback over mutual TLS."""
+"""Shared fixtures: hypothesis profiles, a live gateway on loopback over mutual TLS, and
+the real pcscd with its virtual readers."""
 import os
+import shutil
+import subprocess
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -60,3 +63,26 @@ def live_gateway(tmp_path):
     gw = LiveGateway(tmp_path / "data")
     yield gw
     gw.close()
+
+
+@pytest.fixture(scope="session")
+def pcscd():
+    """The real PC/SC daemon with vpcd's two virtual readers: one already running is
+    reused (only one can run per machine); else the tests start their own, in the
+    foreground (never --auto-exit: it quits after a minute idle), and stop it after."""
+    from cardgate.devices import pcsc
+    from cardgate.devices.vpcd import READER_NAMES
+
+    started = None
+    try:
+        pcsc.wait_for_readers(READER_NAMES.values(), timeout_s=0.5)
+    except pcsc.PcscError:
+        if shutil.which("pcscd") is None:
+            pytest.fail("pcscd is not installed; ./run test installs it (Debian: pcscd vsmartcard-vpcd)")
+        started = subprocess.Popen(["pcscd", "--foreground"], stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        pcsc.wait_for_readers(READER_NAMES.values(), timeout_s=20)
+    yield READER_NAMES
+    if started is not None:
+        started.terminate()
+        started.wait(timeout=10)

@@ -1,0 +1,75 @@
+"""A simulated card in a virtual reader of pcscd, through the vsmartcard vpcd driver.
+
+vpcd listens on TCP 35963 for reader "Virtual PCD 00 00" and on 35964 for "Virtual PCD
+00 01". The card connects to it; each message either way is a 2-byte big-endian length
+and its payload. A 1-byte payload from vpcd is control: 00 power off, 01 power on,
+02 reset, 04 get ATR (answered with the ATR); anything longer is an APDU, answered with
+the card's response. Each answer goes out in one write with TCP_NODELAY set, and the
+card acknowledges at once (TCP_QUICKACK): otherwise vpcd's two writes per message meet
+a delayed ACK and every APDU takes about 40 ms.
+
+The card object needs `atr` (bytes), `process(apdu) -> response` and `power(on)`.
+Inserting connects; `remove()` disconnects, as a card pulled out of the reader.
+"""
+import socket
+import struct
+import threading
+
+READER_PORTS = {0: 35963, 1: 35964}
+READER_NAMES = {0: "Virtual PCD 00 00", 1: "Virtual PCD 00 01"}
+POWER_OFF, POWER_ON, RESET, GET_ATR = 0, 1, 2, 4
+
+
+class VirtualCardSlot:
+    """One simulated card inserted into virtual reader `reader` (0 or 1) until removed."""
+
+    def __init__(self, card, reader: int = 0, host: str = "127.0.0.1"):
+        self.card = card
+        self.reader = reader
+        self.sock = socket.create_connection((host, READER_PORTS[reader]), timeout=10)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock.settimeout(None)
+        self.apdus = 0
+        self._thread = threading.Thread(target=self._serve, name=f"vpcd-card-{reader}", daemon=True)
+        self._thread.start()
+
+    def remove(self):
+        """Pull the card out: the reader sees it gone at once."""
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        self._thread.join(timeout=5)
+
+    def _receive(self, n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+            chunk = self.sock.recv(n - len(data))
+            if not chunk:
+                raise ConnectionError("vpcd closed the connection")
+            data += chunk
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+        return data
+
+    def _send(self, payload: bytes):
+        self.sock.sendall(struct.pack(">H", len(payload)) + payload)
+
+    def _serve(self):
+        try:
+            while True:
+                (length,) = struct.unpack(">H", self._receive(2))
+                message = self._receive(length)
+                if length == 1:
+                    if message[0] == GET_ATR:
+                        self._send(self.card.atr)
+                    elif message[0] in (POWER_ON, RESET):
+                        self.card.power(True)
+                    elif message[0] == POWER_OFF:
+                        self.card.power(False)
+                    continue
+                self.apdus += 1
+                self._send(self.card.process(message))
+        except (OSError, ConnectionError, struct.error):
+            return                                  # removed, or vpcd went away

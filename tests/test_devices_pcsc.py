@@ -1,0 +1,112 @@
+"""PC/SC through the real pcscd and pyscard, with simulated DESFire cards in vpcd's
+virtual readers: readers, card insert and remove events, APDU exchanges, and the
+errors a bureau operator meets (no pcscd, no card, a card pulled out mid-exchange,
+unexpected status words)."""
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from cardgate.devices import desfire, pcsc
+from cardgate.devices.desfire_card import DesfireCard
+from cardgate.devices.vpcd import VirtualCardSlot
+
+UID = bytes.fromhex("04782E21801D80")
+AID = b"\x01\x02\x03"
+
+
+@pytest.fixture
+def card_in_reader(pcscd):
+    card = DesfireCard(UID)
+    slot = VirtualCardSlot(card, 0)
+    deadline = time.monotonic() + 10
+    while True:                     # pcscd polls the driver: wait until it sees the card
+        try:
+            connection = pcsc.Connection(pcscd[0])
+            break
+        except pcsc.PcscError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    yield card, slot, connection
+    connection.close()
+    slot.remove()
+
+
+def test_both_virtual_readers_are_listed(pcscd):
+    assert set(pcscd.values()) <= set(pcsc.readers())
+
+
+def test_a_desfire_application_files_and_values_through_pcscd(card_in_reader):
+    card, slot, connection = card_in_reader
+    assert connection.atr == card.atr
+    d = desfire.Desfire(connection.transmit)
+    assert d.get_version()[14:21] == UID
+    d.create_application(AID, 0x0F, 2)
+    d.select_application(AID)
+    d.create_std_data_file(1, 0, 0x0000, 120)
+    d.write_data(1, 0, bytes(range(120)))
+    assert d.read_data(1, 0, 0) == bytes(range(120))            # three chained frames
+    d.create_value_file(2, 0, 0x0000, 0, 1_000_00, 0)
+    d.credit(2, 25_00)
+    assert d.get_value(2) == 0                                    # not committed yet
+    d.commit_transaction()
+    assert d.get_value(2) == 25_00
+    with pytest.raises(desfire.DesfireError, match="BOUNDARY_ERROR"):
+        d.debit(2, 25_01)
+    with pytest.raises(desfire.DesfireError, match="DUPLICATE_ERROR"):
+        d.create_std_data_file(1, 0, 0x0000, 8)
+    assert slot.apdus >= 12
+
+
+def test_unexpected_status_words_are_named(card_in_reader):
+    _, _, connection = card_in_reader
+    answer = connection.transmit(bytes.fromhex("00A4040000"))     # not a DESFire command
+    with pytest.raises(pcsc.PcscError, match="unexpected status word 6E00"):
+        pcsc.check_status(answer)
+
+
+def test_a_card_pulled_out_mid_exchange_and_no_card_at_all(card_in_reader, pcscd):
+    _, slot, connection = card_in_reader
+    slot.remove()
+    with pytest.raises(pcsc.CardRemoved, match="left Virtual PCD 00 00"):
+        desfire.Desfire(connection.transmit).get_version()
+    with pytest.raises(pcsc.PcscError, match="no card in Virtual PCD 00 01"):
+        pcsc.Connection(pcscd[1])
+    with pytest.raises(pcsc.PcscError, match="no reader named"):
+        pcsc.Connection("Nobody's reader")
+
+
+def test_insert_and_remove_are_watched(pcscd):
+    events, seen = [], threading.Event()
+
+    def note(kind):
+        def record(reader):
+            events.append((kind, reader))
+            seen.set()
+        return record
+
+    stop = pcsc.watch(note("in"), note("out"))
+    try:
+        slot = VirtualCardSlot(DesfireCard(UID), 1)
+        deadline = time.monotonic() + 10
+        while ("in", pcscd[1]) not in events and time.monotonic() < deadline:
+            time.sleep(0.05)
+        slot.remove()
+        while ("out", pcscd[1]) not in events and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop()
+    assert ("in", pcscd[1]) in events and ("out", pcscd[1]) in events
+
+
+def test_without_pcscd_the_error_says_so():
+    probe = subprocess.run(
+        [sys.executable, "-c", "from cardgate.devices import pcsc\n"
+         "try:\n    pcsc.readers()\nexcept pcsc.PcscError as e:\n    print(e)"],
+        env={**os.environ, "PCSCLITE_CSOCK_NAME": "/nonexistent/pcscd.comm"},
+        capture_output=True, text=True, timeout=60)
+    assert "no pcscd answers" in probe.stdout, probe.stdout + probe.stderr

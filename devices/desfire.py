@@ -4,8 +4,17 @@ Status AF means more data follows: the host asks for it with INS AF until anothe
 status ends the exchange. Any status other than 00 (and AF while chaining) is an
 error, raised as DesfireError naming it.
 
+After an AES authentication (EV1), every command and answer moves one IV along: the
+host MACs each command it sends (CMAC with the session key, starting at the IV) and
+checks the 8-byte CMAC the card appends to each answer; ChangeKey travels enciphered.
+An error ends the session, as on the card.
+
 `transmit` is any callable that sends an APDU and returns the card's answer (a PC/SC
 connection's, or a simulated card's)."""
+import os
+
+from .desfire_crypto import (BLOCK, cbc_decrypt, cbc_encrypt, cmac, crc32, pad_zeros,
+                             rotate_left, session_key, xor)
 WRAP_CLA = 0x90
 ADDITIONAL_FRAME = 0xAF
 OK = 0x00
@@ -56,13 +65,22 @@ def status_name(status: int) -> str:
     return STATUS_NAMES.get(status, f"UNKNOWN_{status:02X}")
 
 
+MAC_LENGTH = 8
+
+
 class Desfire:
     def __init__(self, transmit):
         self.transmit = transmit
+        self.session = None         # [session key, IV] after an AES authentication
+        self.key_no = None          # the key it authenticated with
 
-    def exchange(self, ins: int, data: bytes = b"", what: str = "") -> bytes:
-        """Send a command, collect every additional frame, raise on an error status."""
-        answer, status = unwrap(self.transmit(wrap(ins, data)))
+    def exchange(self, ins: int, data: bytes = b"", what: str = "", wire: bytes = None) -> bytes:
+        """Send a command, collect every additional frame, raise on an error status;
+        in a session, MAC the command and check the answer's MAC. `wire`: the bytes to
+        send instead of data (an enciphered command)."""
+        if self.session is not None and wire is None:
+            self.session[1] = cmac(self.session[0], bytes([ins]) + data, self.session[1])
+        answer, status = unwrap(self.transmit(wrap(ins, data if wire is None else wire)))
         frames = 0
         while status == ADDITIONAL_FRAME:
             frames += 1
@@ -71,15 +89,70 @@ class Desfire:
             more, status = unwrap(self.transmit(wrap(ADDITIONAL_FRAME)))
             answer += more
         if status != OK:
+            self.session = None
             raise DesfireError(f"{what or f'command {ins:#04x}'}: {status_name(status)} "
                                f"({status:#04x})", status)
+        if self.session is not None:
+            answer, mac = answer[:-MAC_LENGTH], answer[-MAC_LENGTH:]
+            expected = cmac(self.session[0], answer + bytes([status]), self.session[1])
+            if len(mac) != MAC_LENGTH or mac != expected[:MAC_LENGTH]:
+                self.session = None
+                raise DesfireError(f"{what or hex(ins)}: the answer's MAC is wrong (not the "
+                                   "card we authenticated with, or altered)", 0x1E)
+            self.session[1] = expected
         return answer
+
+    def authenticate_aes(self, key_no: int, key: bytes) -> None:
+        """EV1 AES authentication with key `key_no` of the selected application (or the
+        card): each side proves it holds the key; a session key follows."""
+        self.session = None
+        ek_rnd_b, status = unwrap(self.transmit(wrap(AUTHENTICATE_AES, bytes([key_no]))))
+        if status != ADDITIONAL_FRAME or len(ek_rnd_b) != BLOCK:
+            raise DesfireError(f"AuthenticateAES: {status_name(status)} ({status:#04x})", status)
+        rnd_b = cbc_decrypt(key, bytes(BLOCK), ek_rnd_b)
+        rnd_a = os.urandom(BLOCK)
+        token = cbc_encrypt(key, ek_rnd_b, rnd_a + rotate_left(rnd_b))
+        proof, status = unwrap(self.transmit(wrap(ADDITIONAL_FRAME, token)))
+        if status != OK:
+            raise DesfireError(f"AuthenticateAES: {status_name(status)} ({status:#04x}): the "
+                               "card does not hold this key", status)
+        if len(proof) != BLOCK or cbc_decrypt(key, token[-BLOCK:], proof) != rotate_left(rnd_a):
+            raise DesfireError("AuthenticateAES: the card could not prove it holds the key", 0xAE)
+        self.session = [session_key(rnd_a, rnd_b), bytes(BLOCK)]
+        self.key_no = key_no
+
+    def change_key(self, key_no: int, new_key: bytes, old_key: bytes = None, version: int = 0) -> None:
+        """Change key `key_no` of the selected application (enciphered, in a session). The
+        key the session authenticated with needs only the new key, and ends the session;
+        another key needs its old value too."""
+        if self.session is None:
+            raise DesfireError("ChangeKey: authenticate first")
+        header = bytes([CHANGE_KEY, key_no])
+        if key_no == self.key_no:
+            payload = new_key + bytes([version])
+            plain = pad_zeros(payload + crc32(header + payload))
+        else:
+            if old_key is None:
+                raise ValueError("changing another key than the session's needs its old value")
+            payload = xor(new_key, old_key) + bytes([version])
+            plain = pad_zeros(payload + crc32(header + payload) + crc32(new_key))
+        cryptogram = cbc_encrypt(self.session[0], self.session[1], plain)
+        self.session[1] = cryptogram[-BLOCK:]
+        if key_no == self.key_no:
+            answer, status = unwrap(self.transmit(wrap(CHANGE_KEY, bytes([key_no]) + cryptogram)))
+            self.session = None              # the key it stood on changed: no session left
+            if status != OK:
+                raise DesfireError(f"ChangeKey: {status_name(status)} ({status:#04x})", status)
+            return
+        self.exchange(CHANGE_KEY, what="ChangeKey", wire=bytes([key_no]) + cryptogram)
 
     def get_version(self) -> bytes:
         """28 bytes: hardware and software version, then UID (7), batch (5), week, year."""
         return self.exchange(GET_VERSION, what="GetVersion")
 
     def select_application(self, aid: bytes) -> None:
+        """Selecting ends any authentication, on the card as here."""
+        self.session = None
         self.exchange(SELECT_APPLICATION, _aid(aid), "SelectApplication")
 
     def create_application(self, aid: bytes, key_settings: int, keys: int) -> None:

@@ -56,3 +56,21 @@ def test_value_file_commands():
     desfire.commit_transaction()
     assert card.sent == [bytes.fromhex("900C00000502F401000000"), bytes.fromhex("906C0000010200"),
                          bytes.fromhex("90C7000000")]
+
+
+def test_cmac_rfc4493_vectors():
+    from cardgate.devices.desfire_crypto import cmac
+
+    key = bytes.fromhex("2b7e151628aed2a6abf7158809cf4f3c")
+    message = bytes.fromhex("6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e51"
+                            "30c81c46a35ce411e5fbc1191a0a52eff69f2445df4f9b17ad2b417be66c3710")
+    assert cmac(key, b"").hex() == "bb1d6929e95937287fa37d129b756746"
+    assert cmac(key, message[:16]).hex() == "070a16b46b4d4144f79bdd9dd04a287c"
+    assert cmac(key, message[:40]).hex() == "dfa66747de9ae63030ca32611497c827"
+    assert cmac(key, message).hex() == "51f0bebf7e3b9d92fc49741779363cfe"
+
+
+def test_desfire_crc32_is_zlibs_without_the_final_inversion():
+    from cardgate.devices.desfire_crypto import crc32
+
+    assert crc32(b"123456789") == (0x340BC6D9).to_bytes(4, "little")    # CRC-32/JAMCRC check value

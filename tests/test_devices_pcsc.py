@@ -47,10 +47,10 @@ def test_a_desfire_application_files_and_values_through_pcscd(card_in_reader):
     assert d.get_version()[14:21] == UID
     d.create_application(AID, 0x0F, 2)
     d.select_application(AID)
-    d.create_std_data_file(1, 0, 0x0000, 120)
+    d.create_std_data_file(1, 0, 0xEEEE, 120)                     # free access
     d.write_data(1, 0, bytes(range(120)))
     assert d.read_data(1, 0, 0) == bytes(range(120))            # three chained frames
-    d.create_value_file(2, 0, 0x0000, 0, 1_000_00, 0)
+    d.create_value_file(2, 0, 0xEEEE, 0, 1_000_00, 0)
     d.credit(2, 25_00)
     assert d.get_value(2) == 0                                    # not committed yet
     d.commit_transaction()
@@ -58,7 +58,7 @@ def test_a_desfire_application_files_and_values_through_pcscd(card_in_reader):
     with pytest.raises(desfire.DesfireError, match="BOUNDARY_ERROR"):
         d.debit(2, 25_01)
     with pytest.raises(desfire.DesfireError, match="DUPLICATE_ERROR"):
-        d.create_std_data_file(1, 0, 0x0000, 8)
+        d.create_std_data_file(1, 0, 0xEEEE, 8)
     assert slot.apdus >= 12
 
 
@@ -110,3 +110,42 @@ def test_without_pcscd_the_error_says_so():
         env={**os.environ, "PCSCLITE_CSOCK_NAME": "/nonexistent/pcscd.comm"},
         capture_output=True, text=True, timeout=60)
     assert "no pcscd answers" in probe.stdout, probe.stdout + probe.stderr
+
+
+def test_aes_authentication_diversified_keys_access_rights_and_key_changes(card_in_reader):
+    from cardgate.devices.diversify import diversify_aes128
+
+    card, _, connection = card_in_reader
+    d = desfire.Desfire(connection.transmit)
+    master = bytes.fromhex("00112233445566778899AABBCCDDEEFF")
+    app_key, read_key = (diversify_aes128(master, UID, AID, bytes([n])) for n in (0, 1))
+    d.authenticate_aes(0, bytes(16))                     # the card master key
+    d.create_application(AID, 0x0F, 2)
+    d.select_application(AID)
+    d.authenticate_aes(0, bytes(16))                     # a new application's keys are zero
+    d.change_key(1, read_key, bytes(16))                 # another key: old value needed
+    d.create_std_data_file(1, 0, 0x1F10, 16)             # read: key 1, write: never, r&w: key 1
+    d.change_key(0, app_key)                             # its own key: the session ends
+    assert d.session is None
+    with pytest.raises(desfire.DesfireError, match="AUTHENTICATION_ERROR"):
+        d.authenticate_aes(0, bytes(16))                 # the old key no longer works
+    with pytest.raises(desfire.DesfireError, match="PERMISSION_DENIED"):
+        d.read_data(1, 0, 0)                             # not without key 1
+    d.authenticate_aes(1, read_key)
+    d.write_data(1, 0, b"card data 123456")
+    assert d.read_data(1, 0, 0) == b"card data 123456"   # answers MAC-checked
+    assert card.applications[AID].keys == [app_key, read_key]
+
+
+def test_a_wrong_mac_ends_the_session(card_in_reader):
+    _, _, connection = card_in_reader
+
+    def tamper(apdu):
+        answer = connection.transmit(apdu)
+        return answer[:-3] + bytes([answer[-3] ^ 1]) + answer[-2:] if apdu[1] == desfire.GET_VERSION else answer
+
+    d = desfire.Desfire(tamper)
+    d.authenticate_aes(0, bytes(16))
+    with pytest.raises(desfire.DesfireError, match="MAC is wrong"):
+        d.get_version()
+    assert d.session is None

@@ -10,10 +10,14 @@ a delayed ACK and every APDU takes about 40 ms.
 
 The card object needs `atr` (bytes), `process(apdu) -> response` and `power(on)`.
 Inserting connects; `remove()` disconnects, as a card pulled out of the reader.
+`insert()` inserts and waits until pcscd sees the card; after a card was pulled out
+mid-exchange, pcscd may miss the next insertion, so it pulls the card and inserts it
+again until pcscd sees it.
 """
 import socket
 import struct
 import threading
+import time
 
 READER_PORTS = {0: 35963, 1: 35964}
 READER_NAMES = {0: "Virtual PCD 00 00", 1: "Virtual PCD 00 01"}
@@ -73,3 +77,22 @@ class VirtualCardSlot:
                 self._send(self.card.process(message))
         except (OSError, ConnectionError, struct.error):
             return                                  # removed, or vpcd went away
+
+
+def insert(card, reader: int = 0, timeout_s: float = 15.0, settle_s: float = 2.0):
+    """(VirtualCardSlot, devices.pcsc.Connection) of the card, once pcscd sees it."""
+    from . import pcsc
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        slot = VirtualCardSlot(card, reader)
+        tried_until = min(time.monotonic() + settle_s, deadline)
+        while time.monotonic() < tried_until:
+            try:
+                return slot, pcsc.Connection(READER_NAMES[reader])
+            except pcsc.PcscError:
+                time.sleep(0.05)
+        slot.remove()
+        if time.monotonic() >= deadline:
+            raise pcsc.PcscError(f"pcscd did not see the card in {READER_NAMES[reader]} "
+                                 f"within {timeout_s:g} s")

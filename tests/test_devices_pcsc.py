@@ -12,7 +12,7 @@ import pytest
 
 from cardgate.devices import desfire, pcsc
 from cardgate.devices.desfire_card import DesfireCard
-from cardgate.devices.vpcd import VirtualCardSlot
+from cardgate.devices.vpcd import VirtualCardSlot, insert
 
 UID = bytes.fromhex("04782E21801D80")
 AID = b"\x01\x02\x03"
@@ -21,16 +21,7 @@ AID = b"\x01\x02\x03"
 @pytest.fixture
 def card_in_reader(pcscd):
     card = DesfireCard(UID)
-    slot = VirtualCardSlot(card, 0)
-    deadline = time.monotonic() + 10
-    while True:                     # pcscd polls the driver: wait until it sees the card
-        try:
-            connection = pcsc.Connection(pcscd[0])
-            break
-        except pcsc.PcscError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+    slot, connection = insert(card, 0)
     yield card, slot, connection
     connection.close()
     slot.remove()
@@ -149,3 +140,45 @@ def test_a_wrong_mac_ends_the_session(card_in_reader):
     with pytest.raises(desfire.DesfireError, match="MAC is wrong"):
         d.get_version()
     assert d.session is None
+
+
+def test_personalization_writes_verifies_and_can_be_resumed_after_the_card_is_pulled(pcscd):
+    from cardgate.devices import personalize as perso
+
+    master = bytes.fromhex("00112233445566778899AABBCCDDEEFF")
+    profile = perso.ChipProfile(aid=b"\xF0\x01\x01", program_id=1, offline_balance_minor=25_00)
+    pan, expiry = "6277001234567890", "2912"
+    card = DesfireCard(UID)
+
+    # First run: the card leaves the reader after its value file was credited.
+    slot, connection = insert(card, 0)
+    exchanges = []
+
+    def flaky(apdu):
+        exchanges.append(apdu[1])
+        if apdu[1] == desfire.COMMIT_TRANSACTION:
+            slot.remove()
+        return connection.transmit(apdu)
+
+    d = desfire.Desfire(flaky)
+    with pytest.raises(pcsc.CardRemoved):
+        perso.personalize(d, perso.card_uid(d), profile, pan, expiry, master)
+    connection.close()
+    assert card.applications[profile.aid].keys[0] == bytes(16)   # not finished: still factory
+
+    # Put back and run again: it finishes, and credits nothing twice.
+    slot, connection = insert(card, 0)
+    d = desfire.Desfire(connection.transmit)
+    perso.personalize(d, perso.card_uid(d), profile, pan, expiry, master)
+    app_key, read_key = perso.card_keys(master, UID, profile.aid)
+    assert card.applications[profile.aid].keys == [app_key, read_key]
+    d.select_application(profile.aid)
+    d.authenticate_aes(1, read_key)
+    assert perso.parse_card_data(d.read_data(1, 0, 0)) == (pan, expiry, 1)
+    assert d.get_value(2) == 25_00
+    perso.personalize(d, UID, profile, pan, expiry, master)      # a third run only verifies
+    with pytest.raises(desfire.DesfireError, match="differs"):
+        perso.verify(d, UID, profile, "6277001234567891", expiry, master)
+    connection.close()
+    slot.remove()
+

@@ -66,6 +66,7 @@ cdef enum OpCode:
     OP_RELEASE_POINTS = 35      # give reservation ref_request_id's points back
     OP_POINTS_HOLD_EXPIRY = 36  # journal only: a reservation released by its timeout
     OP_DEFINE_PARTNER = 37      # loyalty partner profile_id is named range_name (a merchant)
+    OP_ALLOCATE_SERIALS = 38    # amount_minor card serial numbers of range range_id, in order
 
 # Same numbers as cardgate.v1.ResultCode, so the gateway maps them one to one.
 cdef enum ResultCode:
@@ -93,6 +94,7 @@ cdef enum ResultCode:
     RESULT_DECLINED_UNKNOWN_CARD_RANGE = 41
     RESULT_DECLINED_CARD_RANGE_EXISTS = 42
     RESULT_DECLINED_INVALID_STATUS_CHANGE = 43
+    RESULT_DECLINED_RANGE_EXHAUSTED = 44      # the range has no card numbers left
     RESULT_DECLINED_HOLD_NOT_FOUND = 50
     RESULT_DECLINED_HOLD_ALREADY_COMPLETED = 51
     RESULT_DECLINED_HOLD_VOIDED = 52

@@ -33,6 +33,7 @@ cdef uint64_t SYSTEM_OWNER_BASE = _records.SYSTEM_OWNER_BASE
 cdef uint64_t CONTRACT_OWNER_BASE = _records.CONTRACT_OWNER_BASE
 cdef int64_t VOLUME_ML_MAX = _records.VOLUME_ML_MAX
 cdef int64_t ODOMETER_MAX = _records.ODOMETER_MAX
+cdef int64_t SERIALS_PER_REQUEST_MAX = _records.SERIALS_PER_REQUEST_MAX
 cdef bytes CATALOG_KEY = _records.CATALOG_KEY
 cdef int TIMED_ENDS_PER_BATCH_MAX = _records.HOLD_EXPIRIES_PER_BATCH_MAX
 cdef uint8_t PIN_TRIES_MAX_DEFAULT = _records.PIN_TRIES_MAX_DEFAULT
@@ -386,16 +387,32 @@ cdef class _BatchApplier:
         self.approve(rq, rp, 0, 0)
         return 0
 
+    cdef int allocate_serials(self, const CoreRequest* rq, CoreReply* rp) except -1:
+        """A block of the range's card serial numbers (the digits between its prefix and
+        the check digit), for numbering new cards in order; the first in approved_minor.
+        Never the same number twice; a retry gets the same block."""
+        cdef RangeRecord rng
+        if not self.find_range(rq.range_id, &rng):
+            rp.result = RESULT_DECLINED_UNKNOWN_CARD_RANGE
+            return 0
+        key = config_key_of(b'S', rq.range_id)
+        stored = self.get(key, None, self.db_config)
+        first = u64_from_be(<const unsigned char*><const char*>stored) if stored is not None else 1
+        if first + rq.amount_minor - 1 > 10 ** (rng.pan_length - rng.iin_digits - 1) - 1:
+            rp.result = RESULT_DECLINED_RANGE_EXHAUSTED
+            return 0
+        self.put(key, u64_be(first + rq.amount_minor), False, True, False, self.db_config)
+        self.approve(rq, rp, first, 0)
+        return 0
+
     cdef int issue_card(self, const CoreRequest* rq, CoreReply* rp) except -1:
         cdef RangeRecord rng
         cdef CardRecord card
         cdef AccountRecord acc
         cdef uint64_t card_id
-        value = self.get(range_key_of(rq.range_id), None, self.db_config)
-        if value is None:
+        if not self.find_range(rq.range_id, &rng):
             rp.result = RESULT_DECLINED_UNKNOWN_CARD_RANGE
             return 0
-        memcpy(&rng, <const char*>value, sizeof(rng))
         if self.find_card(rq.card_key, &card):
             self.describe_card(&card, rp)
             rp.result = RESULT_DECLINED_CARD_ALREADY_ISSUED
@@ -481,10 +498,16 @@ cdef class _BatchApplier:
         self.approve(rq, rp, rq.amount_minor, seq, &card)
         return 0
 
-    cdef int read_range(self, uint32_t range_id, RangeRecord* rng) except -1:
+    cdef bint find_range(self, uint32_t range_id, RangeRecord* rng) except -1:
         value = self.get(range_key_of(range_id), None, self.db_config)
-        assert value is not None and len(value) == sizeof(RangeRecord), "card of a missing range"
+        if value is None:
+            return False
+        assert len(value) == sizeof(RangeRecord), "corrupt range record"
         memcpy(rng, <const char*>value, sizeof(RangeRecord))
+        return True
+
+    cdef int read_range(self, uint32_t range_id, RangeRecord* rng) except -1:
+        assert self.find_range(range_id, rng), "card of a missing range"
         return 0
 
     # ---- the issuer's corrections ---------------------------------------------------
@@ -2138,6 +2161,8 @@ cdef class _BatchApplier:
         if rq.op == OP_SET_RULES:
             return rq.profile_id != 0 and rq.payload_size % sizeof(EarnRule) == 0 and \
                 rq.payload_size <= RULES_MAX * sizeof(EarnRule)
+        if rq.op == OP_ALLOCATE_SERIALS:
+            return rq.payload_size == 0 and 0 < rq.amount_minor <= SERIALS_PER_REQUEST_MAX
         if rq.op == OP_DEFINE_PARTNER:
             return rq.payload_size == 0 and rq.profile_id != 0 and rq.range_name[0] != 0
         if rq.op == OP_SET_MEMBER:
@@ -2311,6 +2336,8 @@ cdef class _BatchApplier:
             self.reserve_points(rq, rp)
         elif rq.op == OP_DEFINE_PARTNER:
             self.define_partner(rq, rp)
+        elif rq.op == OP_ALLOCATE_SERIALS:
+            self.allocate_serials(rq, rp)
         elif rq.op in (OP_CONFIRM_POINTS, OP_RELEASE_POINTS):
             self.close_reservation(rq, rp)
         assert rp.result != 0, "operation left no result"

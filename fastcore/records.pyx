@@ -52,6 +52,7 @@ class Op(enum.IntEnum):
     RELEASE_POINTS = OP_RELEASE_POINTS
     POINTS_HOLD_EXPIRY = OP_POINTS_HOLD_EXPIRY
     DEFINE_PARTNER = OP_DEFINE_PARTNER
+    ALLOCATE_SERIALS = OP_ALLOCATE_SERIALS
 
 
 class Result(enum.IntEnum):
@@ -80,6 +81,7 @@ class Result(enum.IntEnum):
     DECLINED_UNKNOWN_CARD_RANGE = RESULT_DECLINED_UNKNOWN_CARD_RANGE
     DECLINED_CARD_RANGE_EXISTS = RESULT_DECLINED_CARD_RANGE_EXISTS
     DECLINED_INVALID_STATUS_CHANGE = RESULT_DECLINED_INVALID_STATUS_CHANGE
+    DECLINED_RANGE_EXHAUSTED = RESULT_DECLINED_RANGE_EXHAUSTED
     DECLINED_HOLD_NOT_FOUND = RESULT_DECLINED_HOLD_NOT_FOUND
     DECLINED_HOLD_ALREADY_COMPLETED = RESULT_DECLINED_HOLD_ALREADY_COMPLETED
     DECLINED_HOLD_VOIDED = RESULT_DECLINED_HOLD_VOIDED
@@ -188,6 +190,7 @@ class PackageState(enum.IntEnum):
 # Limits (minor units). An amount above AMOUNT_MINOR_MAX is refused as invalid; a
 # balance may never exceed BALANCE_MINOR_MAX, so every sum stays far inside int64.
 AMOUNT_MINOR_MAX = 10_000_000_000_000          # 100 billion units of a 2-decimal currency
+SERIALS_PER_REQUEST_MAX = 1_000_000             # card numbers one allocation may take
 BALANCE_MINOR_MAX = 1_000_000_000_000_000
 SYSTEM_OWNER_BASE = 0xFF00_0000_0000_0000       # owner ids of range-level accounts
 CONTRACT_OWNER_BASE = 0xFE00_0000_0000_0000     # owner ids of contract accounts
@@ -450,7 +453,7 @@ RequestView = namedtuple("RequestView", "op target_status currency amount_minor 
                          "pan_length pin_verifier partial_ok pin_tries_max reason adjust_down "
                          "load_per_day_max_minor valid_until_s payload_size profile_id volume_ml "
                          "odometer outlet_code contract_id products driver_present "
-                         "vehicle_present actor range_name")
+                         "vehicle_present actor range_name iin_digits")
 RequestRecordView = namedtuple("RequestRecordView", "request reply refunded_minor flags")
 Card = namedtuple("Card", "card_id range_id expiry_yyyymm status pan_first6 pan_last4 "
                   "pan_length issued_s activated_s pin_set pin_failures load_day "
@@ -724,7 +727,7 @@ cdef object _request(const CoreRequest* p):
                        product_set((<char*>p.products)[:PRODUCT_SET_SIZE]),
                        bool(p.flags & REQUEST_DRIVER_PRESENT),
                        bool(p.flags & REQUEST_VEHICLE_PRESENT), p.actor,
-                       p.range_name[:strnlen_max(p.range_name, RANGE_NAME_SIZE)])
+                       p.range_name[:strnlen_max(p.range_name, RANGE_NAME_SIZE)], p.iin_digits)
 
 
 def unpack_reply(bytes data):

@@ -30,6 +30,7 @@ CARDS_TRACKED_MAX = 1_000_000        # velocity windows kept in memory
 FORECOURT_BATCH_OPERATIONS_MAX = 500  # operations in one AuthorizeBatch call
 STREAM_IN_FLIGHT_MAX = 1000           # operations of one stream awaiting their answers
 ISSUE_CARDS_PER_REQUEST_MAX = 500
+ISSUE_CARDS_PER_BATCH_MAX = 100_000   # cards one IssueCards request may number
 RANGE_NAME_BYTES_MAX = 32
 
 # Store.

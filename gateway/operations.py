@@ -13,12 +13,13 @@ from cardgate.fastcore import records
 from cardgate.fastcore.records import Op
 
 from . import fleet, limits, validation
-from .pan import mask, split_for_record
+from .pan import luhn_check_digit, mask, split_for_record
 from .loop_handoff import LoopHandoff
 from .velocity import CardVelocity
 from .writer import ReplyTimeout, yyyymm_of
 
 Result = records.Result
+ISSUE_DRAWS_MAX = 8     # random draws for a card whose number another card already has
 ADJUSTMENT_REASONS = range(1, 6)    # cardgate.v1.AdjustmentReason, UNSPECIFIED excluded
 
 
@@ -196,17 +197,21 @@ class Operations:
             amount_minor=balance_max_minor, load_per_day_max_minor=load_per_day_max_minor)
         return self.submit_one(packed, request_id_text)
 
-    def issue_gift_cards(self, request_id_text, range_id, cards):
-        """cards: [(pan, expiry_yyyymm)]. All are issued in one transaction, or none
-        when the request id was already used for other content."""
-        rid = validation.request_id(request_id_text)
-        if not 1 <= len(cards) <= limits.ISSUE_CARDS_PER_REQUEST_MAX:
-            raise validation.InvalidArgument(
-                "cards", f"must hold 1 to {limits.ISSUE_CARDS_PER_REQUEST_MAX} cards, got {len(cards)}")
+    def _card_range(self, range_id):
         card_range = self.store.read_range(range_id)
         if card_range is None:
             raise validation.InvalidArgument("range_id", f"card range {range_id} does not exist")
-        prefix = f"{card_range.iin_prefix:0{card_range.iin_digits}d}"
+        return card_range, f"{card_range.iin_prefix:0{card_range.iin_digits}d}"
+
+    def issue_gift_cards(self, request_id_text, range_id, cards, rid=None):
+        """cards: [(pan, expiry_yyyymm)]. All are issued in one transaction, or none
+        when the request id was already used for other content. rid: the 16-byte id of
+        a part of a larger request (issue_cards)."""
+        rid = rid or validation.request_id(request_id_text)
+        if not 1 <= len(cards) <= limits.ISSUE_CARDS_PER_REQUEST_MAX:
+            raise validation.InvalidArgument(
+                "cards", f"must hold 1 to {limits.ISSUE_CARDS_PER_REQUEST_MAX} cards, got {len(cards)}")
+        card_range, prefix = self._card_range(range_id)
         this_month = yyyymm_of(self.clock())
         seen, keyed = set(), []
         for i, (pan_text, expiry) in enumerate(cards):
@@ -252,6 +257,63 @@ class Operations:
         for reply in replies:
             raise_rejections(reply, request_id_text)
         return replies
+
+    def issue_cards(self, request_id_text, range_id, count, expiry_yyyymm, sequential: bool):
+        """Issue `count` new cards of a range, numbered by its next serial numbers or drawn
+        at random within it (from a keyed function of the request, so a retry draws the
+        same), never a number used before. Yields the replies of each committed part."""
+        rid = validation.request_id(request_id_text)
+        if not 1 <= count <= limits.ISSUE_CARDS_PER_BATCH_MAX:
+            raise validation.InvalidArgument("count", f"must be 1 to {limits.ISSUE_CARDS_PER_BATCH_MAX}")
+        card_range, prefix = self._card_range(range_id)
+        digits = card_range.pan_length - len(prefix) - 1
+
+        def pan_of(serial):
+            body = prefix + f"{serial:0{digits}d}"
+            return body + str(luhn_check_digit(body))
+
+        def part_id(*parts):
+            return hashlib.blake2b(rid + repr(parts).encode(), digest_size=16).digest()
+
+        if sequential:
+            reply = self.submit_one(records.pack_request(
+                Op.ALLOCATE_SERIALS, part_id("serials"), range_id=range_id, amount_minor=count),
+                request_id_text)
+            if reply.result != Result.APPROVED:
+                yield [reply]
+                return
+            numbers = [pan_of(reply.approved_minor + i) for i in range(count)]
+        else:
+            numbers, tries, used = [None] * count, [0] * count, set()
+
+            def draw(i):                    # the card's next draw not yet in this request
+                while True:
+                    key = self.store.pan_key.card_key(f"issue\0{rid.hex()}\0{i}\0{tries[i]}")
+                    tries[i] += 1
+                    pan = pan_of(int.from_bytes(key, "big") % 10 ** digits)
+                    if pan not in used:
+                        used.add(pan)
+                        return pan
+        chunk = limits.ISSUE_CARDS_PER_REQUEST_MAX
+        for start in range(0, count, chunk):
+            todo = list(range(start, min(count, start + chunk)))
+            for attempt in range(ISSUE_DRAWS_MAX):
+                if not sequential:          # a draw per card; a number taken: draw again
+                    for i in todo:
+                        numbers[i] = draw(i)
+                replies = self.issue_gift_cards(request_id_text, range_id,
+                                                [(numbers[i], expiry_yyyymm) for i in todo],
+                                                rid=part_id(start, attempt))
+                taken = [i for i, r in zip(todo, replies)
+                         if r.result == Result.DECLINED_CARD_ALREADY_ISSUED]
+                yield [r for r in replies if r.result != Result.DECLINED_CARD_ALREADY_ISSUED] \
+                    if not sequential else replies
+                if sequential or not taken:
+                    break
+                todo = taken
+            else:
+                raise validation.InvalidArgument("count", "the range is too full to draw numbers at "
+                                                 "random; number its cards in order")
 
     def set_card_pin(self, request_id_text, pan_text, pin_text):
         rid = validation.request_id(request_id_text)

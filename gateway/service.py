@@ -4,6 +4,7 @@ Business outcomes travel as result codes in the response; protocol faults become
 status codes (INVALID_ARGUMENT naming the field, ALREADY_EXISTS for a reused request
 id, RESOURCE_EXHAUSTED / UNAVAILABLE when the store cannot take the request).
 """
+import asyncio
 import functools
 import inspect
 import logging
@@ -48,6 +49,7 @@ RESULT_MESSAGES = {
     Result.DECLINED_UNKNOWN_CARD_RANGE: "declined: card range not known",
     Result.DECLINED_CARD_RANGE_EXISTS: "declined: card range already exists",
     Result.DECLINED_INVALID_STATUS_CHANGE: "declined: status change not allowed",
+    Result.DECLINED_RANGE_EXHAUSTED: "declined: the card range has no card numbers left",
     Result.PARTIALLY_APPROVED: "partially approved: the card had less than asked",
     Result.DECLINED_HOLD_NOT_FOUND: "declined: no such pre-authorization",
     Result.DECLINED_HOLD_ALREADY_COMPLETED: "declined: pre-authorization already completed",
@@ -329,6 +331,25 @@ class IssuingService(Servicer, issuing_pb2_grpc.IssuingServiceServicer):
             issuing_pb2.IssuedCard(result_code=r.result, card_id=r.card_id,
                                    masked_pan=mask_parts(r.pan_first6, r.pan_last4, r.pan_length))
             for r in replies])
+
+    @rpc
+    async def IssueCards(self, request, context):
+        if request.numbering not in (issuing_pb2.CARD_NUMBERING_SEQUENTIAL,
+                                     issuing_pb2.CARD_NUMBERING_RANDOM):
+            raise InvalidArgument("numbering", "must be CARD_NUMBERING_SEQUENTIAL or _RANDOM")
+        parts = self.ops.issue_cards(request.request_id, request.range_id, request.count,
+                                     request.expiry_yyyymm,
+                                     request.numbering == issuing_pb2.CARD_NUMBERING_SEQUENTIAL)
+        loop, issued = asyncio.get_running_loop(), 0
+        while True:                 # each part commits in the writer; the loop serves on
+            replies = await loop.run_in_executor(None, next, parts, None)
+            if replies is None:
+                return
+            issued += sum(r.result == Result.APPROVED for r in replies)
+            yield issuing_pb2.IssueCardsProgress(issued=issued, total=request.count, cards=[
+                issuing_pb2.IssuedCard(result_code=r.result, card_id=r.card_id,
+                                       masked_pan=mask_parts(r.pan_first6, r.pan_last4, r.pan_length))
+                for r in replies])
 
     @rpc
     def SetCardPin(self, request, context):

@@ -133,6 +133,8 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
         self.ranges = {}          # range_id -> currency
         self.pin_tries_max = {}   # range_id -> wrong PINs in a row that block a card
         self.range_limits = {}    # range_id -> (balance max, load per day max); 0: none
+        self.serial_digits = {}   # range_id -> digits of a card's serial number
+        self.next_serial = {}     # range_id -> the next serial number to allocate
         self.cards = {}           # card_id -> Card
         self.pan_index = {}       # card_key -> card_id
         self.accounts = {}        # (owner, slot) -> Account
@@ -218,6 +220,7 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
         self.ranges[rq.range_id] = rq.currency
         self.pin_tries_max[rq.range_id] = rq.pin_tries_max or records.PIN_TRIES_MAX_DEFAULT
         self.range_limits[rq.range_id] = (rq.amount_minor, rq.load_per_day_max_minor)
+        self.serial_digits[rq.range_id] = rq.pan_length - rq.iin_digits - 1
         for slot in (Slot.RANGE_FUNDING, Slot.RANGE_MERCHANT, Slot.RANGE_SALES_ELSEWHERE):
             self.accounts[(SYSTEM + rq.range_id, slot)] = Account(rq.currency, False)
         for slot in (Slot.RANGE_UNITS_SOLD, Slot.RANGE_UNITS_USED, Slot.RANGE_UNITS_EXPIRED):
@@ -227,6 +230,15 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
             self.accounts[(SYSTEM + rq.range_id, slot)] = Account(POINTS, False)
         rp["currency"] = rq.currency
         self.approve(rq, rp, 0, 0)
+
+    def allocate_serials(self, rq, packed, rp, now_s, now_yyyymm):
+        if rq.range_id not in self.ranges:
+            raise Decline(Result.DECLINED_UNKNOWN_CARD_RANGE)
+        first = self.next_serial.get(rq.range_id, 1)
+        if first + rq.amount_minor - 1 > 10 ** self.serial_digits[rq.range_id] - 1:
+            raise Decline(Result.DECLINED_RANGE_EXHAUSTED)
+        self.next_serial[rq.range_id] = first + rq.amount_minor
+        self.approve(rq, rp, first, 0)
 
     def issue_card(self, rq, packed, rp, now_s, now_yyyymm):
         if rq.range_id not in self.ranges:
@@ -754,7 +766,8 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
                    Op.SET_RULES: self.set_rules, Op.SET_MEMBER: self.set_member,
                    Op.RESERVE_POINTS: self.reserve_points, Op.CONFIRM_POINTS: self.close_reservation,
                    Op.RELEASE_POINTS: self.close_reservation,
-                   Op.DEFINE_PARTNER: self.define_partner}[rq.op]
+                   Op.DEFINE_PARTNER: self.define_partner,
+                   Op.ALLOCATE_SERIALS: self.allocate_serials}[rq.op]
         if rq.op in (Op.PURCHASE, Op.PREAUTH, Op.COMPLETE, Op.LOYALTY_SALE) and \
                 any(code not in self.catalog for code in rq.products):
             rp["result"] = Result.REJECTED_UNKNOWN_PRODUCT

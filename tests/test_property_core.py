@@ -152,6 +152,7 @@ operation = st.one_of(
     *[st.tuples(st.just("settle"), st.sampled_from(["confirm", "confirm", "release"]),
                 st.one_of(st.integers(1, 300), st.just("all"), st.just("all+1")),
                 st.integers(0, 10_000))] * 3,
+    st.tuples(st.just("serials"), st.sampled_from([1, 2, 9]), st.sampled_from([1, 500, 10**6, 10**6 + 1, 0])),
     st.tuples(st.just("set_member"), card_index, st.sampled_from(["today", "in 2 days", 1231, 229, 1332])),
     st.tuples(st.just("adjust_points"), card_index, st.one_of(st.integers(1, 300), st.just("all"),
                                                              st.just("all+1")),
@@ -583,6 +584,9 @@ class Scenario:
                 card_key=CARD_KEYS[card], ref_request_id=rid, currency=records.POINTS_ASSET,
                 amount_minor=self.resolve(points, rec.reply["approved_minor"] if rec else 1)
                 if how == "confirm" else 0)
+        elif kind == "serials":
+            packed = records.pack_request(Op.ALLOCATE_SERIALS, self.new_id(), range_id=drawn[1],
+                                          amount_minor=drawn[2])
         elif kind == "set_member":
             packed = records.pack_request(Op.SET_MEMBER, self.new_id(), card_key=CARD_KEYS[drawn[1]],
                                           profile_id=self.birthday(drawn[2]))

@@ -1,0 +1,75 @@
+"""Batch issuing over real gRPC: cards numbered in order or drawn at random within the
+range, Luhn-valid, never a number twice, stored encrypted, progress streamed per part,
+and a retry giving the same cards."""
+import grpc
+import pytest
+
+from cardgate.gateway.pan import luhn_valid
+from cardgate.v1 import common_pb2, issuing_pb2
+
+from helpers import create_range, new_id
+
+R = common_pb2
+
+
+def issue(gw, count, numbering, request_id=None, range_id=1):
+    return list(gw.issuing.IssueCards(issuing_pb2.IssueCardsRequest(
+        request_id=request_id or new_id(), range_id=range_id, count=count, expiry_yyyymm=209912,
+        numbering=numbering)))
+
+
+def pans_of(gw, progress):
+    store = gw.gateway.store
+    with store.env.begin() as txn:
+        return [store.key_ring.decrypt(txn.get(card.card_id.to_bytes(8, "big"), db=store.db_pans),
+                                       card.card_id)
+                for part in progress for card in part.cards]
+
+
+def test_sequential_cards_are_the_ranges_next_numbers_and_a_retry_gives_the_same(live_gateway):
+    gw = live_gateway
+    create_range(gw)
+    request_id = new_id()
+    progress = issue(gw, 1_200, issuing_pb2.CARD_NUMBERING_SEQUENTIAL, request_id)
+    assert [(p.issued, p.total, len(p.cards)) for p in progress] == \
+        [(500, 1200, 500), (1000, 1200, 500), (1200, 1200, 200)]
+    pans = pans_of(gw, progress)
+    assert [p[6:15] for p in pans] == [f"{n:09d}" for n in range(1, 1201)]
+    assert all(luhn_valid(p) and p.startswith("627700") and len(p) == 16 for p in pans)
+    assert all(c.result_code == R.RESULT_CODE_APPROVED for p in progress for c in p.cards)
+    again = issue(gw, 1_200, issuing_pb2.CARD_NUMBERING_SEQUENTIAL, request_id)
+    assert pans_of(gw, again) == pans                    # the same cards, none new
+    following = pans_of(gw, issue(gw, 3, issuing_pb2.CARD_NUMBERING_SEQUENTIAL))
+    assert [p[6:15] for p in following] == ["000001201", "000001202", "000001203"]
+
+
+def test_random_cards_are_unique_in_range_and_never_reuse_a_number(live_gateway):
+    gw = live_gateway
+    create_range(gw)
+    first = pans_of(gw, issue(gw, 700, issuing_pb2.CARD_NUMBERING_RANDOM))
+    second = pans_of(gw, issue(gw, 700, issuing_pb2.CARD_NUMBERING_RANDOM))
+    assert len(set(first) | set(second)) == 1_400
+    assert all(luhn_valid(p) and p.startswith("627700") for p in first + second)
+    sequential = pans_of(gw, issue(gw, 5, issuing_pb2.CARD_NUMBERING_SEQUENTIAL))
+    assert not set(sequential) & set(first + second)
+
+
+@pytest.mark.parametrize("count, numbering, field", [
+    (0, issuing_pb2.CARD_NUMBERING_SEQUENTIAL, "count"),
+    (100_001, issuing_pb2.CARD_NUMBERING_SEQUENTIAL, "count"),
+    (5, issuing_pb2.CARD_NUMBERING_UNSPECIFIED, "numbering"),
+])
+def test_bad_batches_are_refused(live_gateway, count, numbering, field):
+    create_range(live_gateway)
+    with pytest.raises(grpc.RpcError) as caught:
+        issue(live_gateway, count, numbering)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and field in caught.value.details()
+
+
+def test_a_range_without_enough_numbers_declines_the_batch_and_issues_none(live_gateway):
+    gw = live_gateway
+    create_range(gw, range_id=2, prefix="62770099999", currency="EUR")     # 4 serial digits
+    too_many = issue(gw, 10_000, issuing_pb2.CARD_NUMBERING_SEQUENTIAL, range_id=2)
+    assert [c.result_code for p in too_many for c in p.cards] == [R.RESULT_CODE_DECLINED_RANGE_EXHAUSTED]
+    assert [p[11:15] for p in pans_of(gw, issue(gw, 2, issuing_pb2.CARD_NUMBERING_SEQUENTIAL,
+                                                range_id=2))] == ["0001", "0002"]

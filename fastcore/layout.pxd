@@ -67,6 +67,7 @@ cdef enum OpCode:
     OP_POINTS_HOLD_EXPIRY = 36  # journal only: a reservation released by its timeout
     OP_DEFINE_PARTNER = 37      # loyalty partner profile_id is named range_name (a merchant)
     OP_ALLOCATE_SERIALS = 38    # amount_minor card serial numbers of range range_id, in order
+    OP_SET_STAGE = 39           # the card's production stage := target_status (CardStage), forward only
 
 # Same numbers as cardgate.v1.ResultCode, so the gateway maps them one to one.
 cdef enum ResultCode:
@@ -132,6 +133,12 @@ cdef enum CardStatusCode:
     CARD_ACTIVE = 2
     CARD_BLOCKED = 3
     CARD_CLOSED = 4
+
+# A card's production, before it is used (activation is its status ACTIVE).
+cdef enum CardStageCode:
+    STAGE_CREATED = 0
+    STAGE_PERSONALIZED = 1      # chip and stripe encoded, checked
+    STAGE_SHIPPED = 2
 
 cdef enum AccountSlot:
     SLOT_CARD_VALUE = 0         # a card's stored value, in the range's currency
@@ -287,7 +294,8 @@ cdef packed struct CardRecord:
     uint64_t activated_s
     uint8_t pin_set
     uint8_t pin_failures        # wrong PINs in a row; reset by a right one, a new PIN, unblock
-    uint8_t reserved[2]
+    uint8_t stage               # CardStage: how far production went (its times: book 'T' keys)
+    uint8_t reserved
     uint32_t contract_id        # 0, or the contract account the card draws on
     uint8_t pin_verifier[PIN_VERIFIER_SIZE]
     uint32_t load_day           # days since 1970 of loaded_today_minor
@@ -526,6 +534,7 @@ cdef packed struct RangeRecord:
 #   card_id 'M'                         -> MemberRecord (loyalty standing)
 #   card_id 'H' journal seq(8)          -> PointsLine (points history)
 #   card_id 'L' valid_until_s(8) lot id -> b"" (its point lots, earliest-expiring first)
+#   card_id 'T' stage(1)                -> when it reached that stage (8, big-endian)
 # Range-level accounts use owner ids at SYSTEM_OWNER_BASE + range_id.
 cdef inline bytes card_key_of(uint64_t card_id):
     cdef unsigned char k[9]

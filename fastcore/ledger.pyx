@@ -469,6 +469,25 @@ cdef class _BatchApplier:
         self.approve(rq, rp, 0, 0)
         return 0
 
+    cdef int set_stage(self, const CoreRequest* rq, CoreReply* rp) except -1:
+        """Record the card's next production stage, and when: created, personalized,
+        shipped, in that order (a stage again changes nothing: a bureau's retry)."""
+        cdef CardRecord card
+        cdef uint8_t bad = self.open_card(rq, &card, rp)
+        if not bad and rq.target_status < card.stage:
+            bad = RESULT_DECLINED_INVALID_STATUS_CHANGE
+        if bad:
+            rp.result = bad
+            return 0
+        if rq.target_status > card.stage:
+            for stage in range(card.stage + 1, rq.target_status + 1):
+                self.put(card_key_of(card.card_id)[:8] + b"T" + bytes([stage]), u64_be(self.now_s),
+                         False, True, False, self.db_book)
+            card.stage = rq.target_status
+            self.write_card(&card)
+        self.approve(rq, rp, 0, 0, &card)
+        return 0
+
     cdef int load(self, const CoreRequest* rq, CoreReply* rp) except -1:
         cdef CardRecord card
         cdef RangeRecord rng
@@ -2161,6 +2180,8 @@ cdef class _BatchApplier:
         if rq.op == OP_SET_RULES:
             return rq.profile_id != 0 and rq.payload_size % sizeof(EarnRule) == 0 and \
                 rq.payload_size <= RULES_MAX * sizeof(EarnRule)
+        if rq.op == OP_SET_STAGE:
+            return rq.payload_size == 0 and STAGE_CREATED <= rq.target_status <= STAGE_SHIPPED
         if rq.op == OP_ALLOCATE_SERIALS:
             return rq.payload_size == 0 and 0 < rq.amount_minor <= SERIALS_PER_REQUEST_MAX
         if rq.op == OP_DEFINE_PARTNER:
@@ -2338,6 +2359,8 @@ cdef class _BatchApplier:
             self.define_partner(rq, rp)
         elif rq.op == OP_ALLOCATE_SERIALS:
             self.allocate_serials(rq, rp)
+        elif rq.op == OP_SET_STAGE:
+            self.set_stage(rq, rp)
         elif rq.op in (OP_CONFIRM_POINTS, OP_RELEASE_POINTS):
             self.close_reservation(rq, rp)
         assert rp.result != 0, "operation left no result"

@@ -53,6 +53,14 @@ class Op(enum.IntEnum):
     POINTS_HOLD_EXPIRY = OP_POINTS_HOLD_EXPIRY
     DEFINE_PARTNER = OP_DEFINE_PARTNER
     ALLOCATE_SERIALS = OP_ALLOCATE_SERIALS
+    SET_STAGE = OP_SET_STAGE
+
+
+class CardStage(enum.IntEnum):
+    """Same numbers as cardgate.v1.CardStage - 1."""
+    CREATED = STAGE_CREATED
+    PERSONALIZED = STAGE_PERSONALIZED
+    SHIPPED = STAGE_SHIPPED
 
 
 class Result(enum.IntEnum):
@@ -457,7 +465,7 @@ RequestView = namedtuple("RequestView", "op target_status currency amount_minor 
 RequestRecordView = namedtuple("RequestRecordView", "request reply refunded_minor flags")
 Card = namedtuple("Card", "card_id range_id expiry_yyyymm status pan_first6 pan_last4 "
                   "pan_length issued_s activated_s pin_set pin_failures load_day "
-                  "loaded_today_minor contract_id profile_id")
+                  "loaded_today_minor contract_id profile_id stage", defaults=(0,))
 Account = namedtuple("Account", "balance_minor pending_minor currency flags "
                      "credits_minor_total debits_minor_total last_journal_seq")
 JournalView = namedtuple("JournalView", "request_id debit_owner debit_slot credit_owner "
@@ -763,7 +771,7 @@ def unpack_card(bytes data):
     cdef const CardRecord* p = <const CardRecord*><const char*>data
     return Card(p.card_id, p.range_id, p.expiry_yyyymm, p.status, p.pan_first6, p.pan_last4,
                 p.pan_length, p.issued_s, p.activated_s, bool(p.pin_set), p.pin_failures,
-                p.load_day, p.loaded_today_minor, p.contract_id, p.profile_id)
+                p.load_day, p.loaded_today_minor, p.contract_id, p.profile_id, p.stage)
 
 
 def unpack_account(bytes data):
@@ -844,8 +852,8 @@ def history_key(unsigned long long card_id, unsigned long long seq):
 
 def parse_book_key(bytes key):
     """What a key of the book names: ('card', card_id, None), ('account', owner_id, slot),
-    ('member', card_id, None), ('points_history', card_id, journal seq) or
-    ('point_lot', card_id, (valid_until_s, lot id))."""
+    ('member', card_id, None), ('points_history', card_id, journal seq),
+    ('point_lot', card_id, (valid_until_s, lot id)) or ('stage_time', card_id, stage)."""
     cdef const unsigned char* k = <const unsigned char*><const char*>key
     if len(key) == 9 and k[8] == b'C':
         return "card", u64_from_be(k), None
@@ -857,4 +865,6 @@ def parse_book_key(bytes key):
         return "points_history", u64_from_be(k), u64_from_be(k + 9)
     if len(key) == 9 + 8 + REQUEST_ID_SIZE and k[8] == b'L':
         return "point_lot", u64_from_be(k), (u64_from_be(k + 9), key[17:])
+    if len(key) == 10 and k[8] == b'T':
+        return "stage_time", u64_from_be(k), k[9]
     raise ValueError(f"not a key of the book: {key.hex()}")

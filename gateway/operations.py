@@ -315,6 +315,12 @@ class Operations:
                 raise validation.InvalidArgument("count", "the range is too full to draw numbers at "
                                                  "random; number its cards in order")
 
+    def set_card_stage(self, request_id_text, pan_text, stage):
+        """stage: records.CardStage."""
+        rid = validation.request_id(request_id_text)
+        return self.submit_one(records.pack_request(Op.SET_STAGE, rid, card_key=self.card_key(pan_text),
+                                                    target_status=stage), request_id_text)
+
     def set_card_pin(self, request_id_text, pan_text, pin_text):
         rid = validation.request_id(request_id_text)
         card_key = self.card_key(pan_text)

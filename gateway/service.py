@@ -306,7 +306,7 @@ class AuthorizationService(Servicer, authorization_pb2_grpc.AuthorizationService
             balance=balance_message(account.currency, account.balance_minor, account.pending_minor,
                                     credit_limit),
             masked_pan=mask_parts(card.pan_first6, card.pan_last4, card.pan_length),
-            status=card.status, expiry_yyyymm=card.expiry_yyyymm,
+            status=card.status, expiry_yyyymm=card.expiry_yyyymm, stage=card.stage + 1,
             units_left=self.ops.store.read_units_left(card.card_id))
 
 
@@ -350,6 +350,17 @@ class IssuingService(Servicer, issuing_pb2_grpc.IssuingServiceServicer):
                 issuing_pb2.IssuedCard(result_code=r.result, card_id=r.card_id,
                                        masked_pan=mask_parts(r.pan_first6, r.pan_last4, r.pan_length))
                 for r in replies])
+
+    @rpc
+    def SetCardStage(self, request, context):
+        if request.stage not in (issuing_pb2.CARD_STAGE_CREATED, issuing_pb2.CARD_STAGE_PERSONALIZED,
+                                 issuing_pb2.CARD_STAGE_SHIPPED):
+            raise InvalidArgument("stage", "must be CARD_STAGE_CREATED, _PERSONALIZED or _SHIPPED")
+        reply = self.ops.set_card_stage(request.request_id, request.pan, request.stage - 1)
+        card = self.ops.store.read_card_by_id(reply.card_id) if reply.card_id else None
+        return issuing_pb2.SetCardStageResponse(
+            result_code=reply.result, stage=card.stage + 1 if card else 0,
+            masked_pan=mask_parts(reply.pan_first6, reply.pan_last4, reply.pan_length))
 
     @rpc
     def SetCardPin(self, request, context):

@@ -253,6 +253,8 @@ class FleetRules:
         Op = records.Op
         if rq.op == Op.SET_RULES:
             return hashlib.sha256(payload).digest() == rq.card_key and self.valid_rules(rq, payload)
+        if rq.op == Op.SET_STAGE:
+            return not payload and 0 <= rq.target_status <= 2
         if rq.op == Op.ALLOCATE_SERIALS:
             return not payload and 0 < rq.amount_minor <= records.SERIALS_PER_REQUEST_MAX
         if rq.op == Op.DEFINE_PARTNER:

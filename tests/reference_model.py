@@ -56,6 +56,8 @@ class Card:
     loaded_today_minor: int = 0
     profile_id: int = 0
     contract_id: int = 0
+    stage: int = 0                # records.CardStage
+    stage_times: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -229,6 +231,15 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
                      Slot.RANGE_POINTS_ADJUSTED):
             self.accounts[(SYSTEM + rq.range_id, slot)] = Account(POINTS, False)
         rp["currency"] = rq.currency
+        self.approve(rq, rp, 0, 0)
+
+    def set_stage(self, rq, packed, rp, now_s, now_yyyymm):
+        card = self.open_card(rq, rp)
+        if rq.target_status < card.stage:
+            raise Decline(Result.DECLINED_INVALID_STATUS_CHANGE)
+        for stage in range(card.stage + 1, rq.target_status + 1):
+            card.stage_times[stage] = now_s
+        card.stage = max(card.stage, rq.target_status)
         self.approve(rq, rp, 0, 0)
 
     def allocate_serials(self, rq, packed, rp, now_s, now_yyyymm):
@@ -767,7 +778,7 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
                    Op.RESERVE_POINTS: self.reserve_points, Op.CONFIRM_POINTS: self.close_reservation,
                    Op.RELEASE_POINTS: self.close_reservation,
                    Op.DEFINE_PARTNER: self.define_partner,
-                   Op.ALLOCATE_SERIALS: self.allocate_serials}[rq.op]
+                   Op.ALLOCATE_SERIALS: self.allocate_serials, Op.SET_STAGE: self.set_stage}[rq.op]
         if rq.op in (Op.PURCHASE, Op.PREAUTH, Op.COMPLETE, Op.LOYALTY_SALE) and \
                 any(code not in self.catalog for code in rq.products):
             rp["result"] = Result.REJECTED_UNKNOWN_PRODUCT

@@ -73,3 +73,37 @@ def test_a_range_without_enough_numbers_declines_the_batch_and_issues_none(live_
     assert [c.result_code for p in too_many for c in p.cards] == [R.RESULT_CODE_DECLINED_RANGE_EXHAUSTED]
     assert [p[11:15] for p in pans_of(gw, issue(gw, 2, issuing_pb2.CARD_NUMBERING_SEQUENTIAL,
                                                 range_id=2))] == ["0001", "0002"]
+
+
+def test_production_stages_go_forward_with_their_times_and_use_activates(live_gateway):
+    from cardgate.v1 import authorization_pb2
+    from helpers import issue as register, load, make_pan
+
+    gw = live_gateway
+    create_range(gw)
+    pan = make_pan(1)
+    register(gw, [pan])
+
+    def stage(value, request_id=None):
+        return gw.issuing.SetCardStage(issuing_pb2.SetCardStageRequest(
+            request_id=request_id or new_id(), pan=pan, stage=value))
+
+    assert stage(issuing_pb2.CARD_STAGE_PERSONALIZED).stage == issuing_pb2.CARD_STAGE_PERSONALIZED
+    retry = new_id()
+    assert stage(issuing_pb2.CARD_STAGE_SHIPPED, retry).result_code == R.RESULT_CODE_APPROVED
+    assert stage(issuing_pb2.CARD_STAGE_SHIPPED, retry).stage == issuing_pb2.CARD_STAGE_SHIPPED
+    back = stage(issuing_pb2.CARD_STAGE_PERSONALIZED)
+    assert back.result_code == R.RESULT_CODE_DECLINED_INVALID_STATUS_CHANGE
+    balance = gw.auth.GetBalance(authorization_pb2.GetBalanceRequest(pan=pan))
+    assert (balance.stage, balance.status) == (issuing_pb2.CARD_STAGE_SHIPPED, authorization_pb2.CARD_STATUS_ISSUED)
+    assert load(gw, pan, 10_00).result_code == R.RESULT_CODE_APPROVED      # first use: active
+    assert gw.auth.GetBalance(authorization_pb2.GetBalanceRequest(pan=pan)).status == \
+        authorization_pb2.CARD_STATUS_ACTIVE
+    store = gw.gateway.store
+    with store.env.begin() as txn:
+        card_id = int.from_bytes(txn.get(store.pan_key.card_key(pan), db=store.db_pan_index), "big")
+        times = [txn.get(card_id.to_bytes(8, "big") + b"T" + bytes([s]), db=store.db_book) for s in (1, 2)]
+    assert all(t is not None for t in times)
+    with pytest.raises(grpc.RpcError) as caught:
+        stage(issuing_pb2.CARD_STAGE_UNSPECIFIED)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -152,6 +152,7 @@ operation = st.one_of(
     *[st.tuples(st.just("settle"), st.sampled_from(["confirm", "confirm", "release"]),
                 st.one_of(st.integers(1, 300), st.just("all"), st.just("all+1")),
                 st.integers(0, 10_000))] * 3,
+    st.tuples(st.just("stage"), card_index, st.sampled_from([1, 2, 2, 0, 3])),
     st.tuples(st.just("serials"), st.sampled_from([1, 2, 9]), st.sampled_from([1, 500, 10**6, 10**6 + 1, 0])),
     st.tuples(st.just("set_member"), card_index, st.sampled_from(["today", "in 2 days", 1231, 229, 1332])),
     st.tuples(st.just("adjust_points"), card_index, st.one_of(st.integers(1, 300), st.just("all"),
@@ -584,6 +585,9 @@ class Scenario:
                 card_key=CARD_KEYS[card], ref_request_id=rid, currency=records.POINTS_ASSET,
                 amount_minor=self.resolve(points, rec.reply["approved_minor"] if rec else 1)
                 if how == "confirm" else 0)
+        elif kind == "stage":
+            packed = records.pack_request(Op.SET_STAGE, self.new_id(), card_key=CARD_KEYS[drawn[1]],
+                                          target_status=drawn[2])
         elif kind == "serials":
             packed = records.pack_request(Op.ALLOCATE_SERIALS, self.new_id(), range_id=drawn[1],
                                           amount_minor=drawn[2])
@@ -676,11 +680,14 @@ class Scenario:
 def core_state(store):
     with store.env.begin() as txn:
         accounts, cards = {}, {}
-        members = {}
+        members, stage_times = {}, {}
         for key, value in txn.cursor(db=store.db_book):
             kind, owner, slot = records.parse_book_key(key)
             if kind in ("point_lot", "points_history"):
                 continue                    # indexes and history: the audit checks them
+            if kind == "stage_time":
+                stage_times[(owner, slot)] = int.from_bytes(value, "big")
+                continue
             if kind == "member":
                 m = records.unpack_member(value)
                 members[owner] = (m.month_index, m.tier, m.welcomed, m.birth_month, m.birth_day,
@@ -689,7 +696,7 @@ def core_state(store):
             elif kind == "card":
                 card = records.unpack_card(value)
                 cards[owner] = (card.status, card.pin_set, card.pin_failures, card.profile_id,
-                                card.contract_id)
+                                card.contract_id, card.stage)
             else:
                 acc = records.unpack_account(value)
                 accounts[(owner, slot)] = (acc.balance_minor, acc.pending_minor, acc.currency,
@@ -713,14 +720,15 @@ def core_state(store):
                  for k, u in usage.items()}
         reviews = {k: (int.from_bytes(v[:8], "big"), int.from_bytes(v[8:16], "big"), v[16])
                    for k, v in txn.cursor(db=store.db_reviews)}
-    return accounts, cards, journal, requests, holds, packages, usage, reviews, members
+    return accounts, cards, journal, requests, holds, packages, usage, reviews, members, stage_times
 
 
 def model_state(model):
     accounts = {k: (a.balance_minor, a.pending_minor, a.currency, a.credits_minor_total,
                     a.debits_minor_total) for k, a in model.accounts.items()}
     cards = {cid: (c.status, c.pin_verifier is not None, c.pin_failures, c.profile_id,
-                   c.contract_id) for cid, c in model.cards.items()}
+                   c.contract_id, c.stage) for cid, c in model.cards.items()}
+    stage_times = {(cid, stage): t for cid, c in model.cards.items() for stage, t in c.stage_times.items()}
     requests = {rid: (r.refunded_minor, r.flags) for rid, r in model.requests.items()}
     holds = {k: (h.card_id, h.status, h.held_minor, h.completed_minor, h.expires_s,
                  h.value_owner, h.volume_ml, h.counted, h.completed_volume_ml)
@@ -732,7 +740,8 @@ def model_state(model):
                    m.tier_review_s, m.lifetime_spend_minor, m.month_spend, m.month_points)
                for k, m in model.members.items()}
     usage = {k: (u.period_index, u.used, u.pending, u.odometer) for k, u in model.usage.items()}
-    return accounts, cards, model.journal, requests, holds, packages, usage, model.reviews, members
+    return accounts, cards, model.journal, requests, holds, packages, usage, model.reviews, members, \
+        stage_times
 
 
 def run_batch(store, model, packed, now_s):

@@ -68,6 +68,7 @@ cdef enum OpCode:
     OP_DEFINE_PARTNER = 37      # loyalty partner profile_id is named range_name (a merchant)
     OP_ALLOCATE_SERIALS = 38    # amount_minor card serial numbers of range range_id, in order
     OP_SET_STAGE = 39           # the card's production stage := target_status (CardStage), forward only
+    OP_REPLACE_CARD = 40        # lost or stolen: all of card_key moves to the card whose key is the payload
 
 # Same numbers as cardgate.v1.ResultCode, so the gateway maps them one to one.
 cdef enum ResultCode:
@@ -96,6 +97,8 @@ cdef enum ResultCode:
     RESULT_DECLINED_CARD_RANGE_EXISTS = 42
     RESULT_DECLINED_INVALID_STATUS_CHANGE = 43
     RESULT_DECLINED_RANGE_EXHAUSTED = 44      # the range has no card numbers left
+    RESULT_DECLINED_REPLACEMENT_UNUSABLE = 45 # a replacement must be a new, unused card of the range
+    RESULT_DECLINED_HOLDS_OPEN = 46           # open pre-authorizations or held points: settle first
     RESULT_DECLINED_HOLD_NOT_FOUND = 50
     RESULT_DECLINED_HOLD_ALREADY_COMPLETED = 51
     RESULT_DECLINED_HOLD_VOIDED = 52

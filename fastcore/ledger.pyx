@@ -853,8 +853,9 @@ cdef class _BatchApplier:
             _bytes(lot_id, REQUEST_ID_SIZE)
         return u64_be(lot.card_id) + kind.card_tag + key if by_card else key
 
-    cdef list card_lot_ids(self, _LotKind kind, uint64_t card_id):
-        """Ids of the card's lots still valid now, earliest-expiring first."""
+    cdef list card_lot_ids(self, _LotKind kind, uint64_t card_id, bint valid_only=True):
+        """Ids of the card's open lots (valid_only: still valid now), earliest-expiring
+        first."""
         cdef Py_ssize_t at = 8 + len(kind.card_tag)
         prefix = u64_be(card_id) + kind.card_tag
         ids = []
@@ -863,7 +864,7 @@ cdef class _BatchApplier:
             for key in cursor.iternext(keys=True, values=False):
                 if key[:at] != prefix:
                     break
-                if u64_from_be(<const unsigned char*><const char*>key + at) >= self.now_s:
+                if not valid_only or u64_from_be(<const unsigned char*><const char*>key + at) >= self.now_s:
                     ids.append(key[at + 8:])
         cursor.close()
         return ids
@@ -2174,6 +2175,83 @@ cdef class _BatchApplier:
         self.describe_lots(self.points, rp)
         return 0
 
+    # ---- lost or stolen: a replacement card -----------------------------------------
+
+    cdef int replace_card(self, const CoreRequest* rq, const char* payload, CoreReply* rp) except -1:
+        """Everything of a lost or stolen card moves to a new, never used card of the same
+        range: value, subscription and point lots (with their dates), points owed,
+        loyalty standing, fleet profile, contract and usage. The old card is closed for
+        good. Not while it has open pre-authorizations or held points."""
+        cdef CardRecord card, new
+        cdef MemberRecord member
+        cdef UsageRecord usage
+        cdef uint8_t bad = self.open_card(rq, &card, rp)
+        if not bad and (not self.find_card(<const uint8_t*>payload, &new) or new.range_id != card.range_id
+                        or new.status != CARD_ISSUED or new.activated_s or new.card_id == card.card_id
+                        or self.usable_card(&new, True)):
+            bad = RESULT_DECLINED_REPLACEMENT_UNUSABLE
+        if not bad and (self.balance_of(value_owner_of(&card), SLOT_CARD_HELD) or
+                        self.balance_of(card.card_id, SLOT_CARD_POINTS_HELD)):
+            bad = RESULT_DECLINED_HOLDS_OPEN
+        if bad:
+            rp.result = bad
+            return 0
+        cdef uint64_t seq = 0
+        cdef int64_t value = self.balance_of(card.card_id, SLOT_CARD_VALUE) if not card.contract_id else 0
+        if value > 0:
+            seq = self.post(rq.request_id, OP_REPLACE_CARD, card.card_id, SLOT_CARD_VALUE,
+                            new.card_id, SLOT_CARD_VALUE, rp.currency, value)
+        for kind in (self.packages, self.points):
+            moved = self.move_lots(kind, rq, &card, &new)
+            if moved:
+                last = self.post(rq.request_id, OP_REPLACE_CARD, card.card_id, kind.card_slot,
+                                 new.card_id, kind.card_slot, kind.asset, moved)
+                seq = seq or last
+            if kind is self.points:
+                owed = -self.balance_of(card.card_id, SLOT_CARD_POINTS_OWED)
+                if owed:
+                    last = self.post(rq.request_id, OP_REPLACE_CARD, new.card_id, SLOT_CARD_POINTS_OWED,
+                                     card.card_id, SLOT_CARD_POINTS_OWED, POINTS, owed)
+                    seq = seq or last
+                if moved or owed:
+                    self.record_points(card.card_id, seq, OP_REPLACE_CARD, owed - moved, 0)
+                    self.record_points(new.card_id, seq, OP_REPLACE_CARD, moved - owed, 0)
+        if self.get(member_key_of(card.card_id), None, self.db_book) is not None:
+            self.read_member(card.card_id, &member)
+            self.write_member(new.card_id, &member)
+        if self.read_usage(card.card_id, &usage):
+            self.write_usage(new.card_id, &usage)
+        new.profile_id, new.contract_id = card.profile_id, card.contract_id
+        new.load_day, new.loaded_today_minor = card.load_day, card.loaded_today_minor
+        new.stage = card.stage
+        if card.status != CARD_ISSUED:
+            new.status = CARD_ACTIVE if card.status == CARD_ACTIVE or card.activated_s else CARD_ISSUED
+            new.activated_s = self.now_s if new.status == CARD_ACTIVE else 0
+        self.write_card(&new)
+        card.status = CARD_CLOSED
+        self.write_card(&card)
+        self.approve(rq, rp, value, seq, &card)
+        return 0
+
+    cdef int64_t balance_of(self, uint64_t owner, uint8_t slot) except? -1:
+        cdef AccountRecord acc
+        return acc.balance_minor if self.read_account(owner, slot, &acc) else 0
+
+    cdef int64_t move_lots(self, _LotKind kind, const CoreRequest* rq, const CardRecord* card,
+                           const CardRecord* new) except -1:
+        """Re-home the card's open lots (their dates kept) to the new card; what they hold."""
+        cdef PackageRecord lot
+        cdef int64_t moved = 0
+        for lot_id in self.card_lot_ids(kind, card.card_id, False):
+            self.read_lot(kind, <const uint8_t*><const char*>lot_id, &lot)
+            self.delete(self.lot_keys(kind, &lot, <const uint8_t*><const char*>lot_id, True), None, kind.db_card)
+            lot.card_id = new.card_id
+            self.put(self.lot_keys(kind, &lot, <const uint8_t*><const char*>lot_id, True), b"", False, True,
+                     False, kind.db_card)
+            self.write_lot(kind, <const uint8_t*><const char*>lot_id, &lot)
+            moved += lot.units_left
+        return moved
+
     # ---- one request --------------------------------------------------------------
 
     cdef bint valid(self, const CoreRequest* rq):
@@ -2189,6 +2267,8 @@ cdef class _BatchApplier:
         if rq.op == OP_SET_MEMBER:
             return rq.payload_size == 0 and (rq.profile_id == 0 or (
                 1 <= rq.profile_id // 100 <= 12 and 1 <= rq.profile_id % 100 <= 31))
+        if rq.op == OP_REPLACE_CARD:
+            return rq.payload_size == CARD_KEY_SIZE
         if rq.payload_size != (sizeof(ProfileRecord) if rq.op == OP_SET_PROFILE else
                                sizeof(OutletRecord) if rq.op == OP_DEFINE_OUTLET else
                                sizeof(ProgramRecord) if rq.op == OP_SET_PROGRAM else
@@ -2244,7 +2324,7 @@ cdef class _BatchApplier:
         if rq.payload_size == 0:
             return True
         digest = hashlib.sha256(payload[:rq.payload_size]).digest()
-        if rq.op == OP_TRANSFER_POINTS:
+        if rq.op in (OP_TRANSFER_POINTS, OP_REPLACE_CARD):
             return digest[:REQUEST_ID_SIZE] == _bytes(rq.ref_request_id, REQUEST_ID_SIZE) and \
                 memcmp(payload, rq.card_key, CARD_KEY_SIZE) != 0     # not to itself
         if digest != _bytes(rq.card_key, CARD_KEY_SIZE):
@@ -2361,6 +2441,8 @@ cdef class _BatchApplier:
             self.allocate_serials(rq, rp)
         elif rq.op == OP_SET_STAGE:
             self.set_stage(rq, rp)
+        elif rq.op == OP_REPLACE_CARD:
+            self.replace_card(rq, payload, rp)
         elif rq.op in (OP_CONFIRM_POINTS, OP_RELEASE_POINTS):
             self.close_reservation(rq, rp)
         assert rp.result != 0, "operation left no result"

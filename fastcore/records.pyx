@@ -54,6 +54,7 @@ class Op(enum.IntEnum):
     DEFINE_PARTNER = OP_DEFINE_PARTNER
     ALLOCATE_SERIALS = OP_ALLOCATE_SERIALS
     SET_STAGE = OP_SET_STAGE
+    REPLACE_CARD = OP_REPLACE_CARD
 
 
 class CardStage(enum.IntEnum):
@@ -90,6 +91,8 @@ class Result(enum.IntEnum):
     DECLINED_CARD_RANGE_EXISTS = RESULT_DECLINED_CARD_RANGE_EXISTS
     DECLINED_INVALID_STATUS_CHANGE = RESULT_DECLINED_INVALID_STATUS_CHANGE
     DECLINED_RANGE_EXHAUSTED = RESULT_DECLINED_RANGE_EXHAUSTED
+    DECLINED_REPLACEMENT_UNUSABLE = RESULT_DECLINED_REPLACEMENT_UNUSABLE
+    DECLINED_HOLDS_OPEN = RESULT_DECLINED_HOLDS_OPEN
     DECLINED_HOLD_NOT_FOUND = RESULT_DECLINED_HOLD_NOT_FOUND
     DECLINED_HOLD_ALREADY_COMPLETED = RESULT_DECLINED_HOLD_ALREADY_COMPLETED
     DECLINED_HOLD_VOIDED = RESULT_DECLINED_HOLD_VOIDED
@@ -582,7 +585,7 @@ def pack_request(int op, bytes request_id, *, bytes ref_request_id=None, bytes c
         raise ValueError("payload is at most 65535 bytes")
     r.payload_size = len(payload)
     digest = hashlib.sha256(payload).digest()
-    if op == OP_TRANSFER_POINTS:        # card_key names the giving card: the digest goes here
+    if op in (OP_TRANSFER_POINTS, OP_REPLACE_CARD):  # card_key names the card: the digest goes here
         memcpy(r.ref_request_id, <char*>digest, REQUEST_ID_SIZE)
     else:
         memcpy(r.card_key, <char*>digest, CARD_KEY_SIZE)

@@ -315,6 +315,14 @@ class Operations:
                 raise validation.InvalidArgument("count", "the range is too full to draw numbers at "
                                                  "random; number its cards in order")
 
+    def replace_card(self, request_id_text, pan_text, new_pan_text, actor):
+        rid = validation.request_id(request_id_text)
+        old, new = self.card_key(pan_text), self.card_key(new_pan_text, "new_pan")
+        if old == new:
+            raise validation.InvalidArgument("new_pan", "is the card being replaced")
+        return self.submit_one(records.pack_request(Op.REPLACE_CARD, rid, card_key=old, payload=new,
+                                                    actor=actor), request_id_text)
+
     def set_card_stage(self, request_id_text, pan_text, stage):
         """stage: records.CardStage."""
         rid = validation.request_id(request_id_text)

@@ -50,6 +50,9 @@ RESULT_MESSAGES = {
     Result.DECLINED_CARD_RANGE_EXISTS: "declined: card range already exists",
     Result.DECLINED_INVALID_STATUS_CHANGE: "declined: status change not allowed",
     Result.DECLINED_RANGE_EXHAUSTED: "declined: the card range has no card numbers left",
+    Result.DECLINED_REPLACEMENT_UNUSABLE: "declined: the replacement must be a new, unused, unexpired "
+                                          "card of the same range",
+    Result.DECLINED_HOLDS_OPEN: "declined: the card has open pre-authorizations or held points",
     Result.PARTIALLY_APPROVED: "partially approved: the card had less than asked",
     Result.DECLINED_HOLD_NOT_FOUND: "declined: no such pre-authorization",
     Result.DECLINED_HOLD_ALREADY_COMPLETED: "declined: pre-authorization already completed",
@@ -350,6 +353,12 @@ class IssuingService(Servicer, issuing_pb2_grpc.IssuingServiceServicer):
                 issuing_pb2.IssuedCard(result_code=r.result, card_id=r.card_id,
                                        masked_pan=mask_parts(r.pan_first6, r.pan_last4, r.pan_length))
                 for r in replies])
+
+    @rpc
+    def ReplaceCard(self, request, context):
+        reply = self.ops.replace_card(request.request_id, request.pan, request.new_pan,
+                                      self.actor_of(context))
+        return issuing_pb2.ReplaceCardResponse(authorization=authorization_message(reply))
 
     @rpc
     def SetCardStage(self, request, context):

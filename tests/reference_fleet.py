@@ -270,10 +270,10 @@ class FleetRules:
         expected = {Op.SET_PROFILE: records.PROFILE_RECORD_SIZE,
                     Op.DEFINE_OUTLET: records.OUTLET_RECORD_SIZE,
                     Op.SET_PROGRAM: records.PROGRAM_RECORD_SIZE,
-                    Op.TRANSFER_POINTS: 32}.get(rq.op, 0)
+                    Op.TRANSFER_POINTS: 32, Op.REPLACE_CARD: 32}.get(rq.op, 0)
         if rq.payload_size != expected or len(payload) != expected:
             return False
-        if rq.op == Op.TRANSFER_POINTS:
+        if rq.op in (Op.TRANSFER_POINTS, Op.REPLACE_CARD):
             if hashlib.sha256(payload).digest()[:16] != rq.ref_request_id or payload == rq.card_key:
                 return False
         elif payload and hashlib.sha256(payload).digest() != rq.card_key:
@@ -293,7 +293,7 @@ class FleetRules:
             return rq.outlet_code != 0 and int.from_bytes(payload[:4], "little") == rq.outlet_code
         if rq.op == Op.SET_CONTRACT:
             return rq.contract_id != 0 and 0 <= rq.amount_minor <= records.BALANCE_MINOR_MAX
-        if rq.op == Op.ASSIGN_CARD:
+        if rq.op in (Op.ASSIGN_CARD, Op.REPLACE_CARD):
             return True
         if rq.op == Op.SET_PROGRAM:
             return self.valid_program(payload)

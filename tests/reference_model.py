@@ -5,6 +5,7 @@ instead of LMDB, Python objects instead of packed structs. Property tests feed b
 the same packed requests and compare every reply, balance and journal entry.
 """
 import collections
+import copy
 import dataclasses
 import functools
 
@@ -232,6 +233,52 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
             self.accounts[(SYSTEM + rq.range_id, slot)] = Account(POINTS, False)
         rp["currency"] = rq.currency
         self.approve(rq, rp, 0, 0)
+
+    def replace_card(self, rq, payload, rp, now_s, now_yyyymm):
+        """All of a lost or stolen card moves to a new, unused card of its range."""
+        card = self.open_card(rq, rp)
+        new = self.cards.get(self.pan_index.get(payload))
+        if new is None or new.range_id != card.range_id or new.status != CardStatus.ISSUED or \
+                new.activated_s or new.card_id == card.card_id or \
+                self.card_unusable(new, now_yyyymm, True) is not None:
+            raise Decline(Result.DECLINED_REPLACEMENT_UNUSABLE)
+        if self.accounts[(self.value_owner(card), Slot.CARD_HELD)].balance_minor or \
+                self.accounts[(card.card_id, Slot.CARD_POINTS_HELD)].balance_minor:
+            raise Decline(Result.DECLINED_HOLDS_OPEN)
+        seq = 0
+
+        def move(debit, credit, currency, amount):
+            nonlocal seq
+            last = self.post(rq.request_id, Op.REPLACE_CARD, debit, credit, currency, amount, now_s)
+            seq = seq or last
+
+        value = 0 if card.contract_id else self.accounts[(card.card_id, Slot.CARD_VALUE)].balance_minor
+        if value > 0:
+            move((card.card_id, Slot.CARD_VALUE), (new.card_id, Slot.CARD_VALUE), rp["currency"], value)
+        for kind in (PACKAGES, POINT_LOTS):
+            lots = getattr(self, kind.lots)
+            moved = 0
+            for lot in lots.values():
+                if lot.card_id == card.card_id and lot.status == records.PackageState.OPEN:
+                    lot.card_id = new.card_id
+                    moved += lot.units_left
+            if moved:
+                move((card.card_id, kind.card_slot), (new.card_id, kind.card_slot), kind.asset, moved)
+        owed = -self.points_owed(card)
+        if owed:
+            move((new.card_id, Slot.CARD_POINTS_OWED), (card.card_id, Slot.CARD_POINTS_OWED), POINTS, owed)
+        if card.card_id in self.members:
+            self.members[new.card_id] = dataclasses.replace(
+                self.members[card.card_id], month_spend=list(self.members[card.card_id].month_spend),
+                month_points=list(self.members[card.card_id].month_points))
+        if card.card_id in self.usage:
+            self.usage[new.card_id] = copy.deepcopy(self.usage[card.card_id])
+        new.profile_id, new.contract_id = card.profile_id, card.contract_id
+        new.load_day, new.loaded_today_minor, new.stage = card.load_day, card.loaded_today_minor, card.stage
+        if card.status != CardStatus.ISSUED and (card.status == CardStatus.ACTIVE or card.activated_s):
+            new.status, new.activated_s = CardStatus.ACTIVE, now_s
+        card.status = CardStatus.CLOSED
+        self.approve(rq, rp, value, seq)
 
     def set_stage(self, rq, packed, rp, now_s, now_yyyymm):
         card = self.open_card(rq, rp)
@@ -778,7 +825,8 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
                    Op.RESERVE_POINTS: self.reserve_points, Op.CONFIRM_POINTS: self.close_reservation,
                    Op.RELEASE_POINTS: self.close_reservation,
                    Op.DEFINE_PARTNER: self.define_partner,
-                   Op.ALLOCATE_SERIALS: self.allocate_serials, Op.SET_STAGE: self.set_stage}[rq.op]
+                   Op.ALLOCATE_SERIALS: self.allocate_serials, Op.SET_STAGE: self.set_stage,
+                   Op.REPLACE_CARD: self.replace_card}[rq.op]
         if rq.op in (Op.PURCHASE, Op.PREAUTH, Op.COMPLETE, Op.LOYALTY_SALE) and \
                 any(code not in self.catalog for code in rq.products):
             rp["result"] = Result.REJECTED_UNKNOWN_PRODUCT

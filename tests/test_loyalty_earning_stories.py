@@ -58,9 +58,9 @@ class Coalition:
             self.points[name] = loyalty_pb2_grpc.LoyaltyServiceStub(channel)
 
     def program(self, rules=(), **fields):
+        fields = {"expiry_kind": loyalty_pb2.POINTS_EXPIRY_KIND_NEVER, **fields}
         ok(self.loyalty.SetProgram(loyalty_pb2.SetProgramRequest(
-            request_id=new_id(), program_id=1, expiry_kind=loyalty_pb2.POINTS_EXPIRY_KIND_NEVER,
-            range_ids=[1], **fields)))
+            request_id=new_id(), program_id=1, range_ids=[1], **fields)))
         ok(self.loyalty.SetEarnRules(loyalty_pb2.SetEarnRulesRequest(
             request_id=new_id(), program_id=1, rules=rules)))
 
@@ -404,3 +404,40 @@ def test_a_held_redemption_is_confirmed_for_less_released_or_released_by_its_tim
         "+40 points: a held redemption was not confirmed in time; released",
         "-40 points: held for a redemption at Aroma",
         "+100 points: a held redemption was released"]
+
+
+def test_a_lost_card_is_replaced_with_its_balance_lots_and_tier_and_is_declined_everywhere(coalition):
+    from cardgate.v1 import issuing_pb2
+
+    c = coalition
+    c.program(rules=[loyalty_pb2.EarnRule(rule_id=1, kind=loyalty_pb2.EARN_RULE_KIND_PER_AMOUNT,
+                                          points=1, per=100)],
+              tiers=[loyalty_pb2.Tier(name="Gold", minimum=100_00, multiplier_permille=1500)],
+              expiry_kind=loyalty_pb2.POINTS_EXPIRY_KIND_MONTH_END_AFTER, expiry_n=6)
+    lost, spare = c.card(30, funds=300_00), c.card(31)
+    assert c.auth["aroma"].Purchase(authorization_pb2.PurchaseRequest(
+        request_id=new_id(), pan=lost, amount=eur(120_00))).authorization.loyalty.tier == "Gold"
+    c.now[0] += 40 * 86400                          # a second lot, expiring a month later
+    c.sale("aroma", lost, 10_00)
+    before = c.loyalty.GetPoints(loyalty_pb2.GetPointsRequest(pan=lost))
+    replaced = c.gw.issuing.ReplaceCard(issuing_pb2.ReplaceCardRequest(
+        request_id=new_id(), pan=lost, new_pan=spare)).authorization
+    assert (replaced.result_code, replaced.approved.amount_minor) == (R.RESULT_CODE_APPROVED, 180_00)
+    after = c.loyalty.GetPoints(loyalty_pb2.GetPointsRequest(pan=spare))
+    assert (after.points, list(after.expiring)) == (before.points, list(before.expiring)) and after.points == 135
+    assert c.loyalty.GetMember(loyalty_pb2.GetMemberRequest(pan=spare)).tier == "Gold"
+    assert c.auth["aroma"].GetBalance(authorization_pb2.GetBalanceRequest(pan=spare)).balance.balance_minor == 180_00
+    # The old card, everywhere:
+    closed = R.RESULT_CODE_DECLINED_CARD_CLOSED
+    assert c.auth["aroma"].Purchase(authorization_pb2.PurchaseRequest(
+        request_id=new_id(), pan=lost, amount=eur(1_00))).authorization.result_code == closed
+    assert c.auth["aroma"].LoadValue(authorization_pb2.LoadValueRequest(
+        request_id=new_id(), pan=lost, amount=eur(1_00))).authorization.result_code == closed
+    assert c.sale("aroma", lost, 1_00).result_code == closed
+    assert c.redeem("aroma", lost, 1).result_code == closed
+    assert c.auth["aroma"].PreAuthorize(authorization_pb2.PreAuthorizeRequest(
+        request_id=new_id(), pan=lost, amount=eur(1_00))).authorization.result_code == closed
+    assert c.gw.issuing.ReplaceCard(issuing_pb2.ReplaceCardRequest(
+        request_id=new_id(), pan=lost, new_pan=c.card(32))).authorization.result_code == closed
+    # The new card works, tier multiplier included.
+    assert c.sale("aroma", spare, 10_00).loyalty.points_earned == 15

@@ -153,6 +153,8 @@ operation = st.one_of(
                 st.one_of(st.integers(1, 300), st.just("all"), st.just("all+1")),
                 st.integers(0, 10_000))] * 3,
     st.tuples(st.just("stage"), card_index, st.sampled_from([1, 2, 2, 0, 3])),
+    # a lost card replaced by a spare (cards 2 and 4 are issued and never used, 5 unknown)
+    st.tuples(st.just("replace"), card_index, st.sampled_from([2, 4, 4, 5, 0, 3])),
     st.tuples(st.just("serials"), st.sampled_from([1, 2, 9]), st.sampled_from([1, 500, 10**6, 10**6 + 1, 0])),
     st.tuples(st.just("set_member"), card_index, st.sampled_from(["today", "in 2 days", 1231, 229, 1332])),
     st.tuples(st.just("adjust_points"), card_index, st.one_of(st.integers(1, 300), st.just("all"),
@@ -345,6 +347,15 @@ BOUNDARY_STORY = [
          ("reserve", 6, 6)]),
     (3600, [("settle", "confirm", 1, 2),        # its hold timed out at the batch's start
             ("settle", "confirm", 1, -1)]),     # a request that reserved nothing
+    # Lost cards: card 6 (points, a fleet profile) is replaced by spare card 5.
+    (0, [("spare", 5),
+         ("fleet", "preauth", 6, 500, 0, "up", (DIESEL,), OUTLET_NORTH, False, False),
+         ("replace", 6, 5),                     # an open pre-authorization: settle it first
+         ("replace", 3, 5),                     # another range's card
+         ("replace", 7, 4)]),                   # card 4 has expired: no replacement
+    (3600, [("replace", 6, 5),                  # the hold timed out: replaced
+            ("replace", 6, 5),                  # closed now
+            ("redeem", 5, 1)]),                 # its points came along
 ]
 
 
@@ -585,6 +596,13 @@ class Scenario:
                 card_key=CARD_KEYS[card], ref_request_id=rid, currency=records.POINTS_ASSET,
                 amount_minor=self.resolve(points, rec.reply["approved_minor"] if rec else 1)
                 if how == "confirm" else 0)
+        elif kind == "spare":
+            packed = records.pack_request(Op.ISSUE_CARD, self.new_id(), card_key=CARD_KEYS[drawn[1]],
+                                          range_id=1, expiry_yyyymm=209912, pan_first6=627700,
+                                          pan_last4=9000 + drawn[1], pan_length=16)
+        elif kind == "replace":
+            packed = records.pack_request(Op.REPLACE_CARD, self.new_id(), card_key=CARD_KEYS[drawn[1]],
+                                          payload=CARD_KEYS[drawn[2]])
         elif kind == "stage":
             packed = records.pack_request(Op.SET_STAGE, self.new_id(), card_key=CARD_KEYS[drawn[1]],
                                           target_status=drawn[2])
@@ -794,6 +812,8 @@ def test_core_matches_reference_model_and_keeps_invariants(drawn_batches):
                 event("redemption blocked: points owed")
             if reply.points_redeemed:
                 event("a sale partly paid with points")
+            if reply.op == Op.REPLACE_CARD:
+                event(f"replacement: {Result(reply.result).name}")
             if reply.op in (Op.CONFIRM_POINTS, Op.RELEASE_POINTS):
                 event(f"reservation settled: {Result(reply.result).name}")
 
@@ -827,7 +847,8 @@ def test_boundary_story_reaches_every_decline():
     reached = [r.result for r in replies]
     flagged = [r for r in replies if r.review]
     assert [(r.volume_ml, r.limit_hit - 1) for r in flagged] == \
-        [(64_210, records.limit_index(T, Measure.VOLUME))]
+        [(64_210, records.limit_index(T, Measure.VOLUME)),      # past the soft 60 L a sale
+         (100_000, records.limit_index(T, Measure.VOLUME))]     # a pump allowed the day's 100 L
     assert [r.prompts_missing for r in replies if r.result == Result.DECLINED_PROMPT_REQUIRED] == \
         [Prompt.ODOMETER, Prompt.DRIVER]
     R = Result
@@ -891,6 +912,9 @@ def test_boundary_story_reaches_every_decline():
         R.APPROVED, R.DECLINED_HOLD_ALREADY_COMPLETED, R.APPROVED,
         R.APPROVED, R.DECLINED_HOLD_VOIDED, R.APPROVED,
         R.DECLINED_HOLD_EXPIRED, R.DECLINED_HOLD_NOT_FOUND,
+        R.APPROVED, R.APPROVED, R.DECLINED_HOLDS_OPEN, R.DECLINED_REPLACEMENT_UNUSABLE,
+        R.DECLINED_REPLACEMENT_UNUSABLE,
+        R.APPROVED, R.DECLINED_CARD_CLOSED, R.APPROVED,
     ]
     earning = [(r.points_earned, r.discount_minor, r.tier, r.earn_flags, r.balance_minor)
                for r in replies if r.op == Op.LOYALTY_SALE and r.result == R.APPROVED]

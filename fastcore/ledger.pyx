@@ -903,9 +903,7 @@ cdef class _BatchApplier:
     cdef int64_t points_owed(self, uint64_t card_id) except? -1:
         """Points a return took back after they were spent (<= 0): the card's points
         balance is its lots less these."""
-        cdef AccountRecord acc
-        assert self.read_account(card_id, SLOT_CARD_POINTS_OWED, &acc), "card without owed points account"
-        return acc.balance_minor
+        return self.balance_of(card_id, SLOT_CARD_POINTS_OWED)
 
     cdef int issue_lot(self, _LotKind kind, const CoreRequest* rq, CoreReply* rp) except -1:
         """Sell a package, or earn points: the first one of a new card activates it."""
@@ -922,13 +920,14 @@ cdef class _BatchApplier:
         self.activate(&card)
         if kind is self.points:
             self.partner = self.partner_of(rq.outlet_code)
-            seq = self.credit_points(rq, &card, rq.amount_minor, rq.valid_until_s, OP_EARN_POINTS)
+            seq = self.credit_points(rq, &card, rq.amount_minor, rq.valid_until_s, OP_EARN_POINTS,
+                                     self.partner)
             self.record_points(card.card_id, seq, OP_EARN_POINTS, rq.amount_minor, rq.outlet_code)
         else:
             seq = self.post(rq.request_id, kind.op_issue, SYSTEM_OWNER_BASE + card.range_id,
                             kind.issued_slot, card.card_id, kind.card_slot, kind.asset,
                             rq.amount_minor)
-            self.new_lot(kind, rq, &card, rq.amount_minor, rq.valid_until_s)
+            self.new_lot(kind, rq, &card, rq.amount_minor, rq.valid_until_s, True, 0)
         self.approve(rq, rp, rq.amount_minor, seq)
         self.describe_lots(kind, rp)
         return 0
@@ -941,12 +940,13 @@ cdef class _BatchApplier:
         return 0
 
     cdef int new_lot(self, _LotKind kind, const CoreRequest* rq, const CardRecord* card,
-                     int64_t amount, uint64_t valid_until_s, bint by_program=True,
+                     int64_t amount, uint64_t valid_until_s, bint by_program, uint32_t issuer,
                      uint64_t held_until_s=0) except -1:
-        """A lot on the card keyed by the request's id. New points (by_program) take their
-        expiry from the card's program when not given (valid_until_s 0), and wait its
-        returns window; transferred ones keep what they had. Points held for a redemption
-        (held_until_s) are out of the card's index until they are released."""
+        """A lot on the card keyed by the request's id, of points `issuer` issued. New
+        points (by_program) take their expiry from the card's program when not given
+        (valid_until_s 0), and wait its returns window; transferred ones keep what they had.
+        Points held for a redemption (held_until_s) are out of the card's index until they
+        are released."""
         cdef PackageRecord lot
         cdef const ProgramRecord* program
         cdef uint64_t available_from_s = self.now_s
@@ -966,7 +966,7 @@ cdef class _BatchApplier:
         lot.created_s = self.now_s
         lot.valid_until_s = valid_until_s
         lot.available_from_s = available_from_s
-        lot.partner_id = self.partner if by_program else self.origin_partner
+        lot.partner_id = issuer
         self.write_lot(kind, rq.request_id, &lot)
         self.put(self.lot_keys(kind, &lot, rq.request_id, False), b"", False, True, False, kind.db_expiry)
         if not held_until_s:
@@ -1079,7 +1079,7 @@ cdef class _BatchApplier:
             seq = self.post(rq.request_id, OP_ADJUST_POINTS, card.card_id, SLOT_CARD_POINTS,
                             adjusted, SLOT_RANGE_POINTS_ADJUSTED, POINTS, rq.amount_minor, rq.reason)
         else:
-            seq = self.credit_points(rq, &card, rq.amount_minor, 0, OP_ADJUST_POINTS,
+            seq = self.credit_points(rq, &card, rq.amount_minor, 0, OP_ADJUST_POINTS, 0,
                                      SLOT_RANGE_POINTS_ADJUSTED, rq.reason)
         self.record_points(card.card_id, seq, OP_ADJUST_POINTS,
                            -rq.amount_minor if rq.flags & REQUEST_ADJUST_DOWN else rq.amount_minor, 0)
@@ -1110,9 +1110,8 @@ cdef class _BatchApplier:
         self.activate(&receiver)
         seq = self.post(rq.request_id, OP_TRANSFER_POINTS, card.card_id, SLOT_CARD_POINTS,
                         receiver.card_id, SLOT_CARD_POINTS, POINTS, rq.amount_minor)
-        self.origin_partner = taken[0][0]      # the lot keeps the first issuer's name
-        self.new_lot(self.points, rq, &receiver, rq.amount_minor, earliest_s, False)
-        self.origin_partner = 0
+        # One lot, named after the partner that issued the first of its points.
+        self.new_lot(self.points, rq, &receiver, rq.amount_minor, earliest_s, False, taken[0][0])
         self.record_points(card.card_id, seq, OP_TRANSFER_POINTS, -rq.amount_minor, 0)
         self.record_points(receiver.card_id, seq, OP_TRANSFER_POINTS, rq.amount_minor, 0)
         self.approve(rq, rp, rq.amount_minor, seq)
@@ -1319,7 +1318,7 @@ cdef class _BatchApplier:
                 self.write_request(&purchase)
                 if original.reply.points_earned < 0:    # the points it took back return
                     points_seq = self.credit_points(rq, &card, -original.reply.points_earned, 0,
-                                                    OP_EARN_POINTS)
+                                                    OP_EARN_POINTS, 0)
                     self.record_points(card.card_id, points_seq, OP_REVERSAL,
                                        -original.reply.points_earned, 0)
                 self.count_member(&card, amount, -original.reply.points_earned)
@@ -1333,17 +1332,13 @@ cdef class _BatchApplier:
         """A reversed sale's points come back, as one new lot named after the partner that
         issued the first of them (the reversal entry keeps where they were redeemed)."""
         cdef JournalEntry entry
-        cdef PackageRecord lot
         value = self.get(u64_be(original.reply.journal_seq + 1), None, self.db_journal)
         memcpy(&entry, <const char*>value, sizeof(entry))
         assert entry.op == OP_REDEEM_POINTS, "a sale paid with points without its redemption"
         self.partner, self.origin_partner = entry.partner_id, entry.origin_partner
         points_seq = self.credit_points(rq, card, original.reply.points_redeemed, 0, OP_REVERSAL,
-                                        SLOT_RANGE_POINTS_REDEEMED)
+                                        entry.origin_partner, SLOT_RANGE_POINTS_REDEEMED)
         self.record_points(card.card_id, points_seq, OP_REVERSAL, original.reply.points_redeemed, 0)
-        if self.read_lot(self.points, rq.request_id, &lot):    # none if it all paid owed points
-            lot.partner_id = entry.origin_partner
-            self.write_lot(self.points, rq.request_id, &lot)
         self.partner = self.origin_partner = 0
         return 0
 
@@ -1652,7 +1647,7 @@ cdef class _BatchApplier:
                 (<const OutletRecord*><const char*>value).partner_id != outlet.partner_id):
             rp.result = RESULT_DECLINED_OUTLET_CODE_TAKEN       # another outlet, or partner
             return 0
-        if not self.partner_exists(outlet.partner_id):
+        if not self.configured(b'N', outlet.partner_id):
             rp.result = RESULT_DECLINED_UNKNOWN_PARTNER
             return 0
         self.put(key, _bytes(payload, sizeof(OutletRecord)), False, True, False, self.db_config)
@@ -1660,15 +1655,16 @@ cdef class _BatchApplier:
         self.approve(rq, rp, 0, 0)
         return 0
 
-    cdef bint profile_exists(self, uint32_t profile_id) except -1:
-        return profile_id == 0 or \
-            self.get(config_key_of(b'F', profile_id), None, self.db_config) is not None
+    cdef bint configured(self, char kind, uint32_t id_) except -1:
+        """No reference (0), or one to a record the configuration has ('F' profile, 'N'
+        partner, 'O' outlet, 'G' program)."""
+        return id_ == 0 or self.get(config_key_of(kind, id_), None, self.db_config) is not None
 
     cdef int set_contract(self, const CoreRequest* rq, CoreReply* rp) except -1:
         cdef ContractRecord contract
         cdef AccountRecord acc
         cdef uint64_t owner = CONTRACT_OWNER_BASE + rq.contract_id
-        if not self.profile_exists(rq.profile_id):
+        if not self.configured(b'F', rq.profile_id):
             rp.result = RESULT_DECLINED_UNKNOWN_PROFILE
             return 0
         key = config_key_of(b'C', rq.contract_id)
@@ -1705,7 +1701,7 @@ cdef class _BatchApplier:
         if bad:
             rp.result = bad
             return 0
-        if not self.profile_exists(rq.profile_id):
+        if not self.configured(b'F', rq.profile_id):
             rp.result = RESULT_DECLINED_UNKNOWN_PROFILE
             return 0
         if rq.contract_id:
@@ -1820,11 +1816,11 @@ cdef class _BatchApplier:
         return 0
 
     cdef uint64_t credit_points(self, const CoreRequest* rq, const CardRecord* card,
-                                int64_t amount, uint64_t valid_until_s, uint8_t op,
+                                int64_t amount, uint64_t valid_until_s, uint8_t op, uint32_t issuer,
                                 uint8_t source_slot=SLOT_RANGE_POINTS_ISSUED,
                                 uint8_t reason=0) except 0:
         """Points onto the card: first they pay back what returns left owed, the rest
-        becomes a lot (issued at self.partner). The first journal seq."""
+        becomes a lot of `issuer`'s points. The first journal seq."""
         cdef uint64_t owner = SYSTEM_OWNER_BASE + card.range_id, seq = 0
         cdef int64_t owed = -self.points_owed(card.card_id)
         cdef int64_t repay = owed if owed < amount else amount
@@ -1835,7 +1831,7 @@ cdef class _BatchApplier:
             last = self.post(rq.request_id, op, owner, source_slot, card.card_id,
                              SLOT_CARD_POINTS, POINTS, amount - repay, reason)
             seq = seq or last
-            self.new_lot(self.points, rq, card, amount - repay, valid_until_s)
+            self.new_lot(self.points, rq, card, amount - repay, valid_until_s, True, issuer)
         return seq
 
     cdef int64_t earn_on_sale(self, const CoreRequest* rq, const CardRecord* card, int64_t spend,
@@ -1880,7 +1876,7 @@ cdef class _BatchApplier:
         rp.earn_flags = line.earn_flags
         if points <= 0:
             return 0
-        seq = self.credit_points(rq, card, points, 0, OP_EARN_POINTS)
+        seq = self.credit_points(rq, card, points, 0, OP_EARN_POINTS, self.partner)
         self.record_points(card.card_id, seq, rq.op, points, rq.outlet_code, &line)
         rp.points_seq = seq
         return seq
@@ -2001,17 +1997,17 @@ cdef class _BatchApplier:
         cdef const EarnRule* rule
         cdef CatalogRecord catalog
         cdef int i, j
-        if self.get(config_key_of(b'G', rq.profile_id), None, self.db_config) is None:
+        if not self.configured(b'G', rq.profile_id):       # (valid() refused program 0)
             rp.result = RESULT_DECLINED_UNKNOWN_PROGRAM
             return 0
         self.read_catalog(&catalog)
         for i in range(rq.payload_size // sizeof(EarnRule)):
             rule = <const EarnRule*>(payload + i * sizeof(EarnRule))
             for j in range(rule.place_count):
-                if self.get(config_key_of(b'O', rule.outlets[j]), None, self.db_config) is None:
+                if rule.outlets[j] == 0 or not self.configured(b'O', rule.outlets[j]):
                     rp.result = RESULT_DECLINED_UNKNOWN_OUTLET
                     return 0
-            if rule.scope == SCOPE_PARTNER and not self.partner_exists(rule.partner_id):
+            if rule.scope == SCOPE_PARTNER and not self.configured(b'N', rule.partner_id):
                 rp.result = RESULT_DECLINED_UNKNOWN_PARTNER
                 return 0
             for j in range(PRODUCT_SET_SIZE):
@@ -2023,10 +2019,6 @@ cdef class _BatchApplier:
         self.programs.clear()
         self.approve(rq, rp, 0, 0)
         return 0
-
-    cdef bint partner_exists(self, uint32_t partner_id) except -1:
-        return partner_id == 0 or \
-            self.get(config_key_of(b'N', partner_id), None, self.db_config) is not None
 
     cdef int define_partner(self, const CoreRequest* rq, CoreReply* rp) except -1:
         """A loyalty partner (a merchant company): its number and name; renaming is fine."""
@@ -2074,10 +2066,8 @@ cdef class _BatchApplier:
                              card.card_id, SLOT_CARD_POINTS_HELD, POINTS, amount)
             seq = seq or last
         # One held lot; released, its points expire with the earliest of them.
-        self.origin_partner = taken[0][0]
-        self.new_lot(self.points, rq, &card, rq.amount_minor, earliest_s, False,
+        self.new_lot(self.points, rq, &card, rq.amount_minor, earliest_s, False, taken[0][0],
                      self.now_s + self.hold_timeout_s)
-        self.origin_partner = 0
         self.record_points(card.card_id, seq, OP_RESERVE_POINTS, -rq.amount_minor, rq.outlet_code)
         self.approve(rq, rp, rq.amount_minor, seq)
         self.describe_lots(self.points, rp)

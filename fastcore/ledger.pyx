@@ -980,21 +980,20 @@ cdef class _BatchApplier:
         taken: gets [issuing partner, amount] for each run of lots of one partner."""
         cdef PackageRecord lot
         cdef int64_t available = 0, pending = 0, take
-        usable = self.card_lot_ids(kind, card.card_id)
-        ready = []                                   # those usable now, not in a returns window
-        for lot_id in usable:
+        ready = []                                   # (id, record) usable now, not in a returns window
+        for lot_id in self.card_lot_ids(kind, card.card_id):
             assert self.read_lot(kind, <const uint8_t*><const char*>lot_id, &lot), "index without lot"
             if lot.available_from_s > self.now_s:
                 pending += lot.units_left
             else:
                 available += lot.units_left
-                ready.append(lot_id)
+                ready.append((lot_id, _bytes(&lot, sizeof(lot))))
         if available < need:
             return RESULT_DECLINED_POINTS_PENDING if available + pending >= need else kind.none_left
-        for i, lot_id in enumerate(ready):
+        for i, (lot_id, record) in enumerate(ready):
             if need == 0:
                 break
-            self.read_lot(kind, <const uint8_t*><const char*>lot_id, &lot)
+            memcpy(&lot, <const char*>record, sizeof(lot))
             if i == 0:
                 earliest_s[0] = lot.valid_until_s
             take = lot.units_left if lot.units_left < need else need
@@ -1981,9 +1980,8 @@ cdef class _BatchApplier:
                         rq.currency, payable)
         if taken:
             self.partner = self.partner_of(rq.outlet_code)
-            self.post_use(self.points, rq, &card, taken)
-            self.record_points(card.card_id, self.next_seq - 1, OP_REDEEM_POINTS, -points,
-                               rq.outlet_code)
+            used_seq = self.post_use(self.points, rq, &card, taken)
+            self.record_points(card.card_id, used_seq, OP_REDEEM_POINTS, -points, rq.outlet_code)
             rp.points_redeemed = points
             rp.points_value_minor = value
         self.earn_on_sale(rq, &card, payable - value, rq.volume_ml, rq.target_status, rp,
@@ -2343,7 +2341,7 @@ cdef class _BatchApplier:
         cdef RequestRecord rec
         memset(rp, 0, sizeof(CoreReply))
         self.actor = rq.actor
-        self.partner = 0
+        self.partner = self.origin_partner = 0      # where it happens, whose points it uses
         rp.op = rq.op
         if not self.valid(rq) or not self.valid_payload(rq, payload):
             rp.result = RESULT_REJECTED_INVALID_REQUEST

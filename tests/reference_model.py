@@ -791,7 +791,7 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
         payload = packed[records.REQUEST_SIZE:]
         rp = blank_reply(rq.op)
         self.actor = rq.actor
-        self.partner = 0
+        self.partner = self.origin_partner = 0
         extended = self.valid_extended(rq, payload)
         if extended is False or (extended is None and not self.valid(rq)):
             rp["result"] = Result.REJECTED_INVALID_REQUEST

@@ -217,27 +217,36 @@ cdef inline int levels_reached(const int64_t* minimums, int count, int64_t value
     return reached
 
 
+cdef inline uint8_t tier_due(const ProgramRecord* program, const MemberRecord* member,
+                            uint64_t now_s):
+    """The tier the rolling total gives a (rolled) member now: up at once, down only
+    from its review date (a year after it was reached)."""
+    cdef uint8_t reached = levels_reached(program.tier_min, program.tier_count,
+                                          rolling_total(program, member))
+    if reached > member.tier or (reached < member.tier and now_s >= member.tier_review_s):
+        return reached
+    return member.tier
+
+
 cdef inline bint count_sale(const ProgramRecord* program, MemberRecord* member,
                             int64_t spend, int64_t points, uint64_t now_s):
     """Count a sale (spend may be negative: a return) towards lifetime spend and the
-    rolling months, then move the tier: up at once, down only from its review date (a
-    year after it was reached). True when the tier went up."""
-    cdef uint8_t reached
+    rolling months, then move the tier (tier_due). True when the tier went up."""
+    cdef uint8_t due
+    cdef bint up
     cdef int slot = member.month_index % SPEND_MONTHS
     member.lifetime_spend_minor += spend
     if member.lifetime_spend_minor < 0:
         member.lifetime_spend_minor = 0
     member.month_spend[slot] += spend
     member.month_points[slot] += points
-    reached = levels_reached(program.tier_min, program.tier_count, rolling_total(program, member))
-    if reached > member.tier:
-        member.tier = reached
-        member.tier_review_s = now_s + 365 * 86400
-        return True
-    if reached < member.tier and now_s >= member.tier_review_s:
-        member.tier = reached
-        member.tier_review_s = now_s + 365 * 86400
-    return False
+    due = tier_due(program, member, now_s)
+    if due == member.tier:
+        return False
+    up = due > member.tier
+    member.tier = due
+    member.tier_review_s = now_s + 365 * 86400
+    return up
 
 
 cdef inline uint16_t discount_of(const ProgramRecord* program, int64_t lifetime_spend):

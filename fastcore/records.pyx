@@ -11,6 +11,7 @@ from collections import namedtuple
 from libc.string cimport memcpy, memset, strncpy
 
 from layout cimport *  # found through the build include path (setup.py)
+from earning cimport discount_of, roll_member, rolling_total, tier_due
 
 
 class Op(enum.IntEnum):
@@ -389,6 +390,22 @@ def unpack_member(bytes data):
                   m.birth_day, m.birthday_year, m.tier_review_s, m.lifetime_spend_minor,
                   tuple(m.month_spend[i] for i in range(SPEND_MONTHS)),
                   tuple(m.month_points[i] for i in range(SPEND_MONTHS)))
+
+
+def member_standing(bytes program, bytes member, uint64_t now_s):
+    """(tier, rolling total, discount_bp) of a member record (None: not a member yet)
+    under a program record at now_s, as the next sale would see them: the core's own
+    rules (earning.pxd), on a copy."""
+    cdef MemberRecord m
+    _check_size(program, sizeof(ProgramRecord), "program")
+    cdef const ProgramRecord* p = <const ProgramRecord*><const char*>program
+    if member is None:
+        memset(&m, 0, sizeof(m))
+    else:
+        _check_size(member, sizeof(MemberRecord), "member")
+        memcpy(&m, <const char*>member, sizeof(m))
+    roll_member(p, &m, now_s)
+    return tier_due(p, &m, now_s), rolling_total(p, &m), discount_of(p, m.lifetime_spend_minor)
 
 
 EarnPartView = namedtuple("EarnPartView", "rule_id kind points per earned")

@@ -2,7 +2,6 @@
 earned (or a return took back) and why, the card's tier, and the discount to apply with
 its reason; on request, the member's standing (tier, progress, discount)."""
 import collections
-import datetime
 
 from cardgate.fastcore import records
 from cardgate.fastcore.records import Op
@@ -50,30 +49,14 @@ Standing = collections.namedtuple("Standing", "tier rolling_total next_tier to_n
                                   "tier_review_s discount_bp next_discount_bp to_next_discount")
 
 
-def _month_index(program, now_s: int) -> int:
-    local = datetime.datetime.fromtimestamp(now_s + program.utc_offset_min * 60, datetime.timezone.utc)
-    return (local.year - 1970) * 12 + local.month - 1
-
-
-def standing(program, member, now_s: int) -> Standing:
-    """Where the member stands now, as the next sale would see it: its 12-month total
-    (months past the window dropped), its tier (lower only from the review date), the
-    next tier and discount level and what they take."""
-    member = member or records.Member(0, 0, False, 0, 0, 0, 0, 0, (0,) * 12, (0,) * 12)
-    buckets = member.month_points if program.tiers_by_points else member.month_spend
-    months_ago = _month_index(program, now_s) - member.month_index
-    total = sum(buckets[(member.month_index - k) % 12] for k in range(12 - months_ago)) \
-        if months_ago < 12 else 0
-    reached = sum(1 for tier in program.tiers if total >= tier.minimum)
-    tier = min(member.tier, len(program.tiers))
-    if reached > tier or (reached < tier and now_s >= member.tier_review_s):
-        tier = reached
+def standing(program, member, tier: int, rolling_total: int, discount_bp: int) -> Standing:
+    """Where the member stands now (tier, 12-month total and discount from
+    Store.read_membership), with the next tier and discount level and what they take."""
+    spend = member.lifetime_spend_minor if member else 0
     upper = program.tiers[tier] if tier < len(program.tiers) else None
-    bp = max((s.discount_bp for s in program.discounts
-              if member.lifetime_spend_minor >= s.minimum_spend_minor), default=0)
-    step = next((s for s in program.discounts if s.minimum_spend_minor > member.lifetime_spend_minor),
-                None)
-    return Standing(tier, total, upper.name if upper else "",
-                    max(upper.minimum - total, 0) if upper else 0, member.tier_review_s, bp,
+    step = next((s for s in program.discounts if s.minimum_spend_minor > spend), None)
+    return Standing(tier, rolling_total, upper.name if upper else "",
+                    max(upper.minimum - rolling_total, 0) if upper else 0,
+                    member.tier_review_s if member else 0, discount_bp,
                     step.discount_bp if step else 0,
-                    step.minimum_spend_minor - member.lifetime_spend_minor if step else 0)
+                    step.minimum_spend_minor - spend if step else 0)

@@ -67,13 +67,12 @@ class LoyaltyService(Servicer, loyalty_pb2_grpc.LoyaltyServiceServicer):
     def GetMember(self, request, context):
         card = self.known_card(request.pan, context)[0]
         store = self.ops.store
-        found = store.read_program_of_range(card.range_id)
+        found = store.read_membership(card, self.ops.clock())
         if found is None:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, "pan: the card's range is in no "
                           "loyalty program")
-        program = found[0]
-        member = store.read_member(card.card_id)
-        now = standing(program, member, self.ops.clock())
+        program, member, (tier, rolling_total, discount_bp) = found
+        now = standing(program, member, tier, rolling_total, discount_bp)
         return loyalty_pb2.GetMemberResponse(
             masked_pan=mask_parts(card.pan_first6, card.pan_last4, card.pan_length),
             program_id=program.program_id, tier=loyalty_words.tier_name(program, now.tier),

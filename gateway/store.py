@@ -132,8 +132,11 @@ class Store:
     def read_program_of_range(self, range_id: int):
         """(records.Program, rules) of the program a card range is in, or None."""
         with self.env.begin() as txn:
-            link = txn.get(records.config_key("g", range_id), db=self.db_config)
-            return self._program(txn, int.from_bytes(link, "little")) if link else None
+            return self._program(txn, self._program_id_of_range(txn, range_id))
+
+    def _program_id_of_range(self, txn, range_id):
+        link = txn.get(records.config_key("g", range_id), db=self.db_config)
+        return int.from_bytes(link, "little") if link else 0
 
     def _program(self, txn, program_id):
         value = txn.get(records.config_key("G", program_id), db=self.db_config)
@@ -148,11 +151,19 @@ class Store:
             value = txn.get(records.config_key("N", partner_id), db=self.db_config)
         return value.rstrip(b"\0").decode("utf-8", "replace") if value else ""
 
-    def read_member(self, card_id: int):
-        """records.Member of a card that has taken part in a program, or None."""
+    def read_membership(self, card, now_s: int):
+        """(records.Program, records.Member or None, (tier, rolling total, discount_bp)
+        as the next sale would see them) of a card, read at once; None when its range is
+        in no program."""
         with self.env.begin() as txn:
-            value = txn.get(records.member_key(card_id), db=self.db_book)
-            return records.unpack_member(value) if value is not None else None
+            program = txn.get(records.config_key("G", self._program_id_of_range(txn, card.range_id)),
+                              db=self.db_config)
+            if program is None:
+                return None
+            member = txn.get(records.member_key(card.card_id), db=self.db_book)
+            return (records.unpack_program(program),
+                    records.unpack_member(member) if member is not None else None,
+                    records.member_standing(program, member, now_s))
 
     def read_outlet(self, outlet_code: int):
         """records.Outlet, or None."""

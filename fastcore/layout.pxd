@@ -569,6 +569,9 @@ cdef inline bytes member_key_of(uint64_t card_id):
 cdef inline bytes history_key_of(uint64_t card_id, uint64_t seq):
     return u64_be(card_id) + b'H' + u64_be(seq)
 
+cdef inline bytes stage_time_key_of(uint64_t card_id, uint8_t stage):
+    return u64_be(card_id) + b'T' + bytes([stage])
+
 cdef inline uint64_t u64_from_be(const unsigned char* k):
     cdef uint64_t value = 0
     cdef int i

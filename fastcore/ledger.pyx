@@ -481,8 +481,8 @@ cdef class _BatchApplier:
             return 0
         if rq.target_status > card.stage:
             for stage in range(card.stage + 1, rq.target_status + 1):
-                self.put(card_key_of(card.card_id)[:8] + b"T" + bytes([stage]), u64_be(self.now_s),
-                         False, True, False, self.db_book)
+                self.put(stage_time_key_of(card.card_id, stage), u64_be(self.now_s), False, True,
+                         False, self.db_book)
             card.stage = rq.target_status
             self.write_card(&card)
         self.approve(rq, rp, 0, 0, &card)

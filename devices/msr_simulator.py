@@ -35,6 +35,11 @@ class MsrSimulator:
         self._thread = threading.Thread(target=self._serve, name="msr-simulator", daemon=True)
         self._thread.start()
 
+    def take_card(self) -> dict:
+        """The card in the slot ({track: data}) taken out; a blank one takes its place."""
+        card, self.tracks = self.tracks, {1: "", 2: "", 3: ""}
+        return card
+
     def close(self):
         self._stop.set()
         self._thread.join(timeout=5)

@@ -108,40 +108,72 @@ def check_status(answer: bytes, expected=(0x9000,)) -> bytes:
     return answer[:-2]
 
 
+class ReaderStates:
+    """Which readers hold a card, asked of pcscd (SCardGetStatusChange) without
+    connecting to any card."""
+
+    def __init__(self):
+        from smartcard import scard
+
+        self._scard = scard
+        hresult, self._context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+        if hresult != scard.SCARD_S_SUCCESS:
+            raise PcscError(f"no pcscd answers (is the PC/SC daemon running?): "
+                            f"{scard.SCardGetErrorMessage(hresult)}")
+
+    def names(self) -> list[str]:
+        hresult, names = self._scard.SCardListReaders(self._context, [])
+        if hresult != self._scard.SCARD_S_SUCCESS:
+            return []                                    # none (pcscd says "no readers")
+        return list(names)
+
+    def present(self, names, wait_ms: int = 0) -> set:
+        """The readers of `names` holding a card (waiting up to wait_ms for a change)."""
+        scard = self._scard
+        hresult, states = scard.SCardGetStatusChange(
+            self._context, wait_ms, [(name, scard.SCARD_STATE_UNAWARE) for name in names])
+        if hresult == scard.SCARD_E_UNKNOWN_READER:
+            raise PcscError(f"no reader named among {list(names)} (present: {self.names()})")
+        if hresult not in (scard.SCARD_S_SUCCESS, scard.SCARD_E_TIMEOUT):
+            raise PcscError(f"pcscd cannot say what the readers hold: {scard.SCardGetErrorMessage(hresult)}")
+        return {name for name, state, _ in states if state & scard.SCARD_STATE_PRESENT}
+
+    def close(self):
+        self._scard.SCardReleaseContext(self._context)
+
+
 def watch(on_insert, on_remove, poll_ms: int = 100):
     """Call on_insert(reader) / on_remove(reader) as cards come and go (readers that
     appear later included), from a thread of its own; returns a function that stops it.
     It waits in SCardGetStatusChange for at most poll_ms at a time, so it stops at once
     and a pcscd that goes away only ends it."""
-    from smartcard import scard
-
     stopping = threading.Event()
 
     def run():
-        hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
-        if hresult != scard.SCARD_S_SUCCESS:
-            log.warning("card watch: no pcscd context (%s)", scard.SCardGetErrorMessage(hresult))
+        try:
+            states = ReaderStates()
+        except PcscError as exc:
+            log.warning("card watch: %s", exc)
             return
         present = {}
         try:
             while not stopping.is_set():
-                hresult, names = scard.SCardListReaders(context, [])
-                if hresult != scard.SCARD_S_SUCCESS:
+                names = states.names()
+                try:
+                    holding = states.present(names, poll_ms) if names else set()
+                except PcscError:
+                    holding = None
+                if holding is None or not names:
                     stopping.wait(poll_ms / 1000)
                     continue
-                states = [(name, scard.SCARD_STATE_UNAWARE) for name in names]
-                hresult, states = scard.SCardGetStatusChange(context, poll_ms, states)
-                if hresult not in (scard.SCARD_S_SUCCESS, scard.SCARD_E_TIMEOUT):
-                    stopping.wait(poll_ms / 1000)
-                    continue
-                for name, state, _ in states:
-                    now = bool(state & scard.SCARD_STATE_PRESENT)
+                for name in names:
+                    now = name in holding
                     if now != present.get(name, False):
                         (on_insert if now else on_remove)(name)
                     present[name] = now
                 stopping.wait(poll_ms / 1000)
         finally:
-            scard.SCardReleaseContext(context)
+            states.close()
 
     thread = threading.Thread(target=run, name="pcsc-watch", daemon=True)
     thread.start()

@@ -8,7 +8,9 @@ the card's response. Each answer goes out in one write with TCP_NODELAY set, and
 card acknowledges at once (TCP_QUICKACK): otherwise vpcd's two writes per message meet
 a delayed ACK and every APDU takes about 40 ms.
 
-The card object needs `atr` (bytes), `process(apdu) -> response` and `power(on)`.
+The card object needs `atr` (bytes), `process(apdu) -> response` and `power(on)`;
+`process` answering None pulls the card out there and then (a test's card that leaves
+the reader in the middle of an exchange).
 Inserting connects; `remove()` disconnects, as a card pulled out of the reader.
 `insert()` inserts and waits until pcscd sees the card; after a card was pulled out
 mid-exchange, pcscd may miss the next insertion, so it pulls the card and inserts it
@@ -74,7 +76,11 @@ class VirtualCardSlot:
                         self.card.power(False)
                     continue
                 self.apdus += 1
-                self._send(self.card.process(message))
+                answer = self.card.process(message)
+                if answer is None:                  # the card left the reader mid-exchange
+                    self.sock.shutdown(socket.SHUT_RDWR)
+                    return
+                self._send(answer)
         except (OSError, ConnectionError, struct.error):
             return                                  # removed, or vpcd went away
 

@@ -862,6 +862,11 @@ def range_key(unsigned int range_id):
     return range_key_of(range_id)
 
 
+def stage_time_key(unsigned long long card_id, int stage):
+    """Book key of when the card reached a production stage (CardStage)."""
+    return stage_time_key_of(card_id, stage)
+
+
 def member_key(unsigned long long card_id):
     return member_key_of(card_id)
 

@@ -6,6 +6,8 @@ import signal
 import sys
 import threading
 
+from cardgate.bureau import cli as bureau_cli
+
 from . import limits, loyalty_cli
 from .request_ids import new_request_id
 from .store import DATA_DIR_DEFAULT, DATA_DIR_ENV, default_data_dir
@@ -139,14 +141,15 @@ def cmd_keys(args) -> int:
     try:
         if args.keys_command == "rotate":
             active, done, left = keys_admin.rotate(args.data_dir, max_records=args.max_records)
-            print(f"active data key {active}: re-encrypted {done} card numbers, {left} left")
+            print(f"active data key {active}: re-encrypted {done} card numbers and holder names, "
+                  f"{left} left")
             if left:
                 print("run 'cardgate keys rotate' again to finish")
             return 0
         if args.keys_command == "verify":
             counts, problems = keys_admin.verify(args.data_dir)
             summary = ", ".join(f"{n} under {k}" for k, n in sorted(counts.items())) or "none stored"
-            print(f"card numbers: {summary}")
+            print(f"card numbers and holder names: {summary}")
             for problem in problems:
                 print(f"  - {problem}")
             return 1 if problems else 0
@@ -156,6 +159,20 @@ def cmd_keys(args) -> int:
     except (KeyError_, StoreFormatError) as exc:
         print(f"cardgate keys: {exc}", file=sys.stderr)
         return 2
+
+
+def add_connection_options(p, identity: str):
+    """How a client command reaches the gateway (client.channel_of opens it)."""
+    p.add_argument("--target", default=os.environ.get(TARGET_ENV, TARGET_DEFAULT),
+                   help=f"gateway address (default: ${TARGET_ENV} or {TARGET_DEFAULT})")
+    p.add_argument("--cert-dir", help="folder with the client certificate (default: "
+                   "DATA_DIR/pki/clients, where the demo puts its own)")
+    p.add_argument("--as", dest="identity", default=identity,
+                   help="client certificate NAME to use: NAME.crt and NAME.key "
+                   f"(default: {identity})")
+    p.add_argument("--insecure", action="store_true",
+                   help="talk to a gateway in loopback development mode, without TLS")
+    return p
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -222,16 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def client_parser(name, help_text, amount=True, card=True, original=False,
                       identity="demo-terminal"):
-        p = with_data_dir(sub.add_parser(name, help=help_text))
-        p.add_argument("--target", default=os.environ.get(TARGET_ENV, TARGET_DEFAULT),
-                       help=f"gateway address (default: ${TARGET_ENV} or {TARGET_DEFAULT})")
-        p.add_argument("--cert-dir", help="folder with the client certificate (default: "
-                       "DATA_DIR/pki/clients, where the demo puts its own)")
-        p.add_argument("--as", dest="identity", default=identity,
-                       help="client certificate NAME to use: NAME.crt and NAME.key "
-                       f"(default: {identity})")
-        p.add_argument("--insecure", action="store_true",
-                       help="talk to a gateway in loopback development mode, without TLS")
+        p = add_connection_options(with_data_dir(sub.add_parser(name, help=help_text)), identity)
         if card:
             which = p.add_mutually_exclusive_group(required=True)
             which.add_argument("--pan", help="card number")
@@ -272,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     client_parser("reverse", "undo an earlier request by its request id", amount=False,
                   card=False, original=True)
     loyalty_cli.add_commands(sub, client_parser)
+    bureau_cli.add_commands(sub, lambda p, identity: add_connection_options(with_data_dir(p), identity))
     return parser
 
 

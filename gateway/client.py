@@ -74,12 +74,20 @@ def _points(args, pan, stub) -> int:
     return 0 if auth.result_code == common_pb2.RESULT_CODE_APPROVED else 3
 
 
-def run(args, pan) -> int:
+def channel_of(args):
+    """The channel the connection options (cli.add_connection_options) ask for; None,
+    said on stderr, when the client certificate is missing."""
     cert_dir = None if args.insecure else (args.cert_dir or clients_dir(args.data_dir))
     try:
-        channel = open_channel(args.target, cert_dir, args.identity)
+        return open_channel(args.target, cert_dir, args.identity)
     except FileNotFoundError as exc:
         print(f"cardgate: {exc}", file=sys.stderr)
+        return None
+
+
+def run(args, pan) -> int:
+    channel = channel_of(args)
+    if channel is None:
         return 2
     with channel:
         stub = authorization_pb2_grpc.AuthorizationServiceStub(channel)

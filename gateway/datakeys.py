@@ -4,7 +4,8 @@ The ring is a JSON file (mode 0600) in the data directory's keys/ folder, outsid
 database. New PANs are encrypted under the active key; `cardgate keys rotate` adds a
 key, makes it active and re-encrypts every stored PAN under it, in small transactions
 while the gateway keeps answering, and picks up where it stopped when run again.
-Each record is bound to its card id (GCM associated data), so records cannot be swapped.
+Each record is bound to its card id and what it holds (GCM associated data: the card id,
+then nothing for a PAN or b"holder" for a holder name), so records cannot be swapped.
 """
 import base64
 import json
@@ -19,6 +20,7 @@ RECORD_VERSION = 1
 NONCE_BYTES = 12
 KEY_BYTES = 32
 KEY_ID_BYTES_MAX = 32
+PAN, HOLDER = b"", b"holder"             # what a record holds (its purpose)
 
 
 class KeyError_(LookupError):
@@ -83,15 +85,17 @@ class KeyRing:
             raise KeyError_(f"data key {key_id!r} is not in {self.path} (retired?)")
         return AESGCM(base64.b64decode(encoded))
 
-    def encrypt(self, pan: str, card_id: int) -> bytes:
+    def encrypt(self, text: str, card_id: int, purpose: bytes = PAN) -> bytes:
+        """A card's PAN (or, with another purpose, e.g. HOLDER, other data of the card),
+        bound to the card and the purpose: a record moved to another card or field fails."""
         key_id = self.active_key_id
         nonce = secrets.token_bytes(NONCE_BYTES)
-        sealed = self._key(key_id).encrypt(nonce, pan.encode("ascii"), card_id.to_bytes(8, "big"))
+        sealed = self._key(key_id).encrypt(nonce, text.encode("utf-8"), card_id.to_bytes(8, "big") + purpose)
         return encode_record(key_id, nonce, sealed)
 
-    def decrypt(self, record: bytes, card_id: int) -> str:
+    def decrypt(self, record: bytes, card_id: int, purpose: bytes = PAN) -> str:
         key_id, nonce, sealed = _split(record)
-        return self._key(key_id).decrypt(nonce, sealed, card_id.to_bytes(8, "big")).decode("ascii")
+        return self._key(key_id).decrypt(nonce, sealed, card_id.to_bytes(8, "big") + purpose).decode("utf-8")
 
     # ---- administration (the keys command) ----------------------------------------
 

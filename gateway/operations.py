@@ -13,6 +13,7 @@ from cardgate.fastcore import records
 from cardgate.fastcore.records import Op
 
 from . import fleet, limits, validation
+from .datakeys import HOLDER
 from .pan import luhn_check_digit, mask, split_for_record
 from .loop_handoff import LoopHandoff
 from .velocity import CardVelocity
@@ -204,9 +205,10 @@ class Operations:
         return card_range, f"{card_range.iin_prefix:0{card_range.iin_digits}d}"
 
     def issue_gift_cards(self, request_id_text, range_id, cards, rid=None):
-        """cards: [(pan, expiry_yyyymm)]. All are issued in one transaction, or none
-        when the request id was already used for other content. rid: the 16-byte id of
-        a part of a larger request (issue_cards)."""
+        """cards: [(pan, expiry_yyyymm)] or [(pan, expiry_yyyymm, holder name)] (checked by
+        validation.holder_name; "" for a bearer card). All are issued in one transaction,
+        or none when the request id was already used for other content. rid: the 16-byte
+        id of a part of a larger request (issue_cards)."""
         rid = rid or validation.request_id(request_id_text)
         if not 1 <= len(cards) <= limits.ISSUE_CARDS_PER_REQUEST_MAX:
             raise validation.InvalidArgument(
@@ -214,7 +216,7 @@ class Operations:
         card_range, prefix = self._card_range(range_id)
         this_month = yyyymm_of(self.clock())
         seen, keyed = set(), []
-        for i, (pan_text, expiry) in enumerate(cards):
+        for i, (pan_text, expiry, *holder) in enumerate(cards):
             field = f"cards[{i}]"
             pan_text = validation.pan(pan_text, f"{field}.pan")
             if not pan_text.startswith(prefix) or len(pan_text) != card_range.pan_length:
@@ -226,13 +228,15 @@ class Operations:
             if pan_text in seen:
                 raise validation.InvalidArgument(f"{field}.pan", "appears twice in this request")
             seen.add(pan_text)
-            keyed.append((pan_text, self.store.pan_key.card_key(pan_text), expiry))
+            keyed.append((pan_text, self.store.pan_key.card_key(pan_text), expiry,
+                          holder[0] if holder else ""))
         # Every card is its own core request; the first carries the request's own id and
         # all carry a digest of the whole request, so a retry with other content is seen.
         digest = hashlib.blake2b(range_id.to_bytes(4, "little") + b"".join(
-            key + expiry.to_bytes(4, "little") for _, key, expiry in keyed), digest_size=16).digest()
+            key + expiry.to_bytes(4, "little") + holder.encode() for _, key, expiry, holder in keyed),
+            digest_size=16).digest()
         packed = []
-        for i, (pan_text, key, expiry) in enumerate(keyed):
+        for i, (pan_text, key, expiry, _) in enumerate(keyed):
             sub_id = rid if i == 0 else hashlib.blake2b(rid + i.to_bytes(4, "little"),
                                                         digest_size=16).digest()
             first6, last4, length = split_for_record(pan_text)
@@ -247,22 +251,36 @@ class Operations:
             return None
 
         def store_encrypted_pans(txn, replies):
-            for (pan_text, _, _), reply in zip(keyed, replies):
+            for (pan_text, _, _, holder), reply in zip(keyed, replies):
                 if reply.result == Result.APPROVED:
-                    txn.put(reply.card_id.to_bytes(8, "big"),
-                            self.store.key_ring.encrypt(pan_text, reply.card_id),
+                    card_id = reply.card_id.to_bytes(8, "big")
+                    txn.put(card_id, self.store.key_ring.encrypt(pan_text, reply.card_id),
                             db=self.store.db_pans)
+                    if holder:
+                        txn.put(card_id, self.store.key_ring.encrypt(holder, reply.card_id, HOLDER),
+                                db=self.store.db_holders)
 
         replies = self.writer.submit(packed, guard=same_or_new, after=store_encrypted_pans)
         for reply in replies:
             raise_rejections(reply, request_id_text)
         return replies
 
-    def issue_cards(self, request_id_text, range_id, count, expiry_yyyymm, sequential: bool):
+    def issue_cards(self, request_id_text, range_id, count, expiry_yyyymm, sequential: bool,
+                    holder_names=()):
         """Issue `count` new cards of a range, numbered by its next serial numbers or drawn
         at random within it (from a keyed function of the request, so a retry draws the
-        same), never a number used before. Yields the replies of each committed part."""
+        same), never a number used before; bearer cards, or one per holder name (count
+        0: as many as names). Yields the replies of each committed part."""
         rid = validation.request_id(request_id_text)
+        if holder_names:
+            count = count or len(holder_names)
+            if len(holder_names) != count:
+                raise validation.InvalidArgument("holder_names", f"names {len(holder_names)} cards, "
+                                                 f"count asks for {count}")
+            holders = [validation.holder_name(name, f"holder_names[{i}]")
+                       for i, name in enumerate(holder_names)]
+        else:
+            holders = [""] * count
         if not 1 <= count <= limits.ISSUE_CARDS_PER_BATCH_MAX:
             raise validation.InvalidArgument("count", f"must be 1 to {limits.ISSUE_CARDS_PER_BATCH_MAX}")
         card_range, prefix = self._card_range(range_id)
@@ -302,7 +320,7 @@ class Operations:
                     for i in todo:
                         numbers[i] = draw(i)
                 replies = self.issue_gift_cards(request_id_text, range_id,
-                                                [(numbers[i], expiry_yyyymm) for i in todo],
+                                                [(numbers[i], expiry_yyyymm, holders[i]) for i in todo],
                                                 rid=part_id(start, attempt))
                 taken = [i for i, r in zip(todo, replies)
                          if r.result == Result.DECLINED_CARD_ALREADY_ISSUED]

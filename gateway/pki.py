@@ -21,6 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from cardgate.bureau.job_file import SIGNER_URI
+
 from .files import WatchedFile, write_file
 
 ROLES = ("terminal", "bureau", "operator")
@@ -28,6 +30,8 @@ URI_PREFIX = "urn:cardgate:"
 CA_VALID_DAYS = 3650
 SERVER_VALID_DAYS = 825
 CLIENT_VALID_DAYS_DEFAULT = 825
+SIGNER_RENEW_DAYS = 30
+DOCUMENT_SIGNING = x509.ObjectIdentifier("1.3.6.1.5.5.7.3.36")     # id-kp-documentSigning, RFC 9336
 _ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -122,6 +126,8 @@ class Pki:
         self.server_cert_path = self.dir / "server.crt"
         self.revoked_path = self.dir / "revoked.json"
         self.issued_path = self.dir / "issued.jsonl"
+        self.signer_key_path = self.dir / "job-signer.key"
+        self.signer_cert_path = self.dir / "job-signer.crt"
 
     # ---- creation --------------------------------------------------------------
 
@@ -190,6 +196,21 @@ class Pki:
                                 "merchant_id": merchant_id, "outlet_id": outlet_id,
                                 "not_after": cert.not_valid_after_utc.isoformat()}) + "\n")
         return identity
+
+    def job_signer(self):
+        """(key, certificate) that sign personalization jobs for card bureaus: made on
+        first use, and made again when less than SIGNER_RENEW_DAYS of it are left."""
+        if self.signer_cert_path.exists():
+            cert = load_certificate(self.signer_cert_path)
+            if cert.not_valid_after_utc - _now() > datetime.timedelta(days=SIGNER_RENEW_DAYS):
+                return serialization.load_pem_private_key(self.signer_key_path.read_bytes(), None), cert
+        if not self.ca_cert_path.exists():
+            raise PkiError("the gateway has no CA (it runs without TLS), so it cannot sign jobs")
+        key, cert = self._sign("cardgate job signer", [x509.UniformResourceIdentifier(SIGNER_URI)],
+                               SERVER_VALID_DAYS, DOCUMENT_SIGNING)
+        write_file(self.signer_key_path, _key_pem(key), private=True)
+        write_file(self.signer_cert_path, _cert_pem(cert), private=False)
+        return key, cert
 
     # ---- revocation ------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from .forecourt import ForecourtService
 from .loyalty_service import LoyaltyService
 from .netaddr import host_of, is_loopback
 from .operations import Operations
+from .jobs import PersonalizationJobs
 from .pki import Pki, RevocationList
 from .registration import SERVICES, register
 from .service import AuthorizationService, IssuingService
@@ -124,7 +125,8 @@ class Gateway:
         self.server = grpc.aio.server(concurrent.futures.ThreadPoolExecutor(
             max_workers=self.threads, thread_name_prefix="cardgate-rpc"), options=GRPC_OPTIONS)
         servicers = (AuthorizationService(self.operations, self.access),
-                     IssuingService(self.operations, self.access),
+                     IssuingService(self.operations, self.access,
+                                    PersonalizationJobs(self.operations, self.pki)),
                      ForecourtService(self.operations, self.access),
                      FleetService(self.operations, self.access),
                      LoyaltyService(self.operations, self.access))

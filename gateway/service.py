@@ -17,10 +17,12 @@ from cardgate.v1 import (authorization_pb2, authorization_pb2_grpc, common_pb2, 
 
 from . import fleet, writer as writer_mod
 from .access import Denied
+from .jobs import ENCODED, FAILED, JobConflict, JobNotFound
 from .loyalty_answers import loyalty_outcome
 from .operations import RequestIdReused, VelocityExceeded
 from .registration import Malformed
 from .pan import mask, mask_parts
+from .pki import PkiError
 from .validation import InvalidArgument
 
 log = logging.getLogger("cardgate.service")
@@ -97,10 +99,14 @@ _WRITER_CODES = {
 }
 
 
-REFUSALS = (Denied, VelocityExceeded, InvalidArgument, RequestIdReused, writer_mod.WriterError)
+REFUSALS = (Denied, VelocityExceeded, InvalidArgument, RequestIdReused, writer_mod.WriterError,
+            JobNotFound, JobConflict, PkiError)
 _STATUS_OF = {VelocityExceeded: grpc.StatusCode.RESOURCE_EXHAUSTED,
               InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
-              RequestIdReused: grpc.StatusCode.ALREADY_EXISTS}
+              RequestIdReused: grpc.StatusCode.ALREADY_EXISTS,
+              JobNotFound: grpc.StatusCode.NOT_FOUND,
+              JobConflict: grpc.StatusCode.FAILED_PRECONDITION,
+              PkiError: grpc.StatusCode.FAILED_PRECONDITION}
 
 
 def status_of(exc) -> grpc.StatusCode:
@@ -316,6 +322,10 @@ class AuthorizationService(Servicer, authorization_pb2_grpc.AuthorizationService
 class IssuingService(Servicer, issuing_pb2_grpc.IssuingServiceServicer):
     SERVICE = issuing_pb2.DESCRIPTOR.services_by_name["IssuingService"].full_name
 
+    def __init__(self, operations, access, jobs):
+        super().__init__(operations, access)
+        self.jobs = jobs                            # jobs.PersonalizationJobs
+
     @rpc
     def CreateCardRange(self, request, context):
         reply = self.ops.create_range(request.request_id, request.range_id, request.iin_prefix,
@@ -342,14 +352,16 @@ class IssuingService(Servicer, issuing_pb2_grpc.IssuingServiceServicer):
             raise InvalidArgument("numbering", "must be CARD_NUMBERING_SEQUENTIAL or _RANDOM")
         parts = self.ops.issue_cards(request.request_id, request.range_id, request.count,
                                      request.expiry_yyyymm,
-                                     request.numbering == issuing_pb2.CARD_NUMBERING_SEQUENTIAL)
+                                     request.numbering == issuing_pb2.CARD_NUMBERING_SEQUENTIAL,
+                                     list(request.holder_names))
+        total = request.count or len(request.holder_names)
         loop, issued = asyncio.get_running_loop(), 0
         while True:                 # each part commits in the writer; the loop serves on
             replies = await loop.run_in_executor(None, next, parts, None)
             if replies is None:
                 return
             issued += sum(r.result == Result.APPROVED for r in replies)
-            yield issuing_pb2.IssueCardsProgress(issued=issued, total=request.count, cards=[
+            yield issuing_pb2.IssueCardsProgress(issued=issued, total=total, cards=[
                 issuing_pb2.IssuedCard(result_code=r.result, card_id=r.card_id,
                                        masked_pan=mask_parts(r.pan_first6, r.pan_last4, r.pan_length))
                 for r in replies])
@@ -370,6 +382,52 @@ class IssuingService(Servicer, issuing_pb2_grpc.IssuingServiceServicer):
         return issuing_pb2.SetCardStageResponse(
             result_code=reply.result, stage=card.stage + 1 if card else 0,
             masked_pan=mask_parts(reply.pan_first6, reply.pan_last4, reply.pan_length))
+
+    @rpc
+    def ExportPersonalizationJob(self, request, context):
+        job_id, cards, data, encrypted = self.jobs.export(
+            request.request_id, request.card_ids, request.bureau_certificate_pem,
+            request.service_code, request.chip.aid, request.chip.value_limit_minor,
+            request.master_key_label)
+        return issuing_pb2.ExportPersonalizationJobResponse(
+            result_code=Result.APPROVED, job_id=job_id, cards=cards, job_file=data,
+            encrypted=encrypted, message=f"job {job_id}: {cards} cards, signed" +
+            (" and encrypted to the bureau's certificate" if encrypted else ""))
+
+    @rpc
+    def ReportPersonalization(self, request, context):
+        if request.result not in (issuing_pb2.PERSONALIZATION_RESULT_ENCODED,
+                                  issuing_pb2.PERSONALIZATION_RESULT_FAILED):
+            raise InvalidArgument("result", "must be PERSONALIZATION_RESULT_ENCODED or _FAILED")
+        result, masked, stage = self.jobs.report(
+            request.request_id, request.job_id, request.seq,
+            request.result == issuing_pb2.PERSONALIZATION_RESULT_ENCODED, request.reason,
+            request.chip_uid)
+        return issuing_pb2.ReportPersonalizationResponse(
+            result_code=result, message=RESULT_MESSAGES.get(result, ""), masked_pan=masked,
+            stage=stage + 1)
+
+    @rpc
+    def GetPersonalizationJob(self, request, context):
+        meta, rows = self.jobs.status(request.job_id)
+        results = {ENCODED: issuing_pb2.PERSONALIZATION_RESULT_ENCODED,
+                   FAILED: issuing_pb2.PERSONALIZATION_RESULT_FAILED}
+        cards = [issuing_pb2.PersonalizationJobCard(
+            seq=seq, masked_pan=mask_parts(card.pan_first6, card.pan_last4, card.pan_length),
+            stage=card.stage + 1, result=results.get(state["result"], issuing_pb2.PERSONALIZATION_RESULT_PENDING),
+            reason=state.get("reason", ""), attempts=state["attempts"],
+            chip_uid=bytes.fromhex(state.get("chip_uid", "")),
+            created_at_s=times[0], personalized_at_s=times[1], shipped_at_s=times[2])
+            for seq, card, state, times in rows]
+        counts = {r: sum(c.result == r for c in cards) for r in (
+            issuing_pb2.PERSONALIZATION_RESULT_ENCODED, issuing_pb2.PERSONALIZATION_RESULT_FAILED,
+            issuing_pb2.PERSONALIZATION_RESULT_PENDING)}
+        return issuing_pb2.GetPersonalizationJobResponse(
+            result_code=Result.APPROVED, message="", job_id=request.job_id,
+            created_at_s=meta["created_at_s"], cards=cards,
+            encoded=counts[issuing_pb2.PERSONALIZATION_RESULT_ENCODED],
+            failed=counts[issuing_pb2.PERSONALIZATION_RESULT_FAILED],
+            pending=counts[issuing_pb2.PERSONALIZATION_RESULT_PENDING])
 
     @rpc
     def SetCardPin(self, request, context):

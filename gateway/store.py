@@ -16,6 +16,8 @@ from .pan import PanIndexKey
 DATA_DIR_ENV = "CARDGATE_DATA_DIR"
 DATA_DIR_DEFAULT = "cardgate-data"
 PANS_DB = b"pans"
+HOLDERS_DB = b"holders"
+JOBS_DB = b"jobs"
 
 
 def default_data_dir() -> pathlib.Path:
@@ -62,6 +64,16 @@ class Store:
             setattr(self, "db_" + name.decode(), db)
         # Gateway-owned: card id -> PAN encrypted under a data key (datakeys.py).
         self.db_pans = self.env.open_db(PANS_DB, create=not readonly)
+        # Gateway-owned: card id -> holder name encrypted likewise (bearer cards: none);
+        # personalization jobs and the bureau's results (jobs.py).
+        self.db_holders, self.db_jobs = (self._gateway_db(name, readonly) for name in (HOLDERS_DB, JOBS_DB))
+
+    def _gateway_db(self, name: bytes, readonly: bool):
+        """A gateway-owned database; None in a read-only store written before it existed."""
+        try:
+            return self.env.open_db(name, create=not readonly)
+        except lmdb.NotFoundError:
+            return None
 
     def _check_format(self, readonly: bool):
         """Refuse a store written in another layout; mark a new one with this one's."""

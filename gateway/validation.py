@@ -49,6 +49,23 @@ def pan(text: str, field: str = "pan") -> str:
         raise InvalidArgument(field, str(exc)) from None
 
 
+HOLDER_NAME_MIN, HOLDER_NAME_MAX = 2, 26          # ISO 7813 track 1's name field
+_HOLDER_NAME = re.compile(r"^[A-Z0-9 .'/-]+$")
+
+
+def holder_name(text: str, field: str = "holder_name") -> str:
+    """A card holder's name as embossed and on track 1: capitals, single spaces."""
+    name = " ".join((text or "").split()).upper()
+    if not HOLDER_NAME_MIN <= len(name) <= HOLDER_NAME_MAX:
+        raise InvalidArgument(field, f"must be {HOLDER_NAME_MIN} to {HOLDER_NAME_MAX} characters, "
+                              f"got {len(name)}")
+    if not _HOLDER_NAME.match(name):
+        bad = sorted({c for c in name if not _HOLDER_NAME.match(c)})
+        raise InvalidArgument(field, f"may hold only A-Z, digits, space, '.', '-', '/' and an "
+                              f"apostrophe (track 1 and embossing have no others), not {''.join(bad)!r}")
+    return name
+
+
 def yyyymm(value: int, field: str) -> int:
     year, month = divmod(value, 100)
     if not (2000 <= year <= 2099 and 1 <= month <= 12):

@@ -127,7 +127,8 @@ class BatchingWriter:
         self._enqueue(_Submission(list(packed_requests), None, None, callback))
 
     def _enqueue(self, sub: _Submission) -> _Submission:
-        assert 0 < len(sub.requests) <= self.batch_size_max
+        # No core request at all: only the gateway's own records, written by `after`.
+        assert 0 < len(sub.requests) <= self.batch_size_max or (not sub.requests and sub.after)
         with self._wakeup:
             if self._stopping:
                 raise StoreFailed("the gateway is shutting down; retry with the same request_id")
@@ -229,9 +230,11 @@ class BatchingWriter:
         self._apply_run(txn, run, now_s, now_yyyymm)
 
     def _apply_run(self, txn, run, now_s, now_yyyymm):
-        if not run:
-            return
         packed = b"".join(r for sub in run for r in sub.requests)
+        if not packed:
+            for sub in run:
+                sub.replies = []
+            return
         replies = records.unpack_replies(
             ledger.apply_batch(txn, self.store.dbs, packed, now_s, now_yyyymm, self.hold_timeout_s))
         at = 0

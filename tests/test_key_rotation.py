@@ -44,7 +44,7 @@ def test_rotation_while_serving_interrupted_then_resumed_then_old_key_retired(tm
         # Rotation starts and is cut short after 3 records (as if interrupted).
         first = keys(data_dir, "rotate", "--max-records", "3")
         assert first.returncode == 0, first.stderr
-        assert "active data key k2: re-encrypted 3 card numbers, 4 left" in first.stdout
+        assert "active data key k2: re-encrypted 3 card numbers and holder names, 4 left" in first.stdout
         verify = keys(data_dir, "verify")
         assert verify.returncode == 0 and "4 under k1, 3 under k2" in verify.stdout
         retire_early = keys(data_dir, "retire", "k1")
@@ -56,7 +56,7 @@ def test_rotation_while_serving_interrupted_then_resumed_then_old_key_retired(tm
         issue(gw, [late])
 
         rerun = keys(data_dir, "rotate")
-        assert "active data key k2: re-encrypted 4 card numbers, 0 left" in rerun.stdout
+        assert "active data key k2: re-encrypted 4 card numbers and holder names, 0 left" in rerun.stdout
         assert keys(data_dir, "retire", "k1").returncode == 0
         verify = keys(data_dir, "verify")
         assert verify.returncode == 0 and "8 under k2" in verify.stdout
@@ -99,3 +99,34 @@ def test_malformed_pan_records_are_refused_clearly(tmp_path):
         with pytest.raises(ValueError):
             record_key_id(bad) if len(bad) < 3 else ring.decrypt(bad, 5)
     assert ring.decrypt(good, 5) == "6277000000000018"
+
+
+def test_holder_names_rotate_with_the_card_numbers(tmp_path):
+    from cardgate.gateway.datakeys import HOLDER
+    from cardgate.v1 import issuing_pb2
+
+    from helpers import new_id
+
+    data_dir = tmp_path / "data"
+    gw = LiveGateway(data_dir)
+    try:
+        create_range(gw)
+        list(gw.issuing.IssueCards(issuing_pb2.IssueCardsRequest(
+            request_id=new_id(), range_id=1, expiry_yyyymm=209912, holder_names=["Ada Lovelace", "Alan Turing"],
+            numbering=issuing_pb2.CARD_NUMBERING_SEQUENTIAL)))
+        issue(gw, [make_pan(400)])                                  # a bearer card: no name
+        assert "5 under k1" in keys(data_dir, "verify").stdout      # 3 PANs, 2 names
+        assert "re-encrypted 5 card numbers and holder names, 0 left" in keys(data_dir, "rotate").stdout
+        assert keys(data_dir, "retire", "k1").returncode == 0
+        verify = keys(data_dir, "verify")
+        assert verify.returncode == 0 and "5 under k2" in verify.stdout, verify.stdout
+    finally:
+        gw.close()
+    store = Store(data_dir)
+    try:
+        with store.env.begin() as txn:
+            names = sorted(store.key_ring.decrypt(v, int.from_bytes(k, "big"), HOLDER)
+                           for k, v in txn.cursor(db=store.db_holders))
+    finally:
+        store.close()
+    assert names == ["ADA LOVELACE", "ALAN TURING"]

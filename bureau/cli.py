@@ -1,0 +1,240 @@
+"""`cardgate bureau`: a card bureau's commands, as a client of the gateway.
+
+    export  a personalization job of issued cards, signed (and encrypted to the bureau)
+    encode  a job's cards with a PC/SC chip encoder and a serial stripe encoder,
+            resumable: run it again after an interruption or for the cards that failed
+    import  send a results file's outcomes to the gateway (when encode could not)
+    status  where a job stands at the gateway
+"""
+import pathlib
+import sys
+
+import grpc
+
+from cardgate.v1 import common_pb2, issuing_pb2, issuing_pb2_grpc
+
+from . import job_file
+from .results import ResultsError, ResultsLog
+
+AID_DEFAULT = "F00101"
+RESULT_NAMES = {issuing_pb2.PERSONALIZATION_RESULT_ENCODED: "encoded",
+                issuing_pb2.PERSONALIZATION_RESULT_FAILED: "FAILED",
+                issuing_pb2.PERSONALIZATION_RESULT_PENDING: "pending"}
+
+
+def add_commands(sub, connected):
+    """connected(parser, identity) adds the data directory and connection options."""
+    bureau = sub.add_parser("bureau", help="card bureau: export, encode, import and follow "
+                            "personalization jobs")
+    commands = bureau.add_subparsers(dest="bureau_command", required=True, metavar="BUREAU_COMMAND")
+
+    export = connected(commands.add_parser("export", help="write a personalization job of issued cards"),
+                       "demo-bureau")
+    which = export.add_mutually_exclusive_group(required=True)
+    which.add_argument("--card-id", type=int, action="append", help="a card id (repeat it)")
+    which.add_argument("--card-ids", metavar="FILE", help="a file of card ids, one a line ('-': stdin)")
+    export.add_argument("--out", required=True, help="the job file to write")
+    export.add_argument("--bureau-cert", metavar="PEM",
+                        help="encrypt the job to this certificate (EC P-256); else it is only signed")
+    export.add_argument("--aid", default=AID_DEFAULT, help=f"DESFire application id, hex (default {AID_DEFAULT})")
+    export.add_argument("--value-limit-minor", type=int, default=0,
+                        help="create an offline value file with this limit (default 0: none)")
+    export.add_argument("--service-code", default="", help="stripe service code (default 701)")
+    export.add_argument("--key-label", default="", help="name of the master key the bureau uses")
+    export.add_argument("--request-id", default=None, help="UUID of the export; reuse it to retry")
+
+    encode = connected(commands.add_parser(
+        "encode", help="encode a job's cards: chip over PC/SC, stripe over a serial encoder; "
+        "resumable"), "demo-bureau")
+    encode.add_argument("job", help="the job file")
+    encode.add_argument("--msr", required=True, metavar="PORT", help="serial port of the MSR206 encoder")
+    encode.add_argument("--reader", action="append", metavar="NAME",
+                        help="PC/SC reader to take cards from (repeat it; default: every reader)")
+    encode.add_argument("--master-key", required=True, metavar="FILE",
+                        help="the chip master key the job names, 32 hexadecimal characters")
+    encode.add_argument("--results", metavar="FILE", help="results file (default: JOB.results.jsonl); "
+                        "it is what makes a rerun go on where the last one stopped")
+    encode.add_argument("--ca", metavar="PEM", help="the gateway's CA certificate, to check the "
+                        "job's signature (default: CERT_DIR/ca.crt)")
+    encode.add_argument("--bureau-key", metavar="PEM", help="the bureau's private key, for an encrypted job")
+    encode.add_argument("--card-wait-s", type=float, default=None,
+                        help="give up when no card comes for this long (default: wait)")
+    encode.add_argument("--offline", action="store_true",
+                        help="do not report to the gateway (send the results later with import)")
+
+    imp = connected(commands.add_parser("import", help="send a results file's outcomes to the gateway"),
+                    "demo-bureau")
+    imp.add_argument("results", help="a results file written by encode")
+
+    status = connected(commands.add_parser("status", help="where a job stands at the gateway"),
+                       "demo-bureau")
+    status.add_argument("job_id")
+    bureau.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from cardgate.gateway.client import channel_of
+
+    try:
+        if args.bureau_command == "encode":
+            return _encode(args, channel_of)
+        channel = channel_of(args)
+        if channel is None:
+            return 2
+        with channel:
+            stub = issuing_pb2_grpc.IssuingServiceStub(channel)
+            if args.bureau_command == "export":
+                return _export(args, stub)
+            if args.bureau_command == "import":
+                return _import(args, stub)
+            return _status(args, stub)
+    except (OSError, ValueError) as exc:
+        print(f"cardgate: {exc}", file=sys.stderr)
+        return 2
+    except grpc.RpcError as exc:
+        print(f"cardgate: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+
+
+def _export(args, stub) -> int:
+    from cardgate.gateway.request_ids import new_request_id
+
+    if args.card_ids:
+        text = sys.stdin.read() if args.card_ids == "-" else pathlib.Path(args.card_ids).read_text()
+        card_ids = [int(line) for line in text.split()]
+    else:
+        card_ids = args.card_id
+    response = stub.ExportPersonalizationJob(issuing_pb2.ExportPersonalizationJobRequest(
+        request_id=args.request_id or new_request_id(), card_ids=card_ids,
+        bureau_certificate_pem=pathlib.Path(args.bureau_cert).read_bytes() if args.bureau_cert else b"",
+        service_code=args.service_code, master_key_label=args.key_label,
+        chip=issuing_pb2.ChipProfile(aid=bytes.fromhex(args.aid),
+                                     value_limit_minor=args.value_limit_minor)), timeout=120)
+    out = pathlib.Path(args.out)
+    with open(out, "xb") as f:               # never over an earlier job
+        out.chmod(0o600)
+        f.write(response.job_file)
+    print(f"{response.message}; written to {out}")
+    return 0
+
+
+def _report(stub):
+    def report(job_id):
+        def send(outcome):
+            response = stub.ReportPersonalization(issuing_pb2.ReportPersonalizationRequest(
+                request_id=outcome.request_id, job_id=job_id, seq=outcome.seq,
+                result=issuing_pb2.PERSONALIZATION_RESULT_ENCODED if outcome.encoded
+                else issuing_pb2.PERSONALIZATION_RESULT_FAILED,
+                reason=outcome.reason, chip_uid=bytes.fromhex(outcome.uid)), timeout=30)
+            if response.result_code != common_pb2.RESULT_CODE_APPROVED:
+                print(f"card {outcome.seq} {response.masked_pan}: the gateway answered "
+                      f"{response.message}", file=sys.stderr)
+        return send
+    return report
+
+
+def _import(args, stub) -> int:
+    log = ResultsLog.read(args.results)
+    try:
+        send, unsent = _report(stub)(log.job_id), 0
+        pending = log.unreported()
+        for outcome in pending:
+            try:
+                send(outcome)
+                log.mark_reported(outcome)
+            except grpc.RpcError as exc:
+                unsent += 1
+                print(f"card {outcome.seq}: {exc.code().name}: {exc.details()}", file=sys.stderr)
+    finally:
+        log.close()
+    print(f"job {log.job_id}: {len(pending) - unsent} results sent, {unsent} not")
+    return 1 if unsent else 0
+
+
+def _status(args, stub) -> int:
+    r = stub.GetPersonalizationJob(issuing_pb2.GetPersonalizationJobRequest(job_id=args.job_id), timeout=30)
+    print(f"job {r.job_id}: {len(r.cards)} cards, {r.encoded} encoded, {r.failed} failed, {r.pending} pending")
+    for card in r.cards:
+        print(f"  {card.seq:>6} {card.masked_pan} {RESULT_NAMES[card.result]:<8} "
+              f"{issuing_pb2.CardStage.Name(card.stage).removeprefix('CARD_STAGE_').lower():<12} "
+              f"attempts {card.attempts}" + (f"  {card.reason}" if card.reason else ""))
+    return 0
+
+
+def _read_job(args):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from cardgate.gateway.demo import clients_dir
+
+    ca_path = pathlib.Path(args.ca) if args.ca else \
+        pathlib.Path(args.cert_dir or clients_dir(args.data_dir)) / "ca.crt"
+    ca = x509.load_pem_x509_certificate(ca_path.read_bytes())
+    key = serialization.load_pem_private_key(pathlib.Path(args.bureau_key).read_bytes(), None) \
+        if args.bureau_key else None
+    return job_file.read(pathlib.Path(args.job).read_bytes(), ca, key)
+
+
+def _master_key(path) -> bytes:
+    text = "".join(pathlib.Path(path).read_text().split())
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if len(key) != 16:
+        raise ValueError(f"{path}: the master key must be 32 hexadecimal characters (AES-128)")
+    return key
+
+
+def _encode(args, channel_of) -> int:
+    from cardgate.devices import msr, pcsc
+
+    from .encode import Encoder, NoCard
+    from .progress import CardProgress
+
+    try:
+        job = _read_job(args)
+    except job_file.JobFileError as exc:
+        print(f"cardgate: {args.job}: {exc}", file=sys.stderr)
+        return 2
+    master_key = _master_key(args.master_key)
+    try:
+        results = ResultsLog(args.results or f"{args.job}.results.jsonl", job.job_id)
+    except ResultsError as exc:
+        print(f"cardgate: {exc}", file=sys.stderr)
+        return 2
+    channel = None if args.offline else channel_of(args)
+    if channel is None and not args.offline:
+        return 2
+
+    def offline(_outcome):
+        raise ConnectionError("offline: send the results with 'cardgate bureau import'")
+
+    report = _report(issuing_pb2_grpc.IssuingServiceStub(channel))(job.job_id) if channel else offline
+    encoder = msr.Msr206(args.msr)
+    try:
+        readers = args.reader or pcsc.readers()
+        done_before = sum(results.encoded(c.seq) for c in job.cards)
+        with CardProgress(len(job.cards), done_before, f"job {job.job_id}") as progress:
+            engine = Encoder(job, results, readers, encoder, master_key, report, say=progress.say,
+                             advance=progress.advance, card_wait_s=args.card_wait_s)
+            try:
+                encoded, failed = engine.run()
+            except NoCard as exc:
+                progress.say(f"stopped: {exc}; run the same command again to go on")
+                return 4
+    except pcsc.PcscError as exc:
+        print(f"cardgate: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        encoder.close()
+        results.close()
+        if channel is not None:
+            channel.close()
+    left = sum(not results.encoded(c.seq) for c in job.cards)
+    unsent = len(results.unreported())
+    print(f"job {job.job_id}: {encoded} encoded and {failed} failed in this run; "
+          f"{len(job.cards) - left} of {len(job.cards)} encoded in all" +
+          (f"; {left} left: run the same command again to encode them" if left else "") +
+          (f"; {unsent} results not reported: cardgate bureau import {results.path}" if unsent else ""))
+    return 0 if not left else 1

@@ -43,7 +43,7 @@ cdef enum OpCode:
     OP_HOLD_EXPIRY = 12         # journal only: a hold released by its timeout
     OP_ADJUST = 13              # operator correction of a card's value, up or down, with a reason
     OP_CLEAR = 14               # operator clears a card's whole value, recording the amount
-    OP_DEACTIVATE = 15          # close a card for good (its value must be zero)
+    OP_DEACTIVATE = 15          # close a card for good; its value zero, paid out or moved (CloseDisposition)
     OP_SELL_PACKAGE = 16        # subscription: amount_minor units, usable until valid_until_s
     OP_USE_UNITS = 17           # subscription: consume amount_minor units, earliest-expiring first
     OP_PACKAGE_EXPIRY = 18      # journal only: a package's unused units expired
@@ -136,6 +136,12 @@ cdef enum CardStatusCode:
     CARD_ACTIVE = 2
     CARD_BLOCKED = 3
     CARD_CLOSED = 4
+
+# What happens to a card's value when it is closed (OP_DEACTIVATE's target_status).
+cdef enum CloseDisposition:
+    CLOSE_AT_ZERO = 0           # the value must be zero already
+    CLOSE_PAYOUT = 1            # the value is paid out to the holder (back to the range's funding)
+    CLOSE_MOVE = 2              # the value moves to the card whose key is the payload
 
 # A card's production, before it is used (activation is its status ACTIVE).
 cdef enum CardStageCode:

@@ -588,18 +588,55 @@ cdef class _BatchApplier:
         self.approve(rq, rp, cleared, seq)
         return 0
 
-    cdef int deactivate(self, const CoreRequest* rq, CoreReply* rp) except -1:
-        cdef CardRecord card
+    cdef int deactivate(self, const CoreRequest* rq, const char* payload, CoreReply* rp) except -1:
+        """Close a card for good. Its own value must be zero (CLOSE_AT_ZERO), or is paid
+        out (CLOSE_PAYOUT: back to the range's funding, the holder paid in cash or by
+        bank) or moved to another usable card of the same currency (CLOSE_MOVE, within
+        that card's balance limit; an unused card is activated by it), in the same step.
+        Not while pre-authorizations or held points are open. A card drawing on a
+        contract holds no value of its own."""
+        cdef CardRecord card, receiver
+        cdef RangeRecord rng
+        cdef AccountRecord acc
+        cdef uint64_t seq = 0
         cdef uint8_t bad = self.open_card(rq, &card, rp)
+        cdef int64_t value = 0
+        if not bad and not card.contract_id:
+            value = self.balance_of(card.card_id, SLOT_CARD_VALUE)
+        if not bad and (self.balance_of(value_owner_of(&card), SLOT_CARD_HELD) or
+                        self.balance_of(card.card_id, SLOT_CARD_POINTS_HELD)):
+            bad = RESULT_DECLINED_HOLDS_OPEN
+        if not bad and rq.target_status == CLOSE_AT_ZERO and value:
+            bad = RESULT_DECLINED_BALANCE_NOT_ZERO
+        if not bad and rq.target_status == CLOSE_MOVE:
+            if not self.find_card(<const uint8_t*>payload, &receiver) or receiver.card_id == card.card_id \
+                    or receiver.contract_id or self.usable_card(&receiver, True):
+                bad = RESULT_DECLINED_RECEIVING_CARD_UNUSABLE
+            else:
+                self.read_account(receiver.card_id, SLOT_CARD_VALUE, &acc)
+                self.read_range(receiver.range_id, &rng)
+                if memcmp(acc.currency, rp.currency, CURRENCY_SIZE) != 0:
+                    bad = RESULT_DECLINED_CURRENCY_MISMATCH
+                elif acc.balance_minor + value > (rng.balance_max_minor if rng.balance_max_minor
+                                                 else BALANCE_MINOR_MAX):
+                    bad = RESULT_DECLINED_BALANCE_LIMIT_EXCEEDED
         if bad:
             rp.result = bad
             return 0
-        if rp.balance_minor and not card.contract_id:
-            rp.result = RESULT_DECLINED_BALANCE_NOT_ZERO
-            return 0
+        if value and rq.target_status == CLOSE_PAYOUT:
+            seq = self.post(rq.request_id, OP_DEACTIVATE, card.card_id, SLOT_CARD_VALUE,
+                            SYSTEM_OWNER_BASE + card.range_id, SLOT_RANGE_FUNDING, rp.currency, value,
+                            rq.reason)
+        elif value and rq.target_status == CLOSE_MOVE:
+            seq = self.post(rq.request_id, OP_DEACTIVATE, card.card_id, SLOT_CARD_VALUE,
+                            receiver.card_id, SLOT_CARD_VALUE, rp.currency, value, rq.reason)
+            if receiver.status == CARD_ISSUED:
+                receiver.status = CARD_ACTIVE
+                receiver.activated_s = self.now_s
+                self.write_card(&receiver)
         card.status = CARD_CLOSED
         self.write_card(&card)
-        self.approve(rq, rp, 0, 0)
+        self.approve(rq, rp, value, seq, &card)
         return 0
 
     cdef int set_pin(self, const CoreRequest* rq, CoreReply* rp) except -1:
@@ -2257,6 +2294,9 @@ cdef class _BatchApplier:
                 1 <= rq.profile_id // 100 <= 12 and 1 <= rq.profile_id % 100 <= 31))
         if rq.op == OP_REPLACE_CARD:
             return rq.payload_size == CARD_KEY_SIZE
+        if rq.op == OP_DEACTIVATE:
+            return rq.amount_minor == 0 and CLOSE_AT_ZERO <= rq.target_status <= CLOSE_MOVE and \
+                rq.payload_size == (CARD_KEY_SIZE if rq.target_status == CLOSE_MOVE else 0)
         if rq.payload_size != (sizeof(ProfileRecord) if rq.op == OP_SET_PROFILE else
                                sizeof(OutletRecord) if rq.op == OP_DEFINE_OUTLET else
                                sizeof(ProgramRecord) if rq.op == OP_SET_PROGRAM else
@@ -2283,7 +2323,7 @@ cdef class _BatchApplier:
             return 0 < rq.amount_minor <= AMOUNT_MINOR_MAX
         if rq.op == OP_COMPLETE:
             return 0 <= rq.amount_minor <= AMOUNT_MINOR_MAX
-        if rq.op in (OP_CLEAR, OP_DEACTIVATE):
+        if rq.op == OP_CLEAR:
             return rq.amount_minor == 0
         if rq.op == OP_SELL_PACKAGE:
             return 0 < rq.amount_minor <= AMOUNT_MINOR_MAX and rq.valid_until_s > 0
@@ -2312,7 +2352,7 @@ cdef class _BatchApplier:
         if rq.payload_size == 0:
             return True
         digest = hashlib.sha256(payload[:rq.payload_size]).digest()
-        if rq.op in (OP_TRANSFER_POINTS, OP_REPLACE_CARD):
+        if rq.op in (OP_TRANSFER_POINTS, OP_REPLACE_CARD, OP_DEACTIVATE):
             return digest[:REQUEST_ID_SIZE] == _bytes(rq.ref_request_id, REQUEST_ID_SIZE) and \
                 memcmp(payload, rq.card_key, CARD_KEY_SIZE) != 0     # not to itself
         if digest != _bytes(rq.card_key, CARD_KEY_SIZE):
@@ -2390,7 +2430,7 @@ cdef class _BatchApplier:
         elif rq.op == OP_CLEAR:
             self.clear(rq, rp)
         elif rq.op == OP_DEACTIVATE:
-            self.deactivate(rq, rp)
+            self.deactivate(rq, payload, rp)
         elif rq.op == OP_SELL_PACKAGE:
             self.issue_lot(self.packages, rq, rp)
         elif rq.op == OP_USE_UNITS:

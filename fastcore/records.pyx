@@ -602,7 +602,7 @@ def pack_request(int op, bytes request_id, *, bytes ref_request_id=None, bytes c
         raise ValueError("payload is at most 65535 bytes")
     r.payload_size = len(payload)
     digest = hashlib.sha256(payload).digest()
-    if op in (OP_TRANSFER_POINTS, OP_REPLACE_CARD):  # card_key names the card: the digest goes here
+    if op in (OP_TRANSFER_POINTS, OP_REPLACE_CARD, OP_DEACTIVATE):  # card_key names the card: the digest goes here
         memcpy(r.ref_request_id, <char*>digest, REQUEST_ID_SIZE)
     else:
         memcpy(r.card_key, <char*>digest, CARD_KEY_SIZE)

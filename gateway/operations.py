@@ -480,11 +480,23 @@ class Operations:
         return self.submit_one(records.pack_request(Op.CLEAR, rid, card_key=self.card_key(pan_text),
                                                     reason=_reason(reason)), request_id_text)
 
-    def deactivate_card(self, request_id_text, pan_text):
+    def deactivate_card(self, request_id_text, pan_text, disposition=0, to_pan_text="", reason=0):
+        """disposition: 0 (value must be zero), 1 (paid out), 2 (moved to to_pan)."""
         rid = validation.request_id(request_id_text)
-        return self.submit_one(records.pack_request(Op.DEACTIVATE, rid,
-                                                    card_key=self.card_key(pan_text)),
-                               request_id_text)
+        card_key = self.card_key(pan_text)
+        if disposition not in (0, 1, 2):
+            raise validation.InvalidArgument("disposition", "must be CLOSE_DISPOSITION_UNSPECIFIED, "
+                                             "_PAYOUT or _MOVE")
+        payload = None
+        if disposition == 2:
+            payload = self.card_key(to_pan_text, "to_pan")
+            if payload == card_key:
+                raise validation.InvalidArgument("to_pan", "is the card being closed")
+        elif to_pan_text:
+            raise validation.InvalidArgument("to_pan", "goes only with CLOSE_DISPOSITION_MOVE")
+        return self.submit_one(records.pack_request(
+            Op.DEACTIVATE, rid, card_key=card_key, target_status=disposition, payload=payload,
+            reason=_reason(reason) if reason else 0), request_id_text)
 
     def set_card_status(self, request_id_text, pan_text, status):
         rid = validation.request_id(request_id_text)

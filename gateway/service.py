@@ -450,7 +450,8 @@ class IssuingService(Servicer, issuing_pb2_grpc.IssuingServiceServicer):
 
     @rpc
     def DeactivateCard(self, request, context):
-        reply = self.ops.deactivate_card(request.request_id, request.pan)
+        reply = self.ops.deactivate_card(request.request_id, request.pan, request.disposition,
+                                         request.to_pan, request.reason)
         return issuing_pb2.DeactivateCardResponse(authorization=authorization_message(reply))
 
     @rpc

@@ -270,10 +270,11 @@ class FleetRules:
         expected = {Op.SET_PROFILE: records.PROFILE_RECORD_SIZE,
                     Op.DEFINE_OUTLET: records.OUTLET_RECORD_SIZE,
                     Op.SET_PROGRAM: records.PROGRAM_RECORD_SIZE,
-                    Op.TRANSFER_POINTS: 32, Op.REPLACE_CARD: 32}.get(rq.op, 0)
+                    Op.TRANSFER_POINTS: 32, Op.REPLACE_CARD: 32,
+                    Op.DEACTIVATE: 32 if rq.target_status == 2 else 0}.get(rq.op, 0)
         if rq.payload_size != expected or len(payload) != expected:
             return False
-        if rq.op in (Op.TRANSFER_POINTS, Op.REPLACE_CARD):
+        if rq.op in (Op.TRANSFER_POINTS, Op.REPLACE_CARD, Op.DEACTIVATE) and payload:
             if hashlib.sha256(payload).digest()[:16] != rq.ref_request_id or payload == rq.card_key:
                 return False
         elif payload and hashlib.sha256(payload).digest() != rq.card_key:
@@ -295,6 +296,8 @@ class FleetRules:
             return rq.contract_id != 0 and 0 <= rq.amount_minor <= records.BALANCE_MINOR_MAX
         if rq.op in (Op.ASSIGN_CARD, Op.REPLACE_CARD):
             return True
+        if rq.op == Op.DEACTIVATE:
+            return rq.amount_minor == 0 and 0 <= rq.target_status <= 2
         if rq.op == Op.SET_PROGRAM:
             return self.valid_program(payload)
         return None

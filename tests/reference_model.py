@@ -396,12 +396,37 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
                             now_s, rq.reason)
         self.approve(rq, rp, cleared, seq)
 
-    def deactivate(self, rq, packed, rp, now_s, now_yyyymm):
+    def deactivate(self, rq, payload, rp, now_s, now_yyyymm):
+        """Closed for good; its value zero already (0), paid out (1) or moved (2)."""
         card = self.open_card(rq, rp)
-        if rp["balance_minor"] and not card.contract_id:
+        value = 0 if card.contract_id else self.accounts[(card.card_id, Slot.CARD_VALUE)].balance_minor
+        if self.accounts[(self.value_owner(card), Slot.CARD_HELD)].balance_minor or \
+                self.accounts[(card.card_id, Slot.CARD_POINTS_HELD)].balance_minor:
+            raise Decline(Result.DECLINED_HOLDS_OPEN)
+        if rq.target_status == 0 and value:
             raise Decline(Result.DECLINED_BALANCE_NOT_ZERO)
+        seq = 0
+        if rq.target_status == 2:
+            receiver = self.cards.get(self.pan_index.get(payload))
+            if receiver is None or receiver.card_id == card.card_id or receiver.contract_id or \
+                    self.card_unusable(receiver, now_yyyymm, True) is not None:
+                raise Decline(Result.DECLINED_RECEIVING_CARD_UNUSABLE)
+            account = self.accounts[(receiver.card_id, Slot.CARD_VALUE)]
+            if account.currency != rp["currency"]:
+                raise Decline(Result.DECLINED_CURRENCY_MISMATCH)
+            if account.balance_minor + value > (self.range_limits[receiver.range_id][0] or BALANCE_MINOR_MAX):
+                raise Decline(Result.DECLINED_BALANCE_LIMIT_EXCEEDED)
+            if value:
+                seq = self.post(rq.request_id, Op.DEACTIVATE, (card.card_id, Slot.CARD_VALUE),
+                                (receiver.card_id, Slot.CARD_VALUE), rp["currency"], value, now_s, rq.reason)
+                if receiver.status == CardStatus.ISSUED:
+                    receiver.status, receiver.activated_s = CardStatus.ACTIVE, now_s
+        elif rq.target_status == 1 and value:
+            seq = self.post(rq.request_id, Op.DEACTIVATE, (card.card_id, Slot.CARD_VALUE),
+                            (SYSTEM + card.range_id, Slot.RANGE_FUNDING), rp["currency"], value, now_s,
+                            rq.reason)
         card.status = CardStatus.CLOSED
-        self.approve(rq, rp, 0, 0)
+        self.approve(rq, rp, value, seq)
 
     def purchase(self, rq, packed, rp, now_s, now_yyyymm):
         card, amount, volume, fleet = self.charge_checks(rq, rp, now_s, now_yyyymm)
@@ -765,7 +790,7 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
             return 0 <= rq.amount_minor <= AMOUNT_MINOR_MAX
         if rq.op == Op.ADJUST:
             return 0 < rq.amount_minor <= AMOUNT_MINOR_MAX
-        if rq.op in (Op.CLEAR, Op.DEACTIVATE):
+        if rq.op == Op.CLEAR:
             return rq.amount_minor == 0
         if rq.op == Op.SELL_PACKAGE:
             return 0 < rq.amount_minor <= AMOUNT_MINOR_MAX and rq.valid_until_s > 0

@@ -113,6 +113,8 @@ operation = st.one_of(
     st.tuples(st.just("use_units"), card_index, st.integers(1, 8)),
     st.tuples(st.just("use_units"), card_index, st.integers(1, 8)),
     st.tuples(st.just("deactivate"), card_index),
+    st.tuples(st.just("close_payout"), card_index),
+    st.tuples(st.just("close_move"), card_index, card_index),
     st.tuples(st.just("bad_amount"), card_index, st.sampled_from([0, -1, -10**12,
                                                                   records.AMOUNT_MINOR_MAX + 1])),
     # fleet sales: op, card, amount, volume, odometer, products, outlet, partial, driver id
@@ -356,6 +358,16 @@ BOUNDARY_STORY = [
     (3600, [("replace", 6, 5),                  # the hold timed out: replaced
             ("replace", 6, 5),                  # closed now
             ("redeem", 5, 1)]),                 # its points came along
+    # Closing with the value paid out or moved to another card, in one step.
+    (0, [("status", 1, CardStatus.ACTIVE),
+         ("close_move", 5, 5),                  # to itself: refused
+         ("close_move", 5, 7),                  # to a card drawing on a contract: refused
+         ("close_move", 5, 3),                  # to a card of another currency: refused
+         ("close_move", 5, 1),                  # its value moves to card 1; card 5 closes
+         ("load", 1, 300, 0),
+         ("close_move", 1, 5),                  # to a closed card: refused
+         ("close_payout", 1),                   # paid out to the holder; card 1 closes
+         ("load", 5, 100, 0)]),                 # closed for good
 ]
 
 
@@ -681,6 +693,11 @@ class Scenario:
         elif kind in ("clear", "deactivate"):
             packed = records.pack_request(Op.CLEAR if kind == "clear" else Op.DEACTIVATE,
                                           self.new_id(), card_key=CARD_KEYS[drawn[1]], reason=3)
+        elif kind in ("close_payout", "close_move"):
+            move = kind == "close_move"
+            packed = records.pack_request(Op.DEACTIVATE, self.new_id(), card_key=CARD_KEYS[drawn[1]],
+                                          reason=5, target_status=2 if move else 1,
+                                          payload=CARD_KEYS[drawn[2]] if move else None)
         elif kind == "set_pin":
             packed = records.pack_request(Op.SET_PIN, self.new_id(), card_key=CARD_KEYS[drawn[1]],
                                           pin_verifier=bytes([drawn[2]]) * 16)
@@ -845,6 +862,7 @@ def test_boundary_story_reaches_every_decline():
                 if e.op == Op.POINTS_EXPIRY]
     assert points_expired == [10]         # the 1-day lot's rest, through the journal
     reached = [r.result for r in replies]
+    print("REACHED", [Result(x).name for x in reached[-15:]])
     flagged = [r for r in replies if r.review]
     assert [(r.volume_ml, r.limit_hit - 1) for r in flagged] == \
         [(64_210, records.limit_index(T, Measure.VOLUME)),      # past the soft 60 L a sale
@@ -873,7 +891,7 @@ def test_boundary_story_reaches_every_decline():
         R.APPROVED, R.DECLINED_CARD_CLOSED, R.DECLINED_CARD_CLOSED,
         R.APPROVED, R.DECLINED_BALANCE_LIMIT_EXCEEDED, R.APPROVED,
         R.DECLINED_LOAD_LIMIT_EXCEEDED, R.APPROVED, R.APPROVED, R.APPROVED,
-        R.DECLINED_BALANCE_NOT_ZERO,
+        R.DECLINED_HOLDS_OPEN,
         R.APPROVED, R.APPROVED, R.DECLINED_NO_UNITS_LEFT, R.APPROVED, R.APPROVED,
         R.DECLINED_CARD_EXPIRED,
         R.APPROVED, R.DECLINED_NO_UNITS_LEFT,
@@ -915,6 +933,9 @@ def test_boundary_story_reaches_every_decline():
         R.APPROVED, R.APPROVED, R.DECLINED_HOLDS_OPEN, R.DECLINED_REPLACEMENT_UNUSABLE,
         R.DECLINED_REPLACEMENT_UNUSABLE,
         R.APPROVED, R.DECLINED_CARD_CLOSED, R.APPROVED,
+        R.APPROVED, R.REJECTED_INVALID_REQUEST, R.DECLINED_RECEIVING_CARD_UNUSABLE,
+        R.DECLINED_CURRENCY_MISMATCH, R.APPROVED, R.APPROVED, R.DECLINED_RECEIVING_CARD_UNUSABLE,
+        R.APPROVED, R.DECLINED_CARD_CLOSED,
     ]
     earning = [(r.points_earned, r.discount_minor, r.tier, r.earn_flags, r.balance_minor)
                for r in replies if r.op == Op.LOYALTY_SALE and r.result == R.APPROVED]

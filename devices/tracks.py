@@ -18,6 +18,11 @@ DISCRETIONARY_MAX_1 = 79
 PAN_MIN, PAN_MAX = 12, 19
 
 
+def expiry_yymm(expiry_yyyymm: int) -> str:
+    """A card's last month (YYYYMM, as cardgate keeps it) as the tracks write it: YYMM."""
+    return f"{expiry_yyyymm // 100 % 100:02d}{expiry_yyyymm % 100:02d}"
+
+
 class TrackError(ValueError):
     """A track that cannot be built or read: which track and what is wrong."""
 

@@ -64,10 +64,6 @@ def job_id_bytes(text: str) -> bytes:
     return raw
 
 
-def yymm_of(expiry_yyyymm: int) -> str:
-    return f"{expiry_yyyymm // 100 % 100:02d}{expiry_yyyymm % 100:02d}"
-
-
 def emboss_lines(pan: str, expiry_yymm: str, holder: str) -> list:
     lines = [" ".join(pan[i:i + 4] for i in range(0, len(pan), 4)),
              f"VALID THRU {expiry_yymm[2:]}/{expiry_yymm[:2]}"]
@@ -177,7 +173,7 @@ class PersonalizationJobs:
                     programs[card.range_id] = self.store._program_id_of_range(txn, card.range_id)
                     names[card.range_id] = bearer_name(records.unpack_range(
                         txn.get(records.range_key(card.range_id), db=self.store.db_config)).name)
-                yymm = yymm_of(card.expiry_yyyymm)
+                yymm = tracks.expiry_yymm(card.expiry_yyyymm)
                 lines.append({
                     "seq": seq, "card_id": card_id, "pan": pan, "holder": holder,
                     "expiry_yymm": yymm, "service_code": service_code,

@@ -12,6 +12,8 @@ import time
 from cardgate.fastcore import records
 from cardgate.fastcore.records import Op
 
+from cardgate.devices import tracks
+
 from . import fleet, limits, validation
 from .datakeys import HOLDER
 from .pan import luhn_check_digit, mask, split_for_record
@@ -147,7 +149,7 @@ class Operations:
         if kind in ("purchase", "preauthorize"):
             amount, extra = fleet.sale_fields(kind, m)
             return self.pack_money(Op.PURCHASE if kind == "purchase" else Op.PREAUTH,
-                                   m.request_id, m.pan, amount, m.amount.currency,
+                                   m.request_id, self.presented_pan(m), amount, m.amount.currency,
                                    pin_text=m.pin, partial_ok=m.partial_approval_ok, extra=extra)
         if kind == "complete":
             amount, extra = fleet.sale_fields(kind, m)
@@ -167,6 +169,23 @@ class Operations:
                                    m.amount.currency)
         raise validation.InvalidArgument("operation", "is empty; set one of purchase, "
                                          "preauthorize, complete, void, refund, reverse, load")
+
+    def presented_pan(self, m) -> str:
+        """The PAN a sale names: keyed in (`pan`), or from a swiped stripe (`track2`),
+        whose expiry must be the card's."""
+        if not m.track2:
+            return m.pan
+        if m.pan:
+            raise validation.InvalidArgument("track2", "send the card as pan or as track2, not both")
+        try:
+            stripe = tracks.parse_track2(m.track2)
+        except tracks.TrackError as exc:
+            raise validation.InvalidArgument("track2", str(exc)) from None
+        found = self.store.read_card(self.card_key(stripe.pan, "track2"))
+        if found is not None and tracks.expiry_yymm(found[0].expiry_yyyymm) != stripe.yymm:
+            raise validation.InvalidArgument("track2", f"the stripe expires {stripe.yymm[2:]}/{stripe.yymm[:2]}"
+                                             ", not when the card does: not this card's stripe")
+        return stripe.pan
 
     def balance(self, pan_text):
         """(Card, Account) or None; a read that never waits for the writer."""

@@ -23,9 +23,9 @@ from cardgate.devices import desfire, msr, pcsc, personalize, tracks
 from cardgate.devices.desfire_card import DesfireCard
 from cardgate.devices.msr_simulator import MsrSimulator
 from cardgate.devices.vpcd import READER_NAMES, insert
-from cardgate.v1 import common_pb2, issuing_pb2, issuing_pb2_grpc
+from cardgate.v1 import authorization_pb2, common_pb2, issuing_pb2, issuing_pb2_grpc
 
-from helpers import create_range, load, new_id, purchase
+from helpers import create_range, eur, load, new_id, purchase
 
 MASTER_KEY = "00112233445566778899AABBCCDDEEFF"
 HOLDERS = ["Ada Lovelace", "ALAN M. TURING", "Grace O'Hara-Hopper"]
@@ -219,11 +219,25 @@ def test_issue_export_encode_pull_a_card_rerun_and_pay_with_a_stripe(live_gatewa
         reader.close()
     finally:
         simulator.close()
-    pan = tracks.parse_track2(track2).pan
-    assert load(gw, pan, 20_00).result_code == common_pb2.RESULT_CODE_APPROVED
-    paid = purchase(gw, pan, 12_50)
+    stripe_data = tracks.parse_track2(track2)
+    assert load(gw, stripe_data.pan, 20_00).result_code == common_pb2.RESULT_CODE_APPROVED
+
+    def swipe(track, **more):
+        return gw.auth.Purchase(authorization_pb2.PurchaseRequest(
+            request_id=new_id(), track2=track, amount=eur(12_50), **more)).authorization
+
+    paid = swipe(track2)
     assert paid.result_code == common_pb2.RESULT_CODE_APPROVED
     assert paid.balance.balance_minor == 7_50
+    older = tracks.build_track2(stripe_data.pan, "2512", stripe_data.service_code)
+    for track, more, problem in ((older, {}, "not this card's stripe"),
+                                 (track2, {"pan": stripe_data.pan}, "not both"),
+                                 (track2[:-1], {}, "must start with ; and end with ?")):
+        with pytest.raises(grpc.RpcError) as refused:
+            swipe(track, **more)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert refused.value.details().startswith("track2") and problem in refused.value.details()
+    assert purchase(gw, stripe_data.pan, 1).balance.balance_minor == 7_49     # nothing else taken
 
 
 def test_job_files_are_refused_when_altered_for_another_bureau_or_unsigned(live_gateway, tmp_path):

@@ -85,20 +85,32 @@ class VirtualCardSlot:
             return                                  # removed, or vpcd went away
 
 
-def insert(card, reader: int = 0, timeout_s: float = 15.0, settle_s: float = 2.0):
-    """(VirtualCardSlot, devices.pcsc.Connection) of the card, once pcscd sees it."""
+def insert(card, reader: int = 0, timeout_s: float = 15.0, settle_s: float = 2.0, connect: bool = True):
+    """(VirtualCardSlot, devices.pcsc.Connection) of the card, once pcscd sees it; with
+    connect=False the connection is None and the card is left alone (a feeder that
+    only puts cards in, for an encoder in another process, must not reset them)."""
     from . import pcsc
 
+    states = None if connect else pcsc.ReaderStates()
     deadline = time.monotonic() + timeout_s
-    while True:
-        slot = VirtualCardSlot(card, reader)
-        tried_until = min(time.monotonic() + settle_s, deadline)
-        while time.monotonic() < tried_until:
-            try:
-                return slot, pcsc.Connection(READER_NAMES[reader])
-            except pcsc.PcscError:
+    try:
+        while True:
+            slot = VirtualCardSlot(card, reader)
+            tried_until = min(time.monotonic() + settle_s, deadline)
+            while time.monotonic() < tried_until:
+                try:
+                    if states is not None:
+                        if READER_NAMES[reader] in states.present([READER_NAMES[reader]]):
+                            return slot, None
+                    else:
+                        return slot, pcsc.Connection(READER_NAMES[reader])
+                except pcsc.PcscError:
+                    pass
                 time.sleep(0.05)
-        slot.remove()
-        if time.monotonic() >= deadline:
-            raise pcsc.PcscError(f"pcscd did not see the card in {READER_NAMES[reader]} "
-                                 f"within {timeout_s:g} s")
+            slot.remove()
+            if time.monotonic() >= deadline:
+                raise pcsc.PcscError(f"pcscd did not see the card in {READER_NAMES[reader]} "
+                                     f"within {timeout_s:g} s")
+    finally:
+        if states is not None:
+            states.close()

@@ -73,10 +73,10 @@ class Feeder:
         self.slots = {}
         self.finished = []              # (card, stripe tracks, encoder's line)
         self.pulled = []
+        self.refused = []
 
     def put(self, card, reader):
-        slot, connection = insert(card, reader)
-        connection.close()
+        slot, _ = insert(card, reader, connect=False)
         self.slots[reader] = (slot, card)
 
     @staticmethod
@@ -97,12 +97,16 @@ class Feeder:
         lines = []
         for line in process.stdout:
             lines.append(line)
-            if not line.startswith("card "):
-                continue
-            reader = next(r for r, name in READER_NAMES.items() if name in line)
+            reader = next((r for r, name in READER_NAMES.items()
+                           if line.startswith(f"{name}: card refused") or
+                           (line.startswith("card ") and f" in {name}" in line)), None)
+            if reader is None:
+                continue                    # not about a card in a reader
             slot, card = self.slots.pop(reader)
             if " encoded in " in line:
                 self.finished.append((card, self.simulator.take_card(), line))
+            elif "card refused" in line:
+                self.refused.append((card, line))
             else:
                 self.pulled.append((card, line))
             slot.remove()
@@ -112,13 +116,13 @@ class Feeder:
         return lines
 
 
-def run_encode(gw, job_path, feeder, then=None):
+def run_encode(gw, job_path, feeder, then=None, *more, card_wait_s=30):
     process = subprocess.Popen(
         [sys.executable, "-m", "cardgate.gateway.cli", "bureau", "encode", str(job_path),
          "--msr", feeder.simulator.path, "--reader", READER_NAMES[0], "--reader", READER_NAMES[1],
          "--master-key", str(job_path.parent / "master.key"), "--bureau-key", str(gw.certs / "bureau-1.key"),
-         "--card-wait-s", "30", "--target", gw.gateway.address, "--cert-dir", str(gw.certs),
-         "--as", "bureau-1"],
+         "--card-wait-s", str(card_wait_s), "--target", gw.gateway.address, "--cert-dir", str(gw.certs),
+         "--as", "bureau-1", *more],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     errors = queue.Queue()
     threading.Thread(target=lambda: errors.put(process.stderr.read()), daemon=True).start()
@@ -361,3 +365,66 @@ def test_holder_names_are_checked_and_kept_encrypted(live_gateway):
     raw = pathlib.Path(gw.data_dir / "ledger" / "data.mdb").read_bytes()
     assert b"LOVELACE" not in raw and b"Lovelace" not in raw
     assert os.stat(gw.data_dir / "ledger" / "data.mdb").st_size > 0
+
+
+@pytest.mark.slow
+def test_encoding_offline_then_import_and_cards_that_are_not_blank(live_gateway, pcscd, tmp_path):
+    gw = live_gateway
+    create_range(gw)
+    card_ids = issue_with_holders(gw)[:2]
+    (tmp_path / "master.key").write_text(MASTER_KEY)
+    job_path = tmp_path / "job.jsonl"
+    assert cli(gw, "export", "--card-id", str(card_ids[0]), "--card-id", str(card_ids[1]),
+               "--out", str(job_path), "--aid", AID).returncode == 0
+    simulator = MsrSimulator()
+    feeder = Feeder(simulator)
+    try:
+        # Offline, one card, then no more come: it stops, saying how to go on.
+        feeder.put(DesfireCard(uid(1)), 0)
+        code, out, err = run_encode(gw, job_path, feeder, None, "--offline", card_wait_s=2)
+        assert code == 4, out + err
+        assert "no card came" in out and "run the same command again" in out
+        bureau = issuing_pb2_grpc.IssuingServiceStub(gw.open("bureau-1"))
+
+        def status():
+            return bureau.GetPersonalizationJob(issuing_pb2.GetPersonalizationJobRequest(
+                job_id=job_file.verify(job_path.read_bytes(), x509.load_pem_x509_certificate(
+                    (gw.certs / "ca.crt").read_bytes())).job_id))
+
+        assert (status().encoded, status().pending) == (0, 2)       # the gateway knows nothing yet
+        done = cli(gw, "import", f"{job_path}.results.jsonl")
+        assert done.returncode == 0 and "1 results sent, 0 not" in done.stdout, done.stdout + done.stderr
+        assert (status().encoded, status().pending) == (1, 1)
+        assert "1 encoded, 0 failed, 1 pending" in cli(gw, "status", status().job_id).stdout
+        assert "0 results sent" in cli(gw, "import", f"{job_path}.results.jsonl").stdout  # nothing twice
+
+        # Next run: the card already encoded is refused, then one carrying the application
+        # that this job never started on, then a blank one takes card 2.
+        encoded_card = feeder.finished[0][0]
+        foreign = DesfireCard(uid(9))
+        foreign.power(True)
+        other = desfire.Desfire(foreign.process)                    # straight to the card
+        other.authenticate_aes(0, bytes(16))
+        other.create_application(bytes.fromhex(AID), 0x0B, 2)
+        assert bytes.fromhex(AID) in foreign.applications
+        queue_of_cards = iter([foreign, DesfireCard(uid(2))])
+
+        def refill(reader):
+            card = next(queue_of_cards, None)
+            if card is not None:
+                feeder.put(card, reader)
+
+        feeder.put(encoded_card, 0)
+        code, out, err = run_encode(gw, job_path, feeder, refill)
+        assert code == 0, out + err
+        assert [line.split("card refused: ")[1].split(";")[0] for _, line in feeder.refused] == [
+            "this chip already carries card 1 of the job",
+            f"the chip already carries application {AID} and this job never started on it: "
+            "not a blank card"]
+        assert "2 of 2 encoded in all" in out
+        assert (status().encoded, status().pending) == (2, 0)
+    finally:
+        for slot, _ in feeder.slots.values():
+            slot.remove()
+        simulator.close()
+    assert simulator.writes == 2

@@ -428,3 +428,62 @@ def test_encoding_offline_then_import_and_cards_that_are_not_blank(live_gateway,
             slot.remove()
         simulator.close()
     assert simulator.writes == 2
+
+
+class StallingCard(DesfireCard):
+    """A blank card that stalls at its first WriteData until released: the moment to
+    kill the encoder, with the chip bound to a job card and half written."""
+
+    def __init__(self, uid_):
+        super().__init__(uid_)
+        self.reached, self.release = threading.Event(), threading.Event()
+
+    def process(self, apdu):
+        if apdu[1] == desfire.WRITE_DATA and not self.release.is_set():
+            self.reached.set()
+            self.release.wait(30)
+        return super().process(apdu)
+
+
+@pytest.mark.slow
+def test_an_encoder_killed_mid_card_finishes_that_card_on_the_same_chip(live_gateway, pcscd, tmp_path):
+    gw = live_gateway
+    create_range(gw)
+    card_id = issue_with_holders(gw)[0]
+    (tmp_path / "master.key").write_text(MASTER_KEY)
+    job_path = tmp_path / "job.jsonl"
+    assert cli(gw, "export", "--card-id", str(card_id), "--out", str(job_path), "--aid", AID).returncode == 0
+    simulator = MsrSimulator()
+    feeder = Feeder(simulator)
+    card = StallingCard(uid(5))
+    try:
+        feeder.put(card, 0)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cardgate.gateway.cli", "bureau", "encode", str(job_path),
+             "--msr", simulator.path, "--reader", READER_NAMES[0], "--master-key", str(tmp_path / "master.key"),
+             "--card-wait-s", "30", "--target", gw.gateway.address, "--cert-dir", str(gw.certs),
+             "--as", "bureau-1"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert card.reached.wait(30), "the encoder never wrote the card-data file"
+        process.kill()                                     # SIGKILL, mid-card
+        process.communicate(timeout=30)
+        card.release.set()
+        assert simulator.writes == 0
+        results = (tmp_path / "job.jsonl.results.jsonl").read_text()
+        assert '"event": "started"' in results and '"event": "encoded"' not in results
+
+        # The same chip still in the reader: the rerun finishes the card it was bound to.
+        code, out, err = run_encode(gw, job_path, feeder)
+        assert code == 0, out + err
+        assert "card 1 " in out and "encoded in" in out and "1 of 1 encoded in all" in out
+    finally:
+        card.release.set()
+        for slot, _ in feeder.slots.values():
+            slot.remove()
+        simulator.close()
+    (finished, stripe, _), = feeder.finished
+    assert finished is card and simulator.writes == 1
+    job = job_file.verify(job_path.read_bytes(), x509.load_pem_x509_certificate((gw.certs / "ca.crt").read_bytes()))
+    assert (stripe[1], stripe[2]) == (job.cards[0].track1, job.cards[0].track2)
+    application = card.applications[bytes.fromhex(AID)]
+    assert personalize.parse_card_data(bytes(application.files[personalize.CARD_DATA_FILE].data))[0] == \
+        job.cards[0].pan

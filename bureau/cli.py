@@ -33,6 +33,8 @@ def add_commands(sub, connected):
     which = export.add_mutually_exclusive_group(required=True)
     which.add_argument("--card-id", type=int, action="append", help="a card id (repeat it)")
     which.add_argument("--card-ids", metavar="FILE", help="a file of card ids, one a line ('-': stdin)")
+    which.add_argument("--issue-request-id", metavar="UUID",
+                       help="every card the IssueCards request with this id issued")
     export.add_argument("--out", required=True, help="the job file to write")
     export.add_argument("--bureau-cert", metavar="PEM",
                         help="encrypt the job to this certificate (EC P-256); else it is only signed")
@@ -103,17 +105,24 @@ def _export(args, stub) -> int:
         text = sys.stdin.read() if args.card_ids == "-" else pathlib.Path(args.card_ids).read_text()
         card_ids = [int(line) for line in text.split()]
     else:
-        card_ids = args.card_id
-    response = stub.ExportPersonalizationJob(issuing_pb2.ExportPersonalizationJobRequest(
+        card_ids = args.card_id or []
+    parts = stub.ExportPersonalizationJob(issuing_pb2.ExportPersonalizationJobRequest(
         request_id=args.request_id or new_request_id(), card_ids=card_ids,
+        issue_request_id=args.issue_request_id or "",
         bureau_certificate_pem=pathlib.Path(args.bureau_cert).read_bytes() if args.bureau_cert else b"",
         service_code=args.service_code, master_key_label=args.key_label,
         chip=issuing_pb2.ChipProfile(aid=bytes.fromhex(args.aid),
-                                     value_limit_minor=args.value_limit_minor)), timeout=120)
+                                     value_limit_minor=args.value_limit_minor)), timeout=600)
     out = pathlib.Path(args.out)
     with open(out, "xb") as f:               # never over an earlier job
         out.chmod(0o600)
-        f.write(response.job_file)
+        try:
+            for response in parts:
+                f.write(response.job_file)
+        except BaseException:
+            f.close()
+            out.unlink()                     # no half job left behind
+            raise
     print(f"{response.message}; written to {out}")
     return 0
 

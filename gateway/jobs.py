@@ -7,6 +7,8 @@ each lands in the same transaction as what the core did:
     b"C" job_id(8)            -> its card ids, 8 bytes big-endian each, in job order
     b"S" job_id(8) seq(4)     -> a card's result (JSON): result, reason, attempts, chip uid
     b"Q" request id(16)       -> what that request did (JSON): a retry answers the same
+    b"B" IssueCards request id(16) part start(4) attempt(1)
+                              -> the card ids that part issued (store.issued_part_key)
 """
 import hashlib
 import json
@@ -22,6 +24,7 @@ from . import limits, validation
 from .datakeys import HOLDER
 from .operations import RequestIdReused, raise_rejections
 from .pan import mask_parts
+from .store import issued_part_key
 
 SERVICE_CODE_DEFAULT = "701"         # private use, normal authorization, no restrictions
 KEY_LABEL_DEFAULT = "default"
@@ -87,10 +90,19 @@ class PersonalizationJobs:
     # ---- export ----------------------------------------------------------------------
 
     def export(self, request_id_text, card_ids, bureau_certificate_pem=b"", service_code="",
-               aid=b"", value_limit_minor=0, master_key_label=""):
-        """(job id, cards, job file bytes, encrypted)."""
+               aid=b"", value_limit_minor=0, master_key_label="", issue_request_id=""):
+        """(job id, cards, job file bytes, encrypted). The cards: by id, or those one
+        IssueCards request issued."""
         rid = validation.request_id(request_id_text)
         card_ids = list(card_ids)
+        if issue_request_id:
+            if card_ids:
+                raise validation.InvalidArgument("issue_request_id", "name the cards by card_ids or "
+                                                 "by issue_request_id, not both")
+            card_ids = self._issued_by(validation.request_id(issue_request_id, "issue_request_id"))
+            if not card_ids:
+                raise validation.InvalidArgument("issue_request_id", f"no IssueCards request "
+                                                 f"{issue_request_id} issued cards here")
         if not 1 <= len(card_ids) <= limits.ISSUE_CARDS_PER_BATCH_MAX:
             raise validation.InvalidArgument("card_ids", f"must name 1 to {limits.ISSUE_CARDS_PER_BATCH_MAX} "
                                              f"cards, got {len(card_ids)}")
@@ -288,6 +300,17 @@ class PersonalizationJobs:
         if found is None:
             raise JobNotFound(f"no personalization job {job_id.hex()}")
         return json.loads(found)
+
+    def _issued_by(self, issue_rid) -> list:
+        prefix, ids = issued_part_key(issue_rid, 0, 0)[:17], []
+        with self.store.env.begin() as txn:
+            cursor = txn.cursor(db=self.store.db_jobs)
+            found = cursor.set_range(prefix)
+            while found and cursor.key().startswith(prefix):
+                part = cursor.value()
+                ids.extend(int.from_bytes(part[i:i + 8], "big") for i in range(0, len(part), 8))
+                found = cursor.next()
+        return ids
 
     def _card_id(self, job_id, seq):
         with self.store.env.begin() as txn:

@@ -17,6 +17,7 @@ from cardgate.devices import tracks
 from . import fleet, limits, validation
 from .datakeys import HOLDER
 from .pan import luhn_check_digit, mask, split_for_record
+from .store import issued_part_key
 from .loop_handoff import LoopHandoff
 from .velocity import CardVelocity
 from .writer import ReplyTimeout, yyyymm_of
@@ -223,11 +224,12 @@ class Operations:
             raise validation.InvalidArgument("range_id", f"card range {range_id} does not exist")
         return card_range, f"{card_range.iin_prefix:0{card_range.iin_digits}d}"
 
-    def issue_gift_cards(self, request_id_text, range_id, cards, rid=None):
+    def issue_gift_cards(self, request_id_text, range_id, cards, rid=None, part_key=None):
         """cards: [(pan, expiry_yyyymm)] or [(pan, expiry_yyyymm, holder name)] (checked by
         validation.holder_name; "" for a bearer card). All are issued in one transaction,
         or none when the request id was already used for other content. rid: the 16-byte
-        id of a part of a larger request (issue_cards)."""
+        id of a part of a larger request (issue_cards), and part_key where the ids of the
+        cards it issued are kept (store.issued_part_key)."""
         rid = rid or validation.request_id(request_id_text)
         if not 1 <= len(cards) <= limits.ISSUE_CARDS_PER_REQUEST_MAX:
             raise validation.InvalidArgument(
@@ -278,6 +280,9 @@ class Operations:
                     if holder:
                         txn.put(card_id, self.store.key_ring.encrypt(holder, reply.card_id, HOLDER),
                                 db=self.store.db_holders)
+            if part_key is not None:
+                txn.put(part_key, b"".join(r.card_id.to_bytes(8, "big") for r in replies
+                                           if r.result == Result.APPROVED), db=self.store.db_jobs)
 
         replies = self.writer.submit(packed, guard=same_or_new, after=store_encrypted_pans)
         for reply in replies:
@@ -312,14 +317,17 @@ class Operations:
         def part_id(*parts):
             return hashlib.blake2b(rid + repr(parts).encode(), digest_size=16).digest()
 
-        if sequential:
+        def serials(n, *part):             # the range's next n serial numbers, or its decline
             reply = self.submit_one(records.pack_request(
-                Op.ALLOCATE_SERIALS, part_id("serials"), range_id=range_id, amount_minor=count),
+                Op.ALLOCATE_SERIALS, part_id("serials", *part), range_id=range_id, amount_minor=n),
                 request_id_text)
+            return reply, [pan_of(reply.approved_minor + i) for i in range(n)]
+
+        if sequential:
+            reply, numbers = serials(count)
             if reply.result != Result.APPROVED:
                 yield [reply]
                 return
-            numbers = [pan_of(reply.approved_minor + i) for i in range(count)]
         else:
             numbers, tries, used = [None] * count, [0] * count, set()
 
@@ -340,17 +348,24 @@ class Operations:
                         numbers[i] = draw(i)
                 replies = self.issue_gift_cards(request_id_text, range_id,
                                                 [(numbers[i], expiry_yyyymm, holders[i]) for i in todo],
-                                                rid=part_id(start, attempt))
+                                                rid=part_id(start, attempt),
+                                                part_key=issued_part_key(rid, start, attempt))
                 taken = [i for i, r in zip(todo, replies)
                          if r.result == Result.DECLINED_CARD_ALREADY_ISSUED]
-                yield [r for r in replies if r.result != Result.DECLINED_CARD_ALREADY_ISSUED] \
-                    if not sequential else replies
-                if sequential or not taken:
+                yield [r for r in replies if r.result != Result.DECLINED_CARD_ALREADY_ISSUED]
+                if not taken:
                     break
                 todo = taken
+                if sequential:              # a number issued otherwise (at random, by hand): the next ones
+                    reply, more = serials(len(taken), start, attempt)
+                    if reply.result != Result.APPROVED:
+                        yield [reply]
+                        return
+                    for i, number in zip(taken, more):
+                        numbers[i] = number
             else:
-                raise validation.InvalidArgument("count", "the range is too full to draw numbers at "
-                                                 "random; number its cards in order")
+                raise validation.InvalidArgument("count", "the range is too full: its numbers keep "
+                                                 "being taken already")
 
     def replace_card(self, request_id_text, pan_text, new_pan_text, actor):
         rid = validation.request_id(request_id_text)

@@ -89,6 +89,7 @@ RESULT_MESSAGES = {
 PROMPT_NAMES = {1: "PIN", 2: "odometer", 3: "driver id", 4: "vehicle id"}
 PERIOD_NAMES = {1: "per transaction", 2: "daily", 3: "weekly", 4: "monthly", 5: "lifetime"}
 MEASURE_NAMES = {1: "money", 2: "volume", 3: "count"}
+JOB_FILE_PART_BYTES = 48 * 1024          # a job file's part per message (under MESSAGE_BYTES_MAX)
 
 _WRITER_CODES = {
     writer_mod.QueueFull: grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -384,15 +385,18 @@ class IssuingService(Servicer, issuing_pb2_grpc.IssuingServiceServicer):
             masked_pan=mask_parts(reply.pan_first6, reply.pan_last4, reply.pan_length))
 
     @rpc
-    def ExportPersonalizationJob(self, request, context):
-        job_id, cards, data, encrypted = self.jobs.export(
-            request.request_id, request.card_ids, request.bureau_certificate_pem,
-            request.service_code, request.chip.aid, request.chip.value_limit_minor,
-            request.master_key_label)
-        return issuing_pb2.ExportPersonalizationJobResponse(
-            result_code=Result.APPROVED, job_id=job_id, cards=cards, job_file=data,
-            encrypted=encrypted, message=f"job {job_id}: {cards} cards, signed" +
-            (" and encrypted to the bureau's certificate" if encrypted else ""))
+    async def ExportPersonalizationJob(self, request, context):
+        job_id, cards, data, encrypted = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: self.jobs.export(
+                request.request_id, request.card_ids, request.bureau_certificate_pem,
+                request.service_code, request.chip.aid, request.chip.value_limit_minor,
+                request.master_key_label, request.issue_request_id))
+        message = f"job {job_id}: {cards} cards, signed" + \
+            (" and encrypted to the bureau's certificate" if encrypted else "")
+        for at in range(0, len(data), JOB_FILE_PART_BYTES):
+            yield issuing_pb2.ExportPersonalizationJobResponse(
+                result_code=Result.APPROVED, job_id=job_id, cards=cards, encrypted=encrypted,
+                message=message, job_file=data[at:at + JOB_FILE_PART_BYTES])
 
     @rpc
     def ReportPersonalization(self, request, context):

@@ -20,6 +20,12 @@ HOLDERS_DB = b"holders"
 JOBS_DB = b"jobs"
 
 
+def issued_part_key(issue_rid: bytes, start: int, attempt: int) -> bytes:
+    """Jobs database key of the card ids one part of an IssueCards request issued
+    (jobs.py exports them by the request's id, in this key's order)."""
+    return b"B" + issue_rid + start.to_bytes(4, "big") + bytes([attempt])
+
+
 def default_data_dir() -> pathlib.Path:
     return pathlib.Path(os.environ.get(DATA_DIR_ENV, DATA_DIR_DEFAULT))
 

@@ -48,6 +48,14 @@ def uid(n: int) -> bytes:
     return bytes.fromhex("04A1B2C3D4E5") + bytes([n])
 
 
+def exported(stub, request):
+    """The job an export streams: its first answer, with the whole file joined."""
+    parts = list(stub.ExportPersonalizationJob(request))
+    first = parts[0]
+    first.job_file = b"".join(part.job_file for part in parts)
+    return first
+
+
 def issue_with_holders(gw):
     stream = gw.issuing.IssueCards(issuing_pb2.IssueCardsRequest(
         request_id=new_id(), range_id=1, expiry_yyyymm=209912, holder_names=HOLDERS,
@@ -251,8 +259,8 @@ def test_job_files_are_refused_when_altered_for_another_bureau_or_unsigned(live_
     bureau = issuing_pb2_grpc.IssuingServiceStub(gw.open("bureau-1"))
     request = issuing_pb2.ExportPersonalizationJobRequest(
         request_id=new_id(), card_ids=card_ids, chip=issuing_pb2.ChipProfile(aid=bytes.fromhex(AID)))
-    signed = bureau.ExportPersonalizationJob(request)
-    again = bureau.ExportPersonalizationJob(request)              # a retry: the same job
+    signed = exported(bureau, request)
+    again = exported(bureau, request)                             # a retry: the same job
     assert (again.job_id, again.cards, again.encrypted) == (signed.job_id, 3, False)
     ca = x509.load_pem_x509_certificate((gw.certs / "ca.crt").read_bytes())
     job = job_file.read(signed.job_file, ca)
@@ -269,7 +277,7 @@ def test_job_files_are_refused_when_altered_for_another_bureau_or_unsigned(live_
     with pytest.raises(job_file.JobFileError, match="not issued by the gateway's CA"):
         job_file.read(signed.job_file, other_ca)
 
-    sealed = bureau.ExportPersonalizationJob(issuing_pb2.ExportPersonalizationJobRequest(
+    sealed = exported(bureau, issuing_pb2.ExportPersonalizationJobRequest(
         request_id=new_id(), card_ids=card_ids, chip=issuing_pb2.ChipProfile(aid=bytes.fromhex(AID)),
         bureau_certificate_pem=(gw.certs / "bureau-1.crt").read_bytes()))
     with pytest.raises(job_file.JobFileError, match="give its private key"):
@@ -294,7 +302,7 @@ def test_job_files_are_refused_when_altered_for_another_bureau_or_unsigned(live_
             else:
                 setattr(bad, name, value)
         with pytest.raises(grpc.RpcError) as refused:
-            bureau.ExportPersonalizationJob(bad)
+            exported(bureau, bad)
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert refused.value.details().startswith(field), refused.value.details()
 
@@ -304,7 +312,7 @@ def test_results_failed_then_encoded_and_contradictions(live_gateway):
     create_range(gw)
     card_ids = issue_with_holders(gw)
     bureau = issuing_pb2_grpc.IssuingServiceStub(gw.open("bureau-1"))
-    job = bureau.ExportPersonalizationJob(issuing_pb2.ExportPersonalizationJobRequest(
+    job = exported(bureau, issuing_pb2.ExportPersonalizationJobRequest(
         request_id=new_id(), card_ids=card_ids, chip=issuing_pb2.ChipProfile(aid=bytes.fromhex(AID))))
 
     def report(seq, result, reason="", request_id=None):
@@ -340,7 +348,7 @@ def test_results_failed_then_encoded_and_contradictions(live_gateway):
     assert (second.attempts, second.reason) == (2, "")
     # A card personalized already is in no new job.
     with pytest.raises(grpc.RpcError) as refused:
-        bureau.ExportPersonalizationJob(issuing_pb2.ExportPersonalizationJobRequest(
+        exported(bureau, issuing_pb2.ExportPersonalizationJobRequest(
             request_id=new_id(), card_ids=card_ids, chip=issuing_pb2.ChipProfile(aid=bytes.fromhex(AID))))
     assert "personalized already" in refused.value.details()
 
@@ -487,3 +495,27 @@ def test_an_encoder_killed_mid_card_finishes_that_card_on_the_same_chip(live_gat
     application = card.applications[bytes.fromhex(AID)]
     assert personalize.parse_card_data(bytes(application.files[personalize.CARD_DATA_FILE].data))[0] == \
         job.cards[0].pan
+
+
+def test_a_large_batch_is_exported_by_its_issue_request_in_parts(live_gateway):
+    gw = live_gateway
+    create_range(gw)
+    issue_id = new_id()
+    issued = [c.card_id for part in gw.issuing.IssueCards(issuing_pb2.IssueCardsRequest(
+        request_id=issue_id, range_id=1, count=1200, expiry_yyyymm=209912,
+        numbering=issuing_pb2.CARD_NUMBERING_RANDOM)) for c in part.cards]
+    bureau = issuing_pb2_grpc.IssuingServiceStub(gw.open("bureau-1"))
+    request = issuing_pb2.ExportPersonalizationJobRequest(
+        request_id=new_id(), issue_request_id=issue_id, chip=issuing_pb2.ChipProfile(aid=bytes.fromhex(AID)),
+        bureau_certificate_pem=(gw.certs / "bureau-1.crt").read_bytes())
+    parts = list(bureau.ExportPersonalizationJob(request))
+    assert len(parts) > 3 and all(len(p.job_file) <= 48 * 1024 for p in parts)
+    ca = x509.load_pem_x509_certificate((gw.certs / "ca.crt").read_bytes())
+    key = serialization.load_pem_private_key((gw.certs / "bureau-1.key").read_bytes(), None)
+    job = job_file.read(b"".join(p.job_file for p in parts), ca, key)
+    assert [c.card_id for c in job.cards] == issued and len(set(c.pan for c in job.cards)) == 1200
+    assert all(c.holder == "" and tracks.parse_track1(c.track1).name == "GIFT CARDS" for c in job.cards[:3])
+    with pytest.raises(grpc.RpcError) as refused:
+        exported(bureau, issuing_pb2.ExportPersonalizationJobRequest(
+            request_id=new_id(), issue_request_id=new_id(), chip=issuing_pb2.ChipProfile(aid=b"\x01\x02\x03")))
+    assert refused.value.details().startswith("issue_request_id")

@@ -54,6 +54,27 @@ def test_random_cards_are_unique_in_range_and_never_reuse_a_number(live_gateway)
     assert not set(sequential) & set(first + second)
 
 
+def test_numbers_in_order_skip_ones_already_issued_otherwise(live_gateway):
+    """A range may hold cards numbered at random or by hand: numbering in order steps over
+    them, and still issues as many cards as asked."""
+    from cardgate.gateway.pan import luhn_check_digit
+
+    from helpers import issue as issue_by_hand
+
+    gw = live_gateway
+    create_range(gw)
+    taken = [f"627700{n:09d}" for n in (2, 3, 5)]
+    issue_by_hand(gw, [body + str(luhn_check_digit(body)) for body in taken])
+    request_id = new_id()
+    progress = issue(gw, 4, issuing_pb2.CARD_NUMBERING_SEQUENTIAL, request_id)
+    assert progress[-1].issued == 4
+    assert all(c.result_code == R.RESULT_CODE_APPROVED for p in progress for c in p.cards)
+    pans = pans_of(gw, progress)
+    assert sorted(p[6:15] for p in pans) == ["000000001", "000000004", "000000006", "000000007"]
+    assert sorted(pans_of(gw, issue(gw, 4, issuing_pb2.CARD_NUMBERING_SEQUENTIAL, request_id))) == \
+        sorted(pans)                                   # a retry: the same cards
+
+
 @pytest.mark.parametrize("count, numbering, field", [
     (0, issuing_pb2.CARD_NUMBERING_SEQUENTIAL, "count"),
     (100_001, issuing_pb2.CARD_NUMBERING_SEQUENTIAL, "count"),

@@ -530,7 +530,7 @@ cdef packed struct RangeRecord:
     uint8_t pan_length
     uint8_t iin_digits
     uint8_t pin_tries_max
-    uint8_t reserved
+    uint8_t numbering               # how IssueCards numbers its cards: 0 or 1 in order, 2 at random
     uint64_t iin_prefix
     char currency[CURRENCY_SIZE]
     char name[RANGE_NAME_SIZE]

@@ -365,6 +365,7 @@ cdef class _BatchApplier:
         rng.pan_length = rq.pan_length
         rng.iin_digits = rq.iin_digits
         rng.pin_tries_max = rq.pin_tries_max if rq.pin_tries_max else PIN_TRIES_MAX_DEFAULT
+        rng.numbering = rq.target_status
         rng.balance_max_minor = rq.amount_minor
         rng.load_per_day_max_minor = rq.load_per_day_max_minor
         rng.iin_prefix = rq.iin_prefix
@@ -2328,7 +2329,7 @@ cdef class _BatchApplier:
         if rq.op == OP_SELL_PACKAGE:
             return 0 < rq.amount_minor <= AMOUNT_MINOR_MAX and rq.valid_until_s > 0
         if rq.op == OP_CREATE_RANGE:
-            return rq.amount_minor >= 0 and rq.load_per_day_max_minor >= 0
+            return rq.amount_minor >= 0 and rq.load_per_day_max_minor >= 0 and rq.target_status <= 2
         if rq.op in (OP_VOID, OP_REVERSAL):
             return memcmp(rq.ref_request_id, rq.request_id, REQUEST_ID_SIZE) != 0
         if rq.op == OP_SET_PIN:

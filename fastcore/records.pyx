@@ -494,7 +494,7 @@ JournalView = namedtuple("JournalView", "request_id debit_owner debit_slot credi
 Hold = namedtuple("Hold", "card_id range_id status currency held_minor completed_minor "
                   "created_s expires_s counted value_owner volume_ml completed_volume_ml")
 CardRange = namedtuple("CardRange", "range_id pan_length iin_prefix iin_digits currency name "
-                       "pin_tries_max balance_max_minor load_per_day_max_minor")
+                       "pin_tries_max balance_max_minor load_per_day_max_minor numbering")
 
 
 cdef inline str _currency(const char* c):
@@ -835,7 +835,7 @@ def unpack_range(bytes data):
     name = p.name[:strnlen_max(p.name, RANGE_NAME_SIZE)].decode("utf-8", "replace")
     return CardRange(p.range_id, p.pan_length, p.iin_prefix, p.iin_digits,
                      _currency(p.currency), name, p.pin_tries_max, p.balance_max_minor,
-                     p.load_per_day_max_minor)
+                     p.load_per_day_max_minor, p.numbering)
 
 
 def card_key(unsigned long long card_id):

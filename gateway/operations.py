@@ -195,7 +195,9 @@ class Operations:
     # ---- issuing -----------------------------------------------------------------
 
     def create_range(self, request_id_text, range_id, iin_prefix, pan_length, currency, name,
-                     pin_tries_max=0, balance_max_minor=0, load_per_day_max_minor=0):
+                     pin_tries_max=0, balance_max_minor=0, load_per_day_max_minor=0, numbering=0):
+        """numbering: how its cards are numbered (cardgate.v1.CardNumbering: 0 or 1 in
+        order, 2 at random)."""
         rid = validation.request_id(request_id_text)
         validation.config_id(range_id, "range_id")
         if not (iin_prefix.isascii() and iin_prefix.isdigit() and 6 <= len(iin_prefix) <= 11):
@@ -207,6 +209,8 @@ class Operations:
             if not 0 <= value <= records.BALANCE_MINOR_MAX:
                 raise validation.InvalidArgument(field, f"must be 0 (none) to "
                                                  f"{records.BALANCE_MINOR_MAX}, got {value}")
+        if numbering not in (0, 1, 2):
+            raise validation.InvalidArgument("numbering", "must be CARD_NUMBERING_SEQUENTIAL or _RANDOM")
         if not 0 <= pin_tries_max <= 255:
             raise validation.InvalidArgument("pin_tries_max", f"must be 1 to 255 (0: 3), got {pin_tries_max}")
         if len(name.encode("utf-8")) > limits.RANGE_NAME_BYTES_MAX:
@@ -215,7 +219,8 @@ class Operations:
             Op.CREATE_RANGE, rid, range_id=range_id, iin_prefix=int(iin_prefix),
             iin_digits=len(iin_prefix), pan_length=pan_length,
             currency=validation.currency(currency), range_name=name, pin_tries_max=pin_tries_max,
-            amount_minor=balance_max_minor, load_per_day_max_minor=load_per_day_max_minor)
+            amount_minor=balance_max_minor, load_per_day_max_minor=load_per_day_max_minor,
+            target_status=numbering)
         return self.submit_one(packed, request_id_text)
 
     def _card_range(self, range_id):
@@ -289,7 +294,7 @@ class Operations:
             raise_rejections(reply, request_id_text)
         return replies
 
-    def issue_cards(self, request_id_text, range_id, count, expiry_yyyymm, sequential: bool,
+    def issue_cards(self, request_id_text, range_id, count, expiry_yyyymm, sequential=None,
                     holder_names=()):
         """Issue `count` new cards of a range, numbered by its next serial numbers or drawn
         at random within it (from a keyed function of the request, so a retry draws the
@@ -308,6 +313,8 @@ class Operations:
         if not 1 <= count <= limits.ISSUE_CARDS_PER_BATCH_MAX:
             raise validation.InvalidArgument("count", f"must be 1 to {limits.ISSUE_CARDS_PER_BATCH_MAX}")
         card_range, prefix = self._card_range(range_id)
+        if sequential is None:              # as the range says
+            sequential = card_range.numbering != 2
         digits = card_range.pan_length - len(prefix) - 1
 
         def pan_of(serial):

@@ -332,7 +332,7 @@ class IssuingService(Servicer, issuing_pb2_grpc.IssuingServiceServicer):
         reply = self.ops.create_range(request.request_id, request.range_id, request.iin_prefix,
                                       request.pan_length, request.currency, request.name,
                                       request.pin_tries_max, request.balance_max_minor,
-                                      request.load_per_day_max_minor)
+                                      request.load_per_day_max_minor, request.numbering)
         return issuing_pb2.CreateCardRangeResponse(
             result_code=reply.result, message=RESULT_MESSAGES.get(reply.result, ""))
 
@@ -348,12 +348,15 @@ class IssuingService(Servicer, issuing_pb2_grpc.IssuingServiceServicer):
 
     @rpc
     async def IssueCards(self, request, context):
-        if request.numbering not in (issuing_pb2.CARD_NUMBERING_SEQUENTIAL,
+        if request.numbering not in (issuing_pb2.CARD_NUMBERING_UNSPECIFIED,
+                                     issuing_pb2.CARD_NUMBERING_SEQUENTIAL,
                                      issuing_pb2.CARD_NUMBERING_RANDOM):
-            raise InvalidArgument("numbering", "must be CARD_NUMBERING_SEQUENTIAL or _RANDOM")
+            raise InvalidArgument("numbering", "must be CARD_NUMBERING_SEQUENTIAL or _RANDOM "
+                                  "(or unspecified: as the range says)")
         parts = self.ops.issue_cards(request.request_id, request.range_id, request.count,
                                      request.expiry_yyyymm,
-                                     request.numbering == issuing_pb2.CARD_NUMBERING_SEQUENTIAL,
+                                     None if request.numbering == issuing_pb2.CARD_NUMBERING_UNSPECIFIED
+                                     else request.numbering == issuing_pb2.CARD_NUMBERING_SEQUENTIAL,
                                      list(request.holder_names))
         total = request.count or len(request.holder_names)
         loop, issued = asyncio.get_running_loop(), 0

@@ -802,7 +802,7 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
                      Op.TRANSFER_POINTS, Op.RESERVE_POINTS):
             return 0 < rq.amount_minor <= AMOUNT_MINOR_MAX
         if rq.op == Op.CREATE_RANGE:
-            return rq.amount_minor >= 0 and rq.load_per_day_max_minor >= 0
+            return rq.amount_minor >= 0 and rq.load_per_day_max_minor >= 0 and rq.target_status <= 2
         if rq.op == Op.VOID:
             return rq.ref_request_id != rq.request_id
         if rq.op == Op.REVERSAL:

@@ -78,13 +78,33 @@ def test_numbers_in_order_skip_ones_already_issued_otherwise(live_gateway):
 @pytest.mark.parametrize("count, numbering, field", [
     (0, issuing_pb2.CARD_NUMBERING_SEQUENTIAL, "count"),
     (100_001, issuing_pb2.CARD_NUMBERING_SEQUENTIAL, "count"),
-    (5, issuing_pb2.CARD_NUMBERING_UNSPECIFIED, "numbering"),
+    (5, 7, "numbering"),
 ])
 def test_bad_batches_are_refused(live_gateway, count, numbering, field):
     create_range(live_gateway)
     with pytest.raises(grpc.RpcError) as caught:
         issue(live_gateway, count, numbering)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and field in caught.value.details()
+
+
+def test_the_range_says_how_its_cards_are_numbered_unless_the_request_does(live_gateway):
+    gw = live_gateway
+    assert gw.issuing.CreateCardRange(issuing_pb2.CreateCardRangeRequest(
+        request_id=new_id(), range_id=3, iin_prefix="627703", pan_length=16, currency="EUR",
+        name="Random", numbering=issuing_pb2.CARD_NUMBERING_RANDOM)).result_code == R.RESULT_CODE_APPROVED
+    drawn = [int(p[6:15]) for p in pans_of(gw, issue(gw, 50, issuing_pb2.CARD_NUMBERING_UNSPECIFIED,
+                                                      range_id=3))]
+    assert drawn != list(range(1, 51)) and len(set(drawn)) == 50
+    ordered = pans_of(gw, issue(gw, 3, issuing_pb2.CARD_NUMBERING_SEQUENTIAL, range_id=3))
+    assert [p[6:15] for p in ordered] == ["000000001", "000000002", "000000003"]
+    create_range(gw)                                               # in order, as ranges are
+    assert [p[6:15] for p in pans_of(gw, issue(gw, 2, issuing_pb2.CARD_NUMBERING_UNSPECIFIED))] == \
+        ["000000001", "000000002"]
+    with pytest.raises(grpc.RpcError) as refused:
+        gw.issuing.CreateCardRange(issuing_pb2.CreateCardRangeRequest(
+            request_id=new_id(), range_id=4, iin_prefix="627704", pan_length=16, currency="EUR",
+            name="Bad", numbering=9))
+    assert refused.value.details().startswith("numbering")
 
 
 def test_a_range_without_enough_numbers_declines_the_batch_and_issues_none(live_gateway):

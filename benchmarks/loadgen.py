@@ -266,6 +266,7 @@ def main(argv=None):
     try:
         gateway, address = start([sys.executable, "-m", "cardgate.gateway.cli", "--log-level",
                                   "WARNING", "serve", "--no-demo", "--data-dir", data_dir,
+                                  "--metrics-listen", "127.0.0.1:0",
                                   # one terminal certificate carries all the load here
                                   "--terminal-rate-per-s", "1000000", "--card-per-minute", "1000000",
                                   "--listen", "127.0.0.1:0"], r"cardgate listening on (\S+),")

@@ -2553,3 +2553,9 @@ def fleet_usage(txn, dbs, uint64_t card_id, uint64_t now_s):
     if not reader.load_fleet(&card, &fleet):
         return None
     return fleet.profile.profile_id, _records.unpack_usage(_bytes(&fleet.usage, sizeof(UsageRecord)))
+
+
+def open_holds(txn, dbs) -> int:
+    """Open pre-authorizations: the entries of the index by which they end (each leaves it
+    when completed, voided, reversed or expired)."""
+    return txn.stat(dbs[DB_HOLD_EXPIRY])["entries"]

@@ -16,6 +16,9 @@ TARGET_ENV = "CARDGATE_TARGET"
 TARGET_DEFAULT = "127.0.0.1:50051"
 
 
+METRICS_LISTEN_DEFAULT = "127.0.0.1:9464"
+
+
 def cmd_serve(args) -> int:
     from .demo import clients_dir, ensure_demo, ensure_demo_certificates
     from .server import Gateway, InsecureRefused
@@ -28,7 +31,8 @@ def cmd_serve(args) -> int:
                           map_size_bytes=args.map_size_mib * 1024 * 1024,
                           terminal_rate_per_s=args.terminal_rate_per_s,
                           card_per_minute_max=args.card_per_minute,
-                          hold_timeout_s=args.hold_timeout_s).start()
+                          hold_timeout_s=args.hold_timeout_s,
+                          metrics_listen=None if args.metrics_listen == "off" else args.metrics_listen).start()
     except (OSError, InsecureRefused) as exc:
         print(f"cardgate: {exc}", file=sys.stderr)
         return 2
@@ -38,6 +42,9 @@ def cmd_serve(args) -> int:
                                                     gateway.operations.clock)
     mode = "WITHOUT TLS (loopback development mode)" if args.insecure else "mutual TLS"
     print(f"cardgate listening on {gateway.address}, {mode}, data in {args.data_dir}", flush=True)
+    if gateway.metrics_server is not None:
+        print(f"Metrics for Prometheus on http://{gateway.metrics_server.address}/metrics "
+              f"(watch them: cardgate top --metrics {gateway.metrics_server.address})", flush=True)
     if gateway.pki_created:
         print(f"Created the gateway's CA and server certificate in {gateway.pki.dir}.")
     if certs:
@@ -200,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="requests a second one terminal certificate may send (default: %(default)s)")
     serve.add_argument("--card-per-minute", type=int, default=limits.CARD_AUTHORIZATIONS_PER_MINUTE_MAX,
                        help="money requests one card may make a minute (default: %(default)s)")
+    serve.add_argument("--metrics-listen", default=os.environ.get("CARDGATE_METRICS_LISTEN", METRICS_LISTEN_DEFAULT),
+                       help="address of the Prometheus /metrics endpoint, or 'off' "
+                       f"(default: $CARDGATE_METRICS_LISTEN or {METRICS_LISTEN_DEFAULT})")
     serve.add_argument("--hold-timeout-s", type=int, default=limits.HOLD_TIMEOUT_S_DEFAULT,
                        help="seconds before an open pre-authorization is released "
                        "(default: %(default)s)")

@@ -10,13 +10,13 @@ import logging
 
 import grpc
 
-from cardgate.v1 import forecourt_pb2, forecourt_pb2_grpc
+from cardgate.v1 import common_pb2, forecourt_pb2, forecourt_pb2_grpc
 
 from . import limits
 from .access import Denied
 from .operations import raise_rejections
 from .registration import Malformed
-from .service import REFUSALS, Servicer, authorization_message, rpc, status_of
+from .service import REFUSALS, Servicer, authorization_message, counts_operations, rpc, status_of
 from .validation import InvalidArgument
 
 log = logging.getLogger("cardgate.forecourt")
@@ -64,6 +64,14 @@ class _ReadyResults:
         return taken
 
 
+def result_name(result) -> str:
+    """An OperationResult's outcome, as metrics count it: its result code, or the gRPC
+    status of its refusal."""
+    if result.HasField("error"):
+        return next((c.name for c in grpc.StatusCode if c.value[0] == result.error.code), "UNKNOWN")
+    return common_pb2.ResultCode.Name(result.authorization.result_code)
+
+
 def _committed(result, replies, error, store):
     if error is not None:
         _refuse(result, error)
@@ -90,6 +98,7 @@ class ForecourtService(Servicer, forecourt_pb2_grpc.ForecourtServiceServicer):
     SERVICE = forecourt_pb2.DESCRIPTOR.services_by_name["ForecourtService"].full_name
 
     @rpc
+    @counts_operations
     async def AuthorizeBatch(self, request, context):
         if not request.operations:
             raise InvalidArgument("operations", "is empty")
@@ -108,6 +117,10 @@ class ForecourtService(Servicer, forecourt_pb2_grpc.ForecourtServiceServicer):
                 _refuse(results[i], exc, f"operations[{i}]." if isinstance(exc, InvalidArgument) else "")
         for i, reply in zip(positions, await self.ops.submit_many_async(packed)):
             _fill(results[i], reply, self.ops.store)
+        if self.metrics is not None:
+            for item, result in zip(request.operations, results):
+                self.metrics.operation("AuthorizeBatch", item.WhichOneof("operation") or "none",
+                                       result_name(result))
         return forecourt_pb2.AuthorizeBatchResponse(results=results)
 
     async def AuthorizeStream(self, request_iterator, context):
@@ -153,6 +166,9 @@ class ForecourtService(Servicer, forecourt_pb2_grpc.ForecourtServiceServicer):
                     in_flight.release()
                 if results:
                     answered += len(results)
+                    if self.metrics is not None:
+                        for result in results:
+                            self.metrics.operation("AuthorizeStream", "any", result_name(result))
                     yield forecourt_pb2.AuthorizeStreamResponse(results=results)
         finally:
             reader.cancel()

@@ -27,6 +27,7 @@ from .loyalty_service import LoyaltyService
 from .netaddr import host_of, is_loopback
 from .operations import Operations
 from .jobs import PersonalizationJobs
+from .metrics import Metrics, MetricsServer
 from .pki import Pki, RevocationList
 from .registration import SERVICES, register
 from .service import AuthorizationService, IssuingService
@@ -36,6 +37,7 @@ from .writer import BatchingWriter
 log = logging.getLogger("cardgate.server")
 
 SERVICE_NAMES = tuple(service.full_name for service in SERVICES)
+LIVENESS_SERVICE = "cardgate.liveness"   # health name that only says the process answers
 
 GRPC_OPTIONS = [
     ("grpc.max_receive_message_length", limits.MESSAGE_BYTES_MAX),
@@ -75,7 +77,7 @@ class Gateway:
                  terminal_burst=limits.TERMINAL_REQUESTS_BURST_MAX,
                  card_per_minute_max=limits.CARD_AUTHORIZATIONS_PER_MINUTE_MAX,
                  hold_timeout_s=limits.HOLD_TIMEOUT_S_DEFAULT,
-                 writer_idle_tick_s=limits.WRITER_IDLE_TICK_S):
+                 writer_idle_tick_s=limits.WRITER_IDLE_TICK_S, metrics_listen=None):
         if not tls and not is_loopback(listen):
             raise InsecureRefused(
                 f"refusing to serve without TLS on {listen}: the development mode without "
@@ -84,8 +86,13 @@ class Gateway:
         self.pki = Pki(data_dir)
         self.pki_created = tls and self.pki.ensure(server_hosts(listen))
         self.store = Store(data_dir, map_size_bytes=map_size_bytes)
+        self.metrics = Metrics()
+        self.metrics_listen = metrics_listen        # "host:port" of /metrics; None: not served
+        self.metrics_server = None
         self.writer = BatchingWriter(self.store, clock=clock, hold_timeout_s=hold_timeout_s,
-                                     idle_tick_s=writer_idle_tick_s)
+                                     idle_tick_s=writer_idle_tick_s, metrics=self.metrics,
+                                     on_commit_state=self._commit_state)
+        self.metrics.watch(self.writer, self.store)
         self.operations = Operations(self.store, self.writer, clock=clock,
                                      card_per_minute_max=card_per_minute_max)
         self.access = AccessControl(tls=tls, revocations=RevocationList(self.pki) if tls else None,
@@ -111,15 +118,28 @@ class Gateway:
         self._loop_thread.start()
         try:
             self._in_loop(self._start_server())
+            if self.metrics_listen:
+                self.metrics_server = MetricsServer(self.metrics, self.metrics_listen)
         except BaseException:
+            if self.server is not None:
+                self._in_loop(self.server.stop(0))
             self._stop_loop()
             self.writer.stop()
             self.store.close()
             raise
-        for name in ("",) + SERVICE_NAMES:
-            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._commit_state(True)
+        if self.metrics_server is not None:
+            log.info("metrics on http://%s/metrics", self.metrics_server.address)
         log.info("listening on %s", self.address)
         return self
+
+    def _commit_state(self, ok: bool):
+        """Readiness ("" and each service) follows the store: NOT_SERVING while it cannot
+        commit. Liveness (LIVENESS_SERVICE) stays SERVING while the process answers."""
+        status = health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("",) + SERVICE_NAMES:
+            self.health.set(name, status)
+        self.health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
 
     async def _start_server(self):
         self.server = grpc.aio.server(concurrent.futures.ThreadPoolExecutor(
@@ -131,6 +151,7 @@ class Gateway:
                      FleetService(self.operations, self.access),
                      LoyaltyService(self.operations, self.access))
         for servicer in servicers:
+            servicer.metrics = self.metrics
             register(self.server, servicer)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
@@ -156,6 +177,8 @@ class Gateway:
 
     def stop(self):
         self.health.enter_graceful_shutdown()
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
         if self.server is not None:
             self._in_loop(self.server.stop(limits.GRACE_S_ON_STOP))
         self.writer.stop()          # answers what it still holds, through the running loop

@@ -8,6 +8,7 @@ import asyncio
 import functools
 import inspect
 import logging
+import time
 
 import grpc
 
@@ -147,35 +148,64 @@ def rpc(method):
             log.info("%s refused: %s", method.__name__, exc)
         return status_of(exc), str(exc)
 
+    per_operation = getattr(method, "counts_operations", False)
+
+    def observe(self, result: str, started: float):
+        if self.metrics is not None:
+            self.metrics.answered(method.__name__, result, started,
+                                  per_operation and result == "answered")
+
     if inspect.isasyncgenfunction(method):
         @functools.wraps(method)
         async def stream_wrapper(self, request, context):
+            started, result = time.perf_counter(), "answered"
             try:
                 admitted(self, request, context)
                 async for item in method(self, request, context):
                     yield item
             except REFUSALS as exc:
-                await context.abort(*refused(exc))
+                code, details = refused(exc)
+                result = code.name
+                await context.abort(code, details)
+            finally:
+                observe(self, result, started)
         return stream_wrapper
 
     if inspect.iscoroutinefunction(method):
         @functools.wraps(method)
         async def wrapper(self, request, context):
+            started = time.perf_counter()
             try:
                 caller = admitted(self, request, context)
-                return answered(caller, request, await method(self, request, context))
+                response = answered(caller, request, await method(self, request, context))
             except REFUSALS as exc:
-                await context.abort(*refused(exc))
+                code, details = refused(exc)
+                observe(self, code.name, started)
+                await context.abort(code, details)
+            observe(self, _result_of(response), started)
+            return response
         return wrapper
 
     @functools.wraps(method)
     def wrapper(self, request, context):
+        started = time.perf_counter()
         try:
             caller = admitted(self, request, context)
-            return answered(caller, request, method(self, request, context))
+            response = answered(caller, request, method(self, request, context))
         except REFUSALS as exc:
-            context.abort(*refused(exc))
+            code, details = refused(exc)
+            observe(self, code.name, started)
+            context.abort(code, details)
+        observe(self, _result_of(response), started)
+        return response
     return wrapper
+
+
+def counts_operations(method):
+    """Marks an RPC that counts each operation it carries in the metrics itself (the rpc
+    decorator then counts only refusals of the whole call)."""
+    method.counts_operations = True
+    return method
 
 
 def _result_of(response) -> str:
@@ -232,8 +262,10 @@ def authorization_message(reply, store=None) -> common_pb2.Authorization:
 
 class Servicer:
     """What every cardgate.v1 servicer holds; SERVICE names the service it implements
-    (the rpc decorator checks access by it, registration registers under it)."""
+    (the rpc decorator checks access by it, registration registers under it); metrics,
+    set by the server, counts what it answers."""
     SERVICE = ""
+    metrics = None
 
     def __init__(self, operations, access):
         self.ops = operations

@@ -18,6 +18,7 @@ DATA_DIR_DEFAULT = "cardgate-data"
 PANS_DB = b"pans"
 HOLDERS_DB = b"holders"
 JOBS_DB = b"jobs"
+PROBE_DB = b"probe"
 
 
 def issued_part_key(issue_rid: bytes, start: int, attempt: int) -> bytes:
@@ -73,6 +74,9 @@ class Store:
         # Gateway-owned: card id -> holder name encrypted likewise (bearer cards: none);
         # personalization jobs and the bureau's results (jobs.py).
         self.db_holders, self.db_jobs = (self._gateway_db(name, readonly) for name in (HOLDERS_DB, JOBS_DB))
+        # Gateway-owned, always empty: the writer's probe writes there to see whether the
+        # store takes commits again.
+        self.db_probe = self._gateway_db(PROBE_DB, readonly)
 
     def _gateway_db(self, name: bytes, readonly: bool):
         """A gateway-owned database; None in a read-only store written before it existed."""

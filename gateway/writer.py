@@ -19,6 +19,8 @@ from cardgate.fastcore import ledger, records
 from . import limits
 
 log = logging.getLogger("cardgate.writer")
+PROBE_KEY = b"probe"
+PROBE_BYTES = 64 * 1024        # a probe commit needs this much room, as a batch might
 
 
 class WriterError(Exception):
@@ -84,9 +86,13 @@ class BatchingWriter:
                  queue_length_max: int = limits.QUEUE_LENGTH_MAX,
                  batch_linger_s: float = limits.BATCH_LINGER_S,
                  hold_timeout_s: int = limits.HOLD_TIMEOUT_S_DEFAULT,
-                 idle_tick_s: float = limits.WRITER_IDLE_TICK_S):
+                 idle_tick_s: float = limits.WRITER_IDLE_TICK_S, metrics=None,
+                 on_commit_state: Callable[[bool], None] = lambda ok: None):
         assert batch_size_max >= 1 and queue_length_max >= 1
         self.store = store
+        self.metrics = metrics                      # gateway.metrics.Metrics, or None
+        # Told when the store stops taking commits (False) and when it takes them again.
+        self.on_commit_state = on_commit_state
         self.clock = clock
         self.batch_size_max = batch_size_max
         self.batch_linger_s = batch_linger_s
@@ -161,7 +167,10 @@ class BatchingWriter:
         while True:
             batch = self._take_batch()
             if batch is None:
-                self._expire_due_holds()
+                if self.commit_ok:
+                    self._expire_due_holds()
+                else:
+                    self._probe()
             elif batch:
                 self._apply_and_answer(batch)
             elif self._stopping:
@@ -170,30 +179,58 @@ class BatchingWriter:
     def _apply_and_answer(self, batch: list):
         now_s = self.clock()
         now_yyyymm = yyyymm_of(now_s)
+        started = time.perf_counter()
         try:
             with self.store.env.begin(write=True) as txn:
                 self._apply(txn, batch, now_s, now_yyyymm)
+                applied = time.perf_counter()
             # Leaving the block committed the transaction, with fsync.
         except lmdb.MapFullError:
-            self.commit_ok = False
+            self._commit_state(False)
             log.error("store is full (LMDB map size reached); batch of %d refused", len(batch))
             self._fail(batch, StoreFull("the card store is full; the operator must grow it; "
                                         "retry with the same request_id"))
             return
         except (lmdb.Error, OSError) as exc:
-            self.commit_ok = False
+            self._commit_state(False)
             log.error("commit failed: %s", exc)
-            self._fail(batch, StoreFailed(f"the card store could not commit ({type(exc).__name__}); "
-                                          "retry with the same request_id"))
+            self._fail(batch, StoreFailed(f"the card store could not commit ({type(exc).__name__}: "
+                                          f"{exc}); retry with the same request_id"))
             return
         except Exception:
             log.exception("batch failed inside the core; nothing of it was committed")
             self._fail(batch, StoreFailed("internal error in the core; nothing was committed"))
             return
-        self.commit_ok = True
+        if self.metrics is not None:
+            self.metrics.batch(sum(len(sub.requests) for sub in batch), applied - started,
+                               time.perf_counter() - applied)
+        self._commit_state(True)
         self.batches_committed += 1
         for sub in batch:
             sub.finish()
+
+    def _commit_state(self, ok: bool):
+        if ok != self.commit_ok:
+            self.commit_ok = ok
+            if self.metrics is not None:
+                self.metrics.commit_ok.set(int(ok))
+            log.warning("the store takes commits again" if ok else "the store refuses commits")
+            self.on_commit_state(ok)
+
+    def _probe(self):
+        """While the store refuses commits and nobody sends anything, see every idle tick
+        whether it takes one again (grown map, freed disk): a commit that needs
+        PROBE_BYTES of new pages, written and deleted in the same transaction."""
+        if self.metrics is not None:
+            self.metrics.background.labels("probe").inc()
+        try:
+            with self.store.env.begin(write=True) as txn:
+                txn.put(PROBE_KEY, bytes(PROBE_BYTES), db=self.store.db_probe)
+                txn.delete(PROBE_KEY, db=self.store.db_probe)
+        except (lmdb.Error, OSError) as exc:
+            log.debug("the store still refuses commits: %s", exc)
+            return
+        self._commit_state(True)
 
     def _expire_due_holds(self):
         """With no traffic, holds and packages still end on time: a batch of no requests
@@ -205,6 +242,8 @@ class BatchingWriter:
             log.error("looking for expired holds failed: %s", exc)
             return
         if due:
+            if self.metrics is not None:
+                self.metrics.background.labels("expiry").inc()
             self._apply_and_answer([])
 
     def _apply(self, txn, batch, now_s, now_yyyymm):

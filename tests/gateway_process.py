@@ -16,7 +16,7 @@ class GatewayProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cardgate.gateway.cli", "--log-level", "DEBUG", "serve",
              "--data-dir", str(data_dir),
-             "--listen", "127.0.0.1:0", *extra_args],
+             "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", *extra_args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"})
         self.output = []

@@ -1,0 +1,124 @@
+"""What the gateway tells Prometheus: requests and declines, latency, batches and commits,
+the writer's queue, holds outstanding, the store's size, and background work.
+
+Labels are bounded: an RPC's name, a result code's name, a kind of background work.
+Never a card, never a terminal. Read-outs that cost a store read (holds outstanding, file
+size, map use) are taken when Prometheus scrapes, not on the request path.
+"""
+import http.server
+import threading
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import MetricsHandler
+
+from cardgate.fastcore import ledger
+
+LATENCY_BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+
+
+class Metrics:
+    def __init__(self):
+        self.registry = r = CollectorRegistry()
+        self.requests = Counter("cardgate_requests", "Requests answered, by RPC, operation (the "
+                                "RPC's own, or each operation of a forecourt batch or stream) and "
+                                "result (a result code, 'answered' for reads, or the gRPC status of "
+                                "a refusal)", ["rpc", "operation", "result"], registry=r)
+        self.declines = Counter("cardgate_declines", "Declined requests, by reason (result code)",
+                                ["reason"], registry=r)
+        self.latency = Histogram("cardgate_request_seconds", "Time to answer a request in the "
+                                 "gateway, from its arrival to its answer", ["rpc"],
+                                 buckets=LATENCY_BUCKETS_S, registry=r)
+        self.core_seconds = Histogram("cardgate_core_batch_seconds", "Time the core takes to apply "
+                                      "one batch (before its commit)", buckets=LATENCY_BUCKETS_S,
+                                      registry=r)
+        self.commit_seconds = Histogram("cardgate_commit_seconds", "Time to commit one batch, "
+                                        "with fsync", buckets=LATENCY_BUCKETS_S, registry=r)
+        self.batch_requests = Histogram("cardgate_batch_requests", "Requests in one committed batch",
+                                        buckets=BATCH_BUCKETS, registry=r)
+        self.background = Counter("cardgate_background_work", "Work the writer does on its own: "
+                                  "batches that only end holds and expire lots (expiry), commits "
+                                  "tried to see if the store takes them again (probe)", ["kind"],
+                                  registry=r)
+        self.commit_ok = Gauge("cardgate_store_commit_ok", "1 while the store commits, 0 while it "
+                               "refuses (map or disk full, closed)", registry=r)
+        self.commit_ok.set(1)
+        self.queue_depth = Gauge("cardgate_writer_queue_depth", "Submissions waiting for the writer",
+                                 registry=r)
+        self.holds = Gauge("cardgate_holds_outstanding", "Open pre-authorizations (to be completed, "
+                           "voided or ended by time)", registry=r)
+        self.store_bytes = Gauge("cardgate_store_file_bytes", "Size of the LMDB data file", registry=r)
+        self.map_used = Gauge("cardgate_store_map_used_ratio", "Share of the LMDB map in use "
+                              "(1.0: full; grow --map-size-mib)", registry=r)
+
+    def watch(self, writer, store):
+        """Read-outs taken at scrape time from the writer and the store."""
+        self.queue_depth.set_function(lambda: len(writer._pending))
+        self.holds.set_function(lambda: _holds_outstanding(store))
+        self.store_bytes.set_function(lambda: _file_bytes(store))
+        self.map_used.set_function(lambda: _map_used(store))
+
+    # ---- on the request path -------------------------------------------------------
+
+    def answered(self, rpc: str, result: str, started: float, per_operation: bool = False):
+        """One RPC answered; per_operation: its operations were counted one by one."""
+        if not per_operation:
+            self.operation(rpc, rpc, result)
+        self.latency.labels(rpc).observe(time.perf_counter() - started)
+
+    def operation(self, rpc: str, operation: str, result: str):
+        self.requests.labels(rpc, operation, result).inc()
+        if result.startswith(("RESULT_CODE_DECLINED", "RESULT_CODE_REJECTED")):
+            self.declines.labels(result.removeprefix("RESULT_CODE_")).inc()
+
+    def batch(self, requests: int, core_s: float, commit_s: float):
+        self.batch_requests.observe(requests)
+        self.core_seconds.observe(core_s)
+        self.commit_seconds.observe(commit_s)
+
+
+def _holds_outstanding(store) -> int:
+    try:
+        with store.env.begin() as txn:
+            return ledger.open_holds(txn, store.dbs)
+    except Exception:                  # a closed store: nothing to say
+        return 0
+
+
+def _file_bytes(store) -> int:
+    try:
+        return (store.ledger_dir / "data.mdb").stat().st_size
+    except OSError:
+        return 0
+
+
+def _map_used(store) -> float:
+    try:
+        info, stat = store.env.info(), store.env.stat()
+    except Exception:
+        return 0.0
+    return (info["last_pgno"] + 1) * stat["psize"] / info["map_size"]
+
+
+class MetricsServer:
+    """The /metrics endpoint over HTTP, on its own thread."""
+
+    def __init__(self, metrics: Metrics, listen: str):
+        host, _, port = listen.rpartition(":")
+        handler = MetricsHandler.factory(metrics.registry)
+        self.httpd = http.server.ThreadingHTTPServer((host.strip("[]") or "127.0.0.1", int(port)), handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="cardgate-metrics",
+                                       daemon=True)
+        self.thread.start()
+
+    @property
+    def address(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"{host}:{port}"
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)

@@ -1,0 +1,206 @@
+"""Operator monitoring: a scenario against a live gateway, its /metrics endpoint scraped
+and read with prometheus-client's own parser; the counters say what the scenario did.
+Health follows the store: NOT_SERVING while it cannot commit, SERVING once it can."""
+import contextlib
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
+
+from cardgate.v1 import authorization_pb2, common_pb2, forecourt_pb2, forecourt_pb2_grpc
+
+from conftest import LiveGateway
+from helpers import create_range, eur, issue, load, make_pan, new_id, purchase
+
+
+def scrape(gw) -> dict:
+    """{(sample name, frozenset of labels): value} of the gateway's exposition."""
+    text = urllib.request.urlopen(f"http://{gw.gateway.metrics_server.address}/metrics",
+                                  timeout=10).read().decode()
+    return {(sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def value(samples, name, **labels):
+    return samples.get((name, frozenset(labels.items())), 0)
+
+
+@pytest.fixture
+def gw(tmp_path):
+    gateway = LiveGateway(tmp_path / "data", metrics_listen="127.0.0.1:0")
+    yield gateway
+    gateway.close()
+
+
+def test_the_counters_say_what_the_scenario_did(gw):
+    create_range(gw)
+    card, other = make_pan(1), make_pan(2)
+    issue(gw, [card, other])
+    assert load(gw, card, 30_00).result_code == common_pb2.RESULT_CODE_APPROVED
+    for _ in range(3):
+        assert purchase(gw, card, 5_00).result_code == common_pb2.RESULT_CODE_APPROVED
+    for _ in range(2):
+        assert purchase(gw, card, 100_00).result_code == common_pb2.RESULT_CODE_DECLINED_INSUFFICIENT_FUNDS
+    assert purchase(gw, other, 1_00).result_code == common_pb2.RESULT_CODE_DECLINED_CARD_NOT_ACTIVE
+    with pytest.raises(grpc.RpcError):
+        purchase(gw, card, -5)                                   # refused: INVALID_ARGUMENT
+    held = gw.auth.PreAuthorize(authorization_pb2.PreAuthorizeRequest(
+        request_id=new_id(), pan=card, amount=eur(2_00))).authorization
+    assert held.result_code == common_pb2.RESULT_CODE_APPROVED
+    batch = forecourt_pb2_grpc.ForecourtServiceStub(gw.channel).AuthorizeBatch(
+        forecourt_pb2.AuthorizeBatchRequest(operations=[
+            forecourt_pb2.ForecourtOperation(purchase=authorization_pb2.PurchaseRequest(
+                request_id=new_id(), pan=card, amount=eur(amount))) for amount in (1_00, 500_00)]))
+    assert [r.authorization.result_code for r in batch.results] == [
+        common_pb2.RESULT_CODE_APPROVED, common_pb2.RESULT_CODE_DECLINED_INSUFFICIENT_FUNDS]
+
+    samples = scrape(gw)
+    requests = "cardgate_requests_total"
+    assert value(samples, requests, rpc="Purchase", operation="Purchase", result="RESULT_CODE_APPROVED") == 3
+    assert value(samples, requests, rpc="Purchase", operation="Purchase",
+                 result="RESULT_CODE_DECLINED_INSUFFICIENT_FUNDS") == 2
+    assert value(samples, requests, rpc="Purchase", operation="Purchase",
+                 result="RESULT_CODE_DECLINED_CARD_NOT_ACTIVE") == 1
+    assert value(samples, requests, rpc="Purchase", operation="Purchase", result="INVALID_ARGUMENT") == 1
+    assert value(samples, requests, rpc="LoadValue", operation="LoadValue", result="RESULT_CODE_APPROVED") == 1
+    assert value(samples, requests, rpc="AuthorizeBatch", operation="purchase",
+                 result="RESULT_CODE_APPROVED") == 1
+    assert value(samples, requests, rpc="AuthorizeBatch", operation="purchase",
+                 result="RESULT_CODE_DECLINED_INSUFFICIENT_FUNDS") == 1
+    assert sum(v for (name, labels), v in samples.items()
+               if name == requests and dict(labels)["rpc"] == "Purchase") == 7
+    assert value(samples, "cardgate_declines_total", reason="DECLINED_INSUFFICIENT_FUNDS") == 3
+    assert value(samples, "cardgate_declines_total", reason="DECLINED_CARD_NOT_ACTIVE") == 1
+    assert value(samples, "cardgate_request_seconds_count", rpc="Purchase") == 7
+    assert value(samples, "cardgate_holds_outstanding") == 1
+    assert value(samples, "cardgate_store_commit_ok") == 1
+    assert value(samples, "cardgate_batch_requests_count") >= 1
+    assert value(samples, "cardgate_batch_requests_sum") >= 11          # every request committed
+    assert value(samples, "cardgate_commit_seconds_count") == value(samples, "cardgate_batch_requests_count")
+    assert value(samples, "cardgate_store_file_bytes") > 0
+    assert 0 < value(samples, "cardgate_store_map_used_ratio") < 1
+    assert value(samples, "cardgate_writer_queue_depth") == 0
+    # Bounded labels: no card number, masked or not, anywhere in the exposition.
+    assert not any(card[-4:] in str(labels) for _, labels in samples)
+
+
+def test_health_is_not_serving_while_the_store_cannot_commit_and_serving_after(gw):
+    create_range(gw)
+    card = make_pan(1)
+    issue(gw, [card])
+    load(gw, card, 10_00)
+    health = health_pb2_grpc.HealthStub(gw.channel)
+
+    def status():
+        return health.Check(health_pb2.HealthCheckRequest(service="")).status
+
+    assert status() == health_pb2.HealthCheckResponse.SERVING
+    writer = gw.gateway.writer
+    writer._commit_state(False)           # what a refused commit does (map or disk full)
+    assert status() == health_pb2.HealthCheckResponse.NOT_SERVING
+    assert value(scrape(gw), "cardgate_store_commit_ok") == 0
+    # Nothing is sent while it is down; the writer's probe finds the store takes commits.
+    for _ in range(50):
+        if status() == health_pb2.HealthCheckResponse.SERVING:
+            break
+        time.sleep(0.1)
+    assert status() == health_pb2.HealthCheckResponse.SERVING
+    samples = scrape(gw)
+    assert value(samples, "cardgate_store_commit_ok") == 1
+    assert value(samples, "cardgate_background_work_total", kind="probe") >= 1
+    assert purchase(gw, card, 1_00).result_code == common_pb2.RESULT_CODE_APPROVED
+
+
+@contextlib.contextmanager
+def small_filesystem(path, size_mib):
+    """A tmpfs of its own, as a disk that can fill up; skipped where mounting is not allowed."""
+    path.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mib}m", "tmpfs", str(path)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small filesystem here: {mounted.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def wait_for(check, timeout_s=15):
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_a_full_disk_refuses_requests_clearly_loses_nothing_and_serves_again_once_freed(tmp_path):
+    with small_filesystem(tmp_path / "disk", 24) as disk:
+        gw = LiveGateway(disk / "data", metrics_listen="127.0.0.1:0")
+        try:
+            create_range(gw)
+            card = make_pan(1)
+            issue(gw, [card])
+            health = health_pb2_grpc.HealthStub(gw.channel)
+
+            def status():
+                return health.Check(health_pb2.HealthCheckRequest(service="")).status
+
+            # Fill the disk but for a little, then load until the store cannot commit.
+            filler = disk / "filler"
+            free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+            with open(filler, "wb") as f:
+                f.write(b"\0" * (free - 256 * 1024))
+            approved, refused = [], None
+            for _ in range(5000):
+                rid = new_id()
+                try:
+                    reply = load(gw, card, 1, request_id=rid)
+                except grpc.RpcError as exc:
+                    refused = (rid, exc)
+                    break
+                assert reply.result_code == common_pb2.RESULT_CODE_APPROVED
+                approved.append(rid)
+            assert refused is not None, "the disk never filled"
+            rid, exc = refused
+            assert exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
+            assert "No space left on device" in exc.details() and "retry with the same request_id" in exc.details()
+            assert status() == health_pb2.HealthCheckResponse.NOT_SERVING
+            assert health.Check(health_pb2.HealthCheckRequest(service="cardgate.liveness")).status == \
+                health_pb2.HealthCheckResponse.SERVING             # alive, not ready
+            assert value(scrape(gw), "cardgate_store_commit_ok") == 0
+
+            # Space freed: the probe sees it, health comes back, the refused request is retried.
+            filler.unlink()
+            wait_for(lambda: status() == health_pb2.HealthCheckResponse.SERVING)
+            assert load(gw, card, 1, request_id=rid).result_code == common_pb2.RESULT_CODE_APPROVED
+            assert load(gw, card, 1, request_id=approved[0]).result_code == common_pb2.RESULT_CODE_APPROVED
+            assert gw.auth.GetBalance(authorization_pb2.GetBalanceRequest(pan=card)).balance.balance_minor \
+                == len(approved) + 1                               # every acknowledged load, once
+        finally:
+            gw.close()
+
+
+def test_serve_shows_where_its_metrics_are_and_a_taken_port_is_said_plainly(tmp_path):
+    from gateway_process import GatewayProcess
+
+    first = GatewayProcess(tmp_path / "one")
+    try:
+        wait_for(lambda: any("Metrics for Prometheus on" in line for line in first.output))
+        line = next(line for line in first.output if "Metrics for Prometheus on" in line)
+        address = line.split("http://")[1].split("/metrics")[0]
+        text = urllib.request.urlopen(f"http://{address}/metrics", timeout=10).read().decode()
+        assert "cardgate_store_commit_ok 1.0" in text
+        taken = subprocess.run([sys.executable, "-m", "cardgate.gateway.cli", "serve", "--no-demo",
+                                "--data-dir", str(tmp_path / "two"), "--listen", "127.0.0.1:0",
+                                "--metrics-listen", address], capture_output=True, text=True, timeout=60,
+                               stdin=subprocess.DEVNULL)
+        assert taken.returncode == 2 and "Address already in use" in taken.stderr, taken.stderr
+        assert "Traceback" not in taken.stderr
+    finally:
+        first.stop()

@@ -1,6 +1,5 @@
 """The ``cardgate`` command: serve, audit, and small clients for trying it by hand."""
 import argparse
-import logging
 import os
 import signal
 import sys
@@ -8,7 +7,7 @@ import threading
 
 from cardgate.bureau import cli as bureau_cli
 
-from . import limits, loyalty_cli
+from . import limits, logs, loyalty_cli
 from .request_ids import new_request_id
 from .store import DATA_DIR_DEFAULT, DATA_DIR_ENV, default_data_dir
 
@@ -186,7 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cardgate", description="Processing host for closed-loop card programs.")
     parser.add_argument("--log-level", default=os.environ.get("CARDGATE_LOG_LEVEL", "INFO"),
-                        help="DEBUG, INFO, WARNING or ERROR (default: INFO)")
+                        help="DEBUG, INFO, WARNING or ERROR (default: $CARDGATE_LOG_LEVEL or INFO; "
+                        "INFO logs a line per request answered)")
+    parser.add_argument("--log-format", choices=("text", "json"),
+                        default=os.environ.get("CARDGATE_LOG_FORMAT", "text"),
+                        help="text lines, or JSON lines for log shippers (default: $CARDGATE_LOG_FORMAT or text)")
+    parser.add_argument("--log-file", default=os.environ.get("CARDGATE_LOG_FILE"),
+                        help="append logs to this file (default: $CARDGATE_LOG_FILE or stderr)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def with_data_dir(p):
@@ -296,8 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(args.log_level, args.log_format, args.log_file)
     if getattr(args, "request_id", "unset") is None:
         args.request_id = new_request_id()
     return args.func(args)

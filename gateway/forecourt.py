@@ -7,6 +7,7 @@ stream's operations join whatever batch the writer takes next.
 import asyncio
 import collections
 import logging
+import time
 
 import grpc
 
@@ -14,6 +15,7 @@ from cardgate.v1 import common_pb2, forecourt_pb2, forecourt_pb2_grpc
 
 from . import limits
 from .access import Denied
+from .logs import log_request
 from .operations import raise_rejections
 from .registration import Malformed
 from .service import REFUSALS, Servicer, authorization_message, counts_operations, rpc, status_of
@@ -100,6 +102,7 @@ class ForecourtService(Servicer, forecourt_pb2_grpc.ForecourtServiceServicer):
     @rpc
     @counts_operations
     async def AuthorizeBatch(self, request, context):
+        started = time.perf_counter()
         if not request.operations:
             raise InvalidArgument("operations", "is empty")
         if len(request.operations) > limits.FORECOURT_BATCH_OPERATIONS_MAX:
@@ -117,10 +120,12 @@ class ForecourtService(Servicer, forecourt_pb2_grpc.ForecourtServiceServicer):
                 _refuse(results[i], exc, f"operations[{i}]." if isinstance(exc, InvalidArgument) else "")
         for i, reply in zip(positions, await self.ops.submit_many_async(packed)):
             _fill(results[i], reply, self.ops.store)
-        if self.metrics is not None:
-            for item, result in zip(request.operations, results):
-                self.metrics.operation("AuthorizeBatch", item.WhichOneof("operation") or "none",
-                                       result_name(result))
+        caller = self.access.caller(context)
+        for item, result in zip(request.operations, results):
+            kind, outcome = item.WhichOneof("operation") or "none", result_name(result)
+            if self.metrics is not None:
+                self.metrics.operation("AuthorizeBatch", kind, outcome)
+            log_request(caller, "AuthorizeBatch", _operation(item)[1], outcome, started, kind)
         return forecourt_pb2.AuthorizeBatchResponse(results=results)
 
     async def AuthorizeStream(self, request_iterator, context):

@@ -22,7 +22,8 @@ from .jobs import ENCODED, FAILED, JobConflict, JobNotFound
 from .loyalty_answers import loyalty_outcome
 from .operations import RequestIdReused, VelocityExceeded
 from .registration import Malformed
-from .pan import mask, mask_parts
+from .logs import log_request
+from .pan import mask_parts
 from .pki import PkiError
 from .validation import InvalidArgument
 
@@ -135,14 +136,6 @@ def rpc(method):
                                   f"({request.problem})")
         return caller
 
-    def answered(caller, request, response):
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("%s by %s card=%s request_id=%s -> %s", method.__name__,
-                      caller.describe() if caller else "development client",
-                      mask(getattr(request, "pan", "")), getattr(request, "request_id", ""),
-                      _result_of(response))
-        return response
-
     def refused(exc):
         if isinstance(exc, Denied):
             log.info("%s refused: %s", method.__name__, exc)
@@ -150,17 +143,19 @@ def rpc(method):
 
     per_operation = getattr(method, "counts_operations", False)
 
-    def observe(self, result: str, started: float):
+    def observe(self, caller, request, result: str, started: float):
+        """Metrics and the request's log line, once it is answered."""
         if self.metrics is not None:
             self.metrics.answered(method.__name__, result, started,
                                   per_operation and result == "answered")
+        log_request(caller, method.__name__, request, result, started)
 
     if inspect.isasyncgenfunction(method):
         @functools.wraps(method)
         async def stream_wrapper(self, request, context):
-            started, result = time.perf_counter(), "answered"
+            started, result, caller = time.perf_counter(), "answered", None
             try:
-                admitted(self, request, context)
+                caller = admitted(self, request, context)
                 async for item in method(self, request, context):
                     yield item
             except REFUSALS as exc:
@@ -168,35 +163,35 @@ def rpc(method):
                 result = code.name
                 await context.abort(code, details)
             finally:
-                observe(self, result, started)
+                observe(self, caller, request, result, started)
         return stream_wrapper
 
     if inspect.iscoroutinefunction(method):
         @functools.wraps(method)
         async def wrapper(self, request, context):
-            started = time.perf_counter()
+            started, caller = time.perf_counter(), None
             try:
                 caller = admitted(self, request, context)
-                response = answered(caller, request, await method(self, request, context))
+                response = await method(self, request, context)
             except REFUSALS as exc:
                 code, details = refused(exc)
-                observe(self, code.name, started)
+                observe(self, caller, request, code.name, started)
                 await context.abort(code, details)
-            observe(self, _result_of(response), started)
+            observe(self, caller, request, _result_of(response), started)
             return response
         return wrapper
 
     @functools.wraps(method)
     def wrapper(self, request, context):
-        started = time.perf_counter()
+        started, caller = time.perf_counter(), None
         try:
             caller = admitted(self, request, context)
-            response = answered(caller, request, method(self, request, context))
+            response = method(self, request, context)
         except REFUSALS as exc:
             code, details = refused(exc)
-            observe(self, code.name, started)
+            observe(self, caller, request, code.name, started)
             context.abort(code, details)
-        observe(self, _result_of(response), started)
+        observe(self, caller, request, _result_of(response), started)
         return response
     return wrapper
 

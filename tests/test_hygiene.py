@@ -102,10 +102,10 @@ def test_no_pan_and_no_pin_in_logs_answers_errors_or_store(tmp_path):
     finally:
         gateway.stop()
     logs = "".join(gateway.output)
-    assert "Purchase by terminal 'demo-terminal'" in logs     # request lines were logged
+    assert "Purchase by demo-terminal: RESULT_CODE_" in logs  # request lines were logged
     said = "\n".join(seen) + logs
     assert "RESOURCE_EXHAUSTED" in said and "WRONG_PIN" in said and "PERMISSION_DENIED" in said
-    assert "PROMPT_ODOMETER" in said and "GetFleetUsage by operator" in logs
+    assert "PROMPT_ODOMETER" in said and "GetFleetUsage by demo-operator: answered" in logs
     assert said.count("valid_until_s") >= len(PANS)           # the expiring list answered
     for pan in PANS:
         assert pan not in said, "a full card number leaked"

@@ -67,6 +67,12 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_top(args) -> int:
+    from . import top
+
+    return top.run(args.metrics, args.interval, args.once)
+
+
 def cmd_audit(args) -> int:
     from .audit import audit
     from .store import StoreFormatError
@@ -248,6 +254,15 @@ def build_parser() -> argparse.ArgumentParser:
     retire = with_data_dir(keys_sub.add_parser("retire", help="remove a data key no record uses any more"))
     retire.add_argument("key_id")
     keys.set_defaults(func=cmd_keys)
+
+    top = sub.add_parser("top", help="watch a running gateway live: requests/s, approvals and "
+                         "declines, latency, batches, the store (Ctrl-C ends)")
+    top.add_argument("--metrics", default=os.environ.get("CARDGATE_METRICS_LISTEN", METRICS_LISTEN_DEFAULT),
+                     metavar="HOST:PORT", help="the gateway's metrics endpoint "
+                     f"(default: $CARDGATE_METRICS_LISTEN or {METRICS_LISTEN_DEFAULT})")
+    top.add_argument("--interval", type=float, default=1.0, help="seconds between readings (default: 1)")
+    top.add_argument("--once", action="store_true", help="print one frame and exit")
+    top.set_defaults(func=cmd_top)
 
     audit = with_data_dir(sub.add_parser("audit", help="check the ledger invariants of a data directory"))
     audit.set_defaults(func=cmd_audit)

@@ -204,3 +204,72 @@ def test_serve_shows_where_its_metrics_are_and_a_taken_port_is_said_plainly(tmp_
         assert "Traceback" not in taken.stderr
     finally:
         first.stop()
+
+
+def test_top_shows_the_scenario_live_in_a_terminal_and_ends_on_ctrl_c(gw):
+    import pty
+    import re
+    import select
+    import signal
+
+    create_range(gw)
+    card = make_pan(1)
+    issue(gw, [card])
+    load(gw, card, 20_00)
+    for _ in range(4):
+        purchase(gw, card, 1_00)
+    for _ in range(3):
+        purchase(gw, card, 900_00)                            # insufficient funds
+    pid, fd = pty.fork()
+    if pid == 0:                                              # the child: cardgate top in a terminal
+        os.environ.update(COLUMNS="100", LINES="30", TERM="xterm-256color")
+        os.execv(sys.executable, [sys.executable, "-m", "cardgate.gateway.cli", "top", "--metrics",
+                                  gw.gateway.metrics_server.address, "--interval", "0.3"])
+    screen, deadline = b"", time.monotonic() + 30
+    frame = ""
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.2)
+            if ready:
+                try:
+                    screen += os.read(fd, 65536)
+                except OSError:
+                    break
+            frame = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.decode("utf-8", "replace"))
+            if "insufficient funds" in frame and "requests 10" in frame:
+                break
+        # 10 requests: the range, the issue, the load, 4 purchases (6 approved), 3 declined.
+        assert "approved 6" in frame and "declined 3" in frame, frame[-3000:]
+        assert "insufficient funds" in frame and re.search(r"p99 \d+\.\d ms", frame), frame[-3000:]
+        assert "req/s" in frame and "committing" in frame
+        os.write(fd, b"\x03")                                 # Ctrl-C, through the terminal
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            try:
+                if select.select([fd], [], [], 0.1)[0]:
+                    os.read(fd, 65536)
+            except OSError:
+                pass
+        assert done and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        os.close(fd)
+
+
+def test_top_reads_quantiles_from_histogram_buckets():
+    from cardgate.gateway.top import quantile, sparkline
+
+    buckets = {0.001: 50, 0.002: 90, 0.005: 99, 0.01: 100, float("inf"): 100}
+    assert quantile(buckets, 0.5) == pytest.approx(0.001)
+    assert quantile(buckets, 0.7) == pytest.approx(0.0015)
+    assert quantile(buckets, 0.99) == pytest.approx(0.005)
+    assert quantile({0.001: 0, float("inf"): 0}, 0.5) is None
+    assert quantile({0.001: 0, float("inf"): 4}, 0.5) == 0.001        # past the last bound
+    assert sparkline([0, 5, 10]) == "▁▅█" and sparkline([0, 0]) == "▁▁"

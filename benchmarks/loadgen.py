@@ -7,7 +7,10 @@ beside a bare grpcio echo server with the same message sizes, in the same run.
 With --batch N every call is a ForecourtService.AuthorizeBatch of N purchases; with
 --stream W every client thread keeps one AuthorizeStream open with W purchases in
 flight (the forecourt paths). Both are measured in authorizations/s beside an echo of
-the same message sizes; goal for that ratio: >= 0.6.
+the same message sizes; goal for that ratio: >= 0.6. With --observability the gateway
+runs without then with metrics and a JSON line per request, alternately, --rounds times
+each; the medians are compared (goal: <= 5 % less). The machine's own noise between two
+identical runs is of the same order, hence the rounds.
 
 Both servers use mutual TLS with the same certificates, as in production. The gateway
 and the echo server run as subprocesses on loopback; the clients run in
@@ -41,6 +44,7 @@ from cardgate.v1 import (authorization_pb2, authorization_pb2_grpc, common_pb2, 
 
 GOAL_RATIO = 0.8
 GOAL_RATIO_BATCH = 0.6
+OBSERVABILITY_OVERHEAD_MAX = 0.05
 WARMUP_S = 1.0
 STREAM_PREPARED_PER_THREAD = 12_000   # stream requests built before the timed run
 ISSUE_CHUNK = 500
@@ -249,6 +253,14 @@ def main(argv=None):
                         help="AuthorizeStream with W purchases in flight per stream (0: off)")
     parser.add_argument("--batch", type=int, default=0,
                         help="purchases per ForecourtService.AuthorizeBatch call (0: unary)")
+    parser.add_argument("--observability", action="store_true",
+                        help="measure the gateway without metrics and request logs, then with "
+                        "both (JSON lines to a file), in the same run")
+    parser.add_argument("--log-dir", default=None,
+                        help="with --observability: where the request log goes (default: beside "
+                        "the store, on the same disk)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="with --observability: runs of each, alternating (default: 3)")
     parser.add_argument("--compare-aio", action="store_true",
                         help="also measure a grpc.aio echo server (the sync/aio choice)")
     args = parser.parse_args(argv)
@@ -263,31 +275,35 @@ def main(argv=None):
             authorization=response.authorization)])
     data_dir = tempfile.mkdtemp(prefix="cardgate-loadgen-")
     rows = []
+    name = f"cardgate stream, {args.stream} in flight" if args.stream else \
+        f"cardgate batch of {args.batch}" if args.batch else "cardgate Purchase (durable)"
     try:
-        gateway, address = start([sys.executable, "-m", "cardgate.gateway.cli", "--log-level",
-                                  "WARNING", "serve", "--no-demo", "--data-dir", data_dir,
-                                  "--metrics-listen", "127.0.0.1:0",
-                                  # one terminal certificate carries all the load here
-                                  "--terminal-rate-per-s", "1000000", "--card-per-minute", "1000000",
-                                  "--listen", "127.0.0.1:0"], r"cardgate listening on (\S+),")
-        try:
-            issue_client_certificates(data_dir)
-            prepare_cards(address, args.cards, data_dir)
-            name = f"cardgate stream, {args.stream} in flight" if args.stream else \
-                f"cardgate batch of {args.batch}" if args.batch else "cardgate Purchase (durable)"
-            rows.append((name,) + drive(address, "gateway", args, 0, data_dir))
-        finally:
-            gateway.send_signal(signal.SIGTERM)
-            gateway.wait(30)
+        if args.observability:     # the same load without metrics and request logs, then with,
+            runs = {"quiet": [], "observed": []}    # alternately, the median of each kept
+            for round_ in range(args.rounds):
+                runs["quiet"].append(drive_gateway(args, f"{data_dir}/quiet{round_}", [
+                    "--log-level", "WARNING"], ["--metrics-listen", "off"]))
+                runs["observed"].append(drive_gateway(args, f"{data_dir}/observed{round_}", [
+                    "--log-level", "INFO", "--log-format", "json", "--log-file",
+                    f"{args.log_dir or data_dir}/requests{round_}.log"], ["--metrics-listen", "127.0.0.1:0"]))
+                print(f"round {round_ + 1}: quiet {runs['quiet'][-1][0]:,.0f}/s, observed "
+                      f"{runs['observed'][-1][0]:,.0f}/s", flush=True)
+            for kind, results in runs.items():
+                rows.append((f"{name}, {kind} (median of {args.rounds})",) +
+                            sorted(results)[len(results) // 2])
+        else:
+            rows.append((name,) + drive_gateway(args, f"{data_dir}/gateway", ["--log-level", "WARNING"],
+                                                ["--metrics-listen", "127.0.0.1:0"]))
+        certs_dir = f"{data_dir}/quiet0" if args.observability else f"{data_dir}/gateway"  # its PKI
         kinds = ("sync", "aio") if args.compare_aio else ("sync",)
         for kind in kinds:
             echo, address = start([sys.executable, "-m", "benchmarks.echo_server", "--kind", kind,
                                    "--response-bytes", str(response.ByteSize()),
-                                   "--data-dir", data_dir],
+                                   "--data-dir", certs_dir],
                                   r"echo listening on (\S+)")
             try:
                 rows.append((f"bare grpcio echo ({kind})",) +
-                            drive(address, "echo", args, request.ByteSize(), data_dir))
+                            drive(address, "echo", args, request.ByteSize(), certs_dir))
             finally:
                 echo.send_signal(signal.SIGTERM)
                 echo.wait(30)
@@ -295,12 +311,33 @@ def main(argv=None):
         shutil.rmtree(data_dir, ignore_errors=True)
     print(f"clients: {args.processes} processes x {args.concurrency} in flight, "
           f"{args.duration_s:.0f} s; messages {request.ByteSize()} B in, {response.ByteSize()} B out")
-    print(f"{'target':<30} {'auths/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    print(f"{'target':<48} {'auths/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     for name, rate, p50, p99, errors in rows:
-        print(f"{name:<30} {rate:>11,.0f} {p50:>8.2f} {p99:>8.2f} {errors:>7}")
-    ratio = rows[0][1] / rows[1][1]
+        print(f"{name:<48} {rate:>11,.0f} {p50:>8.2f} {p99:>8.2f} {errors:>7}")
+    gateway_rows = 2 if args.observability else 1
+    ratio = rows[gateway_rows - 1][1] / rows[gateway_rows][1]
     goal = GOAL_RATIO_BATCH if args.batch or args.stream else GOAL_RATIO
     print(f"ratio cardgate / bare echo (sync): {ratio:.2f} (goal >= {goal})")
+    if args.observability:
+        overhead = 1 - rows[1][1] / rows[0][1]
+        print(f"cost of metrics and request logs: {overhead:.1%} of throughput, "
+              f"p99 {rows[0][3]:.2f} -> {rows[1][3]:.2f} ms (goal <= {OBSERVABILITY_OVERHEAD_MAX:.0%})")
+
+
+def drive_gateway(args, data_dir, global_options, serve_options):
+    """(auths/s, p50, p99, errors) of a gateway started with these options."""
+    gateway, address = start([sys.executable, "-m", "cardgate.gateway.cli", *global_options,
+                              "serve", "--no-demo", "--data-dir", data_dir, *serve_options,
+                              # one terminal certificate carries all the load here
+                              "--terminal-rate-per-s", "1000000", "--card-per-minute", "1000000",
+                              "--listen", "127.0.0.1:0"], r"cardgate listening on (\S+),")
+    try:
+        issue_client_certificates(data_dir)
+        prepare_cards(address, args.cards, data_dir)
+        return drive(address, "gateway", args, 0, data_dir)
+    finally:
+        gateway.send_signal(signal.SIGTERM)
+        gateway.wait(30)
 
 
 if __name__ == "__main__":

@@ -7,12 +7,14 @@ import datetime
 import json
 import logging
 import sys
+import threading
 import time
 
 from .pan import mask
 
 REQUESTS = logging.getLogger("cardgate.requests")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+REQUEST_ID_SHOWN_MAX = 64                 # a request id longer than a UUID is cut in logs
 REQUEST_FIELDS = ("request_id", "rpc", "operation", "terminal", "caller", "result", "latency_ms", "card")
 
 
@@ -21,7 +23,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record) -> str:
         out = {"time": datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc)
-               .isoformat(timespec="milliseconds"),
+               .isoformat(timespec="milliseconds").replace("+00:00", "Z"),
                "level": record.levelname, "logger": record.name, "message": record.getMessage()}
         for field in REQUEST_FIELDS:
             if hasattr(record, field):
@@ -29,6 +31,63 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             out["error"] = self.formatException(record.exc_info)
         return json.dumps(out, separators=(",", ":"))
+
+
+class _RequestLines:
+    """The request log's fast path, once configure() chose a destination: each line is
+    formatted here and written to the handler's own stream under its lock (the same
+    form as every other line), without a LogRecord: a fifth of the cost. Lines are
+    flushed at most FLUSH_S after they are written."""
+    FLUSH_S = 0.5
+
+    def __init__(self):
+        self.handler, self.json = None, False
+        self._second, self._stamp = None, ""
+        self._dirty = threading.Event()
+        self._encode = json.JSONEncoder(separators=(",", ":")).encode
+
+    def use(self, handler, as_json: bool):
+        first = self.handler is None and not hasattr(self, "_thread")
+        self.handler, self.json, self._second = handler, as_json, None
+        if first:
+            self._thread = threading.Thread(target=self._flusher, name="cardgate-log-flush", daemon=True)
+            self._thread.start()
+
+    def _time(self, now: float) -> str:
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S" if self.json else "%Y-%m-%d %H:%M:%S",
+                                        time.gmtime(second) if self.json else time.localtime(second))
+        ms = int(now * 1000) % 1000
+        return f"{self._stamp}.{ms:03d}Z" if self.json else f"{self._stamp},{ms:03d}"
+
+    def write(self, message: str, fields: dict):
+        now = time.time()
+        if self.json:
+            line = self._encode({"time": self._time(now), "level": "INFO", "logger": REQUESTS.name,
+                                 "message": message, **fields})
+        else:
+            line = f"{self._time(now)} INFO {REQUESTS.name}: {message}"
+        handler = self.handler
+        with handler.lock:
+            handler.stream.write(line + "\n")
+        self._dirty.set()
+
+    def _flusher(self):
+        while True:
+            self._dirty.wait()
+            time.sleep(self.FLUSH_S)
+            self._dirty.clear()
+            handler = self.handler
+            try:
+                if handler is not None:
+                    handler.flush()
+            except (OSError, ValueError):         # closed at exit
+                pass
+
+
+_lines = _RequestLines()
 
 
 def configure(level: str, fmt: str = "text", destination: str = None):
@@ -39,6 +98,7 @@ def configure(level: str, fmt: str = "text", destination: str = None):
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    _lines.use(handler, fmt == "json")
 
 
 def card_of(request) -> str:
@@ -52,11 +112,17 @@ def log_request(caller, rpc: str, request, result: str, started: float, operatio
         return
     latency_ms = round((time.perf_counter() - started) * 1000, 3)
     terminal = f"{caller.merchant_id}/{caller.outlet_id}" if caller is not None and caller.role == "terminal" else ""
-    fields = {"request_id": getattr(request, "request_id", ""), "rpc": rpc, "operation": operation or rpc,
+    request_id = str(getattr(request, "request_id", ""))[:REQUEST_ID_SHOWN_MAX]
+    if not request_id.isprintable():                # a client's bytes never forge a line
+        request_id = request_id.encode("unicode_escape").decode("ascii")
+    fields = {"request_id": request_id, "rpc": rpc, "operation": operation or rpc,
               "terminal": terminal, "caller": caller.name if caller is not None else "",
               "result": result, "latency_ms": latency_ms, "card": card_of(request)}
-    REQUESTS.info("%s by %s: %s in %.3f ms%s%s%s", rpc, fields["caller"] or "development client",
-                  result, latency_ms,
-                  f" card {fields['card']}" if fields["card"] else "",
-                  f" terminal {terminal}" if terminal else "",
-                  f" request {fields['request_id']}" if fields["request_id"] else "", extra=fields)
+    message = (f"{rpc} by {fields['caller'] or 'development client'}: {result} in {latency_ms:.3f} ms"
+               + (f" card {fields['card']}" if fields["card"] else "")
+               + (f" terminal {terminal}" if terminal else "")
+               + (f" request {fields['request_id']}" if fields["request_id"] else ""))
+    if _lines.handler is not None:
+        _lines.write(message, fields)
+    else:                                           # logging as the embedding program set it up
+        REQUESTS.info("%s", message, extra=fields)

@@ -41,6 +41,8 @@ class Metrics:
                                   "batches that only end holds and expire lots (expiry), commits "
                                   "tried to see if the store takes them again (probe)", ["kind"],
                                   registry=r)
+        for kind in ("expiry", "probe"):               # shown at 0 before the first
+            self.background.labels(kind)
         self.commit_ok = Gauge("cardgate_store_commit_ok", "1 while the store commits, 0 while it "
                                "refuses (map or disk full, closed)", registry=r)
         self.commit_ok.set(1)

@@ -86,13 +86,15 @@ class Gateway:
         self.pki = Pki(data_dir)
         self.pki_created = tls and self.pki.ensure(server_hosts(listen))
         self.store = Store(data_dir, map_size_bytes=map_size_bytes)
-        self.metrics = Metrics()
-        self.metrics_listen = metrics_listen        # "host:port" of /metrics; None: not served
+        # Counted only when served: "host:port" of /metrics, or None (no metrics at all).
+        self.metrics_listen = metrics_listen
+        self.metrics = Metrics() if metrics_listen else None
         self.metrics_server = None
         self.writer = BatchingWriter(self.store, clock=clock, hold_timeout_s=hold_timeout_s,
                                      idle_tick_s=writer_idle_tick_s, metrics=self.metrics,
                                      on_commit_state=self._commit_state)
-        self.metrics.watch(self.writer, self.store)
+        if self.metrics is not None:
+            self.metrics.watch(self.writer, self.store)
         self.operations = Operations(self.store, self.writer, clock=clock,
                                      card_per_minute_max=card_per_minute_max)
         self.access = AccessControl(tls=tls, revocations=RevocationList(self.pki) if tls else None,

@@ -44,3 +44,27 @@ def test_json_request_lines_in_a_file(tmp_path, monkeypatch):
     assert first["card"] == pan[:6] + "******" + pan[-4:] and first["latency_ms"] > 0
     assert by_id[refused_id]["result"].startswith("RESULT_CODE_DECLINED")
     assert pan not in text and "time" in first
+
+
+def test_a_request_id_cannot_forge_a_log_line(tmp_path):
+    import logging
+
+    from cardgate.gateway import logs
+
+    class Request:
+        request_id = "x\n2026-01-01 00:00:00,000 INFO cardgate.requests: forged"
+        pan = "6277001234567890"
+
+    log_file = tmp_path / "text.log"
+    saved = logging.getLogger().handlers[:], logging.getLogger().level
+    try:
+        logs.configure("INFO", "text", str(log_file))
+        logs.log_request(None, "Purchase", Request, "RESULT_CODE_APPROVED", time.perf_counter())
+        logging.getLogger().handlers[0].flush()
+    finally:
+        logging.getLogger().handlers[:], level = saved
+        logging.getLogger().setLevel(level)
+        logs._lines.handler = None
+    lines = log_file.read_text().splitlines()
+    assert len(lines) == 1 and "\\n2026" in lines[0] and "627700******7890" in lines[0]
+    assert "6277001234567890" not in lines[0]

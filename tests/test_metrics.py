@@ -273,3 +273,31 @@ def test_top_reads_quantiles_from_histogram_buckets():
     assert quantile({0.001: 0, float("inf"): 0}, 0.5) is None
     assert quantile({0.001: 0, float("inf"): 4}, 0.5) == 0.001        # past the last bound
     assert sparkline([0, 5, 10]) == "▁▅█" and sparkline([0, 0]) == "▁▁"
+
+
+def test_the_grafana_dashboard_and_the_scrape_config_name_what_the_gateway_exposes(gw):
+    import json
+    import pathlib
+    import re
+
+    from cardgate.gateway.cli import METRICS_LISTEN_DEFAULT
+
+    create_range(gw)
+    card = make_pan(1)
+    issue(gw, [card])
+    load(gw, card, 1_00)
+    purchase(gw, card, 5_00)                                  # a decline, so declines exist
+    exposed = {name for name, _ in scrape(gw)}
+    families = {re.sub(r"_(total|bucket|count|sum|created)$", "", n) for n in exposed}
+    deploy = pathlib.Path(__file__).parent.parent / "deploy"
+    board = json.loads((deploy / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for panel in board["panels"] for t in panel["targets"]]
+    used = {name for expr in exprs for name in re.findall(r"\bcardgate_[a-z_]+", expr)}
+    assert used and used <= exposed, used - exposed           # every name exists, as written
+    assert {re.sub(r"_(total|bucket|count|sum)$", "", n) for n in used} == \
+        {f for f in families if f.startswith("cardgate_")}    # and every family has a panel
+    scrape_config = (deploy / "prometheus.yml").read_text()
+    job = re.search(r"job_name:\s*(\S+)", scrape_config).group(1)
+    assert all(f'job="{job}"' in expr for expr in exprs)
+    assert re.search(r"metrics_path:\s*/metrics", scrape_config)
+    assert f'"{METRICS_LISTEN_DEFAULT}"' in scrape_config

@@ -301,3 +301,43 @@ def test_the_grafana_dashboard_and_the_scrape_config_name_what_the_gateway_expos
     assert all(f'job="{job}"' in expr for expr in exprs)
     assert re.search(r"metrics_path:\s*/metrics", scrape_config)
     assert f'"{METRICS_LISTEN_DEFAULT}"' in scrape_config
+
+
+@pytest.mark.slow
+def test_a_full_map_refuses_with_resource_exhausted_and_a_bigger_map_serves_everything(tmp_path):
+    data_dir = tmp_path / "data"
+    gw = LiveGateway(data_dir, metrics_listen="127.0.0.1:0", map_size_bytes=1 << 20)
+    approved = []
+    try:
+        create_range(gw)
+        card = make_pan(1)
+        issue(gw, [card])
+        health = health_pb2_grpc.HealthStub(gw.channel)
+        for _ in range(20_000):
+            rid = new_id()
+            try:
+                assert load(gw, card, 1, request_id=rid).result_code == common_pb2.RESULT_CODE_APPROVED
+            except grpc.RpcError as exc:
+                assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, exc.details()
+                assert "store is full" in exc.details() and "retry with the same request_id" in exc.details()
+                break
+            approved.append(rid)
+        else:
+            pytest.fail("the map never filled")
+        assert health.Check(health_pb2.HealthCheckRequest(service="")).status == \
+            health_pb2.HealthCheckResponse.NOT_SERVING
+        time.sleep(1.5)                                   # probes do not make room that is not there
+        assert health.Check(health_pb2.HealthCheckRequest(service="")).status == \
+            health_pb2.HealthCheckResponse.NOT_SERVING
+    finally:
+        gw.close()
+    # The operator grows the map (a restart with a bigger one): everything acknowledged is there.
+    gw = LiveGateway(data_dir, metrics_listen="127.0.0.1:0", map_size_bytes=64 << 20)
+    try:
+        assert health_pb2_grpc.HealthStub(gw.channel).Check(health_pb2.HealthCheckRequest(service="")).status == \
+            health_pb2.HealthCheckResponse.SERVING
+        assert gw.auth.GetBalance(authorization_pb2.GetBalanceRequest(pan=card)).balance.balance_minor == \
+            len(approved)
+        assert load(gw, card, 1, request_id=rid).result_code == common_pb2.RESULT_CODE_APPROVED
+    finally:
+        gw.close()

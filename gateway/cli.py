@@ -73,6 +73,32 @@ def cmd_top(args) -> int:
     return top.run(args.metrics, args.interval, args.once)
 
 
+def cmd_backup(args) -> int:
+    from .backup import BackupError, backup, restore
+    from .store import StoreFormatError
+
+    try:
+        if args.command == "backup":
+            made = backup(args.data_dir, args.dest)
+            print(f"backup of {args.data_dir} in {args.dest}: journal up to entry "
+                  f"{made['last_journal_seq']}, {made['store_bytes']:,} bytes "
+                  f"(the store: {made['source_bytes']:,}); it holds the data keys: keep it as safe")
+            return 0
+        made, violations, counts = restore(args.backup, args.data_dir)
+    except (BackupError, StoreFormatError, OSError) as exc:
+        print(f"cardgate {args.command}: {exc}", file=sys.stderr)
+        return 2
+    print(f"restored {args.data_dir} from the backup made {made['made_at']} (journal up to entry "
+          f"{made['last_journal_seq']})")
+    if violations:
+        print(f"AUDIT FAILED: {len(violations)} violation(s)")
+        for v in violations:
+            print(f"  - {v}")
+        return 1
+    print("audit passed: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items()))
+    return 0
+
+
 def cmd_audit(args) -> int:
     from .audit import audit
     from .store import StoreFormatError
@@ -263,6 +289,15 @@ def build_parser() -> argparse.ArgumentParser:
     top.add_argument("--interval", type=float, default=1.0, help="seconds between readings (default: 1)")
     top.add_argument("--once", action="store_true", help="print one frame and exit")
     top.set_defaults(func=cmd_top)
+
+    backup = with_data_dir(sub.add_parser(
+        "backup", help="a consistent, compacted copy of the data directory, while it serves"))
+    backup.add_argument("dest", help="a new folder for the backup (it is a data directory itself)")
+    backup.set_defaults(func=cmd_backup)
+    restore = with_data_dir(sub.add_parser(
+        "restore", help="make --data-dir (new) from a backup, and audit it"))
+    restore.add_argument("backup", help="the backup folder")
+    restore.set_defaults(func=cmd_backup)
 
     audit = with_data_dir(sub.add_parser("audit", help="check the ledger invariants of a data directory"))
     audit.set_defaults(func=cmd_audit)

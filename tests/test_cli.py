@@ -18,7 +18,7 @@ from gateway_process import GatewayProcess
 
 SUBCOMMANDS = ("serve", "audit", "balance", "load", "pay", "refund", "reverse", "pki", "keys",
                "points", "earn", "redeem", "program", "sale", "statement", "member", "settlement",
-               "analytics")
+               "analytics", "bureau", "top", "backup", "restore")
 DEMO_PROGRAM_FILE = pathlib.Path(__file__).parent.parent / "docs" / "demo-program.json"
 
 

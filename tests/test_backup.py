@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 import uuid
 
 import pytest
@@ -25,7 +26,8 @@ def cardgate(*args):
 @pytest.mark.slow
 def test_a_backup_under_load_restores_with_every_acknowledged_request(tmp_path):
     data_dir = tmp_path / "data"
-    gateway = GatewayProcess(data_dir, "--card-per-minute", "1000000")
+    # Three threads on one terminal certificate: lift the rate limits that would refuse them.
+    gateway = GatewayProcess(data_dir, "--card-per-minute", "1000000", "--terminal-rate-per-s", "1000000")
     acknowledged, lock, stop = [], threading.Lock(), threading.Event()
     try:
         pans = read_demo_pans(data_dir)[:3]
@@ -44,7 +46,10 @@ def test_a_backup_under_load_restores_with_every_acknowledged_request(tmp_path):
         threads = [threading.Thread(target=load_forever, args=(pan,)) for pan in pans]
         for thread in threads:
             thread.start()
+        deadline = time.monotonic() + 60
         while len(acknowledged) < 200:
+            assert time.monotonic() < deadline and any(t.is_alive() for t in threads), \
+                f"the load did not get going ({len(acknowledged)} acknowledged)"
             stop.wait(0.05)
         with lock:
             before = list(acknowledged)                    # acknowledged before the backup began

@@ -52,6 +52,11 @@ cdef inline uint64_t value_owner_of(const CardRecord* card):
     return CONTRACT_OWNER_BASE + card.contract_id if card.contract_id else card.card_id
 
 
+cdef inline int64_t balance_max_of(const RangeRecord* rng):
+    """The most a card of the range may hold (its own limit, else the system's)."""
+    return rng.balance_max_minor if rng.balance_max_minor else BALANCE_MINOR_MAX
+
+
 cdef inline int64_t available_of(const CoreReply* rp):
     return rp.balance_minor - rp.pending_minor + rp.credit_limit_minor
 
@@ -497,8 +502,7 @@ cdef class _BatchApplier:
             rp.result = bad
             return 0
         self.read_range(card.range_id, &rng)
-        cdef int64_t balance_max = rng.balance_max_minor if rng.balance_max_minor else BALANCE_MINOR_MAX
-        if rp.balance_minor + rq.amount_minor > balance_max:
+        if rp.balance_minor + rq.amount_minor > balance_max_of(&rng):
             rp.result = RESULT_DECLINED_BALANCE_LIMIT_EXCEEDED
             return 0
         cdef uint32_t day = <uint32_t>(self.now_s // 86400)
@@ -618,8 +622,7 @@ cdef class _BatchApplier:
                 self.read_range(receiver.range_id, &rng)
                 if memcmp(acc.currency, rp.currency, CURRENCY_SIZE) != 0:
                     bad = RESULT_DECLINED_CURRENCY_MISMATCH
-                elif acc.balance_minor + value > (rng.balance_max_minor if rng.balance_max_minor
-                                                 else BALANCE_MINOR_MAX):
+                elif acc.balance_minor + value > balance_max_of(&rng):
                     bad = RESULT_DECLINED_BALANCE_LIMIT_EXCEEDED
         if bad:
             rp.result = bad
@@ -631,10 +634,7 @@ cdef class _BatchApplier:
         elif value and rq.target_status == CLOSE_MOVE:
             seq = self.post(rq.request_id, OP_DEACTIVATE, card.card_id, SLOT_CARD_VALUE,
                             receiver.card_id, SLOT_CARD_VALUE, rp.currency, value, rq.reason)
-            if receiver.status == CARD_ISSUED:
-                receiver.status = CARD_ACTIVE
-                receiver.activated_s = self.now_s
-                self.write_card(&receiver)
+            self.activate(&receiver)
         card.status = CARD_CLOSED
         self.write_card(&card)
         self.approve(rq, rp, value, seq, &card)

@@ -49,7 +49,9 @@ class Encoder:
         self.advance = advance
         self.card_wait_s = card_wait_s
         self.poll_s = poll_s
-        self.todo = [c.seq for c in job.cards if not results.encoded(c.seq)]
+        # Cards not encoded yet, in job order (a dict: taking one out is O(1)).
+        self.todo = dict.fromkeys(c.seq for c in job.cards if not results.encoded(c.seq))
+        self.aid = job.header["chip"]["aid"]          # every card of a job has the job's profile
 
     # ---- the run -----------------------------------------------------------------------
 
@@ -114,7 +116,7 @@ class Encoder:
                 outcome = self.results.finished(seq, uid, True)
                 self.say(f"card {seq} {mask(card.pan)} encoded in {reader} (chip {uid.hex().upper()})")
                 self.advance()
-            self.todo.remove(seq)
+            del self.todo[seq]
             self._send(outcome)
             return outcome
         finally:
@@ -128,18 +130,16 @@ class Encoder:
             if bound in self.todo:
                 return bound                            # finish what was started on it
             raise CardRefused(f"this chip was started as card {bound}, which this run has tried already")
-        aids = {c.chip["aid"] for c in self.job.cards}
-        for aid in aids:
-            try:
-                d.select_application(bytes.fromhex(aid))
-            except desfire.DesfireError as exc:
-                if exc.status == 0xA0:                  # APPLICATION_NOT_FOUND: blank, as it should be
-                    continue
+        try:
+            d.select_application(bytes.fromhex(self.aid))
+        except desfire.DesfireError as exc:
+            if exc.status != 0xA0:                      # APPLICATION_NOT_FOUND: blank, as it should be
                 raise
-            raise CardRefused(f"the chip already carries application {aid} and this job never "
+        else:
+            raise CardRefused(f"the chip already carries application {self.aid} and this job never "
                               "started on it: not a blank card")
-        unbound = [s for s in self.todo if s not in self.results.uid_of]
-        return (unbound or self.todo)[0]
+        # The first card never started; else the first whose chip went missing.
+        return next((s for s in self.todo if s not in self.results.uid_of), next(iter(self.todo)))
 
     def _personalize(self, d, uid: bytes, card):
         profile = chip_profile(card)

@@ -45,6 +45,7 @@ class ResultsLog:
         self.clock = clock
         self.result = {}              # seq -> ENCODED or FAILED, the latest outcome
         self.uid_of = {}              # seq -> UID (hex) of the chip it was last started on
+        self._seq_on = {}             # and back: UID -> that seq (while it is still the seq's chip)
         self.outcomes = []            # every outcome, in order
         self.reported = set()         # request ids the gateway has
         if self.path.exists():
@@ -90,7 +91,9 @@ class ResultsLog:
     def _apply(self, entry):
         event = entry.get("event")
         if event == STARTED:
+            self._seq_on.pop(self.uid_of.get(entry["seq"]), None)
             self.uid_of[entry["seq"]] = entry["uid"]
+            self._seq_on[entry["uid"]] = entry["seq"]
         elif event in (ENCODED, FAILED):
             self.result[entry["seq"]] = event
             self.outcomes.append(Outcome(entry["seq"], event == ENCODED, entry["reason"],
@@ -129,9 +132,7 @@ class ResultsLog:
     def seq_on_chip(self, uid: bytes):
         """The job card last started on this chip, if the chip is still the one it is
         bound to (None: the chip never took part, or its card went to another chip)."""
-        text = uid.hex().upper()
-        bound = [seq for seq, found in self.uid_of.items() if found == text]
-        return bound[0] if bound else None
+        return self._seq_on.get(uid.hex().upper())
 
     def unreported(self) -> list:
         return [o for o in self.outcomes if o.request_id not in self.reported]

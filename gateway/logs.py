@@ -3,7 +3,6 @@ level the operator chooses. Every answered request is one line on the logger
 cardgate.requests (INFO): its request id, RPC, operation, terminal, result, latency and
 masked card number; never a full PAN, a track or a PIN.
 """
-import datetime
 import json
 import logging
 import sys
@@ -18,19 +17,37 @@ REQUEST_ID_SHOWN_MAX = 64                 # a request id longer than a UUID is c
 REQUEST_FIELDS = ("request_id", "rpc", "operation", "terminal", "caller", "result", "latency_ms", "card")
 
 
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+_stamps = {}                            # (as_json, second) -> its text, the last one only
+
+
+def stamp(created: float, as_json: bool) -> str:
+    """A log line's time: UTC ISO 8601 for JSON, local 'YYYY-MM-DD HH:MM:SS,mmm' for text
+    (as logging's own asctime), the second's text computed once."""
+    second = int(created)
+    text = _stamps.get((as_json, second))
+    if text is None:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S" if as_json else "%Y-%m-%d %H:%M:%S",
+                             time.gmtime(second) if as_json else time.localtime(second))
+        _stamps.clear()
+        _stamps[(as_json, second)] = text
+    ms = int(created * 1000) % 1000
+    return f"{text}.{ms:03d}Z" if as_json else f"{text},{ms:03d}"
+
+
+def json_line(created: float, level: str, logger: str, message: str, fields: dict) -> str:
+    return _encode({"time": stamp(created, True), "level": level, "logger": logger,
+                    "message": message, **fields})
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object a line: time (UTC), level, logger, message, the request's fields."""
 
     def format(self, record) -> str:
-        out = {"time": datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc)
-               .isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-               "level": record.levelname, "logger": record.name, "message": record.getMessage()}
-        for field in REQUEST_FIELDS:
-            if hasattr(record, field):
-                out[field] = getattr(record, field)
+        fields = {field: getattr(record, field) for field in REQUEST_FIELDS if hasattr(record, field)}
         if record.exc_info:
-            out["error"] = self.formatException(record.exc_info)
-        return json.dumps(out, separators=(",", ":"))
+            fields["error"] = self.formatException(record.exc_info)
+        return json_line(record.created, record.levelname, record.name, record.getMessage(), fields)
 
 
 class _RequestLines:
@@ -42,33 +59,19 @@ class _RequestLines:
 
     def __init__(self):
         self.handler, self.json = None, False
-        self._second, self._stamp = None, ""
         self._dirty = threading.Event()
-        self._encode = json.JSONEncoder(separators=(",", ":")).encode
 
     def use(self, handler, as_json: bool):
         first = self.handler is None and not hasattr(self, "_thread")
-        self.handler, self.json, self._second = handler, as_json, None
+        self.handler, self.json = handler, as_json
         if first:
             self._thread = threading.Thread(target=self._flusher, name="cardgate-log-flush", daemon=True)
             self._thread.start()
 
-    def _time(self, now: float) -> str:
-        second = int(now)
-        if second != self._second:
-            self._second = second
-            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S" if self.json else "%Y-%m-%d %H:%M:%S",
-                                        time.gmtime(second) if self.json else time.localtime(second))
-        ms = int(now * 1000) % 1000
-        return f"{self._stamp}.{ms:03d}Z" if self.json else f"{self._stamp},{ms:03d}"
-
     def write(self, message: str, fields: dict):
         now = time.time()
-        if self.json:
-            line = self._encode({"time": self._time(now), "level": "INFO", "logger": REQUESTS.name,
-                                 "message": message, **fields})
-        else:
-            line = f"{self._time(now)} INFO {REQUESTS.name}: {message}"
+        line = json_line(now, "INFO", REQUESTS.name, message, fields) if self.json else \
+            f"{stamp(now, False)} INFO {REQUESTS.name}: {message}"
         handler = self.handler
         with handler.lock:
             handler.stream.write(line + "\n")

@@ -127,25 +127,24 @@ def _export(args, stub) -> int:
     return 0
 
 
-def _report(stub):
-    def report(job_id):
-        def send(outcome):
-            response = stub.ReportPersonalization(issuing_pb2.ReportPersonalizationRequest(
-                request_id=outcome.request_id, job_id=job_id, seq=outcome.seq,
-                result=issuing_pb2.PERSONALIZATION_RESULT_ENCODED if outcome.encoded
-                else issuing_pb2.PERSONALIZATION_RESULT_FAILED,
-                reason=outcome.reason, chip_uid=bytes.fromhex(outcome.uid)), timeout=30)
-            if response.result_code != common_pb2.RESULT_CODE_APPROVED:
-                print(f"card {outcome.seq} {response.masked_pan}: the gateway answered "
-                      f"{response.message}", file=sys.stderr)
-        return send
-    return report
+def _reporter(stub, job_id):
+    """send(outcome): one card's result to the gateway (raises if it cannot be sent)."""
+    def send(outcome):
+        response = stub.ReportPersonalization(issuing_pb2.ReportPersonalizationRequest(
+            request_id=outcome.request_id, job_id=job_id, seq=outcome.seq,
+            result=issuing_pb2.PERSONALIZATION_RESULT_ENCODED if outcome.encoded
+            else issuing_pb2.PERSONALIZATION_RESULT_FAILED,
+            reason=outcome.reason, chip_uid=bytes.fromhex(outcome.uid)), timeout=30)
+        if response.result_code != common_pb2.RESULT_CODE_APPROVED:
+            print(f"card {outcome.seq} {response.masked_pan}: the gateway answered "
+                  f"{response.message}", file=sys.stderr)
+    return send
 
 
 def _import(args, stub) -> int:
     log = ResultsLog.read(args.results)
     try:
-        send, unsent = _report(stub)(log.job_id), 0
+        send, unsent = _reporter(stub, log.job_id), 0
         pending = log.unreported()
         for outcome in pending:
             try:
@@ -219,7 +218,7 @@ def _encode(args, channel_of) -> int:
     def offline(_outcome):
         raise ConnectionError("offline: send the results with 'cardgate bureau import'")
 
-    report = _report(issuing_pb2_grpc.IssuingServiceStub(channel))(job.job_id) if channel else offline
+    report = _reporter(issuing_pb2_grpc.IssuingServiceStub(channel), job.job_id) if channel else offline
     encoder = msr.Msr206(args.msr)
     try:
         readers = args.reader or pcsc.readers()

@@ -109,9 +109,9 @@ class ForecourtService(Servicer, forecourt_pb2_grpc.ForecourtServiceServicer):
             raise InvalidArgument("operations", f"holds {len(request.operations)}; at most "
                                   f"{limits.FORECOURT_BATCH_OPERATIONS_MAX} per call")
         results = [forecourt_pb2.OperationResult() for _ in request.operations]
+        operations = [_operation(item) for item in request.operations]
         packed, positions = [], []
-        for i, item in enumerate(request.operations):
-            kind, message = _operation(item)
+        for i, (kind, message) in enumerate(operations):
             results[i].request_id = getattr(message, "request_id", "")
             try:
                 packed.append(self.ops.pack_operation(kind, message))
@@ -121,11 +121,11 @@ class ForecourtService(Servicer, forecourt_pb2_grpc.ForecourtServiceServicer):
         for i, reply in zip(positions, await self.ops.submit_many_async(packed)):
             _fill(results[i], reply, self.ops.store)
         caller = self.access.caller(context)
-        for item, result in zip(request.operations, results):
-            kind, outcome = item.WhichOneof("operation") or "none", result_name(result)
+        for (kind, message), result in zip(operations, results):
+            outcome = result_name(result)
             if self.metrics is not None:
-                self.metrics.operation("AuthorizeBatch", kind, outcome)
-            log_request(caller, "AuthorizeBatch", _operation(item)[1], outcome, started, kind)
+                self.metrics.operation("AuthorizeBatch", kind or "none", outcome)
+            log_request(caller, "AuthorizeBatch", message, outcome, started, kind or "none")
         return forecourt_pb2.AuthorizeBatchResponse(results=results)
 
     async def AuthorizeStream(self, request_iterator, context):

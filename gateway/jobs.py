@@ -24,7 +24,7 @@ from . import limits, validation
 from .datakeys import HOLDER
 from .operations import RequestIdReused, raise_rejections
 from .pan import mask_parts
-from .store import issued_part_key
+from .store import issued_parts_prefix
 
 SERVICE_CODE_DEFAULT = "701"         # private use, normal authorization, no restrictions
 KEY_LABEL_DEFAULT = "default"
@@ -150,7 +150,8 @@ class PersonalizationJobs:
                             db=self.store.db_jobs)
 
             self.ops.writer.submit([], guard=self._same_request(rid, request_id_text, digest), after=record)
-        meta = self._job(job_id)
+        with self.store.env.begin() as txn:
+            meta = self._job(txn, job_id)
         signed = job_file.sign({"job_id": job_id.hex(), "cards": len(card_ids),
                                 "created_at_s": meta["created_at_s"], "master_key_label": label,
                                 "chip": profile},
@@ -201,7 +202,14 @@ class PersonalizationJobs:
         """(Result, masked PAN, CardStage) of the card after the bureau's result."""
         rid = validation.request_id(request_id_text)
         job_id = job_id_bytes(job_id_text)
-        meta = self._job(job_id)
+        with self.store.env.begin(buffers=True) as txn:     # what the report needs, in one read
+            meta = self._job(txn, job_id)
+            card_id = _card_id_of(txn.get(_cards_key(job_id), db=self.store.db_jobs), seq) \
+                if 1 <= seq <= meta["cards"] else None
+            earlier = _json_or(txn.get(_request_key(rid), db=self.store.db_jobs), None)
+            state = _json_or(txn.get(_result_key(job_id, seq), db=self.store.db_jobs), {})
+            sealed_pan = bytes(txn.get(card_id.to_bytes(8, "big"), db=self.store.db_pans)) \
+                if encoded and card_id is not None else None
         if not 1 <= seq <= meta["cards"]:
             raise validation.InvalidArgument("seq", f"must be 1 to {meta['cards']} (the job's cards), got {seq}")
         if len(reason) > REASON_CHARS_MAX or not reason.isprintable():
@@ -210,22 +218,18 @@ class PersonalizationJobs:
             raise validation.InvalidArgument("reason", "is missing: say why the card failed")
         if len(chip_uid) not in (0, 7):
             raise validation.InvalidArgument("chip_uid", f"must be 7 bytes, got {len(chip_uid)}")
-        card_id = self._card_id(job_id, seq)
         digest = hashlib.blake2b(job_id + bytes([encoded]) + seq.to_bytes(4, "big") +
                                  reason.encode() + chip_uid, digest_size=16).hexdigest()
-        earlier = self._request(rid)
         if earlier is not None:
             if earlier.get("digest") != digest:
                 raise RequestIdReused(request_id_text)
             return self._card_answer(card_id, Result(earlier["result"]))
-        if not encoded and self._result(job_id, seq).get("result") == ENCODED:
+        if not encoded and state.get("result") == ENCODED:
             raise JobConflict(f"card {seq} of job {job_id_text} was reported encoded already; "
                               "a failure after it cannot be recorded")
         packed = []
         if encoded:
-            with self.store.env.begin() as txn:
-                pan = self.store.key_ring.decrypt(
-                    txn.get(card_id.to_bytes(8, "big"), db=self.store.db_pans), card_id)
+            pan = self.store.key_ring.decrypt(sealed_pan, card_id)
             packed.append(records.pack_request(Op.SET_STAGE, rid, card_key=self.store.pan_key.card_key(pan),
                                                target_status=CardStage.PERSONALIZED))
 
@@ -259,12 +263,12 @@ class PersonalizationJobs:
     def status(self, job_id_text):
         """(job meta, [(seq, card, result record, {stage: time})])."""
         job_id = job_id_bytes(job_id_text)
-        meta = self._job(job_id)
         rows = []
         with self.store.env.begin() as txn:
+            meta = self._job(txn, job_id)
             ids = txn.get(_cards_key(job_id), db=self.store.db_jobs)
             for seq in range(1, meta["cards"] + 1):
-                card_id = int.from_bytes(ids[8 * (seq - 1):8 * seq], "big")
+                card_id = _card_id_of(ids, seq)
                 card = records.unpack_card(txn.get(records.card_key(card_id), db=self.store.db_book))
                 found = txn.get(_result_key(job_id, seq), db=self.store.db_jobs)
                 times = {CardStage.CREATED: card.issued_s}
@@ -287,22 +291,18 @@ class PersonalizationJobs:
 
     # ---- reads -------------------------------------------------------------------------
 
-    def _get(self, key):
-        with self.store.env.begin() as txn:
-            return txn.get(key, db=self.store.db_jobs)
-
     def _request(self, rid):
-        found = self._get(_request_key(rid))
-        return json.loads(found) if found else None
+        with self.store.env.begin() as txn:
+            return _json_or(txn.get(_request_key(rid), db=self.store.db_jobs), None)
 
-    def _job(self, job_id):
-        found = self._get(_job_key(job_id))
+    def _job(self, txn, job_id):
+        found = txn.get(_job_key(job_id), db=self.store.db_jobs)
         if found is None:
             raise JobNotFound(f"no personalization job {job_id.hex()}")
-        return json.loads(found)
+        return json.loads(bytes(found))
 
     def _issued_by(self, issue_rid) -> list:
-        prefix, ids = issued_part_key(issue_rid, 0, 0)[:17], []
+        prefix, ids = issued_parts_prefix(issue_rid), []
         with self.store.env.begin() as txn:
             cursor = txn.cursor(db=self.store.db_jobs)
             found = cursor.set_range(prefix)
@@ -312,11 +312,11 @@ class PersonalizationJobs:
                 found = cursor.next()
         return ids
 
-    def _card_id(self, job_id, seq):
-        with self.store.env.begin() as txn:
-            ids = txn.get(_cards_key(job_id), db=self.store.db_jobs)
-            return int.from_bytes(ids[8 * (seq - 1):8 * seq], "big")
 
-    def _result(self, job_id, seq):
-        found = self._get(_result_key(job_id, seq))
-        return json.loads(found) if found else {}
+def _card_id_of(ids, seq: int) -> int:
+    """The card of a job's seq, from its card ids record."""
+    return int.from_bytes(ids[8 * (seq - 1):8 * seq], "big")
+
+
+def _json_or(found, default):
+    return json.loads(bytes(found)) if found is not None else default

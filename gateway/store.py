@@ -21,10 +21,14 @@ JOBS_DB = b"jobs"
 PROBE_DB = b"probe"
 
 
+def issued_parts_prefix(issue_rid: bytes) -> bytes:
+    """Jobs database keys of the card ids an IssueCards request issued, part by part
+    (jobs.py exports them by the request's id, in the keys' order)."""
+    return b"B" + issue_rid
+
+
 def issued_part_key(issue_rid: bytes, start: int, attempt: int) -> bytes:
-    """Jobs database key of the card ids one part of an IssueCards request issued
-    (jobs.py exports them by the request's id, in this key's order)."""
-    return b"B" + issue_rid + start.to_bytes(4, "big") + bytes([attempt])
+    return issued_parts_prefix(issue_rid) + start.to_bytes(4, "big") + bytes([attempt])
 
 
 def default_data_dir() -> pathlib.Path:

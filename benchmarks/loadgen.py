@@ -2,7 +2,7 @@
 beside a bare grpcio echo server with the same message sizes, in the same run.
 
     python -m benchmarks.loadgen [--processes 2] [--concurrency 8] [--duration-s 10]
-                                 [--cards 2000] [--compare-aio] [--batch N]
+                                 [--cards 2000] [--compare-aio] [--batch N] [--workers N]
 
 With --batch N every call is a ForecourtService.AuthorizeBatch of N purchases; with
 --stream W every client thread keeps one AuthorizeStream open with W purchases in
@@ -10,7 +10,8 @@ flight (the forecourt paths). Both are measured in authorizations/s beside an ec
 the same message sizes; goal for that ratio: >= 0.6. With --observability the gateway
 runs without then with metrics and a JSON line per request, alternately, --rounds times
 each; the medians are compared (goal: <= 5 % less). The machine's own noise between two
-identical runs is of the same order, hence the rounds.
+identical runs is of the same order, hence the rounds. With --workers N the gateway runs
+as one worker then as N (`serve --workers`), alternately, and the ratio is printed.
 
 Both servers use mutual TLS with the same certificates, as in production. The gateway
 and the echo server run as subprocesses on loopback; the clients run in
@@ -22,6 +23,7 @@ import argparse
 import itertools
 import multiprocessing
 import os
+import queue
 import random
 import re
 import shutil
@@ -119,13 +121,18 @@ def sample_messages(batch=0):
 
 
 def client_process(address, target_kind, cards, concurrency, duration_s, request_bytes, data_dir,
-                   batch, stream, out):
-    """One client process: `concurrency` threads, each with one call in flight."""
+                   batch, stream, spread, out, pan_first=0, pan_stride=1):
+    """One client process: `concurrency` threads, each with one call in flight; one
+    connection for all, or with `spread` one each (the kernel spreads connections over
+    the workers of `serve --workers`). Unary purchases go to the cards
+    pan_of(pan_first + k * pan_stride), k < cards."""
     latencies, errors = [], [0]
     lock = threading.Lock()
-    channel = open_channel(address, clients_dir(data_dir), "bench-terminal")
+    channels = [open_channel(address, clients_dir(data_dir), "bench-terminal", own_connection=spread)
+                for _ in range(concurrency if spread else 1)]
+    channel = channels[0]
     if target_kind == "gateway":
-        stub = authorization_pb2_grpc.AuthorizationServiceStub(channel)
+        stubs = [authorization_pb2_grpc.AuthorizationServiceStub(c) for c in channels]
         forecourt = forecourt_pb2_grpc.ForecourtServiceStub(channel)
     else:
         echo = channel.unary_unary("/bench.Echo/Call")
@@ -180,6 +187,7 @@ def client_process(address, target_kind, cards, concurrency, duration_s, request
     def worker(seed):
         rng = random.Random(seed)
         mine = []
+        stub = stubs[seed % len(stubs)] if target_kind == "gateway" else None
         while True:
             now = time.monotonic()
             if now >= stop_at:
@@ -189,7 +197,7 @@ def client_process(address, target_kind, cards, concurrency, duration_s, request
                     forecourt.AuthorizeBatch(batch_of(batch, cards, rng), timeout=10)
                 elif target_kind == "gateway":
                     stub.Purchase(authorization_pb2.PurchaseRequest(
-                        request_id=new_request_id(), pan=pan_of(rng.randrange(cards)),
+                        request_id=new_request_id(), pan=pan_of(pan_first + rng.randrange(cards) * pan_stride),
                         amount=common_pb2.Money(amount_minor=1, currency="EUR")), timeout=10)
                 else:
                     echo(payload, timeout=10)
@@ -217,7 +225,8 @@ def client_process(address, target_kind, cards, concurrency, duration_s, request
         t.start()
     for t in threads:
         t.join()
-    channel.close()
+    for c in channels:
+        c.close()
     out.put((latencies, errors[0]))
 
 
@@ -225,13 +234,17 @@ def drive(address, target_kind, args, request_bytes, data_dir):
     out = multiprocessing.Queue()
     procs = [multiprocessing.Process(target=client_process, args=(
         address, target_kind, args.cards, args.concurrency, args.duration_s, request_bytes,
-        data_dir, args.batch, args.stream, out))
+        data_dir, args.batch, args.stream, args.workers > 1, out,
+        getattr(args, "pan_first", 0), getattr(args, "pan_stride", 1)))
         for _ in range(args.processes)]
     for p in procs:
         p.start()
     latencies, errors = [], 0
     for _ in procs:
-        lat, err = out.get()
+        try:                    # a client that died (see its traceback above) says nothing
+            lat, err = out.get(timeout=args.duration_s + WARMUP_S + 300)
+        except queue.Empty:
+            raise RuntimeError("a client process did not report") from None
         latencies.extend(lat)
         errors += err
     for p in procs:
@@ -260,7 +273,10 @@ def main(argv=None):
                         help="with --observability: where the request log goes (default: beside "
                         "the store, on the same disk)")
     parser.add_argument("--rounds", type=int, default=3,
-                        help="with --observability: runs of each, alternating (default: 3)")
+                        help="with --observability or --workers: runs of each, alternating (default: 3)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="measure `serve --workers 1` then `--workers N`, --rounds times each, "
+                        "every client thread on its own connection")
     parser.add_argument("--compare-aio", action="store_true",
                         help="also measure a grpc.aio echo server (the sync/aio choice)")
     args = parser.parse_args(argv)
@@ -278,23 +294,32 @@ def main(argv=None):
     name = f"cardgate stream, {args.stream} in flight" if args.stream else \
         f"cardgate batch of {args.batch}" if args.batch else "cardgate Purchase (durable)"
     try:
-        if args.observability:     # the same load without metrics and request logs, then with,
-            runs = {"quiet": [], "observed": []}    # alternately, the median of each kept
-            for round_ in range(args.rounds):
-                runs["quiet"].append(drive_gateway(args, f"{data_dir}/quiet{round_}", [
-                    "--log-level", "WARNING"], ["--metrics-listen", "off"]))
-                runs["observed"].append(drive_gateway(args, f"{data_dir}/observed{round_}", [
-                    "--log-level", "INFO", "--log-format", "json", "--log-file",
-                    f"{args.log_dir or data_dir}/requests{round_}.log"], ["--metrics-listen", "127.0.0.1:0"]))
-                print(f"round {round_ + 1}: quiet {runs['quiet'][-1][0]:,.0f}/s, observed "
-                      f"{runs['observed'][-1][0]:,.0f}/s", flush=True)
-            for kind, results in runs.items():
-                rows.append((f"{name}, {kind} (median of {args.rounds})",) +
-                            sorted(results)[len(results) // 2])
+        if args.observability:     # the same load without metrics and request logs, then with
+            variants = {"quiet": (["--log-level", "WARNING"], ["--metrics-listen", "off"]),
+                        "observed": (["--log-level", "INFO", "--log-format", "json", "--log-file",
+                                      f"{args.log_dir or data_dir}/requests{{round}}.log"],
+                                     ["--metrics-listen", "127.0.0.1:0"])}
+        elif args.workers > 1:     # the same load on one worker, then on --workers
+            variants = {f"{n} worker{'s' if n > 1 else ''}": (
+                ["--log-level", "WARNING"], ["--metrics-listen", "127.0.0.1:0", "--workers", str(n)])
+                for n in (1, args.workers)}
         else:
-            rows.append((name,) + drive_gateway(args, f"{data_dir}/gateway", ["--log-level", "WARNING"],
-                                                ["--metrics-listen", "127.0.0.1:0"]))
-        certs_dir = f"{data_dir}/quiet0" if args.observability else f"{data_dir}/gateway"  # its PKI
+            variants = {"": (["--log-level", "WARNING"], ["--metrics-listen", "127.0.0.1:0"])}
+        rounds = args.rounds if len(variants) > 1 else 1
+        runs = {kind: [] for kind in variants}      # alternately, the median of each kept
+        for round_ in range(rounds):
+            for kind, (global_options, serve_options) in variants.items():
+                global_options = [o.replace("{round}", str(round_)) for o in global_options]
+                runs[kind].append(drive_gateway(args, f"{data_dir}/{kind.replace(' ', '-') or 'gateway'}{round_}",
+                                                global_options, serve_options))
+            if rounds > 1:
+                print(f"round {round_ + 1}: " + ", ".join(f"{kind} {runs[kind][-1][0]:,.0f}/s" for kind in runs),
+                      flush=True)
+        for kind, results in runs.items():
+            label = f"{name}, {kind}" + (f" (median of {rounds})" if rounds > 1 else "") if kind else name
+            rows.append((label,) + sorted(results)[len(results) // 2])
+        first = next(iter(variants)).replace(" ", "-") or "gateway"
+        certs_dir = f"{data_dir}/{first}0"              # the PKI of the first gateway run
         kinds = ("sync", "aio") if args.compare_aio else ("sync",)
         for kind in kinds:
             echo, address = start([sys.executable, "-m", "benchmarks.echo_server", "--kind", kind,
@@ -314,7 +339,7 @@ def main(argv=None):
     print(f"{'target':<48} {'auths/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     for name, rate, p50, p99, errors in rows:
         print(f"{name:<48} {rate:>11,.0f} {p50:>8.2f} {p99:>8.2f} {errors:>7}")
-    gateway_rows = 2 if args.observability else 1
+    gateway_rows = len(variants)
     ratio = rows[gateway_rows - 1][1] / rows[gateway_rows][1]
     goal = GOAL_RATIO_BATCH if args.batch or args.stream else GOAL_RATIO
     print(f"ratio cardgate / bare echo (sync): {ratio:.2f} (goal >= {goal})")
@@ -322,6 +347,10 @@ def main(argv=None):
         overhead = 1 - rows[1][1] / rows[0][1]
         print(f"cost of metrics and request logs: {overhead:.1%} of throughput, "
               f"p99 {rows[0][3]:.2f} -> {rows[1][3]:.2f} ms (goal <= {OBSERVABILITY_OVERHEAD_MAX:.0%})")
+    elif args.workers > 1:
+        print(f"{args.workers} workers / 1 worker: {rows[1][1] / rows[0][1]:.2f} "
+              f"(every client thread on its own connection in both; {os.cpu_count()} cores here, "
+              "shared with the clients)")
 
 
 def drive_gateway(args, data_dir, global_options, serve_options):

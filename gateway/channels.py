@@ -23,7 +23,10 @@ def client_credentials(cert_dir, name: str) -> grpc.ChannelCredentials:
                                         certificate_chain=(d / f"{name}.crt").read_bytes())
 
 
-def open_channel(target: str, cert_dir=None, name: str = None) -> grpc.Channel:
+def open_channel(target: str, cert_dir=None, name: str = None, own_connection=False) -> grpc.Channel:
+    """own_connection: a TCP connection no other channel shares (grpc shares one between
+    channels of equal target and options), e.g. to reach several workers of one port."""
+    options = CHANNEL_OPTIONS + ([("grpc.use_local_subchannel_pool", 1)] if own_connection else [])
     if cert_dir is None:
-        return grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
-    return grpc.secure_channel(target, client_credentials(cert_dir, name), options=CHANNEL_OPTIONS)
+        return grpc.insecure_channel(target, options=options)
+    return grpc.secure_channel(target, client_credentials(cert_dir, name), options=options)

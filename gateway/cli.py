@@ -18,19 +18,33 @@ TARGET_DEFAULT = "127.0.0.1:50051"
 METRICS_LISTEN_DEFAULT = "127.0.0.1:9464"
 
 
-def cmd_serve(args) -> int:
-    from .demo import clients_dir, ensure_demo, ensure_demo_certificates
-    from .server import Gateway, InsecureRefused
-
+def _stop_on_signals() -> threading.Event:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def _gateway_options(args) -> dict:
+    return dict(tls=not args.insecure, map_size_bytes=args.map_size_mib * 1024 * 1024,
+                terminal_rate_per_s=args.terminal_rate_per_s,
+                card_per_minute_max=args.card_per_minute, hold_timeout_s=args.hold_timeout_s)
+
+
+def cmd_serve(args) -> int:
+    if args.worker_index is not None:
+        return _serve_as_worker(args)
+    if args.workers < 1:
+        print("cardgate: --workers must be 1 or more", file=sys.stderr)
+        return 2
+    if args.workers > 1:
+        return _serve_workers(args)
+    from .demo import ensure_demo, ensure_demo_certificates
+    from .server import Gateway, InsecureRefused
+
+    stop = _stop_on_signals()
     try:
-        gateway = Gateway(args.data_dir, args.listen, tls=not args.insecure,
-                          map_size_bytes=args.map_size_mib * 1024 * 1024,
-                          terminal_rate_per_s=args.terminal_rate_per_s,
-                          card_per_minute_max=args.card_per_minute,
-                          hold_timeout_s=args.hold_timeout_s,
+        gateway = Gateway(args.data_dir, args.listen, **_gateway_options(args),
                           metrics_listen=None if args.metrics_listen == "off" else args.metrics_listen).start()
     except (OSError, InsecureRefused) as exc:
         print(f"cardgate: {exc}", file=sys.stderr)
@@ -39,13 +53,95 @@ def cmd_serve(args) -> int:
         ensure_demo_certificates(gateway.pki, args.data_dir)
     created = None if args.no_demo else ensure_demo(gateway.operations, args.data_dir,
                                                     gateway.operations.clock)
+    metrics = [gateway.metrics_server.address] if gateway.metrics_server is not None else []
+    _announce(args, gateway.address, metrics, gateway.pki, gateway.pki_created, certs, created)
+    stop.wait()
+    print("cardgate: stopping", flush=True)
+    gateway.stop()
+    return 0
+
+
+def _serve_workers(args) -> int:
+    """The supervisor of `serve --workers N` (workers.py): prepares the data directory,
+    starts the workers, restarts any that ends, stops them all on SIGTERM/SIGINT."""
+    import time
+
+    from .demo import ensure_demo, ensure_demo_certificates
+    from .operations import Operations
+    from .pki import Pki
+    from .server import InsecureRefused, refuse_insecure, server_hosts
+    from .store import Store
+    from .workers import Supervisor, WorkersFailed, worker_argv
+    from .writer import BatchingWriter
+
+    stop = _stop_on_signals()
+    try:
+        if args.insecure:
+            refuse_insecure(args.listen)
+        pki = Pki(args.data_dir)
+        pki_created = not args.insecure and pki.ensure(server_hosts(args.listen))
+        store = Store(args.data_dir, map_size_bytes=args.map_size_mib * 1024 * 1024)
+    except (OSError, InsecureRefused) as exc:
+        print(f"cardgate: {exc}", file=sys.stderr)
+        return 2
+    writer = BatchingWriter(store, hold_timeout_s=args.hold_timeout_s).start()
+    try:
+        certs = [] if args.no_demo or args.insecure else ensure_demo_certificates(pki, args.data_dir)
+        created = None if args.no_demo else ensure_demo(
+            Operations(store, writer, clock=lambda: int(time.time())), args.data_dir,
+            lambda: int(time.time()))
+    finally:
+        writer.stop()
+        store.close()
+    supervisor = Supervisor(args.workers, worker_argv(args), args.listen)
+    supervisor.stop_requested = stop
+    try:
+        address = supervisor.start()
+    except WorkersFailed as exc:
+        print(f"cardgate: {exc}", file=sys.stderr)
+        return 2
+    _announce(args, address, [w.metrics for w in supervisor.workers if w.metrics], pki,
+              pki_created, certs, created,
+              workers=", ".join(str(w.proc.pid) for w in supervisor.workers))
+    code = supervisor.run()
+    print("cardgate: stopped", flush=True)
+    return code
+
+
+def _serve_as_worker(args) -> int:
+    """One worker of `serve --workers N`, started by the supervisor (workers.py)."""
+    from .server import Gateway, InsecureRefused
+    from .workers import die_with_parent, metrics_listen_of, tell_ready
+
+    die_with_parent()
+    stop = _stop_on_signals()
+    metrics_listen = metrics_listen_of(args.metrics_listen, args.worker_index)
+    try:
+        gateway = Gateway(args.data_dir, args.listen, **_gateway_options(args), reuse_port=True,
+                          metrics_listen=None if metrics_listen == "off" else metrics_listen).start()
+    except (OSError, InsecureRefused) as exc:
+        print(f"cardgate worker {args.worker_index}: {exc}", file=sys.stderr)
+        return 2
+    tell_ready(args.ready_fd, args.worker_index,
+               gateway.metrics_server.address if gateway.metrics_server is not None else None)
+    stop.wait()
+    gateway.stop()
+    return 0
+
+
+def _announce(args, address, metrics, pki, pki_created, certs, created, workers=None):
+    """What `serve` prints once it answers: where, how to watch it, and the demo."""
+    from .demo import clients_dir
+
     mode = "WITHOUT TLS (loopback development mode)" if args.insecure else "mutual TLS"
-    print(f"cardgate listening on {gateway.address}, {mode}, data in {args.data_dir}", flush=True)
-    if gateway.metrics_server is not None:
-        print(f"Metrics for Prometheus on http://{gateway.metrics_server.address}/metrics "
-              f"(watch them: cardgate top --metrics {gateway.metrics_server.address})", flush=True)
-    if gateway.pki_created:
-        print(f"Created the gateway's CA and server certificate in {gateway.pki.dir}.")
+    print(f"cardgate listening on {address}, {mode}, data in {args.data_dir}"
+          + (f", {args.workers} workers (pids {workers})" if workers else ""), flush=True)
+    if metrics:
+        pages = ", ".join(f"http://{m}/metrics" for m in metrics)
+        print(f"Metrics for Prometheus on {pages} ({'one per worker; ' if workers else ''}"
+              f"watch them: cardgate top --metrics {','.join(metrics)})", flush=True)
+    if pki_created:
+        print(f"Created the gateway's CA and server certificate in {pki.dir}.")
     if certs:
         print(f"Created demo client certificates in {clients_dir(args.data_dir)}: {', '.join(certs)}.")
     if created:
@@ -60,11 +156,7 @@ def cmd_serve(args) -> int:
     print("Try, in another terminal:\n"
           f"  cardgate balance --demo-card 1{insecure}\n"
           f"  cardgate pay --demo-card 1 --amount 12.50{insecure}\n"
-          f"  grpcurl {tls_flags} {gateway.address} list", flush=True)
-    stop.wait()
-    print("cardgate: stopping", flush=True)
-    gateway.stop()
-    return 0
+          f"  grpcurl {tls_flags} {address} list", flush=True)
 
 
 def cmd_top(args) -> int:
@@ -250,6 +342,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--hold-timeout-s", type=int, default=limits.HOLD_TIMEOUT_S_DEFAULT,
                        help="seconds before an open pre-authorization is released "
                        "(default: %(default)s)")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="gateway processes sharing the port (SO_REUSEPORT) and the store, "
+                       "each with its own writer; a worker that ends is started again; metrics "
+                       "on the --metrics-listen port and the next ones (default: 1)")
+    serve.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
+    serve.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
     serve.set_defaults(func=cmd_serve)
 
     pki = sub.add_parser("pki", help="client certificates: issue, revoke, list")
@@ -284,7 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     top = sub.add_parser("top", help="watch a running gateway live: requests/s, approvals and "
                          "declines, latency, batches, the store (Ctrl-C ends)")
     top.add_argument("--metrics", default=os.environ.get("CARDGATE_METRICS_LISTEN", METRICS_LISTEN_DEFAULT),
-                     metavar="HOST:PORT", help="the gateway's metrics endpoint "
+                     metavar="HOST:PORT[,HOST:PORT...]", help="the gateway's metrics endpoint, "
+                     "or every worker's, comma-separated (serve --workers prints them) "
                      f"(default: $CARDGATE_METRICS_LISTEN or {METRICS_LISTEN_DEFAULT})")
     top.add_argument("--interval", type=float, default=1.0, help="seconds between readings (default: 1)")
     top.add_argument("--once", action="store_true", help="print one frame and exit")

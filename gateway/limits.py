@@ -35,4 +35,4 @@ RANGE_NAME_BYTES_MAX = 32
 
 # Store.
 MAP_SIZE_BYTES_DEFAULT = 1 << 30  # 1 GiB of address space; LMDB files grow as written
-MAX_READERS = 126                 # concurrent read transactions (server threads + tools)
+MAX_READERS = 510                 # concurrent read transactions of every process (workers + tools)

@@ -42,7 +42,6 @@ LIVENESS_SERVICE = "cardgate.liveness"   # health name that only says the proces
 GRPC_OPTIONS = [
     ("grpc.max_receive_message_length", limits.MESSAGE_BYTES_MAX),
     ("grpc.max_send_message_length", limits.MESSAGE_BYTES_MAX),
-    ("grpc.so_reuseport", 0),
 ]
 
 
@@ -57,6 +56,13 @@ async def _cancel_other_tasks():
 
 class InsecureRefused(ValueError):
     pass
+
+
+def refuse_insecure(listen: str):
+    if not is_loopback(listen):
+        raise InsecureRefused(
+            f"refusing to serve without TLS on {listen}: the development mode without "
+            "TLS is only for loopback addresses (127.0.0.1, ::1, localhost)")
 
 
 def server_hosts(listen: str) -> tuple:
@@ -77,11 +83,13 @@ class Gateway:
                  terminal_burst=limits.TERMINAL_REQUESTS_BURST_MAX,
                  card_per_minute_max=limits.CARD_AUTHORIZATIONS_PER_MINUTE_MAX,
                  hold_timeout_s=limits.HOLD_TIMEOUT_S_DEFAULT,
-                 writer_idle_tick_s=limits.WRITER_IDLE_TICK_S, metrics_listen=None):
-        if not tls and not is_loopback(listen):
-            raise InsecureRefused(
-                f"refusing to serve without TLS on {listen}: the development mode without "
-                "TLS is only for loopback addresses (127.0.0.1, ::1, localhost)")
+                 writer_idle_tick_s=limits.WRITER_IDLE_TICK_S, metrics_listen=None,
+                 reuse_port=False):
+        if not tls:
+            refuse_insecure(listen)
+        # SO_REUSEPORT only for the workers of `serve --workers` (workers.py); otherwise a
+        # port another process holds is an error, not a silent share.
+        self.grpc_options = GRPC_OPTIONS + [("grpc.so_reuseport", int(reuse_port))]
         self.tls = tls
         self.pki = Pki(data_dir)
         self.pki_created = tls and self.pki.ensure(server_hosts(listen))
@@ -145,7 +153,7 @@ class Gateway:
 
     async def _start_server(self):
         self.server = grpc.aio.server(concurrent.futures.ThreadPoolExecutor(
-            max_workers=self.threads, thread_name_prefix="cardgate-rpc"), options=GRPC_OPTIONS)
+            max_workers=self.threads, thread_name_prefix="cardgate-rpc"), options=self.grpc_options)
         servicers = (AuthorizationService(self.operations, self.access),
                      IssuingService(self.operations, self.access,
                                     PersonalizationJobs(self.operations, self.pki)),

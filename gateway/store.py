@@ -56,6 +56,9 @@ class Store:
         self.env = lmdb.open(str(self.ledger_dir), map_size=map_size_bytes, max_dbs=32,
                              max_readers=limits.MAX_READERS, sync=sync, metasync=sync,
                              writemap=False, readonly=readonly, lock=True)
+        if not readonly:
+            # Reader slots of processes that died (a killed worker) are freed for others.
+            self.env.reader_check()
         try:
             self._check_format(readonly)
         except StoreFormatError:

@@ -54,6 +54,31 @@ def scrape(address: str, timeout_s: float = 5.0) -> Scrape:
     return Scrape(time.monotonic(), requests, declines, buckets, batch_sum, batch_count, gauges)
 
 
+SUMMED_GAUGES = ("cardgate_writer_queue_depth",)        # per worker; the others are the store's
+WORST_GAUGES = {"cardgate_store_commit_ok": min}
+
+
+def scrape_all(addresses: str) -> Scrape:
+    """One reading of every worker of `serve --workers` (comma-separated addresses):
+    counters and histograms added up; the store's gauges (every worker sees the same
+    store) the worst of them; queue depths added up."""
+    scrapes = [scrape(a) for a in addresses.split(",")]
+    merged = Scrape(min(s.at for s in scrapes), {}, {}, {}, 0.0, 0.0, {})
+    for s in scrapes:
+        for mine, theirs in ((merged.requests, s.requests), (merged.declines, s.declines),
+                             (merged.latency_buckets, s.latency_buckets)):
+            for key, value in theirs.items():
+                mine[key] = mine.get(key, 0) + value
+        merged.batch_sum += s.batch_sum
+        merged.batch_count += s.batch_count
+        for name, value in s.gauges.items():
+            if name in merged.gauges:
+                combine = (lambda a, b: a + b) if name in SUMMED_GAUGES else WORST_GAUGES.get(name, max)
+                value = combine(merged.gauges[name], value)
+            merged.gauges[name] = value
+    return merged
+
+
 def quantile(buckets: dict, q: float):
     """The q-quantile of a cumulative histogram ({le: count}), by linear interpolation
     in its bucket; None without observations."""
@@ -93,7 +118,7 @@ class Dashboard:
 
     def update(self):
         try:
-            now = scrape(self.address)
+            now = scrape_all(self.address)
         except (OSError, urllib.error.URLError, ValueError) as exc:
             self.error = f"cannot read http://{self.address}/metrics: {exc}"
             return

@@ -1,0 +1,186 @@
+"""`cardgate serve --workers 2`: two real processes on one port (SO_REUSEPORT) and one
+LMDB store. Which worker a connection reached is read from the workers' own /metrics."""
+import concurrent.futures
+import os
+import re
+import signal
+import threading
+import time
+import urllib.request
+import uuid
+
+import grpc
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway_process import GatewayProcess
+
+from cardgate.gateway import top
+from cardgate.gateway.audit import audit
+from cardgate.gateway.channels import open_channel
+from cardgate.gateway.demo import clients_dir, read_demo_pans
+from cardgate.v1 import authorization_pb2, authorization_pb2_grpc, common_pb2
+
+pytestmark = pytest.mark.slow
+
+LIMITS_LIFTED = ("--card-per-minute", "1000000", "--terminal-rate-per-s", "1000000")
+_METRICS = re.compile(r"Metrics for Prometheus on (.*) \(one per worker")
+_PIDS = re.compile(r"2 workers \(pids (\d+), (\d+)\)")
+_RESTARTED = re.compile(r"worker (\d) serves again \(pid (\d+), metrics (\S+)\)")
+
+
+def eur(minor):
+    return common_pb2.Money(amount_minor=minor, currency="EUR")
+
+
+def answered(metrics_address) -> float:
+    """Requests this worker has answered (every RPC, every result)."""
+    text = urllib.request.urlopen(f"http://{metrics_address}/metrics", timeout=5).read().decode()
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name == "cardgate_requests_total")
+
+
+class Workers:
+    """A `serve --workers 2` subprocess, and a client connection to each worker."""
+
+    def __init__(self, data_dir):
+        self.process = GatewayProcess(data_dir, "--workers", "2", *LIMITS_LIFTED)
+        banner = self.wait_for("Try, in another terminal")
+        self.metrics = re.findall(r"http://(\S+)/metrics", _METRICS.search(banner).group(1))
+        self.pids = [int(p) for p in _PIDS.search(banner).groups()]
+        self.pans = read_demo_pans(data_dir)
+
+    def wait_for(self, text, timeout_s=30) -> str:
+        """The output so far, once `text` is in it (the rest of the banner, a restart)."""
+        deadline = time.monotonic() + timeout_s
+        while text not in "".join(self.process.output):
+            assert time.monotonic() < deadline, f"no {text!r} in:\n" + "".join(self.process.output)
+            time.sleep(0.05)
+        return "".join(self.process.output)
+
+    def follow_restarts(self):
+        """A restarted worker has a new pid and (port 0) a new metrics address."""
+        for index, pid, metrics in _RESTARTED.findall("".join(self.process.output)):
+            self.pids[int(index)], self.metrics[int(index)] = int(pid), metrics
+
+    def connection(self):
+        """A channel with a TCP connection of its own (no subchannel shared with others)."""
+        return open_channel(self.process.address, clients_dir(self.process.data_dir), "demo-terminal",
+                            own_connection=True)
+
+    def stub_on_each_worker(self) -> list:
+        """[stub reaching worker 0, stub reaching worker 1]: new connections until the
+        kernel has given one to each (the worker whose counter moved answered)."""
+        found = {}
+        for _ in range(60):
+            channel = self.connection()
+            stub = authorization_pb2_grpc.AuthorizationServiceStub(channel)
+            before = [answered(m) for m in self.metrics]
+            stub.GetBalance(authorization_pb2.GetBalanceRequest(pan=self.pans[0]), timeout=10)
+            moved = [i for i, m in enumerate(self.metrics) if answered(m) > before[i]]
+            assert len(moved) == 1, moved
+            if moved[0] in found:
+                channel.close()
+            else:
+                found[moved[0]] = stub
+            if len(found) == 2:
+                return [found[0], found[1]]
+        raise AssertionError(f"60 connections all reached worker {list(found)}")
+
+
+def balance(stub, pan) -> int:
+    return stub.GetBalance(authorization_pb2.GetBalanceRequest(pan=pan), timeout=10).balance.balance_minor
+
+
+def test_a_retry_reaching_the_other_worker_gets_the_first_answer(tmp_path):
+    workers = Workers(tmp_path / "data")
+    try:
+        first, other = workers.stub_on_each_worker()
+        pan = workers.pans[0]
+        start = balance(first, pan)
+        purchase = authorization_pb2.PurchaseRequest(request_id=str(uuid.uuid4()), pan=pan, amount=eur(125))
+        answer = first.Purchase(purchase, timeout=10)
+        assert answer.authorization.result_code == common_pb2.RESULT_CODE_APPROVED
+        assert other.Purchase(purchase, timeout=10) == answer
+        assert balance(other, pan) == start - 125
+
+        # The same request id sent to both workers at once: one application, one answer.
+        requests = [authorization_pb2.PurchaseRequest(request_id=str(uuid.uuid4()), pan=pan, amount=eur(7))
+                    for _ in range(40)]
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            on_first = [pool.submit(first.Purchase, r, timeout=10) for r in requests]
+            on_other = [pool.submit(other.Purchase, r, timeout=10) for r in requests]
+            pairs = [(a.result(), b.result()) for a, b in zip(on_first, on_other)]
+        for a, b in pairs:
+            assert a == b
+            assert a.authorization.result_code == common_pb2.RESULT_CODE_APPROVED
+        assert len({a.authorization.journal_seq for a, _ in pairs}) == 40
+        assert balance(first, pan) == balance(other, pan) == start - 125 - 40 * 7
+
+        # The id again with other content, on the other worker: refused, nothing changes.
+        changed = authorization_pb2.PurchaseRequest(request_id=purchase.request_id, pan=pan, amount=eur(126))
+        with pytest.raises(grpc.RpcError) as refused:
+            other.Purchase(changed, timeout=10)
+        assert refused.value.code() == grpc.StatusCode.ALREADY_EXISTS
+        assert balance(first, pan) == start - 125 - 40 * 7
+
+        # `cardgate top --metrics A,B` adds the workers up.
+        both = top.scrape_all(",".join(workers.metrics))
+        assert sum(both.requests.values()) == sum(answered(m) for m in workers.metrics) > 2 * 40
+        assert both.gauges["cardgate_store_commit_ok"] == 1
+    finally:
+        assert workers.process.stop() == 0
+    assert "cardgate: stopped" in "".join(workers.process.output)
+    for pid in workers.pids:
+        assert not os.path.exists(f"/proc/{pid}") or "zombie" in open(f"/proc/{pid}/status").read().lower()
+    assert audit(tmp_path / "data")[0] == []
+
+
+def test_a_worker_killed_under_load_is_started_again_and_nothing_is_lost(tmp_path):
+    workers = Workers(tmp_path / "data")
+    pan = workers.pans[1]
+    stop = threading.Event()
+    acked, lock = {}, threading.Lock()       # request id -> (request, answer)
+
+    def load():
+        stub = authorization_pb2_grpc.AuthorizationServiceStub(workers.connection())
+        while not stop.is_set():
+            request = authorization_pb2.PurchaseRequest(request_id=str(uuid.uuid4()), pan=pan, amount=eur(3))
+            for _ in range(100):              # the same id until answered
+                try:
+                    answer = stub.Purchase(request, timeout=10)
+                    break
+                except grpc.RpcError as exc:
+                    assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc
+                    stub = authorization_pb2_grpc.AuthorizationServiceStub(workers.connection())
+                    time.sleep(0.05)
+            else:
+                raise AssertionError(f"{request.request_id} never answered")
+            with lock:
+                acked[request.request_id] = (request, answer)
+
+    try:
+        stub = authorization_pb2_grpc.AuthorizationServiceStub(workers.connection())
+        loaded = stub.LoadValue(authorization_pb2.LoadValueRequest(
+            request_id=str(uuid.uuid4()), pan=pan, amount=eur(50_000)), timeout=10)
+        assert loaded.authorization.result_code == common_pb2.RESULT_CODE_APPROVED
+        start = balance(stub, pan)
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            loads = [pool.submit(load) for _ in range(4)]
+            time.sleep(1.0)
+            os.kill(workers.pids[1], signal.SIGKILL)
+            workers.wait_for("worker 1 serves again")
+            workers.follow_restarts()
+            time.sleep(1.0)
+            stop.set()
+            for f in loads:
+                f.result()
+        stubs = workers.stub_on_each_worker()
+        for i, (request, answer) in enumerate(acked.values()):
+            assert stubs[i % 2].Purchase(request, timeout=10) == answer
+        assert {a.authorization.result_code for _, a in acked.values()} == {common_pb2.RESULT_CODE_APPROVED}
+        assert balance(stubs[0], pan) == start - 3 * len(acked)
+        assert len(acked) > 20
+    finally:
+        assert workers.process.stop() == 0
+    assert audit(tmp_path / "data")[0] == []

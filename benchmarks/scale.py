@@ -7,21 +7,21 @@ For each card count (the baseline of 100,000 first, then 10,000,000) it:
    numbered in order (every card with its encrypted PAN, index entry and issue record,
    as the bureau's path makes them);
 2. loads value onto --loaded cards spread evenly over the whole range;
-3. stops the gateway and starts it again: start-up time (process start to listening, and
-   to the first answer);
-4. drives durable unary purchases at those cards from the load generator's clients for
-   --duration-s: throughput, p50 and p99;
-5. reads the gateway's RSS (anonymous and file-backed, the LMDB pages it touched) and
-   the LMDB file's size per card.
+3. then, --rounds times, alternating between the two stores: starts a gateway on the
+   store (start-up time: process start to listening, and to the first answer), drives
+   durable unary purchases at those cards from the load generator's clients for
+   --duration-s (throughput, p50, p99), reads the gateway's RSS (anonymous, and
+   file-backed: the LMDB pages it touched) and the LMDB file's size per card.
 
-Then it prints both rows side by side with the ratios (goal: throughput and p99 within
-20 % of the baseline, start-up independent of the card count).
+Then it prints both rows (medians of the rounds) side by side with the changes (goal:
+throughput and p99 within 20 % of the baseline, start-up independent of the card count).
 
     python -m benchmarks.scale [--cards 10000000] [--baseline 100000] [--loaded 20000]
-                               [--duration-s 20] [--keep DIR]
+                               [--duration-s 20] [--rounds 3] [--keep DIR]
 """
 import argparse
 import concurrent.futures
+import json
 import os
 import shutil
 import signal
@@ -120,9 +120,18 @@ def rss_mib(pid) -> dict:
     return fields
 
 
-def measure(cards, args, root, say) -> dict:
+def build(cards, args, root, say) -> dict:
+    """A store of `cards` cards in root/cards-N with --loaded of them given value; kept
+    there (with built.json) so that a later run with the same --keep measures it again."""
     data_dir = os.path.join(root, f"cards-{cards}")
-    say(f"{cards:,} cards in {data_dir}")
+    marker = os.path.join(data_dir, "built.json")
+    if os.path.exists(marker):
+        built = json.loads(open(marker).read())
+        if built["loaded"] == args.loaded:
+            say(f"{cards:,} cards: the store built earlier in {data_dir}")
+            return built
+    shutil.rmtree(data_dir, ignore_errors=True)
+    say(f"{cards:,} cards: building the store in {data_dir}")
     proc, address, _, _ = serve(data_dir, cards)
     try:
         issue_client_certificates(data_dir)
@@ -131,6 +140,15 @@ def measure(cards, args, root, say) -> dict:
         load(address, data_dir, args.loaded, stride)
     finally:
         stop(proc)
+    built = dict(cards=cards, data_dir=data_dir, issue_s=issue_s, loaded=args.loaded, stride=stride)
+    with open(marker, "w") as out:
+        out.write(json.dumps(built))
+    return built
+
+
+def measure(built, args, say) -> dict:
+    """Start a gateway on the built store, drive purchases at its loaded cards, stop it."""
+    cards, data_dir = built["cards"], built["data_dir"]
     proc, address, listening_s, started = serve(data_dir, cards)
     try:
         first_answer(address, data_dir)
@@ -138,21 +156,28 @@ def measure(cards, args, root, say) -> dict:
         clients = types.SimpleNamespace(cards=args.loaded, concurrency=args.concurrency,
                                         processes=args.processes, duration_s=args.duration_s,
                                         batch=0, stream=0, workers=1,
-                                        pan_first=FIRST_SERIAL, pan_stride=stride)
+                                        pan_first=FIRST_SERIAL, pan_stride=built["stride"])
         rate, p50, p99, errors = drive(address, "gateway", clients, 0, data_dir)
         rss = rss_mib(proc.pid)
     finally:
         stop(proc)
-    data_file = os.path.join(data_dir, "ledger", "data.mdb")
-    row = dict(cards=cards, issue_s=issue_s, listening_s=listening_s, answering_s=answering_s,
+    row = dict(cards=cards, issue_s=built["issue_s"], listening_s=listening_s, answering_s=answering_s,
                rate=rate, p50=p50, p99=p99, errors=errors, rss=rss,
-               file_bytes=os.stat(data_file).st_size)
-    say(f"  {rate:,.0f} purchases/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms, {errors} errors; "
+               file_bytes=os.stat(os.path.join(data_dir, "ledger", "data.mdb")).st_size)
+    say(f"  {cards:,} cards: {rate:,.0f} purchases/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms, {errors} errors; "
         f"start-up {listening_s:.2f} s to listening, {answering_s:.2f} s to the first answer; "
         f"RSS {rss['VmRSS']:,.0f} MiB ({rss['RssAnon']:,.0f} anonymous, {rss['RssFile']:,.0f} file); "
         f"store {row['file_bytes'] / 2**20:,.0f} MiB, {row['file_bytes'] / cards:,.0f} bytes a card")
-    if not args.keep:
-        shutil.rmtree(data_dir, ignore_errors=True)
+    return row
+
+
+def median_row(rows) -> dict:
+    """The median of each figure over the rounds (RSS: the largest)."""
+    row = dict(rows[0])
+    for key in ("listening_s", "answering_s", "rate", "p50", "p99"):
+        row[key] = sorted(r[key] for r in rows)[len(rows) // 2]
+    row["errors"] = sum(r["errors"] for r in rows)
+    row["rss"] = max((r["rss"] for r in rows), key=lambda rss: rss["VmRSS"])
     return row
 
 
@@ -165,19 +190,26 @@ def main(argv=None) -> int:
     parser.add_argument("--duration-s", type=float, default=20.0)
     parser.add_argument("--processes", type=int, default=2, help="client processes")
     parser.add_argument("--concurrency", type=int, default=8, help="calls in flight per process")
-    parser.add_argument("--keep", metavar="DIR", help="build the stores in DIR and keep them")
+    parser.add_argument("--rounds", type=int, default=3, help="measurements of each store, alternating")
+    parser.add_argument("--keep", metavar="DIR", help="build the stores in DIR and keep them; a "
+                        "later run with the same DIR measures them again without building")
     args = parser.parse_args(argv)
     root = args.keep or tempfile.mkdtemp(prefix="cardgate-scale-")
     os.makedirs(root, exist_ok=True)
     say = lambda text: print(text, flush=True)  # noqa: E731
     try:
-        base = measure(args.baseline, args, root, say)
-        big = measure(args.cards, args, root, say)
+        stores = [build(n, args, root, say) for n in (args.baseline, args.cards)]
+        measured = {n: [] for n in (args.baseline, args.cards)}
+        for round_ in range(args.rounds):          # alternately: the machine's noise hits both
+            for built in stores:
+                measured[built["cards"]].append(measure(built, args, say))
+        base, big = (median_row(measured[n]) for n in (args.baseline, args.cards))
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
     print(f"\nclients: {args.processes} processes x {args.concurrency} in flight, {args.duration_s:.0f} s "
-          f"of durable unary purchases at {args.loaded:,} cards spread over the range; {os.cpu_count()} cores")
+          f"of durable unary purchases at {args.loaded:,} cards spread over the range; {os.cpu_count()} cores; "
+          f"medians of {args.rounds} rounds, alternating (RSS: the largest)")
     print(f"{'cards':>12} {'issued in':>10} {'purch/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} "
           f"{'listening':>9} {'answering':>9} {'RSS MiB':>8} {'anon':>6} {'file':>6} {'B/card':>7}")
     for r in (base, big):

@@ -450,7 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    logs.configure(args.log_level, args.log_format, args.log_file)
+    logs.configure(args.log_level, args.log_format, args.log_file, getattr(args, "worker_index", None))
     if getattr(args, "request_id", "unset") is None:
         args.request_id = new_request_id()
     return args.func(args)

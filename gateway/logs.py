@@ -19,6 +19,7 @@ REQUEST_FIELDS = ("request_id", "rpc", "operation", "terminal", "caller", "resul
 
 _encode = json.JSONEncoder(separators=(",", ":")).encode
 _stamps = {}                            # (as_json, second) -> its text, the last one only
+_worker = {}                            # {"worker": index} in a worker of `serve --workers`
 
 
 def stamp(created: float, as_json: bool) -> str:
@@ -37,7 +38,7 @@ def stamp(created: float, as_json: bool) -> str:
 
 def json_line(created: float, level: str, logger: str, message: str, fields: dict) -> str:
     return _encode({"time": stamp(created, True), "level": level, "logger": logger,
-                    "message": message, **fields})
+                    **_worker, "message": message, **fields})
 
 
 class JsonFormatter(logging.Formatter):
@@ -58,12 +59,12 @@ class _RequestLines:
     FLUSH_S = 0.5
 
     def __init__(self):
-        self.handler, self.json = None, False
+        self.handler, self.json, self.tag = None, False, ""
         self._dirty = threading.Event()
 
-    def use(self, handler, as_json: bool):
+    def use(self, handler, as_json: bool, tag: str):
         first = self.handler is None and not hasattr(self, "_thread")
-        self.handler, self.json = handler, as_json
+        self.handler, self.json, self.tag = handler, as_json, tag
         if first:
             self._thread = threading.Thread(target=self._flusher, name="cardgate-log-flush", daemon=True)
             self._thread.start()
@@ -71,7 +72,7 @@ class _RequestLines:
     def write(self, message: str, fields: dict):
         now = time.time()
         line = json_line(now, "INFO", REQUESTS.name, message, fields) if self.json else \
-            f"{stamp(now, False)} INFO {REQUESTS.name}: {message}"
+            f"{stamp(now, False)} INFO {REQUESTS.name}{self.tag}: {message}"
         handler = self.handler
         with handler.lock:
             handler.stream.write(line + "\n")
@@ -93,15 +94,30 @@ class _RequestLines:
 _lines = _RequestLines()
 
 
-def configure(level: str, fmt: str = "text", destination: str = None):
-    """Where logs go (a file, or stderr for None or '-') and in which form."""
+class _LineFileHandler(logging.FileHandler):
+    """A log file several processes append to (the workers of `serve --workers`): every
+    line is one write() with O_APPEND, so lines of two workers never mix."""
+
+    def _open(self):
+        return open(self.baseFilename, self.mode, buffering=1, encoding=self.encoding, errors=self.errors)
+
+
+def configure(level: str, fmt: str = "text", destination: str = None, worker: int = None):
+    """Where logs go (a file, or stderr for None or '-') and in which form. worker: the
+    index of a worker of `serve --workers`, named on each line (and its file written a
+    line at a time)."""
+    tag = f" (worker {worker})" if worker is not None else ""
+    _worker.clear()
+    if worker is not None:
+        _worker["worker"] = worker
     handler = logging.StreamHandler(sys.stderr) if destination in (None, "", "-") else \
-        logging.FileHandler(destination, encoding="utf-8")
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+        (_LineFileHandler if worker is not None else logging.FileHandler)(destination, encoding="utf-8")
+    handler.setFormatter(JsonFormatter() if fmt == "json" else
+                         logging.Formatter(TEXT_FORMAT.replace("%(name)s", "%(name)s" + tag)))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    _lines.use(handler, fmt == "json")
+    _lines.use(handler, fmt == "json", tag)
 
 
 def card_of(request) -> str:

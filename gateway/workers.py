@@ -49,11 +49,13 @@ def join_listen(host: str, port: int) -> str:
 
 def hold_port(listen: str) -> tuple:
     """Bind the listen address for the workers: refused when anything else holds the port
-    (a bind without SO_REUSEPORT first), then held with SO_REUSEPORT until they listen
-    (port 0 becomes a free port here, the same for every worker). Returns (socket, port)."""
+    (a bind without SO_REUSEPORT first; SO_REUSEADDR, as gRPC sets, lets connections of a
+    gateway just stopped linger), then held with SO_REUSEPORT until they listen (port 0
+    becomes a free port here, the same for every worker). Returns (socket, port)."""
     host, port = split_listen(listen)
     family, kind, proto, _, address = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)[0]
     with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(address)
         except OSError as exc:
@@ -61,6 +63,7 @@ def hold_port(listen: str) -> tuple:
                                 f"({exc.strerror})") from None
         port = probe.getsockname()[1]
     held = socket.socket(family, kind, proto)
+    held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     held.bind(address[:1] + (port,) + address[2:])
     return held, port

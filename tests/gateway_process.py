@@ -11,10 +11,10 @@ _LISTENING = re.compile(r"cardgate listening on (\S+),")
 
 
 class GatewayProcess:
-    def __init__(self, data_dir, *extra_args, start_timeout_s=30.0):
+    def __init__(self, data_dir, *extra_args, start_timeout_s=30.0, global_args=()):
         self.data_dir = data_dir
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cardgate.gateway.cli", "--log-level", "DEBUG", "serve",
+            [sys.executable, "-m", "cardgate.gateway.cli", "--log-level", "DEBUG", *global_args, "serve",
              "--data-dir", str(data_dir),
              "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", *extra_args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,

@@ -1,9 +1,13 @@
 """`cardgate serve --workers 2`: two real processes on one port (SO_REUSEPORT) and one
 LMDB store. Which worker a connection reached is read from the workers' own /metrics."""
 import concurrent.futures
+import json
 import os
 import re
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -43,8 +47,8 @@ def answered(metrics_address) -> float:
 class Workers:
     """A `serve --workers 2` subprocess, and a client connection to each worker."""
 
-    def __init__(self, data_dir):
-        self.process = GatewayProcess(data_dir, "--workers", "2", *LIMITS_LIFTED)
+    def __init__(self, data_dir, global_args=()):
+        self.process = GatewayProcess(data_dir, "--workers", "2", *LIMITS_LIFTED, global_args=global_args)
         banner = self.wait_for("Try, in another terminal")
         self.metrics = re.findall(r"http://(\S+)/metrics", _METRICS.search(banner).group(1))
         self.pids = [int(p) for p in _PIDS.search(banner).groups()]
@@ -93,7 +97,9 @@ def balance(stub, pan) -> int:
 
 
 def test_a_retry_reaching_the_other_worker_gets_the_first_answer(tmp_path):
-    workers = Workers(tmp_path / "data")
+    log_file = tmp_path / "requests.log"
+    workers = Workers(tmp_path / "data", ("--log-level", "INFO", "--log-format", "json",
+                                          "--log-file", str(log_file)))
     try:
         first, other = workers.stub_on_each_worker()
         pan = workers.pans[0]
@@ -134,6 +140,13 @@ def test_a_retry_reaching_the_other_worker_gets_the_first_answer(tmp_path):
     for pid in workers.pids:
         assert not os.path.exists(f"/proc/{pid}") or "zombie" in open(f"/proc/{pid}/status").read().lower()
     assert audit(tmp_path / "data")[0] == []
+
+    # Both workers appended to one log file: every line whole, each naming its worker.
+    lines = [json.loads(line) for line in log_file.read_text().splitlines()]
+    purchases = [line for line in lines if line.get("rpc") == "Purchase"]
+    assert {line["worker"] for line in purchases} == {0, 1}
+    for r in requests:
+        assert sorted(line["worker"] for line in purchases if line["request_id"] == r.request_id) == [0, 1]
 
 
 def test_a_worker_killed_under_load_is_started_again_and_nothing_is_lost(tmp_path):
@@ -184,3 +197,26 @@ def test_a_worker_killed_under_load_is_started_again_and_nothing_is_lost(tmp_pat
     finally:
         assert workers.process.stop() == 0
     assert audit(tmp_path / "data")[0] == []
+
+
+def test_a_port_another_process_holds_is_refused_and_nothing_starts(tmp_path):
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "cardgate.gateway.cli", "serve", "--workers", "2", "--data-dir",
+             str(tmp_path / "data"), "--listen", f"127.0.0.1:{port}", "--metrics-listen", "off"],
+            capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert done.returncode == 2, done
+    assert f"cannot listen on 127.0.0.1:{port}: is another gateway using that port?" in done.stderr
+    assert "worker" not in done.stdout + done.stderr
+
+
+def test_workers_without_tls_only_on_loopback(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "cardgate.gateway.cli", "serve", "--workers", "2", "--insecure",
+         "--data-dir", str(tmp_path / "data"), "--listen", "0.0.0.0:0", "--metrics-listen", "off"],
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert done.returncode == 2 and "refusing to serve without TLS on 0.0.0.0:0" in done.stderr, done
+    assert not (tmp_path / "data").exists()

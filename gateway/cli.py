@@ -75,13 +75,16 @@ def _serve_workers(args) -> int:
     from .writer import BatchingWriter
 
     stop = _stop_on_signals()
+    supervisor = Supervisor(args.workers, worker_argv(args), args.listen)
+    supervisor.stop_requested = stop
     try:
         if args.insecure:
             refuse_insecure(args.listen)
+        supervisor.hold()
         pki = Pki(args.data_dir)
         pki_created = not args.insecure and pki.ensure(server_hosts(args.listen))
         store = Store(args.data_dir, map_size_bytes=args.map_size_mib * 1024 * 1024)
-    except (OSError, InsecureRefused) as exc:
+    except (OSError, InsecureRefused) as exc:        # WorkersFailed is an OSError
         print(f"cardgate: {exc}", file=sys.stderr)
         return 2
     writer = BatchingWriter(store, hold_timeout_s=args.hold_timeout_s).start()
@@ -93,14 +96,12 @@ def _serve_workers(args) -> int:
     finally:
         writer.stop()
         store.close()
-    supervisor = Supervisor(args.workers, worker_argv(args), args.listen)
-    supervisor.stop_requested = stop
     try:
-        address = supervisor.start()
+        supervisor.start()
     except WorkersFailed as exc:
         print(f"cardgate: {exc}", file=sys.stderr)
         return 2
-    _announce(args, address, [w.metrics for w in supervisor.workers if w.metrics], pki,
+    _announce(args, supervisor.address, [w.metrics for w in supervisor.workers if w.metrics], pki,
               pki_created, certs, created,
               workers=", ".join(str(w.proc.pid) for w in supervisor.workers))
     code = supervisor.run()

@@ -135,12 +135,16 @@ class Supervisor:
         self.workers = []
         self.stop_requested = threading.Event()
         self.restarts = []
+        self._held = self.address = None
+
+    def hold(self):
+        """Take the port before anything else is done (WorkersFailed if it is not free)."""
+        self._held, port = hold_port(self.listen)
+        self.address = join_listen(split_listen(self.listen)[0], port)
 
     def start(self):
-        """Hold the port, start the workers, wait until each serves; the address served."""
-        held, port = hold_port(self.listen)
-        address = join_listen(split_listen(self.listen)[0], port)
-        argv = self.worker_argv + ["--listen", address]
+        """Start the workers on the held port, wait until each serves, let the port go."""
+        argv = self.worker_argv + ["--listen", self.address]
         try:
             self.workers = [Worker(i, argv).start() for i in range(self.count)]
             deadline = time.monotonic() + READY_TIMEOUT_S
@@ -150,8 +154,7 @@ class Supervisor:
             self.stop()
             raise
         finally:
-            held.close()
-        return address
+            self._held.close()
 
     def run(self) -> int:
         """Until SIGTERM/SIGINT: start again any worker that ends. The exit code."""

@@ -211,6 +211,7 @@ def test_a_port_another_process_holds_is_refused_and_nothing_starts(tmp_path):
     assert done.returncode == 2, done
     assert f"cannot listen on 127.0.0.1:{port}: is another gateway using that port?" in done.stderr
     assert "worker" not in done.stdout + done.stderr
+    assert not (tmp_path / "data").exists()             # refused before anything was made
 
 
 def test_workers_without_tls_only_on_loopback(tmp_path):

@@ -10,10 +10,12 @@ same data directory. After each restart it checks that:
 - the audit passes (double entry, balances, holds, point lots and their index).
 
 It reports cycles, requests acknowledged, requests left unanswered by a kill, and
-violations (must be 0). The test suite runs 20 cycles (tests/test_crash_harness.py);
-a longer soak:
+violations (must be 0). With --workers N the load is served by `serve --workers N`
+(each worker its own writer on the one store) and every worker is killed at the same
+moment. The test suite runs 20 cycles, and 6 with two workers
+(tests/test_crash_harness.py); a longer soak:
 
-    .venv/bin/python tests/crash_harness.py --cycles 200 [--seed 7]
+    .venv/bin/python tests/crash_harness.py --cycles 200 [--seed 7] [--workers 2]
 """
 import argparse
 import dataclasses
@@ -119,7 +121,7 @@ def workload(stubs, pans, rng, record, stop, mismatch):
             answered.append(done)
 
 
-def run(cycles: int, data_dir=None, seed: int = None, say=print) -> dict:
+def run(cycles: int, data_dir=None, seed: int = None, say=print, workers: int = 1) -> dict:
     rng = random.Random(seed)
     data_dir = pathlib.Path(data_dir or tempfile.mkdtemp(prefix="cardgate-crash-"))
     totals = {"cycles": 0, "acknowledged": 0, "unanswered": 0, "violations": 0, "problems": []}
@@ -129,8 +131,9 @@ def run(cycles: int, data_dir=None, seed: int = None, say=print) -> dict:
         totals["problems"].append(text)
 
     pans = None
+    loaded_options = GATEWAY_OPTIONS + (("--workers", str(workers)) if workers > 1 else ())
     for cycle in range(1, cycles + 1):
-        gateway = GatewayProcess(data_dir, *GATEWAY_OPTIONS)
+        gateway = GatewayProcess(data_dir, *loaded_options)
         pans = pans or read_demo_pans(data_dir)[:GIFT_CARDS]
         sent, lock, stop = [], threading.Lock(), threading.Event()
 
@@ -138,7 +141,7 @@ def run(cycles: int, data_dir=None, seed: int = None, say=print) -> dict:
             with lock:
                 sent.append(s)
 
-        channels = [gateway.channel() for _ in range(CLIENT_THREADS)]
+        channels = [gateway.channel(own_connection=True) for _ in range(CLIENT_THREADS)]
         threads = [threading.Thread(target=workload, args=(Stubs(c), pans, random.Random(rng.random()),
                                                           record, stop, violation)) for c in channels]
         for t in threads:
@@ -190,9 +193,11 @@ def main(argv=None) -> int:
     parser.add_argument("--cycles", type=int, default=200)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--data-dir", default=None, help="default: a new temporary folder")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="serve the load with `serve --workers N`, every worker killed at once")
     args = parser.parse_args(argv)
     started = time.monotonic()
-    totals = run(args.cycles, args.data_dir, args.seed)
+    totals = run(args.cycles, args.data_dir, args.seed, workers=args.workers)
     print(f"{totals['cycles']} cycles in {time.monotonic() - started:.0f} s: "
           f"{totals['acknowledged']} requests acknowledged, {totals['unanswered']} unanswered at a "
           f"kill, {totals['violations']} violations")

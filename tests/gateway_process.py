@@ -10,6 +10,20 @@ import time
 _LISTENING = re.compile(r"cardgate listening on (\S+),")
 
 
+def children_of(pid: int) -> list:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:               # its parent
+                found.append(int(entry))
+    return found
+
+
 class GatewayProcess:
     def __init__(self, data_dir, *extra_args, start_timeout_s=30.0, global_args=()):
         self.data_dir = data_dir
@@ -39,14 +53,19 @@ class GatewayProcess:
         for line in self.proc.stdout:
             self.output.append(line)
 
-    def channel(self, name="demo-terminal"):
+    def channel(self, name="demo-terminal", own_connection=False):
         """A client channel with one of the demo's certificates."""
         from cardgate.gateway.channels import open_channel
         from cardgate.gateway.demo import clients_dir
-        return open_channel(self.address, clients_dir(self.data_dir), name)
+        return open_channel(self.address, clients_dir(self.data_dir), name, own_connection=own_connection)
 
     def kill(self):
-        self.proc.send_signal(signal.SIGKILL)
+        """SIGKILL to the gateway and, with --workers, to every worker with it."""
+        for pid in children_of(self.proc.pid) + [self.proc.pid]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         self.proc.wait(timeout=10)
         self._reader.join(timeout=10)
 

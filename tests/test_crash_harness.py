@@ -13,3 +13,12 @@ def test_twenty_kills_under_a_mixed_load_lose_and_duplicate_nothing(tmp_path):
     assert totals["cycles"] == 20
     assert totals["acknowledged"] > 20 * 20, lines            # the load got going every time
     assert totals["violations"] == 0, "\n".join(totals["problems"][:20])
+
+
+def test_kills_of_every_worker_at_once_lose_and_duplicate_nothing(tmp_path):
+    """Two workers, each with its own writer, on one store: killed together mid-commit."""
+    lines = []
+    totals = run(6, tmp_path / "data", seed=20261124, say=lines.append, workers=2)
+    assert totals["cycles"] == 6
+    assert totals["acknowledged"] > 6 * 20, lines
+    assert totals["violations"] == 0, "\n".join(totals["problems"][:20])

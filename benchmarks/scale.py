@@ -7,8 +7,10 @@ For each card count (the baseline of 100,000 first, then 10,000,000) it:
    numbered in order (every card with its encrypted PAN, index entry and issue record,
    as the bureau's path makes them);
 2. loads value onto --loaded cards spread evenly over the whole range;
-3. then, --rounds times, alternating between the two stores: starts a gateway on the
-   store (start-up time: process start to listening, and to the first answer), drives
+3. then, --rounds times, alternating between the two stores: reads the store file once
+   (so its pages are in the page cache, as in a gateway serving for a while; --cold
+   does not), starts a gateway on the store (start-up time: process start to
+   listening, and to the first answer), asks every paid card's balance once, drives
    durable unary purchases at those cards from the load generator's clients for
    --duration-s (throughput, p50, p99), reads the gateway's RSS (anonymous, and
    file-backed: the LMDB pages it touched) and the LMDB file's size per card.
@@ -42,6 +44,7 @@ GOAL_WITHIN = 0.20
 ISSUE_PER_REQUEST = 100_000          # limits.ISSUE_CARDS_PER_BATCH_MAX
 FIRST_SERIAL = 1                     # a range numbers its cards from serial 1
 BYTES_PER_CARD_MAP = 4_096           # map size to ask for: generous, the file grows as written
+WARM_CHUNK_BYTES = 8 << 20
 
 
 def serve(data_dir, cards):
@@ -104,6 +107,19 @@ def load(address, data_dir, loaded, stride):
             list(pool.map(one, range(loaded)))
 
 
+def touch(address, data_dir, loaded, stride) -> float:
+    """A balance enquiry on every card the load pays with, before the clock starts: the
+    pages a serving gateway has touched already (on a machine whose page cache cannot
+    hold the whole store, reading the file once does not keep them all). Seconds taken."""
+    started = time.perf_counter()
+    with open_channel(address, clients_dir(data_dir), "bench-terminal") as channel:
+        auth = authorization_pb2_grpc.AuthorizationServiceStub(channel)
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            list(pool.map(lambda k: auth.GetBalance(authorization_pb2.GetBalanceRequest(
+                pan=pan_of(FIRST_SERIAL + k * stride)), timeout=60), range(loaded)))
+    return time.perf_counter() - started
+
+
 def first_answer(address, data_dir):
     with open_channel(address, clients_dir(data_dir), "bench-terminal") as channel:
         authorization_pb2_grpc.AuthorizationServiceStub(channel).GetBalance(
@@ -140,19 +156,33 @@ def build(cards, args, root, say) -> dict:
         load(address, data_dir, args.loaded, stride)
     finally:
         stop(proc)
-    built = dict(cards=cards, data_dir=data_dir, issue_s=issue_s, loaded=args.loaded, stride=stride)
+    built = dict(cards=cards, data_dir=data_dir, issue_s=issue_s, loaded=args.loaded, stride=stride,
+                 file_bytes=os.stat(os.path.join(data_dir, "ledger", "data.mdb")).st_size)
     with open(marker, "w") as out:
         out.write(json.dumps(built))
     return built
 
 
+def warm(data_dir) -> float:
+    """Read the store file once, so that its pages are in the page cache as they are in a
+    gateway that has been serving a while (what `vmtouch -t` does); seconds taken."""
+    started = time.perf_counter()
+    with open(os.path.join(data_dir, "ledger", "data.mdb"), "rb", buffering=0) as store:
+        chunk = bytearray(WARM_CHUNK_BYTES)
+        while store.readinto(chunk):
+            pass
+    return time.perf_counter() - started
+
+
 def measure(built, args, say) -> dict:
     """Start a gateway on the built store, drive purchases at its loaded cards, stop it."""
     cards, data_dir = built["cards"], built["data_dir"]
+    warm_s = warm(data_dir) if not args.cold else 0.0
     proc, address, listening_s, started = serve(data_dir, cards)
     try:
         first_answer(address, data_dir)
         answering_s = time.perf_counter() - started
+        touch_s = touch(address, data_dir, args.loaded, built["stride"]) if not args.cold else 0.0
         clients = types.SimpleNamespace(cards=args.loaded, concurrency=args.concurrency,
                                         processes=args.processes, duration_s=args.duration_s,
                                         batch=0, stream=0, workers=1,
@@ -161,13 +191,14 @@ def measure(built, args, say) -> dict:
         rss = rss_mib(proc.pid)
     finally:
         stop(proc)
-    row = dict(cards=cards, issue_s=built["issue_s"], listening_s=listening_s, answering_s=answering_s,
-               rate=rate, p50=p50, p99=p99, errors=errors, rss=rss,
-               file_bytes=os.stat(os.path.join(data_dir, "ledger", "data.mdb")).st_size)
+    row = dict(cards=cards, issue_s=built["issue_s"], warm_s=warm_s, touch_s=touch_s,
+               listening_s=listening_s, answering_s=answering_s,
+               rate=rate, p50=p50, p99=p99, errors=errors, rss=rss, file_bytes=built["file_bytes"])
     say(f"  {cards:,} cards: {rate:,.0f} purchases/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms, {errors} errors; "
-        f"start-up {listening_s:.2f} s to listening, {answering_s:.2f} s to the first answer; "
-        f"RSS {rss['VmRSS']:,.0f} MiB ({rss['RssAnon']:,.0f} anonymous, {rss['RssFile']:,.0f} file); "
-        f"store {row['file_bytes'] / 2**20:,.0f} MiB, {row['file_bytes'] / cards:,.0f} bytes a card")
+        f"start-up {listening_s:.2f} s to listening, {answering_s:.2f} s to the first answer "
+        f"(the store read into the page cache before: {warm_s:.1f} s; the paid cards' first "
+        f"balance enquiry: {touch_s:.1f} s); RSS {rss['VmRSS']:,.0f} MiB ({rss['RssAnon']:,.0f} anonymous, {rss['RssFile']:,.0f} file); "
+        f"store as built {row['file_bytes'] / 2**20:,.0f} MiB, {row['file_bytes'] / cards:,.0f} bytes a card")
     return row
 
 
@@ -191,6 +222,8 @@ def main(argv=None) -> int:
     parser.add_argument("--processes", type=int, default=2, help="client processes")
     parser.add_argument("--concurrency", type=int, default=8, help="calls in flight per process")
     parser.add_argument("--rounds", type=int, default=3, help="measurements of each store, alternating")
+    parser.add_argument("--cold", action="store_true", help="do not read the store into the page "
+                        "cache before each measurement (the first minutes after a machine's start)")
     parser.add_argument("--keep", metavar="DIR", help="build the stores in DIR and keep them; a "
                         "later run with the same DIR measures them again without building")
     args = parser.parse_args(argv)

@@ -49,10 +49,14 @@ class Workers:
 
     def __init__(self, data_dir, global_args=()):
         self.process = GatewayProcess(data_dir, "--workers", "2", *LIMITS_LIFTED, global_args=global_args)
-        banner = self.wait_for("Try, in another terminal")
-        self.metrics = re.findall(r"http://(\S+)/metrics", _METRICS.search(banner).group(1))
-        self.pids = [int(p) for p in _PIDS.search(banner).groups()]
-        self.pans = read_demo_pans(data_dir)
+        try:
+            banner = self.wait_for("Try, in another terminal")
+            self.metrics = re.findall(r"http://(\S+)/metrics", _METRICS.search(banner).group(1))
+            self.pids = [int(p) for p in _PIDS.search(banner).groups()]
+            self.pans = read_demo_pans(data_dir)
+        except BaseException:
+            self.process.stop()             # no gateway outlives its test
+            raise
 
     def wait_for(self, text, timeout_s=30) -> str:
         """The output so far, once `text` is in it (the rest of the banner, a restart)."""

@@ -25,6 +25,14 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
+def _wait_until(stop: threading.Event):
+    """Wait for SIGINT/SIGTERM. With a timeout: a signal the kernel hands to another
+    thread (the writer, gRPC's) does not wake a main thread blocked without one, and
+    Python runs its handler only in the main thread."""
+    while not stop.wait(1.0):
+        pass
+
+
 def _gateway_options(args) -> dict:
     return dict(tls=not args.insecure, map_size_bytes=args.map_size_mib * 1024 * 1024,
                 terminal_rate_per_s=args.terminal_rate_per_s,
@@ -55,7 +63,7 @@ def cmd_serve(args) -> int:
                                                     gateway.operations.clock)
     metrics = [gateway.metrics_server.address] if gateway.metrics_server is not None else []
     _announce(args, gateway.address, metrics, gateway.pki, gateway.pki_created, certs, created)
-    stop.wait()
+    _wait_until(stop)
     print("cardgate: stopping", flush=True)
     gateway.stop()
     return 0
@@ -125,7 +133,7 @@ def _serve_as_worker(args) -> int:
         return 2
     tell_ready(args.ready_fd, args.worker_index,
                gateway.metrics_server.address if gateway.metrics_server is not None else None)
-    stop.wait()
+    _wait_until(stop)
     gateway.stop()
     return 0
 

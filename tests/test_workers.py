@@ -1,6 +1,7 @@
 """`cardgate serve --workers 2`: two real processes on one port (SO_REUSEPORT) and one
 LMDB store. Which worker a connection reached is read from the workers' own /metrics."""
 import concurrent.futures
+import ctypes
 import json
 import os
 import re
@@ -27,6 +28,7 @@ from cardgate.v1 import authorization_pb2, authorization_pb2_grpc, common_pb2
 
 pytestmark = pytest.mark.slow
 
+SYS_TGKILL = 234                       # x86_64: a signal to one thread of a process
 LIMITS_LIFTED = ("--card-per-minute", "1000000", "--terminal-rate-per-s", "1000000")
 _METRICS = re.compile(r"Metrics for Prometheus on (.*) \(one per worker")
 _PIDS = re.compile(r"2 workers \(pids (\d+), (\d+)\)")
@@ -225,3 +227,23 @@ def test_workers_without_tls_only_on_loopback(tmp_path):
         capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     assert done.returncode == 2 and "refusing to serve without TLS on 0.0.0.0:0" in done.stderr, done
     assert not (tmp_path / "data").exists()
+
+
+def test_a_sigterm_the_kernel_hands_to_another_thread_still_stops_the_gateway(tmp_path):
+    """Found with `serve --workers`: a worker that had served requests did not stop on
+    SIGTERM when the kernel delivered it to one of gRPC's threads while the main thread
+    waited without a timeout (Python runs handlers only in the main thread)."""
+    gateway = GatewayProcess(tmp_path / "data")
+    try:
+        with gateway.channel() as channel:           # requests start gRPC's own threads
+            stub = authorization_pb2_grpc.AuthorizationServiceStub(channel)
+            for pan in read_demo_pans(tmp_path / "data"):
+                stub.GetBalance(authorization_pb2.GetBalanceRequest(pan=pan), timeout=10)
+        pid = gateway.proc.pid
+        others = [int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid]
+        libc = ctypes.CDLL(None, use_errno=True)
+        assert libc.syscall(SYS_TGKILL, pid, others[-1], signal.SIGTERM) == 0
+        assert gateway.proc.wait(timeout=15) == 0
+    finally:
+        if gateway.proc.poll() is None:
+            gateway.kill()

@@ -129,7 +129,7 @@ def client_process(address, target_kind, cards, concurrency, duration_s, request
     latencies, errors = [], [0]
     lock = threading.Lock()
     channels = [open_channel(address, clients_dir(data_dir), "bench-terminal", own_connection=spread)
-                for _ in range(concurrency if spread else 1)]
+                for _ in range(concurrency if spread and target_kind == "gateway" else 1)]
     channel = channels[0]
     if target_kind == "gateway":
         stubs = [authorization_pb2_grpc.AuthorizationServiceStub(c) for c in channels]
@@ -353,13 +353,18 @@ def main(argv=None):
               "shared with the clients)")
 
 
+def start_gateway(data_dir, global_options=("--log-level", "WARNING"), serve_options=()):
+    """`cardgate serve` for a benchmark: no demo, on loopback, the rate limits lifted (one
+    terminal certificate carries all the load here). (process, address)."""
+    return start([sys.executable, "-m", "cardgate.gateway.cli", *global_options,
+                  "serve", "--no-demo", "--data-dir", data_dir, *serve_options,
+                  "--terminal-rate-per-s", "1000000", "--card-per-minute", "1000000",
+                  "--listen", "127.0.0.1:0"], r"cardgate listening on (\S+),")
+
+
 def drive_gateway(args, data_dir, global_options, serve_options):
     """(auths/s, p50, p99, errors) of a gateway started with these options."""
-    gateway, address = start([sys.executable, "-m", "cardgate.gateway.cli", *global_options,
-                              "serve", "--no-demo", "--data-dir", data_dir, *serve_options,
-                              # one terminal certificate carries all the load here
-                              "--terminal-rate-per-s", "1000000", "--card-per-minute", "1000000",
-                              "--listen", "127.0.0.1:0"], r"cardgate listening on (\S+),")
+    gateway, address = start_gateway(data_dir, global_options, serve_options)
     try:
         issue_client_certificates(data_dir)
         prepare_cards(address, args.cards, data_dir)

@@ -27,14 +27,14 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 import types
 import uuid
 
-from benchmarks.loadgen import drive, issue_client_certificates, pan_of
+from benchmarks.loadgen import drive, issue_client_certificates, pan_of, start_gateway
+from benchmarks.process_memory import rss_mib
 from cardgate.gateway.channels import open_channel
 from cardgate.gateway.demo import clients_dir
 from cardgate.v1 import (authorization_pb2, authorization_pb2_grpc, common_pb2, issuing_pb2,
@@ -48,21 +48,12 @@ WARM_CHUNK_BYTES = 8 << 20
 
 
 def serve(data_dir, cards):
-    """`cardgate serve` on data_dir; (process, address, seconds to the listening line)."""
+    """`cardgate serve` on data_dir; (process, address, seconds to the listening line,
+    when it was started)."""
     started = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cardgate.gateway.cli", "--log-level", "WARNING", "serve", "--no-demo",
-         "--data-dir", data_dir, "--listen", "127.0.0.1:0", "--metrics-listen", "off",
-         "--map-size-mib", str(max(1024, cards * BYTES_PER_CARD_MAP >> 20)),
-         "--terminal-rate-per-s", "1000000", "--card-per-minute", "1000000"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
-    for line in proc.stdout:
-        if line.startswith("cardgate listening on "):
-            listening = time.perf_counter() - started
-            address = line.split()[3].rstrip(",")
-            subprocess.Popen(["cat"], stdin=proc.stdout, stdout=subprocess.DEVNULL)   # drain
-            return proc, address, listening, started
-    raise RuntimeError(f"cardgate serve on {data_dir} did not start (exit {proc.wait()})")
+    proc, address = start_gateway(data_dir, serve_options=(
+        "--metrics-listen", "off", "--map-size-mib", str(max(1024, cards * BYTES_PER_CARD_MAP >> 20))))
+    return proc, address, time.perf_counter() - started, started
 
 
 def stop(proc):
@@ -93,47 +84,34 @@ def issue(address, data_dir, cards, say):
     return time.perf_counter() - started
 
 
-def load(address, data_dir, loaded, stride):
-    """Value onto `loaded` cards, every stride-th from the first."""
-    with open_channel(address, clients_dir(data_dir), "bench-terminal") as channel:
-        auth = authorization_pb2_grpc.AuthorizationServiceStub(channel)
-
-        def one(k):
-            answer = auth.LoadValue(authorization_pb2.LoadValueRequest(
-                request_id=str(uuid.uuid4()), pan=pan_of(FIRST_SERIAL + k * stride),
-                amount=common_pb2.Money(amount_minor=1_000_000_00, currency="EUR")), timeout=30)
-            assert answer.authorization.result_code == common_pb2.RESULT_CODE_APPROVED, answer
-        with concurrent.futures.ThreadPoolExecutor(16) as pool:
-            list(pool.map(one, range(loaded)))
-
-
-def touch(address, data_dir, loaded, stride) -> float:
-    """A balance enquiry on every card the load pays with, before the clock starts: the
-    pages a serving gateway has touched already (on a machine whose page cache cannot
-    hold the whole store, reading the file once does not keep them all). Seconds taken."""
-    started = time.perf_counter()
+def on_paid_cards(address, data_dir, loaded, stride, call):
+    """call(stub, pan) for each of the `loaded` cards the load pays with (every stride-th
+    from the first), 16 at a time."""
     with open_channel(address, clients_dir(data_dir), "bench-terminal") as channel:
         auth = authorization_pb2_grpc.AuthorizationServiceStub(channel)
         with concurrent.futures.ThreadPoolExecutor(16) as pool:
-            list(pool.map(lambda k: auth.GetBalance(authorization_pb2.GetBalanceRequest(
-                pan=pan_of(FIRST_SERIAL + k * stride)), timeout=60), range(loaded)))
-    return time.perf_counter() - started
+            list(pool.map(lambda k: call(auth, pan_of(FIRST_SERIAL + k * stride)), range(loaded)))
+
+
+def load(auth, pan):
+    """Value onto a card the load pays with."""
+    answer = auth.LoadValue(authorization_pb2.LoadValueRequest(
+        request_id=str(uuid.uuid4()), pan=pan,
+        amount=common_pb2.Money(amount_minor=1_000_000_00, currency="EUR")), timeout=30)
+    assert answer.authorization.result_code == common_pb2.RESULT_CODE_APPROVED, answer
+
+
+def touch(auth, pan):
+    """A balance enquiry before the clock starts: the pages a serving gateway has touched
+    already (on a machine whose page cache cannot hold the whole store, reading the file
+    once does not keep them all)."""
+    auth.GetBalance(authorization_pb2.GetBalanceRequest(pan=pan), timeout=60)
 
 
 def first_answer(address, data_dir):
     with open_channel(address, clients_dir(data_dir), "bench-terminal") as channel:
         authorization_pb2_grpc.AuthorizationServiceStub(channel).GetBalance(
             authorization_pb2.GetBalanceRequest(pan=pan_of(FIRST_SERIAL)), timeout=60, wait_for_ready=True)
-
-
-def rss_mib(pid) -> dict:
-    fields = {}
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            name, _, value = line.partition(":")
-            if name in ("VmRSS", "RssAnon", "RssFile"):
-                fields[name] = int(value.split()[0]) / 1024
-    return fields
 
 
 def build(cards, args, root, say) -> dict:
@@ -153,7 +131,7 @@ def build(cards, args, root, say) -> dict:
         issue_client_certificates(data_dir)
         issue_s = issue(address, data_dir, cards, say)
         stride = cards // args.loaded
-        load(address, data_dir, args.loaded, stride)
+        on_paid_cards(address, data_dir, args.loaded, stride, load)
     finally:
         stop(proc)
     built = dict(cards=cards, data_dir=data_dir, issue_s=issue_s, loaded=args.loaded, stride=stride,
@@ -182,7 +160,10 @@ def measure(built, args, say) -> dict:
     try:
         first_answer(address, data_dir)
         answering_s = time.perf_counter() - started
-        touch_s = touch(address, data_dir, args.loaded, built["stride"]) if not args.cold else 0.0
+        touched = time.perf_counter()
+        if not args.cold:
+            on_paid_cards(address, data_dir, args.loaded, built["stride"], touch)
+        touch_s = time.perf_counter() - touched
         clients = types.SimpleNamespace(cards=args.loaded, concurrency=args.concurrency,
                                         processes=args.processes, duration_s=args.duration_s,
                                         batch=0, stream=0, workers=1,

@@ -29,7 +29,8 @@ import time
 
 import grpc
 
-from benchmarks.loadgen import issue_client_certificates, pan_of, prepare_cards, start
+from benchmarks.loadgen import issue_client_certificates, pan_of, prepare_cards, start_gateway
+from benchmarks.process_memory import rss_mib
 from cardgate.gateway.channels import open_channel
 from cardgate.gateway.demo import clients_dir
 from cardgate.gateway.request_ids import new_request_id
@@ -180,7 +181,8 @@ def drive(address, data_dir, args, rate_per_s, duration_s, interval_s, gateway_p
     def sample_rss():
         while not stop.wait(1.0):
             if time.monotonic() >= begin:
-                rss[int((time.monotonic() - begin) // interval_s)] = _rss_mib(gateway_pid)
+                memory = rss_mib(gateway_pid)
+                rss[int((time.monotonic() - begin) // interval_s)] = (memory["RssAnon"], memory["RssFile"])
 
     sampler = threading.Thread(target=sample_rss, daemon=True)
     sampler.start()
@@ -213,18 +215,6 @@ def drive(address, data_dir, args, rate_per_s, duration_s, interval_s, gateway_p
     return rows, problems
 
 
-def _rss_mib(pid) -> tuple:
-    """(anonymous, file-backed) resident MiB: the heap, and the store's pages mapped in
-    (which grow with the data written, and the kernel may drop)."""
-    fields = {}
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            name, _, value = line.partition(":")
-            if name in ("RssAnon", "RssFile"):
-                fields[name] = int(value.split()[0]) / 1024
-    return fields["RssAnon"], fields["RssFile"]
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration-s", type=float, default=600.0)
@@ -236,10 +226,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=8, help="client threads per process")
     args = parser.parse_args(argv)
     data_dir = tempfile.mkdtemp(prefix="cardgate-soak-")
-    gateway, address = start([sys.executable, "-m", "cardgate.gateway.cli", "--log-level", "WARNING",
-                              "serve", "--no-demo", "--data-dir", data_dir, "--metrics-listen", "127.0.0.1:0",
-                              "--terminal-rate-per-s", "1000000", "--card-per-minute", "1000000",
-                              "--listen", "127.0.0.1:0"], r"cardgate listening on (\S+),")
+    gateway, address = start_gateway(data_dir, serve_options=("--metrics-listen", "127.0.0.1:0"))
     try:
         issue_client_certificates(data_dir)
         prepare_cards(address, args.cards, data_dir)

@@ -39,6 +39,15 @@ def _gateway_options(args) -> dict:
                 card_per_minute_max=args.card_per_minute, hold_timeout_s=args.hold_timeout_s)
 
 
+def _ensure_demo(args, pki, operations) -> tuple:
+    """(demo client certificates made, masked demo cards made) unless --no-demo."""
+    from .demo import ensure_demo, ensure_demo_certificates
+
+    certs = [] if args.no_demo or args.insecure else ensure_demo_certificates(pki, args.data_dir)
+    created = None if args.no_demo else ensure_demo(operations, args.data_dir, operations.clock)
+    return certs, created
+
+
 def cmd_serve(args) -> int:
     if args.worker_index is not None:
         return _serve_as_worker(args)
@@ -47,20 +56,17 @@ def cmd_serve(args) -> int:
         return 2
     if args.workers > 1:
         return _serve_workers(args)
-    from .demo import ensure_demo, ensure_demo_certificates
     from .server import Gateway, InsecureRefused
+    from .workers import metrics_listen_of
 
     stop = _stop_on_signals()
     try:
         gateway = Gateway(args.data_dir, args.listen, **_gateway_options(args),
-                          metrics_listen=None if args.metrics_listen == "off" else args.metrics_listen).start()
+                          metrics_listen=metrics_listen_of(args.metrics_listen, 0)).start()
     except (OSError, InsecureRefused) as exc:
         print(f"cardgate: {exc}", file=sys.stderr)
         return 2
-    certs = [] if args.no_demo or args.insecure else \
-        ensure_demo_certificates(gateway.pki, args.data_dir)
-    created = None if args.no_demo else ensure_demo(gateway.operations, args.data_dir,
-                                                    gateway.operations.clock)
+    certs, created = _ensure_demo(args, gateway.pki, gateway.operations)
     metrics = [gateway.metrics_server.address] if gateway.metrics_server is not None else []
     _announce(args, gateway.address, metrics, gateway.pki, gateway.pki_created, certs, created)
     _wait_until(stop)
@@ -72,45 +78,32 @@ def cmd_serve(args) -> int:
 def _serve_workers(args) -> int:
     """The supervisor of `serve --workers N` (workers.py): prepares the data directory,
     starts the workers, restarts any that ends, stops them all on SIGTERM/SIGINT."""
-    import time
-
-    from .demo import ensure_demo, ensure_demo_certificates
-    from .operations import Operations
-    from .pki import Pki
-    from .server import InsecureRefused, refuse_insecure, server_hosts
-    from .store import Store
+    from .server import Gateway, InsecureRefused
     from .workers import Supervisor, WorkersFailed, worker_argv
-    from .writer import BatchingWriter
 
     stop = _stop_on_signals()
-    supervisor = Supervisor(args.workers, worker_argv(args), args.listen)
-    supervisor.stop_requested = stop
+    supervisor = Supervisor(args.workers, worker_argv(args), args.listen, stop)
     try:
-        if args.insecure:
-            refuse_insecure(args.listen)
         supervisor.hold()
-        pki = Pki(args.data_dir)
-        pki_created = not args.insecure and pki.ensure(server_hosts(args.listen))
-        store = Store(args.data_dir, map_size_bytes=args.map_size_mib * 1024 * 1024)
+        # Made, never started (it binds nothing): the data directory as a gateway opens
+        # it, and the demo written through its writer before the workers open it too.
+        gateway = Gateway(args.data_dir, args.listen, **_gateway_options(args))
     except (OSError, InsecureRefused) as exc:        # WorkersFailed is an OSError
         print(f"cardgate: {exc}", file=sys.stderr)
         return 2
-    writer = BatchingWriter(store, hold_timeout_s=args.hold_timeout_s).start()
+    gateway.writer.start()
     try:
-        certs = [] if args.no_demo or args.insecure else ensure_demo_certificates(pki, args.data_dir)
-        created = None if args.no_demo else ensure_demo(
-            Operations(store, writer, clock=lambda: int(time.time())), args.data_dir,
-            lambda: int(time.time()))
+        certs, created = _ensure_demo(args, gateway.pki, gateway.operations)
     finally:
-        writer.stop()
-        store.close()
+        gateway.writer.stop()
+        gateway.store.close()
     try:
         supervisor.start()
     except WorkersFailed as exc:
         print(f"cardgate: {exc}", file=sys.stderr)
         return 2
-    _announce(args, supervisor.address, [w.metrics for w in supervisor.workers if w.metrics], pki,
-              pki_created, certs, created,
+    _announce(args, supervisor.address, [w.metrics for w in supervisor.workers if w.metrics],
+              gateway.pki, gateway.pki_created, certs, created,
               workers=", ".join(str(w.proc.pid) for w in supervisor.workers))
     code = supervisor.run()
     print("cardgate: stopped", flush=True)
@@ -124,10 +117,9 @@ def _serve_as_worker(args) -> int:
 
     die_with_parent()
     stop = _stop_on_signals()
-    metrics_listen = metrics_listen_of(args.metrics_listen, args.worker_index)
     try:
         gateway = Gateway(args.data_dir, args.listen, **_gateway_options(args), reuse_port=True,
-                          metrics_listen=None if metrics_listen == "off" else metrics_listen).start()
+                          metrics_listen=metrics_listen_of(args.metrics_listen, args.worker_index)).start()
     except (OSError, InsecureRefused) as exc:
         print(f"cardgate worker {args.worker_index}: {exc}", file=sys.stderr)
         return 2

@@ -58,13 +58,6 @@ class InsecureRefused(ValueError):
     pass
 
 
-def refuse_insecure(listen: str):
-    if not is_loopback(listen):
-        raise InsecureRefused(
-            f"refusing to serve without TLS on {listen}: the development mode without "
-            "TLS is only for loopback addresses (127.0.0.1, ::1, localhost)")
-
-
 def server_hosts(listen: str) -> tuple:
     """What the server certificate names: loopback, plus the listen host (or this
     machine's name when listening on every address)."""
@@ -85,8 +78,10 @@ class Gateway:
                  hold_timeout_s=limits.HOLD_TIMEOUT_S_DEFAULT,
                  writer_idle_tick_s=limits.WRITER_IDLE_TICK_S, metrics_listen=None,
                  reuse_port=False):
-        if not tls:
-            refuse_insecure(listen)
+        if not tls and not is_loopback(listen):
+            raise InsecureRefused(
+                f"refusing to serve without TLS on {listen}: the development mode without "
+                "TLS is only for loopback addresses (127.0.0.1, ::1, localhost)")
         # SO_REUSEPORT only for the workers of `serve --workers` (workers.py); otherwise a
         # port another process holds is an error, not a silent share.
         self.grpc_options = GRPC_OPTIONS + [("grpc.so_reuseport", int(reuse_port))]

@@ -30,53 +30,35 @@ class Scrape:
     gauges: dict
 
 
-def scrape(address: str, timeout_s: float = 5.0) -> Scrape:
-    text = urllib.request.urlopen(f"http://{address}/metrics", timeout=timeout_s).read().decode()
+GAUGES = {"cardgate_writer_queue_depth": lambda a, b: a + b,   # per worker: added up
+          "cardgate_store_commit_ok": min,                      # the store's: the worst
+          "cardgate_holds_outstanding": max, "cardgate_store_file_bytes": max,
+          "cardgate_store_map_used_ratio": max}
+
+
+def scrape(addresses: str, timeout_s: float = 5.0) -> Scrape:
+    """One reading of a gateway, or of every worker of `serve --workers` (addresses
+    comma-separated): counters and histograms added up, gauges combined as GAUGES says
+    (every worker sees the same store)."""
     requests, declines, buckets, gauges = {}, {}, {}, {}
-    batch_sum = batch_count = 0.0
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == "cardgate_requests_total":
-                requests[s.labels["result"]] = requests.get(s.labels["result"], 0) + s.value
-            elif s.name == "cardgate_declines_total":
-                declines[s.labels["reason"]] = s.value
-            elif s.name == "cardgate_request_seconds_bucket":
-                le = float(s.labels["le"])
-                buckets[le] = buckets.get(le, 0) + s.value
-            elif s.name == "cardgate_batch_requests_sum":
-                batch_sum = s.value
-            elif s.name == "cardgate_batch_requests_count":
-                batch_count = s.value
-            elif s.name in ("cardgate_writer_queue_depth", "cardgate_holds_outstanding",
-                            "cardgate_store_file_bytes", "cardgate_store_map_used_ratio",
-                            "cardgate_store_commit_ok"):
-                gauges[s.name] = s.value
-    return Scrape(time.monotonic(), requests, declines, buckets, batch_sum, batch_count, gauges)
-
-
-SUMMED_GAUGES = ("cardgate_writer_queue_depth",)        # per worker; the others are the store's
-WORST_GAUGES = {"cardgate_store_commit_ok": min}
-
-
-def scrape_all(addresses: str) -> Scrape:
-    """One reading of every worker of `serve --workers` (comma-separated addresses):
-    counters and histograms added up; the store's gauges (every worker sees the same
-    store) the worst of them; queue depths added up."""
-    scrapes = [scrape(a) for a in addresses.split(",")]
-    merged = Scrape(min(s.at for s in scrapes), {}, {}, {}, 0.0, 0.0, {})
-    for s in scrapes:
-        for mine, theirs in ((merged.requests, s.requests), (merged.declines, s.declines),
-                             (merged.latency_buckets, s.latency_buckets)):
-            for key, value in theirs.items():
-                mine[key] = mine.get(key, 0) + value
-        merged.batch_sum += s.batch_sum
-        merged.batch_count += s.batch_count
-        for name, value in s.gauges.items():
-            if name in merged.gauges:
-                combine = (lambda a, b: a + b) if name in SUMMED_GAUGES else WORST_GAUGES.get(name, max)
-                value = combine(merged.gauges[name], value)
-            merged.gauges[name] = value
-    return merged
+    batch = {"cardgate_batch_requests_sum": 0.0, "cardgate_batch_requests_count": 0.0}
+    for address in addresses.split(","):
+        text = urllib.request.urlopen(f"http://{address}/metrics", timeout=timeout_s).read().decode()
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                if s.name == "cardgate_requests_total":
+                    requests[s.labels["result"]] = requests.get(s.labels["result"], 0) + s.value
+                elif s.name == "cardgate_declines_total":
+                    declines[s.labels["reason"]] = declines.get(s.labels["reason"], 0) + s.value
+                elif s.name == "cardgate_request_seconds_bucket":
+                    le = float(s.labels["le"])
+                    buckets[le] = buckets.get(le, 0) + s.value
+                elif s.name in batch:
+                    batch[s.name] += s.value
+                elif s.name in GAUGES:
+                    gauges[s.name] = GAUGES[s.name](gauges[s.name], s.value) if s.name in gauges else s.value
+    return Scrape(time.monotonic(), requests, declines, buckets, batch["cardgate_batch_requests_sum"],
+                  batch["cardgate_batch_requests_count"], gauges)
 
 
 def quantile(buckets: dict, q: float):
@@ -118,7 +100,7 @@ class Dashboard:
 
     def update(self):
         try:
-            now = scrape_all(self.address)
+            now = scrape(self.address)
         except (OSError, urllib.error.URLError, ValueError) as exc:
             self.error = f"cannot read http://{self.address}/metrics: {exc}"
             return

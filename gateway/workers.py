@@ -69,10 +69,11 @@ def hold_port(listen: str) -> tuple:
     return held, port
 
 
-def metrics_listen_of(metrics_listen: str, index: int) -> str:
-    """Worker `index`'s metrics address: 'off', port 0 (any), or the given port + index."""
+def metrics_listen_of(metrics_listen: str, index: int):
+    """Where worker `index` (0 for a lone gateway) serves /metrics: None for 'off', port 0
+    (any) for port 0, else the given port + index."""
     if metrics_listen == "off":
-        return "off"
+        return None
     host, port = split_listen(metrics_listen)
     return join_listen(host, port + index if port else 0)
 
@@ -128,12 +129,12 @@ class Worker:
 
 
 class Supervisor:
-    def __init__(self, count: int, worker_argv: list, listen: str):
+    def __init__(self, count: int, worker_argv: list, listen: str, stop_requested: threading.Event):
         self.count = count
         self.worker_argv = worker_argv
         self.listen = listen
         self.workers = []
-        self.stop_requested = threading.Event()
+        self.stop_requested = stop_requested        # set by the signal handlers
         self.restarts = []
         self._held = self.address = None
 

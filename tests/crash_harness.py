@@ -30,7 +30,7 @@ import uuid
 import grpc
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from gateway_process import GatewayProcess  # noqa: E402
+from gateway_process import LIMITS_LIFTED, GatewayProcess  # noqa: E402
 
 from cardgate.gateway.audit import audit  # noqa: E402
 from cardgate.gateway.demo import read_demo_pans  # noqa: E402
@@ -40,9 +40,6 @@ from cardgate.v1 import (authorization_pb2, authorization_pb2_grpc, common_pb2, 
 CLIENT_THREADS = 4
 GIFT_CARDS = 3                  # the demo's first cards (the last is a fleet card)
 KILL_AFTER_S = (0.2, 0.9)
-# Four client threads on one terminal certificate and three cards: lift the per-card and
-# per-terminal rate limits, which would refuse part of the load.
-GATEWAY_OPTIONS = ("--card-per-minute", "1000000", "--terminal-rate-per-s", "1000000")
 
 
 def eur(minor):
@@ -131,7 +128,7 @@ def run(cycles: int, data_dir=None, seed: int = None, say=print, workers: int = 
         totals["problems"].append(text)
 
     pans = None
-    loaded_options = GATEWAY_OPTIONS + (("--workers", str(workers)) if workers > 1 else ())
+    loaded_options = LIMITS_LIFTED + (("--workers", str(workers)) if workers > 1 else ())
     for cycle in range(1, cycles + 1):
         gateway = GatewayProcess(data_dir, *loaded_options)
         pans = pans or read_demo_pans(data_dir)[:GIFT_CARDS]
@@ -154,7 +151,7 @@ def run(cycles: int, data_dir=None, seed: int = None, say=print, workers: int = 
         for c in channels:
             c.close()
 
-        gateway = GatewayProcess(data_dir, *GATEWAY_OPTIONS)
+        gateway = GatewayProcess(data_dir, *LIMITS_LIFTED)
         try:
             with gateway.channel() as channel:
                 stubs = Stubs(channel)

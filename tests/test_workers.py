@@ -11,14 +11,12 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 
 import grpc
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from gateway_process import GatewayProcess
+from gateway_process import LIMITS_LIFTED, GatewayProcess
 
 from cardgate.gateway import top
 from cardgate.gateway.audit import audit
@@ -29,7 +27,6 @@ from cardgate.v1 import authorization_pb2, authorization_pb2_grpc, common_pb2
 pytestmark = pytest.mark.slow
 
 SYS_TGKILL = 234                       # x86_64: a signal to one thread of a process
-LIMITS_LIFTED = ("--card-per-minute", "1000000", "--terminal-rate-per-s", "1000000")
 _METRICS = re.compile(r"Metrics for Prometheus on (.*) \(one per worker")
 _PIDS = re.compile(r"2 workers \(pids (\d+), (\d+)\)")
 _RESTARTED = re.compile(r"worker (\d) serves again \(pid (\d+), metrics (\S+)\)")
@@ -41,9 +38,7 @@ def eur(minor):
 
 def answered(metrics_address) -> float:
     """Requests this worker has answered (every RPC, every result)."""
-    text = urllib.request.urlopen(f"http://{metrics_address}/metrics", timeout=5).read().decode()
-    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
-               if s.name == "cardgate_requests_total")
+    return sum(top.scrape(metrics_address).requests.values())
 
 
 class Workers:

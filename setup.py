@@ -46,9 +46,9 @@ class BuildPyWithProtos(build_py):
 
 extensions = cythonize(
     [
-        Extension("cardgate.fastcore.records", ["fastcore/records.pyx"]),
-        Extension("cardgate.fastcore.ledger", ["fastcore/ledger.pyx"]),
-        Extension("cardgate.fastcore.reports", ["fastcore/reports.pyx"]),
+        Extension("cardgate.fastcore.records", ["fastcore/records.pyx"], include_dirs=["fastcore"]),
+        Extension("cardgate.fastcore.ledger", ["fastcore/ledger.pyx"], include_dirs=["fastcore"]),
+        Extension("cardgate.fastcore.reports", ["fastcore/reports.pyx"], include_dirs=["fastcore"]),
     ],
     # Cython resolves cimports by package name; our folder is named fastcore/ but
     # installs as cardgate.fastcore, so the .pxd files are found through this path.

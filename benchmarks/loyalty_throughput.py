@@ -40,11 +40,11 @@ def outlet_code(i: int) -> int:
 def program_requests(rng) -> list:
     """Catalog, 1,000 outlets of 10 partners, program 1 on range 1 (tiers, bonuses,
     discounts) and 50 rules of every kind and scope."""
-    out = [records.pack_request(Op.DEFINE_PRODUCT, uuid7().bytes, range_id=code, target_status=kind,
-                                range_name=name)
+    out = [records.pack_request(Op.DEFINE_PRODUCT, uuid7().bytes, product_code=code,
+                                product_kind=kind, product_name=name)
            for code, kind, name in ((DIESEL, 1, "diesel"), (PETROL, 1, "petrol"), (SHOP, 2, "shop"))]
-    out += [records.pack_request(Op.DEFINE_PARTNER, uuid7().bytes, profile_id=1 + p,
-                                 range_name=f"partner {1 + p}") for p in range(PARTNERS)]
+    out += [records.pack_request(Op.DEFINE_PARTNER, uuid7().bytes, partner_id=1 + p,
+                                 partner_name=f"partner {1 + p}") for p in range(PARTNERS)]
     for i in range(OUTLETS):
         code = outlet_code(i)
         out.append(records.pack_request(Op.DEFINE_OUTLET, uuid7().bytes, outlet_code=code,

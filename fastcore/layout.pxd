@@ -69,6 +69,7 @@ cdef enum OpCode:
     OP_ALLOCATE_SERIALS = 38    # amount_minor card serial numbers of range range_id, in order
     OP_SET_STAGE = 39           # the card's production stage := target_status (CardStage), forward only
     OP_REPLACE_CARD = 40        # lost or stolen: all of card_key moves to the card whose key is the payload
+    OP_COUNT = 41               # one past the last operation (the ledger's table size)
 
 # Same numbers as cardgate.v1.ResultCode, so the gateway maps them one to one.
 cdef enum ResultCode:
@@ -184,17 +185,23 @@ cdef enum HoldStatus:
 
 cdef enum:
     ACCOUNT_NO_OVERDRAFT = 1
-    REQUEST_REVERSED = 1        # flags of a request record
-    REQUEST_TOMBSTONE = 2
-    REQUEST_CONFIRMED = 4       # a points reservation: confirmed
-    REQUEST_RELEASED = 8        # released by request
-    REQUEST_TIMED_OUT = 16      # released by its timeout
+
+cdef enum RecordFlag:           # RequestRecord.flags: what happened to a request later
+    RECORD_REVERSED = 1
+    RECORD_TOMBSTONE = 2        # reversed before it arrived
+    RECORD_CONFIRMED = 4        # a points reservation: confirmed
+    RECORD_RELEASED = 8         # released by request
+    RECORD_TIMED_OUT = 16       # released by its timeout
+
+cdef enum RequestFlag:          # CoreRequest.flags: what the request carries
     REQUEST_PIN_PRESENT = 1     # CoreRequest.flags: pin_verifier carries the entered PIN
     REQUEST_PARTIAL_OK = 2      # CoreRequest.flags: the terminal accepts a partial approval
     REQUEST_ADJUST_DOWN = 4     # CoreRequest.flags: an adjustment takes value off the card
     REQUEST_ODOMETER_PRESENT = 8    # CoreRequest.flags: the odometer field carries a reading
     REQUEST_DRIVER_PRESENT = 16     # CoreRequest.flags: the terminal collected a driver id
     REQUEST_VEHICLE_PRESENT = 32    # CoreRequest.flags: the terminal collected a vehicle id
+
+cdef enum:
     PIN_VERIFIER_SIZE = 16      # truncated HMAC-SHA256 of (card key, PIN) under the PIN key
     PROMPT_PIN = 1              # ProfileRecord.prompts, CoreReply.prompts_missing
     PROMPT_ODOMETER = 2
@@ -216,39 +223,57 @@ cdef enum:
     PAYMENT_BANK_CARD = 3
     PAYMENT_OTHER = 4
 
-# One request from the gateway to the core (fixed size; a batch is their concatenation).
-cdef packed struct CoreRequest:
-    uint8_t op
-    uint8_t target_status
-    uint8_t pan_length
-    uint8_t iin_digits
-    char currency[CURRENCY_SIZE]
-    int64_t amount_minor
-    uint8_t request_id[REQUEST_ID_SIZE]
-    uint8_t ref_request_id[REQUEST_ID_SIZE]
-    uint8_t card_key[CARD_KEY_SIZE]
-    uint32_t range_id
-    uint32_t expiry_yyyymm
-    uint32_t pan_first6
-    uint16_t pan_last4
-    uint16_t flags              # REQUEST_PIN_PRESENT
-    uint64_t iin_prefix
-    char range_name[RANGE_NAME_SIZE]
-    uint8_t pin_verifier[PIN_VERIFIER_SIZE]
-    uint8_t pin_tries_max       # CREATE_RANGE: wrong PINs in a row that block a card (0: 3)
-    uint8_t reason              # ADJUST, CLEAR: why (cardgate.v1.AdjustmentReason)
-    uint16_t payload_size       # SET_PROFILE, DEFINE_OUTLET: bytes of payload after this request
-    uint32_t profile_id         # SET_PROFILE, SET_CONTRACT, ASSIGN_CARD
-    int64_t load_per_day_max_minor  # CREATE_RANGE (amount_minor: the balance maximum);
-                                    # LOYALTY_SALE: points the member pays with
-    uint64_t valid_until_s      # SELL_PACKAGE: last second its units can be used
-    int64_t volume_ml           # PURCHASE, COMPLETE: fuel dispensed; PREAUTH: most to dispense
-    int64_t odometer            # with REQUEST_ODOMETER_PRESENT
-    uint32_t outlet_code        # where (hash of merchant/outlet; 0: not said)
-    uint32_t contract_id        # SET_CONTRACT, ASSIGN_CARD
-    uint8_t products[PRODUCT_SET_SIZE]  # product codes of the sale (PREAUTH: the hint)
-    uint32_t actor              # who asked: an operator's identity code (0: a terminal, the system)
-    uint32_t reserved3
+# One request from the gateway to the core: declared in core_request.h, where the bytes
+# that different operations use differently carry one name per use (anonymous unions).
+cdef extern from "core_request.h":
+    ctypedef struct CoreRequest:
+        uint8_t op
+        uint8_t target_status       # SET_STATUS
+        uint8_t numbering           # CREATE_RANGE
+        uint8_t close_disposition   # DEACTIVATE
+        uint8_t product_kind        # DEFINE_PRODUCT
+        uint8_t stage               # SET_STAGE
+        uint8_t payment_method      # LOYALTY_SALE
+        uint8_t pan_length
+        uint8_t iin_digits
+        char currency[CURRENCY_SIZE]
+        int64_t amount_minor
+        int64_t balance_max_minor   # CREATE_RANGE
+        int64_t serial_count        # ALLOCATE_SERIALS
+        int64_t credit_limit_minor  # SET_CONTRACT
+        uint8_t request_id[REQUEST_ID_SIZE]
+        uint8_t ref_request_id[REQUEST_ID_SIZE]
+        uint8_t card_payload_digest[REQUEST_ID_SIZE]    # TRANSFER_POINTS, REPLACE_CARD, DEACTIVATE
+        uint8_t card_key[CARD_KEY_SIZE]
+        uint8_t payload_digest[CARD_KEY_SIZE]           # configuration payloads
+        uint32_t range_id
+        uint32_t product_code       # DEFINE_PRODUCT
+        uint32_t expiry_yyyymm
+        uint32_t pan_first6
+        uint16_t pan_last4
+        uint16_t flags              # RequestFlag
+        uint64_t iin_prefix
+        char range_name[RANGE_NAME_SIZE]
+        char product_name[RANGE_NAME_SIZE]  # DEFINE_PRODUCT
+        char partner_name[RANGE_NAME_SIZE]  # DEFINE_PARTNER
+        uint8_t pin_verifier[PIN_VERIFIER_SIZE]
+        uint8_t pin_tries_max
+        uint8_t reason
+        uint16_t payload_size
+        uint32_t profile_id
+        uint32_t program_id         # SET_RULES
+        uint32_t partner_id         # DEFINE_PARTNER
+        uint32_t birthday_mmdd      # SET_MEMBER
+        int64_t load_per_day_max_minor
+        int64_t points_tendered     # LOYALTY_SALE
+        uint64_t valid_until_s
+        int64_t volume_ml
+        int64_t odometer
+        uint32_t outlet_code
+        uint32_t contract_id
+        uint8_t products[PRODUCT_SET_SIZE]
+        uint32_t actor
+        uint32_t reserved3
 
 # The core's answer to one request, stored with it so that retries get it unchanged.
 cdef packed struct CoreReply:
@@ -288,7 +313,7 @@ cdef packed struct RequestRecord:
     CoreRequest request
     CoreReply reply
     int64_t refunded_minor      # purchases: sum of approved refunds still standing
-    uint32_t flags              # REQUEST_REVERSED, REQUEST_TOMBSTONE
+    uint32_t flags              # RecordFlag
     uint32_t reserved
 
 cdef packed struct CardRecord:

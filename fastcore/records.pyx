@@ -463,11 +463,11 @@ assert ACCOUNT_RECORD_SIZE == 48, ACCOUNT_RECORD_SIZE
 assert JOURNAL_ENTRY_SIZE == 72, JOURNAL_ENTRY_SIZE
 assert RANGE_RECORD_SIZE == 68, RANGE_RECORD_SIZE
 
-REQUEST_FLAG_REVERSED = REQUEST_REVERSED
-REQUEST_FLAG_TOMBSTONE = REQUEST_TOMBSTONE
-REQUEST_FLAG_CONFIRMED = REQUEST_CONFIRMED
-REQUEST_FLAG_RELEASED = REQUEST_RELEASED
-REQUEST_FLAG_TIMED_OUT = REQUEST_TIMED_OUT
+REQUEST_FLAG_REVERSED = RECORD_REVERSED
+REQUEST_FLAG_TOMBSTONE = RECORD_TOMBSTONE
+REQUEST_FLAG_CONFIRMED = RECORD_CONFIRMED
+REQUEST_FLAG_RELEASED = RECORD_RELEASED
+REQUEST_FLAG_TIMED_OUT = RECORD_TIMED_OUT
 ACCOUNT_FLAG_NO_OVERDRAFT = ACCOUNT_NO_OVERDRAFT
 
 Reply = namedtuple("Reply", "result op card_status currency approved_minor balance_minor "
@@ -514,6 +514,15 @@ cdef inline void _check_size(bytes data, Py_ssize_t expected, str what) except *
         raise ValueError(f"{what} record must be {expected} bytes, got {len(data)}")
 
 
+def _one_of(*names_values):
+    """The value of the one name given (not zero or empty) among names that share bytes."""
+    given = [(n, v) for n, v in zip(names_values[::2], names_values[1::2]) if v]
+    if len(given) > 1:
+        raise ValueError(f"{' and '.join(n for n, _ in given)} share bytes of the request: "
+                         f"give only the one the operation uses")
+    return given[0][1] if given else names_values[1]
+
+
 def pack_request(int op, bytes request_id, *, bytes ref_request_id=None, bytes card_key=None,
                  str currency="", long long amount_minor=0, int target_status=0,
                  unsigned int range_id=0, unsigned int expiry_yyyymm=0,
@@ -525,25 +534,35 @@ def pack_request(int op, bytes request_id, *, bytes ref_request_id=None, bytes c
                  unsigned int profile_id=0, long long volume_ml=0, odometer=None,
                  unsigned int outlet_code=0, unsigned int contract_id=0, products=(),
                  bint driver_present=False, bint vehicle_present=False, unsigned int actor=0,
-                 long long points_tendered=0):
+                 long long points_tendered=0, int numbering=0, int close_disposition=0,
+                 int product_kind=0, int stage=0, int payment_method=0,
+                 long long balance_max_minor=0, long long serial_count=0,
+                 long long credit_limit_minor=0, unsigned int product_code=0,
+                 str product_name="", str partner_name="", unsigned int program_id=0,
+                 unsigned int partner_id=0, unsigned int birthday_mmdd=0):
     """Pack one core request; the gateway validates values before calling this.
 
     With a payload (SET_PROFILE, DEFINE_OUTLET, SET_PROGRAM, TRANSFER_POINTS) the request
-    is followed by it, and its card_key (ref_request_id for a transfer) carries the
-    payload's digest so that a retry with another payload is seen."""
+    is followed by it, and its payload_digest (card_payload_digest for a payload naming
+    another card) carries the payload's digest so that a retry with another payload is
+    seen. Names that share bytes of the record (core_request.h) are one per operation:
+    giving two of them is an error."""
     cdef CoreRequest r
     memset(&r, 0, sizeof(r))
     if len(request_id) != REQUEST_ID_SIZE:
         raise ValueError("request_id must be 16 bytes")
     r.op = op
-    r.target_status = target_status
+    r.target_status = _one_of("target_status", target_status, "numbering", numbering,
+                              "close_disposition", close_disposition, "product_kind",
+                              product_kind, "stage", stage, "payment_method", payment_method)
     r.pan_length = pan_length
     r.iin_digits = iin_digits
     cdef bytes cur = currency.encode("ascii")
     if len(cur) > 3:
         raise ValueError(f"currency must be 3 letters, got {currency!r}")
     strncpy(r.currency, cur, CURRENCY_SIZE)
-    r.amount_minor = amount_minor
+    r.amount_minor = _one_of("amount_minor", amount_minor, "balance_max_minor", balance_max_minor,
+                             "serial_count", serial_count, "credit_limit_minor", credit_limit_minor)
     memcpy(r.request_id, <char*>request_id, REQUEST_ID_SIZE)
     if ref_request_id is not None:
         if len(ref_request_id) != REQUEST_ID_SIZE:
@@ -553,14 +572,15 @@ def pack_request(int op, bytes request_id, *, bytes ref_request_id=None, bytes c
         if len(card_key) != CARD_KEY_SIZE:
             raise ValueError("card_key must be 32 bytes")
         memcpy(r.card_key, <char*>card_key, CARD_KEY_SIZE)
-    r.range_id = range_id
+    r.range_id = _one_of("range_id", range_id, "product_code", product_code)
     r.expiry_yyyymm = expiry_yyyymm
     r.pan_first6 = pan_first6
     r.pan_last4 = pan_last4
     r.iin_prefix = iin_prefix
-    cdef bytes name = range_name.encode("utf-8")
+    cdef bytes name = _one_of("range_name", range_name, "product_name", product_name,
+                              "partner_name", partner_name).encode("utf-8")
     if len(name) > RANGE_NAME_SIZE:
-        raise ValueError(f"range name is at most {RANGE_NAME_SIZE} bytes of UTF-8")
+        raise ValueError(f"a name is at most {RANGE_NAME_SIZE} bytes of UTF-8")
     memcpy(r.range_name, <char*>name, len(name))
     if pin_verifier is not None:
         if len(pin_verifier) != PIN_VERIFIER_SIZE:
@@ -575,12 +595,11 @@ def pack_request(int op, bytes request_id, *, bytes ref_request_id=None, bytes c
     r.reason = reason
     if adjust_down:
         r.flags |= REQUEST_ADJUST_DOWN
-    if points_tendered and load_per_day_max_minor:
-        raise ValueError("points_tendered (LOYALTY_SALE) and load_per_day_max_minor (CREATE_RANGE) "
-                         "share a field")
-    r.load_per_day_max_minor = load_per_day_max_minor or points_tendered
+    r.load_per_day_max_minor = _one_of("load_per_day_max_minor", load_per_day_max_minor,
+                                       "points_tendered", points_tendered)
     r.valid_until_s = valid_until_s
-    r.profile_id = profile_id
+    r.profile_id = _one_of("profile_id", profile_id, "program_id", program_id,
+                           "partner_id", partner_id, "birthday_mmdd", birthday_mmdd)
     r.volume_ml = volume_ml
     if odometer is not None:
         r.odometer = odometer
@@ -602,10 +621,10 @@ def pack_request(int op, bytes request_id, *, bytes ref_request_id=None, bytes c
         raise ValueError("payload is at most 65535 bytes")
     r.payload_size = len(payload)
     digest = hashlib.sha256(payload).digest()
-    if op in (OP_TRANSFER_POINTS, OP_REPLACE_CARD, OP_DEACTIVATE):  # card_key names the card: the digest goes here
-        memcpy(r.ref_request_id, <char*>digest, REQUEST_ID_SIZE)
+    if op in (OP_TRANSFER_POINTS, OP_REPLACE_CARD, OP_DEACTIVATE):  # card_key names the card
+        memcpy(r.card_payload_digest, <char*>digest, REQUEST_ID_SIZE)
     else:
-        memcpy(r.card_key, <char*>digest, CARD_KEY_SIZE)
+        memcpy(r.payload_digest, <char*>digest, CARD_KEY_SIZE)
     return (<char*>&r)[:sizeof(r)] + payload
 
 

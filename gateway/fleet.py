@@ -208,8 +208,8 @@ class FleetOperations:
         if len(m.name.encode("utf-8")) > 32:
             raise InvalidArgument("name", "is longer than 32 bytes")
         return self._submit(Op.DEFINE_PRODUCT, m.request_id,
-                            range_id=product_code(m.product_code, "product_code"),
-                            target_status=m.kind, range_name=m.name)
+                            product_code=product_code(m.product_code, "product_code"),
+                            product_kind=m.kind, product_name=m.name)
 
     def define_outlet(self, m):
         if not (m.merchant_id and m.outlet_id):
@@ -234,7 +234,7 @@ class FleetOperations:
         limit = non_negative(m.credit_limit_minor, "credit_limit_minor", records.BALANCE_MINOR_MAX)
         return self._submit(Op.SET_CONTRACT, m.request_id,
                             contract_id=validation.config_id(m.contract_id, "contract_id"),
-                            currency=validation.currency(m.currency), amount_minor=limit,
+                            currency=validation.currency(m.currency), credit_limit_minor=limit,
                             profile_id=m.profile_id)
 
     def assign_card(self, m):

@@ -231,7 +231,7 @@ class PersonalizationJobs:
         if encoded:
             pan = self.store.key_ring.decrypt(sealed_pan, card_id)
             packed.append(records.pack_request(Op.SET_STAGE, rid, card_key=self.store.pan_key.card_key(pan),
-                                               target_status=CardStage.PERSONALIZED))
+                                               stage=CardStage.PERSONALIZED))
 
         def record(txn, replies):
             result = replies[0].result if replies else Result.APPROVED

@@ -219,8 +219,8 @@ class Operations:
             Op.CREATE_RANGE, rid, range_id=range_id, iin_prefix=int(iin_prefix),
             iin_digits=len(iin_prefix), pan_length=pan_length,
             currency=validation.currency(currency), range_name=name, pin_tries_max=pin_tries_max,
-            amount_minor=balance_max_minor, load_per_day_max_minor=load_per_day_max_minor,
-            target_status=numbering)
+            balance_max_minor=balance_max_minor, load_per_day_max_minor=load_per_day_max_minor,
+            numbering=numbering)
         return self.submit_one(packed, request_id_text)
 
     def _card_range(self, range_id):
@@ -326,7 +326,7 @@ class Operations:
 
         def serials(n, *part):             # the range's next n serial numbers, or its decline
             reply = self.submit_one(records.pack_request(
-                Op.ALLOCATE_SERIALS, part_id("serials", *part), range_id=range_id, amount_minor=n),
+                Op.ALLOCATE_SERIALS, part_id("serials", *part), range_id=range_id, serial_count=n),
                 request_id_text)
             return reply, [pan_of(reply.approved_minor + i) for i in range(n)]
 
@@ -386,7 +386,7 @@ class Operations:
         """stage: records.CardStage."""
         rid = validation.request_id(request_id_text)
         return self.submit_one(records.pack_request(Op.SET_STAGE, rid, card_key=self.card_key(pan_text),
-                                                    target_status=stage), request_id_text)
+                                                    stage=stage), request_id_text)
 
     def set_card_pin(self, request_id_text, pan_text, pin_text):
         rid = validation.request_id(request_id_text)
@@ -412,7 +412,7 @@ class Operations:
         """A loyalty program (SET_PROGRAM) or its earn rules (SET_RULES of program_id),
         packed by loyalty_config."""
         rid = validation.request_id(request_id_text)
-        return self.submit_one(records.pack_request(op, rid, payload=payload, profile_id=program_id),
+        return self.submit_one(records.pack_request(op, rid, payload=payload, program_id=program_id),
                                request_id_text)
 
     def pack_loyalty_sale(self, m, method) -> bytes:
@@ -421,7 +421,7 @@ class Operations:
         if not 0 <= m.points <= records.AMOUNT_MINOR_MAX:
             raise validation.InvalidArgument("points", f"must be 0 to {records.AMOUNT_MINOR_MAX}")
         return self.pack_money(Op.LOYALTY_SALE, m.request_id, m.pan, amount, m.amount.currency,
-                               extra=dict(volume_ml=volume, products=codes, target_status=method,
+                               extra=dict(volume_ml=volume, products=codes, payment_method=method,
                                           points_tendered=m.points,
                                           outlet_code=fleet.outlet_code(m.acceptor.merchant_id,
                                                                         m.acceptor.outlet_id)))
@@ -431,8 +431,8 @@ class Operations:
         validation.config_id(partner_id, "partner_id")
         if not name or len(name.encode("utf-8")) > 32 or not name.isprintable():
             raise validation.InvalidArgument("name", "must be 1 to 32 bytes of printable UTF-8")
-        return self.submit_one(records.pack_request(Op.DEFINE_PARTNER, rid, profile_id=partner_id,
-                                                    range_name=name), request_id_text)
+        return self.submit_one(records.pack_request(Op.DEFINE_PARTNER, rid, partner_id=partner_id,
+                                                    partner_name=name), request_id_text)
 
     def set_member(self, request_id_text, pan_text, birth_month, birth_day):
         rid = validation.request_id(request_id_text)
@@ -443,7 +443,7 @@ class Operations:
                 raise validation.InvalidArgument("birth_day", f"{birth_month}/{birth_day} is not "
                                                  "a day of the year (month 1-12, day of that month)") from None
         packed = records.pack_request(Op.SET_MEMBER, rid, card_key=self.card_key(pan_text),
-                                      profile_id=birth_month * 100 + birth_day)
+                                      birthday_mmdd=birth_month * 100 + birth_day)
         return self.submit_one(packed, request_id_text)
 
     def earn_points(self, request_id_text, pan_text, points, valid_until_s=0, outlet=0):
@@ -536,7 +536,7 @@ class Operations:
         elif to_pan_text:
             raise validation.InvalidArgument("to_pan", "goes only with CLOSE_DISPOSITION_MOVE")
         return self.submit_one(records.pack_request(
-            Op.DEACTIVATE, rid, card_key=card_key, target_status=disposition, payload=payload,
+            Op.DEACTIVATE, rid, card_key=card_key, close_disposition=disposition, payload=payload,
             reason=_reason(reason) if reason else 0), request_id_text)
 
     def set_card_status(self, request_id_text, pan_text, status):

@@ -431,11 +431,11 @@ class Scenario:
         story's indices), but retried like everything else by the model comparison."""
         def config(op, **kw):
             return records.pack_request(op, self.new_id(), **kw)
-        out = [config(Op.DEFINE_PRODUCT, range_id=code, target_status=kind, range_name=name)
+        out = [config(Op.DEFINE_PRODUCT, product_code=code, product_kind=kind, product_name=name)
                for code, kind, name in ((DIESEL, 1, "diesel"), (PETROL, 1, "petrol 95"),
                                         (SHOP, 2, "shop"))]
         for partner, name in ((PARTNER_FUEL, "Fuel network"), (PARTNER_CAFE, "Cafe")):
-            out.append(config(Op.DEFINE_PARTNER, profile_id=partner, range_name=name))
+            out.append(config(Op.DEFINE_PARTNER, partner_id=partner, partner_name=name))
         for code, region, name, partner in ((OUTLET_NORTH, REGION_NORTH, "m1/north", PARTNER_FUEL),
                                             (OUTLET_SOUTH, 0, "m2/south", PARTNER_CAFE)):
             out.append(config(Op.DEFINE_OUTLET, outlet_code=code,
@@ -443,7 +443,7 @@ class Scenario:
         for profile_id, profile in ((1, PROFILE_1), (2, PROFILE_2)):
             out.append(config(Op.SET_PROFILE, profile_id=profile_id,
                               payload=records.pack_profile(profile_id, **profile)))
-        out.append(config(Op.SET_CONTRACT, contract_id=1, currency="EUR", amount_minor=CREDIT_LIMIT,
+        out.append(config(Op.SET_CONTRACT, contract_id=1, currency="EUR", credit_limit_minor=CREDIT_LIMIT,
                           profile_id=2))
         for card in (FLEET_CARD, CONTRACT_CARD):
             out.append(config(Op.ISSUE_CARD, card_key=CARD_KEYS[card], range_id=1,
@@ -484,7 +484,7 @@ class Scenario:
                # range 2 caps balances at 10,000 and loads at 8,000 a day
                records.pack_request(Op.CREATE_RANGE, self.new_id(), range_id=2, currency="USD",
                                     iin_prefix=627701, iin_digits=6, pan_length=16,
-                                    amount_minor=10_000, load_per_day_max_minor=8_000)]
+                                    balance_max_minor=10_000, load_per_day_max_minor=8_000)]
         for i, (range_id, expiry) in CARDS.items():
             out.append(records.pack_request(Op.ISSUE_CARD, self.new_id(), card_key=CARD_KEYS[i],
                                             range_id=range_id, expiry_yyyymm=expiry,
@@ -569,7 +569,7 @@ class Scenario:
         elif kind == "rules":
             _, which, program_id = drawn
             payload = records.pack_rules(RULE_SETS[which])
-            packed = records.pack_request(Op.SET_RULES, self.new_id(), profile_id=program_id,
+            packed = records.pack_request(Op.SET_RULES, self.new_id(), program_id=program_id,
                                           payload=payload)
         elif kind == "loyalty_sale":
             _, card, amount, volume, products, outlet, method = drawn[:7]
@@ -577,7 +577,7 @@ class Scenario:
             packed = records.pack_request(
                 Op.LOYALTY_SALE, self.new_id(), card_key=CARD_KEYS[card],
                 amount_minor=self.resolve(amount, 10_000), currency="USD" if card == 3 else "EUR",
-                volume_ml=volume, products=products, outlet_code=outlet, target_status=method,
+                volume_ml=volume, products=products, outlet_code=outlet, payment_method=method,
                 points_tendered=self.resolve(points, self.points(card)) if points else 0)
         elif kind == "loyalty_return":
             _, amount, which = drawn
@@ -617,13 +617,13 @@ class Scenario:
                                           payload=CARD_KEYS[drawn[2]])
         elif kind == "stage":
             packed = records.pack_request(Op.SET_STAGE, self.new_id(), card_key=CARD_KEYS[drawn[1]],
-                                          target_status=drawn[2])
+                                          stage=drawn[2])
         elif kind == "serials":
             packed = records.pack_request(Op.ALLOCATE_SERIALS, self.new_id(), range_id=drawn[1],
-                                          amount_minor=drawn[2])
+                                          serial_count=drawn[2])
         elif kind == "set_member":
             packed = records.pack_request(Op.SET_MEMBER, self.new_id(), card_key=CARD_KEYS[drawn[1]],
-                                          profile_id=self.birthday(drawn[2]))
+                                          birthday_mmdd=self.birthday(drawn[2]))
         elif kind == "adjust_points":
             _, card, points, down, reason, actor = drawn
             packed = records.pack_request(
@@ -696,7 +696,7 @@ class Scenario:
         elif kind in ("close_payout", "close_move"):
             move = kind == "close_move"
             packed = records.pack_request(Op.DEACTIVATE, self.new_id(), card_key=CARD_KEYS[drawn[1]],
-                                          reason=5, target_status=2 if move else 1,
+                                          reason=5, close_disposition=2 if move else 1,
                                           payload=CARD_KEYS[drawn[2]] if move else None)
         elif kind == "set_pin":
             packed = records.pack_request(Op.SET_PIN, self.new_id(), card_key=CARD_KEYS[drawn[1]],

@@ -1,0 +1,40 @@
+# What the checks of single requests share (each operation's own check sits beside its
+# handler, and ledger.pyx's table pairs them): sizes, amount ranges, and the digest that
+# binds a payload to its request.
+
+
+cdef inline bint no_payload(const CoreRequest* rq):
+    return rq.payload_size == 0
+
+
+cdef inline bint positive_amount(const CoreRequest* rq):
+    return 0 < rq.amount_minor <= AMOUNT_MINOR_MAX
+
+
+cdef inline bint refers_elsewhere(const CoreRequest* rq):
+    """A request that names an earlier one never names itself."""
+    return memcmp(rq.ref_request_id, rq.request_id, REQUEST_ID_SIZE) != 0
+
+
+cdef bint check_no_payload(const CoreRequest* rq, const char* payload) except -1:
+    return no_payload(rq)
+
+
+cdef bint payload_digest_matches(const CoreRequest* rq, const char* payload) except -1:
+    """A configuration payload is the one whose digest the request carries (card_key)."""
+    return hashlib.sha256(payload[:rq.payload_size]).digest() == _bytes(rq.payload_digest, CARD_KEY_SIZE)
+
+
+cdef bint card_payload_matches(const CoreRequest* rq, const char* payload) except -1:
+    """A payload naming another card (its key) matches the digest the request carries
+    (card_payload_digest) and is not the request's own card."""
+    digest = hashlib.sha256(payload[:rq.payload_size]).digest()
+    return digest[:REQUEST_ID_SIZE] == _bytes(rq.card_payload_digest, REQUEST_ID_SIZE) and \
+        memcmp(payload, rq.card_key, CARD_KEY_SIZE) != 0
+
+
+cdef inline bint fuel_fields_valid(const CoreRequest* rq):
+    """Volume and odometer within their limits (sales, holds, completions)."""
+    if not 0 <= rq.volume_ml <= VOLUME_ML_MAX:
+        return False
+    return not (rq.flags & REQUEST_ODOMETER_PRESENT) or 0 <= rq.odometer <= ODOMETER_MAX

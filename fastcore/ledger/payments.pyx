@@ -1,0 +1,109 @@
+# Money onto and off a card in one step: loads and purchases, with the checks a
+# charge runs (card, fleet rules, PIN, limits, funds) in their documented order.
+
+
+cdef bint check_load(const CoreRequest* rq, const char* payload) except -1:
+    return no_payload(rq) and positive_amount(rq)
+
+
+cdef int load(BatchContext batch, const CoreRequest* rq, const char* payload, CoreReply* rp) except -1:
+    cdef CardRecord card
+    cdef RangeRecord rng
+    cdef uint8_t bad = money_checks(batch, rq, &card, rp, True)
+    if bad:
+        rp.result = bad
+        return 0
+    read_range(batch, card.range_id, &rng)
+    if rp.balance_minor + rq.amount_minor > balance_max_of(&rng):
+        rp.result = RESULT_DECLINED_BALANCE_LIMIT_EXCEEDED
+        return 0
+    cdef uint32_t day = <uint32_t>(batch.now_s // 86400)
+    cdef int64_t loaded_today = card.loaded_today_minor if card.load_day == day else 0
+    if rng.load_per_day_max_minor and loaded_today + rq.amount_minor > rng.load_per_day_max_minor:
+        rp.result = RESULT_DECLINED_LOAD_LIMIT_EXCEEDED
+        return 0
+    if card.status == CARD_ISSUED:
+        card.status = CARD_ACTIVE
+        card.activated_s = batch.now_s
+    card.load_day = day
+    card.loaded_today_minor = loaded_today + rq.amount_minor
+    write_card(batch, &card)
+    seq = post(batch, rq.request_id, OP_LOAD, SYSTEM_OWNER_BASE + card.range_id,
+                    SLOT_RANGE_FUNDING, value_owner_of(&card), SLOT_CARD_VALUE,
+                    rq.currency, rq.amount_minor)
+    approve(batch, rq, rp, rq.amount_minor, seq, &card)
+    return 0
+
+
+cdef int64_t charge_checks(BatchContext batch, const CoreRequest* rq, CardRecord* card, CoreReply* rp,
+                           Fleet* fleet, int64_t* volume) except -1:
+    """What a purchase or pre-authorization may take: card, fleet rules and prompts,
+    PIN, odometer and fleet limits, then funds (partial approval included). 0 means
+    declined, with rp.result saying why; *volume is the volume to count or reserve."""
+    cdef uint8_t bad = money_checks(batch, rq, card, rp, False)
+    if bad:
+        rp.result = bad
+        return 0
+    cdef int64_t amount = rq.amount_minor
+    volume[0] = rq.volume_ml
+    fleet.active = load_fleet(batch, card, fleet)
+    if fleet.active:
+        bad = fleet_rules(batch, rq, fleet, rp)
+        if bad:
+            rp.result = bad
+            return 0
+    if not check_pin(batch, rq, card, rp):
+        rp.result = RESULT_DECLINED_WRONG_PIN
+        return 0
+    if fleet.active:
+        bad = fleet_limits(batch, rq, fleet, rp, &amount, volume)
+        if bad:
+            rp.result = bad
+            return 0
+    amount = affordable(batch, rq, rp, amount)
+    if amount == 0:
+        rp.result = RESULT_DECLINED_CREDIT_LIMIT_EXCEEDED if card.contract_id \
+            else RESULT_DECLINED_INSUFFICIENT_FUNDS
+    return amount
+
+
+cdef bint check_purchase(const CoreRequest* rq, const char* payload) except -1:
+    return no_payload(rq) and fuel_fields_valid(rq) and positive_amount(rq)
+
+
+cdef int purchase(BatchContext batch, const CoreRequest* rq, const char* payload, CoreReply* rp) except -1:
+    cdef CardRecord card
+    cdef Fleet fleet
+    cdef int64_t volume
+    cdef int64_t amount = charge_checks(batch, rq, &card, rp, &fleet, &volume)
+    if amount == 0:
+        return 0
+    seq = post(batch, rq.request_id, OP_PURCHASE, value_owner_of(&card), SLOT_CARD_VALUE,
+                    SYSTEM_OWNER_BASE + card.range_id, SLOT_RANGE_MERCHANT,
+                    rq.currency, amount)
+    approve_amount(batch, rq, rp, amount, seq, &card)
+    rp.volume_ml = volume
+    if fleet.active:
+        count_usage(batch, rq, card.card_id, &fleet, amount, volume, False)
+        flag_soft(batch, &fleet, amount, volume, rp)
+    earn_on_sale(batch, rq, &card, amount, volume, PAYMENT_CARD_VALUE, rp)
+    return 0
+
+
+cdef int64_t affordable(BatchContext batch, const CoreRequest* rq, const CoreReply* rp, int64_t amount):
+    """The amount to approve: all of `amount`, what is available when the terminal
+    accepts a partial approval, or 0 (decline)."""
+    cdef int64_t available = available_of(rp)
+    if available >= amount:
+        return amount
+    if rq.flags & REQUEST_PARTIAL_OK and available > 0:
+        return available
+    return 0
+
+
+cdef int approve_amount(BatchContext batch, const CoreRequest* rq, CoreReply* rp, int64_t amount,
+                        uint64_t seq, const CardRecord* card) except -1:
+    approve(batch, rq, rp, amount, seq, card)
+    if amount < rq.amount_minor:
+        rp.result = RESULT_PARTIALLY_APPROVED
+    return 0

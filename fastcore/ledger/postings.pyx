@@ -1,0 +1,130 @@
+# The single posting path: accounts and the journal. Every change of value is one
+# double-entry journal entry written by post(), with the checks a debit or credit needs.
+
+cdef inline bint took_effect(uint8_t result):
+    return result == RESULT_APPROVED or result == RESULT_PARTIALLY_APPROVED
+
+
+cdef inline uint64_t value_owner_of(const CardRecord* card):
+    """Whose value a card spends: its own, or its contract's."""
+    return CONTRACT_OWNER_BASE + card.contract_id if card.contract_id else card.card_id
+
+
+cdef inline int64_t balance_max_of(const RangeRecord* rng):
+    """The most a card of the range may hold (its own limit, else the system's)."""
+    return rng.balance_max_minor if rng.balance_max_minor else BALANCE_MINOR_MAX
+
+
+cdef inline int64_t available_of(const CoreReply* rp):
+    return rp.balance_minor - rp.pending_minor + rp.credit_limit_minor
+
+
+cdef inline bytes _bytes(const void* p, Py_ssize_t n):
+    return (<const char*>p)[:n]
+
+
+cdef inline uint32_t _approval_code(const uint8_t* request_id, uint64_t seq):
+    # FNV-1a of the request id, mixed with the journal position: six digits that a
+    # cashier can read back, unique enough to find the transaction.
+    cdef uint64_t h = 1469598103934665603ULL
+    cdef int i
+    for i in range(REQUEST_ID_SIZE):
+        h = (h ^ request_id[i]) * 1099511628211ULL
+    return <uint32_t>((h + seq) % APPROVAL_CODE_MODULUS)
+
+
+cdef bint read_account(BatchContext batch, uint64_t owner, uint8_t slot, AccountRecord* out) except -1:
+    value = batch.get(account_key_of(owner, slot), batch.db_book)
+    if value is None:
+        return False
+    assert len(value) == sizeof(AccountRecord), "corrupt account record"
+    memcpy(out, <const char*>value, sizeof(AccountRecord))
+    return True
+
+
+cdef int write_account(BatchContext batch, uint64_t owner, uint8_t slot, const AccountRecord* acc) except -1:
+    batch.put(account_key_of(owner, slot), _bytes(acc, sizeof(AccountRecord)), batch.db_book)
+    return 0
+
+
+cdef int write_card(BatchContext batch, const CardRecord* card) except -1:
+    batch.put(card_key_of(card.card_id), _bytes(card, sizeof(CardRecord)), batch.db_book)
+    return 0
+
+
+cdef bint read_request(BatchContext batch, const uint8_t* request_id, RequestRecord* out) except -1:
+    value = batch.get(_bytes(request_id, REQUEST_ID_SIZE), batch.db_requests)
+    if value is None:
+        return False
+    assert len(value) == sizeof(RequestRecord), "corrupt request record"
+    memcpy(out, <const char*>value, sizeof(RequestRecord))
+    return True
+
+
+cdef int write_request(BatchContext batch, const RequestRecord* rec) except -1:
+    batch.put(_bytes(rec.request.request_id, REQUEST_ID_SIZE),
+             _bytes(rec, sizeof(RequestRecord)), batch.db_requests)
+    return 0
+
+
+cdef uint64_t post(BatchContext batch, const uint8_t* request_id, uint8_t op,
+                   uint64_t debit_owner, uint8_t debit_slot,
+                   uint64_t credit_owner, uint8_t credit_slot,
+                   const char* currency, int64_t amount, uint8_t reason=0) except 0:
+    """Append one double-entry journal entry and apply it to both accounts."""
+    cdef AccountRecord debit, credit
+    cdef JournalEntry entry
+    cdef uint64_t seq = batch.next_seq
+    assert amount > 0, "postings move a positive amount"
+    assert read_account(batch, debit_owner, debit_slot, &debit), "debit account missing"
+    assert read_account(batch, credit_owner, credit_slot, &credit), "credit account missing"
+    assert memcmp(debit.currency, currency, CURRENCY_SIZE) == 0, "debit currency differs"
+    assert memcmp(credit.currency, currency, CURRENCY_SIZE) == 0, "credit currency differs"
+    debit.balance_minor -= amount
+    debit.debits_minor_total += amount
+    debit.last_journal_seq = seq
+    credit.balance_minor += amount
+    credit.credits_minor_total += amount
+    credit.last_journal_seq = seq
+    if debit.flags & ACCOUNT_NO_OVERDRAFT:
+        assert debit.balance_minor - debit.pending_minor >= 0, "overdraft on a no-overdraft account"
+    assert credit.balance_minor <= BALANCE_MINOR_MAX, "balance above BALANCE_MINOR_MAX"
+    memset(&entry, 0, sizeof(entry))
+    memcpy(entry.request_id, request_id, REQUEST_ID_SIZE)
+    entry.debit_owner = debit_owner
+    entry.debit_slot = debit_slot
+    entry.credit_owner = credit_owner
+    entry.credit_slot = credit_slot
+    entry.op = op
+    entry.reason = reason
+    memcpy(entry.currency, currency, CURRENCY_SIZE)
+    entry.amount_minor = amount
+    entry.time_s = batch.now_s
+    entry.actor = batch.actor
+    entry.partner_id = batch.partner
+    entry.origin_partner = batch.origin_partner
+    write_account(batch, debit_owner, debit_slot, &debit)
+    write_account(batch, credit_owner, credit_slot, &credit)
+    batch.append(u64_be(seq), _bytes(&entry, sizeof(entry)), batch.db_journal)
+    batch.next_seq = seq + 1
+    return seq
+
+
+cdef int64_t balance_of(BatchContext batch, uint64_t owner, uint8_t slot) except? -1:
+    cdef AccountRecord acc
+    return acc.balance_minor if read_account(batch, owner, slot, &acc) else 0
+
+
+cdef int approve(BatchContext batch, const CoreRequest* rq, CoreReply* rp, int64_t amount, uint64_t seq,
+                 const CardRecord* card=NULL) except -1:
+    """Approved: the reply describes the card as it is now (`card`, when the caller
+    holds its current record, saves reading it again)."""
+    rp.result = RESULT_APPROVED
+    rp.approved_minor = amount
+    rp.journal_seq = seq
+    rp.approval_code = _approval_code(rq.request_id, seq)
+    if card != NULL:
+        describe_card(batch, card, rp)
+    else:
+        describe_reply_card(batch, rp)
+    return 0

@@ -66,6 +66,14 @@ setup(
     packages=[
         "cardgate.fastcore",
         "cardgate.gateway",
+        "cardgate.gateway.api",
+        "cardgate.gateway.cli",
+        "cardgate.gateway.fleet",
+        "cardgate.gateway.issuing",
+        "cardgate.gateway.loyalty",
+        "cardgate.gateway.ops",
+        "cardgate.gateway.security",
+        "cardgate.gateway.store",
         "cardgate.devices",
         "cardgate.bureau",
         "cardgate.v1",
@@ -73,6 +81,8 @@ setup(
     package_dir={
         "cardgate.fastcore": "fastcore",
         "cardgate.gateway": "gateway",
+        **{f"cardgate.gateway.{p}": f"gateway/{p}"
+           for p in ("api", "cli", "fleet", "issuing", "loyalty", "ops", "security", "store")},
         "cardgate.devices": "devices",
         "cardgate.bureau": "bureau",
         "cardgate.v1": "proto/cardgate/v1",

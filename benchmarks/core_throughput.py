@@ -26,8 +26,8 @@ import lmdb
 from cardgate.fastcore import ledger, records
 from cardgate.fastcore.records import Op, Result
 from cardgate.gateway.request_ids import uuid7
-from cardgate.gateway.store import Store
-from cardgate.gateway.writer import yyyymm_of
+from cardgate.gateway.store.store import Store
+from cardgate.gateway.store.writer import yyyymm_of
 
 SETUP_BATCH = 10_000
 GOAL_RATIO_AT_1000 = 0.3

@@ -16,8 +16,8 @@ import sys
 import grpc
 
 from cardgate.gateway import limits
-from cardgate.gateway.pki import Pki
-from cardgate.gateway.server import GRPC_OPTIONS
+from cardgate.gateway.api.server import GRPC_OPTIONS
+from cardgate.gateway.security.pki import Pki
 
 METHOD = "/bench.Echo/Call"
 

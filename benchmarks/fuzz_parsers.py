@@ -24,10 +24,11 @@ with atheris.instrument_imports():
     from google.protobuf import message_factory
 
     from cardgate.fastcore import records
-    from cardgate.gateway import money, pan as pan_mod, validation
-    from cardgate.gateway.datakeys import KeyRing, record_key_id
-    from cardgate.gateway.pki import PkiError, identity_of
-    from cardgate.gateway.registration import SERVICES, Malformed, _tolerant_parser
+    from cardgate.gateway import money, validation
+    from cardgate.gateway.api.registration import SERVICES, Malformed, _tolerant_parser
+    from cardgate.gateway.security import pan as pan_mod
+    from cardgate.gateway.security.datakeys import KeyRing, record_key_id
+    from cardgate.gateway.security.pki import PkiError, identity_of
 
 REQUEST_PARSERS = [
     _tolerant_parser(message_factory.GetMessageClass(method.input_type))
@@ -35,7 +36,7 @@ REQUEST_PARSERS = [
 UNPACKERS = [records.unpack_reply, records.unpack_replies, records.unpack_request,
              records.unpack_request_record, records.unpack_card, records.unpack_account,
              records.unpack_journal_entry, records.unpack_range, records.parse_book_key,
-             records.journal_seq_of, records.unpack_hold, records.unpack_package,
+             records.journal_seq_of, records.unpack_hold, records.unpack_lot,
              records.unpack_profile, records.unpack_usage, records.unpack_contract,
              records.unpack_catalog, records.unpack_program, records.unpack_rules,
              records.unpack_member, records.unpack_points_line, records.unpack_outlet]
@@ -107,7 +108,7 @@ def write_seeds(folder):
     import pathlib
     import uuid
 
-    from cardgate.gateway.pki import Pki
+    from cardgate.gateway.security.pki import Pki
     from cardgate.v1 import authorization_pb2, common_pb2, issuing_pb2
 
     def seed(target, payload, n=[0]):

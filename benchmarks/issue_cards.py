@@ -20,8 +20,8 @@ import lmdb
 
 HOLDERS_PER_REQUEST = 2_000
 
-from cardgate.gateway.channels import open_channel
-from cardgate.gateway.server import Gateway
+from cardgate.gateway.api.server import Gateway
+from cardgate.gateway.cli.channels import open_channel
 from cardgate.v1 import common_pb2, issuing_pb2, issuing_pb2_grpc
 
 

@@ -36,13 +36,20 @@ import time
 
 import grpc
 
-from cardgate.gateway.channels import open_channel
-from cardgate.gateway.demo import clients_dir
-from cardgate.gateway.pan import luhn_check_digit
-from cardgate.gateway.pki import Pki
+from cardgate.gateway.cli.channels import open_channel
+from cardgate.gateway.cli.demo import clients_dir
 from cardgate.gateway.request_ids import new_request_id
-from cardgate.v1 import (authorization_pb2, authorization_pb2_grpc, common_pb2, forecourt_pb2,
-                         forecourt_pb2_grpc, issuing_pb2, issuing_pb2_grpc)
+from cardgate.gateway.security.pan import luhn_check_digit
+from cardgate.gateway.security.pki import Pki
+from cardgate.v1 import (
+    authorization_pb2,
+    authorization_pb2_grpc,
+    common_pb2,
+    forecourt_pb2,
+    forecourt_pb2_grpc,
+    issuing_pb2,
+    issuing_pb2_grpc,
+)
 
 GOAL_RATIO = 0.8
 GOAL_RATIO_BATCH = 0.6
@@ -356,7 +363,7 @@ def main(argv=None):
 def start_gateway(data_dir, global_options=("--log-level", "WARNING"), serve_options=()):
     """`cardgate serve` for a benchmark: no demo, on loopback, the rate limits lifted (one
     terminal certificate carries all the load here). (process, address)."""
-    return start([sys.executable, "-m", "cardgate.gateway.cli", *global_options,
+    return start([sys.executable, "-m", "cardgate.gateway.cli.main", *global_options,
                   "serve", "--no-demo", "--data-dir", data_dir, *serve_options,
                   "--terminal-rate-per-s", "1000000", "--card-per-minute", "1000000",
                   "--listen", "127.0.0.1:0"], r"cardgate listening on (\S+),")

@@ -18,11 +18,11 @@ import time
 
 from cardgate.fastcore import ledger, records
 from cardgate.fastcore.records import Op, Result, Rule, RuleKind
-from cardgate.gateway import analytics
-from cardgate.gateway.loyalty_service import EXPIRING_PAGE_ROWS
+from cardgate.gateway.api.loyalty import EXPIRING_PAGE_ROWS
+from cardgate.gateway.loyalty import analytics
 from cardgate.gateway.request_ids import uuid7
-from cardgate.gateway.store import Store
-from cardgate.gateway.writer import yyyymm_of
+from cardgate.gateway.store.store import Store
+from cardgate.gateway.store.writer import yyyymm_of
 
 from .core_throughput import card_key_of, populate_core
 

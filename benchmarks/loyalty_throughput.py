@@ -21,8 +21,8 @@ import time
 from cardgate.fastcore import ledger, records
 from cardgate.fastcore.records import Op, Result, Rule, RuleKind, RuleScope, Tier
 from cardgate.gateway.request_ids import uuid7
-from cardgate.gateway.store import Store
-from cardgate.gateway.writer import yyyymm_of
+from cardgate.gateway.store.store import Store
+from cardgate.gateway.store.writer import yyyymm_of
 
 from .core_throughput import card_key_of, durable_seconds, populate_core
 

@@ -11,13 +11,12 @@ import random
 import lmdb
 import pytest
 
+from benchmarks.core_throughput import card_key_of, populate_core, populate_raw
 from cardgate.fastcore import ledger, records
 from cardgate.fastcore.records import Op, Result
 from cardgate.gateway.request_ids import uuid7
-from cardgate.gateway.store import Store
-from cardgate.gateway.writer import yyyymm_of
-
-from benchmarks.core_throughput import card_key_of, populate_core, populate_raw
+from cardgate.gateway.store.store import Store
+from cardgate.gateway.store.writer import yyyymm_of
 
 CARDS = 100_000
 BATCH = 1000

@@ -11,9 +11,12 @@ import sys
 
 import grpc
 
+from cardgate.gateway.cli.client import channel_of
+from cardgate.gateway.cli.demo import clients_dir
+from cardgate.gateway.issuing import job_file
+from cardgate.gateway.request_ids import new_request_id
 from cardgate.v1 import common_pb2, issuing_pb2, issuing_pb2_grpc
 
-from . import job_file
 from .results import ResultsError, ResultsLog
 
 AID_DEFAULT = "F00101"
@@ -75,8 +78,6 @@ def add_commands(sub, connected):
 
 
 def run(args) -> int:
-    from cardgate.gateway.client import channel_of
-
     try:
         if args.bureau_command == "encode":
             return _encode(args, channel_of)
@@ -99,8 +100,6 @@ def run(args) -> int:
 
 
 def _export(args, stub) -> int:
-    from cardgate.gateway.request_ids import new_request_id
-
     if args.card_ids:
         text = sys.stdin.read() if args.card_ids == "-" else pathlib.Path(args.card_ids).read_text()
         card_ids = [int(line) for line in text.split()]
@@ -172,8 +171,6 @@ def _status(args, stub) -> int:
 def _read_job(args):
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
-
-    from cardgate.gateway.demo import clients_dir
 
     ca_path = pathlib.Path(args.ca) if args.ca else \
         pathlib.Path(args.cert_dir or clients_dir(args.data_dir)) / "ca.crt"

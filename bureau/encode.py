@@ -12,7 +12,7 @@ Cards are taken one at a time: after each, the encoder waits for it to leave its
 import time
 
 from cardgate.devices import desfire, msr, pcsc, personalize, tracks
-from cardgate.gateway.pan import mask
+from cardgate.gateway.security.pan import mask
 
 VALUE_LIMIT_NONE = 0
 

@@ -131,6 +131,15 @@ cdef enum ResultCode:
     RESULT_REJECTED_INVALID_REQUEST = 251
     RESULT_REJECTED_UNKNOWN_PRODUCT = 252     # a product code not in the catalog
 
+# A points reservation is a hold of points and answers with the wire's hold codes; these
+# names say what each means for a reservation.
+cdef enum ReservationResult:
+    RESULT_DECLINED_RESERVATION_NOT_FOUND = RESULT_DECLINED_HOLD_NOT_FOUND
+    RESULT_DECLINED_RESERVATION_CONFIRMED = RESULT_DECLINED_HOLD_ALREADY_COMPLETED
+    RESULT_DECLINED_RESERVATION_RELEASED = RESULT_DECLINED_HOLD_VOIDED
+    RESULT_DECLINED_RESERVATION_TIMED_OUT = RESULT_DECLINED_HOLD_EXPIRED
+    RESULT_DECLINED_CONFIRMATION_EXCEEDS_RESERVATION = RESULT_DECLINED_COMPLETION_EXCEEDS_HOLD
+
 # Same numbers as cardgate.v1.CardStatus.
 cdef enum CardStatusCode:
     CARD_ISSUED = 1
@@ -171,11 +180,11 @@ cdef enum AccountSlot:
     SLOT_RANGE_SALES_ELSEWHERE = 15
     SLOT_CARD_POINTS_HELD = 16  # a card's points reserved for redemptions not yet confirmed
 
-cdef enum PackageStatus:
-    PACKAGE_OPEN = 1
-    PACKAGE_USED_UP = 2
-    PACKAGE_EXPIRED = 3
-    PACKAGE_HELD = 4            # points reserved for a redemption, until held_until_s
+cdef enum LotStatus:
+    LOT_OPEN = 1
+    LOT_USED_UP = 2
+    LOT_EXPIRED = 3
+    LOT_HELD = 4            # points reserved for a redemption, until held_until_s
 
 cdef enum HoldStatus:
     HOLD_OPEN = 1
@@ -434,19 +443,19 @@ cdef packed struct CatalogRecord:
 #   card_...:   card_id(8) + valid_until_s(8) + lot id         (use, earliest-expiring first)
 #               (for points, in the book: card_id(8) 'L' valid_until_s(8) lot id)
 # A lot that never expires (valid_until_s 0) is indexed at LOT_NEVER.
-cdef packed struct PackageRecord:
+cdef packed struct LotRecord:
     uint64_t card_id
     uint32_t range_id
     uint8_t status
     uint8_t reserved[3]
-    int64_t units_total
-    int64_t units_left
+    int64_t quantity_total      # units of a package, or points of a lot, when created
+    int64_t quantity_left       # what is left to use
     uint64_t created_s
     uint64_t valid_until_s      # last second usable (0: never)
     uint64_t available_from_s   # points: usable from (after the program's returns window)
     uint32_t partner_id         # points: the partner that issued them
     uint32_t reserved2
-    uint64_t held_until_s       # PACKAGE_HELD: released at this time unless confirmed
+    uint64_t held_until_s       # LOT_HELD: released at this time unless confirmed
 
 # A loyalty program, in the config database: 'G' program_id(4) -> ProgramRecord, and
 # 'g' range_id(4) -> program_id(4, little-endian) for each range it covers.

@@ -191,33 +191,33 @@ cdef void register(uint8_t op, check_fn check, apply_fn apply):
 register(OP_CREATE_RANGE, check_create_range, create_range)
 register(OP_ISSUE_CARD, check_no_payload, issue_card)
 register(OP_SET_STATUS, check_no_payload, set_status)
-register(OP_LOAD, check_load, load)
-register(OP_PURCHASE, check_purchase, purchase)
-register(OP_REFUND, check_refund, refund)
+register(OP_LOAD, check_quantity_moved, load)
+register(OP_PURCHASE, check_charge, purchase)
+register(OP_REFUND, check_quantity_moved, refund)
 register(OP_REVERSAL, check_reversal, reverse)
 register(OP_SET_PIN, check_set_pin, set_pin)
-register(OP_PREAUTH, check_preauth, preauth)
+register(OP_PREAUTH, check_charge, preauth)
 register(OP_COMPLETE, check_complete, complete)
 register(OP_VOID, check_void, void_hold)
-register(OP_ADJUST, check_adjust, adjust)
+register(OP_ADJUST, check_quantity_moved, adjust)
 register(OP_CLEAR, check_clear, clear)
 register(OP_DEACTIVATE, check_deactivate, deactivate)
 register(OP_SELL_PACKAGE, check_sell_package, sell_package)
-register(OP_USE_UNITS, check_use_lots, use_units)
+register(OP_USE_UNITS, check_quantity_moved, use_units)
 register(OP_DEFINE_PRODUCT, check_define_product, define_product)
 register(OP_SET_PROFILE, check_set_profile, set_profile)
 register(OP_DEFINE_OUTLET, check_define_outlet, define_outlet)
 register(OP_SET_CONTRACT, check_set_contract, set_contract)
 register(OP_ASSIGN_CARD, check_no_payload, assign_card)
-register(OP_EARN_POINTS, check_use_lots, earn_points)
-register(OP_REDEEM_POINTS, check_use_lots, redeem_points)
+register(OP_EARN_POINTS, check_quantity_moved, earn_points)
+register(OP_REDEEM_POINTS, check_quantity_moved, redeem_points)
 register(OP_SET_PROGRAM, check_set_program, set_program)
-register(OP_ADJUST_POINTS, check_adjust_points, adjust_points)
+register(OP_ADJUST_POINTS, check_quantity_moved, adjust_points)
 register(OP_TRANSFER_POINTS, check_transfer_points, transfer_points)
 register(OP_SET_RULES, check_set_rules, set_rules)
 register(OP_LOYALTY_SALE, check_loyalty_sale, loyalty_sale)
 register(OP_SET_MEMBER, check_set_member, set_member)
-register(OP_RESERVE_POINTS, check_reserve_points, reserve_points)
+register(OP_RESERVE_POINTS, check_quantity_moved, reserve_points)
 register(OP_CONFIRM_POINTS, check_confirm_points, close_reservation)
 register(OP_RELEASE_POINTS, check_release_points, close_reservation)
 register(OP_DEFINE_PARTNER, check_define_partner, define_partner)
@@ -341,3 +341,33 @@ def open_holds(txn, dbs) -> int:
     when completed, voided, reversed or expired)."""
     return txn.stat(dbs[DB_HOLD_EXPIRY])["entries"]
 
+
+
+# ---- reads for Python, with the core's own rules -----------------------------------
+
+def card_view(txn, dbs, bytes card_key):
+    """(card record, reply) of the card with this PAN-index key, or None: the reply
+    describes it as every answer does (balance with what is held, pending, a contract's
+    credit limit), in any transaction, read-only included."""
+    cdef BatchContext batch = BatchContext(txn, dbs, 0, 0, 0)
+    cdef CardRecord card
+    cdef CoreReply rp
+    if len(card_key) != CARD_KEY_SIZE:
+        raise ValueError(f"a card key is {CARD_KEY_SIZE} bytes, got {len(card_key)}")
+    if not find_card(batch, card_key, &card):
+        return None
+    memset(&rp, 0, sizeof(rp))
+    describe_card(batch, &card, &rp)
+    return _bytes(&card, sizeof(card)), _bytes(&rp, sizeof(rp))
+
+
+def valid_point_lots(txn, dbs, uint64_t card_id, uint64_t now_s):
+    """Lot records (records.unpack_lot) of the card's points still valid at now_s,
+    earliest-expiring first: the lots a redemption at now_s would take."""
+    cdef BatchContext batch = BatchContext(txn, dbs, now_s, 0, 0)
+    cdef LotRecord lot
+    out = []
+    for lot_id in card_lot_ids(batch, batch.points, card_id, LOTS_VALID_NOW):
+        if read_lot(batch, batch.points, <const uint8_t*><const char*>lot_id, &lot):
+            out.append(_bytes(&lot, sizeof(lot)))
+    return out

@@ -3,8 +3,8 @@ import re
 import uuid
 
 from cardgate.fastcore import records
-
-from . import money, pan as pan_mod
+from cardgate.gateway import money
+from cardgate.gateway.security import pan as pan_mod
 
 _UUID_TEXT = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 

@@ -7,8 +7,8 @@ import subprocess
 import pytest
 from hypothesis import HealthCheck, settings
 
-from cardgate.gateway.channels import open_channel
-from cardgate.gateway.server import Gateway
+from cardgate.gateway.api.server import Gateway
+from cardgate.gateway.cli.channels import open_channel
 from cardgate.v1 import authorization_pb2_grpc, fleet_pb2_grpc, issuing_pb2_grpc
 
 TERMINAL_MERCHANT, TERMINAL_OUTLET = "m1", "o1"

@@ -31,7 +31,7 @@ class GatewayProcess:
     def __init__(self, data_dir, *extra_args, start_timeout_s=30.0, global_args=()):
         self.data_dir = data_dir
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cardgate.gateway.cli", "--log-level", "DEBUG", *global_args, "serve",
+            [sys.executable, "-m", "cardgate.gateway.cli.main", "--log-level", "DEBUG", *global_args, "serve",
              "--data-dir", str(data_dir),
              "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", *extra_args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
@@ -58,8 +58,8 @@ class GatewayProcess:
 
     def channel(self, name="demo-terminal", own_connection=False):
         """A client channel with one of the demo's certificates."""
-        from cardgate.gateway.channels import open_channel
-        from cardgate.gateway.demo import clients_dir
+        from cardgate.gateway.cli.channels import open_channel
+        from cardgate.gateway.cli.demo import clients_dir
         return open_channel(self.address, clients_dir(self.data_dir), name, own_connection=own_connection)
 
     def kill(self):

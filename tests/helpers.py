@@ -5,7 +5,7 @@ import grpc
 import pytest
 
 from cardgate.fastcore import ledger, records
-from cardgate.gateway.pan import luhn_check_digit
+from cardgate.gateway.security.pan import luhn_check_digit
 from cardgate.v1 import authorization_pb2, common_pb2, issuing_pb2
 
 IIN = "627700"

@@ -190,7 +190,7 @@ class FleetRules:
     # ---- configuration ---------------------------------------------------------------
 
     def define_product(self, rq, payload, rp, now_s, now_yyyymm):
-        self.catalog[rq.range_id] = rq.target_status == records.PRODUCT_KIND_FUEL
+        self.catalog[rq.product_code] = rq.product_kind == records.PRODUCT_KIND_FUEL
         self.approve(rq, rp, 0, 0)
 
     def set_profile(self, rq, payload, rp, now_s, now_yyyymm):
@@ -221,10 +221,10 @@ class FleetRules:
         else:
             if known.currency != rq.currency:
                 raise Decline(Result.DECLINED_CURRENCY_MISMATCH)
-            if self.accounts[(owner, Slot.CARD_VALUE)].balance_minor + rq.amount_minor < 0:
+            if self.accounts[(owner, Slot.CARD_VALUE)].balance_minor + rq.credit_limit_minor < 0:
                 raise Decline(Result.DECLINED_CREDIT_LIMIT_EXCEEDED)
         self.contracts[rq.contract_id] = records.Contract(rq.contract_id, rq.profile_id,
-                                                          rq.currency, rq.amount_minor)
+                                                          rq.currency, rq.credit_limit_minor)
         rp["currency"] = rq.currency
         self.approve(rq, rp, 0, 0)
 
@@ -252,32 +252,32 @@ class FleetRules:
         checks: whether it is valid, or None when the generic checks decide."""
         Op = records.Op
         if rq.op == Op.SET_RULES:
-            return hashlib.sha256(payload).digest() == rq.card_key and self.valid_rules(rq, payload)
+            return hashlib.sha256(payload).digest() == rq.payload_digest and self.valid_rules(rq, payload)
         if rq.op == Op.SET_STAGE:
-            return not payload and 0 <= rq.target_status <= 2
+            return not payload and 0 <= rq.stage <= 2
         if rq.op == Op.ALLOCATE_SERIALS:
-            return not payload and 0 < rq.amount_minor <= records.SERIALS_PER_REQUEST_MAX
+            return not payload and 0 < rq.serial_count <= records.SERIALS_PER_REQUEST_MAX
         if rq.op == Op.DEFINE_PARTNER:
-            return not payload and rq.profile_id != 0 and rq.range_name != b""
+            return not payload and rq.partner_id != 0 and rq.partner_name != b""
         if rq.op == Op.SET_MEMBER:
-            month, day = divmod(rq.profile_id, 100)
-            return not payload and (rq.profile_id == 0 or (1 <= month <= 12 and 1 <= day <= 31))
+            month, day = divmod(rq.birthday_mmdd, 100)
+            return not payload and (rq.birthday_mmdd == 0 or (1 <= month <= 12 and 1 <= day <= 31))
         if rq.op == Op.LOYALTY_SALE and not payload:
             return 0 < rq.amount_minor <= records.AMOUNT_MINOR_MAX and \
-                0 <= rq.load_per_day_max_minor <= records.AMOUNT_MINOR_MAX and \
-                records.PaymentMethod.CASH <= rq.target_status <= records.PaymentMethod.OTHER and \
+                0 <= rq.points_tendered <= records.AMOUNT_MINOR_MAX and \
+                records.PaymentMethod.CASH <= rq.payment_method <= records.PaymentMethod.OTHER and \
                 0 <= rq.volume_ml <= records.VOLUME_ML_MAX
         expected = {Op.SET_PROFILE: records.PROFILE_RECORD_SIZE,
                     Op.DEFINE_OUTLET: records.OUTLET_RECORD_SIZE,
                     Op.SET_PROGRAM: records.PROGRAM_RECORD_SIZE,
                     Op.TRANSFER_POINTS: 32, Op.REPLACE_CARD: 32,
-                    Op.DEACTIVATE: 32 if rq.target_status == 2 else 0}.get(rq.op, 0)
+                    Op.DEACTIVATE: 32 if rq.close_disposition == 2 else 0}.get(rq.op, 0)
         if rq.payload_size != expected or len(payload) != expected:
             return False
         if rq.op in (Op.TRANSFER_POINTS, Op.REPLACE_CARD, Op.DEACTIVATE) and payload:
-            if hashlib.sha256(payload).digest()[:16] != rq.ref_request_id or payload == rq.card_key:
+            if hashlib.sha256(payload).digest()[:16] != rq.card_payload_digest or payload == rq.card_key:
                 return False
-        elif payload and hashlib.sha256(payload).digest() != rq.card_key:
+        elif payload and hashlib.sha256(payload).digest() != rq.payload_digest:
             return False
         if rq.op in (Op.PURCHASE, Op.PREAUTH, Op.COMPLETE):
             if not 0 <= rq.volume_ml <= records.VOLUME_ML_MAX:
@@ -285,7 +285,7 @@ class FleetRules:
             if rq.odometer is not None and not 0 <= rq.odometer <= records.ODOMETER_MAX:
                 return False
         if rq.op == Op.DEFINE_PRODUCT:
-            return rq.range_id < 256 and rq.target_status in (1, 2)
+            return rq.product_code < 256 and rq.product_kind in (1, 2)
         if rq.op == Op.SET_PROFILE:
             profile = records.unpack_profile(payload)
             return rq.profile_id != 0 and profile.profile_id == rq.profile_id and \
@@ -293,11 +293,11 @@ class FleetRules:
         if rq.op == Op.DEFINE_OUTLET:
             return rq.outlet_code != 0 and int.from_bytes(payload[:4], "little") == rq.outlet_code
         if rq.op == Op.SET_CONTRACT:
-            return rq.contract_id != 0 and 0 <= rq.amount_minor <= records.BALANCE_MINOR_MAX
+            return rq.contract_id != 0 and 0 <= rq.credit_limit_minor <= records.BALANCE_MINOR_MAX
         if rq.op in (Op.ASSIGN_CARD, Op.REPLACE_CARD):
             return True
         if rq.op == Op.DEACTIVATE:
-            return rq.amount_minor == 0 and 0 <= rq.target_status <= 2
+            return rq.amount_minor == 0 and 0 <= rq.close_disposition <= 2
         if rq.op == Op.SET_PROGRAM:
             return self.valid_program(payload)
         return None

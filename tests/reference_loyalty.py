@@ -5,10 +5,10 @@ import calendar
 import dataclasses
 import datetime
 
+from reference_fleet import Decline
+
 from cardgate.fastcore import records
 from cardgate.fastcore.records import ExpiryKind, Op, Result, RuleKind, RuleScope, Slot
-
-from reference_fleet import Decline
 
 POINTS = records.POINTS_ASSET
 SYSTEM = records.SYSTEM_OWNER_BASE
@@ -22,7 +22,7 @@ def lot_id_of(reserve):
 
 def lot_time(lot):
     """When a lot is due: a reservation at the end of its hold, else at its expiry."""
-    if lot.status == records.PackageState.HELD:
+    if lot.status == records.LotState.HELD:
         return lot.held_until_s
     return lot.valid_until_s or records.LOT_NEVER
 
@@ -245,18 +245,18 @@ class LoyaltyRules:
             return 0
         lots = self.point_lots
         own = lots.get(rq.ref_request_id)
-        order = [rq.ref_request_id] if own is not None and own.status == records.PackageState.OPEN else []
+        order = [rq.ref_request_id] if own is not None and own.status == records.LotState.OPEN else []
         order += [pid for _, pid in sorted(
             (lot_time(p), pid) for pid, p in lots.items()
-            if p.card_id == card.card_id and p.status == records.PackageState.OPEN
+            if p.card_id == card.card_id and p.status == records.LotState.OPEN
             and lot_time(p) >= now_s and pid not in order)]
         covered = 0
         for pid in order:
-            take = min(lots[pid].units_left, points - covered)
-            lots[pid].units_left -= take
+            take = min(lots[pid].quantity_left, points - covered)
+            lots[pid].quantity_left -= take
             covered += take
-            if lots[pid].units_left == 0:
-                lots[pid].status = records.PackageState.USED_UP
+            if lots[pid].quantity_left == 0:
+                lots[pid].status = records.LotState.USED_UP
         seq = 0
         issued = (SYSTEM + card.range_id, Slot.RANGE_POINTS_ISSUED)
         if covered:
@@ -291,14 +291,14 @@ class LoyaltyRules:
         self.origin_partner = 0
         self.point_lots[rq.request_id] = self.PACKAGE(
             card.card_id, card.range_id, rq.amount_minor, rq.amount_minor, now_s, earliest, now_s,
-            records.PackageState.HELD, taken[0][0], now_s + self.hold_timeout_s)
+            records.LotState.HELD, taken[0][0], now_s + self.hold_timeout_s)
         self.approve(rq, rp, rq.amount_minor, seq)
         self.describe_lots(self.POINT_LOTS, rp)
 
     def settle_reservation(self, posting_id, reserve, redeem, release_op, flag, now_s):
         """Redeem `redeem` where it was reserved, give the rest back: the lot opens again."""
         lot = self.point_lots[records.unpack_request(reserve.request).request_id]
-        released = lot.units_left - redeem
+        released = lot.quantity_left - redeem
         groups = []
         for entry in self.journal[reserve.reply["journal_seq"] - 1:]:
             if entry.request_id != lot_id_of(reserve) or entry.op != Op.RESERVE_POINTS:
@@ -319,8 +319,8 @@ class LoyaltyRules:
                 seq = seq or last
         self.partner = self.origin_partner = 0
         lot.held_until_s = 0
-        lot.units_left = released
-        lot.status = records.PackageState.OPEN if released else records.PackageState.USED_UP
+        lot.quantity_left = released
+        lot.status = records.LotState.OPEN if released else records.LotState.USED_UP
         reserve.flags |= flag
         return seq
 
@@ -372,7 +372,7 @@ class LoyaltyRules:
         discount_bp = discount_of(program, lifetime)
         discount = rq.amount_minor * discount_bp // 10000
         payable = rq.amount_minor - discount
-        points, value, taken = rq.load_per_day_max_minor, 0, []     # points tendered
+        points, value, taken = rq.points_tendered, 0, []     # points tendered
         try:
             if points:
                 rate = program.point_value_millis
@@ -398,7 +398,7 @@ class LoyaltyRules:
                           (SYSTEM + card.range_id, Slot.RANGE_POINTS_REDEEMED), POINTS, amount, now_s)
             self.origin_partner = 0
             rp.update(points_redeemed=points, points_value_minor=value)
-        self.earn_on_sale(rq, card, payable - value, rq.volume_ml, rq.target_status, rp, now_s,
+        self.earn_on_sale(rq, card, payable - value, rq.volume_ml, rq.payment_method, rp, now_s,
                           earns=not (taken and program.no_earn_when_redeeming))
         self.approve(rq, rp, payable - value, seq)
         self.describe_lots(self.POINT_LOTS, rp)
@@ -416,7 +416,7 @@ class LoyaltyRules:
         self.partner = self.origin_partner = 0
 
     def set_rules(self, rq, payload, rp, now_s, now_yyyymm):
-        if rq.profile_id not in self.programs:
+        if rq.program_id not in self.programs:
             raise Decline(Result.DECLINED_UNKNOWN_PROGRAM)
         rules = records.unpack_rules(payload)
         if any(code not in self.outlets for rule in rules for code in rule.outlets):
@@ -426,11 +426,11 @@ class LoyaltyRules:
             raise Decline(Result.DECLINED_UNKNOWN_PARTNER)
         if any(code not in self.catalog for rule in rules for code in rule.products):
             raise Decline(Result.REJECTED_UNKNOWN_PRODUCT)
-        self.rules[rq.profile_id] = rules
+        self.rules[rq.program_id] = rules
         self.approve(rq, rp, 0, 0)
 
     def define_partner(self, rq, payload, rp, now_s, now_yyyymm):
-        self.partner_names[rq.profile_id] = rq.range_name
+        self.partner_names[rq.partner_id] = rq.partner_name
         self.approve(rq, rp, 0, 0)
 
     def set_member(self, rq, payload, rp, now_s, now_yyyymm):
@@ -438,13 +438,13 @@ class LoyaltyRules:
         if card.status == records.CardStatus.CLOSED:
             raise Decline(Result.DECLINED_CARD_CLOSED)
         member = self.members.setdefault(card.card_id, Member())
-        member.birth_month, member.birth_day = divmod(rq.profile_id, 100)
+        member.birth_month, member.birth_day = divmod(rq.birthday_mmdd, 100)
         self.approve(rq, rp, 0, 0)
 
     @staticmethod
     def valid_rules(rq, payload):
         size = records.EARN_RULE_SIZE
-        if rq.profile_id == 0 or len(payload) % size or len(payload) > records.EARN_RULES_MAX * size:
+        if rq.program_id == 0 or len(payload) % size or len(payload) > records.EARN_RULES_MAX * size:
             return False
         for offset in range(0, len(payload), size):
             raw = payload[offset:offset + size]

@@ -9,11 +9,11 @@ import copy
 import dataclasses
 import functools
 
-from cardgate.fastcore import records
-from cardgate.fastcore.records import CardStatus, Op, PaymentMethod, Result, Slot
-
 from reference_fleet import Decline, FleetRules
 from reference_loyalty import LoyaltyRules, lot_time
+
+from cardgate.fastcore import records
+from cardgate.fastcore.records import CardStatus, Op, PaymentMethod, Result, Slot
 
 AMOUNT_MINOR_MAX = records.AMOUNT_MINOR_MAX
 BALANCE_MINOR_MAX = records.BALANCE_MINOR_MAX
@@ -89,12 +89,12 @@ class Hold:
 class Package:
     card_id: int
     range_id: int
-    units_total: int
-    units_left: int
+    quantity_total: int
+    quantity_left: int
     created_s: int
     valid_until_s: int
     available_from_s: int = 0
-    status: int = records.PackageState.OPEN
+    status: int = records.LotState.OPEN
     partner_id: int = 0
     held_until_s: int = 0         # a points reservation (status HELD): released then
 
@@ -222,7 +222,7 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
             raise Decline(Result.DECLINED_CARD_RANGE_EXISTS)
         self.ranges[rq.range_id] = rq.currency
         self.pin_tries_max[rq.range_id] = rq.pin_tries_max or records.PIN_TRIES_MAX_DEFAULT
-        self.range_limits[rq.range_id] = (rq.amount_minor, rq.load_per_day_max_minor)
+        self.range_limits[rq.range_id] = (rq.balance_max_minor, rq.load_per_day_max_minor)
         self.serial_digits[rq.range_id] = rq.pan_length - rq.iin_digits - 1
         for slot in (Slot.RANGE_FUNDING, Slot.RANGE_MERCHANT, Slot.RANGE_SALES_ELSEWHERE):
             self.accounts[(SYSTEM + rq.range_id, slot)] = Account(rq.currency, False)
@@ -259,9 +259,9 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
             lots = getattr(self, kind.lots)
             moved = 0
             for lot in lots.values():
-                if lot.card_id == card.card_id and lot.status == records.PackageState.OPEN:
+                if lot.card_id == card.card_id and lot.status == records.LotState.OPEN:
                     lot.card_id = new.card_id
-                    moved += lot.units_left
+                    moved += lot.quantity_left
             if moved:
                 move((card.card_id, kind.card_slot), (new.card_id, kind.card_slot), kind.asset, moved)
         owed = -self.points_owed(card)
@@ -282,20 +282,20 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
 
     def set_stage(self, rq, packed, rp, now_s, now_yyyymm):
         card = self.open_card(rq, rp)
-        if rq.target_status < card.stage:
+        if rq.stage < card.stage:
             raise Decline(Result.DECLINED_INVALID_STATUS_CHANGE)
-        for stage in range(card.stage + 1, rq.target_status + 1):
+        for stage in range(card.stage + 1, rq.stage + 1):
             card.stage_times[stage] = now_s
-        card.stage = max(card.stage, rq.target_status)
+        card.stage = max(card.stage, rq.stage)
         self.approve(rq, rp, 0, 0)
 
     def allocate_serials(self, rq, packed, rp, now_s, now_yyyymm):
         if rq.range_id not in self.ranges:
             raise Decline(Result.DECLINED_UNKNOWN_CARD_RANGE)
         first = self.next_serial.get(rq.range_id, 1)
-        if first + rq.amount_minor - 1 > 10 ** self.serial_digits[rq.range_id] - 1:
+        if first + rq.serial_count - 1 > 10 ** self.serial_digits[rq.range_id] - 1:
             raise Decline(Result.DECLINED_RANGE_EXHAUSTED)
-        self.next_serial[rq.range_id] = first + rq.amount_minor
+        self.next_serial[rq.range_id] = first + rq.serial_count
         self.approve(rq, rp, first, 0)
 
     def issue_card(self, rq, packed, rp, now_s, now_yyyymm):
@@ -403,10 +403,10 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
         if self.accounts[(self.value_owner(card), Slot.CARD_HELD)].balance_minor or \
                 self.accounts[(card.card_id, Slot.CARD_POINTS_HELD)].balance_minor:
             raise Decline(Result.DECLINED_HOLDS_OPEN)
-        if rq.target_status == 0 and value:
+        if rq.close_disposition == 0 and value:
             raise Decline(Result.DECLINED_BALANCE_NOT_ZERO)
         seq = 0
-        if rq.target_status == 2:
+        if rq.close_disposition == 2:
             receiver = self.cards.get(self.pan_index.get(payload))
             if receiver is None or receiver.card_id == card.card_id or receiver.contract_id or \
                     self.card_unusable(receiver, now_yyyymm, True) is not None:
@@ -421,7 +421,7 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
                                 (receiver.card_id, Slot.CARD_VALUE), rp["currency"], value, now_s, rq.reason)
                 if receiver.status == CardStatus.ISSUED:
                     receiver.status, receiver.activated_s = CardStatus.ACTIVE, now_s
-        elif rq.target_status == 1 and value:
+        elif rq.close_disposition == 1 and value:
             seq = self.post(rq.request_id, Op.DEACTIVATE, (card.card_id, Slot.CARD_VALUE),
                             (SYSTEM + card.range_id, Slot.RANGE_FUNDING), rp["currency"], value, now_s,
                             rq.reason)
@@ -595,11 +595,11 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
         amount] per run of lots one partner issued."""
         lots = getattr(self, kind.lots)
         usable = sorted((lot_time(p), pid) for pid, p in lots.items()
-                        if p.card_id == card.card_id and p.status == records.PackageState.OPEN
+                        if p.card_id == card.card_id and p.status == records.LotState.OPEN
                         and lot_time(p) >= now_s)
-        pending = sum(lots[pid].units_left for _, pid in usable if lots[pid].available_from_s > now_s)
+        pending = sum(lots[pid].quantity_left for _, pid in usable if lots[pid].available_from_s > now_s)
         usable = [(t, pid) for t, pid in usable if lots[pid].available_from_s <= now_s]
-        available = sum(lots[pid].units_left for _, pid in usable)
+        available = sum(lots[pid].quantity_left for _, pid in usable)
         if available < need:
             raise Decline(Result.DECLINED_POINTS_PENDING if available + pending >= need
                           else kind.none_left)
@@ -608,16 +608,16 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
             if need == 0:
                 break
             lot = lots[pid]
-            take = min(lot.units_left, need)
+            take = min(lot.quantity_left, need)
             if taken is not None:
                 if taken and taken[-1][0] == lot.partner_id:
                     taken[-1][1] += take
                 else:
                     taken.append([lot.partner_id, take])
-            lot.units_left -= take
+            lot.quantity_left -= take
             need -= take
-            if lot.units_left == 0:
-                lot.status = records.PackageState.USED_UP
+            if lot.quantity_left == 0:
+                lot.status = records.LotState.USED_UP
         return earliest
 
     def use_lots(self, kind, rq, payload, rp, now_s, now_yyyymm):
@@ -648,19 +648,19 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
     def expire_lots(self, kind, now_s):
         lots = getattr(self, kind.lots)
         due = sorted((lot_time(p), pid) for pid, p in lots.items()
-                     if p.status in (records.PackageState.OPEN, records.PackageState.HELD)
+                     if p.status in (records.LotState.OPEN, records.LotState.HELD)
                      and lot_time(p) < now_s)
         for _, pid in due[:records.HOLD_EXPIRIES_PER_BATCH_MAX]:
             lot = lots[pid]
-            if lot.status == records.PackageState.HELD:     # nobody confirmed it
+            if lot.status == records.LotState.HELD:     # nobody confirmed it
                 self.settle_reservation(pid, self.requests[pid], 0, Op.POINTS_HOLD_EXPIRY,
                                         records.REQUEST_FLAG_TIMED_OUT, now_s)
                 continue
             self.origin_partner = lot.partner_id
             self.post(pid, kind.op_expiry, (lot.card_id, kind.card_slot),
-                      (SYSTEM + lot.range_id, kind.expired_slot), kind.asset, lot.units_left, now_s)
+                      (SYSTEM + lot.range_id, kind.expired_slot), kind.asset, lot.quantity_left, now_s)
             self.origin_partner = 0
-            lot.status = records.PackageState.EXPIRED
+            lot.status = records.LotState.EXPIRED
 
     def expire_holds(self, now_s):
         due = sorted((h.expires_s, hold_id) for hold_id, h in self.holds.items()
@@ -802,7 +802,7 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
                      Op.TRANSFER_POINTS, Op.RESERVE_POINTS):
             return 0 < rq.amount_minor <= AMOUNT_MINOR_MAX
         if rq.op == Op.CREATE_RANGE:
-            return rq.amount_minor >= 0 and rq.load_per_day_max_minor >= 0 and rq.target_status <= 2
+            return rq.balance_max_minor >= 0 and rq.load_per_day_max_minor >= 0 and rq.numbering <= 2
         if rq.op == Op.VOID:
             return rq.ref_request_id != rq.request_id
         if rq.op == Op.REVERSAL:

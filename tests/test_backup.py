@@ -9,17 +9,16 @@ import time
 import uuid
 
 import pytest
-
-from cardgate.gateway.demo import read_demo_pans
-from cardgate.gateway.store import Store
-from cardgate.v1 import authorization_pb2, authorization_pb2_grpc, common_pb2
-
 from gateway_process import GatewayProcess
 from helpers import eur
 
+from cardgate.gateway.cli.demo import read_demo_pans
+from cardgate.gateway.store.store import Store
+from cardgate.v1 import authorization_pb2, authorization_pb2_grpc, common_pb2
+
 
 def cardgate(*args):
-    return subprocess.run([sys.executable, "-m", "cardgate.gateway.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "cardgate.gateway.cli.main", *args], capture_output=True,
                           text=True, timeout=120, stdin=subprocess.DEVNULL)
 
 

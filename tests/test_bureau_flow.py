@@ -16,16 +16,15 @@ import grpc
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from helpers import create_range, eur, load, new_id, purchase
 
-from cardgate.bureau import job_file
 from cardgate.bureau.results import ResultsLog
 from cardgate.devices import desfire, msr, pcsc, personalize, tracks
 from cardgate.devices.desfire_card import DesfireCard
 from cardgate.devices.msr_simulator import MsrSimulator
 from cardgate.devices.vpcd import READER_NAMES, insert
+from cardgate.gateway.issuing import job_file
 from cardgate.v1 import authorization_pb2, common_pb2, issuing_pb2, issuing_pb2_grpc
-
-from helpers import create_range, eur, load, new_id, purchase
 
 MASTER_KEY = "00112233445566778899AABBCCDDEEFF"
 HOLDERS = ["Ada Lovelace", "ALAN M. TURING", "Grace O'Hara-Hopper"]
@@ -66,7 +65,7 @@ def issue_with_holders(gw):
 
 
 def cli(gw, *args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "cardgate.gateway.cli", "bureau", *args,
+    return subprocess.run([sys.executable, "-m", "cardgate.gateway.cli.main", "bureau", *args,
                            "--target", gw.gateway.address, "--cert-dir", str(gw.certs),
                            "--as", "bureau-1"], capture_output=True, text=True, timeout=timeout,
                           stdin=subprocess.DEVNULL)
@@ -126,7 +125,7 @@ class Feeder:
 
 def run_encode(gw, job_path, feeder, then=None, *more, card_wait_s=30):
     process = subprocess.Popen(
-        [sys.executable, "-m", "cardgate.gateway.cli", "bureau", "encode", str(job_path),
+        [sys.executable, "-m", "cardgate.gateway.cli.main", "bureau", "encode", str(job_path),
          "--msr", feeder.simulator.path, "--reader", READER_NAMES[0], "--reader", READER_NAMES[1],
          "--master-key", str(job_path.parent / "master.key"), "--bureau-key", str(gw.certs / "bureau-1.key"),
          "--card-wait-s", str(card_wait_s), "--target", gw.gateway.address, "--cert-dir", str(gw.certs),
@@ -467,7 +466,7 @@ def test_an_encoder_killed_mid_card_finishes_that_card_on_the_same_chip(live_gat
     try:
         feeder.put(card, 0)
         process = subprocess.Popen(
-            [sys.executable, "-m", "cardgate.gateway.cli", "bureau", "encode", str(job_path),
+            [sys.executable, "-m", "cardgate.gateway.cli.main", "bureau", "encode", str(job_path),
              "--msr", simulator.path, "--reader", READER_NAMES[0], "--master-key", str(tmp_path / "master.key"),
              "--card-wait-s", "30", "--target", gw.gateway.address, "--cert-dir", str(gw.certs),
              "--as", "bureau-1"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

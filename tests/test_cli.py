@@ -10,11 +10,10 @@ import sys
 
 import lmdb
 import pytest
+from gateway_process import GatewayProcess
 
 from cardgate.fastcore import ledger, records
-from cardgate.gateway.demo import DEMO_PROGRAM, read_demo_pans
-
-from gateway_process import GatewayProcess
+from cardgate.gateway.cli.demo import DEMO_PROGRAM, read_demo_pans
 
 SUBCOMMANDS = ("serve", "audit", "balance", "load", "pay", "refund", "reverse", "pki", "keys",
                "points", "earn", "redeem", "program", "sale", "statement", "member", "settlement",
@@ -23,7 +22,7 @@ DEMO_PROGRAM_FILE = pathlib.Path(__file__).parent.parent / "docs" / "demo-progra
 
 
 def cardgate(*args, timeout=60):
-    return subprocess.run([sys.executable, "-m", "cardgate.gateway.cli", *args],
+    return subprocess.run([sys.executable, "-m", "cardgate.gateway.cli.main", *args],
                           capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from cardgate.fastcore import ledger, records
 from cardgate.fastcore.records import Op, Result
-from cardgate.gateway.store import Store
+from cardgate.gateway.store.store import Store
 
 NOW_S, NOW_YYYYMM = 1_790_000_000, 202609
 
@@ -108,7 +108,7 @@ def test_pack_request_refuses_malformed_fields():
 
 
 def test_a_store_of_another_format_is_refused_not_misread(tmp_path):
-    from cardgate.gateway.store import Store, StoreFormatError
+    from cardgate.gateway.store.store import Store, StoreFormatError
 
     Store(tmp_path / "new").close()                      # a new store is marked with ours
     reopened = Store(tmp_path / "new", readonly=True)

@@ -1,7 +1,6 @@
 """The crash-under-load harness in the suite: 20 SIGKILL cycles of a mixed workload on
 one data directory, no violation (tests/crash_harness.py says what each cycle checks)."""
 import pytest
-
 from crash_harness import run
 
 pytestmark = pytest.mark.slow

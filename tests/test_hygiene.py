@@ -7,15 +7,22 @@ import time
 
 import grpc
 import pytest
-
-from cardgate.gateway.channels import open_channel
-from cardgate.gateway.demo import DEMO_DIESEL, clients_dir
-from cardgate.v1 import (authorization_pb2, authorization_pb2_grpc, common_pb2, fleet_pb2,
-                         fleet_pb2_grpc, issuing_pb2, issuing_pb2_grpc, loyalty_pb2,
-                         loyalty_pb2_grpc)
-
 from gateway_process import GatewayProcess
 from helpers import eur, make_pan, new_id
+
+from cardgate.gateway.cli.channels import open_channel
+from cardgate.gateway.cli.demo import DEMO_DIESEL, clients_dir
+from cardgate.v1 import (
+    authorization_pb2,
+    authorization_pb2_grpc,
+    common_pb2,
+    fleet_pb2,
+    fleet_pb2_grpc,
+    issuing_pb2,
+    issuing_pb2_grpc,
+    loyalty_pb2,
+    loyalty_pb2_grpc,
+)
 
 PANS = [make_pan(424242 + i) for i in range(3)]
 # Long enough that a match by chance in hex serials or UUIDs is out of the question.
@@ -95,7 +102,7 @@ def test_no_pan_and_no_pin_in_logs_answers_errors_or_store(tmp_path):
         for _ in range(5):                      # the velocity limit, naming the card masked
             call(terminal.Purchase, authorization_pb2.PurchaseRequest(
                 request_id=new_id(), pan=PANS[0], amount=eur(1), pin=PINS[0]))
-        cli = subprocess.run([sys.executable, "-m", "cardgate.gateway.cli", "--log-level", "DEBUG",
+        cli = subprocess.run([sys.executable, "-m", "cardgate.gateway.cli.main", "--log-level", "DEBUG",
                               "pay", "--pan", PANS[1], "--amount", "1.00", "--data-dir", str(data_dir),
                               "--target", gateway.address], capture_output=True, text=True, timeout=60)
         seen.append(cli.stdout + cli.stderr)
@@ -112,7 +119,7 @@ def test_no_pan_and_no_pin_in_logs_answers_errors_or_store(tmp_path):
         assert pan[:6] + "******" + pan[-4:] in said
     for pin in PINS:
         assert pin not in said, "a PIN leaked"
-    audit = subprocess.run([sys.executable, "-m", "cardgate.gateway.cli", "audit", "--data-dir",
+    audit = subprocess.run([sys.executable, "-m", "cardgate.gateway.cli.main", "audit", "--data-dir",
                             str(data_dir)], capture_output=True, text=True, timeout=60)
     assert audit.returncode == 0, audit.stdout
     stored = b"".join(p.read_bytes() for p in (data_dir / "ledger").iterdir())

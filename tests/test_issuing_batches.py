@@ -3,11 +3,10 @@ range, Luhn-valid, never a number twice, stored encrypted, progress streamed per
 and a retry giving the same cards."""
 import grpc
 import pytest
-
-from cardgate.gateway.pan import luhn_valid
-from cardgate.v1 import common_pb2, issuing_pb2
-
 from helpers import create_range, new_id
+
+from cardgate.gateway.security.pan import luhn_valid
+from cardgate.v1 import common_pb2, issuing_pb2
 
 R = common_pb2
 
@@ -57,9 +56,9 @@ def test_random_cards_are_unique_in_range_and_never_reuse_a_number(live_gateway)
 def test_numbers_in_order_skip_ones_already_issued_otherwise(live_gateway):
     """A range may hold cards numbered at random or by hand: numbering in order steps over
     them, and still issues as many cards as asked."""
-    from cardgate.gateway.pan import luhn_check_digit
-
     from helpers import issue as issue_by_hand
+
+    from cardgate.gateway.security.pan import luhn_check_digit
 
     gw = live_gateway
     create_range(gw)
@@ -117,8 +116,9 @@ def test_a_range_without_enough_numbers_declines_the_batch_and_issues_none(live_
 
 
 def test_production_stages_go_forward_with_their_times_and_use_activates(live_gateway):
-    from cardgate.v1 import authorization_pb2
     from helpers import issue as register, load, make_pan
+
+    from cardgate.v1 import authorization_pb2
 
     gw = live_gateway
     create_range(gw)

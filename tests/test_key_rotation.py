@@ -4,17 +4,17 @@ then be retired and everything still decrypts."""
 import subprocess
 import sys
 
-from cardgate.gateway.store import Store
-from cardgate.v1 import common_pb2
-
 from conftest import LiveGateway
 from helpers import create_range, issue, load, make_pan, purchase
+
+from cardgate.gateway.store.store import Store
+from cardgate.v1 import common_pb2
 
 APPROVED = common_pb2.RESULT_CODE_APPROVED
 
 
 def keys(data_dir, *args):
-    return subprocess.run([sys.executable, "-m", "cardgate.gateway.cli", "keys", *args,
+    return subprocess.run([sys.executable, "-m", "cardgate.gateway.cli.main", "keys", *args,
                            "--data-dir", str(data_dir)], capture_output=True, text=True,
                           timeout=120)
 
@@ -92,7 +92,7 @@ def test_malformed_pan_records_are_refused_clearly(tmp_path):
     """Regressions found by benchmarks/fuzz_parsers.py."""
     import pytest
 
-    from cardgate.gateway.datakeys import KeyRing, record_key_id
+    from cardgate.gateway.security.datakeys import KeyRing, record_key_id
     ring = KeyRing.load_or_create(tmp_path)
     good = ring.encrypt("6277000000000018", 5)
     for bad in (b"", b"\x01", b"\x01?", b"\x02" + good[1:], good[:20], good[:2] + b"\xff" * 40):
@@ -102,10 +102,10 @@ def test_malformed_pan_records_are_refused_clearly(tmp_path):
 
 
 def test_holder_names_rotate_with_the_card_numbers(tmp_path):
-    from cardgate.gateway.datakeys import HOLDER
-    from cardgate.v1 import issuing_pb2
-
     from helpers import new_id
+
+    from cardgate.gateway.security.datakeys import HOLDER
+    from cardgate.v1 import issuing_pb2
 
     data_dir = tmp_path / "data"
     gw = LiveGateway(data_dir)

@@ -4,11 +4,11 @@ card number, and never a full card number, track or PIN."""
 import json
 import time
 
-from cardgate.gateway.demo import DEMO_MERCHANT_ID, DEMO_OUTLET_ID, read_demo_pans
-from cardgate.v1 import authorization_pb2, authorization_pb2_grpc, common_pb2
-
 from gateway_process import GatewayProcess
 from helpers import eur, new_id
+
+from cardgate.gateway.cli.demo import DEMO_MERCHANT_ID, DEMO_OUTLET_ID, read_demo_pans
+from cardgate.v1 import authorization_pb2, authorization_pb2_grpc, common_pb2
 
 
 def test_json_request_lines_in_a_file(tmp_path, monkeypatch):
@@ -49,7 +49,7 @@ def test_json_request_lines_in_a_file(tmp_path, monkeypatch):
 def test_a_request_id_cannot_forge_a_log_line(tmp_path):
     import logging
 
-    from cardgate.gateway import logs
+    from cardgate.gateway.ops import logs
 
     class Request:
         request_id = "x\n2026-01-01 00:00:00,000 INFO cardgate.requests: forged"

@@ -3,7 +3,7 @@ with one wake-up of the loop per burst."""
 import asyncio
 import threading
 
-from cardgate.gateway.loop_handoff import LoopHandoff
+from cardgate.gateway.api.loop_handoff import LoopHandoff
 
 
 def test_a_burst_of_calls_from_another_thread_wakes_the_loop_once_and_runs_in_order():

@@ -10,13 +10,12 @@ import urllib.request
 
 import grpc
 import pytest
+from conftest import LiveGateway
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from helpers import create_range, eur, issue, load, make_pan, new_id, purchase
 from prometheus_client.parser import text_string_to_metric_families
 
 from cardgate.v1 import authorization_pb2, common_pb2, forecourt_pb2, forecourt_pb2_grpc
-
-from conftest import LiveGateway
-from helpers import create_range, eur, issue, load, make_pan, new_id, purchase
 
 
 def scrape(gw) -> dict:
@@ -198,7 +197,7 @@ def test_serve_shows_where_its_metrics_are_and_a_taken_port_is_said_plainly(tmp_
         address = line.split("http://")[1].split("/metrics")[0]
         text = urllib.request.urlopen(f"http://{address}/metrics", timeout=10).read().decode()
         assert "cardgate_store_commit_ok 1.0" in text
-        taken = subprocess.run([sys.executable, "-m", "cardgate.gateway.cli", "serve", "--no-demo",
+        taken = subprocess.run([sys.executable, "-m", "cardgate.gateway.cli.main", "serve", "--no-demo",
                                 "--data-dir", str(tmp_path / "two"), "--listen", "127.0.0.1:0",
                                 "--metrics-listen", address], capture_output=True, text=True, timeout=60,
                                stdin=subprocess.DEVNULL)
@@ -225,7 +224,7 @@ def test_top_shows_the_scenario_live_in_a_terminal_and_ends_on_ctrl_c(gw):
     pid, fd = pty.fork()
     if pid == 0:                                              # the child: cardgate top in a terminal
         os.environ.update(COLUMNS="100", LINES="30", TERM="xterm-256color")
-        os.execv(sys.executable, [sys.executable, "-m", "cardgate.gateway.cli", "top", "--metrics",
+        os.execv(sys.executable, [sys.executable, "-m", "cardgate.gateway.cli.main", "top", "--metrics",
                                   gw.gateway.metrics_server.address, "--interval", "0.3"])
     screen, deadline = b"", time.monotonic() + 30
     frame = ""
@@ -266,7 +265,7 @@ def test_top_shows_the_scenario_live_in_a_terminal_and_ends_on_ctrl_c(gw):
 
 
 def test_top_reads_quantiles_from_histogram_buckets():
-    from cardgate.gateway.top import quantile, sparkline
+    from cardgate.gateway.ops.top import quantile, sparkline
 
     buckets = {0.001: 50, 0.002: 90, 0.005: 99, 0.01: 100, float("inf"): 100}
     assert quantile(buckets, 0.5) == pytest.approx(0.001)
@@ -282,7 +281,7 @@ def test_the_grafana_dashboard_and_the_scrape_config_name_what_the_gateway_expos
     import pathlib
     import re
 
-    from cardgate.gateway.cli import METRICS_LISTEN_DEFAULT
+    from cardgate.gateway.cli.main import METRICS_LISTEN_DEFAULT
 
     create_range(gw)
     card = make_pan(1)

@@ -12,15 +12,29 @@ import datetime
 import tempfile
 
 from hypothesis import event, example, given, strategies as st
+from reference_model import ReferenceLedger
 
 from cardgate.fastcore import ledger, records
-from cardgate.fastcore.records import (CardStatus, DiscountStep, HoldState, Measure, Op, PaymentMethod,
-                                       Period, Prompt, Result, Rule, RuleKind, RuleScope, Slot, Tier)
-from cardgate.gateway import audit, settlement
-from cardgate.gateway.store import Store
-from cardgate.gateway.writer import yyyymm_of
-
-from reference_model import ReferenceLedger
+from cardgate.fastcore.records import (
+    CardStatus,
+    DiscountStep,
+    HoldState,
+    Measure,
+    Op,
+    PaymentMethod,
+    Period,
+    Prompt,
+    Result,
+    Rule,
+    RuleKind,
+    RuleScope,
+    Slot,
+    Tier,
+)
+from cardgate.gateway.loyalty import settlement
+from cardgate.gateway.store import audit
+from cardgate.gateway.store.store import Store
+from cardgate.gateway.store.writer import yyyymm_of
 
 START_S = 1_790_000_000          # 2026-09-21
 CARD_KEYS = [bytes([i]) * 32 for i in range(1, 9)]
@@ -413,7 +427,7 @@ class Scenario:
         """Points the card can redeem now: its open lots still valid and out of their
         returns window."""
         card_id = self.model.pan_index.get(CARD_KEYS[card])
-        return sum(lot.units_left for lot in self.model.point_lots.values()
+        return sum(lot.quantity_left for lot in self.model.point_lots.values()
                    if lot.card_id == card_id and lot.status == HoldState.OPEN
                    and (lot.valid_until_s or records.LOT_NEVER) >= self.now_s
                    and lot.available_from_s <= self.now_s)
@@ -745,9 +759,9 @@ def core_state(store):
         holds = {k: (h.card_id, h.status, h.held_minor, h.completed_minor, h.expires_s,
                      h.value_owner, h.volume_ml, h.counted, h.completed_volume_ml)
                  for k, h in holds.items()}
-        packages = {k: records.unpack_package(v) for db in (store.db_packages, store.db_point_lots)
+        packages = {k: records.unpack_lot(v) for db in (store.db_packages, store.db_point_lots)
                     for k, v in txn.cursor(db=db)}
-        packages = {k: (p.card_id, p.status, p.units_total, p.units_left, p.valid_until_s,
+        packages = {k: (p.card_id, p.status, p.quantity_total, p.quantity_left, p.valid_until_s,
                         p.available_from_s, p.partner_id) for k, p in packages.items()}
         usage = {records.journal_seq_of(k): records.unpack_usage(v)
                  for k, v in txn.cursor(db=store.db_usage)}
@@ -768,7 +782,7 @@ def model_state(model):
     holds = {k: (h.card_id, h.status, h.held_minor, h.completed_minor, h.expires_s,
                  h.value_owner, h.volume_ml, h.counted, h.completed_volume_ml)
              for k, h in model.holds.items()}
-    packages = {k: (p.card_id, p.status, p.units_total, p.units_left, p.valid_until_s,
+    packages = {k: (p.card_id, p.status, p.quantity_total, p.quantity_left, p.valid_until_s,
                     p.available_from_s, p.partner_id)
                 for lots in (model.packages, model.point_lots) for k, p in lots.items()}
     members = {k: (m.month_index, m.tier, m.welcomed, m.birth_month, m.birth_day, m.birthday_year,

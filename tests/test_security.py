@@ -6,15 +6,14 @@ import sys
 
 import grpc
 import pytest
-
-from cardgate.gateway.access import ALLOWED_ROLES
-from cardgate.gateway.channels import open_channel
-from cardgate.gateway.pki import Pki
-from cardgate.gateway.server import Gateway, InsecureRefused
-from cardgate.v1 import authorization_pb2, authorization_pb2_grpc, common_pb2
-
 from conftest import TERMINAL_MERCHANT, TERMINAL_OUTLET, LiveGateway
 from helpers import create_range, eur, issue, load, make_pan, new_id, purchase, snapshot
+
+from cardgate.gateway.api.server import Gateway, InsecureRefused
+from cardgate.gateway.cli.channels import open_channel
+from cardgate.gateway.security.access import ALLOWED_ROLES
+from cardgate.gateway.security.pki import Pki
+from cardgate.v1 import authorization_pb2, authorization_pb2_grpc, common_pb2
 
 ROLE_CERT = {"terminal": "terminal-1", "bureau": "bureau-1", "operator": "operator-1"}
 
@@ -72,7 +71,7 @@ def test_revoked_certificate_is_refused_on_its_next_call_without_restart(live_ga
     create_range(gw)
     issue(gw, [pan])
     assert load(gw, pan, 10_00).result_code == common_pb2.RESULT_CODE_APPROVED
-    revoke = subprocess.run([sys.executable, "-m", "cardgate.gateway.cli", "pki", "revoke",
+    revoke = subprocess.run([sys.executable, "-m", "cardgate.gateway.cli.main", "pki", "revoke",
                              "--data-dir", str(gw.data_dir), "--cert",
                              str(gw.certs / "terminal-1.crt")], capture_output=True, text=True,
                             timeout=60)
@@ -80,7 +79,7 @@ def test_revoked_certificate_is_refused_on_its_next_call_without_restart(live_ga
     error = expect_code(grpc.StatusCode.UNAUTHENTICATED, purchase, gw, pan, 1_00)
     assert "revoked" in error.details()
     assert balance_as_operator(gw, pan) == 10_00
-    listing = subprocess.run([sys.executable, "-m", "cardgate.gateway.cli", "pki", "list",
+    listing = subprocess.run([sys.executable, "-m", "cardgate.gateway.cli.main", "pki", "list",
                               "--data-dir", str(gw.data_dir)], capture_output=True, text=True,
                              timeout=60)
     assert "terminal-1: REVOKED" in listing.stdout and "operator-1: valid" in listing.stdout

@@ -1,6 +1,6 @@
 """The core's outcome numbers and the wire contract's agree, and every outcome has words."""
 from cardgate.fastcore.records import Result
-from cardgate.gateway.service import RESULT_MESSAGES
+from cardgate.gateway.api.authorization import RESULT_MESSAGES
 from cardgate.v1 import common_pb2
 
 

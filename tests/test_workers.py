@@ -15,13 +15,12 @@ import uuid
 
 import grpc
 import pytest
-
 from gateway_process import LIMITS_LIFTED, GatewayProcess
 
-from cardgate.gateway import top
-from cardgate.gateway.audit import audit
-from cardgate.gateway.channels import open_channel
-from cardgate.gateway.demo import clients_dir, read_demo_pans
+from cardgate.gateway.cli.channels import open_channel
+from cardgate.gateway.cli.demo import clients_dir, read_demo_pans
+from cardgate.gateway.ops import top
+from cardgate.gateway.store.audit import audit
 from cardgate.v1 import authorization_pb2, authorization_pb2_grpc, common_pb2
 
 pytestmark = pytest.mark.slow
@@ -206,7 +205,7 @@ def test_a_port_another_process_holds_is_refused_and_nothing_starts(tmp_path):
         other.listen()
         port = other.getsockname()[1]
         done = subprocess.run(
-            [sys.executable, "-m", "cardgate.gateway.cli", "serve", "--workers", "2", "--data-dir",
+            [sys.executable, "-m", "cardgate.gateway.cli.main", "serve", "--workers", "2", "--data-dir",
              str(tmp_path / "data"), "--listen", f"127.0.0.1:{port}", "--metrics-listen", "off"],
             capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     assert done.returncode == 2, done
@@ -217,7 +216,7 @@ def test_a_port_another_process_holds_is_refused_and_nothing_starts(tmp_path):
 
 def test_workers_without_tls_only_on_loopback(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "cardgate.gateway.cli", "serve", "--workers", "2", "--insecure",
+        [sys.executable, "-m", "cardgate.gateway.cli.main", "serve", "--workers", "2", "--insecure",
          "--data-dir", str(tmp_path / "data"), "--listen", "0.0.0.0:0", "--metrics-listen", "off"],
         capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     assert done.returncode == 2 and "refusing to serve without TLS on 0.0.0.0:0" in done.stderr, done

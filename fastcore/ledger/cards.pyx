@@ -187,10 +187,6 @@ cdef bint check_pin(BatchContext batch, const CoreRequest* rq, CardRecord* card,
     return False
 
 
-cdef bint check_adjust(const CoreRequest* rq, const char* payload) except -1:
-    return no_payload(rq) and positive_amount(rq)
-
-
 cdef int adjust(BatchContext batch, const CoreRequest* rq, const char* payload, CoreReply* rp) except -1:
     cdef CardRecord card
     cdef uint8_t bad = own_value_card(batch, rq, &card, rp)

@@ -20,6 +20,12 @@ cdef bint check_no_payload(const CoreRequest* rq, const char* payload) except -1
     return no_payload(rq)
 
 
+cdef bint check_quantity_moved(const CoreRequest* rq, const char* payload) except -1:
+    """The whole check of an operation that moves a positive quantity and needs nothing
+    more (load, refund, adjust, units used, points earned, redeemed, adjusted, reserved)."""
+    return no_payload(rq) and positive_amount(rq)
+
+
 cdef bint payload_digest_matches(const CoreRequest* rq, const char* payload) except -1:
     """A configuration payload is the one whose digest the request carries (card_key)."""
     return hashlib.sha256(payload[:rq.payload_size]).digest() == _bytes(rq.payload_digest, CARD_KEY_SIZE)

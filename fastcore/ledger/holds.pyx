@@ -2,10 +2,6 @@
 # dispensed and releases the rest; void, reversal or timeout release it all.
 
 
-cdef bint check_preauth(const CoreRequest* rq, const char* payload) except -1:
-    return no_payload(rq) and fuel_fields_valid(rq) and positive_amount(rq)
-
-
 cdef int preauth(BatchContext batch, const CoreRequest* rq, const char* payload, CoreReply* rp) except -1:
     cdef CardRecord card
     cdef HoldRecord hold

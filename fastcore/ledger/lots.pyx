@@ -1,18 +1,18 @@
 # Value in lots: subscription units (packages) and loyalty points, usable until a time,
 # used earliest-expiring first, expired through the journal.
 
-cdef inline uint64_t lot_time(const PackageRecord* lot):
+cdef inline uint64_t lot_time(const LotRecord* lot):
     return lot.valid_until_s if lot.valid_until_s else LOT_NEVER
 
 
-cdef inline bytes lot_due_key(_LotKind kind, const PackageRecord* lot, const uint8_t* lot_id):
+cdef inline bytes lot_due_key(_LotKind kind, const LotRecord* lot, const uint8_t* lot_id):
     """A lot's key in the index by which it ends: its time (a held one: the end of its
     hold), then its id."""
-    return u64_be(lot.held_until_s if lot.status == PACKAGE_HELD else lot_time(lot)) + \
+    return u64_be(lot.held_until_s if lot.status == LOT_HELD else lot_time(lot)) + \
         _bytes(lot_id, REQUEST_ID_SIZE)
 
 
-cdef inline bytes lot_card_key(_LotKind kind, const PackageRecord* lot, const uint8_t* lot_id):
+cdef inline bytes lot_card_key(_LotKind kind, const LotRecord* lot, const uint8_t* lot_id):
     """A lot's key in its card's index: card id, the kind's tag, then its due key."""
     return u64_be(lot.card_id) + kind.card_tag + lot_due_key(kind, lot, lot_id)
 
@@ -34,21 +34,21 @@ cdef list card_lot_ids(BatchContext batch, _LotKind kind, uint64_t card_id, LotS
     return ids
 
 
-cdef bint read_lot(BatchContext batch, _LotKind kind, const uint8_t* lot_id, PackageRecord* out) except -1:
+cdef bint read_lot(BatchContext batch, _LotKind kind, const uint8_t* lot_id, LotRecord* out) except -1:
     value = batch.get(_bytes(lot_id, REQUEST_ID_SIZE), kind.db)
     if value is None:
         return False
-    assert len(value) == sizeof(PackageRecord), "corrupt lot record"
-    memcpy(out, <const char*>value, sizeof(PackageRecord))
+    assert len(value) == sizeof(LotRecord), "corrupt lot record"
+    memcpy(out, <const char*>value, sizeof(LotRecord))
     return True
 
 
-cdef int write_lot(BatchContext batch, _LotKind kind, const uint8_t* lot_id, const PackageRecord* lot) except -1:
-    batch.put(_bytes(lot_id, REQUEST_ID_SIZE), _bytes(lot, sizeof(PackageRecord)), kind.db)
+cdef int write_lot(BatchContext batch, _LotKind kind, const uint8_t* lot_id, const LotRecord* lot) except -1:
+    batch.put(_bytes(lot_id, REQUEST_ID_SIZE), _bytes(lot, sizeof(LotRecord)), kind.db)
     return 0
 
 
-cdef int end_lot(BatchContext batch, _LotKind kind, const uint8_t* lot_id, PackageRecord* lot,
+cdef int end_lot(BatchContext batch, _LotKind kind, const uint8_t* lot_id, LotRecord* lot,
                  uint8_t status) except -1:
     batch.delete(lot_due_key(kind, lot, lot_id), kind.db_expiry)
     batch.delete(lot_card_key(kind, lot, lot_id), kind.db_card)
@@ -76,11 +76,6 @@ cdef int64_t points_owed(BatchContext batch, uint64_t card_id) except? -1:
 
 cdef bint check_sell_package(const CoreRequest* rq, const char* payload) except -1:
     return no_payload(rq) and positive_amount(rq) and rq.valid_until_s > 0
-
-
-cdef bint check_use_lots(const CoreRequest* rq, const char* payload) except -1:
-    """Earning, redeeming, using units: a positive number of them."""
-    return no_payload(rq) and positive_amount(rq)
 
 
 cdef int issue_lot(BatchContext batch, _LotKind kind, const CoreRequest* rq, CoreReply* rp) except -1:
@@ -119,7 +114,7 @@ cdef int new_lot(BatchContext batch, _LotKind kind, const CoreRequest* rq, const
     (valid_until_s 0), and wait its returns window; transferred ones keep what they had.
     Points held for a redemption (held_until_s) are out of the card's index until they
     are released."""
-    cdef PackageRecord lot
+    cdef LotRecord lot
     cdef const ProgramRecord* program
     cdef uint64_t available_from_s = batch.now_s
     found = program_of(batch, card.range_id) if kind is batch.points and by_program else None
@@ -131,10 +126,10 @@ cdef int new_lot(BatchContext batch, _LotKind kind, const CoreRequest* rq, const
     memset(&lot, 0, sizeof(lot))
     lot.card_id = card.card_id
     lot.range_id = card.range_id
-    lot.status = PACKAGE_HELD if held_until_s else PACKAGE_OPEN
+    lot.status = LOT_HELD if held_until_s else LOT_OPEN
     lot.held_until_s = held_until_s
-    lot.units_total = amount
-    lot.units_left = amount
+    lot.quantity_total = amount
+    lot.quantity_left = amount
     lot.created_s = batch.now_s
     lot.valid_until_s = valid_until_s
     lot.available_from_s = available_from_s
@@ -151,15 +146,15 @@ cdef uint8_t take_from_lots(BatchContext batch, _LotKind kind, const CardRecord*
     """Take `need` from the card's valid lots, earliest-expiring first (0), or decline
     with nothing taken. earliest_s: the expiry (0: never) of the first lot taken from;
     taken: gets [issuing partner, amount] for each run of lots of one partner."""
-    cdef PackageRecord lot
+    cdef LotRecord lot
     cdef int64_t available = 0, pending = 0, take
     ready = []                                   # (id, record) usable now, not in a returns window
     for lot_id in card_lot_ids(batch, kind, card.card_id, LOTS_VALID_NOW):
         assert read_lot(batch, kind, <const uint8_t*><const char*>lot_id, &lot), "index without lot"
         if lot.available_from_s > batch.now_s:
-            pending += lot.units_left
+            pending += lot.quantity_left
         else:
-            available += lot.units_left
+            available += lot.quantity_left
             ready.append((lot_id, _bytes(&lot, sizeof(lot))))
     if available < need:
         return RESULT_DECLINED_POINTS_PENDING if available + pending >= need else kind.none_left
@@ -169,16 +164,16 @@ cdef uint8_t take_from_lots(BatchContext batch, _LotKind kind, const CardRecord*
         memcpy(&lot, <const char*>record, sizeof(lot))
         if i == 0:
             earliest_s[0] = lot.valid_until_s
-        take = lot.units_left if lot.units_left < need else need
+        take = lot.quantity_left if lot.quantity_left < need else need
         if taken is not None:
             if taken and taken[len(taken) - 1][0] == lot.partner_id:
                 taken[len(taken) - 1][1] += take
             else:
                 taken.append([lot.partner_id, take])
-        lot.units_left -= take
+        lot.quantity_left -= take
         need -= take
-        if lot.units_left == 0:
-            end_lot(batch, kind, <const uint8_t*><const char*>lot_id, &lot, PACKAGE_USED_UP)
+        if lot.quantity_left == 0:
+            end_lot(batch, kind, <const uint8_t*><const char*>lot_id, &lot, LOT_USED_UP)
         else:
             write_lot(batch, kind, <const uint8_t*><const char*>lot_id, &lot)
     return 0
@@ -233,10 +228,6 @@ cdef uint64_t post_use(BatchContext batch, _LotKind kind, const CoreRequest* rq,
         seq = seq or last
     batch.origin_partner = 0
     return seq
-
-
-cdef bint check_adjust_points(const CoreRequest* rq, const char* payload) except -1:
-    return no_payload(rq) and positive_amount(rq)
 
 
 cdef int adjust_points(BatchContext batch, const CoreRequest* rq, const char* payload, CoreReply* rp) except -1:
@@ -323,33 +314,33 @@ cdef list due_ids(BatchContext batch, index_db, uint64_t before_s):
 cdef int expire_lots(BatchContext batch, _LotKind kind) except -1:
     """Expire lots past their last valid second: what is left of them leaves the card
     through the journal (a bounded number per batch, oldest first)."""
-    cdef PackageRecord lot
+    cdef LotRecord lot
     cdef RequestRecord reserve
     due = due_ids(batch, kind.db_expiry, batch.now_s)
     for lot_id in due:
         assert read_lot(batch, kind, <const uint8_t*><const char*>lot_id, &lot), "expiry of a missing lot"
-        if lot.status == PACKAGE_HELD:      # a reservation nobody confirmed: released
+        if lot.status == LOT_HELD:      # a reservation nobody confirmed: released
             assert read_request(batch, <const uint8_t*><const char*>lot_id, &reserve), \
                 "a held lot without its reservation"
             settle_reservation(batch, <const uint8_t*><const char*>lot_id, &reserve, 0,
                                     OP_POINTS_HOLD_EXPIRY, RECORD_TIMED_OUT)
             continue
-        assert lot.status == PACKAGE_OPEN and lot.units_left > 0, "indexed lot not open"
+        assert lot.status == LOT_OPEN and lot.quantity_left > 0, "indexed lot not open"
         batch.origin_partner = lot.partner_id if kind is batch.points else 0
         seq = post(batch, <const uint8_t*><const char*>lot_id, kind.op_expiry, lot.card_id,
                         kind.card_slot, SYSTEM_OWNER_BASE + lot.range_id, kind.expired_slot,
-                        kind.asset, lot.units_left)
+                        kind.asset, lot.quantity_left)
         batch.origin_partner = 0
         if kind is batch.points:
-            record_points(batch, lot.card_id, seq, OP_POINTS_EXPIRY, -lot.units_left, 0)
-        end_lot(batch, kind, <const uint8_t*><const char*>lot_id, &lot, PACKAGE_EXPIRED)
+            record_points(batch, lot.card_id, seq, OP_POINTS_EXPIRY, -lot.quantity_left, 0)
+        end_lot(batch, kind, <const uint8_t*><const char*>lot_id, &lot, LOT_EXPIRED)
     return len(due)
 
 
 cdef int64_t move_lots(BatchContext batch, _LotKind kind, const CoreRequest* rq, const CardRecord* card,
                        const CardRecord* new) except -1:
     """Re-home the card's open lots (their dates kept) to the new card; what they hold."""
-    cdef PackageRecord lot
+    cdef LotRecord lot
     cdef int64_t moved = 0
     for lot_id in card_lot_ids(batch, kind, card.card_id, LOTS_ALL):
         read_lot(batch, kind, <const uint8_t*><const char*>lot_id, &lot)
@@ -357,7 +348,7 @@ cdef int64_t move_lots(BatchContext batch, _LotKind kind, const CoreRequest* rq,
         lot.card_id = new.card_id
         batch.put(lot_card_key(kind, &lot, <const uint8_t*><const char*>lot_id), b"", kind.db_card)
         write_lot(batch, kind, <const uint8_t*><const char*>lot_id, &lot)
-        moved += lot.units_left
+        moved += lot.quantity_left
     return moved
 
 

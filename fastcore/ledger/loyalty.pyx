@@ -168,7 +168,7 @@ cdef int64_t take_back_points(BatchContext batch, const CoreRequest* rq, const C
     then earliest-expiring, pending ones too; what was already spent is owed (a
     negative balance that blocks redemption until new points cover it). The first
     journal seq (0: none)."""
-    cdef PackageRecord lot
+    cdef LotRecord lot
     cdef int64_t covered = 0, take
     cdef uint64_t owner = SYSTEM_OWNER_BASE + card.range_id, seq = 0
     count_member(batch, card, -spend, -points)
@@ -176,17 +176,17 @@ cdef int64_t take_back_points(BatchContext batch, const CoreRequest* rq, const C
         return 0
     own = _bytes(rq.ref_request_id, REQUEST_ID_SIZE)
     lot_ids = [own] if read_lot(batch, batch.points, rq.ref_request_id, &lot) and \
-        lot.status == PACKAGE_OPEN else []
+        lot.status == LOT_OPEN else []
     lot_ids += [lot_id for lot_id in card_lot_ids(batch, batch.points, card.card_id, LOTS_VALID_NOW) if lot_id != own]
     for lot_id in lot_ids:
         if covered == points:
             break
         read_lot(batch, batch.points, <const uint8_t*><const char*>lot_id, &lot)
-        take = lot.units_left if lot.units_left < points - covered else points - covered
-        lot.units_left -= take
+        take = lot.quantity_left if lot.quantity_left < points - covered else points - covered
+        lot.quantity_left -= take
         covered += take
-        if lot.units_left == 0:
-            end_lot(batch, batch.points, <const uint8_t*><const char*>lot_id, &lot, PACKAGE_USED_UP)
+        if lot.quantity_left == 0:
+            end_lot(batch, batch.points, <const uint8_t*><const char*>lot_id, &lot, LOT_USED_UP)
         else:
             write_lot(batch, batch.points, <const uint8_t*><const char*>lot_id, &lot)
     if covered:

@@ -2,10 +2,6 @@
 # charge runs (card, fleet rules, PIN, limits, funds) in their documented order.
 
 
-cdef bint check_load(const CoreRequest* rq, const char* payload) except -1:
-    return no_payload(rq) and positive_amount(rq)
-
-
 cdef int load(BatchContext batch, const CoreRequest* rq, const char* payload, CoreReply* rp) except -1:
     cdef CardRecord card
     cdef RangeRecord rng
@@ -67,7 +63,8 @@ cdef int64_t charge_checks(BatchContext batch, const CoreRequest* rq, CardRecord
     return amount
 
 
-cdef bint check_purchase(const CoreRequest* rq, const char* payload) except -1:
+cdef bint check_charge(const CoreRequest* rq, const char* payload) except -1:
+    """A purchase or a pre-authorization: a positive amount, fuel fields in range."""
     return no_payload(rq) and fuel_fields_valid(rq) and positive_amount(rq)
 
 

@@ -1,10 +1,6 @@
 # Points reserved for a redemption: held first, then confirmed (redeemed) or released.
 
 
-cdef bint check_reserve_points(const CoreRequest* rq, const char* payload) except -1:
-    return no_payload(rq) and positive_amount(rq)
-
-
 cdef int reserve_points(BatchContext batch, const CoreRequest* rq, const char* payload, CoreReply* rp) except -1:
     """Take points earliest-expiring first into the card's held points, as one held
     lot keyed by this request, released by itself at the hold timeout."""
@@ -59,14 +55,14 @@ cdef uint64_t settle_reservation(BatchContext batch, const uint8_t* posting_id, 
     """Redeem `redeem` of a reservation (where it was made) and give the rest back: its
     lot opens again with it, expiring with the earliest of what it held. The first
     journal seq."""
-    cdef PackageRecord lot
+    cdef LotRecord lot
     cdef const uint8_t* lot_id = reserve.request.request_id
     cdef uint64_t seq = 0, owner
     cdef int64_t take, released
-    assert read_lot(batch, batch.points, lot_id, &lot) and lot.status == PACKAGE_HELD, \
+    assert read_lot(batch, batch.points, lot_id, &lot) and lot.status == LOT_HELD, \
         "settling a reservation that is not held"
     owner = SYSTEM_OWNER_BASE + lot.range_id
-    released = lot.units_left - redeem
+    released = lot.quantity_left - redeem
     for origin, amount, partner in reserved_groups(batch, reserve):
         batch.partner, batch.origin_partner = partner, origin
         take = amount if amount < redeem else redeem
@@ -82,14 +78,14 @@ cdef uint64_t settle_reservation(BatchContext batch, const uint8_t* posting_id, 
     batch.partner = batch.origin_partner = 0
     batch.delete(lot_due_key(batch.points, &lot, lot_id), batch.points.db_expiry)
     lot.held_until_s = 0
-    lot.units_left = released
+    lot.quantity_left = released
     if released:
-        lot.status = PACKAGE_OPEN
+        lot.status = LOT_OPEN
         batch.put(lot_due_key(batch.points, &lot, lot_id), b"", batch.points.db_expiry)
         batch.put(lot_card_key(batch.points, &lot, lot_id), b"", batch.points.db_card)
         record_points(batch, lot.card_id, seq, release_op, released, 0)
     else:
-        lot.status = PACKAGE_USED_UP
+        lot.status = LOT_USED_UP
     write_lot(batch, batch.points, lot_id, &lot)
     reserve.flags |= flag
     write_request(batch, reserve)
@@ -114,23 +110,23 @@ cdef int close_reservation(BatchContext batch, const CoreRequest* rq, const char
     cdef uint8_t bad = 0
     if not read_request(batch, rq.ref_request_id, &reserve) or \
             reserve.request.op != OP_RESERVE_POINTS or not took_effect(reserve.reply.result):
-        bad = RESULT_DECLINED_HOLD_NOT_FOUND
+        bad = RESULT_DECLINED_RESERVATION_NOT_FOUND
     elif reserve.reply.card_id != card.card_id:
         bad = RESULT_DECLINED_CARD_MISMATCH
     elif reserve.flags & RECORD_CONFIRMED:
-        bad = RESULT_DECLINED_HOLD_ALREADY_COMPLETED
+        bad = RESULT_DECLINED_RESERVATION_CONFIRMED
     elif reserve.flags & RECORD_RELEASED:
-        bad = RESULT_DECLINED_HOLD_VOIDED
+        bad = RESULT_DECLINED_RESERVATION_RELEASED
     elif reserve.flags & RECORD_TIMED_OUT:
-        bad = RESULT_DECLINED_HOLD_EXPIRED
+        bad = RESULT_DECLINED_RESERVATION_TIMED_OUT
     elif confirm and rq.amount_minor > reserve.reply.approved_minor:
-        bad = RESULT_DECLINED_COMPLETION_EXCEEDS_HOLD
+        bad = RESULT_DECLINED_CONFIRMATION_EXCEEDS_RESERVATION
     if bad:
         rp.result = bad
         describe_lots(batch, batch.points, rp)
         return 0
     seq = settle_reservation(batch, rq.request_id, &reserve, rq.amount_minor if confirm else 0,
-                                  OP_RELEASE_POINTS, RECORD_CONFIRMED if confirm else RECORD_RELEASED)
+                             OP_RELEASE_POINTS, RECORD_CONFIRMED if confirm else RECORD_RELEASED)
     approve(batch, rq, rp, rq.amount_minor if confirm else reserve.reply.approved_minor, seq)
     describe_lots(batch, batch.points, rp)
     return 0

@@ -2,10 +2,6 @@
 # of one the host never saw, which leaves a tombstone).
 
 
-cdef bint check_refund(const CoreRequest* rq, const char* payload) except -1:
-    return no_payload(rq) and positive_amount(rq)
-
-
 cdef int refund(BatchContext batch, const CoreRequest* rq, const char* payload, CoreReply* rp) except -1:
     cdef CardRecord card
     cdef RequestRecord original

@@ -1,0 +1,1 @@
+"""The cardgate command: its subcommands, the small clients behind them, the demo."""

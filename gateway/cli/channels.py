@@ -1,0 +1,32 @@
+"""Client channels to a gateway: mutual TLS with a certificate from `cardgate pki issue`
+(or the demo's), or plain text to a gateway in loopback development mode."""
+import pathlib
+
+import grpc
+
+from cardgate.gateway.limits import MESSAGE_BYTES_MAX
+
+CHANNEL_OPTIONS = [("grpc.max_send_message_length", MESSAGE_BYTES_MAX * 4),
+                   ("grpc.max_receive_message_length", MESSAGE_BYTES_MAX)]
+
+
+def client_credentials(cert_dir, name: str) -> grpc.ChannelCredentials:
+    """Credentials from <cert_dir>/<name>.key, <name>.crt and ca.crt."""
+    d = pathlib.Path(cert_dir)
+    missing = [p for p in (d / "ca.crt", d / f"{name}.key", d / f"{name}.crt") if not p.exists()]
+    if missing:
+        raise FileNotFoundError(f"no client certificate {name!r} in {d} (missing "
+                                f"{', '.join(p.name for p in missing)}); issue one with "
+                                "'cardgate pki issue'")
+    return grpc.ssl_channel_credentials(root_certificates=(d / "ca.crt").read_bytes(),
+                                        private_key=(d / f"{name}.key").read_bytes(),
+                                        certificate_chain=(d / f"{name}.crt").read_bytes())
+
+
+def open_channel(target: str, cert_dir=None, name: str = None, own_connection=False) -> grpc.Channel:
+    """own_connection: a TCP connection no other channel shares (grpc shares one between
+    channels of equal target and options), e.g. to reach several workers of one port."""
+    options = CHANNEL_OPTIONS + ([("grpc.use_local_subchannel_pool", 1)] if own_connection else [])
+    if cert_dir is None:
+        return grpc.insecure_channel(target, options=options)
+    return grpc.secure_channel(target, client_credentials(cert_dir, name), options=options)

@@ -1,0 +1,1 @@
+"""Operating a gateway: metrics, logs, cardgate top, several worker processes."""

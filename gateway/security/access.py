@@ -1,0 +1,133 @@
+"""Who may call what: authentication by client certificate, roles per RPC (declared in
+the wire contract with the cardgate.v1.allowed_roles option), a terminal's binding to
+its merchant and outlet, and each terminal's request-rate limit.
+"""
+import functools
+import threading
+import time
+
+import grpc
+from cryptography import x509
+
+from cardgate.gateway import limits
+from cardgate.gateway.api.registration import SERVICES
+from cardgate.gateway.security.pki import Identity, PkiError, identity_of
+from cardgate.v1 import access_pb2
+
+
+def _allowed_roles() -> dict:
+    table = {}
+    for service in SERVICES:
+        for method in service.methods:
+            roles = frozenset(method.GetOptions().Extensions[access_pb2.allowed_roles])
+            assert roles, f"{method.full_name} declares no allowed_roles"
+            table[f"/{service.full_name}/{method.name}"] = roles
+    return table
+
+
+ALLOWED_ROLES = _allowed_roles()
+
+
+class Denied(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+@functools.lru_cache(maxsize=limits.IDENTITY_CACHE_ENTRIES_MAX)
+def _identity_from_pem(pem: bytes) -> Identity:
+    return identity_of(x509.load_pem_x509_certificate(pem))
+
+
+class TokenBucket:
+    """rate_per_s tokens a second, at most burst saved up."""
+    __slots__ = ("tokens", "stamp")
+
+    def __init__(self, burst):
+        self.tokens = burst
+        self.stamp = time.monotonic()
+
+
+class AccessControl:
+    def __init__(self, *, tls: bool, revocations=None,
+                 terminal_rate_per_s: float = limits.TERMINAL_REQUESTS_PER_S_MAX,
+                 terminal_burst: int = limits.TERMINAL_REQUESTS_BURST_MAX):
+        self.tls = tls
+        self.revocations = revocations
+        self.terminal_rate_per_s = terminal_rate_per_s
+        self.terminal_burst = terminal_burst
+        self._buckets = {}
+        self._lock = threading.Lock()
+
+    def caller(self, context):
+        """The caller's identity; None in the loopback development mode without TLS."""
+        if not self.tls:
+            return None
+        pems = context.auth_context().get("x509_pem_cert")
+        if not pems:
+            raise Denied(grpc.StatusCode.UNAUTHENTICATED, "a client certificate is required")
+        try:
+            identity = _identity_from_pem(pems[0])
+        except (PkiError, ValueError, x509.InvalidVersion) as exc:
+            raise Denied(grpc.StatusCode.UNAUTHENTICATED, f"client certificate refused: {exc}") from None
+        if self.revocations is not None and self.revocations.is_revoked(identity.serial):
+            raise Denied(grpc.StatusCode.UNAUTHENTICATED,
+                         f"certificate {identity.serial:x} has been revoked")
+        return identity
+
+    def check(self, context, method: str, request):
+        """Authenticate, authorize the role for the method, bind a terminal to its outlet
+        (filling an empty acceptor from the certificate) and apply its rate limit."""
+        identity = self.caller(context)
+        if identity is None:
+            return None
+        roles = ALLOWED_ROLES[method]
+        if identity.role not in roles:
+            raise Denied(grpc.StatusCode.PERMISSION_DENIED,
+                         f"{identity.describe()} may not call {method}; "
+                         f"allowed: {', '.join(sorted(roles))}")
+        if identity.role == "terminal":
+            # A forecourt batch speaks for each of its operations; anything else for itself.
+            operations = getattr(request, "operations", None)
+            items = [request] if operations is None else \
+                [getattr(op, op.WhichOneof("operation")) for op in operations if op.WhichOneof("operation")]
+            for item in items:
+                self._bind_acceptor(identity, item)
+            self._rate_limit(identity, max(1, len(items)))
+        return identity
+
+    def admit_stream_item(self, identity, operation_message):
+        """One operation of a stream: the terminal's binding and its rate limit apply."""
+        if identity is not None and identity.role == "terminal":
+            self._bind_acceptor(identity, operation_message)
+            self._rate_limit(identity)
+
+    @staticmethod
+    def _bind_acceptor(identity: Identity, request):
+        acceptor = getattr(request, "acceptor", None)
+        if acceptor is None:
+            return
+        for field, bound in (("merchant_id", identity.merchant_id), ("outlet_id", identity.outlet_id)):
+            named = getattr(acceptor, field)
+            if named and named != bound:
+                raise Denied(grpc.StatusCode.PERMISSION_DENIED,
+                             f"acceptor.{field}: {identity.describe()} may not act for {named!r}")
+            setattr(acceptor, field, bound)
+
+    def _rate_limit(self, identity: Identity, requests: int = 1):
+        now = time.monotonic()
+        with self._lock:
+            bucket = self._buckets.get(identity.serial)
+            if bucket is None:
+                if len(self._buckets) >= limits.TERMINALS_TRACKED_MAX:
+                    self._buckets.clear()   # bounded memory; buckets refill anyway
+                bucket = self._buckets[identity.serial] = TokenBucket(self.terminal_burst)
+            bucket.tokens = min(self.terminal_burst,
+                                bucket.tokens + (now - bucket.stamp) * self.terminal_rate_per_s)
+            bucket.stamp = now
+            if bucket.tokens < requests:
+                raise Denied(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                             f"{identity.describe()} is over its limit of "
+                             f"{self.terminal_rate_per_s:g} requests/s; slow down and retry "
+                             "with the same request_id")
+            bucket.tokens -= requests

@@ -1,0 +1,288 @@
+"""The batching writer: group commit of every waiting request in one LMDB transaction.
+
+Callers submit packed core requests and block. One thread takes everything waiting
+(up to BATCH_SIZE_MAX requests), applies it through fastcore in one write transaction,
+commits with sync, and only then hands each caller its reply. One fsync serves the
+whole batch; no reply is ever seen before the commit holding its effects is durable.
+"""
+import _thread
+import collections
+import logging
+import threading
+import time
+from typing import Callable, Optional
+
+import lmdb
+
+from cardgate.fastcore import ledger, records
+from cardgate.gateway import limits
+
+log = logging.getLogger("cardgate.writer")
+PROBE_KEY = b"probe"
+PROBE_BYTES = 64 * 1024        # a probe commit needs this much room, as a batch might
+
+
+class WriterError(Exception):
+    """The writer could not answer; nothing of the submission was committed."""
+
+
+class QueueFull(WriterError):
+    pass
+
+
+class StoreFull(WriterError):
+    pass
+
+
+class StoreFailed(WriterError):
+    pass
+
+
+class ReplyTimeout(WriterError):
+    """No answer in time: the requests may or may not have committed; retry them."""
+
+
+class GuardRefused(WriterError):
+    pass
+
+
+class _Submission:
+    """Requests of one caller, and how it learns the outcome: a latch it waits on, or a
+    callback (for streams) that the writer calls once the batch is committed."""
+    __slots__ = ("requests", "guard", "after", "replies", "error", "done", "callback")
+
+    def __init__(self, requests: list, guard: Optional[Callable], after: Optional[Callable],
+                 callback: Optional[Callable] = None):
+        self.requests = requests
+        # Runs inside the write transaction before the requests; returns an error
+        # message to refuse the whole submission with nothing written, or None.
+        self.guard = guard
+        # Runs inside the same transaction after the core answered: after(txn, replies)
+        # writes what belongs to the gateway (e.g. encrypted PANs) atomically with it.
+        self.after = after
+        self.replies = None
+        self.error: Optional[WriterError] = None
+        # A bare lock held until the writer answers: the cheapest latch CPython has.
+        self.callback = callback      # callback(replies, error), on the writer thread
+        self.done = _thread.allocate_lock()
+        self.done.acquire()
+
+    def finish(self):
+        if self.callback is not None:
+            self.callback(self.replies, self.error)
+        else:
+            self.done.release()
+
+
+def yyyymm_of(epoch_s: int) -> int:
+    t = time.gmtime(epoch_s)
+    return t.tm_year * 100 + t.tm_mon
+
+
+class BatchingWriter:
+    def __init__(self, store, *, clock: Callable[[], int] = lambda: int(time.time()),
+                 batch_size_max: int = limits.BATCH_SIZE_MAX,
+                 queue_length_max: int = limits.QUEUE_LENGTH_MAX,
+                 batch_linger_s: float = limits.BATCH_LINGER_S,
+                 hold_timeout_s: int = limits.HOLD_TIMEOUT_S_DEFAULT,
+                 idle_tick_s: float = limits.WRITER_IDLE_TICK_S, metrics=None,
+                 on_commit_state: Callable[[bool], None] = lambda ok: None):
+        assert batch_size_max >= 1 and queue_length_max >= 1
+        self.store = store
+        self.metrics = metrics                      # gateway.metrics.Metrics, or None
+        # Told when the store stops taking commits (False) and when it takes them again.
+        self.on_commit_state = on_commit_state
+        self.clock = clock
+        self.batch_size_max = batch_size_max
+        self.batch_linger_s = batch_linger_s
+        self.hold_timeout_s = hold_timeout_s
+        self.idle_tick_s = idle_tick_s
+        self.queue_length_max = queue_length_max
+        self._pending = collections.deque()
+        self._wakeup = threading.Condition(threading.Lock())
+        self._thread = threading.Thread(target=self._run, name="cardgate-writer", daemon=True)
+        self._stopping = False
+        self.commit_ok = True           # False while the store refuses commits
+        self.batches_committed = 0
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        with self._wakeup:
+            self._stopping = True
+            self._wakeup.notify()
+        self._thread.join()
+
+    def submit(self, packed_requests: list, *, guard=None, after=None,
+               wait_s_max: float = limits.REPLY_WAIT_S_MAX) -> list:
+        """Apply packed core requests durably; return their Reply tuples in order."""
+        sub = self._enqueue(_Submission(list(packed_requests), guard, after))
+        if not sub.done.acquire(timeout=wait_s_max):
+            raise ReplyTimeout(f"no commit within {wait_s_max} s; the outcome is unknown, "
+                               "retry with the same request_id")
+        if sub.error is not None:
+            raise sub.error
+        return sub.replies
+
+    def submit_async(self, packed_requests: list, callback: Callable):
+        """Queue core requests and return at once; callback(replies, error) runs on the
+        writer thread after their commit (keep it short: it delays the next batch)."""
+        self._enqueue(_Submission(list(packed_requests), None, None, callback))
+
+    def _enqueue(self, sub: _Submission) -> _Submission:
+        # No core request at all: only the gateway's own records, written by `after`.
+        assert 0 < len(sub.requests) <= self.batch_size_max or (not sub.requests and sub.after)
+        with self._wakeup:
+            if self._stopping:
+                raise StoreFailed("the gateway is shutting down; retry with the same request_id")
+            if len(self._pending) >= self.queue_length_max:
+                raise QueueFull(f"writer queue is full ({self.queue_length_max} submissions "
+                                "waiting); retry later with the same request_id")
+            self._pending.append(sub)
+            self._wakeup.notify()
+        return sub
+
+    # ---- writer thread -------------------------------------------------------------
+
+    def _take_batch(self) -> list:
+        """Everything waiting, up to batch_size_max requests (after an optional linger)."""
+        with self._wakeup:
+            while not self._pending and not self._stopping:
+                if not self._wakeup.wait(self.idle_tick_s):
+                    return None                 # idle: time to look for expired holds
+        if self.batch_linger_s and not self._stopping:
+            time.sleep(self.batch_linger_s)
+        batch, count = [], 0
+        with self._wakeup:
+            while self._pending and count + len(self._pending[0].requests) <= self.batch_size_max:
+                sub = self._pending.popleft()
+                batch.append(sub)
+                count += len(sub.requests)
+        return batch
+
+    def _run(self):
+        while True:
+            batch = self._take_batch()
+            if batch is None:
+                if self.commit_ok:
+                    self._expire_due_holds()
+                else:
+                    self._probe()
+            elif batch:
+                self._apply_and_answer(batch)
+            elif self._stopping:
+                return
+
+    def _apply_and_answer(self, batch: list):
+        now_s = self.clock()
+        now_yyyymm = yyyymm_of(now_s)
+        started = time.perf_counter()
+        try:
+            with self.store.env.begin(write=True) as txn:
+                self._apply(txn, batch, now_s, now_yyyymm)
+                applied = time.perf_counter()
+            # Leaving the block committed the transaction, with fsync.
+        except lmdb.MapFullError:
+            self._commit_state(False)
+            log.error("store is full (LMDB map size reached); batch of %d refused", len(batch))
+            self._fail(batch, StoreFull("the card store is full; the operator must grow it; "
+                                        "retry with the same request_id"))
+            return
+        except (lmdb.Error, OSError) as exc:
+            self._commit_state(False)
+            log.error("commit failed: %s", exc)
+            self._fail(batch, StoreFailed(f"the card store could not commit ({type(exc).__name__}: "
+                                          f"{exc}); retry with the same request_id"))
+            return
+        except Exception:
+            log.exception("batch failed inside the core; nothing of it was committed")
+            self._fail(batch, StoreFailed("internal error in the core; nothing was committed"))
+            return
+        if self.metrics is not None:
+            self.metrics.batch(sum(len(sub.requests) for sub in batch), applied - started,
+                               time.perf_counter() - applied)
+        self._commit_state(True)
+        self.batches_committed += 1
+        for sub in batch:
+            sub.finish()
+
+    def _commit_state(self, ok: bool):
+        if ok != self.commit_ok:
+            self.commit_ok = ok
+            if self.metrics is not None:
+                self.metrics.commit_ok.set(int(ok))
+            log.warning("the store takes commits again" if ok else "the store refuses commits")
+            self.on_commit_state(ok)
+
+    def _probe(self):
+        """While the store refuses commits and nobody sends anything, see every idle tick
+        whether it takes one again (grown map, freed disk): a commit that needs
+        PROBE_BYTES of new pages, written and deleted in the same transaction."""
+        if self.metrics is not None:
+            self.metrics.background.labels("probe").inc()
+        try:
+            with self.store.env.begin(write=True) as txn:
+                txn.put(PROBE_KEY, bytes(PROBE_BYTES), db=self.store.db_probe)
+                txn.delete(PROBE_KEY, db=self.store.db_probe)
+        except (lmdb.Error, OSError) as exc:
+            log.debug("the store still refuses commits: %s", exc)
+            return
+        self._commit_state(True)
+
+    def _expire_due_holds(self):
+        """With no traffic, holds and packages still end on time: a batch of no requests
+        (committed like any other) releases and expires them."""
+        try:
+            with self.store.env.begin() as txn:
+                due = ledger.expiry_due(txn, self.store.dbs, self.clock())
+        except lmdb.Error as exc:
+            log.error("looking for expired holds failed: %s", exc)
+            return
+        if due:
+            if self.metrics is not None:
+                self.metrics.background.labels("expiry").inc()
+            self._apply_and_answer([])
+
+    def _apply(self, txn, batch, now_s, now_yyyymm):
+        # Consecutive plain submissions go through the core in one call; one with a guard
+        # or an after-hook is applied on its own, still inside the same transaction.
+        if not batch:                       # only what time ends (see _expire_due_holds)
+            ledger.apply_batch(txn, self.store.dbs, b"", now_s, now_yyyymm, self.hold_timeout_s)
+            return
+        run = []
+        for sub in batch:
+            if sub.guard is None and sub.after is None:
+                run.append(sub)
+                continue
+            self._apply_run(txn, run, now_s, now_yyyymm)
+            run = []
+            refusal = sub.guard(txn) if sub.guard is not None else None
+            if refusal is not None:
+                sub.error = GuardRefused(refusal)
+                continue
+            self._apply_run(txn, [sub], now_s, now_yyyymm)
+            if sub.after is not None:
+                sub.after(txn, sub.replies)
+        self._apply_run(txn, run, now_s, now_yyyymm)
+
+    def _apply_run(self, txn, run, now_s, now_yyyymm):
+        packed = b"".join(r for sub in run for r in sub.requests)
+        if not packed:
+            for sub in run:
+                sub.replies = []
+            return
+        replies = records.unpack_replies(
+            ledger.apply_batch(txn, self.store.dbs, packed, now_s, now_yyyymm, self.hold_timeout_s))
+        at = 0
+        for sub in run:
+            sub.replies = replies[at:at + len(sub.requests)]
+            at += len(sub.requests)
+
+    @staticmethod
+    def _fail(batch, error):
+        for sub in batch:
+            sub.replies = None
+            sub.error = error
+            sub.finish()

@@ -228,7 +228,8 @@ register(OP_REPLACE_CARD, check_replace_card, replace_card)
 
 # ---- one request ------------------------------------------------------------------
 
-cdef int apply_one(BatchContext batch, const CoreRequest* rq, const char* payload, CoreReply* rp) except -1:
+cdef int apply_one(BatchContext batch, const CoreRequest* rq, const char* payload,
+                   CoreReply* rp) except -1:
     cdef RequestRecord rec
     memset(rp, 0, sizeof(CoreReply))
     batch.actor = rq.actor
@@ -266,7 +267,8 @@ cdef int apply_one(BatchContext batch, const CoreRequest* rq, const char* payloa
     if rp.review:
         # Approved past a soft limit: listed for the operator (card, time, limit).
         batch.put(_bytes(rq.request_id, REQUEST_ID_SIZE),
-                  u64_be(rp.card_id) + u64_be(batch.now_s) + bytes([rp.limit_hit]), batch.db_reviews)
+                  u64_be(rp.card_id) + u64_be(batch.now_s) + bytes([rp.limit_hit]),
+                  batch.db_reviews)
     return 0
 
 
@@ -315,7 +317,8 @@ def apply_batch(txn, dbs, bytes requests, uint64_t now_s, uint32_t now_yyyymm,
     offset = 0
     for i in range(n):
         rq = <const CoreRequest*>(src + offset)
-        apply_one(batch, rq, src + offset + sizeof(CoreRequest), <CoreReply*>(dst + i * sizeof(CoreReply)))
+        apply_one(batch, rq, src + offset + sizeof(CoreRequest),
+                  <CoreReply*>(dst + i * sizeof(CoreReply)))
         offset += sizeof(CoreRequest) + rq.payload_size
     return bytes(replies)
 

@@ -6,7 +6,8 @@ cdef bint find_card(BatchContext batch, const uint8_t* card_key, CardRecord* car
     card_id_be = batch.get(_bytes(card_key, CARD_KEY_SIZE), batch.db_pan)
     if card_id_be is None:
         return False
-    value = batch.get(card_key_of(u64_from_be(<const unsigned char*><const char*>card_id_be)), batch.db_book)
+    value = batch.get(card_key_of(u64_from_be(<const unsigned char*><const char*>card_id_be)),
+                      batch.db_book)
     assert value is not None and len(value) == sizeof(CardRecord), \
         "PAN index points at a missing card"
     memcpy(card, <const char*>value, sizeof(CardRecord))
@@ -71,7 +72,8 @@ cdef uint8_t usable_card(BatchContext batch, const CardRecord* card, bint allow_
     return 0
 
 
-cdef uint8_t money_checks(BatchContext batch, const CoreRequest* rq, CardRecord* card, CoreReply* rp,
+cdef uint8_t money_checks(BatchContext batch, const CoreRequest* rq, CardRecord* card,
+                          CoreReply* rp,
                           bint allow_issued) except 255:
     """Card found, usable, same currency: 0, else the decline (rp describes the card)."""
     if not find_card(batch, rq.card_key, card):
@@ -99,7 +101,8 @@ cdef int read_range(BatchContext batch, uint32_t range_id, RangeRecord* rng) exc
     return 0
 
 
-cdef uint8_t open_card(BatchContext batch, const CoreRequest* rq, CardRecord* card, CoreReply* rp) except 255:
+cdef uint8_t open_card(BatchContext batch, const CoreRequest* rq, CardRecord* card,
+                       CoreReply* rp) except 255:
     """The request's card, described; 0 when it exists and is not closed."""
     if not find_described_card(batch, rq, card, rp):
         return RESULT_DECLINED_UNKNOWN_CARD
@@ -126,7 +129,8 @@ cdef int activate(BatchContext batch, CardRecord* card) except -1:
     return 0
 
 
-cdef int set_status(BatchContext batch, const CoreRequest* rq, const char* payload, CoreReply* rp) except -1:
+cdef int set_status(BatchContext batch, const CoreRequest* rq, const char* payload,
+                    CoreReply* rp) except -1:
     cdef CardRecord card
     if not find_described_card(batch, rq, &card, rp):
         return 0
@@ -150,7 +154,8 @@ cdef bint check_set_pin(const CoreRequest* rq, const char* payload) except -1:
     return no_payload(rq) and rq.flags & REQUEST_PIN_PRESENT != 0
 
 
-cdef int set_pin(BatchContext batch, const CoreRequest* rq, const char* payload, CoreReply* rp) except -1:
+cdef int set_pin(BatchContext batch, const CoreRequest* rq, const char* payload,
+                 CoreReply* rp) except -1:
     cdef CardRecord card
     if not find_described_card(batch, rq, &card, rp):
         return 0
@@ -165,7 +170,8 @@ cdef int set_pin(BatchContext batch, const CoreRequest* rq, const char* payload,
     return 0
 
 
-cdef bint check_pin(BatchContext batch, const CoreRequest* rq, CardRecord* card, CoreReply* rp) except -1:
+cdef bint check_pin(BatchContext batch, const CoreRequest* rq, CardRecord* card,
+                    CoreReply* rp) except -1:
     """True unless a PIN was entered and is wrong. Wrong PINs in a row are counted, and
     the range's pin_tries_max of them block the card; a right one resets the count.
     (The one state a declined request changes.)"""
@@ -187,7 +193,8 @@ cdef bint check_pin(BatchContext batch, const CoreRequest* rq, CardRecord* card,
     return False
 
 
-cdef int adjust(BatchContext batch, const CoreRequest* rq, const char* payload, CoreReply* rp) except -1:
+cdef int adjust(BatchContext batch, const CoreRequest* rq, const char* payload,
+                CoreReply* rp) except -1:
     cdef CardRecord card
     cdef uint8_t bad = own_value_card(batch, rq, &card, rp)
     if bad:
@@ -217,7 +224,8 @@ cdef bint check_clear(const CoreRequest* rq, const char* payload) except -1:
     return no_payload(rq) and rq.amount_minor == 0
 
 
-cdef int clear(BatchContext batch, const CoreRequest* rq, const char* payload, CoreReply* rp) except -1:
+cdef int clear(BatchContext batch, const CoreRequest* rq, const char* payload,
+               CoreReply* rp) except -1:
     cdef CardRecord card
     cdef uint64_t seq = 0
     cdef uint8_t bad = own_value_card(batch, rq, &card, rp)
@@ -241,7 +249,8 @@ cdef bint check_deactivate(const CoreRequest* rq, const char* payload) except -1
     return rq.payload_size == CARD_KEY_SIZE and card_payload_matches(rq, payload)
 
 
-cdef int deactivate(BatchContext batch, const CoreRequest* rq, const char* payload, CoreReply* rp) except -1:
+cdef int deactivate(BatchContext batch, const CoreRequest* rq, const char* payload,
+                    CoreReply* rp) except -1:
     """Close a card for good. Its own value must be zero (CLOSE_AT_ZERO), or is paid
     out (CLOSE_PAYOUT: back to the range's funding, the holder paid in cash or by
     bank) or moved to another usable card of the same currency (CLOSE_MOVE, within

@@ -28,7 +28,8 @@ cdef bint check_quantity_moved(const CoreRequest* rq, const char* payload) excep
 
 cdef bint payload_digest_matches(const CoreRequest* rq, const char* payload) except -1:
     """A configuration payload is the one whose digest the request carries (card_key)."""
-    return hashlib.sha256(payload[:rq.payload_size]).digest() == _bytes(rq.payload_digest, CARD_KEY_SIZE)
+    return hashlib.sha256(payload[:rq.payload_size]).digest() == _bytes(rq.payload_digest,
+                          CARD_KEY_SIZE)
 
 
 cdef bint card_payload_matches(const CoreRequest* rq, const char* payload) except -1:

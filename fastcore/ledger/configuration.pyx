@@ -7,7 +7,8 @@ cdef bint check_define_product(const CoreRequest* rq, const char* payload) excep
         rq.product_kind in (PRODUCT_FUEL, PRODUCT_OTHER)
 
 
-cdef int define_product(BatchContext batch, const CoreRequest* rq, const char* payload, CoreReply* rp) except -1:
+cdef int define_product(BatchContext batch, const CoreRequest* rq, const char* payload,
+                        CoreReply* rp) except -1:
     cdef CatalogRecord catalog
     cdef uint32_t code = rq.product_code
     read_catalog(batch, &catalog)
@@ -17,7 +18,8 @@ cdef int define_product(BatchContext batch, const CoreRequest* rq, const char* p
     else:
         catalog.fuel[code >> 3] &= ~(1 << (code & 7))
     batch.put(CATALOG_KEY, _bytes(&catalog, sizeof(catalog)), batch.db_config)
-    batch.put(config_key_of(b'P', code), bytes([rq.product_kind]) + _bytes(rq.product_name, RANGE_NAME_SIZE), batch.db_config)
+    batch.put(config_key_of(b'P', code),
+              bytes([rq.product_kind]) + _bytes(rq.product_name, RANGE_NAME_SIZE), batch.db_config)
     approve(batch, rq, rp, 0, 0)
     return 0
 
@@ -39,7 +41,8 @@ cdef bint check_set_profile(const CoreRequest* rq, const char* payload) except -
     return True
 
 
-cdef int set_profile(BatchContext batch, const CoreRequest* rq, const char* payload, CoreReply* rp) except -1:
+cdef int set_profile(BatchContext batch, const CoreRequest* rq, const char* payload,
+                     CoreReply* rp) except -1:
     cdef const ProfileRecord* profile = <const ProfileRecord*>payload
     cdef CatalogRecord catalog
     cdef int i
@@ -48,7 +51,8 @@ cdef int set_profile(BatchContext batch, const CoreRequest* rq, const char* payl
         if profile.allowed_products[i] & ~catalog.known[i]:
             rp.result = RESULT_REJECTED_UNKNOWN_PRODUCT
             return 0
-    batch.put(config_key_of(b'F', rq.profile_id), _bytes(payload, sizeof(ProfileRecord)), batch.db_config)
+    batch.put(config_key_of(b'F', rq.profile_id), _bytes(payload, sizeof(ProfileRecord)),
+              batch.db_config)
     approve(batch, rq, rp, 0, 0)
     return 0
 
@@ -59,7 +63,8 @@ cdef bint check_define_outlet(const CoreRequest* rq, const char* payload) except
         (<const OutletRecord*>payload).outlet_code == rq.outlet_code
 
 
-cdef int define_outlet(BatchContext batch, const CoreRequest* rq, const char* payload, CoreReply* rp) except -1:
+cdef int define_outlet(BatchContext batch, const CoreRequest* rq, const char* payload,
+                       CoreReply* rp) except -1:
     cdef const OutletRecord* outlet = <const OutletRecord*>payload
     key = config_key_of(b'O', rq.outlet_code)
     value = batch.get(key, batch.db_config)
@@ -88,7 +93,8 @@ cdef bint check_set_contract(const CoreRequest* rq, const char* payload) except 
         0 <= rq.credit_limit_minor <= BALANCE_MINOR_MAX
 
 
-cdef int set_contract(BatchContext batch, const CoreRequest* rq, const char* payload, CoreReply* rp) except -1:
+cdef int set_contract(BatchContext batch, const CoreRequest* rq, const char* payload,
+                      CoreReply* rp) except -1:
     cdef ContractRecord contract
     cdef AccountRecord acc
     cdef uint64_t owner = CONTRACT_OWNER_BASE + rq.contract_id
@@ -122,7 +128,8 @@ cdef int set_contract(BatchContext batch, const CoreRequest* rq, const char* pay
     return 0
 
 
-cdef int assign_card(BatchContext batch, const CoreRequest* rq, const char* payload, CoreReply* rp) except -1:
+cdef int assign_card(BatchContext batch, const CoreRequest* rq, const char* payload,
+                     CoreReply* rp) except -1:
     cdef CardRecord card
     cdef ContractRecord contract
     cdef AccountRecord value_acc, held_acc
@@ -161,7 +168,8 @@ cdef bint check_set_program(const CoreRequest* rq, const char* payload) except -
         valid_program(<const ProgramRecord*>payload, AMOUNT_MINOR_MAX)
 
 
-cdef int set_program(BatchContext batch, const CoreRequest* rq, const char* payload, CoreReply* rp) except -1:
+cdef int set_program(BatchContext batch, const CoreRequest* rq, const char* payload,
+                     CoreReply* rp) except -1:
     cdef const ProgramRecord* program = <const ProgramRecord*>payload
     cdef ProgramRecord old
     cdef int i
@@ -203,7 +211,8 @@ cdef bint check_set_rules(const CoreRequest* rq, const char* payload) except -1:
     return True
 
 
-cdef int set_rules(BatchContext batch, const CoreRequest* rq, const char* payload, CoreReply* rp) except -1:
+cdef int set_rules(BatchContext batch, const CoreRequest* rq, const char* payload,
+                   CoreReply* rp) except -1:
     """Replace a program's earn rules; every outlet and product they name must exist."""
     cdef const EarnRule* rule
     cdef CatalogRecord catalog
@@ -235,8 +244,10 @@ cdef bint check_define_partner(const CoreRequest* rq, const char* payload) excep
     return no_payload(rq) and rq.partner_id != 0 and rq.partner_name[0] != 0
 
 
-cdef int define_partner(BatchContext batch, const CoreRequest* rq, const char* payload, CoreReply* rp) except -1:
+cdef int define_partner(BatchContext batch, const CoreRequest* rq, const char* payload,
+                        CoreReply* rp) except -1:
     """A loyalty partner (a merchant company): its number and name; renaming is fine."""
-    batch.put(config_key_of(b'N', rq.partner_id), _bytes(rq.partner_name, RANGE_NAME_SIZE), batch.db_config)
+    batch.put(config_key_of(b'N', rq.partner_id), _bytes(rq.partner_name, RANGE_NAME_SIZE),
+              batch.db_config)
     approve(batch, rq, rp, 0, 0)
     return 0

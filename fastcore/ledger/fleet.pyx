@@ -93,7 +93,8 @@ cdef bint known_products(BatchContext batch, const CoreRequest* rq) except -1:
     return True
 
 
-cdef bint products_allowed(BatchContext batch, const CoreRequest* rq, const ProfileRecord* profile) except -1:
+cdef bint products_allowed(BatchContext batch, const CoreRequest* rq,
+                           const ProfileRecord* profile) except -1:
     """Every product of the sale is allowed. A sale without product data passes only
     where the profile restricts nothing (a pre-authorization's products are a hint:
     its completion says what was sold)."""
@@ -118,7 +119,8 @@ cdef bint products_allowed(BatchContext batch, const CoreRequest* rq, const Prof
         profile.flags & PROFILE_NONFUEL_ALLOWED
 
 
-cdef bint place_allowed(BatchContext batch, uint32_t outlet_code, const ProfileRecord* profile) except -1:
+cdef bint place_allowed(BatchContext batch, uint32_t outlet_code,
+                        const ProfileRecord* profile) except -1:
     cdef OutletRecord outlet
     cdef uint32_t region = 0
     cdef int i
@@ -161,7 +163,8 @@ cdef uint8_t fleet_rules(BatchContext batch, const CoreRequest* rq, const Fleet*
     return 0
 
 
-cdef uint8_t fleet_limits(BatchContext batch, const CoreRequest* rq, const Fleet* fleet, CoreReply* rp,
+cdef uint8_t fleet_limits(BatchContext batch, const CoreRequest* rq, const Fleet* fleet,
+                          CoreReply* rp,
                           int64_t* amount, int64_t* volume) except 255:
     """The odometer, then the hard limits, pessimistically: what was used in each
     period plus what open holds reserve plus this request. Where the terminal takes a
@@ -258,7 +261,8 @@ cdef int flag_soft(BatchContext batch, const Fleet* fleet, int64_t amount, int64
     return 0
 
 
-cdef int uncount_purchase(BatchContext batch, const CardRecord* card, const RequestRecord* original) except -1:
+cdef int uncount_purchase(BatchContext batch, const CardRecord* card,
+                          const RequestRecord* original) except -1:
     """A reversed purchase no longer counts in the periods it was counted in."""
     cdef UsageRecord usage
     cdef Fleet fleet

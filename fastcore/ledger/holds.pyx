@@ -2,7 +2,8 @@
 # dispensed and releases the rest; void, reversal or timeout release it all.
 
 
-cdef int preauth(BatchContext batch, const CoreRequest* rq, const char* payload, CoreReply* rp) except -1:
+cdef int preauth(BatchContext batch, const CoreRequest* rq, const char* payload,
+                 CoreReply* rp) except -1:
     cdef CardRecord card
     cdef HoldRecord hold
     cdef Fleet fleet
@@ -94,7 +95,8 @@ cdef bint check_complete(const CoreRequest* rq, const char* payload) except -1:
     return no_payload(rq) and fuel_fields_valid(rq) and 0 <= rq.amount_minor <= AMOUNT_MINOR_MAX
 
 
-cdef int complete(BatchContext batch, const CoreRequest* rq, const char* payload, CoreReply* rp) except -1:
+cdef int complete(BatchContext batch, const CoreRequest* rq, const char* payload,
+                  CoreReply* rp) except -1:
     cdef CardRecord card
     cdef HoldRecord hold
     cdef Fleet fleet
@@ -141,7 +143,8 @@ cdef bint check_void(const CoreRequest* rq, const char* payload) except -1:
     return no_payload(rq) and refers_elsewhere(rq)
 
 
-cdef int void_hold(BatchContext batch, const CoreRequest* rq, const char* payload, CoreReply* rp) except -1:
+cdef int void_hold(BatchContext batch, const CoreRequest* rq, const char* payload,
+                   CoreReply* rp) except -1:
     cdef HoldRecord hold
     if not read_hold(batch, rq.ref_request_id, &hold):
         rp.result = RESULT_DECLINED_HOLD_NOT_FOUND

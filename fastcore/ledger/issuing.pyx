@@ -7,7 +7,8 @@ cdef bint check_create_range(const CoreRequest* rq, const char* payload) except 
         rq.numbering <= 2
 
 
-cdef int create_range(BatchContext batch, const CoreRequest* rq, const char* payload, CoreReply* rp) except -1:
+cdef int create_range(BatchContext batch, const CoreRequest* rq, const char* payload,
+                      CoreReply* rp) except -1:
     cdef RangeRecord rng
     cdef AccountRecord acc
     key = range_key_of(rq.range_id)
@@ -47,7 +48,8 @@ cdef bint check_allocate_serials(const CoreRequest* rq, const char* payload) exc
     return no_payload(rq) and 0 < rq.serial_count <= SERIALS_PER_REQUEST_MAX
 
 
-cdef int allocate_serials(BatchContext batch, const CoreRequest* rq, const char* payload, CoreReply* rp) except -1:
+cdef int allocate_serials(BatchContext batch, const CoreRequest* rq, const char* payload,
+                          CoreReply* rp) except -1:
     """A block of the range's card serial numbers (the digits between its prefix and
     the check digit), for numbering new cards in order; the first in approved_minor.
     Never the same number twice; a retry gets the same block."""
@@ -66,7 +68,8 @@ cdef int allocate_serials(BatchContext batch, const CoreRequest* rq, const char*
     return 0
 
 
-cdef int issue_card(BatchContext batch, const CoreRequest* rq, const char* payload, CoreReply* rp) except -1:
+cdef int issue_card(BatchContext batch, const CoreRequest* rq, const char* payload,
+                    CoreReply* rp) except -1:
     cdef RangeRecord rng
     cdef CardRecord card
     cdef AccountRecord acc
@@ -116,7 +119,8 @@ cdef bint check_set_stage(const CoreRequest* rq, const char* payload) except -1:
     return no_payload(rq) and STAGE_CREATED <= rq.stage <= STAGE_SHIPPED
 
 
-cdef int set_stage(BatchContext batch, const CoreRequest* rq, const char* payload, CoreReply* rp) except -1:
+cdef int set_stage(BatchContext batch, const CoreRequest* rq, const char* payload,
+                   CoreReply* rp) except -1:
     """Record the card's next production stage, and when: created, personalized,
     shipped, in that order (a stage again changes nothing: a bureau's retry)."""
     cdef CardRecord card
@@ -139,7 +143,8 @@ cdef bint check_replace_card(const CoreRequest* rq, const char* payload) except 
     return rq.payload_size == CARD_KEY_SIZE and card_payload_matches(rq, payload)
 
 
-cdef int replace_card(BatchContext batch, const CoreRequest* rq, const char* payload, CoreReply* rp) except -1:
+cdef int replace_card(BatchContext batch, const CoreRequest* rq, const char* payload,
+                      CoreReply* rp) except -1:
     """Everything of a lost or stolen card moves to a new, never used card of the same
     range: value, subscription and point lots (with their dates), points owed,
     loyalty standing, fleet profile, contract and usage. The old card is closed for
@@ -172,7 +177,8 @@ cdef int replace_card(BatchContext batch, const CoreRequest* rq, const char* pay
         if kind is batch.points:
             owed = -balance_of(batch, card.card_id, SLOT_CARD_POINTS_OWED)
             if owed:
-                last = post(batch, rq.request_id, OP_REPLACE_CARD, new.card_id, SLOT_CARD_POINTS_OWED,
+                last = post(batch, rq.request_id, OP_REPLACE_CARD, new.card_id,
+                            SLOT_CARD_POINTS_OWED,
                                  card.card_id, SLOT_CARD_POINTS_OWED, POINTS, owed)
                 seq = seq or last
             if moved or owed:

@@ -34,7 +34,8 @@ cdef list card_lot_ids(BatchContext batch, _LotKind kind, uint64_t card_id, LotS
     return ids
 
 
-cdef bint read_lot(BatchContext batch, _LotKind kind, const uint8_t* lot_id, LotRecord* out) except -1:
+cdef bint read_lot(BatchContext batch, _LotKind kind, const uint8_t* lot_id,
+                   LotRecord* out) except -1:
     value = batch.get(_bytes(lot_id, REQUEST_ID_SIZE), kind.db)
     if value is None:
         return False
@@ -43,7 +44,8 @@ cdef bint read_lot(BatchContext batch, _LotKind kind, const uint8_t* lot_id, Lot
     return True
 
 
-cdef int write_lot(BatchContext batch, _LotKind kind, const uint8_t* lot_id, const LotRecord* lot) except -1:
+cdef int write_lot(BatchContext batch, _LotKind kind, const uint8_t* lot_id,
+                   const LotRecord* lot) except -1:
     batch.put(_bytes(lot_id, REQUEST_ID_SIZE), _bytes(lot, sizeof(LotRecord)), kind.db)
     return 0
 
@@ -78,7 +80,8 @@ cdef bint check_sell_package(const CoreRequest* rq, const char* payload) except 
     return no_payload(rq) and positive_amount(rq) and rq.valid_until_s > 0
 
 
-cdef int issue_lot(BatchContext batch, _LotKind kind, const CoreRequest* rq, CoreReply* rp) except -1:
+cdef int issue_lot(BatchContext batch, _LotKind kind, const CoreRequest* rq,
+                   CoreReply* rp) except -1:
     """Sell a package, or earn points: the first one of a new card activates it."""
     cdef CardRecord card
     if not find_described_card(batch, rq, &card, rp):
@@ -179,7 +182,8 @@ cdef uint8_t take_from_lots(BatchContext batch, _LotKind kind, const CardRecord*
     return 0
 
 
-cdef uint8_t take_points(BatchContext batch, const CardRecord* card, int64_t need, uint64_t* earliest_s,
+cdef uint8_t take_points(BatchContext batch, const CardRecord* card, int64_t need,
+                         uint64_t* earliest_s,
                          list taken) except 255:
     """Points a member spends: none while a return has left points owed, else from
     the valid lots, earliest-expiring first (take_from_lots)."""
@@ -188,7 +192,8 @@ cdef uint8_t take_points(BatchContext batch, const CardRecord* card, int64_t nee
     return take_from_lots(batch, batch.points, card, need, earliest_s, taken)
 
 
-cdef int use_lots(BatchContext batch, _LotKind kind, const CoreRequest* rq, CoreReply* rp) except -1:
+cdef int use_lots(BatchContext batch, _LotKind kind, const CoreRequest* rq,
+                  CoreReply* rp) except -1:
     """Use units, or redeem points: from the earliest-expiring valid lots first."""
     cdef CardRecord card
     cdef uint64_t earliest_s = 0
@@ -198,7 +203,8 @@ cdef int use_lots(BatchContext batch, _LotKind kind, const CoreRequest* rq, Core
     cdef uint64_t seq = 0
     taken = []
     if not bad:
-        bad = take_points(batch, &card, rq.amount_minor, &earliest_s, taken) if kind is batch.points \
+        bad = take_points(batch, &card, rq.amount_minor, &earliest_s,
+                          taken) if kind is batch.points \
             else take_from_lots(batch, kind, &card, rq.amount_minor, &earliest_s, taken)
     if bad:
         rp.result = bad
@@ -215,7 +221,8 @@ cdef int use_lots(BatchContext batch, _LotKind kind, const CoreRequest* rq, Core
     return 0
 
 
-cdef uint64_t post_use(BatchContext batch, _LotKind kind, const CoreRequest* rq, const CardRecord* card,
+cdef uint64_t post_use(BatchContext batch, _LotKind kind, const CoreRequest* rq,
+                       const CardRecord* card,
                        list taken) except? 0:
     """Post what take_from_lots took as used (points: redeemed at batch.partner), one
     entry per partner that issued them; the first seq."""
@@ -230,7 +237,8 @@ cdef uint64_t post_use(BatchContext batch, _LotKind kind, const CoreRequest* rq,
     return seq
 
 
-cdef int adjust_points(BatchContext batch, const CoreRequest* rq, const char* payload, CoreReply* rp) except -1:
+cdef int adjust_points(BatchContext batch, const CoreRequest* rq, const char* payload,
+                       CoreReply* rp) except -1:
     """An operator puts points on a card (a new lot, as its program dates lots) or
     takes them off (earliest-expiring first), with a reason the journal keeps."""
     cdef CardRecord card
@@ -337,7 +345,8 @@ cdef int expire_lots(BatchContext batch, _LotKind kind) except -1:
     return len(due)
 
 
-cdef int64_t move_lots(BatchContext batch, _LotKind kind, const CoreRequest* rq, const CardRecord* card,
+cdef int64_t move_lots(BatchContext batch, _LotKind kind, const CoreRequest* rq,
+                       const CardRecord* card,
                        const CardRecord* new) except -1:
     """Re-home the card's open lots (their dates kept) to the new card; what they hold."""
     cdef LotRecord lot

@@ -66,7 +66,8 @@ cdef int write_member(BatchContext batch, uint64_t card_id, const MemberRecord* 
     return 0
 
 
-cdef int record_points(BatchContext batch, uint64_t card_id, uint64_t seq, uint8_t op, int64_t points,
+cdef int record_points(BatchContext batch, uint64_t card_id, uint64_t seq, uint8_t op,
+                       int64_t points,
                        uint32_t outlet_code, const PointsLine* explained=NULL) except -1:
     """One line of the card's points history (its statement), keyed by journal seq."""
     cdef PointsLine line
@@ -101,7 +102,8 @@ cdef uint64_t credit_points(BatchContext batch, const CoreRequest* rq, const Car
     return seq
 
 
-cdef int64_t earn_on_sale(BatchContext batch, const CoreRequest* rq, const CardRecord* card, int64_t spend,
+cdef int64_t earn_on_sale(BatchContext batch, const CoreRequest* rq, const CardRecord* card,
+                          int64_t spend,
                           int64_t volume, uint8_t method, CoreReply* rp,
                           bint earns=True) except -1:
     """A sale of a card in a loyalty program: its rules, tier and bonuses give points
@@ -149,7 +151,8 @@ cdef int64_t earn_on_sale(BatchContext batch, const CoreRequest* rq, const CardR
     return seq
 
 
-cdef int count_member(BatchContext batch, const CardRecord* card, int64_t spend, int64_t points) except -1:
+cdef int count_member(BatchContext batch, const CardRecord* card, int64_t spend,
+                      int64_t points) except -1:
     """Count a return (negative) or its reversal towards the member's spend and tier."""
     cdef MemberRecord member
     found = program_of(batch, card.range_id)
@@ -200,7 +203,8 @@ cdef int64_t take_back_points(BatchContext batch, const CoreRequest* rq, const C
     return seq
 
 
-cdef int64_t points_to_return(BatchContext batch, const RequestRecord* original, int64_t refunded_before,
+cdef int64_t points_to_return(BatchContext batch, const RequestRecord* original,
+                              int64_t refunded_before,
                               int64_t refunded_after):
     """Points a return gives back: in proportion to the amount, rounded so that
     returning everything returns exactly what was earned."""
@@ -218,7 +222,8 @@ cdef bint check_loyalty_sale(const CoreRequest* rq, const char* payload) except 
         0 <= rq.volume_ml <= VOLUME_ML_MAX
 
 
-cdef int loyalty_sale(BatchContext batch, const CoreRequest* rq, const char* payload, CoreReply* rp) except -1:
+cdef int loyalty_sale(BatchContext batch, const CoreRequest* rq, const char* payload,
+                      CoreReply* rp) except -1:
     """A sale the member pays otherwise (cash, a bank card): the discount the POS
     applies, and the points the rest earns."""
     cdef CardRecord card
@@ -275,7 +280,8 @@ cdef bint check_set_member(const CoreRequest* rq, const char* payload) except -1
         1 <= rq.birthday_mmdd // 100 <= 12 and 1 <= rq.birthday_mmdd % 100 <= 31))
 
 
-cdef int set_member(BatchContext batch, const CoreRequest* rq, const char* payload, CoreReply* rp) except -1:
+cdef int set_member(BatchContext batch, const CoreRequest* rq, const char* payload,
+                    CoreReply* rp) except -1:
     """The holder's birthday (month * 100 + day in profile_id; 0: forget it)."""
     cdef CardRecord card
     cdef MemberRecord member

@@ -2,7 +2,8 @@
 # charge runs (card, fleet rules, PIN, limits, funds) in their documented order.
 
 
-cdef int load(BatchContext batch, const CoreRequest* rq, const char* payload, CoreReply* rp) except -1:
+cdef int load(BatchContext batch, const CoreRequest* rq, const char* payload,
+              CoreReply* rp) except -1:
     cdef CardRecord card
     cdef RangeRecord rng
     cdef uint8_t bad = money_checks(batch, rq, &card, rp, True)
@@ -31,7 +32,8 @@ cdef int load(BatchContext batch, const CoreRequest* rq, const char* payload, Co
     return 0
 
 
-cdef int64_t charge_checks(BatchContext batch, const CoreRequest* rq, CardRecord* card, CoreReply* rp,
+cdef int64_t charge_checks(BatchContext batch, const CoreRequest* rq, CardRecord* card,
+                           CoreReply* rp,
                            Fleet* fleet, int64_t* volume) except -1:
     """What a purchase or pre-authorization may take: card, fleet rules and prompts,
     PIN, odometer and fleet limits, then funds (partial approval included). 0 means
@@ -68,7 +70,8 @@ cdef bint check_charge(const CoreRequest* rq, const char* payload) except -1:
     return no_payload(rq) and fuel_fields_valid(rq) and positive_amount(rq)
 
 
-cdef int purchase(BatchContext batch, const CoreRequest* rq, const char* payload, CoreReply* rp) except -1:
+cdef int purchase(BatchContext batch, const CoreRequest* rq, const char* payload,
+                  CoreReply* rp) except -1:
     cdef CardRecord card
     cdef Fleet fleet
     cdef int64_t volume
@@ -87,7 +90,8 @@ cdef int purchase(BatchContext batch, const CoreRequest* rq, const char* payload
     return 0
 
 
-cdef int64_t affordable(BatchContext batch, const CoreRequest* rq, const CoreReply* rp, int64_t amount):
+cdef int64_t affordable(BatchContext batch, const CoreRequest* rq, const CoreReply* rp,
+                        int64_t amount):
     """The amount to approve: all of `amount`, what is available when the terminal
     accepts a partial approval, or 0 (decline)."""
     cdef int64_t available = available_of(rp)

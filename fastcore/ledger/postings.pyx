@@ -33,7 +33,8 @@ cdef inline uint32_t _approval_code(const uint8_t* request_id, uint64_t seq):
     return <uint32_t>((h + seq) % APPROVAL_CODE_MODULUS)
 
 
-cdef bint read_account(BatchContext batch, uint64_t owner, uint8_t slot, AccountRecord* out) except -1:
+cdef bint read_account(BatchContext batch, uint64_t owner, uint8_t slot,
+                       AccountRecord* out) except -1:
     value = batch.get(account_key_of(owner, slot), batch.db_book)
     if value is None:
         return False
@@ -42,7 +43,8 @@ cdef bint read_account(BatchContext batch, uint64_t owner, uint8_t slot, Account
     return True
 
 
-cdef int write_account(BatchContext batch, uint64_t owner, uint8_t slot, const AccountRecord* acc) except -1:
+cdef int write_account(BatchContext batch, uint64_t owner, uint8_t slot,
+                       const AccountRecord* acc) except -1:
     batch.put(account_key_of(owner, slot), _bytes(acc, sizeof(AccountRecord)), batch.db_book)
     return 0
 
@@ -115,7 +117,8 @@ cdef int64_t balance_of(BatchContext batch, uint64_t owner, uint8_t slot) except
     return acc.balance_minor if read_account(batch, owner, slot, &acc) else 0
 
 
-cdef int approve(BatchContext batch, const CoreRequest* rq, CoreReply* rp, int64_t amount, uint64_t seq,
+cdef int approve(BatchContext batch, const CoreRequest* rq, CoreReply* rp, int64_t amount,
+                 uint64_t seq,
                  const CardRecord* card=NULL) except -1:
     """Approved: the reply describes the card as it is now (`card`, when the caller
     holds its current record, saves reading it again)."""

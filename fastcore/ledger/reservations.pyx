@@ -1,7 +1,8 @@
 # Points reserved for a redemption: held first, then confirmed (redeemed) or released.
 
 
-cdef int reserve_points(BatchContext batch, const CoreRequest* rq, const char* payload, CoreReply* rp) except -1:
+cdef int reserve_points(BatchContext batch, const CoreRequest* rq, const char* payload,
+                        CoreReply* rp) except -1:
     """Take points earliest-expiring first into the card's held points, as one held
     lot keyed by this request, released by itself at the hold timeout."""
     cdef CardRecord card
@@ -50,7 +51,8 @@ cdef list reserved_groups(BatchContext batch, const RequestRecord* reserve):
     return groups
 
 
-cdef uint64_t settle_reservation(BatchContext batch, const uint8_t* posting_id, RequestRecord* reserve,
+cdef uint64_t settle_reservation(BatchContext batch, const uint8_t* posting_id,
+                                 RequestRecord* reserve,
                                  int64_t redeem, uint8_t release_op, uint32_t flag) except? 0:
     """Redeem `redeem` of a reservation (where it was made) and give the rest back: its
     lot opens again with it, expiring with the earliest of what it held. The first
@@ -100,7 +102,8 @@ cdef bint check_release_points(const CoreRequest* rq, const char* payload) excep
     return no_payload(rq) and refers_elsewhere(rq) and rq.amount_minor == 0
 
 
-cdef int close_reservation(BatchContext batch, const CoreRequest* rq, const char* payload, CoreReply* rp) except -1:
+cdef int close_reservation(BatchContext batch, const CoreRequest* rq, const char* payload,
+                           CoreReply* rp) except -1:
     """Confirm a reservation (all of it or less: the rest goes back) or release it."""
     cdef CardRecord card
     cdef RequestRecord reserve

@@ -2,7 +2,8 @@
 # of one the host never saw, which leaves a tombstone).
 
 
-cdef int refund(BatchContext batch, const CoreRequest* rq, const char* payload, CoreReply* rp) except -1:
+cdef int refund(BatchContext batch, const CoreRequest* rq, const char* payload,
+                CoreReply* rp) except -1:
     cdef CardRecord card
     cdef RequestRecord original
     cdef uint8_t bad = money_checks(batch, rq, &card, rp, False)
@@ -56,7 +57,8 @@ cdef bint check_reversal(const CoreRequest* rq, const char* payload) except -1:
     return no_payload(rq) and refers_elsewhere(rq)
 
 
-cdef int reverse(BatchContext batch, const CoreRequest* rq, const char* payload, CoreReply* rp) except -1:
+cdef int reverse(BatchContext batch, const CoreRequest* rq, const char* payload,
+                 CoreReply* rp) except -1:
     cdef RequestRecord original, purchase
     cdef HoldRecord hold
     cdef CardRecord card

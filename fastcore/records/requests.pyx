@@ -73,7 +73,9 @@ cdef inline void _check_size(bytes data, Py_ssize_t expected, str what) except *
 
 
 def _one_of(*names_values):
-    """The value of the one name given (not zero or empty) among names that share bytes."""
+    """The value of the one name given (not zero or empty) among names that share bytes
+    (called only when a name other than the general one is given: pack_request is on
+    every authorization's path)."""
     given = [(n, v) for n, v in zip(names_values[::2], names_values[1::2]) if v]
     if len(given) > 1:
         raise ValueError(f"{' and '.join(n for n, _ in given)} share bytes of the request: "
@@ -110,17 +112,22 @@ def pack_request(int op, bytes request_id, *, bytes ref_request_id=None, bytes c
     if len(request_id) != REQUEST_ID_SIZE:
         raise ValueError("request_id must be 16 bytes")
     r.op = op
-    r.target_status = _one_of("target_status", target_status, "numbering", numbering,
-                              "close_disposition", close_disposition, "product_kind",
-                              product_kind, "stage", stage, "payment_method", payment_method)
+    r.target_status = target_status
+    if numbering or close_disposition or product_kind or stage or payment_method:
+        r.target_status = _one_of("target_status", target_status, "numbering", numbering,
+                                  "close_disposition", close_disposition, "product_kind",
+                                  product_kind, "stage", stage, "payment_method", payment_method)
     r.pan_length = pan_length
     r.iin_digits = iin_digits
     cdef bytes cur = currency.encode("ascii")
     if len(cur) > 3:
         raise ValueError(f"currency must be 3 letters, got {currency!r}")
     strncpy(r.currency, cur, CURRENCY_SIZE)
-    r.amount_minor = _one_of("amount_minor", amount_minor, "balance_max_minor", balance_max_minor,
-                             "serial_count", serial_count, "credit_limit_minor", credit_limit_minor)
+    r.amount_minor = amount_minor
+    if balance_max_minor or serial_count or credit_limit_minor:
+        r.amount_minor = _one_of("amount_minor", amount_minor, "balance_max_minor",
+                                 balance_max_minor, "serial_count", serial_count,
+                                 "credit_limit_minor", credit_limit_minor)
     memcpy(r.request_id, <char*>request_id, REQUEST_ID_SIZE)
     if ref_request_id is not None:
         if len(ref_request_id) != REQUEST_ID_SIZE:
@@ -130,13 +137,17 @@ def pack_request(int op, bytes request_id, *, bytes ref_request_id=None, bytes c
         if len(card_key) != CARD_KEY_SIZE:
             raise ValueError("card_key must be 32 bytes")
         memcpy(r.card_key, <char*>card_key, CARD_KEY_SIZE)
-    r.range_id = _one_of("range_id", range_id, "product_code", product_code)
+    r.range_id = range_id
+    if product_code:
+        r.range_id = _one_of("range_id", range_id, "product_code", product_code)
     r.expiry_yyyymm = expiry_yyyymm
     r.pan_first6 = pan_first6
     r.pan_last4 = pan_last4
     r.iin_prefix = iin_prefix
-    cdef bytes name = _one_of("range_name", range_name, "product_name", product_name,
-                              "partner_name", partner_name).encode("utf-8")
+    if product_name or partner_name:
+        range_name = _one_of("range_name", range_name, "product_name", product_name,
+                             "partner_name", partner_name)
+    cdef bytes name = range_name.encode("utf-8")
     if len(name) > RANGE_NAME_SIZE:
         raise ValueError(f"a name is at most {RANGE_NAME_SIZE} bytes of UTF-8")
     memcpy(r.range_name, <char*>name, len(name))
@@ -153,11 +164,15 @@ def pack_request(int op, bytes request_id, *, bytes ref_request_id=None, bytes c
     r.reason = reason
     if adjust_down:
         r.flags |= REQUEST_ADJUST_DOWN
-    r.load_per_day_max_minor = _one_of("load_per_day_max_minor", load_per_day_max_minor,
-                                       "points_tendered", points_tendered)
+    r.load_per_day_max_minor = load_per_day_max_minor
+    if points_tendered:
+        r.load_per_day_max_minor = _one_of("load_per_day_max_minor", load_per_day_max_minor,
+                                           "points_tendered", points_tendered)
     r.valid_until_s = valid_until_s
-    r.profile_id = _one_of("profile_id", profile_id, "program_id", program_id,
-                           "partner_id", partner_id, "birthday_mmdd", birthday_mmdd)
+    r.profile_id = profile_id
+    if program_id or partner_id or birthday_mmdd:
+        r.profile_id = _one_of("profile_id", profile_id, "program_id", program_id,
+                               "partner_id", partner_id, "birthday_mmdd", birthday_mmdd)
     r.volume_ml = volume_ml
     if odometer is not None:
         r.odometer = odometer

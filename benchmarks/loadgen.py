@@ -41,15 +41,8 @@ from cardgate.gateway.cli.demo import clients_dir
 from cardgate.gateway.request_ids import new_request_id
 from cardgate.gateway.security.pan import luhn_check_digit
 from cardgate.gateway.security.pki import Pki
-from cardgate.v1 import (
-    authorization_pb2,
-    authorization_pb2_grpc,
-    common_pb2,
-    forecourt_pb2,
-    forecourt_pb2_grpc,
-    issuing_pb2,
-    issuing_pb2_grpc,
-)
+from cardgate.v1 import (authorization_pb2, authorization_pb2_grpc, common_pb2, forecourt_pb2,
+                         forecourt_pb2_grpc, issuing_pb2, issuing_pb2_grpc)
 
 GOAL_RATIO = 0.8
 GOAL_RATIO_BATCH = 0.6

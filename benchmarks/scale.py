@@ -37,13 +37,8 @@ from benchmarks.loadgen import drive, issue_client_certificates, pan_of, start_g
 from benchmarks.process_memory import rss_mib
 from cardgate.gateway.cli.channels import open_channel
 from cardgate.gateway.cli.demo import clients_dir
-from cardgate.v1 import (
-    authorization_pb2,
-    authorization_pb2_grpc,
-    common_pb2,
-    issuing_pb2,
-    issuing_pb2_grpc,
-)
+from cardgate.v1 import (authorization_pb2, authorization_pb2_grpc, common_pb2, issuing_pb2,
+                         issuing_pb2_grpc)
 
 GOAL_WITHIN = 0.20
 ISSUE_PER_REQUEST = 100_000          # limits.ISSUE_CARDS_PER_BATCH_MAX

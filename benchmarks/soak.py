@@ -34,13 +34,8 @@ from benchmarks.process_memory import rss_mib
 from cardgate.gateway.cli.channels import open_channel
 from cardgate.gateway.cli.demo import clients_dir
 from cardgate.gateway.request_ids import new_request_id
-from cardgate.v1 import (
-    authorization_pb2,
-    authorization_pb2_grpc,
-    common_pb2,
-    loyalty_pb2,
-    loyalty_pb2_grpc,
-)
+from cardgate.v1 import (authorization_pb2, authorization_pb2_grpc, common_pb2, loyalty_pb2,
+                         loyalty_pb2_grpc)
 
 RSS_GROWTH_MAX = 0.10          # over the second half of the soak: "no growth", with noise
 POINTS_VALID_S = 365 * 86400

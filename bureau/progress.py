@@ -1,14 +1,8 @@
 """The operator's view of an encoding run: a progress bar with rate and time left (on
 stderr, drawn by rich), and a line per card on stdout."""
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    TextColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn,
+                           TimeRemainingColumn)
 from rich.text import Text
 
 

@@ -34,13 +34,8 @@ from gateway_process import LIMITS_LIFTED, GatewayProcess  # noqa: E402
 
 from cardgate.gateway.cli.demo import read_demo_pans  # noqa: E402
 from cardgate.gateway.store.audit import audit  # noqa: E402
-from cardgate.v1 import (  # noqa: E402
-    authorization_pb2,
-    authorization_pb2_grpc,
-    common_pb2,
-    loyalty_pb2,
-    loyalty_pb2_grpc,
-)
+from cardgate.v1 import (authorization_pb2, authorization_pb2_grpc, common_pb2,  # noqa: E402
+                         loyalty_pb2, loyalty_pb2_grpc)
 
 CLIENT_THREADS = 4
 GIFT_CARDS = 3                  # the demo's first cards (the last is a fleet card)

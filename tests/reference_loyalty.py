@@ -5,10 +5,10 @@ import calendar
 import dataclasses
 import datetime
 
-from reference_fleet import Decline
-
 from cardgate.fastcore import records
 from cardgate.fastcore.records import ExpiryKind, Op, Result, RuleKind, RuleScope, Slot
+
+from reference_fleet import Decline
 
 POINTS = records.POINTS_ASSET
 SYSTEM = records.SYSTEM_OWNER_BASE

@@ -9,11 +9,11 @@ import copy
 import dataclasses
 import functools
 
-from reference_fleet import Decline, FleetRules
-from reference_loyalty import LoyaltyRules, lot_time
-
 from cardgate.fastcore import records
 from cardgate.fastcore.records import CardStatus, Op, PaymentMethod, Result, Slot
+
+from reference_fleet import Decline, FleetRules
+from reference_loyalty import LoyaltyRules, lot_time
 
 AMOUNT_MINOR_MAX = records.AMOUNT_MINOR_MAX
 BALANCE_MINOR_MAX = records.BALANCE_MINOR_MAX

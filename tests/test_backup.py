@@ -9,12 +9,13 @@ import time
 import uuid
 
 import pytest
-from gateway_process import GatewayProcess
-from helpers import eur
 
 from cardgate.gateway.cli.demo import read_demo_pans
 from cardgate.gateway.store.store import Store
 from cardgate.v1 import authorization_pb2, authorization_pb2_grpc, common_pb2
+
+from gateway_process import GatewayProcess
+from helpers import eur
 
 
 def cardgate(*args):

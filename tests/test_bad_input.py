@@ -2,23 +2,14 @@
 and changes nothing (a declined request leaves only its idempotency record)."""
 import grpc
 import pytest
-from conftest import LiveGateway
-from helpers import (
-    create_range,
-    declined_changing_nothing_but_its_record,
-    eur,
-    invalid_changing_nothing,
-    issue,
-    load,
-    make_pan,
-    new_id,
-    purchase,
-    refund,
-    request_count,
-)
 
 from cardgate.fastcore import records
 from cardgate.v1 import authorization_pb2, common_pb2, issuing_pb2
+
+from conftest import LiveGateway
+from helpers import (create_range, declined_changing_nothing_but_its_record, eur,
+                     invalid_changing_nothing, issue, load, make_pan, new_id, purchase, refund,
+                     request_count)
 
 PAN = make_pan(1)
 

@@ -16,7 +16,6 @@ import grpc
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from helpers import create_range, eur, load, new_id, purchase
 
 from cardgate.bureau.results import ResultsLog
 from cardgate.devices import desfire, msr, pcsc, personalize, tracks
@@ -25,6 +24,8 @@ from cardgate.devices.msr_simulator import MsrSimulator
 from cardgate.devices.vpcd import READER_NAMES, insert
 from cardgate.gateway.issuing import job_file
 from cardgate.v1 import authorization_pb2, common_pb2, issuing_pb2, issuing_pb2_grpc
+
+from helpers import create_range, eur, load, new_id, purchase
 
 MASTER_KEY = "00112233445566778899AABBCCDDEEFF"
 HOLDERS = ["Ada Lovelace", "ALAN M. TURING", "Grace O'Hara-Hopper"]

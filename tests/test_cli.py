@@ -10,10 +10,11 @@ import sys
 
 import lmdb
 import pytest
-from gateway_process import GatewayProcess
 
 from cardgate.fastcore import ledger, records
 from cardgate.gateway.cli.demo import DEMO_PROGRAM, read_demo_pans
+
+from gateway_process import GatewayProcess
 
 SUBCOMMANDS = ("serve", "audit", "balance", "load", "pay", "refund", "reverse", "pki", "keys",
                "points", "earn", "redeem", "program", "sale", "statement", "member", "settlement",

@@ -3,17 +3,8 @@ and AN10922 key diversification of DESFire cards."""
 import pytest
 
 from cardgate.devices.diversify import diversify_aes128
-from cardgate.devices.tracks import (
-    TRACK1_MAX,
-    TRACK2_MAX,
-    TrackError,
-    build_track1,
-    build_track2,
-    lrc,
-    lrc_char,
-    parse_track1,
-    parse_track2,
-)
+from cardgate.devices.tracks import (TRACK1_MAX, TRACK2_MAX, TrackError, build_track1, build_track2,
+                                     lrc, lrc_char, parse_track1, parse_track2)
 from cardgate.gateway.security.pan import luhn_check_digit, luhn_valid
 
 PAN = "6277001234567890"

@@ -6,13 +6,14 @@ import time
 
 import grpc
 import pytest
-from gateway_process import GatewayProcess
-from helpers import eur, new_id
 
 from cardgate.fastcore import records
 from cardgate.gateway.cli.demo import DEMO_LOADS_MINOR, read_demo_pans
 from cardgate.gateway.store.store import Store
 from cardgate.v1 import authorization_pb2, authorization_pb2_grpc, common_pb2
+
+from gateway_process import GatewayProcess
+from helpers import eur, new_id
 
 CLIENT_THREADS = 6
 

@@ -4,10 +4,11 @@ import time
 
 import grpc
 import pytest
-from conftest import LiveGateway
-from helpers import balance, create_range, eur, issue, load, make_pan, new_id, snapshot
 
 from cardgate.v1 import authorization_pb2, common_pb2, fleet_pb2, forecourt_pb2, forecourt_pb2_grpc
+
+from conftest import LiveGateway
+from helpers import balance, create_range, eur, issue, load, make_pan, new_id, snapshot
 
 R = common_pb2
 DIESEL, PETROL, SHOP = 19, 1, 200

@@ -2,9 +2,10 @@
 own request id and answer, all are committed together, a bad one does not stop the rest."""
 import grpc
 import pytest
-from helpers import balance, eur, funded_card, issue, load, make_pan, new_id, snapshot
 
 from cardgate.v1 import authorization_pb2 as a, common_pb2, forecourt_pb2, forecourt_pb2_grpc
+
+from helpers import balance, eur, funded_card, issue, load, make_pan, new_id, snapshot
 
 R = common_pb2
 

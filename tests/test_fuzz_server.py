@@ -4,15 +4,16 @@ import random
 
 import grpc
 import pytest
-from conftest import LiveGateway
 from google.protobuf import message_factory
-from helpers import create_range, eur, issue, load, make_pan, new_id
 from hypothesis import HealthCheck, given, settings, strategies as st
 from test_gift_card_end_to_end import run_audit
 
 from cardgate.gateway.api.registration import SERVICES
 from cardgate.gateway.security.access import ALLOWED_ROLES
 from cardgate.v1 import authorization_pb2, common_pb2, issuing_pb2
+
+from conftest import LiveGateway
+from helpers import create_range, eur, issue, load, make_pan, new_id
 
 ROLE_CERT = {"terminal": "terminal-1", "bureau": "bureau-1", "operator": "operator-1"}
 FORBIDDEN = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.UNAVAILABLE,

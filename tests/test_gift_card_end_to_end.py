@@ -3,25 +3,15 @@ import subprocess
 import sys
 
 import grpc
-from conftest import LiveGateway
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
-    ProtoReflectionDescriptorDatabase,
-)
-from helpers import (
-    balance,
-    create_range,
-    funded_card,
-    issue,
-    load,
-    make_pan,
-    new_id,
-    purchase,
-    refund,
-    reverse,
-)
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import \
+    ProtoReflectionDescriptorDatabase
 
 from cardgate.v1 import common_pb2
+
+from conftest import LiveGateway
+from helpers import (balance, create_range, funded_card, issue, load, make_pan, new_id, purchase,
+                     refund, reverse)
 
 APPROVED = common_pb2.RESULT_CODE_APPROVED
 

@@ -2,20 +2,12 @@
 corrections with a reason, clearing, and deactivation for good."""
 import grpc
 import pytest
-from helpers import (
-    balance,
-    eur,
-    funded_card,
-    issue,
-    journal_entries,
-    load,
-    make_pan,
-    new_id,
-    purchase,
-)
 
 from cardgate.fastcore.records import Op
 from cardgate.v1 import authorization_pb2, common_pb2, issuing_pb2
+
+from helpers import (balance, eur, funded_card, issue, journal_entries, load, make_pan, new_id,
+                     purchase)
 
 R = common_pb2
 

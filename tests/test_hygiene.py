@@ -7,22 +7,15 @@ import time
 
 import grpc
 import pytest
-from gateway_process import GatewayProcess
-from helpers import eur, make_pan, new_id
 
 from cardgate.gateway.cli.channels import open_channel
 from cardgate.gateway.cli.demo import DEMO_DIESEL, clients_dir
-from cardgate.v1 import (
-    authorization_pb2,
-    authorization_pb2_grpc,
-    common_pb2,
-    fleet_pb2,
-    fleet_pb2_grpc,
-    issuing_pb2,
-    issuing_pb2_grpc,
-    loyalty_pb2,
-    loyalty_pb2_grpc,
-)
+from cardgate.v1 import (authorization_pb2, authorization_pb2_grpc, common_pb2, fleet_pb2,
+                         fleet_pb2_grpc, issuing_pb2, issuing_pb2_grpc, loyalty_pb2,
+                         loyalty_pb2_grpc)
+
+from gateway_process import GatewayProcess
+from helpers import eur, make_pan, new_id
 
 PANS = [make_pan(424242 + i) for i in range(3)]
 # Long enough that a match by chance in hex serials or UUIDs is out of the question.

@@ -3,10 +3,11 @@ range, Luhn-valid, never a number twice, stored encrypted, progress streamed per
 and a retry giving the same cards."""
 import grpc
 import pytest
-from helpers import create_range, new_id
 
 from cardgate.gateway.security.pan import luhn_valid
 from cardgate.v1 import common_pb2, issuing_pb2
+
+from helpers import create_range, new_id
 
 R = common_pb2
 

@@ -4,11 +4,11 @@ then be retired and everything still decrypts."""
 import subprocess
 import sys
 
-from conftest import LiveGateway
-from helpers import create_range, issue, load, make_pan, purchase
-
 from cardgate.gateway.store.store import Store
 from cardgate.v1 import common_pb2
+
+from conftest import LiveGateway
+from helpers import create_range, issue, load, make_pan, purchase
 
 APPROVED = common_pb2.RESULT_CODE_APPROVED
 

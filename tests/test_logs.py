@@ -4,11 +4,11 @@ card number, and never a full card number, track or PIN."""
 import json
 import time
 
-from gateway_process import GatewayProcess
-from helpers import eur, new_id
-
 from cardgate.gateway.cli.demo import DEMO_MERCHANT_ID, DEMO_OUTLET_ID, read_demo_pans
 from cardgate.v1 import authorization_pb2, authorization_pb2_grpc, common_pb2
+
+from gateway_process import GatewayProcess
+from helpers import eur, new_id
 
 
 def test_json_request_lines_in_a_file(tmp_path, monkeypatch):

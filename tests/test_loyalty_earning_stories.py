@@ -6,26 +6,13 @@ import calendar
 import time
 
 import pytest
-from conftest import LiveGateway
-from helpers import (
-    create_range,
-    declined_changing_nothing_but_its_record,
-    eur,
-    invalid_changing_nothing,
-    issue,
-    load,
-    make_pan,
-    new_id,
-)
 
-from cardgate.v1 import (
-    authorization_pb2,
-    authorization_pb2_grpc,
-    common_pb2,
-    fleet_pb2,
-    loyalty_pb2,
-    loyalty_pb2_grpc,
-)
+from cardgate.v1 import (authorization_pb2, authorization_pb2_grpc, common_pb2, fleet_pb2,
+                         loyalty_pb2, loyalty_pb2_grpc)
+
+from conftest import LiveGateway
+from helpers import (create_range, declined_changing_nothing_but_its_record, eur,
+                     invalid_changing_nothing, issue, load, make_pan, new_id)
 
 R = common_pb2
 DIESEL, COFFEE = 1, 30

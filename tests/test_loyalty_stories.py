@@ -6,12 +6,13 @@ import time
 
 import grpc
 import pytest
-from conftest import LiveGateway
 from cryptography import x509
-from helpers import create_range, issue, journal_entries, make_pan, new_id, snapshot
 
 from cardgate.fastcore.records import Op
 from cardgate.v1 import authorization_pb2, common_pb2, issuing_pb2, loyalty_pb2, loyalty_pb2_grpc
+
+from conftest import LiveGateway
+from helpers import create_range, issue, journal_entries, make_pan, new_id, snapshot
 
 R = common_pb2
 

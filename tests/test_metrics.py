@@ -10,12 +10,13 @@ import urllib.request
 
 import grpc
 import pytest
-from conftest import LiveGateway
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from helpers import create_range, eur, issue, load, make_pan, new_id, purchase
 from prometheus_client.parser import text_string_to_metric_families
 
 from cardgate.v1 import authorization_pb2, common_pb2, forecourt_pb2, forecourt_pb2_grpc
+
+from conftest import LiveGateway
+from helpers import create_range, eur, issue, load, make_pan, new_id, purchase
 
 
 def scrape(gw) -> dict:

@@ -12,29 +12,17 @@ import datetime
 import tempfile
 
 from hypothesis import event, example, given, strategies as st
-from reference_model import ReferenceLedger
 
 from cardgate.fastcore import ledger, records
-from cardgate.fastcore.records import (
-    CardStatus,
-    DiscountStep,
-    HoldState,
-    Measure,
-    Op,
-    PaymentMethod,
-    Period,
-    Prompt,
-    Result,
-    Rule,
-    RuleKind,
-    RuleScope,
-    Slot,
-    Tier,
-)
+from cardgate.fastcore.records import (CardStatus, DiscountStep, HoldState, Measure, Op,
+                                       PaymentMethod, Period, Prompt, Result, Rule, RuleKind,
+                                       RuleScope, Slot, Tier)
 from cardgate.gateway.loyalty import settlement
 from cardgate.gateway.store import audit
 from cardgate.gateway.store.store import Store
 from cardgate.gateway.store.writer import yyyymm_of
+
+from reference_model import ReferenceLedger
 
 START_S = 1_790_000_000          # 2026-09-21
 CARD_KEYS = [bytes([i]) * 32 for i in range(1, 9)]
@@ -457,8 +445,8 @@ class Scenario:
         for profile_id, profile in ((1, PROFILE_1), (2, PROFILE_2)):
             out.append(config(Op.SET_PROFILE, profile_id=profile_id,
                               payload=records.pack_profile(profile_id, **profile)))
-        out.append(config(Op.SET_CONTRACT, contract_id=1, currency="EUR", credit_limit_minor=CREDIT_LIMIT,
-                          profile_id=2))
+        out.append(config(Op.SET_CONTRACT, contract_id=1, currency="EUR",
+                          credit_limit_minor=CREDIT_LIMIT, profile_id=2))
         for card in (FLEET_CARD, CONTRACT_CARD):
             out.append(config(Op.ISSUE_CARD, card_key=CARD_KEYS[card], range_id=1,
                               expiry_yyyymm=209912, pan_first6=627700, pan_last4=1000 + card,

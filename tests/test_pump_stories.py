@@ -2,24 +2,13 @@
 import time
 
 import pytest
-from conftest import LiveGateway
-from helpers import (
-    balance,
-    eur,
-    funded_card,
-    issue,
-    journal_entries,
-    load,
-    make_pan,
-    new_id,
-    purchase,
-    refund,
-    reverse,
-    snapshot,
-)
 
 from cardgate.fastcore.records import Op
 from cardgate.v1 import authorization_pb2, common_pb2, issuing_pb2, issuing_pb2_grpc
+
+from conftest import LiveGateway
+from helpers import (balance, eur, funded_card, issue, journal_entries, load, make_pan, new_id,
+                     purchase, refund, reverse, snapshot)
 
 R = common_pb2
 

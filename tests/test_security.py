@@ -6,14 +6,15 @@ import sys
 
 import grpc
 import pytest
-from conftest import TERMINAL_MERCHANT, TERMINAL_OUTLET, LiveGateway
-from helpers import create_range, eur, issue, load, make_pan, new_id, purchase, snapshot
 
 from cardgate.gateway.api.server import Gateway, InsecureRefused
 from cardgate.gateway.cli.channels import open_channel
 from cardgate.gateway.security.access import ALLOWED_ROLES
 from cardgate.gateway.security.pki import Pki
 from cardgate.v1 import authorization_pb2, authorization_pb2_grpc, common_pb2
+
+from conftest import TERMINAL_MERCHANT, TERMINAL_OUTLET, LiveGateway
+from helpers import create_range, eur, issue, load, make_pan, new_id, purchase, snapshot
 
 ROLE_CERT = {"terminal": "terminal-1", "bureau": "bureau-1", "operator": "operator-1"}
 

@@ -1,10 +1,11 @@
 """Subscription cards over real gRPC: a package of washes is used up, and a package whose
 time is over has its units expired through the journal."""
-from conftest import LiveGateway
-from helpers import create_range, issue, journal_entries, make_pan, new_id
 
 from cardgate.fastcore.records import Op
 from cardgate.v1 import authorization_pb2, common_pb2
+
+from conftest import LiveGateway
+from helpers import create_range, issue, journal_entries, make_pan, new_id
 
 R = common_pb2
 NOW = 1_790_000_000

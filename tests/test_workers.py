@@ -15,13 +15,14 @@ import uuid
 
 import grpc
 import pytest
-from gateway_process import LIMITS_LIFTED, GatewayProcess
 
 from cardgate.gateway.cli.channels import open_channel
 from cardgate.gateway.cli.demo import clients_dir, read_demo_pans
 from cardgate.gateway.ops import top
 from cardgate.gateway.store.audit import audit
 from cardgate.v1 import authorization_pb2, authorization_pb2_grpc, common_pb2
+
+from gateway_process import LIMITS_LIFTED, GatewayProcess
 
 pytestmark = pytest.mark.slow
 

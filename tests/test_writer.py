@@ -4,12 +4,13 @@ import concurrent.futures
 import threading
 
 import pytest
-from helpers import make_pan
 
 from cardgate.fastcore import records
 from cardgate.fastcore.records import Op, Result
 from cardgate.gateway.store.store import Store
 from cardgate.gateway.store.writer import BatchingWriter, QueueFull, StoreFull
+
+from helpers import make_pan
 
 
 def _id(n):

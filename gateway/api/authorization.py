@@ -24,13 +24,8 @@ from cardgate.gateway.security.pan import mask_parts
 from cardgate.gateway.security.pki import PkiError
 from cardgate.gateway.store import writer as writer_mod
 from cardgate.gateway.validation import InvalidArgument
-from cardgate.v1 import (
-    authorization_pb2,
-    authorization_pb2_grpc,
-    common_pb2,
-    issuing_pb2,
-    issuing_pb2_grpc,
-)
+from cardgate.v1 import (authorization_pb2, authorization_pb2_grpc, common_pb2, issuing_pb2,
+                         issuing_pb2_grpc)
 
 log = logging.getLogger("cardgate.service")
 

@@ -12,14 +12,8 @@ import time
 import grpc
 
 from cardgate.gateway import limits
-from cardgate.gateway.api.authorization import (
-    REFUSALS,
-    Servicer,
-    authorization_message,
-    counts_operations,
-    rpc,
-    status_of,
-)
+from cardgate.gateway.api.authorization import (REFUSALS, Servicer, authorization_message,
+                                                counts_operations, rpc, status_of)
 from cardgate.gateway.api.operations import raise_rejections
 from cardgate.gateway.api.registration import Malformed
 from cardgate.gateway.ops.logs import log_request

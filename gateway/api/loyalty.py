@@ -4,20 +4,11 @@ in words, and settlement between the partners of a coalition."""
 import grpc
 
 from cardgate.fastcore.records import Op, PaymentMethod
-from cardgate.gateway.api.authorization import (
-    RESULT_MESSAGES,
-    Servicer,
-    authorization_message,
-    rpc,
-    takes_off,
-)
+from cardgate.gateway.api.authorization import (RESULT_MESSAGES, Servicer, authorization_message,
+                                                rpc, takes_off)
 from cardgate.gateway.fleet.sales import outlet_code
-from cardgate.gateway.loyalty import (
-    analytics,
-    config as loyalty_config,
-    settlement,
-    words as loyalty_words,
-)
+from cardgate.gateway.loyalty import (analytics, config as loyalty_config, settlement,
+                                      words as loyalty_words)
 from cardgate.gateway.loyalty.answers import standing
 from cardgate.gateway.security.pan import mask_parts
 from cardgate.gateway.validation import InvalidArgument

@@ -8,13 +8,8 @@ from cardgate.gateway.cli import loyalty as loyalty_cli
 from cardgate.gateway.cli.channels import open_channel
 from cardgate.gateway.cli.demo import clients_dir
 from cardgate.gateway.money import AmountError, format_minor, parse_amount_minor, parse_litres_ml
-from cardgate.v1 import (
-    authorization_pb2,
-    authorization_pb2_grpc,
-    common_pb2,
-    loyalty_pb2,
-    loyalty_pb2_grpc,
-)
+from cardgate.v1 import (authorization_pb2, authorization_pb2_grpc, common_pb2, loyalty_pb2,
+                         loyalty_pb2_grpc)
 
 LOYALTY_COMMANDS = ("program", "sale", "statement", "member", "settlement", "analytics")
 

@@ -9,33 +9,19 @@ from importlib.metadata import entry_points
 from cardgate.gateway import limits
 from cardgate.gateway.api.server import Gateway, InsecureRefused
 from cardgate.gateway.cli import client, loyalty as loyalty_cli
-from cardgate.gateway.cli.demo import (
-    clients_dir,
-    ensure_demo,
-    ensure_demo_certificates,
-    read_demo_pans,
-)
+from cardgate.gateway.cli.demo import (clients_dir, ensure_demo, ensure_demo_certificates,
+                                       read_demo_pans)
 from cardgate.gateway.ops import logs, top
-from cardgate.gateway.ops.workers import (
-    Supervisor,
-    WorkersFailed,
-    die_with_parent,
-    metrics_listen_of,
-    tell_ready,
-    worker_argv,
-)
+from cardgate.gateway.ops.workers import (Supervisor, WorkersFailed, die_with_parent,
+                                          metrics_listen_of, tell_ready, worker_argv)
 from cardgate.gateway.request_ids import new_request_id
 from cardgate.gateway.security import keys_admin
 from cardgate.gateway.security.datakeys import KeyError_
 from cardgate.gateway.security.pki import Pki, PkiError, load_certificate
 from cardgate.gateway.store.audit import audit
 from cardgate.gateway.store.backup import BackupError, backup, restore
-from cardgate.gateway.store.store import (
-    DATA_DIR_DEFAULT,
-    DATA_DIR_ENV,
-    StoreFormatError,
-    default_data_dir,
-)
+from cardgate.gateway.store.store import (DATA_DIR_DEFAULT, DATA_DIR_ENV, StoreFormatError,
+                                          default_data_dir)
 
 TARGET_ENV = "CARDGATE_TARGET"
 TARGET_DEFAULT = "127.0.0.1:50051"

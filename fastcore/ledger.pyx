@@ -47,6 +47,20 @@ cdef uint32_t APPROVAL_CODE_MODULUS = 1_000_000
 cdef bytes BOOK_POINT_LOT_TAG = b"L"    # a card's point lots in the book: card_id 'L' time id
 
 
+class InvariantViolated(AssertionError):
+    """A rule of the ledger found broken by the ledger itself (its bug, or a damaged
+    store): the batch's transaction is aborted and nothing of it is written. Never caused
+    by a request's content, which is declined with a result code instead."""
+
+
+cdef inline int require(bint holds, str rule) except -1:
+    """Check an invariant, whatever the interpreter's flags (python -O drops `assert`,
+    and Cython's asserts with it). The condition only reads: work is never done here."""
+    if not holds:
+        raise InvariantViolated(rule)
+    return 0
+
+
 def open_databases(env):
     """Open (creating on first use) the named databases fastcore uses, in DB_* order."""
     return tuple(env.open_db(name, create=True) for name in DB_NAMES)
@@ -257,7 +271,7 @@ cdef int apply_one(BatchContext batch, const CoreRequest* rq, const char* payloa
         rp.result = RESULT_REJECTED_UNKNOWN_PRODUCT
         return 0
     OPERATIONS[rq.op].apply(batch, rq, payload, rp)
-    assert rp.result != 0, "operation left no result"
+    require(rp.result != 0, "operation left no result")
     if rp.result == RESULT_REJECTED_UNKNOWN_PRODUCT:
         return 0                                 # a rejection writes nothing
     memset(&rec, 0, sizeof(rec))

@@ -31,14 +31,18 @@ HOLD_EXPIRIES_PER_BATCH_MAX = 1000  # holds (and packages) ended by time per bat
 HOLD_TIMEOUT_S_DEFAULT = 1800      # an open pre-authorization is released after this long
 PIN_TRIES_MAX_DEFAULT = 3      # wrong PINs in a row that block a card, unless its range says
 
-assert REQUEST_SIZE == 240, REQUEST_SIZE
-assert REPLY_SIZE == 136, REPLY_SIZE
-assert REQUEST_RECORD_SIZE == 392, REQUEST_RECORD_SIZE
-assert PROFILE_RECORD_SIZE == 232, PROFILE_RECORD_SIZE
-assert CARD_RECORD_SIZE == 80, CARD_RECORD_SIZE
-assert ACCOUNT_RECORD_SIZE == 48, ACCOUNT_RECORD_SIZE
-assert JOURNAL_ENTRY_SIZE == 72, JOURNAL_ENTRY_SIZE
-assert RANGE_RECORD_SIZE == 68, RANGE_RECORD_SIZE
+# The sizes this store format has; checked at import whatever the interpreter's flags.
+for _name, _size, _expected in (("request", REQUEST_SIZE, 240), ("reply", REPLY_SIZE, 136),
+                                ("request record", REQUEST_RECORD_SIZE, 392),
+                                ("profile record", PROFILE_RECORD_SIZE, 232),
+                                ("card record", CARD_RECORD_SIZE, 80),
+                                ("account record", ACCOUNT_RECORD_SIZE, 48),
+                                ("journal entry", JOURNAL_ENTRY_SIZE, 72),
+                                ("range record", RANGE_RECORD_SIZE, 68)):
+    if _size != _expected:
+        raise ImportError(f"fastcore was built with a {_size}-byte {_name}; store format "
+                          f"{STORE_FORMAT} has {_expected}: the layout changed without a new format")
+del _name, _size, _expected
 
 REQUEST_FLAG_REVERSED = RECORD_REVERSED
 REQUEST_FLAG_TOMBSTONE = RECORD_TOMBSTONE

@@ -8,8 +8,8 @@ cdef bint find_card(BatchContext batch, const uint8_t* card_key, CardRecord* car
         return False
     value = batch.get(card_key_of(u64_from_be(<const unsigned char*><const char*>card_id_be)),
                       batch.db_book)
-    assert value is not None and len(value) == sizeof(CardRecord), \
-        "PAN index points at a missing card"
+    require(value is not None and len(value) == sizeof(CardRecord),
+            "PAN index points at a missing card")
     memcpy(card, <const char*>value, sizeof(CardRecord))
     return True
 
@@ -24,7 +24,8 @@ cdef int describe_card(BatchContext batch, const CardRecord* card, CoreReply* rp
     rp.pan_last4 = card.pan_last4
     rp.pan_length = card.pan_length
     rp.expiry_yyyymm = card.expiry_yyyymm
-    assert read_account(batch, owner, SLOT_CARD_VALUE, &acc), "card without account"
+    if not read_account(batch, owner, SLOT_CARD_VALUE, &acc):
+        raise InvariantViolated("card without account")
     memcpy(rp.currency, acc.currency, CURRENCY_SIZE)
     rp.balance_minor = acc.balance_minor
     rp.pending_minor = 0
@@ -91,13 +92,14 @@ cdef bint find_range(BatchContext batch, uint32_t range_id, RangeRecord* rng) ex
     value = batch.get(range_key_of(range_id), batch.db_config)
     if value is None:
         return False
-    assert len(value) == sizeof(RangeRecord), "corrupt range record"
+    require(len(value) == sizeof(RangeRecord), "corrupt range record")
     memcpy(rng, <const char*>value, sizeof(RangeRecord))
     return True
 
 
 cdef int read_range(BatchContext batch, uint32_t range_id, RangeRecord* rng) except -1:
-    assert find_range(batch, range_id, rng), "card of a missing range"
+    if not find_range(batch, range_id, rng):
+        raise InvariantViolated("card of a missing range")
     return 0
 
 

@@ -6,8 +6,8 @@ cdef int release_reservation(const HoldRecord* hold, UsageRecord* usage) except 
     usage.pending[0] -= hold.held_minor
     usage.pending[1] -= hold.volume_ml
     usage.pending[2] -= 1
-    assert usage.pending[0] >= 0 and usage.pending[1] >= 0 and usage.pending[2] >= 0, \
-        "fleet reservations below zero"
+    require(usage.pending[0] >= 0 and usage.pending[1] >= 0 and usage.pending[2] >= 0,
+            "fleet reservations below zero")
     return 0
 
 
@@ -22,7 +22,8 @@ cdef void period_indexes(int64_t local_s, uint32_t* index):
 
 cdef int read_contract(BatchContext batch, uint32_t contract_id, ContractRecord* out) except -1:
     value = batch.get(config_key_of(b'C', contract_id), batch.db_config)
-    assert value is not None and len(value) == sizeof(ContractRecord), "card of a missing contract"
+    require(value is not None and len(value) == sizeof(ContractRecord),
+            "card of a missing contract")
     memcpy(out, <const char*>value, sizeof(ContractRecord))
     return 0
 
@@ -32,7 +33,7 @@ cdef bint read_usage(BatchContext batch, uint64_t card_id, UsageRecord* out) exc
     if value is None:
         memset(out, 0, sizeof(UsageRecord))
         return False
-    assert len(value) == sizeof(UsageRecord), "corrupt usage record"
+    require(len(value) == sizeof(UsageRecord), "corrupt usage record")
     memcpy(out, <const char*>value, sizeof(UsageRecord))
     return True
 
@@ -55,7 +56,7 @@ cdef bint load_fleet(BatchContext batch, const CardRecord* card, Fleet* fleet) e
     if not profile_id:
         return False
     value = batch.get(config_key_of(b'F', profile_id), batch.db_config)
-    assert value is not None and len(value) == sizeof(ProfileRecord), "card of a missing profile"
+    require(value is not None and len(value) == sizeof(ProfileRecord), "card of a missing profile")
     memcpy(&fleet.profile, <const char*>value, sizeof(ProfileRecord))
     fleet.local_s = <int64_t>batch.now_s + fleet.profile.utc_offset_min * 60
     read_usage(batch, card.card_id, &fleet.usage)
@@ -275,7 +276,7 @@ cdef int uncount_purchase(BatchContext batch, const CardRecord* card,
     if load_fleet(batch, card, &fleet):
         offset_s = fleet.profile.utc_offset_min * 60
     value = batch.get(u64_be(original.reply.journal_seq), batch.db_journal)
-    assert value is not None, "approved purchase without journal entry"
+    require(value is not None, "approved purchase without journal entry")
     memcpy(&entry, <const char*>value, sizeof(entry))
     period_indexes(<int64_t>entry.time_s + offset_s, index)
     for p in range(COUNTED_PERIODS):

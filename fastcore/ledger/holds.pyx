@@ -43,7 +43,7 @@ cdef bint read_hold(BatchContext batch, const uint8_t* hold_id, HoldRecord* out)
     value = batch.get(_bytes(hold_id, REQUEST_ID_SIZE), batch.db_holds)
     if value is None:
         return False
-    assert len(value) == sizeof(HoldRecord), "corrupt hold record"
+    require(len(value) == sizeof(HoldRecord), "corrupt hold record")
     memcpy(out, <const char*>value, sizeof(HoldRecord))
     return True
 
@@ -69,7 +69,7 @@ cdef uint64_t close_hold(BatchContext batch, const uint8_t* request_id, uint8_t 
     cdef uint64_t seq = 0
     cdef int64_t rest = hold.held_minor - settled
     cdef UsageRecord usage
-    assert hold.status == HOLD_OPEN and 0 <= settled <= hold.held_minor, "hold closed twice"
+    require(hold.status == HOLD_OPEN and 0 <= settled <= hold.held_minor, "hold closed twice")
     if settled:
         seq = post(batch, request_id, op, hold.value_owner, SLOT_CARD_HELD,
                         SYSTEM_OWNER_BASE + hold.range_id, SLOT_RANGE_MERCHANT,
@@ -80,7 +80,8 @@ cdef uint64_t close_hold(BatchContext batch, const uint8_t* request_id, uint8_t 
     if hold.counted:
         # What the hold reserved against the card's fleet limits is free again; a
         # completion counts what was actually dispensed (complete()).
-        assert read_usage(batch, hold.card_id, &usage), "counted hold without usage"
+        if not read_usage(batch, hold.card_id, &usage):
+            raise InvariantViolated("counted hold without usage")
         release_reservation(hold, &usage)
         write_usage(batch, hold.card_id, &usage)
     batch.delete(expiry_key(batch, hold, hold_id), batch.db_hold_expiry)
@@ -165,7 +166,8 @@ cdef int expire_holds(BatchContext batch) except -1:
     cdef HoldRecord hold
     due = due_ids(batch, batch.db_hold_expiry, batch.now_s + 1)    # due at expires_s itself
     for hold_id in due:
-        assert read_hold(batch, <const uint8_t*><const char*>hold_id, &hold), "expiry of a missing hold"
+        if not read_hold(batch, <const uint8_t*><const char*>hold_id, &hold):
+            raise InvariantViolated("expiry of a missing hold")
         close_hold(batch, <const uint8_t*><const char*>hold_id, OP_HOLD_EXPIRY,
                         <const uint8_t*><const char*>hold_id, &hold, 0, HOLD_EXPIRED)
     return len(due)

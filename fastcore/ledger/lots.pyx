@@ -39,7 +39,7 @@ cdef bint read_lot(BatchContext batch, _LotKind kind, const uint8_t* lot_id,
     value = batch.get(_bytes(lot_id, REQUEST_ID_SIZE), kind.db)
     if value is None:
         return False
-    assert len(value) == sizeof(LotRecord), "corrupt lot record"
+    require(len(value) == sizeof(LotRecord), "corrupt lot record")
     memcpy(out, <const char*>value, sizeof(LotRecord))
     return True
 
@@ -61,7 +61,8 @@ cdef int end_lot(BatchContext batch, _LotKind kind, const uint8_t* lot_id, LotRe
 
 cdef int describe_lots(BatchContext batch, _LotKind kind, CoreReply* rp) except -1:
     cdef AccountRecord acc
-    assert read_account(batch, rp.card_id, kind.card_slot, &acc), "card without its lots' account"
+    if not read_account(batch, rp.card_id, kind.card_slot, &acc):
+        raise InvariantViolated("card without its lots' account")
     memcpy(rp.currency, <const char*>kind.asset, CURRENCY_SIZE)
     rp.balance_minor = acc.balance_minor
     rp.pending_minor = 0
@@ -153,7 +154,8 @@ cdef uint8_t take_from_lots(BatchContext batch, _LotKind kind, const CardRecord*
     cdef int64_t available = 0, pending = 0, take
     ready = []                                   # (id, record) usable now, not in a returns window
     for lot_id in card_lot_ids(batch, kind, card.card_id, LOTS_VALID_NOW):
-        assert read_lot(batch, kind, <const uint8_t*><const char*>lot_id, &lot), "index without lot"
+        if not read_lot(batch, kind, <const uint8_t*><const char*>lot_id, &lot):
+            raise InvariantViolated("index without lot")
         if lot.available_from_s > batch.now_s:
             pending += lot.quantity_left
         else:
@@ -326,14 +328,15 @@ cdef int expire_lots(BatchContext batch, _LotKind kind) except -1:
     cdef RequestRecord reserve
     due = due_ids(batch, kind.db_expiry, batch.now_s)
     for lot_id in due:
-        assert read_lot(batch, kind, <const uint8_t*><const char*>lot_id, &lot), "expiry of a missing lot"
+        if not read_lot(batch, kind, <const uint8_t*><const char*>lot_id, &lot):
+            raise InvariantViolated("expiry of a missing lot")
         if lot.status == LOT_HELD:      # a reservation nobody confirmed: released
-            assert read_request(batch, <const uint8_t*><const char*>lot_id, &reserve), \
-                "a held lot without its reservation"
+            if not read_request(batch, <const uint8_t*><const char*>lot_id, &reserve):
+                raise InvariantViolated("a held lot without its reservation")
             settle_reservation(batch, <const uint8_t*><const char*>lot_id, &reserve, 0,
                                     OP_POINTS_HOLD_EXPIRY, RECORD_TIMED_OUT)
             continue
-        assert lot.status == LOT_OPEN and lot.quantity_left > 0, "indexed lot not open"
+        require(lot.status == LOT_OPEN and lot.quantity_left > 0, "indexed lot not open")
         batch.origin_partner = lot.partner_id if kind is batch.points else 0
         seq = post(batch, <const uint8_t*><const char*>lot_id, kind.op_expiry, lot.card_id,
                         kind.card_slot, SYSTEM_OWNER_BASE + lot.range_id, kind.expired_slot,

@@ -44,8 +44,8 @@ cdef tuple program_of(BatchContext batch, uint32_t range_id):
         else:
             program_id = int.from_bytes(link, "little")
             program = batch.get(config_key_of(b'G', program_id), batch.db_config)
-            assert program is not None and len(program) == sizeof(ProgramRecord), \
-                "range of a missing program"
+            require(program is not None and len(program) == sizeof(ProgramRecord),
+                    "range of a missing program")
             found = (program, batch.get(config_key_of(b'E', program_id), batch.db_config) or b"")
         batch.programs[range_id] = found
     return found
@@ -56,7 +56,7 @@ cdef int read_member(BatchContext batch, uint64_t card_id, MemberRecord* out) ex
     if value is None:
         memset(out, 0, sizeof(MemberRecord))
     else:
-        assert len(value) == sizeof(MemberRecord), "corrupt member record"
+        require(len(value) == sizeof(MemberRecord), "corrupt member record")
         memcpy(out, <const char*>value, sizeof(MemberRecord))
     return 0
 

@@ -38,7 +38,7 @@ cdef bint read_account(BatchContext batch, uint64_t owner, uint8_t slot,
     value = batch.get(account_key_of(owner, slot), batch.db_book)
     if value is None:
         return False
-    assert len(value) == sizeof(AccountRecord), "corrupt account record"
+    require(len(value) == sizeof(AccountRecord), "corrupt account record")
     memcpy(out, <const char*>value, sizeof(AccountRecord))
     return True
 
@@ -58,7 +58,7 @@ cdef bint read_request(BatchContext batch, const uint8_t* request_id, RequestRec
     value = batch.get(_bytes(request_id, REQUEST_ID_SIZE), batch.db_requests)
     if value is None:
         return False
-    assert len(value) == sizeof(RequestRecord), "corrupt request record"
+    require(len(value) == sizeof(RequestRecord), "corrupt request record")
     memcpy(out, <const char*>value, sizeof(RequestRecord))
     return True
 
@@ -77,11 +77,13 @@ cdef uint64_t post(BatchContext batch, const uint8_t* request_id, uint8_t op,
     cdef AccountRecord debit, credit
     cdef JournalEntry entry
     cdef uint64_t seq = batch.next_seq
-    assert amount > 0, "postings move a positive amount"
-    assert read_account(batch, debit_owner, debit_slot, &debit), "debit account missing"
-    assert read_account(batch, credit_owner, credit_slot, &credit), "credit account missing"
-    assert memcmp(debit.currency, currency, CURRENCY_SIZE) == 0, "debit currency differs"
-    assert memcmp(credit.currency, currency, CURRENCY_SIZE) == 0, "credit currency differs"
+    require(amount > 0, "postings move a positive amount")
+    if not read_account(batch, debit_owner, debit_slot, &debit):
+        raise InvariantViolated("debit account missing")
+    if not read_account(batch, credit_owner, credit_slot, &credit):
+        raise InvariantViolated("credit account missing")
+    require(memcmp(debit.currency, currency, CURRENCY_SIZE) == 0, "debit currency differs")
+    require(memcmp(credit.currency, currency, CURRENCY_SIZE) == 0, "credit currency differs")
     debit.balance_minor -= amount
     debit.debits_minor_total += amount
     debit.last_journal_seq = seq
@@ -89,8 +91,9 @@ cdef uint64_t post(BatchContext batch, const uint8_t* request_id, uint8_t op,
     credit.credits_minor_total += amount
     credit.last_journal_seq = seq
     if debit.flags & ACCOUNT_NO_OVERDRAFT:
-        assert debit.balance_minor - debit.pending_minor >= 0, "overdraft on a no-overdraft account"
-    assert credit.balance_minor <= BALANCE_MINOR_MAX, "balance above BALANCE_MINOR_MAX"
+        require(debit.balance_minor - debit.pending_minor >= 0,
+                "overdraft on a no-overdraft account")
+    require(credit.balance_minor <= BALANCE_MINOR_MAX, "balance above BALANCE_MINOR_MAX")
     memset(&entry, 0, sizeof(entry))
     memcpy(entry.request_id, request_id, REQUEST_ID_SIZE)
     entry.debit_owner = debit_owner

@@ -61,8 +61,8 @@ cdef uint64_t settle_reservation(BatchContext batch, const uint8_t* posting_id,
     cdef const uint8_t* lot_id = reserve.request.request_id
     cdef uint64_t seq = 0, owner
     cdef int64_t take, released
-    assert read_lot(batch, batch.points, lot_id, &lot) and lot.status == LOT_HELD, \
-        "settling a reservation that is not held"
+    if not (read_lot(batch, batch.points, lot_id, &lot) and lot.status == LOT_HELD):
+        raise InvariantViolated("settling a reservation that is not held")
     owner = SYSTEM_OWNER_BASE + lot.range_id
     released = lot.quantity_left - redeem
     for origin, amount, partner in reserved_groups(batch, reserve):

@@ -98,15 +98,16 @@ cdef int reverse(BatchContext batch, const CoreRequest* rq, const char* payload,
         rp.result = RESULT_DECLINED_NOT_REVERSIBLE
         return 0
     if original.request.op == OP_REFUND:
-        assert read_request(batch, original.request.ref_request_id, &purchase), \
-            "refund of a missing purchase"
+        if not read_request(batch, original.request.ref_request_id, &purchase):
+            raise InvariantViolated("refund of a missing purchase")
         if purchase.request.op == OP_LOYALTY_SALE:    # no money of ours moved: return again
             describe_reply_card(batch, rp)
             rp.result = RESULT_DECLINED_NOT_REVERSIBLE
             return 0
     if original.request.op == OP_PREAUTH:
         # An open hold is released, as by a void; a settled one is refunded instead.
-        assert read_hold(batch, original.request.request_id, &hold), "pre-authorization without hold"
+        if not read_hold(batch, original.request.request_id, &hold):
+            raise InvariantViolated("pre-authorization without hold")
         if hold.status != HOLD_OPEN:
             describe_reply_card(batch, rp)
             rp.result = RESULT_DECLINED_NOT_REVERSIBLE
@@ -156,7 +157,7 @@ cdef int reverse(BatchContext batch, const CoreRequest* rq, const char* payload,
                         rp.currency, amount)
         if original.request.op == OP_REFUND:
             purchase.refunded_minor -= amount
-            assert purchase.refunded_minor >= 0, "refunded total below zero"
+            require(purchase.refunded_minor >= 0, "refunded total below zero")
             write_request(batch, &purchase)
             if original.reply.points_earned < 0:    # the points it took back return
                 points_seq = credit_points(batch, rq, &card, -original.reply.points_earned, 0,
@@ -177,7 +178,7 @@ cdef int restore_redeemed(BatchContext batch, const CoreRequest* rq, const CardR
     cdef JournalEntry entry
     value = batch.get(u64_be(original.reply.journal_seq + 1), batch.db_journal)
     memcpy(&entry, <const char*>value, sizeof(entry))
-    assert entry.op == OP_REDEEM_POINTS, "a sale paid with points without its redemption"
+    require(entry.op == OP_REDEEM_POINTS, "a sale paid with points without its redemption")
     batch.partner, batch.origin_partner = entry.partner_id, entry.origin_partner
     points_seq = credit_points(batch, rq, card, original.reply.points_redeemed, 0, OP_REVERSAL,
                                     entry.origin_partner, SLOT_RANGE_POINTS_REDEEMED)

@@ -115,3 +115,70 @@ def test_a_full_store_refuses_the_batch_and_loses_nothing_acknowledged(tmp_path)
     finally:
         writer.stop()
         store.close()
+
+
+class _CoreThatFailsOn:
+    """fastcore's ledger, except that a batch holding `poison` raises after the core
+    applied it (as a bug in the core would, half-way through its writes)."""
+
+    def __init__(self, real, poison: bytes):
+        self.real, self.poison, self.raised = real, poison, 0
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def apply_batch(self, txn, dbs, packed, *args):
+        replies = self.real.apply_batch(txn, dbs, packed, *args)
+        if self.poison in packed:
+            self.raised += 1
+            raise RuntimeError("a bug in the core")
+        return replies
+
+
+def test_a_request_that_makes_the_core_raise_fails_alone(store, monkeypatch):
+    """999 purchases and one request the core raises on, in one batch of 1,000: the 999
+    are answered and committed, the one gets an error naming its request id, and the next
+    batch is clean."""
+    from cardgate.gateway.store import writer as writer_mod
+
+    poison = _id(777)
+    core = _CoreThatFailsOn(writer_mod.ledger, poison)
+    monkeypatch.setattr(writer_mod, "ledger", core)
+    writer = BatchingWriter(store).start()
+    try:
+        key = setup_card(writer, store)
+        committed = writer.batches_committed
+        answers, all_answered = {}, threading.Event()
+
+        def answered(i):
+            def callback(replies, error):
+                answers[i] = error if error is not None else replies[0]
+                if len(answers) == 1_001:
+                    all_answered.set()
+            return callback
+
+        blocker = store.env.begin(write=True)       # everything queues behind it
+        writer.submit_async([records.pack_request(Op.PURCHASE, _id(5_000), card_key=key,
+                                                  currency="EUR", amount_minor=1)], answered(0))
+        for i in range(1, 1_001):                   # one batch of 1,000 (the first goes alone)
+            writer.submit_async([records.pack_request(Op.PURCHASE, _id(i), card_key=key,
+                                                      currency="EUR", amount_minor=1)], answered(i))
+        blocker.abort()
+        assert all_answered.wait(30)
+        failed = {i: a for i, a in answers.items() if isinstance(a, Exception)}
+        assert list(failed) == [777]
+        assert isinstance(failed[777], writer_mod.CoreFault)
+        assert "00000000-0000-0000-0000-000000000309" in str(failed[777])   # 777, as a UUID
+        assert all(a.result == Result.APPROVED for i, a in answers.items() if i != 777)
+        assert store.read_card(key)[1].balance_minor == 1_000_00 - 1_000
+        assert core.raised > 1 and writer.batches_committed - committed > 2
+
+        # The next batch is clean, and the failed request left nothing: sent again (the
+        # core now mended), it is applied for the first time.
+        monkeypatch.setattr(writer_mod, "ledger", core.real)
+        again = writer.submit([records.pack_request(Op.PURCHASE, poison, card_key=key,
+                                                    currency="EUR", amount_minor=1)])[0]
+        assert again.result == Result.APPROVED
+        assert again.balance_minor == 1_000_00 - 1_001
+    finally:
+        writer.stop()

@@ -97,6 +97,7 @@ _WRITER_CODES = {
     writer_mod.QueueFull: grpc.StatusCode.RESOURCE_EXHAUSTED,
     writer_mod.StoreFull: grpc.StatusCode.RESOURCE_EXHAUSTED,
     writer_mod.StoreFailed: grpc.StatusCode.UNAVAILABLE,
+    writer_mod.CoreFault: grpc.StatusCode.INTERNAL,
     writer_mod.ReplyTimeout: grpc.StatusCode.UNAVAILABLE,
     writer_mod.GuardRefused: grpc.StatusCode.ALREADY_EXISTS,
 }

@@ -10,6 +10,7 @@ import collections
 import logging
 import threading
 import time
+import uuid
 from typing import Callable, Optional
 
 import lmdb
@@ -20,6 +21,7 @@ from cardgate.gateway import limits
 log = logging.getLogger("cardgate.writer")
 PROBE_KEY = b"probe"
 PROBE_BYTES = 64 * 1024        # a probe commit needs this much room, as a batch might
+REQUEST_IDS_NAMED_MAX = 3      # request ids a core fault's error and log line name
 
 
 class WriterError(Exception):
@@ -44,6 +46,11 @@ class ReplyTimeout(WriterError):
 
 class GuardRefused(WriterError):
     pass
+
+
+class CoreFault(WriterError):
+    """The core raised while applying this submission's requests (a bug, or a damaged
+    store): nothing of them was written, and the rest of their batch went on without them."""
 
 
 class _Submission:
@@ -197,16 +204,60 @@ class BatchingWriter:
                                           f"{exc}); retry with the same request_id"))
             return
         except Exception:
-            log.exception("batch failed inside the core; nothing of it was committed")
-            self._fail(batch, StoreFailed("internal error in the core; nothing was committed"))
+            if not batch:
+                log.exception("ending holds and lots in time failed inside the core; "
+                              "nothing was committed")
+                return
+            log.exception("a batch of %d submissions failed inside the core; nothing of it was "
+                          "committed: applying it again without what fails", len(batch))
+            self._isolate(batch, now_s, now_yyyymm)
             return
         if self.metrics is not None:
             self.metrics.batch(sum(len(sub.requests) for sub in batch), applied - started,
                                time.perf_counter() - applied)
+        self._committed(batch)
+
+    def _committed(self, batch: list):
         self._commit_state(True)
         self.batches_committed += 1
         for sub in batch:
             sub.finish()
+
+    def _isolate(self, batch: list, now_s: int, now_yyyymm: int):
+        """The core raised on this batch (aborted, nothing written). Apply it again by
+        halves, each in a transaction of its own with the same batch clock, down to the
+        submissions that fail alone: they are answered CoreFault, naming their request
+        ids; every other submission is committed and answered as usual. One request can
+        thus never fail another's, and is not carried into the next batch. The extra
+        commits are paid only on this path: at most 2 x log2(submissions) per fault."""
+        if len(batch) == 1:
+            sub = batch[0]
+            ids = ", ".join(str(uuid.UUID(bytes=records.unpack_request(r).request_id))
+                            for r in sub.requests[:REQUEST_IDS_NAMED_MAX])
+            more = len(sub.requests) - REQUEST_IDS_NAMED_MAX
+            ids += f" and {more} more" if more > 0 else ""
+            log.error("the core fails on request %s: answered with an error, nothing of it "
+                      "written", ids)
+            sub.replies = None
+            sub.error = CoreFault(f"internal error in the core on request {ids}; nothing of it "
+                                  "was committed (the operator has it in the log)")
+            sub.finish()
+            return
+        middle = len(batch) // 2
+        for half in (batch[:middle], batch[middle:]):
+            try:
+                with self.store.env.begin(write=True) as txn:
+                    self._apply(txn, half, now_s, now_yyyymm)
+            except (lmdb.Error, OSError) as exc:
+                self._commit_state(False)
+                log.error("commit failed: %s", exc)
+                self._fail(half, StoreFailed(f"the card store could not commit "
+                                             f"({type(exc).__name__}: {exc}); retry with the "
+                                             "same request_id"))
+            except Exception:
+                self._isolate(half, now_s, now_yyyymm)
+            else:
+                self._committed(half)
 
     def _commit_state(self, ok: bool):
         if ok != self.commit_ok:

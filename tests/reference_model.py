@@ -746,6 +746,8 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
         amount = original.reply["approved_minor"]
         card = self.cards[original.reply["card_id"]]
         self.describe(card, rp)
+        if card.status == CardStatus.CLOSED:      # README: a closed card takes no value
+            raise Decline(Result.DECLINED_CARD_CLOSED)
         system = SYSTEM + card.range_id
         if o_rq.op == Op.LOYALTY_SALE:
             seq = self.post(rq.request_id, Op.REVERSAL, (card.card_id, Slot.CARD_SALES_ELSEWHERE),

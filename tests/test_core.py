@@ -128,3 +128,40 @@ def test_a_store_of_another_format_is_refused_not_misread(tmp_path):
     store.close()
     with pytest.raises(StoreFormatError, match="format 99"):
         Store(tmp_path / "new")
+
+
+@pytest.mark.parametrize("closing", ["paid out", "replaced"])
+def test_a_reversal_puts_no_value_on_a_closed_card(tmp_path, closing):
+    """A card loaded with 100.00 buys for 30.00, then is closed: its 70.00 paid out, or
+    moved to its replacement. Reversing the purchase afterwards is declined CARD_CLOSED:
+    no value lands on the closed card, the replacement keeps what it got, and the
+    audit finds the ledger whole. (Before, the 30.00 came back onto the closed card.)"""
+    from cardgate.gateway.store.audit import audit
+
+    store = Store(tmp_path, sync=False, map_size_bytes=64 << 20)
+    new_id, new_card = Ids(), b"\x09" * 32
+    key = setup_card(store, new_id)
+    apply(store, records.pack_request(Op.ISSUE_CARD, new_id(), card_key=new_card, range_id=1,
+                                      expiry_yyyymm=209912, pan_first6=627700, pan_last4=9999,
+                                      pan_length=16),
+          records.pack_request(Op.LOAD, new_id(), card_key=key, currency="EUR", amount_minor=100_00))
+    sale = new_id()
+    assert apply(store, records.pack_request(Op.PURCHASE, sale, card_key=key, currency="EUR",
+                                             amount_minor=30_00))[0].result == Result.APPROVED
+    if closing == "paid out":
+        close = records.pack_request(Op.DEACTIVATE, new_id(), card_key=key, reason=5,
+                                     close_disposition=1)
+    else:
+        close = records.pack_request(Op.REPLACE_CARD, new_id(), card_key=key, payload=new_card)
+    closed = apply(store, close)[0]
+    assert closed.result == Result.APPROVED, closed
+    reversal = apply(store, records.pack_request(Op.REVERSAL, new_id(), card_key=key,
+                                                 ref_request_id=sale))[0]
+    assert reversal.result == Result.DECLINED_CARD_CLOSED
+    assert reversal.balance_minor == 0 and reversal.card_status == records.CardStatus.CLOSED
+    card, account, _ = store.read_card(key)
+    assert account.balance_minor == 0
+    replacement = store.read_card(new_card)[1].balance_minor
+    assert replacement == (70_00 if closing == "replaced" else 0)
+    store.close()
+    assert audit(tmp_path)[0] == []

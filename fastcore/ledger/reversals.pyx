@@ -123,6 +123,11 @@ cdef int reverse(BatchContext batch, const CoreRequest* rq, const char* payload,
     value = batch.get(card_key_of(original.reply.card_id), batch.db_book)
     memcpy(&card, <const char*>value, sizeof(card))
     describe_card(batch, &card, rp)
+    if card.status == CARD_CLOSED:
+        # A closed card (paid out, moved, or replaced: its value went to the new card)
+        # takes no value on or off: the reversal is declined, the original stands.
+        rp.result = RESULT_DECLINED_CARD_CLOSED
+        return 0
     if original.request.op == OP_LOYALTY_SALE:
         seq = post(batch, rq.request_id, OP_REVERSAL, card.card_id, SLOT_CARD_SALES_ELSEWHERE,
                         SYSTEM_OWNER_BASE + card.range_id, SLOT_RANGE_SALES_ELSEWHERE,

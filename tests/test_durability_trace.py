@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.slow,
                                  "(./run installs it)")]
 
 _LISTENING = re.compile(r"cardgate listening on (\S+),")
-_LINE = re.compile(r"(\d+) (\d+\.\d+) (.*)")
+_LINE = re.compile(r"(\d+)\s+(\d+\.\d+) (.*)")     # strace pads the pid to five columns
 _SYSCALLS = "openat,accept4,recvmsg,sendmsg,fdatasync,fsync"
 # The gateway as `cardgate serve` runs it; with `unsynced`, its store opened without sync.
 _LAUNCH = """

@@ -167,6 +167,7 @@ def test_daily_100_litres_second_fill_is_declined_hard_or_flagged_soft(live_gate
     if not soft:
         assert auth.result_code == R.RESULT_CODE_DECLINED_LIMIT_EXCEEDED
         assert (auth.limit.period, auth.limit.measure, auth.limit.soft) == (DAY, VOLUME, False)
+        assert auth.limit.max == 100_000                # what was crossed, as configured
         assert "daily volume limit" in auth.message
         assert usage(gw, pan).reserved.volume_ml == 0
         assert not gw.fleet.ListFlagged(fleet_pb2.ListFlaggedRequest()).transactions
@@ -174,9 +175,10 @@ def test_daily_100_litres_second_fill_is_declined_hard_or_flagged_soft(live_gate
     assert auth.result_code == R.RESULT_CODE_APPROVED and auth.flagged_for_review
     assert auth.approved.amount_minor == 2_500_00 and auth.volume_ml == 50_000
     assert (auth.limit.period, auth.limit.measure, auth.limit.soft) == (DAY, VOLUME, True)
+    assert auth.limit.max == 100_000
     flagged = gw.fleet.ListFlagged(fleet_pb2.ListFlaggedRequest()).transactions
-    assert [(f.request_id, f.masked_pan, f.limit.period) for f in flagged] == \
-        [(second.hold_id, auth.masked_pan, DAY)]
+    assert [(f.request_id, f.masked_pan, f.limit.period, f.limit.max) for f in flagged] == \
+        [(second.hold_id, auth.masked_pan, DAY, 100_000)]
     done = complete(gw, pan, second.hold_id, [diesel(48_000)])
     assert done.result_code == R.RESULT_CODE_APPROVED and done.flagged_for_review
     assert day_of(usage(gw, pan)).volume_ml == 64_210 + 48_000

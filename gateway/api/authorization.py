@@ -223,6 +223,14 @@ def takes_off(direction) -> bool:
     return direction == issuing_pb2.ADJUSTMENT_DIRECTION_DEBIT
 
 
+def limit_message(limit_hit, soft, store=None, card_id=0) -> common_pb2.Limit:
+    """The Limit a reply or a flagged sale names (the core's limit_hit), with its maximum as
+    the card's restriction profile sets it now (with a store to read it from)."""
+    period, measure = fleet.limit_of(limit_hit)
+    return common_pb2.Limit(period=period, measure=measure, soft=soft,
+                            max=store.read_limit_max(card_id, limit_hit) if store is not None else 0)
+
+
 def authorization_message(reply, store=None) -> common_pb2.Authorization:
     """The Authorization of a core reply; with the store, a sale of a loyalty card also
     says what it earned and why (LoyaltyOutcome)."""
@@ -249,7 +257,7 @@ def authorization_message(reply, store=None) -> common_pb2.Authorization:
         journal_seq=reply.journal_seq,
         message=message,
         missing_prompts=prompts,
-        limit=common_pb2.Limit(period=limit[0], measure=limit[1], soft=reply.review) if limit else None,
+        limit=limit_message(reply.limit_hit, reply.review, store, reply.card_id) if limit else None,
         flagged_for_review=reply.review,
         volume_ml=reply.volume_ml,
         loyalty=loyalty,

@@ -1,11 +1,11 @@
 """FleetService: the operator's fleet configuration and reviews over gRPC."""
 import uuid
 
-from cardgate.gateway.api.authorization import RESULT_MESSAGES, Servicer, rpc
+from cardgate.gateway.api.authorization import RESULT_MESSAGES, Servicer, limit_message, rpc
 from cardgate.gateway.fleet import sales as fleet
 from cardgate.gateway.security.pan import mask_parts
 from cardgate.gateway.validation import InvalidArgument
-from cardgate.v1 import common_pb2, fleet_pb2, fleet_pb2_grpc
+from cardgate.v1 import fleet_pb2, fleet_pb2_grpc
 
 FLAGGED_RESULTS_DEFAULT = 100
 FLAGGED_RESULTS_MAX = 1000
@@ -14,11 +14,6 @@ FLAGGED_RESULTS_MAX = 1000
 def _config_response(reply):
     return fleet_pb2.FleetConfigResponse(result_code=reply.result,
                                          message=RESULT_MESSAGES.get(reply.result, ""))
-
-
-def _limit_message(limit_hit, soft):
-    period, measure = fleet.limit_of(limit_hit)
-    return common_pb2.Limit(period=period, measure=measure, soft=soft)
 
 
 class FleetService(Servicer, fleet_pb2_grpc.FleetServiceServicer):
@@ -78,5 +73,5 @@ class FleetService(Servicer, fleet_pb2_grpc.FleetServiceServicer):
             fleet_pb2.FlaggedTransaction(
                 request_id=str(uuid.UUID(bytes=request_id)),
                 masked_pan=mask_parts(card.pan_first6, card.pan_last4, card.pan_length),
-                time_s=time_s, limit=_limit_message(limit_hit, True))
+                time_s=time_s, limit=limit_message(limit_hit, True, self.ops.store, card.card_id))
             for request_id, card, time_s, limit_hit in found])

@@ -227,6 +227,22 @@ class Store:
         with self.env.begin(buffers=False) as txn:
             return ledger.fleet_usage(txn, self.dbs, card_id, now_s)
 
+    def read_limit_max(self, card_id: int, limit_hit: int) -> int:
+        """The maximum of the limit a reply names (its limit_hit), as the card's restriction
+        profile (its own, else its contract's) sets it now; 0 when it has none."""
+        if not limit_hit:
+            return 0
+        period, measure = divmod(limit_hit - 1, len(records.Measure))
+        with self.env.begin(buffers=False) as txn:
+            found = ledger.fleet_usage(txn, self.dbs, card_id, 0)
+            if found is None:
+                return 0
+            value = txn.get(records.config_key("F", found[0]), db=self.db_config)
+        if value is None:
+            return 0
+        return records.unpack_profile(value).limits.get(
+            (records.Period(period), records.Measure(measure)), 0)
+
     def read_flagged(self, since_s: int, max_results: int):
         """[(request id, Card, time_s, limit_hit)] approved past a soft limit, oldest first."""
         with self.env.begin(buffers=False) as txn:

@@ -106,7 +106,8 @@ cdef class BatchContext:
     cdef object db_packages, db_package_expiry, db_card_packages, db_usage, db_reviews
     cdef object db_point_lots, db_point_lot_expiry
     cdef _LotKind packages, points
-    cdef uint64_t next_seq, now_s, hold_timeout_s
+    cdef uint64_t next_seq          # the journal position of the next entry (0: not read yet)
+    cdef uint64_t now_s, hold_timeout_s
     cdef uint32_t actor             # the request being applied's actor (0 while time ends lots)
     cdef uint32_t partner           # loyalty partner where the request happens (0: none)
     cdef uint32_t origin_partner    # the partner that issued the points being used
@@ -139,13 +140,7 @@ cdef class BatchContext:
         self.now_s = now_s
         self.now_yyyymm = now_yyyymm
         self.hold_timeout_s = hold_timeout_s
-        cdef bytes last_key = None
-        cursor = txn.cursor(db=self.db_journal)
-        if cursor.last():
-            last_key = cursor.key()
-        cursor.close()
-        self.next_seq = 1 if last_key is None else \
-            u64_from_be(<const unsigned char*><const char*>last_key) + 1
+        self.next_seq = 0               # read from the journal at the first posting
 
     # One place for py-lmdb's positional flags (dupdata, overwrite, append): every
     # record is one value per key, replaced when written again.
@@ -343,7 +338,6 @@ def fleet_usage(txn, dbs, uint64_t card_id, uint64_t now_s):
     cdef BatchContext batch = BatchContext(txn, dbs, now_s, 0, 0)
     cdef CardRecord card
     cdef Fleet fleet
-    cdef ContractRecord contract
     value = txn.get(card_key_of(card_id), None, dbs[DB_BOOK])
     if value is None:
         return None
@@ -359,18 +353,17 @@ def open_holds(txn, dbs) -> int:
     return txn.stat(dbs[DB_HOLD_EXPIRY])["entries"]
 
 
-
 # ---- reads for Python, with the core's own rules -----------------------------------
 
 def card_view(txn, dbs, bytes card_key):
     """(card record, reply) of the card with this PAN-index key, or None: the reply
     describes it as every answer does (balance with what is held, pending, a contract's
     credit limit), in any transaction, read-only included."""
+    if len(card_key) != CARD_KEY_SIZE:
+        raise ValueError(f"a card key is {CARD_KEY_SIZE} bytes, got {len(card_key)}")
     cdef BatchContext batch = BatchContext(txn, dbs, 0, 0, 0)
     cdef CardRecord card
     cdef CoreReply rp
-    if len(card_key) != CARD_KEY_SIZE:
-        raise ValueError(f"a card key is {CARD_KEY_SIZE} bytes, got {len(card_key)}")
     if not find_card(batch, card_key, &card):
         return None
     memset(&rp, 0, sizeof(rp))
@@ -379,12 +372,14 @@ def card_view(txn, dbs, bytes card_key):
 
 
 def valid_point_lots(txn, dbs, uint64_t card_id, uint64_t now_s):
-    """Lot records (records.unpack_lot) of the card's points still valid at now_s,
-    earliest-expiring first: the lots a redemption at now_s would take."""
+    """[(due_s, lot record)] of the card's points still valid at now_s, earliest-expiring
+    first: the lots a redemption at now_s would take, and when each ends as the core sees
+    it (LOT_NEVER: never; a reserved lot: at the end of its hold). Records decode with
+    records.unpack_lot."""
     cdef BatchContext batch = BatchContext(txn, dbs, now_s, 0, 0)
     cdef LotRecord lot
     out = []
     for lot_id in card_lot_ids(batch, batch.points, card_id, LOTS_VALID_NOW):
         if read_lot(batch, batch.points, <const uint8_t*><const char*>lot_id, &lot):
-            out.append(_bytes(&lot, sizeof(lot)))
+            out.append((lot_due_s(&lot), _bytes(&lot, sizeof(lot))))
     return out

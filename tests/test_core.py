@@ -159,7 +159,7 @@ def test_a_reversal_puts_no_value_on_a_closed_card(tmp_path, closing):
                                                  ref_request_id=sale))[0]
     assert reversal.result == Result.DECLINED_CARD_CLOSED
     assert reversal.balance_minor == 0 and reversal.card_status == records.CardStatus.CLOSED
-    card, account, _ = store.read_card(key)
+    card, account = store.read_card(key)
     assert account.balance_minor == 0
     replacement = store.read_card(new_card)[1].balance_minor
     assert replacement == (70_00 if closing == "replaced" else 0)

@@ -5,16 +5,19 @@ cdef inline uint64_t lot_time(const LotRecord* lot):
     return lot.valid_until_s if lot.valid_until_s else LOT_NEVER
 
 
-cdef inline bytes lot_due_key(_LotKind kind, const LotRecord* lot, const uint8_t* lot_id):
-    """A lot's key in the index by which it ends: its time (a held one: the end of its
-    hold), then its id."""
-    return u64_be(lot.held_until_s if lot.status == LOT_HELD else lot_time(lot)) + \
-        _bytes(lot_id, REQUEST_ID_SIZE)
+cdef inline uint64_t lot_due_s(const LotRecord* lot):
+    """When a lot ends, as its indexes keep it: a held one at the end of its hold."""
+    return lot.held_until_s if lot.status == LOT_HELD else lot_time(lot)
+
+
+cdef inline bytes lot_due_key(const LotRecord* lot, const uint8_t* lot_id):
+    """A lot's key in the index by which it ends: its due time, then its id."""
+    return u64_be(lot_due_s(lot)) + _bytes(lot_id, REQUEST_ID_SIZE)
 
 
 cdef inline bytes lot_card_key(_LotKind kind, const LotRecord* lot, const uint8_t* lot_id):
     """A lot's key in its card's index: card id, the kind's tag, then its due key."""
-    return u64_be(lot.card_id) + kind.card_tag + lot_due_key(kind, lot, lot_id)
+    return u64_be(lot.card_id) + kind.card_tag + lot_due_key(lot, lot_id)
 
 
 cdef list card_lot_ids(BatchContext batch, _LotKind kind, uint64_t card_id, LotSelection which):
@@ -52,7 +55,7 @@ cdef int write_lot(BatchContext batch, _LotKind kind, const uint8_t* lot_id,
 
 cdef int end_lot(BatchContext batch, _LotKind kind, const uint8_t* lot_id, LotRecord* lot,
                  uint8_t status) except -1:
-    batch.delete(lot_due_key(kind, lot, lot_id), kind.db_expiry)
+    batch.delete(lot_due_key(lot, lot_id), kind.db_expiry)
     batch.delete(lot_card_key(kind, lot, lot_id), kind.db_card)
     lot.status = status
     write_lot(batch, kind, lot_id, lot)
@@ -139,7 +142,7 @@ cdef int new_lot(BatchContext batch, _LotKind kind, const CoreRequest* rq, const
     lot.available_from_s = available_from_s
     lot.partner_id = issuer
     write_lot(batch, kind, rq.request_id, &lot)
-    batch.put(lot_due_key(kind, &lot, rq.request_id), b"", kind.db_expiry)
+    batch.put(lot_due_key(&lot, rq.request_id), b"", kind.db_expiry)
     if not held_until_s:
         batch.put(lot_card_key(kind, &lot, rq.request_id), b"", kind.db_card)
     return 0

@@ -69,6 +69,16 @@ cdef int write_request(BatchContext batch, const RequestRecord* rec) except -1:
     return 0
 
 
+cdef uint64_t journal_end(BatchContext batch) except 0:
+    """The position after the journal's last entry (1 for an empty journal): read once
+    per batch, at its first posting, so that reads and batches that post nothing never
+    touch the journal."""
+    cursor = batch.txn.cursor(db=batch.db_journal)
+    last_key = cursor.key() if cursor.last() else None
+    cursor.close()
+    return 1 if last_key is None else u64_from_be(<const unsigned char*><const char*>last_key) + 1
+
+
 cdef uint64_t post(BatchContext batch, const uint8_t* request_id, uint8_t op,
                    uint64_t debit_owner, uint8_t debit_slot,
                    uint64_t credit_owner, uint8_t credit_slot,
@@ -76,6 +86,8 @@ cdef uint64_t post(BatchContext batch, const uint8_t* request_id, uint8_t op,
     """Append one double-entry journal entry and apply it to both accounts."""
     cdef AccountRecord debit, credit
     cdef JournalEntry entry
+    if batch.next_seq == 0:
+        batch.next_seq = journal_end(batch)
     cdef uint64_t seq = batch.next_seq
     require(amount > 0, "postings move a positive amount")
     if not read_account(batch, debit_owner, debit_slot, &debit):

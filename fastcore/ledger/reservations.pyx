@@ -78,12 +78,12 @@ cdef uint64_t settle_reservation(BatchContext batch, const uint8_t* posting_id,
                              lot.card_id, SLOT_CARD_POINTS, POINTS, amount - take)
             seq = seq or last
     batch.partner = batch.origin_partner = 0
-    batch.delete(lot_due_key(batch.points, &lot, lot_id), batch.points.db_expiry)
+    batch.delete(lot_due_key(&lot, lot_id), batch.points.db_expiry)
     lot.held_until_s = 0
     lot.quantity_left = released
     if released:
         lot.status = LOT_OPEN
-        batch.put(lot_due_key(batch.points, &lot, lot_id), b"", batch.points.db_expiry)
+        batch.put(lot_due_key(&lot, lot_id), b"", batch.points.db_expiry)
         batch.put(lot_card_key(batch.points, &lot, lot_id), b"", batch.points.db_card)
         record_points(batch, lot.card_id, seq, release_op, released, 0)
     else:

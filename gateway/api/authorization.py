@@ -223,12 +223,10 @@ def takes_off(direction) -> bool:
     return direction == issuing_pb2.ADJUSTMENT_DIRECTION_DEBIT
 
 
-def limit_message(limit_hit, soft, store=None, card_id=0) -> common_pb2.Limit:
-    """The Limit a reply or a flagged sale names (the core's limit_hit), with its maximum as
-    the card's restriction profile sets it now (with a store to read it from)."""
+def limit_message(limit_hit, soft, maximum) -> common_pb2.Limit:
+    """The Limit a reply or a flagged sale names (the core's limit_hit), with its maximum."""
     period, measure = fleet.limit_of(limit_hit)
-    return common_pb2.Limit(period=period, measure=measure, soft=soft,
-                            max=store.read_limit_max(card_id, limit_hit) if store is not None else 0)
+    return common_pb2.Limit(period=period, measure=measure, soft=soft, max=maximum)
 
 
 def authorization_message(reply, store=None) -> common_pb2.Authorization:
@@ -247,6 +245,8 @@ def authorization_message(reply, store=None) -> common_pb2.Authorization:
     if limit:
         message += f" ({PERIOD_NAMES[limit[0]]} {MEASURE_NAMES[limit[1]]} limit" + \
             (", flagged for review)" if reply.review else ")")
+    limit_max = store.read_limit_max(reply.card_id, reply.limit_hit) \
+        if limit and store is not None else 0
     return common_pb2.Authorization(
         result_code=reply.result,
         approval_code=f"{reply.approval_code:06d}" if approved else "",
@@ -257,7 +257,7 @@ def authorization_message(reply, store=None) -> common_pb2.Authorization:
         journal_seq=reply.journal_seq,
         message=message,
         missing_prompts=prompts,
-        limit=limit_message(reply.limit_hit, reply.review, store, reply.card_id) if limit else None,
+        limit=limit_message(reply.limit_hit, reply.review, limit_max) if limit else None,
         flagged_for_review=reply.review,
         volume_ml=reply.volume_ml,
         loyalty=loyalty,
@@ -282,8 +282,7 @@ class Servicer:
         return identity.serial & 0xFFFF_FFFF if identity is not None else 0
 
     def known_card(self, pan_text, context):
-        """(Card, Reply describing it, credit limit) of the card, or NOT_FOUND; a read, no
-        writer."""
+        """(Card, Reply describing it) of the card, or NOT_FOUND; a read, no writer."""
         found = self.ops.balance(pan_text)
         if found is None:
             context.abort(grpc.StatusCode.NOT_FOUND, "pan: this card is not known")
@@ -348,10 +347,10 @@ class AuthorizationService(Servicer, authorization_pb2_grpc.AuthorizationService
 
     @rpc
     def GetBalance(self, request, context):
-        card, described, credit_limit = self.known_card(request.pan, context)
+        card, described = self.known_card(request.pan, context)
         return authorization_pb2.GetBalanceResponse(
             balance=balance_message(described.currency, described.balance_minor,
-                                    described.pending_minor, credit_limit),
+                                    described.pending_minor, described.credit_limit_minor),
             masked_pan=mask_parts(card.pan_first6, card.pan_last4, card.pan_length),
             status=card.status, expiry_yyyymm=card.expiry_yyyymm, stage=card.stage + 1,
             units_left=self.ops.store.read_units_left(card.card_id))

@@ -73,5 +73,5 @@ class FleetService(Servicer, fleet_pb2_grpc.FleetServiceServicer):
             fleet_pb2.FlaggedTransaction(
                 request_id=str(uuid.UUID(bytes=request_id)),
                 masked_pan=mask_parts(card.pan_first6, card.pan_last4, card.pan_length),
-                time_s=time_s, limit=limit_message(limit_hit, True, self.ops.store, card.card_id))
-            for request_id, card, time_s, limit_hit in found])
+                time_s=time_s, limit=limit_message(limit_hit, True, maximum))
+            for request_id, card, time_s, limit_hit, maximum in found])

@@ -188,8 +188,7 @@ class Operations:
         return stripe.pan
 
     def balance(self, pan_text):
-        """(Card, Reply describing it, credit limit) or None; a read that never waits for
-        the writer."""
+        """(Card, Reply describing it) or None; a read that never waits for the writer."""
         return self.store.read_card(self.card_key(pan_text))
 
     # ---- issuing -----------------------------------------------------------------

@@ -115,16 +115,15 @@ class Store:
     # ---- reads ---------------------------------------------------------------------
 
     def read_card(self, card_key: bytes):
-        """(Card, records.Reply describing it, credit limit) of the card with this
-        PAN-index key, or None: described by the core as in every answer (balance with
-        what is held for pre-authorizations, that shown as pending; a contract card's
-        contract value)."""
+        """(Card, records.Reply describing it) of the card with this PAN-index key, or
+        None: described by the core as in every answer (balance with what is held for
+        pre-authorizations, that shown as pending; a contract card's contract value and
+        credit limit)."""
         with self.env.begin(buffers=False) as txn:
             found = ledger.card_view(txn, self.dbs, card_key)
         if found is None:
             return None
-        reply = records.unpack_reply(found[1])
-        return records.unpack_card(found[0]), reply, reply.credit_limit_minor
+        return records.unpack_card(found[0]), records.unpack_reply(found[1])
 
     def read_card_by_id(self, card_id: int):
         with self.env.begin() as txn:
@@ -232,19 +231,21 @@ class Store:
         profile (its own, else its contract's) sets it now; 0 when it has none."""
         if not limit_hit:
             return 0
-        period, measure = divmod(limit_hit - 1, len(records.Measure))
         with self.env.begin(buffers=False) as txn:
-            found = ledger.fleet_usage(txn, self.dbs, card_id, 0)
-            if found is None:
-                return 0
-            value = txn.get(records.config_key("F", found[0]), db=self.db_config)
+            return self._limit_max(txn, card_id, limit_hit)
+
+    def _limit_max(self, txn, card_id, limit_hit):
+        found = ledger.fleet_usage(txn, self.dbs, card_id, 0)
+        value = txn.get(records.config_key("F", found[0]), db=self.db_config) if found else None
         if value is None:
             return 0
-        return records.unpack_profile(value).limits.get(
-            (records.Period(period), records.Measure(measure)), 0)
+        limits = records.unpack_profile(value).limits
+        return next((maximum for (period, measure), maximum in limits.items()
+                     if records.limit_index(period, measure) + 1 == limit_hit), 0)
 
     def read_flagged(self, since_s: int, max_results: int):
-        """[(request id, Card, time_s, limit_hit)] approved past a soft limit, oldest first."""
+        """[(request id, Card, time_s, limit_hit, the limit's maximum)] approved past a soft
+        limit, oldest first, read in one transaction."""
         with self.env.begin(buffers=False) as txn:
             found = []
             for request_id, value in txn.cursor(db=self.db_reviews):
@@ -253,7 +254,8 @@ class Store:
                     found.append((time_s, request_id, int.from_bytes(value[:8], "big"), value[16]))
             found.sort()
             return [(request_id, records.unpack_card(txn.get(records.card_key(card_id), db=self.db_book)),
-                     time_s, limit_hit) for time_s, request_id, card_id, limit_hit in found[:max_results]]
+                     time_s, limit_hit, self._limit_max(txn, card_id, limit_hit))
+                    for time_s, request_id, card_id, limit_hit in found[:max_results]]
 
     def read_point_lots(self, card_id: int, now_s: int):
         """([(valid_until_s, points)], pending) of the card's valid point lots: what
@@ -261,15 +263,13 @@ class Store:
         wait for their returns window to end."""
         by_time, pending = {}, 0
         with self.env.begin(buffers=False) as txn:
-            lots = [records.unpack_lot(lot)
-                    for lot in ledger.valid_point_lots(txn, self.dbs, card_id, now_s)]
-        for lot in lots:
+            lots = ledger.valid_point_lots(txn, self.dbs, card_id, now_s)
+        for due_s, record in lots:
+            lot = records.unpack_lot(record)
             if lot.available_from_s > now_s:
                 pending += lot.quantity_left
-            # a reserved lot is listed by the end of its hold, when it comes back or goes
-            until_s = lot.held_until_s if lot.status == records.LotState.HELD else lot.valid_until_s
-            if until_s:
-                by_time[until_s] = by_time.get(until_s, 0) + lot.quantity_left
+            if due_s != records.LOT_NEVER:
+                by_time[due_s] = by_time.get(due_s, 0) + lot.quantity_left
         return sorted(by_time.items()), pending
 
     def read_points_expiring_page(self, after: bytes, until_s: int, rows_max: int):

@@ -184,7 +184,17 @@ class BatchingWriter:
 
     def _apply_and_answer(self, batch: list):
         now_s = self.clock()
-        now_yyyymm = yyyymm_of(now_s)
+        self._commit_and_answer(batch, now_s, yyyymm_of(now_s))
+
+    def _commit_and_answer(self, batch: list, now_s: int, now_yyyymm: int):
+        """Apply the batch in one write transaction, commit it, answer it.
+
+        Should the core raise (a bug, or a damaged store: nothing is written), the batch
+        is applied again by halves, each in a transaction of its own with the same batch
+        clock, down to the submission the core fails on alone: that one is answered
+        CoreFault, naming its request ids; every other one is committed and answered as
+        usual. One request thus never fails another's, nor comes back in the next batch;
+        the extra commits (at most 2 x log2(submissions) a fault) are paid only then."""
         started = time.perf_counter()
         try:
             with self.store.env.begin(write=True) as txn:
@@ -204,60 +214,39 @@ class BatchingWriter:
                                           f"{exc}); retry with the same request_id"))
             return
         except Exception:
-            if not batch:
+            if len(batch) == 1:
+                self._fault(batch[0])
+            elif batch:
+                log.warning("a batch of %d submissions failed inside the core; nothing of it "
+                            "was committed: applying it again by halves", len(batch))
+                middle = len(batch) // 2
+                self._commit_and_answer(batch[:middle], now_s, now_yyyymm)
+                self._commit_and_answer(batch[middle:], now_s, now_yyyymm)
+            else:
                 log.exception("ending holds and lots in time failed inside the core; "
                               "nothing was committed")
-                return
-            log.exception("a batch of %d submissions failed inside the core; nothing of it was "
-                          "committed: applying it again without what fails", len(batch))
-            self._isolate(batch, now_s, now_yyyymm)
             return
         if self.metrics is not None:
             self.metrics.batch(sum(len(sub.requests) for sub in batch), applied - started,
                                time.perf_counter() - applied)
-        self._committed(batch)
-
-    def _committed(self, batch: list):
         self._commit_state(True)
         self.batches_committed += 1
         for sub in batch:
             sub.finish()
 
-    def _isolate(self, batch: list, now_s: int, now_yyyymm: int):
-        """The core raised on this batch (aborted, nothing written). Apply it again by
-        halves, each in a transaction of its own with the same batch clock, down to the
-        submissions that fail alone: they are answered CoreFault, naming their request
-        ids; every other submission is committed and answered as usual. One request can
-        thus never fail another's, and is not carried into the next batch. The extra
-        commits are paid only on this path: at most 2 x log2(submissions) per fault."""
-        if len(batch) == 1:
-            sub = batch[0]
-            ids = ", ".join(str(uuid.UUID(bytes=records.unpack_request(r).request_id))
-                            for r in sub.requests[:REQUEST_IDS_NAMED_MAX])
-            more = len(sub.requests) - REQUEST_IDS_NAMED_MAX
-            ids += f" and {more} more" if more > 0 else ""
-            log.error("the core fails on request %s: answered with an error, nothing of it "
+    @staticmethod
+    def _fault(sub: _Submission):
+        """The one submission the core fails on: answered CoreFault, logged with the trace."""
+        ids = ", ".join(str(uuid.UUID(bytes=records.unpack_request(r).request_id))
+                        for r in sub.requests[:REQUEST_IDS_NAMED_MAX])
+        more = len(sub.requests) - REQUEST_IDS_NAMED_MAX
+        ids += f" and {more} more" if more > 0 else ""
+        log.exception("the core fails on request %s: answered with an error, nothing of it "
                       "written", ids)
-            sub.replies = None
-            sub.error = CoreFault(f"internal error in the core on request {ids}; nothing of it "
-                                  "was committed (the operator has it in the log)")
-            sub.finish()
-            return
-        middle = len(batch) // 2
-        for half in (batch[:middle], batch[middle:]):
-            try:
-                with self.store.env.begin(write=True) as txn:
-                    self._apply(txn, half, now_s, now_yyyymm)
-            except (lmdb.Error, OSError) as exc:
-                self._commit_state(False)
-                log.error("commit failed: %s", exc)
-                self._fail(half, StoreFailed(f"the card store could not commit "
-                                             f"({type(exc).__name__}: {exc}); retry with the "
-                                             "same request_id"))
-            except Exception:
-                self._isolate(half, now_s, now_yyyymm)
-            else:
-                self._committed(half)
+        sub.replies = None
+        sub.error = CoreFault(f"internal error in the core on request {ids}; nothing of it "
+                              "was committed (the operator has it in the log)")
+        sub.finish()
 
     def _commit_state(self, ok: bool):
         if ok != self.commit_ok:

@@ -53,7 +53,6 @@ def _gateway_options(args) -> dict:
 
 def _ensure_demo(args, pki, operations) -> tuple:
     """(demo client certificates made, masked demo cards made) unless --no-demo."""
-
     certs = [] if args.no_demo or args.insecure else ensure_demo_certificates(pki, args.data_dir)
     created = None if args.no_demo else ensure_demo(operations, args.data_dir, operations.clock)
     return certs, created
@@ -67,7 +66,6 @@ def cmd_serve(args) -> int:
         return 2
     if args.workers > 1:
         return _serve_workers(args)
-
     stop = _stop_on_signals()
     try:
         gateway = Gateway(args.data_dir, args.listen, **_gateway_options(args),
@@ -87,7 +85,6 @@ def cmd_serve(args) -> int:
 def _serve_workers(args) -> int:
     """The supervisor of `serve --workers N` (workers.py): prepares the data directory,
     starts the workers, restarts any that ends, stops them all on SIGTERM/SIGINT."""
-
     stop = _stop_on_signals()
     supervisor = Supervisor(args.workers, worker_argv(args), args.listen, stop)
     try:
@@ -119,7 +116,6 @@ def _serve_workers(args) -> int:
 
 def _serve_as_worker(args) -> int:
     """One worker of `serve --workers N`, started by the supervisor (workers.py)."""
-
     die_with_parent()
     stop = _stop_on_signals()
     try:
@@ -137,7 +133,6 @@ def _serve_as_worker(args) -> int:
 
 def _announce(args, address, metrics, pki, pki_created, certs, created, workers=None):
     """What `serve` prints once it answers: where, how to watch it, and the demo."""
-
     mode = "WITHOUT TLS (loopback development mode)" if args.insecure else "mutual TLS"
     print(f"cardgate listening on {address}, {mode}, data in {args.data_dir}"
           + (f", {args.workers} workers (pids {workers})" if workers else ""), flush=True)
@@ -210,7 +205,6 @@ def cmd_audit(args) -> int:
 def _pan_from_args(args) -> str:
     if args.pan:
         return args.pan
-
     pans = read_demo_pans(args.data_dir)
     if not 1 <= args.demo_card <= len(pans):
         raise SystemExit(f"cardgate: --demo-card must be 1 to {len(pans)}")

@@ -1,1 +1,2 @@
-"""Fleet fuel cards at the gateway: sales in the core's terms and the operator's fleet configuration."""
+"""Fleet fuel cards at the gateway: sales in the core's terms and the operator's fleet
+configuration."""

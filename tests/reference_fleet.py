@@ -252,7 +252,8 @@ class FleetRules:
         checks: whether it is valid, or None when the generic checks decide."""
         Op = records.Op
         if rq.op == Op.SET_RULES:
-            return hashlib.sha256(payload).digest() == rq.payload_digest and self.valid_rules(rq, payload)
+            return hashlib.sha256(payload).digest() == rq.payload_digest and \
+                self.valid_rules(rq, payload)
         if rq.op == Op.SET_STAGE:
             return not payload and 0 <= rq.stage <= 2
         if rq.op == Op.ALLOCATE_SERIALS:

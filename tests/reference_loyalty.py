@@ -372,7 +372,7 @@ class LoyaltyRules:
         discount_bp = discount_of(program, lifetime)
         discount = rq.amount_minor * discount_bp // 10000
         payable = rq.amount_minor - discount
-        points, value, taken = rq.points_tendered, 0, []     # points tendered
+        points, value, taken = rq.points_tendered, 0, []
         try:
             if points:
                 rate = program.point_value_millis

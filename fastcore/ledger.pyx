@@ -1,9 +1,10 @@
 """The authorization ledger: applies a batch of packed requests inside one LMDB write
 transaction that the caller owns and commits.
 
-Every request takes full effect or none: all checks run before the first write of a
-request, and a failing write (map full, disk full) raises, so the caller aborts the
-whole transaction. A declined request writes only its idempotency record; a request
+Every request takes full effect or none: its checks run before its first write, and
+post() checks the limits of both accounts it moves; a crossing found there undoes what
+the request had written (BatchContext.roll_back) and declines it alone. A failing write
+(map full, disk full) raises, so the caller aborts the whole transaction. A declined request writes only its idempotency record; a request
 rejected as invalid, or reusing a request id for other content, writes nothing.
 
 One extension built from concept files (ledger/*.pyx, included below): this file keeps
@@ -45,6 +46,14 @@ cdef bytes POINTS = _records.POINTS_ASSET.encode("ascii").ljust(CURRENCY_SIZE, b
 cdef uint64_t LOT_NEVER = _records.LOT_NEVER
 cdef uint32_t APPROVAL_CODE_MODULUS = 1_000_000
 cdef bytes BOOK_POINT_LOT_TAG = b"L"    # a card's point lots in the book: card_id 'L' time id
+
+
+class LimitCrossed(Exception):
+    """A posting would take an account past the most it may hold: the request that made
+    it is undone (its writes rolled back) and declined with `result`, alone."""
+    def __init__(self, int result):
+        super().__init__(result)
+        self.result = result
 
 
 class InvariantViolated(AssertionError):
@@ -107,6 +116,7 @@ cdef class BatchContext:
     cdef object db_point_lots, db_point_lot_expiry
     cdef _LotKind packages, points
     cdef uint64_t next_seq          # the journal position of the next entry (0: not read yet)
+    cdef uint64_t undo_seq          # next_seq when the request being applied began
     cdef uint64_t now_s, hold_timeout_s
     cdef uint32_t actor             # the request being applied's actor (0 while time ends lots)
     cdef uint32_t partner           # loyalty partner where the request happens (0: none)
@@ -114,6 +124,7 @@ cdef class BatchContext:
     cdef dict programs              # range id -> (ProgramRecord bytes, EarnRule[] bytes) or None
     cdef dict partners              # outlet code -> partner id
     cdef uint32_t now_yyyymm
+    cdef list undo                  # (key, value before or None, db) of the request's writes
 
     def __cinit__(self, txn, dbs, uint64_t now_s, uint32_t now_yyyymm, uint64_t hold_timeout_s):
         self.txn = txn
@@ -126,6 +137,7 @@ cdef class BatchContext:
          self.db_point_lots, self.db_point_lot_expiry) = dbs
         self.programs = {}
         self.partners = {}
+        self.undo = []
         self.packages = _LotKind(self.db_packages, self.db_package_expiry, self.db_card_packages,
                                  b"", UNITS, SLOT_CARD_UNITS, SLOT_RANGE_UNITS_SOLD,
                                  SLOT_RANGE_UNITS_USED, SLOT_RANGE_UNITS_EXPIRED, OP_SELL_PACKAGE,
@@ -143,21 +155,44 @@ cdef class BatchContext:
         self.next_seq = 0               # read from the journal at the first posting
 
     # One place for py-lmdb's positional flags (dupdata, overwrite, append): every
-    # record is one value per key, replaced when written again.
+    # record is one value per key, replaced when written again. Every write notes what
+    # it replaces, so that a request can be undone alone (roll_back).
     cdef object get(self, bytes key, db):
         return self.txn_get(key, None, db)
 
     cdef int put(self, bytes key, bytes value, db) except -1:
+        self.undo.append((key, self.txn_get(key, None, db), db))
         self.txn_put(key, value, False, True, False, db)
         return 0
 
     cdef int append(self, bytes key, bytes value, db) except -1:
         """Write a key greater than every key of db (the journal), without searching."""
+        self.undo.append((key, None, db))
         self.txn_put(key, value, False, True, True, db)
         return 0
 
     cdef int delete(self, bytes key, db) except -1:
+        self.undo.append((key, self.txn_get(key, None, db), db))
         self.txn_delete(key, None, db)
+        return 0
+
+    cdef int begin_request(self) except -1:
+        self.undo.clear()
+        self.undo_seq = self.next_seq
+        return 0
+
+    cdef int roll_back(self) except -1:
+        """Undo every write since begin_request, newest first: the store is as the
+        request found it (the journal position too; cached configuration is read again)."""
+        for key, before, db in reversed(self.undo):
+            if before is None:
+                self.txn_delete(key, None, db)
+            else:
+                self.txn_put(key, before, False, True, False, db)
+        self.undo.clear()
+        self.next_seq = self.undo_seq
+        self.programs.clear()
+        self.partners.clear()
         return 0
 
 
@@ -265,7 +300,11 @@ cdef int apply_one(BatchContext batch, const CoreRequest* rq, const char* payloa
             not known_products(batch, rq):
         rp.result = RESULT_REJECTED_UNKNOWN_PRODUCT
         return 0
-    OPERATIONS[rq.op].apply(batch, rq, payload, rp)
+    batch.begin_request()
+    try:
+        OPERATIONS[rq.op].apply(batch, rq, payload, rp)
+    except LimitCrossed as crossed:
+        decline_crossed(batch, rq, rp, crossed.result)
     require(rp.result != 0, "operation left no result")
     if rp.result == RESULT_REJECTED_UNKNOWN_PRODUCT:
         return 0                                 # a rejection writes nothing
@@ -278,6 +317,27 @@ cdef int apply_one(BatchContext batch, const CoreRequest* rq, const char* payloa
         batch.put(_bytes(rq.request_id, REQUEST_ID_SIZE),
                   u64_be(rp.card_id) + u64_be(batch.now_s) + bytes([rp.limit_hit]),
                   batch.db_reviews)
+    return 0
+
+
+cdef int decline_crossed(BatchContext batch, const CoreRequest* rq, CoreReply* rp,
+                         uint8_t result) except -1:
+    """A posting of the request would have crossed an account's limit: nothing of it
+    stays, and the answer describes the card as it still is."""
+    cdef uint64_t card_id = rp.card_id
+    batch.roll_back()
+    memset(rp, 0, sizeof(CoreReply))
+    rp.op = rq.op
+    rp.card_id = card_id
+    if not card_id:
+        memcpy(rp.currency, rq.currency, CURRENCY_SIZE)
+    else:
+        describe_reply_card(batch, rp)
+        if result == RESULT_DECLINED_POINTS_LIMIT_EXCEEDED:
+            describe_lots(batch, batch.points, rp)
+        elif result == RESULT_DECLINED_UNITS_LIMIT_EXCEEDED:
+            describe_lots(batch, batch.packages, rp)
+    rp.result = result
     return 0
 
 

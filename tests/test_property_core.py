@@ -838,7 +838,7 @@ def test_core_matches_reference_model_and_keeps_invariants(drawn_batches):
 
         assert core_state(store) == model_state(model)
         with store.env.begin() as txn:
-            violations, _ = audit._audit(store, txn)
+            violations, _ = audit.audit_store(store, txn)
             program = txn.get(records.config_key("G", 1), db=store.db_config)
             if program is not None:           # coalition settlement sums to zero, always
                 program = records.unpack_program(program)

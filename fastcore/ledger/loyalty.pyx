@@ -259,9 +259,11 @@ cdef int loyalty_sale(BatchContext batch, const CoreRequest* rq, const char* pay
         return 0
     activate(batch, &card)
     rp.discount_minor = discount
-    seq = post(batch, rq.request_id, OP_LOYALTY_SALE, SYSTEM_OWNER_BASE + card.range_id,
-                    SLOT_RANGE_SALES_ELSEWHERE, card.card_id, SLOT_CARD_SALES_ELSEWHERE,
-                    rq.currency, payable)
+    seq = 0                         # a discount of 100 % leaves nothing to count
+    if payable:
+        seq = post(batch, rq.request_id, OP_LOYALTY_SALE, SYSTEM_OWNER_BASE + card.range_id,
+                   SLOT_RANGE_SALES_ELSEWHERE, card.card_id, SLOT_CARD_SALES_ELSEWHERE,
+                   rq.currency, payable)
     if taken:
         batch.partner = partner_of(batch, rq.outlet_code)
         used_seq = post_use(batch, batch.points, rq, &card, taken)

@@ -15,6 +15,29 @@ cdef inline int64_t balance_max_of(const RangeRecord* rng):
     return rng.balance_max_minor if rng.balance_max_minor else BALANCE_MINOR_MAX
 
 
+cdef inline bint holds_value(uint64_t owner, uint8_t slot):
+    """A card's or contract's own balance (value, held value, units, points): at most
+    BALANCE_MINOR_MAX either way. The range's accounts (merchant, funding, the pools of
+    units and points) and a card's statistic of sales paid elsewhere span all of int64:
+    about 9,200 times the most a card holds, 922,337 sales at the per-request maximum."""
+    return owner < SYSTEM_OWNER_BASE and slot != SLOT_CARD_SALES_ELSEWHERE
+
+
+cdef inline int64_t account_cap(uint64_t owner, uint8_t slot):
+    return BALANCE_MINOR_MAX if holds_value(owner, slot) else INT64_MAX
+
+
+cdef inline uint8_t limit_result(uint64_t owner, uint8_t slot):
+    """The decline of a request whose posting would take this account past its cap."""
+    if not holds_value(owner, slot):
+        return RESULT_DECLINED_SYSTEM_LIMIT_EXCEEDED
+    if slot == SLOT_CARD_UNITS:
+        return RESULT_DECLINED_UNITS_LIMIT_EXCEEDED
+    if slot in (SLOT_CARD_POINTS, SLOT_CARD_POINTS_HELD, SLOT_CARD_POINTS_OWED):
+        return RESULT_DECLINED_POINTS_LIMIT_EXCEEDED
+    return RESULT_DECLINED_BALANCE_LIMIT_EXCEEDED
+
+
 cdef inline int64_t available_of(const CoreReply* rp):
     return rp.balance_minor - rp.pending_minor + rp.credit_limit_minor
 
@@ -83,7 +106,9 @@ cdef uint64_t post(BatchContext batch, const uint8_t* request_id, uint8_t op,
                    uint64_t debit_owner, uint8_t debit_slot,
                    uint64_t credit_owner, uint8_t credit_slot,
                    const char* currency, int64_t amount, uint8_t reason=0) except 0:
-    """Append one double-entry journal entry and apply it to both accounts."""
+    """Append one double-entry journal entry and apply it to both accounts. Raises
+    LimitCrossed, before it writes, when either account would pass its cap (apply_one
+    then undoes the request and declines it)."""
     cdef AccountRecord debit, credit
     cdef JournalEntry entry
     if batch.next_seq == 0:
@@ -96,6 +121,13 @@ cdef uint64_t post(BatchContext batch, const uint8_t* request_id, uint8_t op,
         raise InvariantViolated("credit account missing")
     require(memcmp(debit.currency, currency, CURRENCY_SIZE) == 0, "debit currency differs")
     require(memcmp(credit.currency, currency, CURRENCY_SIZE) == 0, "credit currency differs")
+    # Limits, checked before anything moves: a crossing declines this request alone.
+    cdef int64_t cap = account_cap(credit_owner, credit_slot)
+    if credit.balance_minor > cap - amount or credit.credits_minor_total > INT64_MAX - amount:
+        raise LimitCrossed(limit_result(credit_owner, credit_slot))
+    cap = account_cap(debit_owner, debit_slot)
+    if debit.balance_minor < amount - cap or debit.debits_minor_total > INT64_MAX - amount:
+        raise LimitCrossed(limit_result(debit_owner, debit_slot))
     debit.balance_minor -= amount
     debit.debits_minor_total += amount
     debit.last_journal_seq = seq
@@ -105,7 +137,6 @@ cdef uint64_t post(BatchContext batch, const uint8_t* request_id, uint8_t op,
     if debit.flags & ACCOUNT_NO_OVERDRAFT:
         require(debit.balance_minor - debit.pending_minor >= 0,
                 "overdraft on a no-overdraft account")
-    require(credit.balance_minor <= BALANCE_MINOR_MAX, "balance above BALANCE_MINOR_MAX")
     memset(&entry, 0, sizeof(entry))
     memcpy(entry.request_id, request_id, REQUEST_ID_SIZE)
     entry.debit_owner = debit_owner

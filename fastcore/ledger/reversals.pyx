@@ -129,9 +129,10 @@ cdef int reverse(BatchContext batch, const CoreRequest* rq, const char* payload,
         rp.result = RESULT_DECLINED_CARD_CLOSED
         return 0
     if original.request.op == OP_LOYALTY_SALE:
-        seq = post(batch, rq.request_id, OP_REVERSAL, card.card_id, SLOT_CARD_SALES_ELSEWHERE,
-                        SYSTEM_OWNER_BASE + card.range_id, SLOT_RANGE_SALES_ELSEWHERE,
-                        original.request.currency, amount + original.reply.points_value_minor)
+        if amount + original.reply.points_value_minor:
+            seq = post(batch, rq.request_id, OP_REVERSAL, card.card_id, SLOT_CARD_SALES_ELSEWHERE,
+                       SYSTEM_OWNER_BASE + card.range_id, SLOT_RANGE_SALES_ELSEWHERE,
+                       original.request.currency, amount + original.reply.points_value_minor)
         points_seq = take_back_points(batch, rq, &card, original.reply.points_earned, amount)
         if original.reply.points_redeemed:
             restore_redeemed(batch, rq, &card, &original)

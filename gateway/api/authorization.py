@@ -43,6 +43,12 @@ RESULT_MESSAGES = {
     Result.DECLINED_LOAD_LIMIT_EXCEEDED: "declined: over the card's load limit for today",
     Result.DECLINED_BALANCE_NOT_ZERO: "declined: the card still holds value; clear it first",
     Result.DECLINED_NO_UNITS_LEFT: "declined: no units left in the card's valid packages",
+    Result.DECLINED_POINTS_LIMIT_EXCEEDED: "declined: the card's points would exceed the most "
+                                           "a card may hold",
+    Result.DECLINED_UNITS_LIMIT_EXCEEDED: "declined: the card's units would exceed the most a "
+                                          "card may hold",
+    Result.DECLINED_SYSTEM_LIMIT_EXCEEDED: "declined: an account of the card range has reached "
+                                           "its largest value",
     Result.DECLINED_ORIGINAL_NOT_FOUND: "declined: original request not found",
     Result.DECLINED_ORIGINAL_NOT_REFUNDABLE: "declined: original is not an approved purchase",
     Result.DECLINED_REFUND_EXCEEDS_ORIGINAL: "declined: refunds would exceed the original purchase",

@@ -33,12 +33,13 @@ def audit(data_dir) -> tuple[list[str], dict]:
     store = Store(data_dir, readonly=True)
     try:
         with store.env.begin() as txn:
-            return _audit(store, txn)
+            return audit_store(store, txn)
     finally:
         store.close()
 
 
-def _audit(store, txn):
+def audit_store(store, txn):
+    """audit() of an open store, inside a transaction of the caller's."""
     violations = []
     cards, accounts, lot_index = {}, {}, set()
     statements = collections.Counter()          # card -> what its points history adds up to
@@ -105,6 +106,9 @@ def _audit(store, txn):
         if acc.flags & records.ACCOUNT_FLAG_NO_OVERDRAFT and acc.balance_minor - acc.pending_minor < 0:
             violations.append(f"{name}: available {acc.balance_minor - acc.pending_minor} is below "
                               "zero on a no-overdraft account")
+        if owner < records.SYSTEM_OWNER_BASE and slot != Slot.CARD_SALES_ELSEWHERE and \
+                abs(acc.balance_minor) > records.BALANCE_MINOR_MAX:
+            violations.append(f"{name}: {acc.balance_minor} is past the most a card holds")
         if slot == Slot.CARD_POINTS_OWED and acc.balance_minor > 0:
             violations.append(f"{name}: owes {-acc.balance_minor} points, a credit")
         if records.CONTRACT_OWNER_BASE <= owner < records.SYSTEM_OWNER_BASE and slot == Slot.CARD_VALUE:

@@ -67,7 +67,11 @@ typedef struct {
         int64_t load_per_day_max_minor;     /* CREATE_RANGE */
         int64_t points_tendered;            /* LOYALTY_SALE: points the member pays with */
     };
-    uint64_t valid_until_s;                 /* SELL_PACKAGE, EARN_POINTS: last usable second */
+    union {
+        uint64_t valid_until_s;             /* SELL_PACKAGE, EARN_POINTS: last usable second */
+        uint64_t late_grace_s;              /* CREATE_RANGE: how long after its hold expired
+                                               a completion is still taken (forced capture) */
+    };
     int64_t volume_ml;                      /* fuel dispensed (PREAUTH: most to dispense) */
     int64_t odometer;                       /* km, with REQUEST_ODOMETER_PRESENT */
     uint32_t outlet_code;                   /* where (hash of merchant/outlet; 0: not said) */

@@ -195,8 +195,13 @@ cdef enum HoldStatus:
     HOLD_VOIDED = 3
     HOLD_EXPIRED = 4
 
+cdef enum ReviewFlag:
+    REVIEW_SOFT_LIMIT = 1           # approved past a soft limit (CoreReply.limit_hit)
+    REVIEW_FORCED_CAPTURE = 2       # a completion taken after its hold expired
+
 cdef enum:
     ACCOUNT_NO_OVERDRAFT = 1
+    REASON_FORCED_CAPTURE = 255     # JournalEntry.reason: a completion after its hold expired
 
 cdef enum RecordFlag:           # RequestRecord.flags: what happened to a request later
     RECORD_REVERSED = 1
@@ -279,6 +284,7 @@ cdef extern from "core_request.h":
         int64_t load_per_day_max_minor
         int64_t points_tendered     # LOYALTY_SALE
         uint64_t valid_until_s
+        uint64_t late_grace_s
         int64_t volume_ml
         int64_t odometer
         uint32_t outlet_code
@@ -307,7 +313,7 @@ cdef packed struct CoreReply:
     uint32_t expiry_yyyymm
     int64_t volume_ml           # PREAUTH: the most the pump may dispense (0: no volume limit)
     int64_t credit_limit_minor  # a contract card: its contract's credit limit
-    uint8_t review              # approved past a soft limit (limit_hit): flagged for review
+    uint8_t review              # ReviewFlag bits: why an approval is listed for the operator
     uint8_t tier                # loyalty: the card's tier after this request (0: base)
     uint8_t earn_flags          # EARNED_*
     uint8_t reserved
@@ -380,7 +386,8 @@ cdef packed struct HoldRecord:
     uint32_t range_id
     uint8_t status
     uint8_t counted             # reserved against the card's fleet usage (UsageRecord.pending)
-    uint8_t reserved[2]
+    uint8_t forced              # completed after it expired: a forced capture
+    uint8_t reserved
     char currency[CURRENCY_SIZE]
     int64_t held_minor
     int64_t completed_minor
@@ -425,6 +432,8 @@ cdef packed struct RangeRecord:
     char name[RANGE_NAME_SIZE]
     int64_t balance_max_minor       # 0: only BALANCE_MINOR_MAX
     int64_t load_per_day_max_minor  # 0: no daily load limit
+    uint64_t late_grace_s           # a completion this long after its hold expired is taken
+                                    # as a forced capture (0: never)
 
 # Keys. The book keeps a card and everything of its own next to each other:
 #   card_id(8, big-endian) 'C'          -> CardRecord

@@ -313,9 +313,10 @@ cdef int apply_one(BatchContext batch, const CoreRequest* rq, const char* payloa
     memcpy(&rec.reply, rp, sizeof(CoreReply))
     write_request(batch, &rec)
     if rp.review:
-        # Approved past a soft limit: listed for the operator (card, time, limit).
+        # Approved past a soft limit, or a forced capture: listed for the operator
+        # (card, time, limit, why).
         batch.put(_bytes(rq.request_id, REQUEST_ID_SIZE),
-                  u64_be(rp.card_id) + u64_be(batch.now_s) + bytes([rp.limit_hit]),
+                  u64_be(rp.card_id) + u64_be(batch.now_s) + bytes([rp.limit_hit, rp.review]),
                   batch.db_reviews)
     return 0
 

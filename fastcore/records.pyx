@@ -21,7 +21,7 @@ include "records/loyalty.pyx"
 PROFILE_RECORD_SIZE = sizeof(ProfileRecord)
 OUTLET_RECORD_SIZE = sizeof(OutletRecord)
 # The layout of what fastcore writes; a store of another format is refused, not misread.
-STORE_FORMAT = 3
+STORE_FORMAT = 4
 STORE_FORMAT_KEY = b"store_format"
 UNITS_ASSET = "UNT"            # the asset code of subscription units in accounts and journal
 POINTS_ASSET = "PTS"           # the asset code of loyalty points
@@ -29,6 +29,7 @@ LOT_NEVER = 0xFFFF_FFFF_FFFF_FFFF  # index time of a lot that never expires
 # Holds released by timeout at the start of one batch, at most (the rest: next batch).
 HOLD_EXPIRIES_PER_BATCH_MAX = 1000  # holds (and packages) ended by time per batch, at most
 HOLD_TIMEOUT_S_DEFAULT = 1800      # an open pre-authorization is released after this long
+LATE_GRACE_S_DEFAULT = 7 * 86400   # after that, a completion is a forced capture this long
 PIN_TRIES_MAX_DEFAULT = 3      # wrong PINs in a row that block a card, unless its range says
 
 # The sizes this store format has; checked at import whatever the interpreter's flags.
@@ -38,7 +39,7 @@ for _name, _size, _expected in (("request", REQUEST_SIZE, 240), ("reply", REPLY_
                                 ("card record", CARD_RECORD_SIZE, 80),
                                 ("account record", ACCOUNT_RECORD_SIZE, 48),
                                 ("journal entry", JOURNAL_ENTRY_SIZE, 72),
-                                ("range record", RANGE_RECORD_SIZE, 68)):
+                                ("range record", RANGE_RECORD_SIZE, 76)):
     if _size != _expected:
         raise ImportError(f"fastcore was built with a {_size}-byte {_name}; store format "
                           f"{STORE_FORMAT} has {_expected}: the layout changed without a new format")
@@ -50,6 +51,9 @@ REQUEST_FLAG_CONFIRMED = RECORD_CONFIRMED
 REQUEST_FLAG_RELEASED = RECORD_RELEASED
 REQUEST_FLAG_TIMED_OUT = RECORD_TIMED_OUT
 ACCOUNT_FLAG_NO_OVERDRAFT = ACCOUNT_NO_OVERDRAFT
+JOURNAL_REASON_FORCED_CAPTURE = REASON_FORCED_CAPTURE
+REVIEW_FLAG_SOFT_LIMIT = REVIEW_SOFT_LIMIT
+REVIEW_FLAG_FORCED_CAPTURE = REVIEW_FORCED_CAPTURE
 
 
 include "records/requests.pyx"

@@ -2,59 +2,12 @@
 would cross one is declined alone: the rest of its batch goes through, nothing of it
 stays, and the audit finds the books whole. Driven through the core directly, with
 amounts at the edges the gRPC surface also accepts."""
-import pytest
-
-from cardgate.fastcore import ledger, records
+from cardgate.fastcore import records
 from cardgate.fastcore.records import Op, Result
-from cardgate.gateway.store import audit
-from cardgate.gateway.store.store import Store
+from core_driver import KEYS, NOW_S, core  # noqa: F401  (core: a fixture)
 
-NOW_S, NOW_YYYYMM = 1_790_000_000, 202609
 MAX = records.AMOUNT_MINOR_MAX                   # the most one request may move
 CAP = records.BALANCE_MINOR_MAX                  # the most a card may hold
-KEYS = [bytes([n]) * 32 for n in range(1, 5)]
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path, sync=False, map_size_bytes=256 << 20)
-    yield s
-    s.close()
-
-
-class Core:
-    def __init__(self, store):
-        self.store = store
-        self.n = 0
-
-    def new_id(self):
-        self.n += 1
-        return self.n.to_bytes(16, "big")
-
-    def apply(self, *packed):
-        with self.store.env.begin(write=True) as txn:
-            return records.unpack_replies(ledger.apply_batch(txn, self.store.dbs, b"".join(packed),
-                                                             NOW_S, NOW_YYYYMM))
-
-    def rq(self, op, card=None, **fields):
-        if card is not None:
-            fields["card_key"] = KEYS[card]
-        return records.pack_request(op, fields.pop("request_id", None) or self.new_id(), **fields)
-
-    def audit_clean(self):
-        with self.store.env.begin() as txn:
-            violations, _ = audit.audit_store(self.store, txn)
-        assert violations == []
-
-
-@pytest.fixture
-def core(store):
-    c = Core(store)
-    c.apply(c.rq(Op.CREATE_RANGE, range_id=1, currency="IDR", iin_prefix=627700, iin_digits=6,
-                 pan_length=16),
-            *[c.rq(Op.ISSUE_CARD, n, range_id=1, expiry_yyyymm=209912, pan_first6=627700,
-                   pan_last4=1000 + n, pan_length=16) for n in range(len(KEYS))])
-    return c
 
 
 def program(core, **fields):

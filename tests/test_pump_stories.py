@@ -94,7 +94,16 @@ def test_a_hold_left_open_is_released_by_its_timeout_and_the_journal_says_so(tmp
             time.sleep(0.05)
         expiry = [e for e in journal_entries(gw.gateway.store) if e.op == Op.HOLD_EXPIRY]
         assert len(expiry) == 1 and expiry[0].amount_minor == 80_00
-        assert complete(gw, pan, held.hold_id, 10_00).result_code == \
+        # The pump had dispensed: within the range's grace window (7 days unless the
+        # range says) the completion is a forced capture, flagged for review ...
+        late = complete(gw, pan, held.hold_id, 10_00)
+        assert (late.result_code, late.forced_capture, late.flagged_for_review) == \
+            (R.RESULT_CODE_APPROVED, True, True)
+        assert late.balance.available_minor == 90_00 and "forced capture" in late.message
+        # ... and after it, declined.
+        other = preauthorize(gw, pan, 5_00)
+        now[0] += 600 + 7 * 86400 + 1
+        assert complete(gw, pan, other.hold_id, 5_00).result_code == \
             R.RESULT_CODE_DECLINED_HOLD_EXPIRED
     finally:
         gw.close()

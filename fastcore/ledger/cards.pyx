@@ -235,6 +235,9 @@ cdef int clear(BatchContext batch, const CoreRequest* rq, const char* payload,
         rp.result = bad
         return 0
     cdef int64_t cleared = rp.balance_minor - rp.pending_minor
+    if cleared < 0:                         # a forced capture left it owing: nothing to clear
+        rp.result = RESULT_DECLINED_INSUFFICIENT_FUNDS
+        return 0
     if cleared:
         seq = post(batch, rq.request_id, OP_CLEAR, card.card_id, SLOT_CARD_VALUE,
                         SYSTEM_OWNER_BASE + card.range_id, SLOT_RANGE_FUNDING, rp.currency,
@@ -270,6 +273,8 @@ cdef int deactivate(BatchContext batch, const CoreRequest* rq, const char* paylo
     if not bad and (balance_of(batch, value_owner_of(&card), SLOT_CARD_HELD) or
                     balance_of(batch, card.card_id, SLOT_CARD_POINTS_HELD)):
         bad = RESULT_DECLINED_HOLDS_OPEN
+    if not bad and value < 0:               # a forced capture left it owing: load it first
+        bad = RESULT_DECLINED_INSUFFICIENT_FUNDS
     if not bad and rq.close_disposition == CLOSE_AT_ZERO and value:
         bad = RESULT_DECLINED_BALANCE_NOT_ZERO
     if not bad and rq.close_disposition == CLOSE_MOVE:

@@ -256,7 +256,7 @@ cdef int flag_soft(BatchContext batch, const Fleet* fleet, int64_t amount, int64
         value = this[m] if p == 0 else \
             fleet.usage.used[(p - 1) * LIMIT_MEASURES + m] + fleet.usage.pending[m]
         if value > profile.limits[idx]:
-            rp.review = 1
+            rp.review |= REVIEW_SOFT_LIMIT
             rp.limit_hit = idx + 1
             return 0
     return 0

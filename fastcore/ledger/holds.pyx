@@ -96,6 +96,31 @@ cdef bint check_complete(const CoreRequest* rq, const char* payload) except -1:
     return no_payload(rq) and fuel_fields_valid(rq) and 0 <= rq.amount_minor <= AMOUNT_MINOR_MAX
 
 
+cdef bint late_completion(BatchContext batch, const CoreRequest* rq,
+                          const HoldRecord* hold) except -1:
+    """A completion of a hold that time released, within its range's grace window: the
+    pump has dispensed, so the host takes it as a forced capture."""
+    cdef RangeRecord rng
+    if hold.status != HOLD_EXPIRED or rq.amount_minor == 0:
+        return False
+    read_range(batch, hold.range_id, &rng)
+    return batch.now_s <= hold.expires_s + rng.late_grace_s
+
+
+cdef uint64_t force_capture(BatchContext batch, const CoreRequest* rq, HoldRecord* hold) except 0:
+    """Take a late completion from the card's value (its hold is gone): allowed below
+    what is available, as far as minus the hold's amount, and marked in the journal and
+    the hold as a forced capture."""
+    seq = post(batch, rq.request_id, OP_COMPLETE, hold.value_owner, SLOT_CARD_VALUE,
+               SYSTEM_OWNER_BASE + hold.range_id, SLOT_RANGE_MERCHANT, hold.currency,
+               rq.amount_minor, REASON_FORCED_CAPTURE)
+    hold.status = HOLD_COMPLETED
+    hold.forced = True
+    hold.completed_minor = rq.amount_minor
+    write_hold(batch, rq.ref_request_id, hold)
+    return seq
+
+
 cdef int complete(BatchContext batch, const CoreRequest* rq, const char* payload,
                   CoreReply* rp) except -1:
     cdef CardRecord card
@@ -109,7 +134,8 @@ cdef int complete(BatchContext batch, const CoreRequest* rq, const char* payload
     if hold.card_id != card.card_id:
         rp.result = RESULT_DECLINED_CARD_MISMATCH
         return 0
-    if hold.status != HOLD_OPEN:
+    cdef bint late = late_completion(batch, rq, &hold)
+    if hold.status != HOLD_OPEN and not late:
         rp.result = closed_hold_result(batch, &hold)
         return 0
     if memcmp(hold.currency, rq.currency, CURRENCY_SIZE) != 0:
@@ -119,19 +145,32 @@ cdef int complete(BatchContext batch, const CoreRequest* rq, const char* payload
             (hold.volume_ml and rq.volume_ml > hold.volume_ml):
         rp.result = RESULT_DECLINED_COMPLETION_EXCEEDS_HOLD
         return 0
+    if late and card.status == CARD_CLOSED:
+        # Paid out, moved or replaced since: its value is gone, and a forced capture
+        # never follows it to another card.
+        rp.result = RESULT_DECLINED_CARD_CLOSED
+        return 0
+    if late and available_of(rp) - rq.amount_minor < -hold.held_minor:
+        rp.result = RESULT_DECLINED_INSUFFICIENT_FUNDS
+        return 0
     fleet.active = load_fleet(batch, &card, &fleet)
     if fleet.active and not products_allowed(batch, rq, &fleet.profile):
         rp.result = RESULT_DECLINED_PRODUCT_NOT_ALLOWED
         return 0
     hold.completed_volume_ml = rq.volume_ml
-    seq = close_hold(batch, rq.request_id, OP_COMPLETE, rq.ref_request_id, &hold,
-                          rq.amount_minor, HOLD_COMPLETED)
+    if late:
+        seq = force_capture(batch, rq, &hold)
+    else:
+        seq = close_hold(batch, rq.request_id, OP_COMPLETE, rq.ref_request_id, &hold,
+                         rq.amount_minor, HOLD_COMPLETED)
     approve(batch, rq, rp, rq.amount_minor, seq, &card)
     rp.volume_ml = rq.volume_ml
+    if late:
+        rp.review = REVIEW_FORCED_CAPTURE
     if fleet.active and rq.amount_minor:
         # close_hold released the stored reservation; the copy in hand follows suit
         # before it counts what was dispensed (and is written over the stored one).
-        if hold.counted:
+        if hold.counted and not late:
             release_reservation(&hold, &fleet.usage)
         count_usage(batch, rq, card.card_id, &fleet, rq.amount_minor, rq.volume_ml, False)
         flag_soft(batch, &fleet, rq.amount_minor, rq.volume_ml, rp)
@@ -154,6 +193,9 @@ cdef int void_hold(BatchContext batch, const CoreRequest* rq, const char* payloa
     describe_reply_card(batch, rp)
     if hold.status != HOLD_OPEN:
         rp.result = closed_hold_result(batch, &hold)
+        return 0
+    if rp.card_status == CARD_CLOSED:      # cannot hold value (closing needs holds settled)
+        rp.result = RESULT_DECLINED_CARD_CLOSED
         return 0
     cdef int64_t released = hold.held_minor
     seq = close_hold(batch, rq.request_id, OP_VOID, rq.ref_request_id, &hold, 0, HOLD_VOIDED)

@@ -23,6 +23,7 @@ cdef int create_range(BatchContext batch, const CoreRequest* rq, const char* pay
     rng.numbering = rq.numbering
     rng.balance_max_minor = rq.balance_max_minor
     rng.load_per_day_max_minor = rq.load_per_day_max_minor
+    rng.late_grace_s = rq.late_grace_s
     rng.iin_prefix = rq.iin_prefix
     memcpy(rng.currency, rq.currency, CURRENCY_SIZE)
     memcpy(rng.name, rq.range_name, RANGE_NAME_SIZE)
@@ -160,6 +161,8 @@ cdef int replace_card(BatchContext batch, const CoreRequest* rq, const char* pay
     if not bad and (balance_of(batch, value_owner_of(&card), SLOT_CARD_HELD) or
                     balance_of(batch, card.card_id, SLOT_CARD_POINTS_HELD)):
         bad = RESULT_DECLINED_HOLDS_OPEN
+    if not bad and balance_of(batch, card.card_id, SLOT_CARD_VALUE) < 0:
+        bad = RESULT_DECLINED_INSUFFICIENT_FUNDS    # a forced capture left it owing
     if bad:
         rp.result = bad
         return 0

@@ -53,6 +53,25 @@ cdef int write_lot(BatchContext batch, _LotKind kind, const uint8_t* lot_id,
     return 0
 
 
+cdef bytes lot_id_of(const uint8_t* request_id, int part):
+    """The id of a request's part-th lot (one per partner whose points it gives back):
+    the request's own id for the first, a digest of it for the others."""
+    cdef bytes own = _bytes(request_id, REQUEST_ID_SIZE)
+    if part == 0:
+        return own
+    return hashlib.sha256(b"lot" + own + bytes([part])).digest()[:REQUEST_ID_SIZE]
+
+
+cdef int add_lot(BatchContext batch, _LotKind kind, const uint8_t* lot_id,
+                 const LotRecord* lot) except -1:
+    """Write a lot and index it: by when it ends, and (open) on its card."""
+    write_lot(batch, kind, lot_id, lot)
+    batch.put(lot_due_key(lot, lot_id), b"", kind.db_expiry)
+    if lot.status == LOT_OPEN:
+        batch.put(lot_card_key(kind, lot, lot_id), b"", kind.db_card)
+    return 0
+
+
 cdef int end_lot(BatchContext batch, _LotKind kind, const uint8_t* lot_id, LotRecord* lot,
                  uint8_t status) except -1:
     batch.delete(lot_due_key(lot, lot_id), kind.db_expiry)
@@ -115,8 +134,9 @@ cdef int issue_lot(BatchContext batch, _LotKind kind, const CoreRequest* rq,
 
 cdef int new_lot(BatchContext batch, _LotKind kind, const CoreRequest* rq, const CardRecord* card,
                  int64_t amount, uint64_t valid_until_s, bint by_program, uint32_t issuer,
-                 uint64_t held_until_s=0) except -1:
-    """A lot on the card keyed by the request's id, of points `issuer` issued. New
+                 uint64_t held_until_s=0, int part=0) except -1:
+    """A lot on the card keyed by the request's id (lot_id_of its part), of points
+    `issuer` issued. New
     points (by_program) take their expiry from the card's program when not given
     (valid_until_s 0), and wait its returns window; transferred ones keep what they had.
     Points held for a redemption (held_until_s) are out of the card's index until they
@@ -141,10 +161,8 @@ cdef int new_lot(BatchContext batch, _LotKind kind, const CoreRequest* rq, const
     lot.valid_until_s = valid_until_s
     lot.available_from_s = available_from_s
     lot.partner_id = issuer
-    write_lot(batch, kind, rq.request_id, &lot)
-    batch.put(lot_due_key(&lot, rq.request_id), b"", kind.db_expiry)
-    if not held_until_s:
-        batch.put(lot_card_key(kind, &lot, rq.request_id), b"", kind.db_card)
+    lot_id = lot_id_of(rq.request_id, part)
+    add_lot(batch, kind, <const uint8_t*><const char*>lot_id, &lot)
     return 0
 
 
@@ -280,8 +298,8 @@ cdef bint check_transfer_points(const CoreRequest* rq, const char* payload) exce
 cdef int transfer_points(BatchContext batch, const CoreRequest* rq, const char* payload,
                          CoreReply* rp) except -1:
     """Points from one member's card to another's: taken earliest-expiring first, they
-    arrive as one lot expiring with the earliest of them (a transfer never extends
-    validity), usable at once."""
+    arrive as one lot per partner that issued them, each expiring with the earliest of
+    them all (a transfer never extends validity), usable at once."""
     cdef CardRecord card, receiver
     cdef uint64_t earliest_s = 0
     if not find_described_card(batch, rq, &card, rp):
@@ -300,13 +318,21 @@ cdef int transfer_points(BatchContext batch, const CoreRequest* rq, const char* 
     activate(batch, &receiver)
     seq = post(batch, rq.request_id, OP_TRANSFER_POINTS, card.card_id, SLOT_CARD_POINTS,
                     receiver.card_id, SLOT_CARD_POINTS, POINTS, rq.amount_minor)
-    # One lot, named after the partner that issued the first of its points.
-    new_lot(batch, batch.points, rq, &receiver, rq.amount_minor, earliest_s, False, taken[0][0])
+    for part, (issuer, amount) in enumerate(merged_by_issuer(taken)):
+        new_lot(batch, batch.points, rq, &receiver, amount, earliest_s, False, issuer, 0, part)
     record_points(batch, card.card_id, seq, OP_TRANSFER_POINTS, -rq.amount_minor, 0)
     record_points(batch, receiver.card_id, seq, OP_TRANSFER_POINTS, rq.amount_minor, 0)
     approve(batch, rq, rp, rq.amount_minor, seq)
     describe_lots(batch, batch.points, rp)
     return 0
+
+
+cdef list merged_by_issuer(list taken):
+    """[issuer, amount] runs of take_from_lots, one per issuer, in first-taken order."""
+    merged = {}
+    for issuer, amount in taken:
+        merged[issuer] = merged.get(issuer, 0) + amount
+    return list(merged.items())
 
 
 cdef list due_ids(BatchContext batch, index_db, uint64_t before_s):

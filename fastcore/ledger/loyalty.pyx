@@ -85,9 +85,9 @@ cdef int record_points(BatchContext batch, uint64_t card_id, uint64_t seq, uint8
 cdef uint64_t credit_points(BatchContext batch, const CoreRequest* rq, const CardRecord* card,
                             int64_t amount, uint64_t valid_until_s, uint8_t op, uint32_t issuer,
                             uint8_t source_slot=SLOT_RANGE_POINTS_ISSUED,
-                            uint8_t reason=0) except 0:
+                            uint8_t reason=0, int part=0) except 0:
     """Points onto the card: first they pay back what returns left owed, the rest
-    becomes a lot of `issuer`'s points. The first journal seq."""
+    becomes a lot of `issuer`'s points (the request's part-th). The first journal seq."""
     cdef uint64_t owner = SYSTEM_OWNER_BASE + card.range_id, seq = 0
     cdef int64_t owed = -points_owed(batch, card.card_id)
     cdef int64_t repay = owed if owed < amount else amount
@@ -98,7 +98,8 @@ cdef uint64_t credit_points(BatchContext batch, const CoreRequest* rq, const Car
         last = post(batch, rq.request_id, op, owner, source_slot, card.card_id,
                          SLOT_CARD_POINTS, POINTS, amount - repay, reason)
         seq = seq or last
-        new_lot(batch, batch.points, rq, card, amount - repay, valid_until_s, True, issuer)
+        new_lot(batch, batch.points, rq, card, amount - repay, valid_until_s, True, issuer, 0,
+                part)
     return seq
 
 

@@ -55,9 +55,10 @@ cdef uint64_t settle_reservation(BatchContext batch, const uint8_t* posting_id,
                                  RequestRecord* reserve,
                                  int64_t redeem, uint8_t release_op, uint32_t flag) except? 0:
     """Redeem `redeem` of a reservation (where it was made) and give the rest back: its
-    lot opens again with it, expiring with the earliest of what it held. The first
-    journal seq."""
-    cdef LotRecord lot
+    lot opens again with what the first issuing partner gets back, and each other
+    partner's points come back as a lot of their own (lot_id_of), all expiring with the
+    earliest of what it held. The first journal seq."""
+    cdef LotRecord lot, part_lot
     cdef const uint8_t* lot_id = reserve.request.request_id
     cdef uint64_t seq = 0, owner
     cdef int64_t take, released
@@ -65,6 +66,7 @@ cdef uint64_t settle_reservation(BatchContext batch, const uint8_t* posting_id,
         raise InvariantViolated("settling a reservation that is not held")
     owner = SYSTEM_OWNER_BASE + lot.range_id
     released = lot.quantity_left - redeem
+    back = []                                   # [issuer, points] given back
     for origin, amount, partner in reserved_groups(batch, reserve):
         batch.partner, batch.origin_partner = partner, origin
         take = amount if amount < redeem else redeem
@@ -77,18 +79,25 @@ cdef uint64_t settle_reservation(BatchContext batch, const uint8_t* posting_id,
             last = post(batch, posting_id, release_op, lot.card_id, SLOT_CARD_POINTS_HELD,
                              lot.card_id, SLOT_CARD_POINTS, POINTS, amount - take)
             seq = seq or last
+            back.append((origin, amount - take))
     batch.partner = batch.origin_partner = 0
     batch.delete(lot_due_key(&lot, lot_id), batch.points.db_expiry)
     lot.held_until_s = 0
-    lot.quantity_left = released
-    if released:
-        lot.status = LOT_OPEN
-        batch.put(lot_due_key(&lot, lot_id), b"", batch.points.db_expiry)
-        batch.put(lot_card_key(batch.points, &lot, lot_id), b"", batch.points.db_card)
+    lot.quantity_left = back[0][1] if back else 0
+    lot.partner_id = back[0][0] if back else lot.partner_id
+    lot.status = LOT_OPEN if back else LOT_USED_UP
+    if back:
+        add_lot(batch, batch.points, lot_id, &lot)
         record_points(batch, lot.card_id, seq, release_op, released, 0)
     else:
-        lot.status = LOT_USED_UP
-    write_lot(batch, batch.points, lot_id, &lot)
+        write_lot(batch, batch.points, lot_id, &lot)
+    for part in range(1, len(back)):
+        memcpy(&part_lot, &lot, sizeof(lot))
+        part_lot.partner_id, part_lot.quantity_total = back[part]
+        part_lot.quantity_left = part_lot.quantity_total
+        part_lot.created_s = batch.now_s
+        part_id = lot_id_of(lot_id, part)
+        add_lot(batch, batch.points, <const uint8_t*><const char*>part_id, &part_lot)
     reserve.flags |= flag
     write_request(batch, reserve)
     return seq

@@ -179,15 +179,28 @@ cdef int reverse(BatchContext batch, const CoreRequest* rq, const char* payload,
 
 cdef int restore_redeemed(BatchContext batch, const CoreRequest* rq, const CardRecord* card,
                           const RequestRecord* original) except -1:
-    """A reversed sale's points come back, as one new lot named after the partner that
-    issued the first of them (the reversal entry keeps where they were redeemed)."""
+    """A reversed sale's points come back: what each issuing partner's points paid (one
+    redemption entry each, right after the sale's own) returns as a new lot named after
+    that partner, and its reversal entry keeps where they were redeemed, so that
+    settlement takes back exactly the flow the sale made."""
     cdef JournalEntry entry
-    value = batch.get(u64_be(original.reply.journal_seq + 1), batch.db_journal)
-    memcpy(&entry, <const char*>value, sizeof(entry))
-    require(entry.op == OP_REDEEM_POINTS, "a sale paid with points without its redemption")
-    batch.partner, batch.origin_partner = entry.partner_id, entry.origin_partner
-    points_seq = credit_points(batch, rq, card, original.reply.points_redeemed, 0, OP_REVERSAL,
-                                    entry.origin_partner, SLOT_RANGE_POINTS_REDEEMED)
-    record_points(batch, card.card_id, points_seq, OP_REVERSAL, original.reply.points_redeemed, 0)
+    cdef uint64_t seq = original.reply.journal_seq + 1
+    cdef int64_t restored = 0
+    while restored < original.reply.points_redeemed:
+        value = batch.get(u64_be(seq), batch.db_journal)
+        if value is None:
+            raise InvariantViolated("a sale paid with points without its redemption")
+        memcpy(&entry, <const char*>value, sizeof(entry))
+        require(entry.op == OP_REDEEM_POINTS and memcmp(entry.request_id,
+                original.request.request_id, REQUEST_ID_SIZE) == 0,
+                "a sale's redemption entries are not right after it")
+        batch.partner, batch.origin_partner = entry.partner_id, entry.origin_partner
+        points_seq = credit_points(batch, rq, card, entry.amount_minor, 0, OP_REVERSAL,
+                                   entry.origin_partner, SLOT_RANGE_POINTS_REDEEMED, 0,
+                                   <int>(seq - original.reply.journal_seq - 1))
+        record_points(batch, card.card_id, points_seq, OP_REVERSAL, entry.amount_minor, 0)
+        restored += entry.amount_minor
+        seq += 1
+    require(restored == original.reply.points_redeemed, "redemption entries differ from the sale")
     batch.partner = batch.origin_partner = 0
     return 0

@@ -30,7 +30,7 @@ def unpack_hold(bytes data):
     cdef const HoldRecord* p = <const HoldRecord*><const char*>data
     return Hold(p.card_id, p.range_id, p.status, _currency(p.currency), p.held_minor,
                 p.completed_minor, p.created_s, p.expires_s, bool(p.counted), p.value_owner,
-                p.volume_ml, p.completed_volume_ml)
+                p.volume_ml, p.completed_volume_ml, bool(p.forced))
 
 
 Lot = namedtuple("Lot", "card_id range_id status quantity_total quantity_left created_s "
@@ -50,7 +50,7 @@ def unpack_range(bytes data):
     name = p.name[:strnlen_max(p.name, RANGE_NAME_SIZE)].decode("utf-8", "replace")
     return CardRange(p.range_id, p.pan_length, p.iin_prefix, p.iin_digits,
                      _currency(p.currency), name, p.pin_tries_max, p.balance_max_minor,
-                     p.load_per_day_max_minor, p.numbering)
+                     p.load_per_day_max_minor, p.numbering, p.late_grace_s)
 
 
 def card_key(unsigned long long card_id):

@@ -38,6 +38,7 @@ class RequestView(_RequestFields):
     partner_id = property(lambda self: self.profile_id, doc="DEFINE_PARTNER")
     birthday_mmdd = property(lambda self: self.profile_id, doc="SET_MEMBER")
     points_tendered = property(lambda self: self.load_per_day_max_minor, doc="LOYALTY_SALE")
+    late_grace_s = property(lambda self: self.valid_until_s, doc="CREATE_RANGE")
 
 
 RequestRecordView = namedtuple("RequestRecordView", "request reply refunded_minor flags")
@@ -50,9 +51,10 @@ JournalView = namedtuple("JournalView", "request_id debit_owner debit_slot credi
                          "credit_slot op currency amount_minor time_s reason actor "
                          "partner_id origin_partner", defaults=(0, 0, 0))
 Hold = namedtuple("Hold", "card_id range_id status currency held_minor completed_minor "
-                  "created_s expires_s counted value_owner volume_ml completed_volume_ml")
+                  "created_s expires_s counted value_owner volume_ml completed_volume_ml forced")
 CardRange = namedtuple("CardRange", "range_id pan_length iin_prefix iin_digits currency name "
-                       "pin_tries_max balance_max_minor load_per_day_max_minor numbering")
+                       "pin_tries_max balance_max_minor load_per_day_max_minor numbering "
+                       "late_grace_s")
 
 
 cdef inline str _currency(const char* c):
@@ -99,7 +101,8 @@ def pack_request(int op, bytes request_id, *, bytes ref_request_id=None, bytes c
                  long long balance_max_minor=0, long long serial_count=0,
                  long long credit_limit_minor=0, unsigned int product_code=0,
                  str product_name="", str partner_name="", unsigned int program_id=0,
-                 unsigned int partner_id=0, unsigned int birthday_mmdd=0):
+                 unsigned int partner_id=0, unsigned int birthday_mmdd=0,
+                 unsigned long long late_grace_s=0):
     """Pack one core request; the gateway validates values before calling this.
 
     With a payload (SET_PROFILE, DEFINE_OUTLET, SET_PROGRAM, TRANSFER_POINTS) the request
@@ -169,6 +172,8 @@ def pack_request(int op, bytes request_id, *, bytes ref_request_id=None, bytes c
         r.load_per_day_max_minor = _one_of("load_per_day_max_minor", load_per_day_max_minor,
                                            "points_tendered", points_tendered)
     r.valid_until_s = valid_until_s
+    if late_grace_s:
+        r.valid_until_s = _one_of("valid_until_s", valid_until_s, "late_grace_s", late_grace_s)
     r.profile_id = profile_id
     if program_id or partner_id or birthday_mmdd:
         r.profile_id = _one_of("profile_id", profile_id, "program_id", program_id,
@@ -207,7 +212,7 @@ cdef object _reply(const CoreReply* p):
     return Reply(p.result, p.op, p.card_status, _currency(p.currency), p.approved_minor,
                  p.balance_minor, p.pending_minor, p.card_id, p.journal_seq, p.approval_code,
                  p.pan_first6, p.pan_last4, p.pan_length, p.expiry_yyyymm, p.prompts_missing,
-                 p.limit_hit, p.volume_ml, p.credit_limit_minor, bool(p.review), p.tier,
+                 p.limit_hit, p.volume_ml, p.credit_limit_minor, p.review, p.tier,
                  p.earn_flags, p.discount_bp, p.points_earned, p.discount_minor,
                  p.lifetime_spend_minor, p.points_seq, p.points_redeemed, p.points_value_minor)
 

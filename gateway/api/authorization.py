@@ -12,6 +12,7 @@ import time
 
 import grpc
 
+from cardgate.fastcore import records
 from cardgate.fastcore.records import POINTS_ASSET, Result
 from cardgate.gateway.api.operations import RequestIdReused, VelocityExceeded
 from cardgate.gateway.api.registration import Malformed
@@ -232,7 +233,7 @@ def takes_off(direction) -> bool:
 def limit_message(limit_hit, soft, maximum) -> common_pb2.Limit:
     """The Limit a reply or a flagged sale names (the core's limit_hit), with its maximum."""
     period, measure = fleet.limit_of(limit_hit)
-    return common_pb2.Limit(period=period, measure=measure, soft=soft, max=maximum)
+    return common_pb2.Limit(period=period, measure=measure, soft=bool(soft), max=maximum)
 
 
 def authorization_message(reply, store=None) -> common_pb2.Authorization:
@@ -250,7 +251,9 @@ def authorization_message(reply, store=None) -> common_pb2.Authorization:
         message += ": " + ", ".join(PROMPT_NAMES[p] for p in prompts)
     if limit:
         message += f" ({PERIOD_NAMES[limit[0]]} {MEASURE_NAMES[limit[1]]} limit" + \
-            (", flagged for review)" if reply.review else ")")
+            (", flagged for review)" if reply.review & records.REVIEW_FLAG_SOFT_LIMIT else ")")
+    if reply.review & records.REVIEW_FLAG_FORCED_CAPTURE:
+        message += " (late completion taken as a forced capture)"
     limit_max = store.read_limit_max(reply.card_id, reply.limit_hit) \
         if limit and store is not None else 0
     return common_pb2.Authorization(
@@ -263,8 +266,10 @@ def authorization_message(reply, store=None) -> common_pb2.Authorization:
         journal_seq=reply.journal_seq,
         message=message,
         missing_prompts=prompts,
-        limit=limit_message(reply.limit_hit, reply.review, limit_max) if limit else None,
-        flagged_for_review=reply.review,
+        limit=limit_message(reply.limit_hit, reply.review & records.REVIEW_FLAG_SOFT_LIMIT,
+                            limit_max) if limit else None,
+        flagged_for_review=bool(reply.review),
+        forced_capture=bool(reply.review & records.REVIEW_FLAG_FORCED_CAPTURE),
         volume_ml=reply.volume_ml,
         loyalty=loyalty,
     )
@@ -374,7 +379,10 @@ class IssuingService(Servicer, issuing_pb2_grpc.IssuingServiceServicer):
         reply = self.ops.create_range(request.request_id, request.range_id, request.iin_prefix,
                                       request.pan_length, request.currency, request.name,
                                       request.pin_tries_max, request.balance_max_minor,
-                                      request.load_per_day_max_minor, request.numbering)
+                                      request.load_per_day_max_minor, request.numbering,
+                                      request.late_completion_grace_s
+                                      if request.HasField("late_completion_grace_s")
+                                      else records.LATE_GRACE_S_DEFAULT)
         return issuing_pb2.CreateCardRangeResponse(
             result_code=reply.result, message=RESULT_MESSAGES.get(reply.result, ""))
 

@@ -1,6 +1,7 @@
 """FleetService: the operator's fleet configuration and reviews over gRPC."""
 import uuid
 
+from cardgate.fastcore import records
 from cardgate.gateway.api.authorization import RESULT_MESSAGES, Servicer, limit_message, rpc
 from cardgate.gateway.fleet import sales as fleet
 from cardgate.gateway.security.pan import mask_parts
@@ -73,5 +74,7 @@ class FleetService(Servicer, fleet_pb2_grpc.FleetServiceServicer):
             fleet_pb2.FlaggedTransaction(
                 request_id=str(uuid.UUID(bytes=request_id)),
                 masked_pan=mask_parts(card.pan_first6, card.pan_last4, card.pan_length),
-                time_s=time_s, limit=limit_message(limit_hit, True, maximum))
-            for request_id, card, time_s, limit_hit, maximum in found])
+                time_s=time_s,
+                limit=limit_message(limit_hit, True, maximum) if limit_hit else None,
+                forced_capture=bool(review & records.REVIEW_FLAG_FORCED_CAPTURE))
+            for request_id, card, time_s, limit_hit, maximum, review in found])

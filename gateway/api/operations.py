@@ -194,9 +194,11 @@ class Operations:
     # ---- issuing -----------------------------------------------------------------
 
     def create_range(self, request_id_text, range_id, iin_prefix, pan_length, currency, name,
-                     pin_tries_max=0, balance_max_minor=0, load_per_day_max_minor=0, numbering=0):
+                     pin_tries_max=0, balance_max_minor=0, load_per_day_max_minor=0, numbering=0,
+                     late_grace_s=records.LATE_GRACE_S_DEFAULT):
         """numbering: how its cards are numbered (cardgate.v1.CardNumbering: 0 or 1 in
-        order, 2 at random)."""
+        order, 2 at random); late_grace_s: how long after a hold expired its completion
+        is still taken as a forced capture (0: never)."""
         rid = validation.request_id(request_id_text)
         validation.config_id(range_id, "range_id")
         if not (iin_prefix.isascii() and iin_prefix.isdigit() and 6 <= len(iin_prefix) <= 11):
@@ -219,7 +221,7 @@ class Operations:
             iin_digits=len(iin_prefix), pan_length=pan_length,
             currency=validation.currency(currency), range_name=name, pin_tries_max=pin_tries_max,
             balance_max_minor=balance_max_minor, load_per_day_max_minor=load_per_day_max_minor,
-            numbering=numbering)
+            numbering=numbering, late_grace_s=late_grace_s)
         return self.submit_one(packed, request_id_text)
 
     def _card_range(self, range_id):

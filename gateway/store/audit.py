@@ -56,6 +56,7 @@ def audit_store(store, txn):
 
     computed = collections.defaultdict(lambda: [0, 0, 0])   # balance, credits, debits
     runs = {}                                                # request id -> (first, last seq)
+    forced = collections.Counter()       # (owner, slot) -> what forced captures took from it
     # Entries the writer posts when time ends a hold or package: op -> id -> seqs.
     timed_ends = {Op.HOLD_EXPIRY: {}, Op.PACKAGE_EXPIRY: {}, Op.POINTS_EXPIRY: {},
                   Op.POINTS_HOLD_EXPIRY: {}}
@@ -68,6 +69,8 @@ def audit_store(store, txn):
         if seq != expected_seq:
             violations.append(f"journal: expected entry {expected_seq}, found {seq} (gap or reorder)")
         expected_seq = seq + 1
+        if entry.reason == records.JOURNAL_REASON_FORCED_CAPTURE and entry.op == Op.COMPLETE:
+            forced[(entry.debit_owner, entry.debit_slot)] += entry.amount_minor
         if entry.amount_minor <= 0:
             violations.append(f"journal {seq}: amount {entry.amount_minor} is not positive")
         for owner, slot, sign in ((entry.debit_owner, entry.debit_slot, -1),
@@ -103,9 +106,10 @@ def audit_store(store, txn):
                               f"sum to {balance}")
         if (acc.credits_minor_total, acc.debits_minor_total) != (credits, debits):
             violations.append(f"{name}: lifetime totals disagree with the journal")
-        if acc.flags & records.ACCOUNT_FLAG_NO_OVERDRAFT and acc.balance_minor - acc.pending_minor < 0:
+        if acc.flags & records.ACCOUNT_FLAG_NO_OVERDRAFT and \
+                acc.balance_minor - acc.pending_minor < -forced.get((owner, slot), 0):
             violations.append(f"{name}: available {acc.balance_minor - acc.pending_minor} is below "
-                              "zero on a no-overdraft account")
+                              "zero on a no-overdraft account, past what forced captures took")
         if owner < records.SYSTEM_OWNER_BASE and slot != Slot.CARD_SALES_ELSEWHERE and \
                 abs(acc.balance_minor) > records.BALANCE_MINOR_MAX:
             violations.append(f"{name}: {acc.balance_minor} is past the most a card holds")
@@ -143,7 +147,7 @@ def audit_store(store, txn):
     _audit_reservations_timed_out(txn, store, timed_ends[Op.POINTS_HOLD_EXPIRY], violations)
     _audit_reservations(txn, store, violations)
     counts = {"cards": len(cards), "accounts": len(accounts), "journal_entries": entries,
-              "requests": request_count}
+              "requests": request_count, "forced_captures_minor": sum(forced.values())}
     return violations, counts
 
 
@@ -283,7 +287,9 @@ def _audit_timed(timed, txn, store, accounts, cards, ends, violations):
         if not 0 <= part <= whole:
             violations.append(f"{name}: {part} of {whole}")
         expired = len(ends.pop(record_id, []))
-        if (record.status == timed.states.EXPIRED) != (expired == 1) or expired > 1:
+        # A hold completed late (a forced capture) had expired first.
+        timed_out = record.status == timed.states.EXPIRED or getattr(record, "forced", False)
+        if timed_out != (expired == 1) or expired > 1:
             violations.append(f"{name}: {state} with {expired} expiry entries in the journal")
     for record_id in ends:
         violations.append(f"journal expires {timed.what} {record_id.hex()}, which does not exist")

@@ -244,18 +244,21 @@ class Store:
                      if records.limit_index(period, measure) + 1 == limit_hit), 0)
 
     def read_flagged(self, since_s: int, max_results: int):
-        """[(request id, Card, time_s, limit_hit, the limit's maximum)] approved past a soft
-        limit, oldest first, read in one transaction."""
+        """[(request id, Card, time_s, limit_hit, the limit's maximum, review flags)]
+        approved past a soft limit or taken as forced captures, oldest first, read in one
+        transaction."""
         with self.env.begin(buffers=False) as txn:
             found = []
             for request_id, value in txn.cursor(db=self.db_reviews):
                 time_s = int.from_bytes(value[8:16], "big")
                 if time_s >= since_s:
-                    found.append((time_s, request_id, int.from_bytes(value[:8], "big"), value[16]))
+                    found.append((time_s, request_id, int.from_bytes(value[:8], "big"), value[16],
+                                  value[17]))
             found.sort()
             return [(request_id, records.unpack_card(txn.get(records.card_key(card_id), db=self.db_book)),
-                     time_s, limit_hit, self._limit_max(txn, card_id, limit_hit))
-                    for time_s, request_id, card_id, limit_hit in found[:max_results]]
+                     time_s, limit_hit,
+                     self._limit_max(txn, card_id, limit_hit) if limit_hit else 0, review)
+                    for time_s, request_id, card_id, limit_hit, review in found[:max_results]]
 
     def read_point_lots(self, card_id: int, now_s: int):
         """([(valid_until_s, points)], pending) of the card's valid point lots: what

@@ -325,6 +325,7 @@ cdef packed struct CoreReply:
     uint64_t points_seq         # loyalty: the journal seq of the points' history line (0: none)
     int64_t points_redeemed     # loyalty sale: points that paid part of it
     int64_t points_value_minor  # and what they paid
+    int64_t points_balance      # loyalty: the card's points after this request (with owed)
 
 # Value of the idempotency table, keyed by request id.
 cdef packed struct RequestRecord:

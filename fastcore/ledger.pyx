@@ -275,6 +275,7 @@ register(OP_REPLACE_CARD, check_replace_card, replace_card)
 cdef int apply_one(BatchContext batch, const CoreRequest* rq, const char* payload,
                    CoreReply* rp) except -1:
     cdef RequestRecord rec
+    cdef CardRecord card
     memset(rp, 0, sizeof(CoreReply))
     batch.actor = rq.actor
     batch.partner = batch.origin_partner = 0      # where it happens, whose points it uses
@@ -285,8 +286,12 @@ cdef int apply_one(BatchContext batch, const CoreRequest* rq, const char* payloa
         return 0
     if read_request(batch, rq.request_id, &rec):
         if rec.flags & RECORD_TOMBSTONE:
-            rp.result = RESULT_DECLINED_ALREADY_REVERSED
+            # The original, after its blind reversal: declined, the card as it is.
             memcpy(rp.currency, rq.currency, CURRENCY_SIZE)
+            if find_card(batch, rq.card_key, &card):
+                rp.card_id = card.card_id
+                describe_as_op(batch, rq.op, rp)
+            rp.result = RESULT_DECLINED_ALREADY_REVERSED
             memcpy(&rec.request, rq, sizeof(CoreRequest))
             memcpy(&rec.reply, rp, sizeof(CoreReply))
             rec.flags = RECORD_REVERSED
@@ -306,6 +311,11 @@ cdef int apply_one(BatchContext batch, const CoreRequest* rq, const char* payloa
     except LimitCrossed as crossed:
         decline_crossed(batch, rq, rp, crossed.result)
     require(rp.result != 0, "operation left no result")
+    if rp.card_id and (rp.points_seq or rp.points_earned or rp.points_redeemed or rp.tier or
+                       rp.discount_bp or rq.op == OP_LOYALTY_SALE):
+        # A sale of a member: its points after it, kept with the answer (a retry shows them).
+        rp.points_balance = balance_of(batch, rp.card_id, SLOT_CARD_POINTS) + \
+            points_owed(batch, rp.card_id)
     if rp.result == RESULT_REJECTED_UNKNOWN_PRODUCT:
         return 0                                 # a rejection writes nothing
     memset(&rec, 0, sizeof(rec))
@@ -330,15 +340,23 @@ cdef int decline_crossed(BatchContext batch, const CoreRequest* rq, CoreReply* r
     memset(rp, 0, sizeof(CoreReply))
     rp.op = rq.op
     rp.card_id = card_id
-    if not card_id:
-        memcpy(rp.currency, rq.currency, CURRENCY_SIZE)
-    else:
-        describe_reply_card(batch, rp)
-        if result == RESULT_DECLINED_POINTS_LIMIT_EXCEEDED:
-            describe_lots(batch, batch.points, rp)
-        elif result == RESULT_DECLINED_UNITS_LIMIT_EXCEEDED:
-            describe_lots(batch, batch.packages, rp)
+    memcpy(rp.currency, rq.currency, CURRENCY_SIZE)
+    describe_as_op(batch, rq.op, rp)
     rp.result = result
+    return 0
+
+
+cdef int describe_as_op(BatchContext batch, uint8_t op, CoreReply* rp) except -1:
+    """Describe the reply's card (rp.card_id, if any) as answers of `op` do: its points
+    or units for operations on those, else its value."""
+    if not rp.card_id:
+        return 0
+    describe_reply_card(batch, rp)
+    if op in (OP_EARN_POINTS, OP_REDEEM_POINTS, OP_ADJUST_POINTS, OP_TRANSFER_POINTS,
+              OP_LOYALTY_SALE, OP_RESERVE_POINTS, OP_CONFIRM_POINTS, OP_RELEASE_POINTS):
+        describe_lots(batch, batch.points, rp)
+    elif op in (OP_SELL_PACKAGE, OP_USE_UNITS):
+        describe_lots(batch, batch.packages, rp)
     return 0
 
 

@@ -33,8 +33,8 @@ LATE_GRACE_S_DEFAULT = 7 * 86400   # after that, a completion is a forced captur
 PIN_TRIES_MAX_DEFAULT = 3      # wrong PINs in a row that block a card, unless its range says
 
 # The sizes this store format has; checked at import whatever the interpreter's flags.
-for _name, _size, _expected in (("request", REQUEST_SIZE, 240), ("reply", REPLY_SIZE, 136),
-                                ("request record", REQUEST_RECORD_SIZE, 392),
+for _name, _size, _expected in (("request", REQUEST_SIZE, 240), ("reply", REPLY_SIZE, 144),
+                                ("request record", REQUEST_RECORD_SIZE, 400),
                                 ("profile record", PROFILE_RECORD_SIZE, 232),
                                 ("card record", CARD_RECORD_SIZE, 80),
                                 ("account record", ACCOUNT_RECORD_SIZE, 48),

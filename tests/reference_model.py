@@ -123,7 +123,10 @@ def blank_reply(op):
                 pan_last4=0, pan_length=0, expiry_yyyymm=0, prompts_missing=0, limit_hit=0,
                 volume_ml=0, credit_limit_minor=0, review=False, tier=0, earn_flags=0, discount_bp=0,
                 points_earned=0, discount_minor=0, lifetime_spend_minor=0, points_seq=0,
-                points_redeemed=0, points_value_minor=0)
+                points_redeemed=0, points_value_minor=0, points_balance=0)
+
+POINTS_OPS = (Op.EARN_POINTS, Op.REDEEM_POINTS, Op.ADJUST_POINTS, Op.TRANSFER_POINTS,
+              Op.LOYALTY_SALE, Op.RESERVE_POINTS, Op.CONFIRM_POINTS, Op.RELEASE_POINTS)
 
 
 class ReferenceLedger(FleetRules, LoyaltyRules):
@@ -826,7 +829,17 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
         existing = self.requests.get(rq.request_id)
         if existing is not None:
             if existing.flags & FLAG_TOMBSTONE:
-                rp.update(result=Result.DECLINED_ALREADY_REVERSED, currency=rq.currency)
+                # The original after its blind reversal: the card as it is (proto:
+                # balances as they were), in the terms of its operation.
+                rp.update(currency=rq.currency)
+                card_id = self.pan_index.get(rq.card_key)
+                if card_id:
+                    self.describe(self.cards[card_id], rp)
+                    if rq.op in POINTS_OPS:
+                        self.describe_lots(POINT_LOTS, rp)
+                    elif rq.op in (Op.SELL_PACKAGE, Op.USE_UNITS):
+                        self.describe_lots(PACKAGES, rp)
+                rp.update(result=Result.DECLINED_ALREADY_REVERSED)
                 self.requests[rq.request_id] = Recorded(packed, dict(rp), 0, FLAG_REVERSED)
             elif existing.request == packed:
                 rp = dict(existing.reply)
@@ -864,6 +877,11 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
             rp["result"] = d.result
         if rp["result"] == Result.REJECTED_UNKNOWN_PRODUCT:
             return records.Reply(**rp)
+        if rp["card_id"] and (rp["points_seq"] or rp["points_earned"] or rp["points_redeemed"] or
+                              rp["tier"] or rp["discount_bp"] or rq.op == Op.LOYALTY_SALE):
+            card = self.cards[rp["card_id"]]         # a member's sale: its points after it
+            rp["points_balance"] = self.accounts[(card.card_id, Slot.CARD_POINTS)].balance_minor \
+                + self.points_owed(card)
         self.requests[rq.request_id] = Recorded(packed, dict(rp))
         if rp["review"]:
             self.reviews[rq.request_id] = (rp["card_id"], now_s, rp["limit_hit"])

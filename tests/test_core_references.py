@@ -138,3 +138,19 @@ def test_a_card_a_forced_capture_left_owing_is_not_closed_cleared_or_replaced(co
     assert core.apply(core.rq(Op.LOAD, 0, currency="IDR", amount_minor=700))[0].balance_minor == 0
     assert core.apply(core.rq(Op.DEACTIVATE, 0))[0].result == Result.APPROVED
     core.audit_clean()
+
+
+def test_the_original_after_its_blind_reversal_answers_the_card_as_it_is(core):
+    load_id, earn_id = core.new_id(), core.new_id()
+    core.apply(core.rq(Op.REVERSAL, request_id=core.new_id(), ref_request_id=load_id),
+               core.rq(Op.REVERSAL, request_id=core.new_id(), ref_request_id=earn_id))
+    load, earn = core.apply(
+        core.rq(Op.LOAD, 0, request_id=load_id, currency="IDR", amount_minor=700),
+        core.rq(Op.EARN_POINTS, 0, request_id=earn_id, currency=records.POINTS_ASSET,
+                amount_minor=9))
+    assert (load.result, load.pan_last4, load.currency, load.balance_minor) == \
+        (Result.DECLINED_ALREADY_REVERSED, 1000, "IDR", 5000)
+    assert (earn.result, earn.pan_last4, earn.currency, earn.balance_minor) == \
+        (Result.DECLINED_ALREADY_REVERSED, 1000, records.POINTS_ASSET, 0)
+    assert load.journal_seq == earn.journal_seq == 0
+    core.audit_clean()

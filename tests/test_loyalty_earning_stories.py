@@ -128,9 +128,10 @@ def test_50_litres_at_station_12_earn_2_a_litre_times_1_5_for_gold_exactly_150(c
     hold = pump.PreAuthorize(authorization_pb2.PreAuthorizeRequest(
         request_id=new_id(), pan=pan, amount=eur(100_00), product_codes=[DIESEL]))
     assert hold.authorization.result_code == R.RESULT_CODE_APPROVED
-    done = pump.CompletePreAuthorization(authorization_pb2.CompletePreAuthorizationRequest(
+    completion = authorization_pb2.CompletePreAuthorizationRequest(
         request_id=new_id(), pan=pan, hold_id=hold.hold_id, amount=eur(80_00),
-        lines=[litres_of_diesel(50_000)])).authorization
+        lines=[litres_of_diesel(50_000)])
+    done = pump.CompletePreAuthorization(completion).authorization
     assert done.approved.amount_minor == 80_00
     assert done.loyalty.points_earned == 150
     assert done.loyalty.explanation == "+150 points: 2 points per litre at Station 12, ×1.5 Gold tier"
@@ -140,6 +141,10 @@ def test_50_litres_at_station_12_earn_2_a_litre_times_1_5_for_gold_exactly_150(c
     member = c.loyalty.GetMember(loyalty_pb2.GetMemberRequest(pan=pan))
     assert (member.tier, member.rolling_total, member.next_tier, member.points) == \
         ("Gold", 560_00, "", 450)
+    # The points balance is the card's right after the sale, kept with the answer: a retry
+    # after the card earned more answers exactly the same.
+    assert c.sale("station-7", pan, 16_00, [litres_of_diesel(10_000)]).loyalty.points_balance > 450
+    assert pump.CompletePreAuthorization(completion).authorization == done
 
 
 def test_a_birthday_week_sale_gets_the_birthday_bonus_once(coalition):

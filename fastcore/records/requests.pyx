@@ -6,7 +6,7 @@ Reply = namedtuple("Reply", "result op card_status currency approved_minor balan
                    "pan_length expiry_yyyymm prompts_missing limit_hit volume_ml "
                    "credit_limit_minor review tier earn_flags discount_bp points_earned "
                    "discount_minor lifetime_spend_minor points_seq points_redeemed "
-                   "points_value_minor")
+                   "points_value_minor points_balance")
 _RequestFields = namedtuple(
     "_RequestFields", "op target_status currency amount_minor request_id ref_request_id card_key "
     "range_id expiry_yyyymm pan_first6 pan_last4 pan_length pin_verifier partial_ok pin_tries_max "
@@ -206,15 +206,14 @@ def pack_request(int op, bytes request_id, *, bytes ref_request_id=None, bytes c
     return (<char*>&r)[:sizeof(r)] + payload
 
 
-
-
 cdef object _reply(const CoreReply* p):
     return Reply(p.result, p.op, p.card_status, _currency(p.currency), p.approved_minor,
                  p.balance_minor, p.pending_minor, p.card_id, p.journal_seq, p.approval_code,
                  p.pan_first6, p.pan_last4, p.pan_length, p.expiry_yyyymm, p.prompts_missing,
                  p.limit_hit, p.volume_ml, p.credit_limit_minor, p.review, p.tier,
                  p.earn_flags, p.discount_bp, p.points_earned, p.discount_minor,
-                 p.lifetime_spend_minor, p.points_seq, p.points_redeemed, p.points_value_minor)
+                 p.lifetime_spend_minor, p.points_seq, p.points_redeemed, p.points_value_minor,
+                 p.points_balance)
 
 
 cdef object _request(const CoreRequest* p):

@@ -148,14 +148,15 @@ class Operations:
         as ForecourtOperation's fields do. Raises on bad input."""
         if kind in ("purchase", "preauthorize"):
             amount, extra = fleet.sale_fields(kind, m)
+            pan = self.presented_pan(m)
             return self.pack_money(Op.PURCHASE if kind == "purchase" else Op.PREAUTH,
-                                   m.request_id, self.presented_pan(m), amount, m.amount.currency,
+                                   m.request_id, pan, amount, self.sale_currency(m, pan),
                                    pin_text=m.pin, partial_ok=m.partial_approval_ok, extra=extra)
         if kind == "complete":
             amount, extra = fleet.sale_fields(kind, m)
             return self.pack_money(Op.COMPLETE, m.request_id, m.pan, amount,
-                                   m.amount.currency, ref_text=m.hold_id, ref_field="hold_id",
-                                   allow_zero=True, extra=extra)
+                                   self.sale_currency(m, m.pan), ref_text=m.hold_id,
+                                   ref_field="hold_id", allow_zero=True, extra=extra)
         if kind == "void":
             return self.pack_reference(Op.VOID, m.request_id, m.hold_id, "hold_id")
         if kind == "refund":
@@ -169,6 +170,18 @@ class Operations:
                                    m.amount.currency)
         raise validation.InvalidArgument("operation", "is empty; set one of purchase, "
                                          "preauthorize, complete, void, refund, reverse, load")
+
+    def sale_currency(self, m, pan_text: str) -> str:
+        """The currency of a sale: its amount's, or, when the amount is left out (the
+        lines or the volume price it), the card's own."""
+        if m.amount.currency or m.amount.amount_minor:
+            return m.amount.currency
+        found = self.store.read_card(self.card_key(pan_text)) if pan_text else None
+        if found is None:
+            raise validation.InvalidArgument(
+                "amount.currency", "is needed: the card is not known, so its currency cannot "
+                "stand in for it")
+        return found[1].currency
 
     def presented_pan(self, m) -> str:
         """The PAN a sale names: keyed in (`pan`), or from a swiped stripe (`track2`),

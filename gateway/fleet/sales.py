@@ -122,9 +122,14 @@ def sale_fields(kind: str, m):
                 raise InvalidArgument("unit_price_minor", "is needed to turn volume_ml into an "
                                       "amount (amount.amount_minor is 0)")
             amount = priced(volume, price)
+            if not amount:
+                raise InvalidArgument("volume_ml", f"{volume} ml at {price} a litre prices to "
+                                      "0 minor units: nothing to hold")
         codes = tuple(product_code(c, f"product_codes[{i}]") for i, c in enumerate(m.product_codes))
     else:
         amount, volume, codes = lines_total(m.lines, m.amount.amount_minor)
+        if kind == "purchase" and m.lines and not amount:
+            raise InvalidArgument("lines", "price to 0 minor units: nothing to charge")
     fields = dict(volume_ml=volume, products=codes,
                   outlet_code=outlet_code(m.acceptor.merchant_id, m.acceptor.outlet_id))
     if kind != "complete":

@@ -29,7 +29,7 @@ def loyalty_outcome(store, reply):
             outlet = store.read_outlet(line.outlet_code) if line.outlet_code else None
             explanation = words.describe_line(line, entry, program, outlet, currency)
     return common_pb2.LoyaltyOutcome(
-        points_earned=reply.points_earned, points_balance=store.read_points(card.card_id),
+        points_earned=reply.points_earned, points_balance=reply.points_balance,
         tier=words.tier_name(program, reply.tier),
         tier_up=bool(reply.earn_flags & records.EARNED_FLAG_TIER_UP),
         welcome_bonus=bool(reply.earn_flags & records.EARNED_FLAG_WELCOME),

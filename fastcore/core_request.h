@@ -62,6 +62,7 @@ typedef struct {
         uint32_t program_id;                /* SET_RULES */
         uint32_t partner_id;                /* DEFINE_PARTNER */
         uint32_t birthday_mmdd;             /* SET_MEMBER: month * 100 + day (0: unknown) */
+        uint32_t zone_id;                   /* CREATE_RANGE, DEFINE_ZONE: a time zone (0: none) */
     };
     union {
         int64_t load_per_day_max_minor;     /* CREATE_RANGE */
@@ -78,7 +79,7 @@ typedef struct {
     uint32_t contract_id;                   /* SET_CONTRACT, ASSIGN_CARD */
     uint8_t products[32];                   /* product codes of the sale, as a bitmap */
     uint32_t actor;                         /* an operator's identity code (0: terminal) */
-    uint32_t reserved3;
+    int32_t utc_offset_min;                 /* CREATE_RANGE: local time when zone_id is 0 */
 } CoreRequest;
 #pragma pack(pop)
 

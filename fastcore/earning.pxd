@@ -11,7 +11,7 @@
 # Combining (ProgramRecord.flags): the best base rule, best multiplier and best fixed
 # addition win; with PROGRAM_STACK_RULES base rules and fixed additions add up and
 # multipliers add their extras (x1.5 and x2 stack to x2.5).
-from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport INT64_MAX, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memset
 
 from layout cimport *
@@ -228,6 +228,12 @@ cdef inline uint8_t tier_due(const ProgramRecord* program, const MemberRecord* m
     return member.tier
 
 
+cdef inline int64_t saturated_sum(int64_t total, int64_t change):
+    if change > 0 and total > INT64_MAX - change:
+        return INT64_MAX
+    return total + change
+
+
 cdef inline bint count_sale(const ProgramRecord* program, MemberRecord* member,
                             int64_t spend, int64_t points, uint64_t now_s):
     """Count a sale (spend may be negative: a return) towards lifetime spend and the
@@ -235,11 +241,13 @@ cdef inline bint count_sale(const ProgramRecord* program, MemberRecord* member,
     cdef uint8_t due
     cdef bint up
     cdef int slot = member.month_index % SPEND_MONTHS
-    member.lifetime_spend_minor += spend
+    # Totals stay where int64 ends instead of wrapping (spend and points are at most
+    # 10^13 a sale, so only a total already near the end can get there).
+    member.lifetime_spend_minor = saturated_sum(member.lifetime_spend_minor, spend)
     if member.lifetime_spend_minor < 0:
         member.lifetime_spend_minor = 0
-    member.month_spend[slot] += spend
-    member.month_points[slot] += points
+    member.month_spend[slot] = saturated_sum(member.month_spend[slot], spend)
+    member.month_points[slot] = saturated_sum(member.month_points[slot], points)
     due = tier_due(program, member, now_s)
     if due == member.tier:
         return False
@@ -263,7 +271,7 @@ cdef inline bint valid_program(const ProgramRecord* program, int64_t cap):
             program.range_count > PROGRAM_RANGES_MAX or \
             not -1440 <= program.utc_offset_min <= 1440 or program.pending_days > 366 or \
             program.tier_count > TIERS_MAX or program.discount_count > DISCOUNT_STEPS_MAX or \
-            program.birthday_window_days > 31 or program.flags > 7 or \
+            program.birthday_window_days > 31 or program.flags > 15 or \
             not 0 <= program.welcome_points <= cap or not 0 <= program.birthday_points <= cap or \
             program.point_value_millis > 1_000_000_000:
         return False

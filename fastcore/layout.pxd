@@ -2,12 +2,13 @@
 # declarations only (no module of its own), cimported by records.pyx and ledger.pyx.
 # All records are little-endian packed structs; keys that must sort (journal
 # sequence, card id) are big-endian. Sizes are asserted at import (records.pyx).
-from libc.stdint cimport int16_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
 cdef enum:
     REQUEST_ID_SIZE = 16
     CARD_KEY_SIZE = 32          # HMAC-SHA256 of the PAN: cards are found by it
     RANGE_NAME_SIZE = 32
+    ZONE_NAME_SIZE = 32         # an IANA time zone name, NUL-padded
     CURRENCY_SIZE = 4           # ISO 4217 alphabetic code, NUL padded
     PRODUCT_SET_SIZE = 32       # a set of product codes 0..255 as a bitmap
     PROFILE_PLACES_MAX = 16     # outlets or regions a restriction profile may allow
@@ -69,7 +70,8 @@ cdef enum OpCode:
     OP_ALLOCATE_SERIALS = 38    # amount_minor card serial numbers of range range_id, in order
     OP_SET_STAGE = 39           # the card's production stage := target_status (CardStage), forward only
     OP_REPLACE_CARD = 40        # lost or stolen: all of card_key moves to the card whose key is the payload
-    OP_COUNT = 41               # one past the last operation (the ledger's table size)
+    OP_DEFINE_ZONE = 41         # zone_id's name and UTC offsets over time (payload: ZONE_NAME_SIZE + ZoneEntry[])
+    OP_COUNT = 42               # one past the last operation (the ledger's table size)
 
 # Same numbers as cardgate.v1.ResultCode, so the gateway maps them one to one.
 cdef enum ResultCode:
@@ -129,6 +131,7 @@ cdef enum ResultCode:
     RESULT_DECLINED_UNKNOWN_OUTLET = 87       # a rule names an outlet that is not defined
     RESULT_DECLINED_POINTS_HAVE_NO_VALUE = 88 # paying with points, in a program that gives them none
     RESULT_DECLINED_UNKNOWN_PARTNER = 89      # an outlet or rule names a partner not defined
+    RESULT_DECLINED_UNKNOWN_ZONE = 90         # configuration names a time zone not defined
     # Not business outcomes: the gateway turns these into gRPC status codes.
     RESULT_REJECTED_REQUEST_ID_REUSED = 250
     RESULT_REJECTED_INVALID_REQUEST = 251
@@ -231,6 +234,7 @@ cdef enum:
     PROGRAM_STACK_RULES = 1     # ProgramRecord.flags: matching rules add up (else the best wins)
     PROGRAM_TIERS_BY_POINTS = 2 # tiers by points earned in 12 months (else by spend)
     PROGRAM_NO_EARN_WHEN_REDEEMING = 4  # a sale partly paid with points earns nothing
+    PROGRAM_SPEND_AFTER_DISCOUNT = 8    # lifetime spend counts what was paid (else the price)
     MEMBER_WELCOMED = 1         # MemberRecord.flags: the welcome bonus was given
     EARNED_WELCOME = 1          # EarnResult.flags / CoreReply.earn_flags
     EARNED_BIRTHDAY = 2
@@ -281,6 +285,7 @@ cdef extern from "core_request.h":
         uint32_t program_id         # SET_RULES
         uint32_t partner_id         # DEFINE_PARTNER
         uint32_t birthday_mmdd      # SET_MEMBER
+        uint32_t zone_id            # CREATE_RANGE, DEFINE_ZONE
         int64_t load_per_day_max_minor
         int64_t points_tendered     # LOYALTY_SALE
         uint64_t valid_until_s
@@ -291,7 +296,7 @@ cdef extern from "core_request.h":
         uint32_t contract_id
         uint8_t products[PRODUCT_SET_SIZE]
         uint32_t actor
-        uint32_t reserved3
+        int32_t utc_offset_min      # CREATE_RANGE
 
 # The core's answer to one request, stored with it so that retries get it unchanged.
 cdef packed struct CoreReply:
@@ -400,6 +405,13 @@ cdef packed struct HoldRecord:
 
 include "layout/fleet.pxi"
 
+# A time zone, in the config database: 'Z' zone_id(4) -> its name (ZONE_NAME_SIZE bytes,
+# NUL-padded) and ZoneEntry[], ascending: the UTC offset in force from from_s on.
+cdef packed struct ZoneEntry:
+    int64_t from_s
+    int32_t offset_s
+    int32_t reserved
+
 # A lot of value usable until a time: a subscription package (units) or a lot of loyalty
 # points, keyed by the request that created it. Indexes, one set per kind:
 #   ..._expiry: valid_until_s(8, big-endian) + lot id          (writer expiry)
@@ -432,9 +444,11 @@ cdef packed struct RangeRecord:
     char currency[CURRENCY_SIZE]
     char name[RANGE_NAME_SIZE]
     int64_t balance_max_minor       # 0: only BALANCE_MINOR_MAX
-    int64_t load_per_day_max_minor  # 0: no daily load limit
+    int64_t load_per_day_max_minor  # 0: no daily load limit (a day: the range's local day)
     uint64_t late_grace_s           # a completion this long after its hold expired is taken
                                     # as a forced capture (0: never)
+    uint32_t zone_id                # local time of card expiry and daily loads (0: the offset)
+    int16_t utc_offset_min
 
 # Keys. The book keeps a card and everything of its own next to each other:
 #   card_id(8, big-endian) 'C'          -> CardRecord

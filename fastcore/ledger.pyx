@@ -11,7 +11,7 @@ One extension built from concept files (ledger/*.pyx, included below): this file
 the batch context, the table from each operation to its (check, apply) pair, and
 apply_batch; every change of value goes through ledger/postings.pyx's post().
 """
-from libc.stdint cimport INT64_MAX, int64_t, uint8_t, uint32_t, uint64_t
+from libc.stdint cimport INT64_MAX, int16_t, int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy, memset
 
 import hashlib
@@ -123,6 +123,8 @@ cdef class BatchContext:
     cdef uint32_t origin_partner    # the partner that issued the points being used
     cdef dict programs              # range id -> (ProgramRecord bytes, EarnRule[] bytes) or None
     cdef dict partners              # outlet code -> partner id
+    cdef dict zones                 # zone id -> its ZoneEntry[] bytes, or None
+    cdef dict ranges                # range id -> (local day, local yyyymm) at now_s
     cdef uint32_t now_yyyymm
     cdef list undo                  # (key, value before or None, db) of the request's writes
 
@@ -137,6 +139,8 @@ cdef class BatchContext:
          self.db_point_lots, self.db_point_lot_expiry) = dbs
         self.programs = {}
         self.partners = {}
+        self.zones = {}
+        self.ranges = {}
         self.undo = []
         self.packages = _LotKind(self.db_packages, self.db_package_expiry, self.db_card_packages,
                                  b"", UNITS, SLOT_CARD_UNITS, SLOT_RANGE_UNITS_SOLD,
@@ -193,6 +197,8 @@ cdef class BatchContext:
         self.next_seq = self.undo_seq
         self.programs.clear()
         self.partners.clear()
+        self.zones.clear()
+        self.ranges.clear()
         return 0
 
 
@@ -208,6 +214,7 @@ cdef struct Operation:
 
 
 include "ledger/postings.pyx"
+include "ledger/zones.pyx"
 include "ledger/checks.pyx"
 include "ledger/cards.pyx"
 include "ledger/payments.pyx"
@@ -268,6 +275,7 @@ register(OP_DEFINE_PARTNER, check_define_partner, define_partner)
 register(OP_ALLOCATE_SERIALS, check_allocate_serials, allocate_serials)
 register(OP_SET_STAGE, check_set_stage, set_stage)
 register(OP_REPLACE_CARD, check_replace_card, replace_card)
+register(OP_DEFINE_ZONE, check_define_zone, define_zone)
 
 
 # ---- one request ------------------------------------------------------------------

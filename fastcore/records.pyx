@@ -35,11 +35,11 @@ PIN_TRIES_MAX_DEFAULT = 3      # wrong PINs in a row that block a card, unless i
 # The sizes this store format has; checked at import whatever the interpreter's flags.
 for _name, _size, _expected in (("request", REQUEST_SIZE, 240), ("reply", REPLY_SIZE, 144),
                                 ("request record", REQUEST_RECORD_SIZE, 400),
-                                ("profile record", PROFILE_RECORD_SIZE, 232),
+                                ("profile record", PROFILE_RECORD_SIZE, 236),
                                 ("card record", CARD_RECORD_SIZE, 80),
                                 ("account record", ACCOUNT_RECORD_SIZE, 48),
                                 ("journal entry", JOURNAL_ENTRY_SIZE, 72),
-                                ("range record", RANGE_RECORD_SIZE, 76)):
+                                ("range record", RANGE_RECORD_SIZE, 82)):
     if _size != _expected:
         raise ImportError(f"fastcore was built with a {_size}-byte {_name}; store format "
                           f"{STORE_FORMAT} has {_expected}: the layout changed without a new format")
@@ -51,6 +51,7 @@ REQUEST_FLAG_CONFIRMED = RECORD_CONFIRMED
 REQUEST_FLAG_RELEASED = RECORD_RELEASED
 REQUEST_FLAG_TIMED_OUT = RECORD_TIMED_OUT
 ACCOUNT_FLAG_NO_OVERDRAFT = ACCOUNT_NO_OVERDRAFT
+REQUEST_ID_BYTES = REQUEST_ID_SIZE    # a request id (and a lot id) is 16 bytes
 JOURNAL_REASON_FORCED_CAPTURE = REASON_FORCED_CAPTURE
 REVIEW_FLAG_SOFT_LIMIT = REVIEW_SOFT_LIMIT
 REVIEW_FLAG_FORCED_CAPTURE = REVIEW_FORCED_CAPTURE

@@ -111,3 +111,21 @@ def invalid_changing_nothing(store, call, field, code=grpc.StatusCode.INVALID_AR
     assert secret is None or secret not in caught.value.details()
     assert snapshot(store) == before
     return caught.value
+
+
+class CoreThatFailsOn:
+    """fastcore's ledger, except that a batch holding `poison` raises after the core
+    applied it (as a bug in the core would, half-way through its writes)."""
+
+    def __init__(self, real, poison: bytes):
+        self.real, self.poison, self.raised = real, poison, 0
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def apply_batch(self, txn, dbs, packed, *args):
+        replies = self.real.apply_batch(txn, dbs, packed, *args)
+        if self.poison in packed:
+            self.raised += 1
+            raise RuntimeError("a bug in the core")
+        return replies

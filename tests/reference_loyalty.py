@@ -10,6 +10,8 @@ from cardgate.fastcore.records import ExpiryKind, Op, Result, RuleKind, RuleScop
 
 from reference_fleet import Decline
 
+INT64_MAX = 2 ** 63 - 1
+
 POINTS = records.POINTS_ASSET
 SYSTEM = records.SYSTEM_OWNER_BASE
 CAP = records.AMOUNT_MINOR_MAX
@@ -129,7 +131,7 @@ def roll(program, member, now_s):
 
 def count_sale(program, member, spend, points, now_s):
     """Spend and points into the month's bucket; the tier up at once, down at review."""
-    member.lifetime_spend_minor = max(0, member.lifetime_spend_minor + spend)
+    member.lifetime_spend_minor = max(0, min(member.lifetime_spend_minor + spend, INT64_MAX))
     member.month_spend[member.month_index % 12] += spend
     member.month_points[member.month_index % 12] += points
     total = sum(member.month_points if program.tiers_by_points else member.month_spend)
@@ -137,6 +139,11 @@ def count_sale(program, member, spend, points, now_s):
     if reached > member.tier or (reached < member.tier and now_s >= member.tier_review_s):
         member.tier = reached
         member.tier_review_s = now_s + YEAR_S
+
+
+def counted(program, paid, discount):
+    """What a sale adds to lifetime spend: its price, or what was paid if the program says."""
+    return paid if program.spend_after_discount else paid + discount
 
 
 def discount_of(program, lifetime_spend):
@@ -205,7 +212,13 @@ class LoyaltyRules:
             self.new_lot(self.POINT_LOTS, rq, card, amount - repay, valid_until_s, now_s)
         return seq
 
-    def earn_on_sale(self, rq, card, spend, volume, method, rp, now_s, earns=True):
+    def member_discount_bp(self, card):
+        program = self.program_of(card)
+        if program is None:
+            return 0
+        return discount_of(program, self.members.get(card.card_id, Member()).lifetime_spend_minor)
+
+    def earn_on_sale(self, rq, card, spend, volume, method, rp, now_s, earns=True, discount=0):
         program = self.program_of(card)
         if program is None:
             return 0
@@ -224,7 +237,7 @@ class LoyaltyRules:
             member.birthday_year = year
             flags |= 2
         tier_before = member.tier
-        count_sale(program, member, spend, points, now_s)
+        count_sale(program, member, counted(program, spend, discount), points, now_s)
         if member.tier > tier_before:
             flags |= 4
         rp.update(points_earned=points, tier=member.tier, earn_flags=flags)
@@ -233,14 +246,15 @@ class LoyaltyRules:
         rp["points_seq"] = self.credit_points(rq, card, points, 0, Op.EARN_POINTS, now_s)
         return rp["points_seq"]
 
-    def count_member(self, card, spend, points, now_s):
+    def count_member(self, card, spend, points, now_s, discount=0):
         program = self.program_of(card)
         if program is not None:
-            count_sale(program, self.member(card, now_s), spend, points, now_s)
+            count_sale(program, self.member(card, now_s), counted(program, spend, discount),
+                       points, now_s)
 
-    def take_back_points(self, rq, card, points, spend, now_s):
+    def take_back_points(self, rq, card, points, spend, now_s, discount=0):
         """The sale's own lot first, then earliest-expiring (pending too); the rest owed."""
-        self.count_member(card, -spend, -points, now_s)
+        self.count_member(card, -spend, -points, now_s, -discount)
         if points <= 0:
             return 0
         lots = self.point_lots
@@ -388,8 +402,11 @@ class LoyaltyRules:
             raise
         self.activate(card, now_s)
         rp.update(discount_bp=discount_bp, discount_minor=discount)
-        seq = self.post(rq.request_id, Op.LOYALTY_SALE, (SYSTEM + card.range_id, Slot.RANGE_SALES_ELSEWHERE),
-                        (card.card_id, Slot.CARD_SALES_ELSEWHERE), rq.currency, payable, now_s)
+        seq = 0
+        if payable:
+            seq = self.post(rq.request_id, Op.LOYALTY_SALE,
+                            (SYSTEM + card.range_id, Slot.RANGE_SALES_ELSEWHERE),
+                            (card.card_id, Slot.CARD_SALES_ELSEWHERE), rq.currency, payable, now_s)
         if taken:
             self.partner = self.partner_of(rq.outlet_code)
             for origin, amount in taken:
@@ -399,7 +416,7 @@ class LoyaltyRules:
             self.origin_partner = 0
             rp.update(points_redeemed=points, points_value_minor=value)
         self.earn_on_sale(rq, card, payable - value, rq.volume_ml, rq.payment_method, rp, now_s,
-                          earns=not (taken and program.no_earn_when_redeeming))
+                          earns=not (taken and program.no_earn_when_redeeming), discount=discount)
         self.approve(rq, rp, payable - value, seq)
         self.describe_lots(self.POINT_LOTS, rp)
 

@@ -113,6 +113,13 @@ POINT_LOTS = LotKind("point_lots", POINTS, Slot.CARD_POINTS, Slot.RANGE_POINTS_I
                      Op.REDEEM_POINTS, Op.POINTS_EXPIRY, Result.DECLINED_INSUFFICIENT_POINTS)
 
 
+def share(whole, approved, before, after):
+    """The part of a sale's whole (points, discount) a return of before..after takes back."""
+    if whole <= 0 or approved <= 0:
+        return 0
+    return whole * after // approved - whole * before // approved
+
+
 def took_effect(result):
     return result in (Result.APPROVED, Result.PARTIALLY_APPROVED)
 
@@ -432,17 +439,21 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
         self.approve(rq, rp, value, seq)
 
     def purchase(self, rq, packed, rp, now_s, now_yyyymm):
-        card, amount, volume, fleet = self.charge_checks(rq, rp, now_s, now_yyyymm)
-        seq = self.post(rq.request_id, Op.PURCHASE, (self.value_owner(card), Slot.CARD_VALUE),
-                        (SYSTEM + card.range_id, Slot.RANGE_MERCHANT), rq.currency, amount, now_s)
+        card, amount, volume, fleet = self.charge_checks(rq, rp, now_s, now_yyyymm, True)
+        seq = 0
+        if amount:
+            seq = self.post(rq.request_id, Op.PURCHASE, (self.value_owner(card), Slot.CARD_VALUE),
+                            (SYSTEM + card.range_id, Slot.RANGE_MERCHANT), rq.currency, amount,
+                            now_s)
         self.approve_amount(rq, rp, amount, seq)
         rp["volume_ml"] = volume
         if fleet:
             self.count_usage(rq, card, fleet, amount, volume, False)
             self.flag_soft(fleet, amount, volume, rp)
-        self.earn_on_sale(rq, card, amount, volume, PaymentMethod.CARD_VALUE, rp, now_s)
+        self.earn_on_sale(rq, card, amount, volume, PaymentMethod.CARD_VALUE, rp, now_s,
+                          discount=rp["discount_minor"])
 
-    def charge_checks(self, rq, rp, now_s, now_yyyymm):
+    def charge_checks(self, rq, rp, now_s, now_yyyymm, discounted=False):
         card = self.money_checks(rq, rp, now_yyyymm, False)
         fleet = self.fleet_of(card, now_s)
         if fleet:
@@ -459,8 +470,15 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
         amount, volume = rq.amount_minor, rq.volume_ml
         if fleet:
             amount, volume = self.fleet_limits(rq, fleet, rp, amount, volume)
+        if discounted:
+            bp = self.member_discount_bp(card)
+            rp.update(discount_bp=bp, discount_minor=amount * bp // 10000)
+            amount -= rp["discount_minor"]
+            if amount == 0 and rp["discount_minor"]:
+                return card, 0, volume, fleet
         available = self.available(rp)
         if available < amount:
+            rp.update(discount_bp=0, discount_minor=0)
             if rq.partial_ok and available > 0:
                 amount = available
             else:
@@ -470,7 +488,7 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
 
     def approve_amount(self, rq, rp, amount, seq):
         self.approve(rq, rp, amount, seq)
-        if amount < rq.amount_minor:
+        if amount + rp["discount_minor"] < rq.amount_minor:
             rp["result"] = Result.PARTIALLY_APPROVED
 
     # ---- holds -----------------------------------------------------------------------
@@ -526,18 +544,21 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
         fleet = self.fleet_of(card, now_s)
         if fleet and not self.products_allowed(rq, fleet[0]):
             raise Decline(Result.DECLINED_PRODUCT_NOT_ALLOWED)
-        seq = self.close_hold(rq.request_id, Op.COMPLETE, hold, rq.amount_minor,
+        bp = self.member_discount_bp(card) if rq.amount_minor else 0
+        discount = rq.amount_minor * bp // 10000
+        charged = rq.amount_minor - discount
+        seq = self.close_hold(rq.request_id, Op.COMPLETE, hold, charged,
                               records.HoldState.COMPLETED, now_s)
         hold.completed_volume_ml = rq.volume_ml
-        self.approve(rq, rp, rq.amount_minor, seq)
-        rp["volume_ml"] = rq.volume_ml
+        self.approve(rq, rp, charged, seq)
+        rp.update(volume_ml=rq.volume_ml, discount_bp=bp, discount_minor=discount)
         if fleet and rq.amount_minor:
             fleet = self.fleet_of(card, now_s)      # close_hold released the reservation
-            self.count_usage(rq, card, fleet, rq.amount_minor, rq.volume_ml, False)
-            self.flag_soft(fleet, rq.amount_minor, rq.volume_ml, rp)
+            self.count_usage(rq, card, fleet, charged, rq.volume_ml, False)
+            self.flag_soft(fleet, charged, rq.volume_ml, rp)
         if rq.amount_minor:
-            self.earn_on_sale(rq, card, rq.amount_minor, rq.volume_ml, PaymentMethod.CARD_VALUE,
-                              rp, now_s)
+            self.earn_on_sale(rq, card, charged, rq.volume_ml, PaymentMethod.CARD_VALUE,
+                              rp, now_s, discount=discount)
 
     def void(self, rq, packed, rp, now_s, now_yyyymm):
         hold = self.holds.get(rq.ref_request_id)
@@ -692,6 +713,8 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
             raise Decline(Result.DECLINED_BALANCE_LIMIT_EXCEEDED)
         back = self.points_to_return(original, original.refunded_minor,
                                      original.refunded_minor + rq.amount_minor)
+        discount_back = share(original.reply["discount_minor"], original.reply["approved_minor"],
+                              original.refunded_minor, original.refunded_minor + rq.amount_minor)
         original.refunded_minor += rq.amount_minor
         if money:
             seq = self.post(rq.request_id, Op.REFUND, (SYSTEM + card.range_id, Slot.RANGE_MERCHANT),
@@ -701,7 +724,7 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
             seq = self.post(rq.request_id, Op.REFUND, (card.card_id, Slot.CARD_SALES_ELSEWHERE),
                             (SYSTEM + card.range_id, Slot.RANGE_SALES_ELSEWHERE), rq.currency,
                             rq.amount_minor, now_s)
-        points_seq = self.take_back_points(rq, card, back, rq.amount_minor, now_s)
+        points_seq = self.take_back_points(rq, card, back, rq.amount_minor, now_s, discount_back)
         self.approve(rq, rp, rq.amount_minor, seq)
         rp.update(points_earned=-back, points_seq=points_seq)
         if not money:
@@ -753,10 +776,13 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
             raise Decline(Result.DECLINED_CARD_CLOSED)
         system = SYSTEM + card.range_id
         if o_rq.op == Op.LOYALTY_SALE:
-            seq = self.post(rq.request_id, Op.REVERSAL, (card.card_id, Slot.CARD_SALES_ELSEWHERE),
-                            (system, Slot.RANGE_SALES_ELSEWHERE), o_rq.currency,
-                            amount + original.reply["points_value_minor"], now_s)
-            points_seq = self.take_back_points(rq, card, original.reply["points_earned"], amount, now_s)
+            seq = 0
+            if amount + original.reply["points_value_minor"]:
+                seq = self.post(rq.request_id, Op.REVERSAL, (card.card_id, Slot.CARD_SALES_ELSEWHERE),
+                                (system, Slot.RANGE_SALES_ELSEWHERE), o_rq.currency,
+                                amount + original.reply["points_value_minor"], now_s)
+            points_seq = self.take_back_points(rq, card, original.reply["points_earned"], amount,
+                                               now_s, original.reply["discount_minor"])
             if original.reply["points_redeemed"]:
                 self.restore_redeemed(rq, card, original, now_s)
             original.flags |= FLAG_REVERSED
@@ -767,10 +793,14 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
         if o_rq.op == Op.PURCHASE:
             if rp["balance_minor"] + amount > BALANCE_MINOR_MAX:
                 raise Decline(Result.DECLINED_BALANCE_LIMIT_EXCEEDED)
-            seq = self.post(rq.request_id, Op.REVERSAL, (system, Slot.RANGE_MERCHANT),
-                            (self.value_owner(card), Slot.CARD_VALUE), rp["currency"], amount, now_s)
-            self.uncount_purchase(card, o_rq, original.reply, now_s)
-            self.take_back_points(rq, card, original.reply["points_earned"], amount, now_s)
+            seq = 0
+            if amount:
+                seq = self.post(rq.request_id, Op.REVERSAL, (system, Slot.RANGE_MERCHANT),
+                                (self.value_owner(card), Slot.CARD_VALUE), rp["currency"], amount,
+                                now_s)
+                self.uncount_purchase(card, o_rq, original.reply, now_s)
+            self.take_back_points(rq, card, original.reply["points_earned"], amount, now_s,
+                                  original.reply["discount_minor"])
         else:
             if self.available(rp) < amount:
                 raise Decline(Result.DECLINED_INSUFFICIENT_FUNDS)
@@ -778,11 +808,14 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
             seq = self.post(rq.request_id, Op.REVERSAL, (self.value_owner(card), Slot.CARD_VALUE),
                             (system, contra), rp["currency"], amount, now_s)
             if o_rq.op == Op.REFUND:
-                self.requests[o_rq.ref_request_id].refunded_minor -= amount
+                bought = self.requests[o_rq.ref_request_id]
+                discount_back = share(bought.reply["discount_minor"], bought.reply["approved_minor"],
+                                      bought.refunded_minor - amount, bought.refunded_minor)
+                bought.refunded_minor -= amount
                 taken_back = -original.reply["points_earned"]
                 if taken_back > 0:          # the points the refund took back return
                     self.credit_points(rq, card, taken_back, 0, Op.EARN_POINTS, now_s)
-                self.count_member(card, amount, taken_back, now_s)
+                self.count_member(card, amount, taken_back, now_s, discount_back)
         original.flags |= FLAG_REVERSED
         self.approve(rq, rp, amount, seq)
 

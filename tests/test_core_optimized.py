@@ -96,3 +96,20 @@ def test_no_check_of_the_ledger_is_an_assert(source):
     lines = [f"{source.name}:{n}" for n, line in enumerate(source.read_text().splitlines(), 1)
              if line.lstrip().startswith("assert ")]
     assert not lines, lines
+
+
+def test_the_oracle_property_test_checks_under_python_O(tmp_path):
+    """The oracle's property test (tests/test_oracle.py) once more with PYTHONOPTIMIZE=1:
+    its checks are check() calls, not asserts, so they still run; a planted mismatch
+    (ORACLE_PLANT: the oracle believes loads are refused) must still fail it."""
+    env = {**os.environ, "PYTHONOPTIMIZE": "1", "ORACLE_EXAMPLES": "25"}
+    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+            "--basetemp", str(tmp_path / "run"), str(pathlib.Path(__file__).parent / "test_oracle.py")]
+    passed = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600,
+                            stdin=subprocess.DEVNULL)
+    assert passed.returncode == 0, passed.stdout[-3000:] + passed.stderr[-3000:]
+    assert "1 passed" in passed.stdout
+    planted = subprocess.run(args + ["--basetemp", str(tmp_path / "planted")],
+                             env={**env, "ORACLE_PLANT": "1"}, capture_output=True, text=True,
+                             timeout=600, stdin=subprocess.DEVNULL)
+    assert planted.returncode == 1 and "1 failed" in planted.stdout, planted.stdout[-3000:]

@@ -5,7 +5,8 @@ import pytest
 
 from cardgate.v1 import authorization_pb2 as a, common_pb2, forecourt_pb2, forecourt_pb2_grpc
 
-from helpers import balance, eur, funded_card, issue, load, make_pan, new_id, snapshot
+from helpers import (CoreThatFailsOn, balance, eur, funded_card, issue, load, make_pan, new_id,
+                     snapshot)
 
 R = common_pb2
 
@@ -148,3 +149,26 @@ def test_an_unexpected_failure_of_one_streamed_operation_is_answered_and_the_res
     error = next(r.error for r in results if r.WhichOneof("outcome") == "error")
     assert error.code == grpc.StatusCode.INTERNAL.value[0]
     assert balance(gw, pan).balance_minor == 99_00
+
+
+def test_an_operation_the_core_fails_on_fails_alone_in_its_batch(live_gateway, monkeypatch):
+    """Ten pump sales in one AuthorizeBatch, the core failing on the sixth: nine answered
+    and committed, the sixth an INTERNAL error naming it, nothing of it written."""
+    import uuid
+
+    from cardgate.gateway.store import writer as writer_mod
+
+    gw = live_gateway
+    pan = funded_card(gw, 3, 500_00)
+    ids = [new_id() for _ in range(10)]
+    monkeypatch.setattr(writer_mod, "ledger",
+                        CoreThatFailsOn(writer_mod.ledger, uuid.UUID(ids[5]).bytes))
+    stub = forecourt_pb2_grpc.ForecourtServiceStub(gw.channel)
+    answer = stub.AuthorizeBatch(forecourt_pb2.AuthorizeBatchRequest(operations=[
+        op(purchase=a.PurchaseRequest(request_id=i, pan=pan, amount=eur(1_00))) for i in ids]))
+    failed = [r for r in answer.results if r.HasField("error")]
+    assert [r.request_id for r in failed] == [ids[5]]
+    assert failed[0].error.code == grpc.StatusCode.INTERNAL.value[0] and ids[5] in failed[0].error.message
+    assert [r.authorization.result_code for r in answer.results if not r.HasField("error")] == \
+        [R.RESULT_CODE_APPROVED] * 9
+    assert balance(gw, pan).balance_minor == 500_00 - 9 * 1_00

@@ -176,7 +176,8 @@ def test_crossing_50000_of_lifetime_spend_moves_the_discount_from_3_to_5_percent
     before = c.loyalty.GetMember(loyalty_pb2.GetMemberRequest(pan=pan))
     assert (before.discount_bp, before.next_discount_bp, before.to_next_discount_minor) == \
         (300, 500, 50_000_00)
-    # 51,546.40 less 3 % (1,546.39): 50,000.01 paid, past the threshold; still 3 % on it.
+    # 51,546.40 less 3 % (1,546.39): 50,000.01 paid; its price, 51,546.40, counts towards
+    # lifetime spend (the program's default), past the threshold; still 3 % on it.
     big = c.sale("station-7", pan, 51_546_40)
     assert (big.approved.amount_minor, big.loyalty.discount_bp, big.loyalty.discount.amount_minor) == \
         (50_000_01, 300, 1_546_39)
@@ -185,7 +186,7 @@ def test_crossing_50000_of_lifetime_spend_moves_the_discount_from_3_to_5_percent
     assert (after.loyalty.discount_bp, after.loyalty.discount.amount_minor, after.approved.amount_minor) == \
         (500, 5_00, 95_00)
     assert after.loyalty.discount_reason == \
-        "5 % discount: lifetime spend 50000.01 EUR has reached 50000.00 EUR"
+        "5 % discount: lifetime spend 51546.40 EUR has reached 50000.00 EUR"
 
 
 def test_a_return_after_the_points_were_spent_owes_points_and_blocks_redemption(coalition):

@@ -10,7 +10,7 @@ from cardgate.fastcore.records import Op, Result
 from cardgate.gateway.store.store import Store
 from cardgate.gateway.store.writer import BatchingWriter, QueueFull, StoreFull
 
-from helpers import make_pan
+from helpers import CoreThatFailsOn, make_pan
 
 
 def _id(n):
@@ -117,24 +117,6 @@ def test_a_full_store_refuses_the_batch_and_loses_nothing_acknowledged(tmp_path)
         store.close()
 
 
-class _CoreThatFailsOn:
-    """fastcore's ledger, except that a batch holding `poison` raises after the core
-    applied it (as a bug in the core would, half-way through its writes)."""
-
-    def __init__(self, real, poison: bytes):
-        self.real, self.poison, self.raised = real, poison, 0
-
-    def __getattr__(self, name):
-        return getattr(self.real, name)
-
-    def apply_batch(self, txn, dbs, packed, *args):
-        replies = self.real.apply_batch(txn, dbs, packed, *args)
-        if self.poison in packed:
-            self.raised += 1
-            raise RuntimeError("a bug in the core")
-        return replies
-
-
 def test_a_request_that_makes_the_core_raise_fails_alone(store, monkeypatch):
     """999 purchases and one request the core raises on, in one batch of 1,000: the 999
     are answered and committed, the one gets an error naming its request id, and the next
@@ -142,7 +124,7 @@ def test_a_request_that_makes_the_core_raise_fails_alone(store, monkeypatch):
     from cardgate.gateway.store import writer as writer_mod
 
     poison = _id(777)
-    core = _CoreThatFailsOn(writer_mod.ledger, poison)
+    core = CoreThatFailsOn(writer_mod.ledger, poison)
     monkeypatch.setattr(writer_mod, "ledger", core)
     writer = BatchingWriter(store).start()
     try:

@@ -21,6 +21,7 @@ cdef packed struct ProfileRecord:
     uint8_t allowed_products[PRODUCT_SET_SIZE]
     int64_t limits[15]          # LIMIT_PERIODS * LIMIT_MEASURES
     uint32_t places[PROFILE_PLACES_MAX]     # outlet or region codes
+    uint32_t zone_id            # a time zone (DEFINE_ZONE) instead of utc_offset_min (0: none)
 
 # A fleet card's usage, in the usage database keyed by card id (8, big-endian).
 cdef packed struct UsageRecord:

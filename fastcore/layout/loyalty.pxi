@@ -28,6 +28,7 @@ cdef packed struct ProgramRecord:
     char tier_names[TIERS_MAX][TIER_NAME_SIZE]
     int64_t discount_min[DISCOUNT_STEPS_MAX]    # lifetime spend from which each level applies
     uint16_t discount_bp[DISCOUNT_STEPS_MAX]    # its discount, in 1/100 % (ascending)
+    uint32_t zone_id            # a time zone (DEFINE_ZONE) instead of utc_offset_min (0: none)
 
 # An earn rule ('E' program_id(4) -> EarnRule[rule count] in the config database).
 cdef enum RuleKindCode:

@@ -61,14 +61,16 @@ cdef int describe_reply_card(BatchContext batch, CoreReply* rp) except -1:
     return 0
 
 
-cdef uint8_t usable_card(BatchContext batch, const CardRecord* card, bint allow_issued):
+cdef uint8_t usable_card(BatchContext batch, const CardRecord* card, bint allow_issued) except 255:
     if card.status == CARD_CLOSED:
         return RESULT_DECLINED_CARD_CLOSED
     if card.status == CARD_BLOCKED:
         return RESULT_DECLINED_CARD_BLOCKED
     if card.status == CARD_ISSUED and not allow_issued:
         return RESULT_DECLINED_CARD_NOT_ACTIVE
-    if card.expiry_yyyymm < batch.now_yyyymm:
+    cdef uint32_t local_yyyymm
+    range_local_day(batch, card.range_id, &local_yyyymm)
+    if card.expiry_yyyymm < local_yyyymm:
         return RESULT_DECLINED_CARD_EXPIRED
     return 0
 

@@ -51,6 +51,9 @@ cdef int set_profile(BatchContext batch, const CoreRequest* rq, const char* payl
         if profile.allowed_products[i] & ~catalog.known[i]:
             rp.result = RESULT_REJECTED_UNKNOWN_PRODUCT
             return 0
+    if not zone_known(batch, profile.zone_id):
+        rp.result = RESULT_DECLINED_UNKNOWN_ZONE
+        return 0
     batch.put(config_key_of(b'F', rq.profile_id), _bytes(payload, sizeof(ProfileRecord)),
               batch.db_config)
     approve(batch, rq, rp, 0, 0)
@@ -173,6 +176,9 @@ cdef int set_program(BatchContext batch, const CoreRequest* rq, const char* payl
     cdef const ProgramRecord* program = <const ProgramRecord*>payload
     cdef ProgramRecord old
     cdef int i
+    if not zone_known(batch, program.zone_id):
+        rp.result = RESULT_DECLINED_UNKNOWN_ZONE
+        return 0
     for i in range(program.range_count):
         if batch.get(range_key_of(program.range_ids[i]), batch.db_config) is None:
             rp.result = RESULT_DECLINED_UNKNOWN_CARD_RANGE

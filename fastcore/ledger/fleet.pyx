@@ -58,7 +58,8 @@ cdef bint load_fleet(BatchContext batch, const CardRecord* card, Fleet* fleet) e
     value = batch.get(config_key_of(b'F', profile_id), batch.db_config)
     require(value is not None and len(value) == sizeof(ProfileRecord), "card of a missing profile")
     memcpy(&fleet.profile, <const char*>value, sizeof(ProfileRecord))
-    fleet.local_s = <int64_t>batch.now_s + fleet.profile.utc_offset_min * 60
+    fleet.local_s = <int64_t>batch.now_s + offset_at(batch, fleet.profile.zone_id,
+                                                     fleet.profile.utc_offset_min, batch.now_s)
     read_usage(batch, card.card_id, &fleet.usage)
     period_indexes(fleet.local_s, index)
     for p in range(COUNTED_PERIODS):
@@ -273,11 +274,12 @@ cdef int uncount_purchase(BatchContext batch, const CardRecord* card,
     cdef int p
     if not read_usage(batch, card.card_id, &usage):
         return 0
-    if load_fleet(batch, card, &fleet):
-        offset_s = fleet.profile.utc_offset_min * 60
     value = batch.get(u64_be(original.reply.journal_seq), batch.db_journal)
     require(value is not None, "approved purchase without journal entry")
     memcpy(&entry, <const char*>value, sizeof(entry))
+    if load_fleet(batch, card, &fleet):       # its periods in the local time of the sale
+        offset_s = offset_at(batch, fleet.profile.zone_id, fleet.profile.utc_offset_min,
+                             entry.time_s)
     period_indexes(<int64_t>entry.time_s + offset_s, index)
     for p in range(COUNTED_PERIODS):
         if usage.period_index[p] != index[p]:

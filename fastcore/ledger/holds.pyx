@@ -8,8 +8,8 @@ cdef int preauth(BatchContext batch, const CoreRequest* rq, const char* payload,
     cdef HoldRecord hold
     cdef Fleet fleet
     cdef int64_t volume
-    cdef int64_t amount = charge_checks(batch, rq, &card, rp, &fleet, &volume)
-    if amount == 0:
+    cdef int64_t amount = charge_checks(batch, rq, &card, rp, &fleet, &volume, False)
+    if rp.result:
         return 0
     cdef uint64_t owner = value_owner_of(&card)
     seq = post(batch, rq.request_id, OP_PREAUTH, owner, SLOT_CARD_VALUE,
@@ -107,16 +107,19 @@ cdef bint late_completion(BatchContext batch, const CoreRequest* rq,
     return batch.now_s <= hold.expires_s + rng.late_grace_s
 
 
-cdef uint64_t force_capture(BatchContext batch, const CoreRequest* rq, HoldRecord* hold) except 0:
+cdef uint64_t force_capture(BatchContext batch, const CoreRequest* rq, HoldRecord* hold,
+                            int64_t charged) except? 0:
     """Take a late completion from the card's value (its hold is gone): allowed below
     what is available, as far as minus the hold's amount, and marked in the journal and
     the hold as a forced capture."""
-    seq = post(batch, rq.request_id, OP_COMPLETE, hold.value_owner, SLOT_CARD_VALUE,
-               SYSTEM_OWNER_BASE + hold.range_id, SLOT_RANGE_MERCHANT, hold.currency,
-               rq.amount_minor, REASON_FORCED_CAPTURE)
+    cdef uint64_t seq = 0
+    if charged:
+        seq = post(batch, rq.request_id, OP_COMPLETE, hold.value_owner, SLOT_CARD_VALUE,
+                   SYSTEM_OWNER_BASE + hold.range_id, SLOT_RANGE_MERCHANT, hold.currency,
+                   charged, REASON_FORCED_CAPTURE)
     hold.status = HOLD_COMPLETED
     hold.forced = True
-    hold.completed_minor = rq.amount_minor
+    hold.completed_minor = charged
     write_hold(batch, rq.ref_request_id, hold)
     return seq
 
@@ -150,7 +153,11 @@ cdef int complete(BatchContext batch, const CoreRequest* rq, const char* payload
         # never follows it to another card.
         rp.result = RESULT_DECLINED_CARD_CLOSED
         return 0
-    if late and available_of(rp) - rq.amount_minor < -hold.held_minor:
+    # The member's discount comes off what was dispensed; the card is charged the rest.
+    cdef uint16_t discount_bp = member_discount_bp(batch, &card) if rq.amount_minor else 0
+    cdef int64_t discount = rq.amount_minor * discount_bp // 10000
+    cdef int64_t charged = rq.amount_minor - discount
+    if late and available_of(rp) - charged < -hold.held_minor:
         rp.result = RESULT_DECLINED_INSUFFICIENT_FUNDS
         return 0
     fleet.active = load_fleet(batch, &card, &fleet)
@@ -159,11 +166,13 @@ cdef int complete(BatchContext batch, const CoreRequest* rq, const char* payload
         return 0
     hold.completed_volume_ml = rq.volume_ml
     if late:
-        seq = force_capture(batch, rq, &hold)
+        seq = force_capture(batch, rq, &hold, charged)
     else:
         seq = close_hold(batch, rq.request_id, OP_COMPLETE, rq.ref_request_id, &hold,
-                         rq.amount_minor, HOLD_COMPLETED)
-    approve(batch, rq, rp, rq.amount_minor, seq, &card)
+                         charged, HOLD_COMPLETED)
+    approve(batch, rq, rp, charged, seq, &card)
+    rp.discount_bp = discount_bp
+    rp.discount_minor = discount
     rp.volume_ml = rq.volume_ml
     if late:
         rp.review = REVIEW_FORCED_CAPTURE
@@ -172,10 +181,11 @@ cdef int complete(BatchContext batch, const CoreRequest* rq, const char* payload
         # before it counts what was dispensed (and is written over the stored one).
         if hold.counted and not late:
             release_reservation(&hold, &fleet.usage)
-        count_usage(batch, rq, card.card_id, &fleet, rq.amount_minor, rq.volume_ml, False)
-        flag_soft(batch, &fleet, rq.amount_minor, rq.volume_ml, rp)
+        count_usage(batch, rq, card.card_id, &fleet, charged, rq.volume_ml, False)
+        flag_soft(batch, &fleet, charged, rq.volume_ml, rp)
     if rq.amount_minor:
-        earn_on_sale(batch, rq, &card, rq.amount_minor, rq.volume_ml, PAYMENT_CARD_VALUE, rp)
+        earn_on_sale(batch, rq, &card, charged, rq.volume_ml, PAYMENT_CARD_VALUE, rp, True,
+                     discount)
     return 0
 
 

@@ -4,7 +4,7 @@
 
 cdef bint check_create_range(const CoreRequest* rq, const char* payload) except -1:
     return no_payload(rq) and rq.balance_max_minor >= 0 and rq.load_per_day_max_minor >= 0 and \
-        rq.numbering <= 2
+        rq.numbering <= 2 and -1440 <= rq.utc_offset_min <= 1440
 
 
 cdef int create_range(BatchContext batch, const CoreRequest* rq, const char* payload,
@@ -15,6 +15,9 @@ cdef int create_range(BatchContext batch, const CoreRequest* rq, const char* pay
     if batch.get(key, batch.db_config) is not None:
         rp.result = RESULT_DECLINED_CARD_RANGE_EXISTS
         return 0
+    if not zone_known(batch, rq.zone_id):
+        rp.result = RESULT_DECLINED_UNKNOWN_ZONE
+        return 0
     memset(&rng, 0, sizeof(rng))
     rng.range_id = rq.range_id
     rng.pan_length = rq.pan_length
@@ -24,6 +27,8 @@ cdef int create_range(BatchContext batch, const CoreRequest* rq, const char* pay
     rng.balance_max_minor = rq.balance_max_minor
     rng.load_per_day_max_minor = rq.load_per_day_max_minor
     rng.late_grace_s = rq.late_grace_s
+    rng.zone_id = rq.zone_id
+    rng.utc_offset_min = rq.utc_offset_min
     rng.iin_prefix = rq.iin_prefix
     memcpy(rng.currency, rq.currency, CURRENCY_SIZE)
     memcpy(rng.name, rq.range_name, RANGE_NAME_SIZE)

@@ -148,7 +148,7 @@ cdef int new_lot(BatchContext batch, _LotKind kind, const CoreRequest* rq, const
     if found is not None:
         program = <const ProgramRecord*><const char*>found[0]
         if not valid_until_s:
-            valid_until_s = policy_expiry(program, batch.now_s)
+            valid_until_s = policy_expiry(batch, program, batch.now_s)
         available_from_s = batch.now_s + <uint64_t>program.pending_days * 86400
     memset(&lot, 0, sizeof(lot))
     lot.card_id = card.card_id

@@ -1,10 +1,11 @@
 # Loyalty earning: what a sale earns (rules, tiers, bonuses, discounts), member standing,
 # and points taken back when a sale is refunded.
 
-cdef uint64_t policy_expiry(const ProgramRecord* program, uint64_t now_s):
+cdef uint64_t policy_expiry(BatchContext batch, const ProgramRecord* program,
+                            uint64_t now_s) except? 0:
     """The last second a lot earned at now_s can be used, by its program's policy (0:
-    never), at the end of a local day."""
-    cdef int64_t offset_s = program.utc_offset_min * 60
+    never), at the end of a local day (in the zone's offset of that day)."""
+    cdef int64_t offset_s = offset_at(batch, program.zone_id, program.utc_offset_min, now_s)
     cdef int64_t day = (<int64_t>now_s + offset_s) // 86400
     cdef uint32_t yyyymm = yyyymm_of_day(day)
     cdef int64_t months = (yyyymm // 100) * 12 + (yyyymm % 100 - 1) + program.expiry_n
@@ -17,7 +18,8 @@ cdef uint64_t policy_expiry(const ProgramRecord* program, uint64_t now_s):
         end_day = days_from_civil(months // 12 + 1, 1, 1)
     else:
         return 0
-    return <uint64_t>(end_day * 86400 - 1 - offset_s)
+    return <uint64_t>(utc_of_local(batch, program.zone_id, program.utc_offset_min,
+                                   end_day * 86400) - 1)
 
 
 cdef uint32_t partner_of(BatchContext batch, uint32_t outlet_code) except? 0xFFFFFFFF:
@@ -46,9 +48,21 @@ cdef tuple program_of(BatchContext batch, uint32_t range_id):
             program = batch.get(config_key_of(b'G', program_id), batch.db_config)
             require(program is not None and len(program) == sizeof(ProgramRecord),
                     "range of a missing program")
+            program = local_now(batch, program)
             found = (program, batch.get(config_key_of(b'E', program_id), batch.db_config) or b"")
         batch.programs[range_id] = found
     return found
+
+
+cdef bytes local_now(BatchContext batch, bytes program):
+    """The program with utc_offset_min its zone's offset at the batch's time, so that its
+    days, hours, months and birthdays are local ones (earning.pxd reads only that)."""
+    cdef ProgramRecord p
+    memcpy(&p, <const char*>program, sizeof(p))
+    if p.zone_id == 0:
+        return program
+    p.utc_offset_min = <int16_t>(offset_at(batch, p.zone_id, 0, batch.now_s) // 60)
+    return _bytes(&p, sizeof(p))
 
 
 cdef int read_member(BatchContext batch, uint64_t card_id, MemberRecord* out) except -1:
@@ -103,13 +117,35 @@ cdef uint64_t credit_points(BatchContext batch, const CoreRequest* rq, const Car
     return seq
 
 
+cdef uint16_t member_discount_bp(BatchContext batch, const CardRecord* card) except? 0xFFFF:
+    """The discount (1/100 %) the card's program gives it at a sale now (0: none): the
+    level its lifetime spend has reached."""
+    cdef MemberRecord member
+    cdef const ProgramRecord* program
+    found = program_of(batch, card.range_id)
+    if found is None:
+        return 0
+    program = <const ProgramRecord*><const char*>found[0]
+    if program.discount_count == 0:
+        return 0
+    read_member(batch, card.card_id, &member)
+    return discount_of(program, member.lifetime_spend_minor)
+
+
+cdef inline int64_t counted_spend(const ProgramRecord* program, int64_t paid, int64_t discount):
+    """What a sale adds to lifetime spend: its price (what was paid and the discount),
+    or what was paid if the program says so."""
+    return paid if program.flags & PROGRAM_SPEND_AFTER_DISCOUNT else paid + discount
+
+
 cdef int64_t earn_on_sale(BatchContext batch, const CoreRequest* rq, const CardRecord* card,
                           int64_t spend,
                           int64_t volume, uint8_t method, CoreReply* rp,
-                          bint earns=True) except -1:
+                          bint earns=True, int64_t discount=0) except -1:
     """A sale of a card in a loyalty program: its rules, tier and bonuses give points
-    (in the same request, as a lot), and the sale counts towards tiers and discounts.
-    The first journal seq of the points (0: none)."""
+    on what was paid (`spend`; in the same request, as a lot), and the sale counts
+    towards tiers and discounts (counted_spend, with its `discount`). The first journal
+    seq of the points (0: none)."""
     cdef MemberRecord member
     cdef PointsLine line
     cdef Sale sale
@@ -138,7 +174,7 @@ cdef int64_t earn_on_sale(BatchContext batch, const CoreRequest* rq, const CardR
         memset(&line, 0, sizeof(line))
         line.tier = member.tier
         points = 0
-    if count_sale(program, &member, spend, points, batch.now_s):
+    if count_sale(program, &member, counted_spend(program, spend, discount), points, batch.now_s):
         line.earn_flags |= EARNED_TIER_UP
     write_member(batch, card.card_id, &member)
     rp.points_earned = points
@@ -153,21 +189,23 @@ cdef int64_t earn_on_sale(BatchContext batch, const CoreRequest* rq, const CardR
 
 
 cdef int count_member(BatchContext batch, const CardRecord* card, int64_t spend,
-                      int64_t points) except -1:
+                      int64_t points, int64_t discount=0) except -1:
     """Count a return (negative) or its reversal towards the member's spend and tier."""
     cdef MemberRecord member
+    cdef const ProgramRecord* program
     found = program_of(batch, card.range_id)
     if found is not None:
+        program = <const ProgramRecord*><const char*>found[0]
         read_member(batch, card.card_id, &member)
-        roll_member(<const ProgramRecord*><const char*>found[0], &member, batch.now_s)
-        count_sale(<const ProgramRecord*><const char*>found[0], &member, spend, points,
+        roll_member(program, &member, batch.now_s)
+        count_sale(program, &member, counted_spend(program, spend, discount), points,
                    batch.now_s)
         write_member(batch, card.card_id, &member)
     return 0
 
 
 cdef int64_t take_back_points(BatchContext batch, const CoreRequest* rq, const CardRecord* card,
-                              int64_t points, int64_t spend) except -1:
+                              int64_t points, int64_t spend, int64_t discount=0) except -1:
     """A return takes back the points its sale earned: from the sale's own lot first,
     then earliest-expiring, pending ones too; what was already spent is owed (a
     negative balance that blocks redemption until new points cover it). The first
@@ -175,7 +213,7 @@ cdef int64_t take_back_points(BatchContext batch, const CoreRequest* rq, const C
     cdef LotRecord lot
     cdef int64_t covered = 0, take
     cdef uint64_t owner = SYSTEM_OWNER_BASE + card.range_id, seq = 0
-    count_member(batch, card, -spend, -points)
+    count_member(batch, card, -spend, -points, -discount)
     if points <= 0:
         return 0
     own = _bytes(rq.ref_request_id, REQUEST_ID_SIZE)
@@ -204,16 +242,16 @@ cdef int64_t take_back_points(BatchContext batch, const CoreRequest* rq, const C
     return seq
 
 
-cdef int64_t points_to_return(BatchContext batch, const RequestRecord* original,
-                              int64_t refunded_before,
-                              int64_t refunded_after):
-    """Points a return gives back: in proportion to the amount, rounded so that
-    returning everything returns exactly what was earned."""
-    earned = original.reply.points_earned
-    approved = original.reply.approved_minor
-    if earned <= 0 or approved <= 0:
+cdef int64_t share_returned(int64_t whole, const RequestRecord* original,
+                            int64_t refunded_before, int64_t refunded_after):
+    """The part of a sale's `whole` (points it earned, the discount it got) that a
+    return of refunded_before..refunded_after of what it charged takes back: in
+    proportion, rounded so that returning everything takes back exactly `whole`."""
+    cdef int64_t approved = original.reply.approved_minor
+    if whole <= 0 or approved <= 0:
         return 0
-    return earned * refunded_after // approved - earned * refunded_before // approved
+    big = <object>whole                     # whole * refunded passes int64: Python ints
+    return big * refunded_after // approved - big * refunded_before // approved
 
 
 cdef bint check_loyalty_sale(const CoreRequest* rq, const char* payload) except -1:
@@ -272,7 +310,7 @@ cdef int loyalty_sale(BatchContext batch, const CoreRequest* rq, const char* pay
         rp.points_redeemed = points
         rp.points_value_minor = value
     earn_on_sale(batch, rq, &card, payable - value, rq.volume_ml, rq.payment_method, rp,
-                      not (taken and program.flags & PROGRAM_NO_EARN_WHEN_REDEEMING))
+                 not (taken and program.flags & PROGRAM_NO_EARN_WHEN_REDEEMING), discount)
     approve(batch, rq, rp, payable - value, seq)
     describe_lots(batch, batch.points, rp)
     return 0

@@ -14,7 +14,8 @@ cdef int load(BatchContext batch, const CoreRequest* rq, const char* payload,
     if rp.balance_minor + rq.amount_minor > balance_max_of(&rng):
         rp.result = RESULT_DECLINED_BALANCE_LIMIT_EXCEEDED
         return 0
-    cdef uint32_t day = <uint32_t>(batch.now_s // 86400)
+    cdef uint32_t local_yyyymm
+    cdef uint32_t day = <uint32_t>range_local_day(batch, card.range_id, &local_yyyymm)
     cdef int64_t loaded_today = card.loaded_today_minor if card.load_day == day else 0
     if rng.load_per_day_max_minor and loaded_today + rq.amount_minor > rng.load_per_day_max_minor:
         rp.result = RESULT_DECLINED_LOAD_LIMIT_EXCEEDED
@@ -34,11 +35,14 @@ cdef int load(BatchContext batch, const CoreRequest* rq, const char* payload,
 
 cdef int64_t charge_checks(BatchContext batch, const CoreRequest* rq, CardRecord* card,
                            CoreReply* rp,
-                           Fleet* fleet, int64_t* volume) except -1:
+                           Fleet* fleet, int64_t* volume, bint discounted) except -1:
     """What a purchase or pre-authorization may take: card, fleet rules and prompts,
-    PIN, odometer and fleet limits, then funds (partial approval included). 0 means
-    declined, with rp.result saying why; *volume is the volume to count or reserve."""
+    PIN, odometer and fleet limits, the member's discount (`discounted`: a purchase;
+    rp.discount_bp and discount_minor say it), then funds for the price less the
+    discount (partial approval included). Declined: rp.result says why; *volume is the
+    volume to count or reserve."""
     cdef uint8_t bad = money_checks(batch, rq, card, rp, False)
+    cdef int64_t due
     if bad:
         rp.result = bad
         return 0
@@ -58,10 +62,17 @@ cdef int64_t charge_checks(BatchContext batch, const CoreRequest* rq, CardRecord
         if bad:
             rp.result = bad
             return 0
-    amount = affordable(batch, rq, rp, amount)
+    if discounted:
+        rp.discount_bp = member_discount_bp(batch, card)
+        rp.discount_minor = amount * rp.discount_bp // 10000
+    due = amount - rp.discount_minor
+    if due == 0 and rp.discount_minor:  # a discount of 100 %: free, whatever the card holds
+        return 0
+    amount = affordable(batch, rq, rp, due)
     if amount == 0:
         rp.result = RESULT_DECLINED_CREDIT_LIMIT_EXCEEDED if card.contract_id \
             else RESULT_DECLINED_INSUFFICIENT_FUNDS
+        rp.discount_bp = rp.discount_minor = 0
     return amount
 
 
@@ -75,18 +86,20 @@ cdef int purchase(BatchContext batch, const CoreRequest* rq, const char* payload
     cdef CardRecord card
     cdef Fleet fleet
     cdef int64_t volume
-    cdef int64_t amount = charge_checks(batch, rq, &card, rp, &fleet, &volume)
-    if amount == 0:
+    cdef uint64_t seq = 0
+    cdef int64_t amount = charge_checks(batch, rq, &card, rp, &fleet, &volume, True)
+    if rp.result:
         return 0
-    seq = post(batch, rq.request_id, OP_PURCHASE, value_owner_of(&card), SLOT_CARD_VALUE,
-                    SYSTEM_OWNER_BASE + card.range_id, SLOT_RANGE_MERCHANT,
-                    rq.currency, amount)
+    if amount:
+        seq = post(batch, rq.request_id, OP_PURCHASE, value_owner_of(&card), SLOT_CARD_VALUE,
+                   SYSTEM_OWNER_BASE + card.range_id, SLOT_RANGE_MERCHANT, rq.currency, amount)
     approve_amount(batch, rq, rp, amount, seq, &card)
     rp.volume_ml = volume
     if fleet.active:
         count_usage(batch, rq, card.card_id, &fleet, amount, volume, False)
         flag_soft(batch, &fleet, amount, volume, rp)
-    earn_on_sale(batch, rq, &card, amount, volume, PAYMENT_CARD_VALUE, rp)
+    earn_on_sale(batch, rq, &card, amount, volume, PAYMENT_CARD_VALUE, rp, True,
+                 rp.discount_minor)
     return 0
 
 
@@ -105,6 +118,6 @@ cdef int64_t affordable(BatchContext batch, const CoreRequest* rq, const CoreRep
 cdef int approve_amount(BatchContext batch, const CoreRequest* rq, CoreReply* rp, int64_t amount,
                         uint64_t seq, const CardRecord* card) except -1:
     approve(batch, rq, rp, amount, seq, card)
-    if amount < rq.amount_minor:
+    if amount + rp.discount_minor < rq.amount_minor:    # less than the price less its discount
         rp.result = RESULT_PARTIALLY_APPROVED
     return 0

@@ -31,8 +31,11 @@ cdef int refund(BatchContext batch, const CoreRequest* rq, const char* payload,
     if money and rp.balance_minor + rq.amount_minor > BALANCE_MINOR_MAX:
         rp.result = RESULT_DECLINED_BALANCE_LIMIT_EXCEEDED
         return 0
-    back = points_to_return(batch, &original, original.refunded_minor,
-                                 original.refunded_minor + rq.amount_minor)
+    back = share_returned(original.reply.points_earned, &original, original.refunded_minor,
+                          original.refunded_minor + rq.amount_minor)
+    discount_back = share_returned(original.reply.discount_minor, &original,
+                                   original.refunded_minor,
+                                   original.refunded_minor + rq.amount_minor)
     original.refunded_minor += rq.amount_minor
     write_request(batch, &original)
     cdef uint64_t seq
@@ -44,7 +47,7 @@ cdef int refund(BatchContext batch, const CoreRequest* rq, const char* payload,
         seq = post(batch, rq.request_id, OP_REFUND, card.card_id, SLOT_CARD_SALES_ELSEWHERE,
                         SYSTEM_OWNER_BASE + card.range_id, SLOT_RANGE_SALES_ELSEWHERE,
                         rq.currency, rq.amount_minor)
-    points_seq = take_back_points(batch, rq, &card, back, rq.amount_minor)
+    points_seq = take_back_points(batch, rq, &card, back, rq.amount_minor, discount_back)
     approve(batch, rq, rp, rq.amount_minor, seq, &card)
     rp.points_earned = -back
     rp.points_seq = points_seq
@@ -133,7 +136,8 @@ cdef int reverse(BatchContext batch, const CoreRequest* rq, const char* payload,
             seq = post(batch, rq.request_id, OP_REVERSAL, card.card_id, SLOT_CARD_SALES_ELSEWHERE,
                        SYSTEM_OWNER_BASE + card.range_id, SLOT_RANGE_SALES_ELSEWHERE,
                        original.request.currency, amount + original.reply.points_value_minor)
-        points_seq = take_back_points(batch, rq, &card, original.reply.points_earned, amount)
+        points_seq = take_back_points(batch, rq, &card, original.reply.points_earned, amount,
+                                      original.reply.discount_minor)
         if original.reply.points_redeemed:
             restore_redeemed(batch, rq, &card, &original)
         original.flags |= RECORD_REVERSED
@@ -148,10 +152,12 @@ cdef int reverse(BatchContext batch, const CoreRequest* rq, const char* payload,
         if rp.balance_minor + amount > BALANCE_MINOR_MAX:
             rp.result = RESULT_DECLINED_BALANCE_LIMIT_EXCEEDED
             return 0
-        seq = post(batch, rq.request_id, OP_REVERSAL, system_owner, SLOT_RANGE_MERCHANT,
-                        value_owner_of(&card), SLOT_CARD_VALUE, rp.currency, amount)
-        uncount_purchase(batch, &card, &original)
-        take_back_points(batch, rq, &card, original.reply.points_earned, amount)
+        if amount:                          # else a free sale (a discount of 100 %)
+            seq = post(batch, rq.request_id, OP_REVERSAL, system_owner, SLOT_RANGE_MERCHANT,
+                       value_owner_of(&card), SLOT_CARD_VALUE, rp.currency, amount)
+            uncount_purchase(batch, &card, &original)
+        take_back_points(batch, rq, &card, original.reply.points_earned, amount,
+                         original.reply.discount_minor)
     else:
         if available_of(rp) < amount:
             rp.result = RESULT_DECLINED_INSUFFICIENT_FUNDS
@@ -162,6 +168,9 @@ cdef int reverse(BatchContext batch, const CoreRequest* rq, const char* payload,
                         else SLOT_RANGE_FUNDING,
                         rp.currency, amount)
         if original.request.op == OP_REFUND:
+            discount_back = share_returned(purchase.reply.discount_minor, &purchase,
+                                           purchase.refunded_minor - amount,
+                                           purchase.refunded_minor)
             purchase.refunded_minor -= amount
             require(purchase.refunded_minor >= 0, "refunded total below zero")
             write_request(batch, &purchase)
@@ -170,7 +179,7 @@ cdef int reverse(BatchContext batch, const CoreRequest* rq, const char* payload,
                                                 OP_EARN_POINTS, 0)
                 record_points(batch, card.card_id, points_seq, OP_REVERSAL,
                                    -original.reply.points_earned, 0)
-            count_member(batch, &card, amount, -original.reply.points_earned)
+            count_member(batch, &card, amount, -original.reply.points_earned, discount_back)
     original.flags |= RECORD_REVERSED
     write_request(batch, &original)
     approve(batch, rq, rp, amount, seq)

@@ -50,7 +50,8 @@ def unpack_range(bytes data):
     name = p.name[:strnlen_max(p.name, RANGE_NAME_SIZE)].decode("utf-8", "replace")
     return CardRange(p.range_id, p.pan_length, p.iin_prefix, p.iin_digits,
                      _currency(p.currency), name, p.pin_tries_max, p.balance_max_minor,
-                     p.load_per_day_max_minor, p.numbering, p.late_grace_s)
+                     p.load_per_day_max_minor, p.numbering, p.late_grace_s, p.zone_id,
+                     p.utc_offset_min)
 
 
 def card_key(unsigned long long card_id):

@@ -8,12 +8,13 @@ def product_set(bytes bitmap):
 
 def pack_profile(unsigned int profile_id, *, products=None, nonfuel_allowed=True, prompts=0,
                  days_mask=0, minute_from=0, minute_to=0, utc_offset_min=0, places=(),
-                 limits=None, soft=()):
+                 limits=None, soft=(), unsigned int zone_id=0):
     """A ProfileRecord. products: allowed fuel codes (None: every fuel); limits:
     {(Period, Measure): max}; soft: the (Period, Measure) keys that only flag."""
     cdef ProfileRecord p
     memset(&p, 0, sizeof(p))
     p.profile_id = profile_id
+    p.zone_id = zone_id
     if nonfuel_allowed:
         p.flags |= PROFILE_NONFUEL_ALLOWED
     if products is not None:
@@ -38,7 +39,8 @@ def pack_profile(unsigned int profile_id, *, products=None, nonfuel_allowed=True
 
 
 Profile = namedtuple("Profile", "profile_id nonfuel_allowed products prompts days_mask "
-                     "minute_from minute_to utc_offset_min places limits soft")
+                     "minute_from minute_to utc_offset_min places limits soft zone_id",
+                     defaults=(0,))
 
 
 def unpack_profile(bytes data):
@@ -51,7 +53,8 @@ def unpack_profile(bytes data):
                    product_set((<char*>p.allowed_products)[:PRODUCT_SET_SIZE])
                    if p.flags & PROFILE_FUELS_RESTRICTED else None,
                    p.prompts, p.days_mask, p.minute_from, p.minute_to, p.utc_offset_min,
-                   tuple(p.places[i] for i in range(min(p.place_count, PROFILE_PLACES_MAX))), limits, soft)
+                   tuple(p.places[i] for i in range(min(p.place_count, PROFILE_PLACES_MAX))), limits, soft,
+                   p.zone_id)
 
 
 Usage = namedtuple("Usage", "period_index used pending odometer")

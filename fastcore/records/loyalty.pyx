@@ -35,15 +35,17 @@ Tier = namedtuple("Tier", "name minimum multiplier_permille")
 DiscountStep = namedtuple("DiscountStep", "minimum_spend_minor discount_bp")
 Program = namedtuple("Program", "program_id expiry_kind expiry_n pending_days utc_offset_min "
                      "range_ids stack_rules tiers_by_points tiers discounts welcome_points "
-                     "birthday_points birthday_window_days point_value_millis no_earn_when_redeeming",
-                     defaults=(False, False, (), (), 0, 0, 0, 0, False))
+                     "birthday_points birthday_window_days point_value_millis no_earn_when_redeeming "
+                     "spend_after_discount zone_id",
+                     defaults=(False, False, (), (), 0, 0, 0, 0, False, False, 0))
 
 
 def pack_program(unsigned int program_id, int expiry_kind, int expiry_n=0, int pending_days=0,
                  int utc_offset_min=0, range_ids=(), *, bint stack_rules=False,
                  bint tiers_by_points=False, tiers=(), discounts=(), long long welcome_points=0,
                  long long birthday_points=0, int birthday_window_days=0,
-                 unsigned int point_value_millis=0, bint no_earn_when_redeeming=False):
+                 unsigned int point_value_millis=0, bint no_earn_when_redeeming=False,
+                 bint spend_after_discount=False, unsigned int zone_id=0):
     """A ProgramRecord. tiers: Tier(name, minimum, multiplier_permille) ascending;
     discounts: DiscountStep(minimum_spend_minor, discount_bp) ascending."""
     cdef ProgramRecord p
@@ -59,12 +61,14 @@ def pack_program(unsigned int program_id, int expiry_kind, int expiry_n=0, int p
     p.expiry_n = expiry_n
     p.pending_days = pending_days
     p.utc_offset_min = utc_offset_min
+    p.zone_id = zone_id
     p.range_count = len(range_ids)
     for i, range_id in enumerate(range_ids):
         p.range_ids[i] = range_id
     p.flags = (PROGRAM_STACK_RULES if stack_rules else 0) | \
         (PROGRAM_TIERS_BY_POINTS if tiers_by_points else 0) | \
-        (PROGRAM_NO_EARN_WHEN_REDEEMING if no_earn_when_redeeming else 0)
+        (PROGRAM_NO_EARN_WHEN_REDEEMING if no_earn_when_redeeming else 0) | \
+        (PROGRAM_SPEND_AFTER_DISCOUNT if spend_after_discount else 0)
     p.tier_count = len(tiers)
     for i, (name, minimum, multiplier) in enumerate(tiers):
         raw = name.encode("utf-8")
@@ -97,7 +101,8 @@ def unpack_program(bytes data):
                    bool(p.flags & PROGRAM_STACK_RULES), bool(p.flags & PROGRAM_TIERS_BY_POINTS),
                    tiers, discounts, p.welcome_points, p.birthday_points,
                    p.birthday_window_days, p.point_value_millis,
-                   bool(p.flags & PROGRAM_NO_EARN_WHEN_REDEEMING))
+                   bool(p.flags & PROGRAM_NO_EARN_WHEN_REDEEMING),
+                   bool(p.flags & PROGRAM_SPEND_AFTER_DISCOUNT), p.zone_id)
 
 
 Rule = namedtuple("Rule", "rule_id kind points per scope outlets partner_id products "

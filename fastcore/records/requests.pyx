@@ -12,7 +12,7 @@ _RequestFields = namedtuple(
     "range_id expiry_yyyymm pan_first6 pan_last4 pan_length pin_verifier partial_ok pin_tries_max "
     "reason adjust_down load_per_day_max_minor valid_until_s payload_size profile_id volume_ml "
     "odometer outlet_code contract_id products driver_present vehicle_present actor range_name "
-    "iin_digits")
+    "iin_digits utc_offset_min")
 
 
 class RequestView(_RequestFields):
@@ -37,6 +37,7 @@ class RequestView(_RequestFields):
     program_id = property(lambda self: self.profile_id, doc="SET_RULES")
     partner_id = property(lambda self: self.profile_id, doc="DEFINE_PARTNER")
     birthday_mmdd = property(lambda self: self.profile_id, doc="SET_MEMBER")
+    zone_id = property(lambda self: self.profile_id, doc="CREATE_RANGE, DEFINE_ZONE")
     points_tendered = property(lambda self: self.load_per_day_max_minor, doc="LOYALTY_SALE")
     late_grace_s = property(lambda self: self.valid_until_s, doc="CREATE_RANGE")
 
@@ -54,7 +55,7 @@ Hold = namedtuple("Hold", "card_id range_id status currency held_minor completed
                   "created_s expires_s counted value_owner volume_ml completed_volume_ml forced")
 CardRange = namedtuple("CardRange", "range_id pan_length iin_prefix iin_digits currency name "
                        "pin_tries_max balance_max_minor load_per_day_max_minor numbering "
-                       "late_grace_s")
+                       "late_grace_s zone_id utc_offset_min")
 
 
 cdef inline str _currency(const char* c):
@@ -102,7 +103,8 @@ def pack_request(int op, bytes request_id, *, bytes ref_request_id=None, bytes c
                  long long credit_limit_minor=0, unsigned int product_code=0,
                  str product_name="", str partner_name="", unsigned int program_id=0,
                  unsigned int partner_id=0, unsigned int birthday_mmdd=0,
-                 unsigned long long late_grace_s=0):
+                 unsigned long long late_grace_s=0, unsigned int zone_id=0,
+                 int utc_offset_min=0):
     """Pack one core request; the gateway validates values before calling this.
 
     With a payload (SET_PROFILE, DEFINE_OUTLET, SET_PROGRAM, TRANSFER_POINTS) the request
@@ -175,9 +177,11 @@ def pack_request(int op, bytes request_id, *, bytes ref_request_id=None, bytes c
     if late_grace_s:
         r.valid_until_s = _one_of("valid_until_s", valid_until_s, "late_grace_s", late_grace_s)
     r.profile_id = profile_id
-    if program_id or partner_id or birthday_mmdd:
+    if program_id or partner_id or birthday_mmdd or zone_id:
         r.profile_id = _one_of("profile_id", profile_id, "program_id", program_id,
-                               "partner_id", partner_id, "birthday_mmdd", birthday_mmdd)
+                               "partner_id", partner_id, "birthday_mmdd", birthday_mmdd,
+                               "zone_id", zone_id)
+    r.utc_offset_min = utc_offset_min
     r.volume_ml = volume_ml
     if odometer is not None:
         r.odometer = odometer
@@ -232,7 +236,8 @@ cdef object _request(const CoreRequest* p):
                        product_set((<char*>p.products)[:PRODUCT_SET_SIZE]),
                        bool(p.flags & REQUEST_DRIVER_PRESENT),
                        bool(p.flags & REQUEST_VEHICLE_PRESENT), p.actor,
-                       p.range_name[:strnlen_max(p.range_name, RANGE_NAME_SIZE)], p.iin_digits)
+                       p.range_name[:strnlen_max(p.range_name, RANGE_NAME_SIZE)], p.iin_digits,
+                       p.utc_offset_min)
 
 
 def unpack_reply(bytes data):

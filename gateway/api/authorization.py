@@ -94,6 +94,7 @@ RESULT_MESSAGES = {
                                     "(FleetService.DefineOutlet)",
     Result.DECLINED_POINTS_HAVE_NO_VALUE: "declined: the program gives points no value to pay with",
     Result.DECLINED_UNKNOWN_PARTNER: "declined: loyalty partner not defined (DefinePartner first)",
+    Result.DECLINED_UNKNOWN_ZONE: "declined: time zone not defined",
 }
 PROMPT_NAMES = {1: "PIN", 2: "odometer", 3: "driver id", 4: "vehicle id"}
 PERIOD_NAMES = {1: "per transaction", 2: "daily", 3: "weekly", 4: "monthly", 5: "lifetime"}
@@ -382,7 +383,8 @@ class IssuingService(Servicer, issuing_pb2_grpc.IssuingServiceServicer):
                                       request.load_per_day_max_minor, request.numbering,
                                       request.late_completion_grace_s
                                       if request.HasField("late_completion_grace_s")
-                                      else records.LATE_GRACE_S_DEFAULT)
+                                      else records.LATE_GRACE_S_DEFAULT,
+                                      request.time_zone, request.utc_offset_min)
         return issuing_pb2.CreateCardRangeResponse(
             result_code=reply.result, message=RESULT_MESSAGES.get(reply.result, ""))
 

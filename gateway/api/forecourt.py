@@ -118,8 +118,12 @@ class ForecourtService(Servicer, forecourt_pb2_grpc.ForecourtServiceServicer):
                 positions.append(i)
             except REFUSALS as exc:
                 _refuse(results[i], exc, f"operations[{i}]." if isinstance(exc, InvalidArgument) else "")
-        for i, reply in zip(positions, await self.ops.submit_many_async(packed)):
-            _fill(results[i], reply, self.ops.store)
+        # Each operation its own submission: a fault of the core in one answers that one.
+        for i, outcome in zip(positions, await self.ops.submit_each_async(packed)):
+            if isinstance(outcome, Exception):
+                _refuse(results[i], outcome)
+            else:
+                _fill(results[i], outcome, self.ops.store)
         caller = self.access.caller(context)
         for (kind, message), result in zip(operations, results):
             outcome = result_name(result)

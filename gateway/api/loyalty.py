@@ -4,6 +4,7 @@ in words, and settlement between the partners of a coalition."""
 import grpc
 
 from cardgate.fastcore.records import Op, PaymentMethod
+from cardgate.gateway import zones
 from cardgate.gateway.api.authorization import (RESULT_MESSAGES, Servicer, authorization_message,
                                                 rpc, takes_off)
 from cardgate.gateway.fleet.sales import outlet_code
@@ -34,7 +35,9 @@ class LoyaltyService(Servicer, loyalty_pb2_grpc.LoyaltyServiceServicer):
     @rpc
     def SetProgram(self, request, context):
         reply = self.ops.set_config(Op.SET_PROGRAM, request.request_id,
-                                    loyalty_config.program_payload(request))
+                                    loyalty_config.program_payload(request),
+                                    zone_requests=zones.zone_fields(request.time_zone,
+                                                                    request.utc_offset_min)[1])
         return _config_response(loyalty_pb2.SetProgramResponse, reply)
 
     @rpc

@@ -12,14 +12,14 @@ import time
 from cardgate.devices import tracks
 from cardgate.fastcore import records
 from cardgate.fastcore.records import Op
-from cardgate.gateway import limits, validation
+from cardgate.gateway import limits, validation, zones
 from cardgate.gateway.api.loop_handoff import LoopHandoff
 from cardgate.gateway.fleet import sales as fleet
 from cardgate.gateway.security.datakeys import HOLDER
 from cardgate.gateway.security.pan import luhn_check_digit, mask, split_for_record
 from cardgate.gateway.security.velocity import CardVelocity
 from cardgate.gateway.store.store import issued_part_key
-from cardgate.gateway.store.writer import ReplyTimeout, yyyymm_of
+from cardgate.gateway.store.writer import ReplyTimeout, StoreFailed, yyyymm_of
 
 Result = records.Result
 ISSUE_DRAWS_MAX = 8     # random draws for a card whose number another card already has
@@ -136,6 +136,27 @@ class Operations:
             raise ReplyTimeout(f"no commit within {limits.REPLY_WAIT_S_MAX} s; the outcome is "
                                "unknown, retry with the same request_id") from None
 
+    async def submit_each_async(self, packed: list) -> list:
+        """Independent core requests of one batch call (a forecourt's operations), each
+        its own submission, in one group commit: [reply or the error of that one]. The
+        core failing on one answers that one alone."""
+        if not packed:
+            return []
+        handoff = self.handoff()
+        answers = [handoff.loop.create_future() for _ in packed]
+
+        def settle(i, replies, error):
+            if not answers[i].done():       # not timed out meanwhile
+                answers[i].set_result(error if error is not None else replies[0])
+
+        self.writer.submit_each_async(
+            packed, lambda i, replies, error: handoff.call(settle, i, replies, error))
+        try:
+            return await asyncio.wait_for(asyncio.gather(*answers), limits.REPLY_WAIT_S_MAX)
+        except asyncio.TimeoutError:
+            raise ReplyTimeout(f"no commit within {limits.REPLY_WAIT_S_MAX} s; the outcome is "
+                               "unknown, retry with the same request_id") from None
+
     async def submit_one_async(self, packed: bytes, request_id_text: str):
         reply = (await self.submit_many_async([packed]))[0]
         raise_rejections(reply, request_id_text)
@@ -208,7 +229,8 @@ class Operations:
 
     def create_range(self, request_id_text, range_id, iin_prefix, pan_length, currency, name,
                      pin_tries_max=0, balance_max_minor=0, load_per_day_max_minor=0, numbering=0,
-                     late_grace_s=records.LATE_GRACE_S_DEFAULT):
+                     late_grace_s=records.LATE_GRACE_S_DEFAULT, time_zone="",
+                     utc_offset_min=0):
         """numbering: how its cards are numbered (cardgate.v1.CardNumbering: 0 or 1 in
         order, 2 at random); late_grace_s: how long after a hold expired its completion
         is still taken as a forced capture (0: never)."""
@@ -229,13 +251,15 @@ class Operations:
             raise validation.InvalidArgument("pin_tries_max", f"must be 1 to 255 (0: 3), got {pin_tries_max}")
         if len(name.encode("utf-8")) > limits.RANGE_NAME_BYTES_MAX:
             raise validation.InvalidArgument("name", f"is longer than {limits.RANGE_NAME_BYTES_MAX} bytes")
+        zone_id, zone_requests = zones.zone_fields(time_zone, utc_offset_min)
         packed = records.pack_request(
             Op.CREATE_RANGE, rid, range_id=range_id, iin_prefix=int(iin_prefix),
             iin_digits=len(iin_prefix), pan_length=pan_length,
             currency=validation.currency(currency), range_name=name, pin_tries_max=pin_tries_max,
             balance_max_minor=balance_max_minor, load_per_day_max_minor=load_per_day_max_minor,
-            numbering=numbering, late_grace_s=late_grace_s)
-        return self.submit_one(packed, request_id_text)
+            numbering=numbering, late_grace_s=late_grace_s,
+            utc_offset_min=validation.utc_offset_min(utc_offset_min), zone_id=zone_id)
+        return self.submit_configuration(zone_requests, packed, request_id_text)
 
     def _card_range(self, range_id):
         card_range = self.store.read_range(range_id)
@@ -422,12 +446,23 @@ class Operations:
 
     # ---- loyalty points ------------------------------------------------------------------
 
-    def set_config(self, op, request_id_text, payload, program_id=0):
+    def set_config(self, op, request_id_text, payload, program_id=0, zone_requests=()):
         """A loyalty program (SET_PROGRAM) or its earn rules (SET_RULES of program_id),
         packed by loyalty_config."""
         rid = validation.request_id(request_id_text)
-        return self.submit_one(records.pack_request(op, rid, payload=payload, program_id=program_id),
-                               request_id_text)
+        return self.submit_configuration(
+            zone_requests, records.pack_request(op, rid, payload=payload, program_id=program_id),
+            request_id_text)
+
+    def submit_configuration(self, zone_requests, packed: bytes, request_id_text: str):
+        """A configuration request, after the DEFINE_ZONE requests of the zone it names
+        (zones.zone_fields), in one submission: the zone is there when it is read."""
+        replies = self.writer.submit([*zone_requests, packed])
+        for reply in replies[:-1]:
+            if reply.result != Result.APPROVED:
+                raise StoreFailed(f"time zone table refused ({reply.result})")
+        raise_rejections(replies[-1], request_id_text)
+        return replies[-1]
 
     def pack_loyalty_sale(self, m, method) -> bytes:
         """A sale paid otherwise, shown with a loyalty card (RecordSaleRequest)."""

@@ -9,7 +9,7 @@ import hashlib
 
 from cardgate.fastcore import records
 from cardgate.fastcore.records import Measure, Op, Period
-from cardgate.gateway import limits, validation
+from cardgate.gateway import limits, validation, zones
 from cardgate.gateway.validation import InvalidArgument
 
 PRODUCT_CODE_MAX = 255
@@ -193,7 +193,8 @@ def pack_profile(m) -> bytes:
         profile_id, products=codes if (codes or m.restrict_fuels) else None,
         nonfuel_allowed=m.non_fuel_allowed, prompts=prompts, days_mask=days_mask,
         minute_from=m.minute_from, minute_to=m.minute_to, utc_offset_min=m.utc_offset_min,
-        places=places, limits=limits, soft=soft)
+        places=places, limits=limits, soft=soft,
+        zone_id=zones.zone_fields(m.time_zone, m.utc_offset_min)[0])
 
 
 class FleetOperations:
@@ -232,7 +233,11 @@ class FleetOperations:
 
     def set_profile(self, m):
         payload = pack_profile(m)
-        return self._submit(Op.SET_PROFILE, m.request_id, profile_id=m.profile_id, payload=payload)
+        rid = validation.request_id(m.request_id)
+        return self.ops.submit_configuration(
+            zones.zone_fields(m.time_zone, m.utc_offset_min)[1],
+            records.pack_request(Op.SET_PROFILE, rid, profile_id=m.profile_id, payload=payload),
+            m.request_id)
 
     def set_contract(self, m):
         limit = non_negative(m.credit_limit_minor, "credit_limit_minor", records.BALANCE_MINOR_MAX)

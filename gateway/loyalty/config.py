@@ -3,7 +3,7 @@ messages checked field by field (with errors that name the field) and packed int
 core's fixed records, which the core compiles into its hot path."""
 from cardgate.fastcore import records
 from cardgate.fastcore.records import DiscountStep, Rule, RuleKind, RuleScope, Tier
-from cardgate.gateway import validation
+from cardgate.gateway import validation, zones
 from cardgate.gateway.fleet import sales as fleet
 from cardgate.gateway.validation import InvalidArgument
 
@@ -73,7 +73,9 @@ def program_payload(m) -> bytes:
         list(m.range_ids), stack_rules=m.stack_rules, tiers_by_points=m.tiers_by_points,
         tiers=tiers_of(m), discounts=discounts_of(m), welcome_points=m.welcome_points,
         birthday_points=m.birthday_points, birthday_window_days=m.birthday_window_days,
-        point_value_millis=m.point_value_millis, no_earn_when_redeeming=m.no_earn_when_redeeming)
+        point_value_millis=m.point_value_millis, no_earn_when_redeeming=m.no_earn_when_redeeming,
+        spend_after_discount=m.lifetime_spend_after_discount,
+        zone_id=zones.zone_fields(m.time_zone, m.utc_offset_min)[0])
 
 
 def _rule(rule, where: str) -> Rule:

@@ -7,6 +7,7 @@ whole batch; no reply is ever seen before the commit holding its effects is dura
 """
 import _thread
 import collections
+import functools
 import logging
 import threading
 import time
@@ -138,18 +139,27 @@ class BatchingWriter:
         writer thread after their commit (keep it short: it delays the next batch)."""
         self._enqueue(_Submission(list(packed_requests), None, None, callback))
 
-    def _enqueue(self, sub: _Submission) -> _Submission:
+    def submit_each_async(self, packed_requests: list, callback: Callable):
+        """Queue independent core requests at once, each a submission of its own (so that
+        a fault of the core in one answers that one alone), in one group commit unless the
+        batch is full; callback(index, replies, error) runs for each on the writer thread."""
+        subs = [_Submission([packed], None, None, functools.partial(callback, i))
+                for i, packed in enumerate(packed_requests)]
+        self._enqueue(*subs)
+
+    def _enqueue(self, *subs: _Submission) -> _Submission:
         # No core request at all: only the gateway's own records, written by `after`.
-        assert 0 < len(sub.requests) <= self.batch_size_max or (not sub.requests and sub.after)
+        for sub in subs:
+            assert 0 < len(sub.requests) <= self.batch_size_max or (not sub.requests and sub.after)
         with self._wakeup:
             if self._stopping:
                 raise StoreFailed("the gateway is shutting down; retry with the same request_id")
-            if len(self._pending) >= self.queue_length_max:
+            if len(self._pending) + len(subs) > self.queue_length_max:
                 raise QueueFull(f"writer queue is full ({self.queue_length_max} submissions "
                                 "waiting); retry later with the same request_id")
-            self._pending.append(sub)
+            self._pending.extend(subs)
             self._wakeup.notify()
-        return sub
+        return subs[0]
 
     # ---- writer thread -------------------------------------------------------------
 

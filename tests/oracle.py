@@ -22,12 +22,16 @@ The rules, each as the documentation states it:
 * A refund gives back part of a purchase, never more than it charged in all. A reversal
   undoes a load, purchase, refund, pre-authorization or sale once; of an id never seen it
   leaves a tombstone, and the original arriving later is declined.
-* Points: earned as a lot of the partner where they were earned; spent earliest-expiring
-  first (here: never expiring, so oldest first); a transfer or a reversed sale gives
-  back lots that keep their issuer; a card holds at most 10^15 points.
+* Points: earned as a lot of the partner where they were earned, usable through its last
+  second and expired after it; spent earliest-expiring first, lots ending together in
+  the order of their ids (a request's own id; its further lots: a digest of it and the
+  part); a transfer arrives as one lot per issuer, each ending with the earliest of what
+  was taken; a reversed sale gives each issuer's points back as a lot of that issuer,
+  never ending; a card holds at most 10^15 points.
 * Every request id answers the same when retried.
 """
 import dataclasses
+import hashlib
 import os
 
 from cardgate.fastcore import records
@@ -42,14 +46,37 @@ PLANTED = bool(os.environ.get("ORACLE_PLANT"))   # tests/test_core_optimized.py 
 class Card:
     status: str = "issued"                  # issued, active, blocked, closed
     value: int = 0                          # its own value (may be below 0 after a forced capture)
-    lots: list = dataclasses.field(default_factory=list)     # [issuer, points], oldest first
+    lots: list = dataclasses.field(default_factory=list)     # Lot
     lifetime_spend: int = 0
     load_day: int = -1
     loaded_today: int = 0
 
     @property
     def points(self):
-        return sum(q for _, q in self.lots)
+        return sum(lot.points for lot in self.lots)
+
+    def points_by_issuer(self):
+        found = {}
+        for lot in self.lots:
+            if lot.points:
+                found[lot.issuer] = found.get(lot.issuer, 0) + lot.points
+        return found
+
+
+@dataclasses.dataclass
+class Lot:
+    issuer: int
+    points: int
+    valid_until_s: int                      # the last second it is usable (0: never)
+    lot_id: bytes
+
+    def order(self):
+        return (self.valid_until_s or records.LOT_NEVER, self.lot_id)
+
+
+def lot_id(request_id: bytes, part: int) -> bytes:
+    return request_id if part == 0 else \
+        hashlib.sha256(b"lot" + request_id + bytes([part])).digest()[:16]
 
 
 @dataclasses.dataclass
@@ -96,6 +123,9 @@ class Oracle:
             if hold.state == "open" and hold.expires_s <= now_s:
                 hold.state = "expired"
                 self.cards[hold.card].value += hold.amount
+        for card in self.cards:                 # lots past their last second
+            card.lots = [lot for lot in card.lots
+                         if not lot.valid_until_s or lot.valid_until_s >= now_s]
 
     # ---- one request ----------------------------------------------------------------
 
@@ -293,8 +323,8 @@ class Oracle:
         elif kind == "sale":
             sale = self.sales[original]
             c.lifetime_spend = max(0, c.lifetime_spend - sale.charged - sale.discount)
-            for issuer, points in sale.redeemed:         # each issuer's points come back
-                c.lots.append([issuer, points])
+            for part, (issuer, points) in enumerate(sale.redeemed):   # each issuer's back
+                c.lots.append(Lot(issuer, points, 0, lot_id(rid, part)))
             self.count_flows(sale.redeemed, sale.redeemer, -1)
         else:                                             # a load, or a refund
             amount = approved
@@ -341,33 +371,35 @@ class Oracle:
 
     # ---- points -------------------------------------------------------------------------
 
-    def earn(self, rid, now_s, card, points, partner):
+    def earn(self, rid, now_s, card, points, partner, valid_until_s):
         bad = self.usable(card, issued_ok=True)
         if bad:
             return bad, 0
         c = self.cards[card]
         if c.points + points > CAP:
             return Result.DECLINED_POINTS_LIMIT_EXCEEDED, 0
-        c.lots.append([partner, points])
+        c.lots.append(Lot(partner, points, valid_until_s, rid))
         self.activate(card)
         return Result.APPROVED, points
 
     def take(self, card, points):
-        """[(issuer, points)] taken oldest first, merged by runs of one issuer."""
-        taken, lots = [], self.cards[card].lots
+        """([(issuer, points)] taken earliest-ending first, merged by runs of one
+        issuer; the last second of the first lot taken)."""
+        taken, lots = [], sorted(self.cards[card].lots, key=Lot.order)
+        earliest = lots[0].valid_until_s if lots else 0
         while points:
-            issuer, have = lots[0]
-            used = min(have, points)
+            lot = lots[0]
+            used = min(lot.points, points)
             points -= used
-            if used == have:
+            lot.points -= used
+            if not lot.points:
                 lots.pop(0)
+            if taken and taken[-1][0] == lot.issuer:
+                taken[-1] = (lot.issuer, taken[-1][1] + used)
             else:
-                lots[0][1] -= used
-            if taken and taken[-1][0] == issuer:
-                taken[-1] = (issuer, taken[-1][1] + used)
-            else:
-                taken.append((issuer, used))
-        return taken
+                taken.append((lot.issuer, used))
+        self.cards[card].lots = lots
+        return taken, earliest
 
     def redeem(self, rid, now_s, card, points, partner):
         bad = self.usable(card)
@@ -375,7 +407,7 @@ class Oracle:
             return bad, 0
         if self.cards[card].points < points:
             return Result.DECLINED_INSUFFICIENT_POINTS, 0
-        self.count_flows(self.take(card, points), partner)
+        self.count_flows(self.take(card, points)[0], partner)
         return Result.APPROVED, points
 
     def count_flows(self, redeemed, redeemer, sign=1):
@@ -394,8 +426,12 @@ class Oracle:
             return Result.DECLINED_INSUFFICIENT_POINTS, 0
         if self.cards[to].points + points > CAP:
             return Result.DECLINED_POINTS_LIMIT_EXCEEDED, 0
-        for issuer, moved in self.take(card, points):
-            self.cards[to].lots.append([issuer, moved])
+        taken, earliest = self.take(card, points)
+        by_issuer = {}
+        for issuer, moved in taken:
+            by_issuer[issuer] = by_issuer.get(issuer, 0) + moved
+        for part, (issuer, moved) in enumerate(by_issuer.items()):
+            self.cards[to].lots.append(Lot(issuer, moved, earliest, lot_id(rid, part)))
         self.activate(to)
         return Result.APPROVED, points
 
@@ -410,7 +446,7 @@ class Oracle:
         points = min(points, payable)
         if points and c.points < points:
             return Result.DECLINED_INSUFFICIENT_POINTS, 0
-        redeemed = self.take(card, points) if points else []
+        redeemed = self.take(card, points)[0] if points else []
         self.count_flows(redeemed, partner)
         self.activate(card)
         c.lifetime_spend += payable - points + discount

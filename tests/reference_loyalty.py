@@ -3,6 +3,7 @@ window, earn rules, tiers, bonuses, discounts and returns, written for clarity (
 ledger.pyx and earning.pxd). Mixed into reference_model.ReferenceLedger."""
 import calendar
 import dataclasses
+import hashlib
 import datetime
 
 from cardgate.fastcore import records
@@ -16,6 +17,12 @@ POINTS = records.POINTS_ASSET
 SYSTEM = records.SYSTEM_OWNER_BASE
 CAP = records.AMOUNT_MINOR_MAX
 YEAR_S = 365 * 86400
+
+
+def part_lot_id(request_id, part):
+    """A request's part-th lot: its own id, then a digest of it (README: Redemption)."""
+    return request_id if part == 0 else \
+        hashlib.sha256(b"lot" + request_id + bytes([part])).digest()[:16]
 
 
 def lot_id_of(reserve):
@@ -198,7 +205,7 @@ class LoyaltyRules:
         return self.accounts[(card.card_id, Slot.CARD_POINTS_OWED)].balance_minor
 
     def credit_points(self, rq, card, amount, valid_until_s, op, now_s,
-                      source=Slot.RANGE_POINTS_ISSUED, reason=0):
+                      source=Slot.RANGE_POINTS_ISSUED, reason=0, part=0):
         """Owed points are paid back first; the rest is a lot issued at self.partner."""
         repay = min(-self.points_owed(card), amount)
         seq = 0
@@ -209,7 +216,8 @@ class LoyaltyRules:
             last = self.post(rq.request_id, op, (SYSTEM + card.range_id, source),
                              (card.card_id, Slot.CARD_POINTS), POINTS, amount - repay, now_s, reason)
             seq = seq or last
-            self.new_lot(self.POINT_LOTS, rq, card, amount - repay, valid_until_s, now_s)
+            self.new_lot(self.POINT_LOTS, rq, card, amount - repay, valid_until_s, now_s,
+                         part=part)
         return seq
 
     def member_discount_bp(self, card):
@@ -312,7 +320,7 @@ class LoyaltyRules:
     def settle_reservation(self, posting_id, reserve, redeem, release_op, flag, now_s):
         """Redeem `redeem` where it was reserved, give the rest back: the lot opens again."""
         lot = self.point_lots[records.unpack_request(reserve.request).request_id]
-        released = lot.quantity_left - redeem
+        back = []                   # [(issuer, points)] given back
         groups = []
         for entry in self.journal[reserve.reply["journal_seq"] - 1:]:
             if entry.request_id != lot_id_of(reserve) or entry.op != Op.RESERVE_POINTS:
@@ -331,10 +339,17 @@ class LoyaltyRules:
                 last = self.post(posting_id, release_op, (lot.card_id, Slot.CARD_POINTS_HELD),
                                  (lot.card_id, Slot.CARD_POINTS), POINTS, entry.amount_minor - take, now_s)
                 seq = seq or last
+                back.append((entry.origin_partner, entry.amount_minor - take))
         self.partner = self.origin_partner = 0
         lot.held_until_s = 0
-        lot.quantity_left = released
-        lot.status = records.LotState.OPEN if released else records.LotState.USED_UP
+        # The first issuer's points reopen the lot, each other issuer's a lot of its own.
+        lot.quantity_left = back[0][1] if back else 0
+        lot.partner_id = back[0][0] if back else lot.partner_id
+        lot.status = records.LotState.OPEN if back else records.LotState.USED_UP
+        for part, (issuer, amount) in enumerate(back[1:], 1):
+            self.point_lots[part_lot_id(lot_id_of(reserve), part)] = dataclasses.replace(
+                lot, partner_id=issuer, quantity_total=amount, quantity_left=amount,
+                created_s=now_s)
         reserve.flags |= flag
         return seq
 
@@ -421,15 +436,20 @@ class LoyaltyRules:
         self.describe_lots(self.POINT_LOTS, rp)
 
     def restore_redeemed(self, rq, card, original, now_s):
-        """A reversed sale's points return as one lot of the first issuer's."""
-        entry = self.journal[original.reply["journal_seq"]]      # the seq after the sale's
-        assert entry.op == Op.REDEEM_POINTS
-        self.partner, self.origin_partner = entry.partner_id, entry.origin_partner
-        self.credit_points(rq, card, original.reply["points_redeemed"], 0, Op.REVERSAL, now_s,
-                           Slot.RANGE_POINTS_REDEEMED)
-        lot = self.point_lots.get(rq.request_id)
-        if lot is not None:
-            lot.partner_id = entry.origin_partner
+        """A reversed sale's points return as a lot per redemption entry, of its issuer."""
+        seq, restored = original.reply["journal_seq"], 0         # the seq after the sale's
+        while restored < original.reply["points_redeemed"]:
+            entry = self.journal[seq]
+            assert entry.op == Op.REDEEM_POINTS
+            self.partner, self.origin_partner = entry.partner_id, entry.origin_partner
+            part = seq - original.reply["journal_seq"]
+            self.credit_points(rq, card, entry.amount_minor, 0, Op.REVERSAL, now_s,
+                               Slot.RANGE_POINTS_REDEEMED, part=part)
+            lot = self.point_lots.get(part_lot_id(rq.request_id, part))
+            if lot is not None:
+                lot.partner_id = entry.origin_partner
+            restored += entry.amount_minor
+            seq += 1
         self.partner = self.origin_partner = 0
 
     def set_rules(self, rq, payload, rp, now_s, now_yyyymm):
@@ -538,8 +558,12 @@ class LoyaltyRules:
         self.activate(receiver, now_s)
         seq = self.post(rq.request_id, Op.TRANSFER_POINTS, (card.card_id, Slot.CARD_POINTS),
                         (receiver.card_id, Slot.CARD_POINTS), POINTS, rq.amount_minor, now_s)
-        self.origin_partner = taken[0][0]
-        self.new_lot(POINT_LOTS, rq, receiver, rq.amount_minor, earliest, now_s, by_program=False)
+        by_issuer = {}
+        for issuer, amount in taken:
+            by_issuer[issuer] = by_issuer.get(issuer, 0) + amount
+        for part, (issuer, amount) in enumerate(by_issuer.items()):
+            self.new_lot(POINT_LOTS, rq, receiver, amount, earliest, now_s, by_program=False,
+                         part=part, issuer=issuer)
         self.origin_partner = 0
         self.approve(rq, rp, rq.amount_minor, seq)
         self.describe_lots(POINT_LOTS, rp)

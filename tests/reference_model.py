@@ -13,7 +13,7 @@ from cardgate.fastcore import records
 from cardgate.fastcore.records import CardStatus, Op, PaymentMethod, Result, Slot
 
 from reference_fleet import Decline, FleetRules
-from reference_loyalty import LoyaltyRules, lot_time
+from reference_loyalty import LoyaltyRules, lot_time, part_lot_id
 
 AMOUNT_MINOR_MAX = records.AMOUNT_MINOR_MAX
 BALANCE_MINOR_MAX = records.BALANCE_MINOR_MAX
@@ -478,10 +478,10 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
                 return card, 0, volume, fleet
         available = self.available(rp)
         if available < amount:
-            rp.update(discount_bp=0, discount_minor=0)
             if rq.partial_ok and available > 0:
                 amount = available
             else:
+                rp.update(discount_bp=0, discount_minor=0)
                 raise Decline(Result.DECLINED_CREDIT_LIMIT_EXCEEDED if card.contract_id
                               else Result.DECLINED_INSUFFICIENT_FUNDS)
         return card, amount, volume, fleet
@@ -605,11 +605,14 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
             card.status = CardStatus.ACTIVE
             card.activated_s = now_s
 
-    def new_lot(self, kind, rq, card, amount, valid_until_s, now_s, by_program=True):
+    def new_lot(self, kind, rq, card, amount, valid_until_s, now_s, by_program=True, part=0,
+                issuer=None):
         available_from_s = now_s
         if kind is POINT_LOTS and by_program:
             valid_until_s, available_from_s = self.lot_terms(card, valid_until_s, now_s)
-        getattr(self, kind.lots)[rq.request_id] = Package(
+        if issuer is not None:
+            self.origin_partner = issuer
+        getattr(self, kind.lots)[part_lot_id(rq.request_id, part)] = Package(
             card.card_id, card.range_id, amount, amount, now_s, valid_until_s, available_from_s,
             partner_id=self.partner if by_program else self.origin_partner)
 

@@ -65,6 +65,8 @@ operation = st.one_of(
     # a sale paid with points (of whichever partners issued them) reversed at once.
     st.tuples(st.just("drain"), card), st.tuples(st.just("drain"), card),
     st.tuples(st.just("sale_reversed"), card, amounts, st.sampled_from([60, 150, MAX]), partner),
+    st.tuples(st.just("two_issuers"), card, partner, partner, partner),
+    st.tuples(st.just("complete_expired"), st.sampled_from(["all", 1])),
 )
 steps = st.sampled_from([0, 1, HOLD_S - 1, HOLD_S, HOLD_S + 1, HOLD_S + GRACE_S,
                          HOLD_S + GRACE_S + 1, 86400])
@@ -119,7 +121,7 @@ class Run:
             rid = new()
             return [(rid, c.rq(Op.PREAUTH, op[1], request_id=rid, currency="EUR",
                                amount_minor=op[2]), ("preauth", op[1], op[2]), "hold")]
-        if kind in ("complete", "refund"):     # the hold's or sale's card, or the next one
+        if kind in ("complete", "refund"):      # the hold's or sale's card, or the next one
             found = self.earlier(("hold",) if kind == "complete" else ("sale",), op[1])
             if found is None:
                 return []
@@ -187,6 +189,13 @@ class Run:
                                payload=KEYS[op[2]]), ("transfer", op[1], op[2], op[3]), "points")]
         if kind == "drain":                     # all the card has, by a partial purchase
             return self.requests(("purchase", op[1], MAX, True))
+        if kind == "two_issuers":              # points of two partners paid at a third, reversed
+            return [*self.requests(("earn", op[1], 50, op[2], 0)),
+                    *self.requests(("earn", op[1], 100, op[3], 0)),
+                    *self.requests(("sale_reversed", op[1], 1_000, 120, op[4]))]
+        if kind == "complete_expired":          # every hold time released, completed late
+            return [x for hold_id, hold in self.oracle.holds.items() if hold.state == "expired"
+                    for x in self.completion(hold_id, hold.card, portion(hold.amount, op[1]))]
         if kind == "sale_reversed":
             sale = self.requests(("sale",) + op[1:])
             reversal = c.new_id()
@@ -200,6 +209,12 @@ class Run:
                                payment_method=records.PaymentMethod.CASH, outlet_code=100 + op[4]),
                      ("sale", op[1], op[2], op[3], op[4]), "sale")]
         raise ValueError(kind)
+
+    def completion(self, hold_id, card_of, dispensed):
+        rid = self.core.new_id()
+        return [(rid, self.core.rq(Op.COMPLETE, card_of, request_id=rid, ref_request_id=hold_id,
+                                   currency="EUR", amount_minor=dispensed),
+                 ("complete", card_of, hold_id, dispensed), "sale")]
 
     def batch(self, step_s, ops):
         self.core.now_s += step_s

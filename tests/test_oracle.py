@@ -67,6 +67,7 @@ operation = st.one_of(
     st.tuples(st.just("sale_reversed"), card, amounts, st.sampled_from([60, 150, MAX]), partner),
     st.tuples(st.just("two_issuers"), card, partner, partner, partner),
     st.tuples(st.just("complete_expired"), st.sampled_from(["all", 1])),
+    st.tuples(st.just("late_pair"), card, st.sampled_from([100, 10_000])),
 )
 steps = st.sampled_from([0, 1, HOLD_S - 1, HOLD_S, HOLD_S + 1, HOLD_S + GRACE_S,
                          HOLD_S + GRACE_S + 1, 86400])
@@ -193,6 +194,10 @@ class Run:
             return [*self.requests(("earn", op[1], 50, op[2], 0)),
                     *self.requests(("earn", op[1], 100, op[3], 0)),
                     *self.requests(("sale_reversed", op[1], 1_000, 120, op[4]))]
+        if kind == "late_pair":                 # two holds, then the card spent to nothing
+            return [*self.requests(("preauth", op[1], op[2])),
+                    *self.requests(("preauth", op[1], op[2] // 2)),
+                    *self.requests(("drain", op[1]))]
         if kind == "complete_expired":          # every hold time released, completed late
             return [x for hold_id, hold in self.oracle.holds.items() if hold.state == "expired"
                     for x in self.completion(hold_id, hold.card, portion(hold.amount, op[1]))]

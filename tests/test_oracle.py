@@ -194,13 +194,15 @@ class Run:
             return [*self.requests(("earn", op[1], 50, op[2], 0)),
                     *self.requests(("earn", op[1], 100, op[3], 0)),
                     *self.requests(("sale_reversed", op[1], 1_000, 120, op[4]))]
-        if kind == "late_pair":                 # two holds, then the card spent to nothing
+        if kind == "late_pair":                 # two holds on one card
             return [*self.requests(("preauth", op[1], op[2])),
-                    *self.requests(("preauth", op[1], op[2] // 2)),
-                    *self.requests(("drain", op[1]))]
-        if kind == "complete_expired":          # every hold time released, completed late
-            return [x for hold_id, hold in self.oracle.holds.items() if hold.state == "expired"
-                    for x in self.completion(hold_id, hold.card, portion(hold.amount, op[1]))]
+                    *self.requests(("preauth", op[1], op[2] // 2))]
+        if kind == "complete_expired":          # every hold time released, completed late,
+            expired = [(i, h) for i, h in self.oracle.holds.items() if h.state == "expired"]
+            return [*(x for card_of in sorted({h.card for _, h in expired})   # cards spent first
+                      for x in self.requests(("drain", card_of))),
+                    *(x for hold_id, hold in expired
+                      for x in self.completion(hold_id, hold.card, portion(hold.amount, op[1])))]
         if kind == "sale_reversed":
             sale = self.requests(("sale",) + op[1:])
             reversal = c.new_id()

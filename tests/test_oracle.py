@@ -11,7 +11,7 @@ Checks are explicit (check()), not `assert`, so that this test also checks when 
 with PYTHONOPTIMIZE=1 (tests/test_core_optimized.py runs it so)."""
 import os
 
-from hypothesis import Phase, given, settings, strategies as st
+from hypothesis import Phase, example, given, settings, strategies as st
 
 from cardgate.fastcore import ledger, records, reports
 from cardgate.fastcore.records import Op
@@ -289,6 +289,14 @@ def store_points(txn, store, card_id):
           # ORACLE_NO_SHRINK: report the first failure as found (planting bugs, quickly)
           phases=[p for p in Phase if not (p == Phase.shrink and os.environ.get("ORACLE_NO_SHRINK"))])
 @given(discounts, batches)
+# Edges every run reaches, whatever is drawn: late completions on a card spent to nothing
+# (the second goes below minus its hold), points of two partners paid at a third and
+# reversed, a card's points and value filled to the cap and one more, a full discount.
+@example(250, [(0, [("late_pair", 0, 10_000)]), (HOLD_S, [("complete_expired", "all")])])
+@example(0, [(0, [("two_issuers", 1, 1, 2, 3)]), (1, [("redeem", 1, 150, 3)])])
+@example(0, [(0, [("fill_points", 2, 1), ("earn", 2, 1, 2, 0), ("fill", 3), ("load", 3, 1)])])
+@example(10_000, [(0, [("purchase", 0, 5_000, False), ("sale", 1, 5_000, 60, 2)]),
+                  (1, [("refund", 0, "all", False), ("reverse", 0)])])
 def test_core_answers_as_the_oracle_says(tmp_path_factory, discount_bp, drawn):
     run = Run(tmp_path_factory.mktemp("oracle"), discount_bp)
     try:

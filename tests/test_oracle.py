@@ -297,6 +297,10 @@ def store_points(txn, store, card_id):
 @example(0, [(0, [("fill_points", 2, 1), ("earn", 2, 1, 2, 0), ("fill", 3), ("load", 3, 1)])])
 @example(10_000, [(0, [("purchase", 0, 5_000, False), ("sale", 1, 5_000, 60, 2)]),
                   (1, [("refund", 0, "all", False), ("reverse", 0)])])
+# A purchase reversed after its card was paid out, and after it was replaced (the setup's
+# three loads come first among the requests a reversal may name: 3 is the purchase).
+@example(0, [(0, [("purchase", 0, 1_000, False), ("deactivate", 0)]), (1, [("reverse", 3)])])
+@example(0, [(0, [("purchase", 1, 1_000, False), ("replace", 1, 3)]), (1, [("reverse", 3)])])
 def test_core_answers_as_the_oracle_says(tmp_path_factory, discount_bp, drawn):
     run = Run(tmp_path_factory.mktemp("oracle"), discount_bp)
     try:

@@ -127,6 +127,7 @@ cdef class BatchContext:
     cdef dict ranges                # range id -> (local day, local yyyymm) at now_s
     cdef uint32_t now_yyyymm
     cdef list undo                  # (key, value before or None, db) of the request's writes
+    cdef bint recording             # a handler runs: its writes are noted in undo
 
     def __cinit__(self, txn, dbs, uint64_t now_s, uint32_t now_yyyymm, uint64_t hold_timeout_s):
         self.txn = txn
@@ -165,24 +166,35 @@ cdef class BatchContext:
         return self.txn_get(key, None, db)
 
     cdef int put(self, bytes key, bytes value, db) except -1:
-        self.undo.append((key, self.txn_get(key, None, db), db))
+        if self.recording:
+            self.undo.append((key, self.txn_get(key, None, db), db))
+        self.txn_put(key, value, False, True, False, db)
+        return 0
+
+    cdef int put_replacing(self, bytes key, bytes value, bytes before, db) except -1:
+        """put(), when the caller has just read what the key held (`before`)."""
+        if self.recording:
+            self.undo.append((key, before, db))
         self.txn_put(key, value, False, True, False, db)
         return 0
 
     cdef int append(self, bytes key, bytes value, db) except -1:
         """Write a key greater than every key of db (the journal), without searching."""
-        self.undo.append((key, None, db))
+        if self.recording:
+            self.undo.append((key, None, db))
         self.txn_put(key, value, False, True, True, db)
         return 0
 
     cdef int delete(self, bytes key, db) except -1:
-        self.undo.append((key, self.txn_get(key, None, db), db))
+        if self.recording:
+            self.undo.append((key, self.txn_get(key, None, db), db))
         self.txn_delete(key, None, db)
         return 0
 
     cdef int begin_request(self) except -1:
         self.undo.clear()
         self.undo_seq = self.next_seq
+        self.recording = True
         return 0
 
     cdef int roll_back(self) except -1:
@@ -194,6 +206,7 @@ cdef class BatchContext:
             else:
                 self.txn_put(key, before, False, True, False, db)
         self.undo.clear()
+        self.recording = False
         self.next_seq = self.undo_seq
         self.programs.clear()
         self.partners.clear()
@@ -318,6 +331,8 @@ cdef int apply_one(BatchContext batch, const CoreRequest* rq, const char* payloa
         OPERATIONS[rq.op].apply(batch, rq, payload, rp)
     except LimitCrossed as crossed:
         decline_crossed(batch, rq, rp, crossed.result)
+    finally:
+        batch.recording = False
     require(rp.result != 0, "operation left no result")
     if rp.card_id and (rp.points_seq or rp.points_earned or rp.points_redeemed or rp.tier or
                        rp.discount_bp or rq.op == OP_LOYALTY_SALE):

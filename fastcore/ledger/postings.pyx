@@ -115,10 +115,17 @@ cdef uint64_t post(BatchContext batch, const uint8_t* request_id, uint8_t op,
         batch.next_seq = journal_end(batch)
     cdef uint64_t seq = batch.next_seq
     require(amount > 0, "postings move a positive amount")
-    if not read_account(batch, debit_owner, debit_slot, &debit):
-        raise InvariantViolated("debit account missing")
-    if not read_account(batch, credit_owner, credit_slot, &credit):
-        raise InvariantViolated("credit account missing")
+    cdef bytes debit_key = account_key_of(debit_owner, debit_slot)
+    cdef bytes credit_key = account_key_of(credit_owner, credit_slot)
+    debit_before = batch.get(debit_key, batch.db_book)
+    credit_before = batch.get(credit_key, batch.db_book)
+    if debit_before is None or credit_before is None:
+        raise InvariantViolated("debit account missing" if debit_before is None
+                                else "credit account missing")
+    require(len(debit_before) == sizeof(AccountRecord) and
+            len(credit_before) == sizeof(AccountRecord), "corrupt account record")
+    memcpy(&debit, <const char*>debit_before, sizeof(AccountRecord))
+    memcpy(&credit, <const char*>credit_before, sizeof(AccountRecord))
     require(memcmp(debit.currency, currency, CURRENCY_SIZE) == 0, "debit currency differs")
     require(memcmp(credit.currency, currency, CURRENCY_SIZE) == 0, "credit currency differs")
     # Limits, checked before anything moves: a crossing declines this request alone.
@@ -151,8 +158,10 @@ cdef uint64_t post(BatchContext batch, const uint8_t* request_id, uint8_t op,
     entry.actor = batch.actor
     entry.partner_id = batch.partner
     entry.origin_partner = batch.origin_partner
-    write_account(batch, debit_owner, debit_slot, &debit)
-    write_account(batch, credit_owner, credit_slot, &credit)
+    batch.put_replacing(debit_key, _bytes(&debit, sizeof(AccountRecord)), debit_before,
+                        batch.db_book)
+    batch.put_replacing(credit_key, _bytes(&credit, sizeof(AccountRecord)), credit_before,
+                        batch.db_book)
     batch.append(u64_be(seq), _bytes(&entry, sizeof(entry)), batch.db_journal)
     batch.next_seq = seq + 1
     return seq

@@ -1,5 +1,5 @@
-"""Shared fixtures: hypothesis profiles, a live gateway on loopback over mutual TLS, and
-the real pcscd with its virtual readers."""
+"""Shared fixtures: hypothesis profiles, a core driven directly (core_driver), a live
+gateway on loopback over mutual TLS, and the real pcscd with its virtual readers."""
 import os
 import shutil
 import subprocess
@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, settings
 from cardgate.gateway.api.server import Gateway
 from cardgate.gateway.cli.channels import open_channel
 from cardgate.v1 import authorization_pb2_grpc, fleet_pb2_grpc, issuing_pb2_grpc
+from core_driver import core  # noqa: F401  (the fixture: a core driven directly)
 
 TERMINAL_MERCHANT, TERMINAL_OUTLET = "m1", "o1"
 

@@ -4,7 +4,7 @@ stays, and the audit finds the books whole. Driven through the core directly, wi
 amounts at the edges the gRPC surface also accepts."""
 from cardgate.fastcore import records
 from cardgate.fastcore.records import Op, Result
-from core_driver import KEYS, NOW_S, core  # noqa: F401  (core: a fixture)
+from core_driver import KEYS, NOW_S
 
 MAX = records.AMOUNT_MINOR_MAX                   # the most one request may move
 CAP = records.BALANCE_MINOR_MAX                  # the most a card may hold

@@ -4,8 +4,9 @@ transaction that the caller owns and commits.
 Every request takes full effect or none: its checks run before its first write, and
 post() checks the limits of both accounts it moves; a crossing found there undoes what
 the request had written (BatchContext.roll_back) and declines it alone. A failing write
-(map full, disk full) raises, so the caller aborts the whole transaction. A declined request writes only its idempotency record; a request
-rejected as invalid, or reusing a request id for other content, writes nothing.
+(map full, disk full) raises, so the caller aborts the whole transaction. A declined
+request writes only its idempotency record; a request rejected as invalid, or reusing a
+request id for other content, writes nothing.
 
 One extension built from concept files (ledger/*.pyx, included below): this file keeps
 the batch context, the table from each operation to its (check, apply) pair, and

@@ -58,12 +58,17 @@ cdef inline uint32_t _approval_code(const uint8_t* request_id, uint64_t seq):
 
 cdef bint read_account(BatchContext batch, uint64_t owner, uint8_t slot,
                        AccountRecord* out) except -1:
-    value = batch.get(account_key_of(owner, slot), batch.db_book)
-    if value is None:
-        return False
-    require(len(value) == sizeof(AccountRecord), "corrupt account record")
-    memcpy(out, <const char*>value, sizeof(AccountRecord))
-    return True
+    return read_account_at(batch, account_key_of(owner, slot), out) is not None
+
+
+cdef object read_account_at(BatchContext batch, bytes key, AccountRecord* out):
+    """The account record at `key` into *out; the bytes read (what a write replaces), or
+    None when there is none."""
+    value = batch.get(key, batch.db_book)
+    if value is not None:
+        require(len(value) == sizeof(AccountRecord), "corrupt account record")
+        memcpy(out, <const char*>value, sizeof(AccountRecord))
+    return value
 
 
 cdef int write_account(BatchContext batch, uint64_t owner, uint8_t slot,
@@ -117,15 +122,12 @@ cdef uint64_t post(BatchContext batch, const uint8_t* request_id, uint8_t op,
     require(amount > 0, "postings move a positive amount")
     cdef bytes debit_key = account_key_of(debit_owner, debit_slot)
     cdef bytes credit_key = account_key_of(credit_owner, credit_slot)
-    debit_before = batch.get(debit_key, batch.db_book)
-    credit_before = batch.get(credit_key, batch.db_book)
-    if debit_before is None or credit_before is None:
-        raise InvariantViolated("debit account missing" if debit_before is None
-                                else "credit account missing")
-    require(len(debit_before) == sizeof(AccountRecord) and
-            len(credit_before) == sizeof(AccountRecord), "corrupt account record")
-    memcpy(&debit, <const char*>debit_before, sizeof(AccountRecord))
-    memcpy(&credit, <const char*>credit_before, sizeof(AccountRecord))
+    debit_before = read_account_at(batch, debit_key, &debit)
+    if debit_before is None:
+        raise InvariantViolated("debit account missing")
+    credit_before = read_account_at(batch, credit_key, &credit)
+    if credit_before is None:
+        raise InvariantViolated("credit account missing")
     require(memcmp(debit.currency, currency, CURRENCY_SIZE) == 0, "debit currency differs")
     require(memcmp(credit.currency, currency, CURRENCY_SIZE) == 0, "credit currency differs")
     # Limits, checked before anything moves: a crossing declines this request alone.

@@ -79,6 +79,7 @@ def compiled(name: str) -> tuple[int, bytes]:
     return zone_id(name), name.encode("ascii").ljust(ZONE_NAME_BYTES, b"\0") + table
 
 
+@functools.lru_cache(maxsize=64)
 def define_request(name: str) -> bytes:
     """The packed DEFINE_ZONE request of a zone, its request id derived from its table."""
     zid, payload = compiled(name)
@@ -86,12 +87,12 @@ def define_request(name: str) -> bytes:
     return records.pack_request(Op.DEFINE_ZONE, request_id, zone_id=zid, payload=payload)
 
 
-def zone_fields(name: str, utc_offset_min: int, field: str = "time_zone") -> tuple:
+def zone_fields(name: str, utc_offset_min: int) -> tuple:
     """(zone id, [DEFINE_ZONE request]) of a configuration naming a zone (both given is an
-    error), or (0, []) for a fixed UTC offset."""
+    error), or (0, []) for a fixed UTC offset. A zone is read from tzdata and compiled once
+    per process (a name that is none is refused each time)."""
     if not name:
         return 0, []
     if utc_offset_min:
-        raise InvalidArgument(field, "give a time zone or a UTC offset, not both")
-    load(name, field)
+        raise InvalidArgument("time_zone", "give a time zone or a UTC offset, not both")
     return zone_id(name), [define_request(name)]

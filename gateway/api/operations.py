@@ -113,33 +113,12 @@ class Operations:
             self._handoff = LoopHandoff(loop)
         return self._handoff
 
-    async def submit_many_async(self, packed: list) -> list:
-        """Core requests of one batch call, applied in one submission; replies in order.
-        Rejections (reused ids, invalid) come back as replies for the caller to map. The
-        event loop goes on serving while the writer commits."""
-        if not packed:
-            return []
-        handoff = self.handoff()
-        answer = handoff.loop.create_future()
-
-        def settle(replies, error):
-            if not answer.done():           # not timed out meanwhile
-                if error is not None:
-                    answer.set_exception(error)
-                else:
-                    answer.set_result(replies)
-
-        self.writer.submit_async(packed, lambda replies, error: handoff.call(settle, replies, error))
-        try:
-            return await asyncio.wait_for(answer, limits.REPLY_WAIT_S_MAX)
-        except asyncio.TimeoutError:
-            raise ReplyTimeout(f"no commit within {limits.REPLY_WAIT_S_MAX} s; the outcome is "
-                               "unknown, retry with the same request_id") from None
-
     async def submit_each_async(self, packed: list) -> list:
-        """Independent core requests of one batch call (a forecourt's operations), each
-        its own submission, in one group commit: [reply or the error of that one]. The
-        core failing on one answers that one alone."""
+        """Independent core requests (a forecourt's operations, or one), each its own
+        submission, in one group commit: [reply or the error of that one]. The core failing
+        on one answers that one alone; rejections (reused ids, invalid) come back as
+        replies for the caller to map. The event loop goes on serving while the writer
+        commits."""
         if not packed:
             return []
         handoff = self.handoff()
@@ -158,7 +137,10 @@ class Operations:
                                "unknown, retry with the same request_id") from None
 
     async def submit_one_async(self, packed: bytes, request_id_text: str):
-        reply = (await self.submit_many_async([packed]))[0]
+        """One core request, awaited while the event loop goes on serving."""
+        reply = (await self.submit_each_async([packed]))[0]
+        if isinstance(reply, Exception):
+            raise reply
         raise_rejections(reply, request_id_text)
         return reply
 

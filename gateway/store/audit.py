@@ -225,17 +225,21 @@ class _Timed(NamedTuple):
     due_s: Callable         # record -> the time in its expiry-index key
     open_amount: Callable   # record -> what it keeps on the card while open
     within: Callable        # record -> (part, whole): 0 <= part <= whole must hold
+    timed_out: Callable     # record -> ended by time (one expiry entry in the journal)
     held_state: int = 0     # a state also in the expiry index (points reserved), if any
 
 
 HOLDS = _Timed("hold", "db_holds", "db_hold_expiry", records.unpack_hold, HoldState,
                Op.HOLD_EXPIRY, Slot.CARD_HELD, lambda h: h.value_owner, lambda h: h.expires_s,
                lambda h: h.held_minor,
-               lambda h: (h.completed_minor, h.held_minor))
+               lambda h: (h.completed_minor, h.held_minor),
+               # a hold completed late (a forced capture) had expired first
+               lambda h: h.status == HoldState.EXPIRED or h.forced)
 PACKAGES = _Timed("package", "db_packages", "db_package_expiry", records.unpack_lot,
                   LotState, Op.PACKAGE_EXPIRY, Slot.CARD_UNITS, lambda p: p.card_id,
                   lambda p: p.valid_until_s or records.LOT_NEVER,
-                  lambda p: p.quantity_left, lambda p: (p.quantity_left, p.quantity_total))
+                  lambda p: p.quantity_left, lambda p: (p.quantity_left, p.quantity_total),
+                  lambda p: p.status == LotState.EXPIRED)
 POINT_LOTS = PACKAGES._replace(
     what="point lot", db="db_point_lots", index_db="db_point_lot_expiry", end_op=Op.POINTS_EXPIRY,
     card_slot=Slot.CARD_POINTS, held_state=LotState.HELD,
@@ -287,9 +291,7 @@ def _audit_timed(timed, txn, store, accounts, cards, ends, violations):
         if not 0 <= part <= whole:
             violations.append(f"{name}: {part} of {whole}")
         expired = len(ends.pop(record_id, []))
-        # A hold completed late (a forced capture) had expired first.
-        timed_out = record.status == timed.states.EXPIRED or getattr(record, "forced", False)
-        if timed_out != (expired == 1) or expired > 1:
+        if timed.timed_out(record) != (expired == 1) or expired > 1:
             violations.append(f"{name}: {state} with {expired} expiry entries in the journal")
     for record_id in ends:
         violations.append(f"journal expires {timed.what} {record_id.hex()}, which does not exist")

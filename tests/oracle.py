@@ -42,6 +42,14 @@ HOLD_S = records.HOLD_TIMEOUT_S_DEFAULT
 PLANTED = bool(os.environ.get("ORACLE_PLANT"))   # tests/test_core_optimized.py only
 
 
+class Declined(Exception):
+    """A request declined before it changed anything: (result, 0) is its answer."""
+
+    def __init__(self, result):
+        super().__init__(result)
+        self.result = result
+
+
 @dataclasses.dataclass
 class Card:
     status: str = "issued"                  # issued, active, blocked, closed
@@ -139,9 +147,17 @@ class Oracle:
             self.tombstones.discard(request_id)
             self.reversed.add(request_id)
         else:
-            answer = getattr(self, request[0])(request_id, now_s, *request[1:])
+            try:
+                answer = getattr(self, request[0])(request_id, now_s, *request[1:])
+            except Declined as declined:
+                answer = (declined.result, 0)
         self.answers[request_id] = (request, answer)
         return answer
+
+    def must_be_usable(self, card, issued_ok=False):
+        bad = self.usable(card, issued_ok)
+        if bad:
+            raise Declined(bad)
 
     def usable(self, card, issued_ok=False):
         c = self.cards[card]
@@ -169,9 +185,7 @@ class Oracle:
     def load(self, rid, now_s, card, amount):
         if PLANTED:                             # a wrong oracle, to show the test can fail
             return Result.DECLINED_CARD_BLOCKED, 0
-        bad = self.usable(card, issued_ok=True)
-        if bad:
-            return bad, 0
+        self.must_be_usable(card, issued_ok=True)
         c = self.cards[card]
         if c.value + self.held(card) + amount > self.balance_max:
             return Result.DECLINED_BALANCE_LIMIT_EXCEEDED, 0
@@ -185,9 +199,7 @@ class Oracle:
         return Result.APPROVED, amount
 
     def purchase(self, rid, now_s, card, price, partial):
-        bad = self.usable(card)
-        if bad:
-            return bad, 0
+        self.must_be_usable(card)
         c = self.cards[card]
         discount = self.discount_of(card, price)
         due = price - discount
@@ -205,9 +217,7 @@ class Oracle:
         return (Result.APPROVED if charged == due else Result.PARTIALLY_APPROVED), charged
 
     def preauth(self, rid, now_s, card, amount):
-        bad = self.usable(card)
-        if bad:
-            return bad, 0
+        self.must_be_usable(card)
         c = self.cards[card]
         if c.value < amount:
             return Result.DECLINED_INSUFFICIENT_FUNDS, 0
@@ -257,9 +267,7 @@ class Oracle:
         return Result.APPROVED, hold.amount
 
     def refund(self, rid, now_s, card, sale_id, amount):
-        bad = self.usable(card)
-        if bad:
-            return bad, 0
+        self.must_be_usable(card)
         sale = self.sales.get(sale_id)
         if sale is None:
             return (Result.DECLINED_ORIGINAL_NOT_FOUND if sale_id not in self.answers
@@ -372,9 +380,7 @@ class Oracle:
     # ---- points -------------------------------------------------------------------------
 
     def earn(self, rid, now_s, card, points, partner, valid_until_s):
-        bad = self.usable(card, issued_ok=True)
-        if bad:
-            return bad, 0
+        self.must_be_usable(card, issued_ok=True)
         c = self.cards[card]
         if c.points + points > CAP:
             return Result.DECLINED_POINTS_LIMIT_EXCEEDED, 0
@@ -402,9 +408,7 @@ class Oracle:
         return taken, earliest
 
     def redeem(self, rid, now_s, card, points, partner):
-        bad = self.usable(card)
-        if bad:
-            return bad, 0
+        self.must_be_usable(card)
         if self.cards[card].points < points:
             return Result.DECLINED_INSUFFICIENT_POINTS, 0
         self.count_flows(self.take(card, points)[0], partner)
@@ -417,9 +421,7 @@ class Oracle:
                 self.flows[(issuer, redeemer)] = self.flows.get((issuer, redeemer), 0) + sign * used
 
     def transfer(self, rid, now_s, card, to, points):
-        bad = self.usable(card)
-        if bad:
-            return bad, 0
+        self.must_be_usable(card)
         if to == card or self.usable(to, issued_ok=True):
             return Result.DECLINED_RECEIVING_CARD_UNUSABLE, 0
         if self.cards[card].points < points:
@@ -437,9 +439,7 @@ class Oracle:
 
     def sale(self, rid, now_s, card, price, points, partner):
         """RecordSale: paid otherwise; points (worth one minor unit each) may pay part."""
-        bad = self.usable(card, issued_ok=True)
-        if bad:
-            return bad, 0
+        self.must_be_usable(card, issued_ok=True)
         c = self.cards[card]
         discount = self.discount_of(card, price)
         payable = price - discount

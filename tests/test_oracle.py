@@ -239,6 +239,7 @@ class Run:
     def compare_cards(self):
         store = self.core.store
         with store.env.begin() as txn:
+            by_issuer = points_by_issuer(txn, store)
             for n in range(CARDS):
                 model = self.oracle.cards[n]
                 _, reply = ledger.card_view(txn, store.dbs, KEYS[n])
@@ -246,7 +247,7 @@ class Run:
                 member = txn.get(records.member_key(n + 1), db=store.db_book)
                 spend = records.unpack_member(member).lifetime_spend_minor if member else 0
                 seen = (described.balance_minor - described.pending_minor, described.pending_minor,
-                        store_points(txn, store, n + 1), spend, points_by_issuer(txn, store, n + 1))
+                        store.read_points(n + 1), spend, by_issuer.get(n + 1, {}))
                 wanted = (model.value, self.oracle.held(n), model.points, model.lifetime_spend,
                           model.points_by_issuer())
                 check(seen == wanted, f"card {n}: core (value, held, points, lifetime spend, "
@@ -269,20 +270,15 @@ def portion(whole, how):
     return {"half": max(whole // 2, 1), "all": max(whole, 1), "all+1": whole + 1}.get(how, how)
 
 
-def points_by_issuer(txn, store, card_id):
-    """{issuing partner: points} of the card's open point lots."""
+def points_by_issuer(txn, store):
+    """{card id: {issuing partner: points}} of the open point lots, in one pass."""
     found = {}
     for _, value in txn.cursor(db=store.db_point_lots):
         lot = records.unpack_lot(value)
-        if lot.card_id == card_id and lot.status == records.LotState.OPEN and lot.quantity_left:
-            found[lot.partner_id] = found.get(lot.partner_id, 0) + lot.quantity_left
+        if lot.status == records.LotState.OPEN and lot.quantity_left:
+            card = found.setdefault(lot.card_id, {})
+            card[lot.partner_id] = card.get(lot.partner_id, 0) + lot.quantity_left
     return found
-
-
-def store_points(txn, store, card_id):
-    value = txn.get(records.account_key(card_id, records.Slot.CARD_POINTS), db=store.db_book)
-    owed = txn.get(records.account_key(card_id, records.Slot.CARD_POINTS_OWED), db=store.db_book)
-    return sum(records.unpack_account(v).balance_minor for v in (value, owed) if v is not None)
 
 
 @settings(max_examples=int(os.environ.get("ORACLE_EXAMPLES", 0)) or settings().max_examples,

@@ -95,4 +95,5 @@ def zone_fields(name: str, utc_offset_min: int) -> tuple:
         return 0, []
     if utc_offset_min:
         raise InvalidArgument("time_zone", "give a time zone or a UTC offset, not both")
-    return zone_id(name), [define_request(name)]
+    request = define_request(name)              # reads the zone: a bad name is refused here
+    return zone_id(name), [request]

@@ -55,7 +55,10 @@ typedef struct {
     };
     uint8_t pin_verifier[16];
     uint8_t pin_tries_max;                  /* CREATE_RANGE: wrong PINs in a row that block */
-    uint8_t reason;                         /* ADJUST, CLEAR: AdjustmentReason */
+    union {
+        uint8_t reason;                     /* ADJUST, CLEAR: AdjustmentReason */
+        uint8_t pin_policy;                 /* CREATE_RANGE: PinPolicy of its cards */
+    };
     uint16_t payload_size;                  /* bytes of payload after this request */
     union {
         uint32_t profile_id;                /* SET_PROFILE, SET_CONTRACT, ASSIGN_CARD */
@@ -80,6 +83,9 @@ typedef struct {
     uint8_t products[32];                   /* product codes of the sale, as a bitmap */
     uint32_t actor;                         /* an operator's identity code (0: terminal) */
     int32_t utc_offset_min;                 /* CREATE_RANGE: local time when zone_id is 0 */
+    uint32_t merchant_code;                 /* the merchant it is made for (hash of its id);
+                                               0: for none (an operator). A request naming an
+                                               earlier one must be of that one's merchant */
 } CoreRequest;
 #pragma pack(pop)
 

@@ -83,6 +83,7 @@ cdef enum ResultCode:
     RESULT_DECLINED_CARD_EXPIRED = 13
     RESULT_DECLINED_CARD_CLOSED = 14
     RESULT_DECLINED_WRONG_PIN = 15
+    RESULT_DECLINED_PIN_REQUIRED = 16         # the card has a PIN and its policy requires it
     RESULT_DECLINED_INSUFFICIENT_FUNDS = 20
     RESULT_DECLINED_CURRENCY_MISMATCH = 21
     RESULT_DECLINED_BALANCE_LIMIT_EXCEEDED = 22
@@ -98,6 +99,7 @@ cdef enum ResultCode:
     RESULT_DECLINED_CARD_MISMATCH = 33
     RESULT_DECLINED_NOT_REVERSIBLE = 34
     RESULT_DECLINED_ALREADY_REVERSED = 35
+    RESULT_DECLINED_NOT_OWN_REQUEST = 36      # the earlier request is another merchant's
     RESULT_DECLINED_CARD_ALREADY_ISSUED = 40
     RESULT_DECLINED_UNKNOWN_CARD_RANGE = 41
     RESULT_DECLINED_CARD_RANGE_EXISTS = 42
@@ -228,7 +230,14 @@ cdef enum:
     PROMPT_DRIVER = 4
     PROMPT_VEHICLE = 8
     PROFILE_NONFUEL_ALLOWED = 1     # ProfileRecord.flags
+
+cdef enum:                      # PinPolicy of RangeRecord.pin_policy (cardgate.v1.PinPolicy's numbers)
+    PIN_POLICY_REQUIRED = 1     # (and 0) a card with a PIN set is declined without it
+    PIN_POLICY_OPTIONAL = 2     # a PIN entered is checked; none is accepted too
+    PIN_POLICY_NOT_USED = 3     # the card's PIN is neither asked nor checked
     PROFILE_FUELS_RESTRICTED = 2    # only allowed_products among fuels
+    PROFILE_PIN_OPTIONAL = 4        # the profile's PinPolicy (neither flag: the range's;
+    PROFILE_PIN_NOT_USED = 8        #   PROMPT_PIN among prompts: required)
     PRODUCT_FUEL = 1            # DEFINE_PRODUCT target_status
     PRODUCT_OTHER = 2
     PROGRAM_STACK_RULES = 1     # ProgramRecord.flags: matching rules add up (else the best wins)
@@ -280,6 +289,7 @@ cdef extern from "core_request.h":
         uint8_t pin_verifier[PIN_VERIFIER_SIZE]
         uint8_t pin_tries_max
         uint8_t reason
+        uint8_t pin_policy          # CREATE_RANGE
         uint16_t payload_size
         uint32_t profile_id
         uint32_t program_id         # SET_RULES
@@ -297,6 +307,7 @@ cdef extern from "core_request.h":
         uint8_t products[PRODUCT_SET_SIZE]
         uint32_t actor
         int32_t utc_offset_min      # CREATE_RANGE
+        uint32_t merchant_code
 
 # The core's answer to one request, stored with it so that retries get it unchanged.
 cdef packed struct CoreReply:
@@ -402,6 +413,7 @@ cdef packed struct HoldRecord:
     uint64_t value_owner        # whose value is held: the card, or its contract
     int64_t volume_ml           # most the pump may dispense (0: no volume limit)
     int64_t completed_volume_ml
+    uint32_t merchant_code      # the pre-authorization's merchant (CoreRequest.merchant_code)
 
 include "layout/fleet.pxi"
 
@@ -449,6 +461,7 @@ cdef packed struct RangeRecord:
                                     # as a forced capture (0: never)
     uint32_t zone_id                # local time of card expiry and daily loads (0: the offset)
     int16_t utc_offset_min
+    uint8_t pin_policy              # PinPolicy: whether a card's PIN must be entered
 
 # Keys. The book keeps a card and everything of its own next to each other:
 #   card_id(8, big-endian) 'C'          -> CardRecord

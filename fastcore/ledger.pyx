@@ -25,10 +25,10 @@ from cardgate.fastcore import records as _records
 
 DB_NAMES = (b"requests", b"book", b"pan_index", b"journal", b"config", b"holds", b"hold_expiry",
             b"packages", b"package_expiry", b"card_packages", b"usage", b"reviews",
-            b"point_lots", b"point_lot_expiry")
+            b"point_lots", b"point_lot_expiry", b"admin_log")
 (DB_REQUESTS, DB_BOOK, DB_PAN_INDEX, DB_JOURNAL, DB_CONFIG, DB_HOLDS, DB_HOLD_EXPIRY,
  DB_PACKAGES, DB_PACKAGE_EXPIRY, DB_CARD_PACKAGES, DB_USAGE, DB_REVIEWS,
- DB_POINT_LOTS, DB_POINT_LOT_EXPIRY) = range(14)
+ DB_POINT_LOTS, DB_POINT_LOT_EXPIRY, DB_ADMIN_LOG) = range(15)
 NEXT_CARD_ID_KEY = b"next_card_id"
 
 # The limits are declared once, in records.pyx; C copies of them for the hot path.
@@ -114,7 +114,7 @@ cdef class BatchContext:
     cdef object txn, txn_get, txn_put, txn_delete
     cdef object db_requests, db_book, db_pan, db_journal, db_config, db_holds, db_hold_expiry
     cdef object db_packages, db_package_expiry, db_card_packages, db_usage, db_reviews
-    cdef object db_point_lots, db_point_lot_expiry
+    cdef object db_point_lots, db_point_lot_expiry, db_admin_log
     cdef _LotKind packages, points
     cdef uint64_t next_seq          # the journal position of the next entry (0: not read yet)
     cdef uint64_t undo_seq          # next_seq when the request being applied began
@@ -138,7 +138,7 @@ cdef class BatchContext:
         (self.db_requests, self.db_book, self.db_pan, self.db_journal,
          self.db_config, self.db_holds, self.db_hold_expiry, self.db_packages,
          self.db_package_expiry, self.db_card_packages, self.db_usage, self.db_reviews,
-         self.db_point_lots, self.db_point_lot_expiry) = dbs
+         self.db_point_lots, self.db_point_lot_expiry, self.db_admin_log) = dbs
         self.programs = {}
         self.partners = {}
         self.zones = {}
@@ -306,7 +306,9 @@ cdef int apply_one(BatchContext batch, const CoreRequest* rq, const char* payloa
             not OPERATIONS[rq.op].check(rq, payload):
         rp.result = RESULT_REJECTED_INVALID_REQUEST
         return 0
-    if read_request(batch, rq.request_id, &rec):
+    if read_request(batch, rq.request_id, &rec) and not (
+            rec.flags & RECORD_TOMBSTONE and foreign(&rec.request, rq.merchant_code)):
+        # (A blind reversal by another merchant has no effect: the request goes on.)
         if rec.flags & RECORD_TOMBSTONE:
             # The original, after its blind reversal: declined, the card as it is.
             memcpy(rp.currency, rq.currency, CURRENCY_SIZE)
@@ -346,6 +348,10 @@ cdef int apply_one(BatchContext batch, const CoreRequest* rq, const char* payloa
     memcpy(&rec.request, rq, sizeof(CoreRequest))
     memcpy(&rec.reply, rp, sizeof(CoreReply))
     write_request(batch, &rec)
+    if rq.actor:
+        # An operator's or bureau's act, approved or not: the admin log says who, when.
+        batch.put(u64_be(batch.now_s) + _bytes(rq.request_id, REQUEST_ID_SIZE),
+                  admin_line(rq, rp), batch.db_admin_log)
     if rp.review:
         # Approved past a soft limit, or a forced capture: listed for the operator
         # (card, time, limit, why).
@@ -353,6 +359,13 @@ cdef int apply_one(BatchContext batch, const CoreRequest* rq, const char* payloa
                   u64_be(rp.card_id) + u64_be(batch.now_s) + bytes([rp.limit_hit, rp.review]),
                   batch.db_reviews)
     return 0
+
+
+cdef bytes admin_line(const CoreRequest* rq, const CoreReply* rp):
+    """The admin log's value (records.unpack_admin_line): actor(4) op(1) result(1)
+    card_id(8), little-endian; keyed by time(8, big-endian) + request id."""
+    return rq.actor.to_bytes(4, "little") + bytes([rq.op, rp.result]) + \
+        rp.card_id.to_bytes(8, "little")
 
 
 cdef int decline_crossed(BatchContext batch, const CoreRequest* rq, CoreReply* rp,

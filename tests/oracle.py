@@ -28,7 +28,16 @@ The rules, each as the documentation states it:
   part); a transfer arrives as one lot per issuer, each ending with the earliest of what
   was taken; a reversed sale gives each issuer's points back as a lot of that issuer,
   never ending; a card holds at most 10^15 points.
-* Every request id answers the same when retried.
+* Every request id answers the same when retried, to the merchant that sent it; another
+  merchant reusing it gets no answer (ALREADY_EXISTS).
+* Between merchants: a reversal, refund, void or completion acts only on its own
+  merchant's request; another's is declined DECLINED_NOT_OWN_REQUEST and nothing changes.
+  An operator (a request made for no merchant) acts on any. A blind reversal cancels only
+  its own merchant's late request.
+* PINs: a card with a PIN set is declined DECLINED_PIN_REQUIRED at a purchase or a
+  pre-authorization without it (the range's policy, unset: required); a wrong PIN is
+  declined DECLINED_WRONG_PIN, and three in a row block the card; a right one resets the
+  count. Points move between cards at a terminal only with the giving card's PIN.
 """
 import dataclasses
 import hashlib
@@ -39,6 +48,9 @@ from cardgate.fastcore.records import Result
 
 CAP = records.BALANCE_MINOR_MAX
 HOLD_S = records.HOLD_TIMEOUT_S_DEFAULT
+OPERATOR = 0                            # the merchant of a request made for none
+PIN_TRIES = records.PIN_TRIES_MAX_DEFAULT
+RIGHT_PIN, WRONG_PIN = "right", "wrong" 
 PLANTED = bool(os.environ.get("ORACLE_PLANT"))   # tests/test_core_optimized.py only
 
 
@@ -58,6 +70,8 @@ class Card:
     lifetime_spend: int = 0
     load_day: int = -1
     loaded_today: int = 0
+    pin: bool = False                       # a PIN is set
+    pin_failures: int = 0
 
     @property
     def points(self):
@@ -118,8 +132,10 @@ class Oracle:
         self.holds = {}
         self.sales = {}
         self.refunds = {}                       # refund id -> the sale it gives back
-        self.answers = {}                       # request id -> (request, answer)
-        self.tombstones = set()
+        self.answers = {}                       # request id -> ((request, merchant), answer)
+        self.merchants = {}                     # request id -> the merchant it was made for
+        self.merchant = OPERATOR                # the merchant of the request being applied
+        self.tombstones = {}                    # id reversed unseen -> the reverser's merchant
         self.reversed = set()                   # ids of requests undone by a reversal
         self.flows = {}                         # (issuer, redeemer) -> points
 
@@ -137,22 +153,52 @@ class Oracle:
 
     # ---- one request ----------------------------------------------------------------
 
-    def apply(self, request_id, request, now_s):
-        """(result, approved) of a request, as the client must see it."""
+    def apply(self, request_id, request, now_s, merchant=OPERATOR):
+        """(result, approved) of a request made for `merchant`, as the client must see it."""
         if request_id in self.answers:
             first, answer = self.answers[request_id]
-            return answer if first == request else ("id reused", 0)
-        if request_id in self.tombstones:           # reversed before it arrived
+            return answer if first == (request, merchant) else ("id reused", 0)
+        reverser = self.tombstones.pop(request_id, None)
+        if reverser in (OPERATOR, merchant):        # reversed before it arrived
             answer = (Result.DECLINED_ALREADY_REVERSED, 0)
-            self.tombstones.discard(request_id)
             self.reversed.add(request_id)
-        else:
+        else:                                       # (another merchant's blind reversal: none)
+            self.merchant = merchant
             try:
                 answer = getattr(self, request[0])(request_id, now_s, *request[1:])
             except Declined as declined:
                 answer = (declined.result, 0)
-        self.answers[request_id] = (request, answer)
+        self.answers[request_id] = ((request, merchant), answer)
+        self.merchants[request_id] = merchant
         return answer
+
+    def must_be_own(self, original_id):
+        """A request naming an earlier one: the caller's own merchant's, or an operator's."""
+        if self.merchant != OPERATOR and self.merchants.get(original_id) != self.merchant:
+            raise Declined(Result.DECLINED_NOT_OWN_REQUEST)
+
+    def pin_checked(self, card, pin):
+        """The card's PIN under the default policy (required): none given to a card that
+        has one, or a wrong one (counted; three in a row block), declines."""
+        c = self.cards[card]
+        if not c.pin:
+            return
+        if pin is None:
+            raise Declined(Result.DECLINED_PIN_REQUIRED)
+        if pin == RIGHT_PIN:
+            c.pin_failures = 0
+            return
+        c.pin_failures += 1
+        if c.pin_failures >= PIN_TRIES:
+            c.status = "blocked"
+        raise Declined(Result.DECLINED_WRONG_PIN)
+
+    def set_pin(self, rid, now_s, card):
+        c = self.cards[card]
+        if c.status == "closed":
+            return Result.DECLINED_CARD_CLOSED, 0
+        c.pin, c.pin_failures = True, 0
+        return Result.APPROVED, 0
 
     def must_be_usable(self, card, issued_ok=False):
         bad = self.usable(card, issued_ok)
@@ -198,8 +244,9 @@ class Oracle:
         self.activate(card)
         return Result.APPROVED, amount
 
-    def purchase(self, rid, now_s, card, price, partial):
+    def purchase(self, rid, now_s, card, price, partial, pin=None):
         self.must_be_usable(card)
+        self.pin_checked(card, pin)
         c = self.cards[card]
         discount = self.discount_of(card, price)
         due = price - discount
@@ -216,8 +263,9 @@ class Oracle:
         self.sales[rid] = Sale("purchase", card, charged, discount)
         return (Result.APPROVED if charged == due else Result.PARTIALLY_APPROVED), charged
 
-    def preauth(self, rid, now_s, card, amount):
+    def preauth(self, rid, now_s, card, amount, pin=None):
         self.must_be_usable(card)
+        self.pin_checked(card, pin)
         c = self.cards[card]
         if c.value < amount:
             return Result.DECLINED_INSUFFICIENT_FUNDS, 0
@@ -229,6 +277,7 @@ class Oracle:
         hold = self.holds.get(hold_id)
         if hold is None:
             return Result.DECLINED_HOLD_NOT_FOUND, 0
+        self.must_be_own(hold_id)
         if hold.card != card:
             return Result.DECLINED_CARD_MISMATCH, 0
         late = hold.state == "expired" and dispensed > 0 and now_s <= hold.expires_s + self.grace_s
@@ -258,6 +307,7 @@ class Oracle:
         hold = self.holds.get(hold_id)
         if hold is None:
             return Result.DECLINED_HOLD_NOT_FOUND, 0
+        self.must_be_own(hold_id)
         if hold.state != "open":
             return {"completed": Result.DECLINED_HOLD_ALREADY_COMPLETED,
                     "voided": Result.DECLINED_HOLD_VOIDED}.get(hold.state,
@@ -268,6 +318,8 @@ class Oracle:
 
     def refund(self, rid, now_s, card, sale_id, amount):
         self.must_be_usable(card)
+        if sale_id in self.answers:
+            self.must_be_own(sale_id)
         sale = self.sales.get(sale_id)
         if sale is None:
             return (Result.DECLINED_ORIGINAL_NOT_FOUND if sale_id not in self.answers
@@ -293,11 +345,10 @@ class Oracle:
 
     def reverse(self, rid, now_s, original):
         if original not in self.answers:
-            if original in self.tombstones or original in self.answers:
-                return Result.APPROVED, 0
-            self.tombstones.add(original)
+            self.tombstones.setdefault(original, self.merchant)
             return Result.APPROVED, 0
-        request, (result, approved) = self.answers[original]
+        self.must_be_own(original)
+        (request, _), (result, approved) = self.answers[original]
         kind = request[0]
         if kind not in ("load", "purchase", "refund", "preauth", "sale"):
             return Result.DECLINED_NOT_REVERSIBLE, 0
@@ -422,6 +473,8 @@ class Oracle:
 
     def transfer(self, rid, now_s, card, to, points):
         self.must_be_usable(card)
+        if self.merchant != OPERATOR:           # at a terminal: the giving card's PIN, none sent
+            raise Declined(Result.DECLINED_PIN_REQUIRED)
         if to == card or self.usable(to, issued_ok=True):
             return Result.DECLINED_RECEIVING_CARD_UNUSABLE, 0
         if self.cards[card].points < points:

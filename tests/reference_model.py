@@ -10,7 +10,7 @@ import dataclasses
 import functools
 
 from cardgate.fastcore import records
-from cardgate.fastcore.records import CardStatus, Op, PaymentMethod, Result, Slot
+from cardgate.fastcore.records import CardStatus, Op, PaymentMethod, PinPolicy, Result, Slot
 
 from reference_fleet import Decline, FleetRules
 from reference_loyalty import LoyaltyRules, lot_time, part_lot_id
@@ -145,6 +145,7 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
         self.init_loyalty()
         self.ranges = {}          # range_id -> currency
         self.pin_tries_max = {}   # range_id -> wrong PINs in a row that block a card
+        self.pin_policy = {}      # range_id -> its PinPolicy (0: required)
         self.range_limits = {}    # range_id -> (balance max, load per day max); 0: none
         self.serial_digits = {}   # range_id -> digits of a card's serial number
         self.next_serial = {}     # range_id -> the next serial number to allocate
@@ -232,6 +233,7 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
             raise Decline(Result.DECLINED_CARD_RANGE_EXISTS)
         self.ranges[rq.range_id] = rq.currency
         self.pin_tries_max[rq.range_id] = rq.pin_tries_max or records.PIN_TRIES_MAX_DEFAULT
+        self.pin_policy[rq.range_id] = rq.pin_policy
         self.range_limits[rq.range_id] = (rq.balance_max_minor, rq.load_per_day_max_minor)
         self.serial_digits[rq.range_id] = rq.pan_length - rq.iin_digits - 1
         for slot in (Slot.RANGE_FUNDING, Slot.RANGE_MERCHANT, Slot.RANGE_SALES_ELSEWHERE):
@@ -453,12 +455,22 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
         self.earn_on_sale(rq, card, amount, volume, PaymentMethod.CARD_VALUE, rp, now_s,
                           discount=rp["discount_minor"])
 
+    def pin_policy_of(self, card, fleet):
+        """README/proto: a restriction profile's PIN policy where it says one (a PIN prompt:
+        required), else the card's range's; unset: required."""
+        if fleet and fleet[0].pin_policy:
+            return fleet[0].pin_policy
+        return self.pin_policy[card.range_id] or PinPolicy.REQUIRED
+
     def charge_checks(self, rq, rp, now_s, now_yyyymm, discounted=False):
         card = self.money_checks(rq, rp, now_yyyymm, False)
         fleet = self.fleet_of(card, now_s)
         if fleet:
             self.fleet_rules(rq, fleet, rp)
-        if rq.pin_verifier is not None and card.pin_verifier is not None:
+        policy = self.pin_policy_of(card, fleet) if card.pin_verifier is not None else None
+        if policy == PinPolicy.REQUIRED and rq.pin_verifier is None:
+            raise Decline(Result.DECLINED_PIN_REQUIRED)
+        if policy not in (None, PinPolicy.NOT_USED) and rq.pin_verifier is not None:
             if rq.pin_verifier == card.pin_verifier:
                 card.pin_failures = 0
             else:

@@ -3,7 +3,8 @@ batches of money and points requests at the edges (amounts of 1 and of the per-r
 maximum, cards filled to the 10^15 cap, member discounts of 0 to 100 %, hold timeouts,
 grace windows and point lots' last seconds crossed to the second, closed and replaced
 cards, points of two partners redeemed at a third and reversed, blind reversals,
-retries). Every answer's result and
+retries; another merchant's terminal naming a merchant's requests, an operator naming
+any; PINs set, given right, wrong and not at all). Every answer's result and
 amount, every card's value, held value, points and lifetime spend after every batch,
 and the coalition's settlement flows must be what the oracle says; the audit must pass.
 
@@ -17,13 +18,17 @@ from cardgate.fastcore import ledger, records, reports
 from cardgate.fastcore.records import Op
 from cardgate.gateway.store.store import Store
 from core_driver import KEYS, Core
-from oracle import CAP, HOLD_S, Oracle
+from oracle import CAP, HOLD_S, OPERATOR, RIGHT_PIN, WRONG_PIN, Oracle
 
 MAX = records.AMOUNT_MINOR_MAX
 GRACE_S = 7 * 86400
 PARTNERS = (1, 2, 3)                    # outlet of partner p: 100 + p
 START_S = 1_790_000_000
 CARDS = len(KEYS)
+MERCHANT, OTHER_MERCHANT = 0x0A0A0A0A, 0x0B0B0B0B
+PIN_VERIFIERS = {RIGHT_PIN: b"\x11" * 16, WRONG_PIN: b"\x22" * 16, None: None}
+# Whose request each kind of drawn operation is: a terminal of MERCHANT's, unless said.
+MADE_FOR = {"foreign": OTHER_MERCHANT, "operator": OPERATOR, "transfer": OPERATOR}
 
 
 def check(holds, *what):
@@ -44,22 +49,32 @@ purchase = st.tuples(st.just("purchase"), card, amounts, st.booleans())
 preauth = st.tuples(st.just("preauth"), card, amounts)
 refund = st.tuples(st.just("refund"), ref, st.sampled_from([1, "half", "all", "all+1"]),
                    st.sampled_from([False] * 5 + [True]))
+void = st.tuples(st.just("void"), ref)
+reverse = st.tuples(st.just("reverse"), ref)
+reverse_unseen = st.tuples(st.just("reverse_unseen"), st.integers(0, 3))
+retry = st.tuples(st.just("retry"), ref)
+transfer = st.tuples(st.just("transfer"), card, card, points_amounts)
+pins = st.sampled_from([None, RIGHT_PIN, WRONG_PIN])
 operation = st.one_of(
     st.tuples(st.just("load"), card, amounts),
     st.tuples(st.just("fill"), card),
     purchase, purchase, preauth, preauth, completion, completion, completion,
-    st.tuples(st.just("void"), ref),
-    refund, refund,
-    st.tuples(st.just("reverse"), ref),
-    st.tuples(st.just("reverse_unseen"), st.integers(0, 3)),
+    void, refund, refund, reverse, reverse_unseen,
     st.tuples(st.just("late_original"), st.integers(0, 3), card, amounts),
-    st.tuples(st.just("retry"), ref),
+    retry,
+    # Another merchant's terminal naming this merchant's requests; an operator naming any.
+    st.tuples(st.just("foreign"), st.one_of(completion, refund, void, reverse, reverse_unseen,
+                                            retry, transfer)),
+    st.tuples(st.just("operator"), st.one_of(refund, void, reverse, reverse_unseen)),
+    st.tuples(st.just("set_pin"), card),
+    st.tuples(st.just("pin_purchase"), card, amounts, pins),
+    st.tuples(st.just("pin_preauth"), card, amounts, pins),
     st.tuples(st.just("deactivate"), card),
     st.tuples(st.just("replace"), card, card),
     st.tuples(st.just("earn"), card, points_amounts, partner, st.sampled_from([0, HOLD_S])),
     st.tuples(st.just("fill_points"), card, partner),
     st.tuples(st.just("redeem"), card, points_amounts, partner),
-    st.tuples(st.just("transfer"), card, card, points_amounts),
+    transfer,
     st.tuples(st.just("sale"), card, amounts, st.sampled_from([0, 1, 60, 150, MAX]), partner),
     # Directed edges: a card spent to nothing (late completions then go below zero), and
     # a sale paid with points (of whichever partners issued them) reversed at once.
@@ -82,7 +97,8 @@ class Run:
     def __init__(self, path, discount_bp):
         self.core = Core(Store(path, sync=False, map_size_bytes=512 << 20), now_s=START_S)
         self.oracle = Oracle(CARDS, discount_bp, grace_s=GRACE_S)
-        self.sent = []                  # (request id, packed, oracle request, kind)
+        self.sent = []                  # (request id, packed, oracle request, kind, merchant)
+        self.merchant = MERCHANT        # of the operation being drawn (MADE_FOR)
         self.unseen = {}                # slot -> a request id only ever reversed
         c = self.core
         setup = [c.rq(Op.CREATE_RANGE, range_id=1, currency="EUR", iin_prefix=627700,
@@ -99,6 +115,10 @@ class Run:
                    for p in PARTNERS]]
         check({r.result for r in c.apply(*setup)} == {records.Result.APPROVED}, "set-up")
 
+    def rq(self, op, card=None, **fields):
+        """A packed request made for the merchant of the operation being drawn."""
+        return self.core.rq(op, card, merchant_code=self.merchant, **fields)
+
     def earlier(self, kinds, position):
         found = [s for s in self.sent if s[3] in kinds]
         return found[position % len(found)] if found else None
@@ -109,18 +129,18 @@ class Run:
         new = c.new_id
         if kind == "load":
             rid = new()
-            return [(rid, c.rq(Op.LOAD, op[1], request_id=rid, currency="EUR", amount_minor=op[2]),
+            return [(rid, self.rq(Op.LOAD, op[1], request_id=rid, currency="EUR", amount_minor=op[2]),
                      ("load", op[1], op[2]), "load")]
         if kind == "fill":                      # loads of the maximum until the card is full
             return [x for _ in range(CAP // MAX + 1) for x in self.requests(("load", op[1], MAX))]
         if kind == "purchase":
             rid = new()
-            return [(rid, c.rq(Op.PURCHASE, op[1], request_id=rid, currency="EUR",
+            return [(rid, self.rq(Op.PURCHASE, op[1], request_id=rid, currency="EUR",
                                amount_minor=op[2], partial_ok=op[3]),
                      ("purchase", op[1], op[2], op[3]), "sale")]
         if kind == "preauth":
             rid = new()
-            return [(rid, c.rq(Op.PREAUTH, op[1], request_id=rid, currency="EUR",
+            return [(rid, self.rq(Op.PREAUTH, op[1], request_id=rid, currency="EUR",
                                amount_minor=op[2]), ("preauth", op[1], op[2]), "hold")]
         if kind in ("complete", "refund"):      # the hold's or sale's card, or the next one
             found = self.earlier(("hold",) if kind == "complete" else ("sale",), op[1])
@@ -133,7 +153,7 @@ class Run:
             if amount > MAX:
                 return []
             rid = new()
-            return [(rid, c.rq(Op.COMPLETE if kind == "complete" else Op.REFUND, card_of,
+            return [(rid, self.rq(Op.COMPLETE if kind == "complete" else Op.REFUND, card_of,
                                request_id=rid, ref_request_id=found[0], currency="EUR",
                                amount_minor=amount),
                      (kind, card_of, found[0], amount), "sale" if kind == "complete" else "refund")]
@@ -143,33 +163,51 @@ class Run:
             if original is None:
                 return []
             rid = new()
-            return [(rid, c.rq(Op.VOID if kind == "void" else Op.REVERSAL, request_id=rid,
+            return [(rid, self.rq(Op.VOID if kind == "void" else Op.REVERSAL, request_id=rid,
                                ref_request_id=original[0]), (kind, original[0]), "other")]
         if kind == "reverse_unseen":
             unseen = self.unseen.setdefault(op[1], new())
             rid = new()
-            return [(rid, c.rq(Op.REVERSAL, request_id=rid, ref_request_id=unseen),
+            return [(rid, self.rq(Op.REVERSAL, request_id=rid, ref_request_id=unseen),
                      ("reverse", unseen), "other")]
         if kind == "late_original":             # the original of a blind reversal arrives
             rid = self.unseen.pop(op[1], None) or new()
-            return [(rid, c.rq(Op.LOAD, op[2], request_id=rid, currency="EUR",
+            return [(rid, self.rq(Op.LOAD, op[2], request_id=rid, currency="EUR",
                                amount_minor=op[3]), ("load", op[2], op[3]), "load")]
         if kind == "retry":
-            return [self.sent[op[1] % len(self.sent)]] if self.sent else []
+            if not self.sent:
+                return []
+            rid, packed, request, kind_of, merchant = self.sent[op[1] % len(self.sent)]
+            if merchant != self.merchant:       # the same request, sent for another merchant
+                packed = made_for(packed, self.merchant)
+            return [(rid, packed, request, kind_of)]
+        if kind in ("foreign", "operator"):     # MADE_FOR says for whom
+            return self.requests(op[1])
+        if kind == "set_pin":
+            rid = new()
+            return [(rid, self.rq(Op.SET_PIN, op[1], request_id=rid, pin_verifier=PIN_VERIFIERS[RIGHT_PIN]),
+                     ("set_pin", op[1]), "other")]
+        if kind in ("pin_purchase", "pin_preauth"):
+            rid = new()
+            purchase = kind == "pin_purchase"
+            return [(rid, self.rq(Op.PURCHASE if purchase else Op.PREAUTH, op[1], request_id=rid,
+                                  currency="EUR", amount_minor=op[2], pin_verifier=PIN_VERIFIERS[op[3]]),
+                     ("purchase", op[1], op[2], False, op[3]) if purchase else
+                     ("preauth", op[1], op[2], op[3]), "sale" if purchase else "hold")]
         if kind == "deactivate":
             rid = new()
-            return [(rid, c.rq(Op.DEACTIVATE, op[1], request_id=rid, close_disposition=1),
+            return [(rid, self.rq(Op.DEACTIVATE, op[1], request_id=rid, close_disposition=1),
                      ("deactivate", op[1]), "other")]
         if kind == "replace":
             if op[1] == op[2]:
                 return []
             rid = new()
-            return [(rid, c.rq(Op.REPLACE_CARD, op[1], request_id=rid, payload=KEYS[op[2]]),
+            return [(rid, self.rq(Op.REPLACE_CARD, op[1], request_id=rid, payload=KEYS[op[2]]),
                      ("replace", op[1], op[2]), "other")]
         if kind == "earn":                      # usable for ever, or for HOLD_S seconds more
             rid = new()
             valid_until_s = c.now_s + op[4] if op[4] else 0
-            return [(rid, c.rq(Op.EARN_POINTS, op[1], request_id=rid,
+            return [(rid, self.rq(Op.EARN_POINTS, op[1], request_id=rid,
                                currency=records.POINTS_ASSET, amount_minor=op[2],
                                outlet_code=100 + op[3], valid_until_s=valid_until_s),
                      ("earn", op[1], op[2], op[3], valid_until_s), "points")]
@@ -178,14 +216,14 @@ class Run:
                     for x in self.requests(("earn", op[1], MAX, op[2], 0))]
         if kind == "redeem":
             rid = new()
-            return [(rid, c.rq(Op.REDEEM_POINTS, op[1], request_id=rid,
+            return [(rid, self.rq(Op.REDEEM_POINTS, op[1], request_id=rid,
                                currency=records.POINTS_ASSET, amount_minor=op[2],
                                outlet_code=100 + op[3]), ("redeem", op[1], op[2], op[3]), "points")]
         if kind == "transfer":
             if op[1] == op[2]:
                 return []
             rid = new()
-            return [(rid, c.rq(Op.TRANSFER_POINTS, op[1], request_id=rid,
+            return [(rid, self.rq(Op.TRANSFER_POINTS, op[1], request_id=rid,
                                currency=records.POINTS_ASSET, amount_minor=op[3],
                                payload=KEYS[op[2]]), ("transfer", op[1], op[2], op[3]), "points")]
         if kind == "drain":                     # all the card has, by a partial purchase
@@ -206,12 +244,12 @@ class Run:
         if kind == "sale_reversed":
             sale = self.requests(("sale",) + op[1:])
             reversal = c.new_id()
-            return sale + [(reversal, c.rq(Op.REVERSAL, request_id=reversal,
+            return sale + [(reversal, self.rq(Op.REVERSAL, request_id=reversal,
                                            ref_request_id=sale[0][0]),
                             ("reverse", sale[0][0]), "other")]
         if kind == "sale":
             rid = new()
-            return [(rid, c.rq(Op.LOYALTY_SALE, op[1], request_id=rid, currency="EUR",
+            return [(rid, self.rq(Op.LOYALTY_SALE, op[1], request_id=rid, currency="EUR",
                                amount_minor=op[2], points_tendered=op[3],
                                payment_method=records.PaymentMethod.CASH, outlet_code=100 + op[4]),
                      ("sale", op[1], op[2], op[3], op[4]), "sale")]
@@ -219,21 +257,26 @@ class Run:
 
     def completion(self, hold_id, card_of, dispensed):
         rid = self.core.new_id()
-        return [(rid, self.core.rq(Op.COMPLETE, card_of, request_id=rid, ref_request_id=hold_id,
+        return [(rid, self.rq(Op.COMPLETE, card_of, request_id=rid, ref_request_id=hold_id,
                                    currency="EUR", amount_minor=dispensed),
                  ("complete", card_of, hold_id, dispensed), "sale")]
 
     def batch(self, step_s, ops):
         self.core.now_s += step_s
         self.oracle.tick(self.core.now_s)
-        sent = [r for op in ops for r in self.requests(op)]
-        replies = self.core.apply(*(packed for _, packed, _, _ in sent))
-        for (rid, packed, request, kind), reply in zip(sent, replies):
-            expected = self.oracle.apply(rid, request, self.core.now_s)
-            check((reply.result, reply.approved_minor) == expected, request, "core:",
-                  records.Result(reply.result).name, reply.approved_minor, "oracle:",
+        sent = []
+        for op in ops:
+            self.merchant = MADE_FOR.get(op[0], MERCHANT)
+            sent += [(*r, self.merchant) for r in self.requests(op)]
+        replies = self.core.apply(*(packed for _, packed, _, _, _ in sent))
+        for (rid, packed, request, kind, merchant), reply in zip(sent, replies):
+            expected = self.oracle.apply(rid, request, self.core.now_s, merchant)
+            seen = ("id reused", 0) if reply.result == records.Result.REJECTED_REQUEST_ID_REUSED \
+                else (reply.result, reply.approved_minor)
+            check(seen == expected, request, "for merchant", merchant, "core:",
+                  getattr(seen[0], "name", seen[0]), seen[1], "oracle:",
                   getattr(expected[0], "name", expected[0]), expected[1])
-            self.sent.append((rid, packed, request, kind))
+            self.sent.append((rid, packed, request, kind, merchant))
         self.compare_cards()
 
     def compare_cards(self):
@@ -263,6 +306,13 @@ class Run:
               "settlement flows: core", flows, "oracle", expected)
         violations, _ = self.core.audit()
         check(violations == [], "audit:", violations)
+
+
+def made_for(packed: bytes, merchant: int) -> bytes:
+    """A packed request as another merchant would send it (merchant_code is the last
+    field of the request, core_request.h)."""
+    at = records.REQUEST_SIZE - 4
+    return packed[:at] + merchant.to_bytes(4, "little") + packed[records.REQUEST_SIZE:]
 
 
 def portion(whole, how):

@@ -174,6 +174,37 @@ cdef int set_pin(BatchContext batch, const CoreRequest* rq, const char* payload,
     return 0
 
 
+cdef uint8_t pin_policy_of(BatchContext batch, const CardRecord* card,
+                           const Fleet* fleet) except 255:
+    """The card's PinPolicy: its restriction profile's where that says one, else its
+    range's (unset: required)."""
+    cdef RangeRecord rng
+    if fleet.active:
+        if fleet.profile.prompts & PROMPT_PIN:
+            return PIN_POLICY_REQUIRED
+        if fleet.profile.flags & PROFILE_PIN_NOT_USED:
+            return PIN_POLICY_NOT_USED
+        if fleet.profile.flags & PROFILE_PIN_OPTIONAL:
+            return PIN_POLICY_OPTIONAL
+    read_range(batch, card.range_id, &rng)
+    return rng.pin_policy or PIN_POLICY_REQUIRED
+
+
+cdef uint8_t pin_checks(BatchContext batch, const CoreRequest* rq, CardRecord* card,
+                        const Fleet* fleet, CoreReply* rp) except 255:
+    """0, or why a charge is declined for its PIN: a card with a PIN set must be given
+    it where its policy requires one; a PIN given is checked unless the policy says PINs
+    are not used."""
+    if not card.pin_set:
+        return 0
+    cdef uint8_t policy = pin_policy_of(batch, card, fleet)
+    if policy == PIN_POLICY_NOT_USED:
+        return 0
+    if not rq.flags & REQUEST_PIN_PRESENT:
+        return RESULT_DECLINED_PIN_REQUIRED if policy == PIN_POLICY_REQUIRED else 0
+    return 0 if check_pin(batch, rq, card, rp) else RESULT_DECLINED_WRONG_PIN
+
+
 cdef bint check_pin(BatchContext batch, const CoreRequest* rq, CardRecord* card,
                     CoreReply* rp) except -1:
     """True unless a PIN was entered and is wrong. Wrong PINs in a row are counted, and

@@ -40,6 +40,21 @@ cdef bint card_payload_matches(const CoreRequest* rq, const char* payload) excep
         memcmp(payload, rq.card_key, CARD_KEY_SIZE) != 0
 
 
+cdef inline bint foreign(const CoreRequest* rq, uint32_t original_merchant):
+    """A request that names an earlier one acts only on its own merchant's requests; one
+    made for no merchant (an operator's) acts on any."""
+    return rq.merchant_code != 0 and rq.merchant_code != original_merchant
+
+
+cdef int decline_foreign(const CoreRequest* rq, CoreReply* rp) except -1:
+    """The answer to a request naming another merchant's: declined, and nothing of the
+    original in it (no card, amount or balance)."""
+    memset(rp, 0, sizeof(CoreReply))
+    rp.op = rq.op
+    rp.result = RESULT_DECLINED_NOT_OWN_REQUEST
+    return 0
+
+
 cdef inline bint fuel_fields_valid(const CoreRequest* rq):
     """Volume and odometer within their limits (sales, holds, completions)."""
     if not 0 <= rq.volume_ml <= VOLUME_ML_MAX:

@@ -25,6 +25,7 @@ cdef int preauth(BatchContext batch, const CoreRequest* rq, const char* payload,
     hold.value_owner = owner
     hold.volume_ml = volume
     hold.counted = fleet.active
+    hold.merchant_code = rq.merchant_code
     write_hold(batch, rq.request_id, &hold)
     batch.put(expiry_key(batch, &hold, rq.request_id), b"", batch.db_hold_expiry)
     approve_amount(batch, rq, rp, amount, seq, &card)
@@ -134,6 +135,8 @@ cdef int complete(BatchContext batch, const CoreRequest* rq, const char* payload
     if not read_hold(batch, rq.ref_request_id, &hold):
         rp.result = RESULT_DECLINED_HOLD_NOT_FOUND
         return 0
+    if foreign(rq, hold.merchant_code):
+        return decline_foreign(rq, rp)
     if hold.card_id != card.card_id:
         rp.result = RESULT_DECLINED_CARD_MISMATCH
         return 0
@@ -199,6 +202,8 @@ cdef int void_hold(BatchContext batch, const CoreRequest* rq, const char* payloa
     if not read_hold(batch, rq.ref_request_id, &hold):
         rp.result = RESULT_DECLINED_HOLD_NOT_FOUND
         return 0
+    if foreign(rq, hold.merchant_code):
+        return decline_foreign(rq, rp)
     rp.card_id = hold.card_id
     describe_reply_card(batch, rp)
     if hold.status != HOLD_OPEN:

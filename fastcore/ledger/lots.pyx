@@ -299,13 +299,21 @@ cdef int transfer_points(BatchContext batch, const CoreRequest* rq, const char* 
                          CoreReply* rp) except -1:
     """Points from one member's card to another's: taken earliest-expiring first, they
     arrive as one lot per partner that issued them, each expiring with the earliest of
-    them all (a transfer never extends validity), usable at once."""
+    them all (a transfer never extends validity), usable at once. Made for a merchant
+    (a terminal's), it needs the giving card's PIN."""
     cdef CardRecord card, receiver
     cdef uint64_t earliest_s = 0
     if not find_described_card(batch, rq, &card, rp):
         return 0
     cdef uint8_t bad = usable_card(batch, &card, False)
     taken = []
+    if not bad and rq.merchant_code:
+        # At a merchant's terminal the cardholder gives the giving card's PIN (an operator
+        # moves points without one).
+        if not (card.pin_set and rq.flags & REQUEST_PIN_PRESENT):
+            bad = RESULT_DECLINED_PIN_REQUIRED
+        elif not check_pin(batch, rq, &card, rp):
+            bad = RESULT_DECLINED_WRONG_PIN
     if not bad and (not find_card(batch, <const uint8_t*>payload, &receiver) or
                     usable_card(batch, &receiver, True)):
         bad = RESULT_DECLINED_RECEIVING_CARD_UNUSABLE

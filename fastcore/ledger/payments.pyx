@@ -37,7 +37,7 @@ cdef int64_t charge_checks(BatchContext batch, const CoreRequest* rq, CardRecord
                            CoreReply* rp,
                            Fleet* fleet, int64_t* volume, bint discounted) except -1:
     """What a purchase or pre-authorization may take: card, fleet rules and prompts,
-    PIN, odometer and fleet limits, the member's discount (`discounted`: a purchase;
+    PIN (by the card's PIN policy), odometer and fleet limits, the member's discount (`discounted`: a purchase;
     rp.discount_bp and discount_minor say it), then funds for the price less the
     discount (partial approval included). Declined: rp.result says why; *volume is the
     volume to count or reserve."""
@@ -54,8 +54,9 @@ cdef int64_t charge_checks(BatchContext batch, const CoreRequest* rq, CardRecord
         if bad:
             rp.result = bad
             return 0
-    if not check_pin(batch, rq, card, rp):
-        rp.result = RESULT_DECLINED_WRONG_PIN
+    bad = pin_checks(batch, rq, card, fleet, rp)
+    if bad:
+        rp.result = bad
         return 0
     if fleet.active:
         bad = fleet_limits(batch, rq, fleet, rp, &amount, volume)

@@ -120,8 +120,10 @@ cdef int close_reservation(BatchContext batch, const CoreRequest* rq, const char
     if not find_described_card(batch, rq, &card, rp):
         return 0
     cdef uint8_t bad = 0
-    if not read_request(batch, rq.ref_request_id, &reserve) or \
-            reserve.request.op != OP_RESERVE_POINTS or not took_effect(reserve.reply.result):
+    cdef bint found = read_request(batch, rq.ref_request_id, &reserve)
+    if found and foreign(rq, reserve.request.merchant_code):
+        return decline_foreign(rq, rp)
+    if not found or reserve.request.op != OP_RESERVE_POINTS or not took_effect(reserve.reply.result):
         bad = RESULT_DECLINED_RESERVATION_NOT_FOUND
     elif reserve.reply.card_id != card.card_id:
         bad = RESULT_DECLINED_CARD_MISMATCH

@@ -14,6 +14,8 @@ cdef int refund(BatchContext batch, const CoreRequest* rq, const char* payload,
             original.flags & RECORD_TOMBSTONE:
         rp.result = RESULT_DECLINED_ORIGINAL_NOT_FOUND
         return 0
+    if foreign(rq, original.request.merchant_code):
+        return decline_foreign(rq, rp)
     if original.request.op not in (OP_PURCHASE, OP_COMPLETE, OP_LOYALTY_SALE) or \
             not took_effect(original.reply.result):
         rp.result = RESULT_DECLINED_ORIGINAL_NOT_REFUNDABLE
@@ -73,6 +75,7 @@ cdef int reverse(BatchContext batch, const CoreRequest* rq, const char* payload,
         # late, is declined instead of taking effect after its reversal.
         memset(&original, 0, sizeof(original))
         memcpy(original.request.request_id, rq.ref_request_id, REQUEST_ID_SIZE)
+        original.request.merchant_code = rq.merchant_code     # whose blind reversal it is
         original.flags = RECORD_TOMBSTONE
         write_request(batch, &original)
         approve(batch, rq, rp, 0, 0)
@@ -80,6 +83,8 @@ cdef int reverse(BatchContext batch, const CoreRequest* rq, const char* payload,
     if original.flags & RECORD_TOMBSTONE:
         approve(batch, rq, rp, 0, 0)
         return 0
+    if foreign(rq, original.request.merchant_code):
+        return decline_foreign(rq, rp)
     rp.card_id = original.reply.card_id
     if original.request.op not in (OP_LOAD, OP_PURCHASE, OP_REFUND, OP_PREAUTH,
                                    OP_LOYALTY_SALE):

@@ -30,7 +30,7 @@ def unpack_hold(bytes data):
     cdef const HoldRecord* p = <const HoldRecord*><const char*>data
     return Hold(p.card_id, p.range_id, p.status, _currency(p.currency), p.held_minor,
                 p.completed_minor, p.created_s, p.expires_s, bool(p.counted), p.value_owner,
-                p.volume_ml, p.completed_volume_ml, bool(p.forced))
+                p.volume_ml, p.completed_volume_ml, bool(p.forced), p.merchant_code)
 
 
 Lot = namedtuple("Lot", "card_id range_id status quantity_total quantity_left created_s "
@@ -51,7 +51,18 @@ def unpack_range(bytes data):
     return CardRange(p.range_id, p.pan_length, p.iin_prefix, p.iin_digits,
                      _currency(p.currency), name, p.pin_tries_max, p.balance_max_minor,
                      p.load_per_day_max_minor, p.numbering, p.late_grace_s, p.zone_id,
-                     p.utc_offset_min)
+                     p.utc_offset_min, p.pin_policy or PIN_POLICY_REQUIRED)
+
+
+AdminLine = namedtuple("AdminLine", "time_s request_id actor op result card_id")
+
+
+def unpack_admin_line(bytes key, bytes value):
+    """An entry of the admin log (ledger.admin_line): who acted, when, on what."""
+    if len(key) != 8 + REQUEST_ID_SIZE or len(value) != 14:
+        raise ValueError("not an admin log entry")
+    return AdminLine(int.from_bytes(key[:8], "big"), key[8:], int.from_bytes(value[:4], "little"),
+                     value[4], value[5], int.from_bytes(value[6:], "little"))
 
 
 def card_key(unsigned long long card_id):

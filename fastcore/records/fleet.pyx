@@ -8,9 +8,10 @@ def product_set(bytes bitmap):
 
 def pack_profile(unsigned int profile_id, *, products=None, nonfuel_allowed=True, prompts=0,
                  days_mask=0, minute_from=0, minute_to=0, utc_offset_min=0, places=(),
-                 limits=None, soft=(), unsigned int zone_id=0):
+                 limits=None, soft=(), unsigned int zone_id=0, int pin_policy=0):
     """A ProfileRecord. products: allowed fuel codes (None: every fuel); limits:
-    {(Period, Measure): max}; soft: the (Period, Measure) keys that only flag."""
+    {(Period, Measure): max}; soft: the (Period, Measure) keys that only flag;
+    pin_policy: a PinPolicy (0: the card's range's; REQUIRED: a PIN prompt)."""
     cdef ProfileRecord p
     memset(&p, 0, sizeof(p))
     p.profile_id = profile_id
@@ -22,6 +23,14 @@ def pack_profile(unsigned int profile_id, *, products=None, nonfuel_allowed=True
         for code in products:
             p.allowed_products[code >> 3] |= 1 << (code & 7)
     p.prompts = prompts
+    if pin_policy == PIN_POLICY_REQUIRED:
+        p.prompts |= PROMPT_PIN
+    elif pin_policy == PIN_POLICY_OPTIONAL:
+        p.flags |= PROFILE_PIN_OPTIONAL
+    elif pin_policy == PIN_POLICY_NOT_USED:
+        p.flags |= PROFILE_PIN_NOT_USED
+    elif pin_policy:
+        raise ValueError(f"pin_policy must be a PinPolicy, got {pin_policy}")
     p.days_mask = days_mask
     p.minute_from = minute_from
     p.minute_to = minute_to
@@ -39,8 +48,8 @@ def pack_profile(unsigned int profile_id, *, products=None, nonfuel_allowed=True
 
 
 Profile = namedtuple("Profile", "profile_id nonfuel_allowed products prompts days_mask "
-                     "minute_from minute_to utc_offset_min places limits soft zone_id",
-                     defaults=(0,))
+                     "minute_from minute_to utc_offset_min places limits soft zone_id pin_policy",
+                     defaults=(0, 0))
 
 
 def unpack_profile(bytes data):
@@ -54,7 +63,9 @@ def unpack_profile(bytes data):
                    if p.flags & PROFILE_FUELS_RESTRICTED else None,
                    p.prompts, p.days_mask, p.minute_from, p.minute_to, p.utc_offset_min,
                    tuple(p.places[i] for i in range(min(p.place_count, PROFILE_PLACES_MAX))), limits, soft,
-                   p.zone_id)
+                   p.zone_id, PIN_POLICY_REQUIRED if p.prompts & PROMPT_PIN
+                   else PIN_POLICY_NOT_USED if p.flags & PROFILE_PIN_NOT_USED
+                   else PIN_POLICY_OPTIONAL if p.flags & PROFILE_PIN_OPTIONAL else 0)
 
 
 Usage = namedtuple("Usage", "period_index used pending odometer")

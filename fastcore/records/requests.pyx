@@ -12,7 +12,7 @@ _RequestFields = namedtuple(
     "range_id expiry_yyyymm pan_first6 pan_last4 pan_length pin_verifier partial_ok pin_tries_max "
     "reason adjust_down load_per_day_max_minor valid_until_s payload_size profile_id volume_ml "
     "odometer outlet_code contract_id products driver_present vehicle_present actor range_name "
-    "iin_digits utc_offset_min")
+    "iin_digits utc_offset_min merchant_code")
 
 
 class RequestView(_RequestFields):
@@ -28,6 +28,7 @@ class RequestView(_RequestFields):
     balance_max_minor = property(lambda self: self.amount_minor, doc="CREATE_RANGE")
     serial_count = property(lambda self: self.amount_minor, doc="ALLOCATE_SERIALS")
     credit_limit_minor = property(lambda self: self.amount_minor, doc="SET_CONTRACT")
+    pin_policy = property(lambda self: self.reason, doc="CREATE_RANGE")
     card_payload_digest = property(lambda self: self.ref_request_id,
                                    doc="TRANSFER_POINTS, REPLACE_CARD, DEACTIVATE")
     payload_digest = property(lambda self: self.card_key, doc="configuration payloads")
@@ -52,10 +53,11 @@ JournalView = namedtuple("JournalView", "request_id debit_owner debit_slot credi
                          "credit_slot op currency amount_minor time_s reason actor "
                          "partner_id origin_partner", defaults=(0, 0, 0))
 Hold = namedtuple("Hold", "card_id range_id status currency held_minor completed_minor "
-                  "created_s expires_s counted value_owner volume_ml completed_volume_ml forced")
+                  "created_s expires_s counted value_owner volume_ml completed_volume_ml forced "
+                  "merchant_code")
 CardRange = namedtuple("CardRange", "range_id pan_length iin_prefix iin_digits currency name "
                        "pin_tries_max balance_max_minor load_per_day_max_minor numbering "
-                       "late_grace_s zone_id utc_offset_min")
+                       "late_grace_s zone_id utc_offset_min pin_policy")
 
 
 cdef inline str _currency(const char* c):
@@ -104,7 +106,7 @@ def pack_request(int op, bytes request_id, *, bytes ref_request_id=None, bytes c
                  str product_name="", str partner_name="", unsigned int program_id=0,
                  unsigned int partner_id=0, unsigned int birthday_mmdd=0,
                  unsigned long long late_grace_s=0, unsigned int zone_id=0,
-                 int utc_offset_min=0):
+                 int utc_offset_min=0, int pin_policy=0, unsigned int merchant_code=0):
     """Pack one core request; the gateway validates values before calling this.
 
     With a payload (SET_PROFILE, DEFINE_OUTLET, SET_PROGRAM, TRANSFER_POINTS) the request
@@ -167,6 +169,9 @@ def pack_request(int op, bytes request_id, *, bytes ref_request_id=None, bytes c
         raise ValueError("pin_tries_max must be 0 to 255")
     r.pin_tries_max = pin_tries_max
     r.reason = reason
+    if pin_policy:
+        r.reason = _one_of("reason", reason, "pin_policy", pin_policy)
+    r.merchant_code = merchant_code
     if adjust_down:
         r.flags |= REQUEST_ADJUST_DOWN
     r.load_per_day_max_minor = load_per_day_max_minor
@@ -237,7 +242,7 @@ cdef object _request(const CoreRequest* p):
                        bool(p.flags & REQUEST_DRIVER_PRESENT),
                        bool(p.flags & REQUEST_VEHICLE_PRESENT), p.actor,
                        p.range_name[:strnlen_max(p.range_name, RANGE_NAME_SIZE)], p.iin_digits,
-                       p.utc_offset_min)
+                       p.utc_offset_min, p.merchant_code)
 
 
 def unpack_reply(bytes data):

@@ -11,6 +11,7 @@ import uuid
 import pytest
 
 from cardgate.gateway.cli.demo import read_demo_pans
+from cardgate.gateway.security import kek
 from cardgate.gateway.store.store import Store
 from cardgate.v1 import authorization_pb2, authorization_pb2_grpc, common_pb2
 
@@ -18,13 +19,13 @@ from gateway_process import GatewayProcess
 from helpers import eur
 
 
-def cardgate(*args):
+def cardgate(*args, env=None):
     return subprocess.run([sys.executable, "-m", "cardgate.gateway.cli.main", *args], capture_output=True,
-                          text=True, timeout=120, stdin=subprocess.DEVNULL)
+                          text=True, timeout=120, stdin=subprocess.DEVNULL, env=env)
 
 
 @pytest.mark.slow
-def test_a_backup_under_load_restores_with_every_acknowledged_request(tmp_path):
+def test_a_backup_under_load_restores_with_every_acknowledged_request(tmp_path, monkeypatch):
     data_dir = tmp_path / "data"
     # Three threads on one terminal certificate: lift the rate limits that would refuse them.
     gateway = GatewayProcess(data_dir, "--card-per-minute", "1000000", "--terminal-rate-per-s", "1000000")
@@ -68,6 +69,10 @@ def test_a_backup_under_load_restores_with_every_acknowledged_request(tmp_path):
 
     refused = cardgate("restore", str(tmp_path / "backup"), "--data-dir", str(data_dir))
     assert refused.returncode == 2 and "not empty" in refused.stderr
+    # The backup holds its keys wrapped: restoring it needs the KEK of the data directory.
+    without = cardgate("restore", str(tmp_path / "backup"), "--data-dir", str(tmp_path / "no-kek"))
+    assert without.returncode != 0 and "KEK" in without.stderr
+    monkeypatch.setenv(kek.ENV_FILE, str(kek.default_file(data_dir)))
     restored = cardgate("restore", str(tmp_path / "backup"), "--data-dir", str(tmp_path / "restored"))
     assert restored.returncode == 0 and "audit passed" in restored.stdout, restored.stdout + restored.stderr
 

@@ -13,12 +13,13 @@ import pytest
 
 from cardgate.fastcore import ledger, records
 from cardgate.gateway.cli.demo import DEMO_PROGRAM, read_demo_pans
+from cardgate.gateway.security import kek
 
 from gateway_process import GatewayProcess
 
 SUBCOMMANDS = ("serve", "audit", "balance", "load", "pay", "refund", "reverse", "pki", "keys",
                "points", "earn", "redeem", "program", "sale", "statement", "member", "settlement",
-               "analytics", "bureau", "top", "backup", "restore")
+               "analytics", "bureau", "top", "backup", "restore", "admin-log")
 DEMO_PROGRAM_FILE = pathlib.Path(__file__).parent.parent / "docs" / "demo-program.json"
 
 
@@ -90,10 +91,10 @@ def test_first_start_creates_a_demo_that_answers_at_once(tmp_path):
     for pan in pans:
         assert pan not in everything, "a full card number was printed"
         assert f"{pan[:6]}******{pan[-4:]}" in everything
-    secrets = [data_dir / "demo-cards.txt", data_dir / "keys" / "pan-index.key",
-               data_dir / "pki" / "ca.key", data_dir / "pki" / "server.key",
+    wrapped = [data_dir / w.path for w in kek.ALL_WRAPPED if w != kek.SIGNER_KEY]
+    secrets = [data_dir / "demo-cards.txt", kek.default_file(data_dir), *wrapped,
                *(data_dir / "pki" / "clients").glob("*.key")]
-    assert len(secrets) == 7
+    assert len(secrets) == 10
     for secret in secrets:
         assert stat.S_IMODE(os.stat(secret).st_mode) == 0o600, secret
     # A second start keeps the existing program instead of creating another.

@@ -93,7 +93,8 @@ def test_malformed_pan_records_are_refused_clearly(tmp_path):
     import pytest
 
     from cardgate.gateway.security.datakeys import KeyRing, record_key_id
-    ring = KeyRing.load_or_create(tmp_path)
+    from cardgate.gateway.security.kek import LocalKek
+    ring = KeyRing.load_or_create(tmp_path, LocalKek(b"\x01" * 32, "test"))
     good = ring.encrypt("6277000000000018", 5)
     for bad in (b"", b"\x01", b"\x01?", b"\x02" + good[1:], good[:20], good[:2] + b"\xff" * 40):
         with pytest.raises(ValueError):

@@ -1,7 +1,8 @@
 """Data keys for card numbers at rest: AES-256-GCM under a key ring with key ids.
 
-The ring is a JSON file (mode 0600) in the data directory's keys/ folder, outside the
-database. New PANs are encrypted under the active key; `cardgate keys rotate` adds a
+The ring is a JSON document in the data directory's keys/ folder, outside the database,
+kept only wrapped by the key-encryption key (kek.py), which is not in the data directory.
+New PANs are encrypted under the active key; `cardgate keys rotate` adds a
 key, makes it active and re-encrypts every stored PAN under it, in small transactions
 while the gateway keeps answering, and picks up where it stopped when run again.
 Each record is bound to its card id and what it holds (GCM associated data: the card id,
@@ -14,6 +15,7 @@ import secrets
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from cardgate.gateway.security import kek as kek_mod
 from cardgate.gateway.store.files import WatchedFile, create_private, write_file
 
 RECORD_VERSION = 1
@@ -21,6 +23,7 @@ NONCE_BYTES = 12
 KEY_BYTES = 32
 KEY_ID_BYTES_MAX = 32
 PAN, HOLDER = b"", b"holder"             # what a record holds (its purpose)
+RING_PURPOSE = kek_mod.DATA_KEY_RING.purpose
 
 
 class KeyError_(LookupError):
@@ -53,20 +56,32 @@ def record_key_id(record: bytes) -> str:
     return _split(record)[0]
 
 
+def read_ring(path: pathlib.Path, kek) -> dict:
+    """The key ring a wrapped ring file holds."""
+    return json.loads(kek_mod.unwrap(kek, pathlib.Path(path).read_bytes(), RING_PURPOSE, str(path)))
+
+
+def write_ring(path: pathlib.Path, kek, ring: dict):
+    write_file(path, kek_mod.wrap(kek, _ring_bytes(ring), RING_PURPOSE), private=True)
+
+
 class KeyRing:
     """The key ring file; rereads it when another process (keys rotate) changed it."""
 
-    def __init__(self, path: pathlib.Path):
+    def __init__(self, path: pathlib.Path, kek):
         self.path = pathlib.Path(path)
-        self._file = WatchedFile(self.path, json.loads)
+        self.kek = kek
+        self._file = WatchedFile(self.path, lambda data: json.loads(
+            kek_mod.unwrap(kek, data, RING_PURPOSE, str(self.path))))
 
     @classmethod
-    def load_or_create(cls, keys_dir) -> "KeyRing":
-        ring = cls(pathlib.Path(keys_dir) / "data-keys.json")
+    def load_or_create(cls, data_dir, kek) -> "KeyRing":
+        ring = cls(pathlib.Path(data_dir) / kek_mod.DATA_KEY_RING.path, kek)
         if not ring.path.exists():
             key_id = "k1"
-            create_private(ring.path, _ring_bytes({"active": key_id, "keys": {
-                key_id: base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode()}}))
+            create_private(ring.path, kek_mod.wrap(kek, _ring_bytes({"active": key_id, "keys": {
+                key_id: base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode()}}), RING_PURPOSE))
+        ring.key_ids()                      # unwraps now: a wrong KEK is found at start
         return ring
 
     def _current(self) -> dict:
@@ -105,7 +120,7 @@ class KeyRing:
         key_id = f"k{number}"
         ring["keys"] = {**ring["keys"], key_id: base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode()}
         ring["active"] = key_id
-        write_file(self.path, _ring_bytes(ring), private=True)
+        write_ring(self.path, self.kek, ring)
         return key_id
 
     def remove_key(self, key_id: str):
@@ -115,4 +130,4 @@ class KeyRing:
         if key_id not in ring["keys"]:
             raise KeyError_(f"data key {key_id!r} is not in the ring")
         ring["keys"] = {k: v for k, v in ring["keys"].items() if k != key_id}
-        write_file(self.path, _ring_bytes(ring), private=True)
+        write_ring(self.path, self.kek, ring)

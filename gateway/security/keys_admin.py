@@ -1,13 +1,16 @@
 """`cardgate keys`: rotate the data key of stored PANs (and holder names), verify them,
-retire old keys.
+retire old keys; rewrap every key under a new key-encryption key.
 
 Runs beside a serving gateway on the same data directory: every chunk of records is
 re-encrypted in its own short write transaction, and an interrupted rotation is
 finished by running it again.
 """
 import collections
+import os
+import pathlib
 
 from cardgate.fastcore import records
+from cardgate.gateway.security import kek as kek_mod
 from cardgate.gateway.security.datakeys import HOLDER, PAN, KeyError_, record_key_id
 from cardgate.gateway.store.store import Store
 
@@ -122,3 +125,19 @@ def retire(data_dir, key_id):
         store.key_ring.remove_key(key_id)
     finally:
         store.close()
+
+
+def rewrap(data_dir, to_kek_file=None, to_pkcs11_key=None):
+    """Wrap every key of data_dir under a new KEK: a file (made if missing) or another key
+    of the configured PKCS#11 token (made there if missing). Returns (where the new KEK
+    is, files rewrapped)."""
+    old = kek_mod.of_data_dir(data_dir)
+    if to_kek_file:
+        new = kek_mod.file_kek(pathlib.Path(to_kek_file), pathlib.Path(data_dir), create=True)
+    else:
+        if not os.environ.get(kek_mod.ENV_MODULE):
+            raise kek_mod.KekError(f"--to-pkcs11-key needs a token: set {kek_mod.ENV_MODULE} "
+                                   "and the token's variables")
+        new = kek_mod.resolve(data_dir, create=True,
+                              environ={**os.environ, kek_mod.ENV_KEY: to_pkcs11_key})
+    return new.where, kek_mod.rewrap(data_dir, old, new)

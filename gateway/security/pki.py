@@ -4,9 +4,15 @@ and revocation — with `cryptography`, kept in the data directory's pki/ folder
 A client's role and bindings are in its certificate's URI subject alternative name:
     urn:cardgate:terminal:<merchant_id>:<outlet_id>
     urn:cardgate:bureau
-    urn:cardgate:operator
+    urn:cardgate:operator                       (the host's: every range and partner)
+    urn:cardgate:operator:ranges:<id>[,<id>]    (an issuer's: those card ranges, scope.py)
+    urn:cardgate:operator:partner:<id>          (a coalition partner's)
 The subject common name is a label for people (e.g. "pump-controller-7"). Private keys
-are written with mode 0600. Revocation is a file the gateway rereads when it changes,
+are written with mode 0600; the gateway's own (the CA's, the server's and the job
+signer's) only wrapped by the key-encryption key (kek.py), so that the data directory
+alone cannot sign or serve anything.
+Client certificates last CLIENT_VALID_DAYS_DEFAULT days; `cardgate pki renew` makes the
+next one. Revocation is a file the gateway rereads when it changes,
 so a revoked certificate is refused on its next call without a restart.
 """
 import dataclasses
@@ -15,6 +21,9 @@ import ipaddress
 import json
 import pathlib
 import re
+import secrets
+import ssl
+import tempfile
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -22,13 +31,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from cardgate.gateway.issuing.job_file import SIGNER_URI
+from cardgate.gateway.security import kek as kek_mod
 from cardgate.gateway.store.files import WatchedFile, write_file
 
 ROLES = ("terminal", "bureau", "operator")
 URI_PREFIX = "urn:cardgate:"
 CA_VALID_DAYS = 3650
 SERVER_VALID_DAYS = 825
-CLIENT_VALID_DAYS_DEFAULT = 825
+CLIENT_VALID_DAYS_DEFAULT = 365
 SIGNER_RENEW_DAYS = 30
 DOCUMENT_SIGNING = x509.ObjectIdentifier("1.3.6.1.5.5.7.3.36")     # id-kp-documentSigning, RFC 9336
 _ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -46,10 +56,22 @@ class Identity:
     serial: int
     merchant_id: str = ""
     outlet_id: str = ""
+    not_after_s: float = float("inf")      # the certificate's end (an open connection outlives it)
+    ranges: frozenset = frozenset()        # a scoped operator's card ranges (scope.py)
+    partner_id: int = 0                    # a scoped operator's coalition partner
 
     def describe(self) -> str:
         where = f" of merchant {self.merchant_id} outlet {self.outlet_id}" if self.role == "terminal" else ""
         return f"{self.role} {self.name!r}{where} (certificate {self.serial:x})"
+
+    @property
+    def scoped(self) -> bool:
+        return bool(self.ranges or self.partner_id)
+
+    def scope(self) -> str:
+        if self.ranges:
+            return "card ranges " + ", ".join(str(r) for r in sorted(self.ranges))
+        return f"partner {self.partner_id}" if self.partner_id else "everything"
 
 
 def check_id(value: str, what: str) -> str:
@@ -58,14 +80,30 @@ def check_id(value: str, what: str) -> str:
     return value
 
 
-def identity_uri(role: str, merchant_id: str = "", outlet_id: str = "") -> str:
+def identity_uri(role: str, merchant_id: str = "", outlet_id: str = "", ranges=(),
+                 partner_id: int = 0) -> str:
     if role not in ROLES:
         raise PkiError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
     if role == "terminal":
         return f"{URI_PREFIX}terminal:{check_id(merchant_id, 'merchant')}:{check_id(outlet_id, 'outlet')}"
     if merchant_id or outlet_id:
         raise PkiError(f"only terminals are bound to a merchant and outlet, not a {role}")
+    if (ranges or partner_id) and role != "operator":
+        raise PkiError(f"only operators are scoped to card ranges or a partner, not a {role}")
+    if ranges and partner_id:
+        raise PkiError("an operator is scoped to card ranges or to a partner, not both")
+    if ranges:
+        return f"{URI_PREFIX}operator:ranges:{','.join(str(_scope_id(r)) for r in sorted(set(ranges)))}"
+    if partner_id:
+        return f"{URI_PREFIX}operator:partner:{_scope_id(partner_id)}"
     return URI_PREFIX + role
+
+
+def _scope_id(value) -> int:
+    value = int(value)
+    if not 1 <= value <= 0xFFFF_FFFF:
+        raise PkiError(f"a range or partner id is 1 to 4294967295, got {value}")
+    return value
 
 
 def identity_of(cert: x509.Certificate) -> Identity:
@@ -82,11 +120,23 @@ def identity_of(cert: x509.Certificate) -> Identity:
         raise PkiError("certificate carries no cardgate role")
     parts = ours[0][len(URI_PREFIX):].split(":")
     name = str(names[0].value) if names else ""
+    not_after_s = cert.not_valid_after_utc.timestamp()
     if parts[0] == "terminal" and len(parts) == 3:
         return Identity("terminal", name, cert.serial_number, check_id(parts[1], "merchant"),
-                        check_id(parts[2], "outlet"))
+                        check_id(parts[2], "outlet"), not_after_s)
     if len(parts) == 1 and parts[0] in ("bureau", "operator"):
-        return Identity(parts[0], name, cert.serial_number)
+        return Identity(parts[0], name, cert.serial_number, not_after_s=not_after_s)
+    if parts[0] == "operator" and len(parts) == 3 and parts[1] in ("ranges", "partner"):
+        try:
+            ids = frozenset(_scope_id(v) for v in parts[2].split(","))
+        except ValueError as exc:
+            raise PkiError(f"certificate carries a malformed operator scope ({exc})") from None
+        if parts[1] == "partner" and len(ids) == 1:
+            return Identity("operator", name, cert.serial_number, not_after_s=not_after_s,
+                            partner_id=next(iter(ids)))
+        if parts[1] == "ranges":
+            return Identity("operator", name, cert.serial_number, not_after_s=not_after_s,
+                            ranges=ids)
     raise PkiError(f"certificate carries an unknown cardgate role {ours[0]!r}")
 
 
@@ -119,14 +169,27 @@ class Pki:
 
     def __init__(self, data_dir):
         self.dir = pathlib.Path(data_dir) / "pki"
-        self.ca_key_path = self.dir / "ca.key"
+        self.data_dir = pathlib.Path(data_dir)
+        # The CA's and the job signer's keys are kept wrapped by the KEK (kek.py).
+        self.ca_key_path = self.data_dir / kek_mod.CA_KEY.path
         self.ca_cert_path = self.dir / "ca.crt"
-        self.server_key_path = self.dir / "server.key"
+        self.server_key_path = self.data_dir / kek_mod.SERVER_KEY.path
         self.server_cert_path = self.dir / "server.crt"
         self.revoked_path = self.dir / "revoked.json"
         self.issued_path = self.dir / "issued.jsonl"
-        self.signer_key_path = self.dir / "job-signer.key"
+        self.signer_key_path = self.data_dir / kek_mod.SIGNER_KEY.path
         self.signer_cert_path = self.dir / "job-signer.crt"
+
+    def _write_wrapped(self, wrapped, key):
+        write_file(self.data_dir / wrapped.path,
+                   kek_mod.wrap(kek_mod.of_data_dir(self.data_dir), _key_pem(key), wrapped.purpose),
+                   private=True)
+
+    def _read_wrapped(self, wrapped):
+        path = self.data_dir / wrapped.path
+        pem = kek_mod.unwrap(kek_mod.of_data_dir(self.data_dir), path.read_bytes(),
+                             wrapped.purpose, str(path))
+        return serialization.load_pem_private_key(pem, None)
 
     # ---- creation --------------------------------------------------------------
 
@@ -146,20 +209,20 @@ class Pki:
                     .add_extension(x509.KeyUsage(False, False, False, False, False, True, True,
                                                  False, False), critical=True)
                     .sign(key, hashes.SHA256()))
-            write_file(self.ca_key_path, _key_pem(key), private=True)
+            self._write_wrapped(kek_mod.CA_KEY, key)
             write_file(self.ca_cert_path, _cert_pem(cert), private=False)
             created = True
         if created or not self.server_cert_path.exists():
             sans = [_host_name(h) for h in dict.fromkeys(server_hosts)]
             key, cert = self._sign("cardgate gateway", sans, SERVER_VALID_DAYS,
                                    ExtendedKeyUsageOID.SERVER_AUTH)
-            write_file(self.server_key_path, _key_pem(key), private=True)
+            self._write_wrapped(kek_mod.SERVER_KEY, key)
             write_file(self.server_cert_path, _cert_pem(cert), private=False)
             created = True
         return created
 
     def _ca(self):
-        key = serialization.load_pem_private_key(self.ca_key_path.read_bytes(), None)
+        key = self._read_wrapped(kek_mod.CA_KEY)
         cert = x509.load_pem_x509_certificate(self.ca_cert_path.read_bytes())
         return key, cert
 
@@ -178,11 +241,12 @@ class Pki:
                 .sign(ca_key, hashes.SHA256()))
         return key, cert
 
-    def issue(self, role, name, out_dir, *, merchant_id="", outlet_id="",
-              valid_days=CLIENT_VALID_DAYS_DEFAULT) -> Identity:
-        """Write <out_dir>/<name>.key (0600), <name>.crt and ca.crt for one client."""
+    def issue(self, role, name, out_dir, *, merchant_id="", outlet_id="", ranges=(),
+              partner_id=0, valid_days=CLIENT_VALID_DAYS_DEFAULT) -> Identity:
+        """Write <out_dir>/<name>.key (0600), <name>.crt and ca.crt for one client (an
+        operator scoped to card ranges or a partner, if given)."""
         check_id(name, "name")
-        uri = identity_uri(role, merchant_id, outlet_id)
+        uri = identity_uri(role, merchant_id, outlet_id, ranges, partner_id)
         key, cert = self._sign(name, [x509.UniformResourceIdentifier(uri)], valid_days,
                                ExtendedKeyUsageOID.CLIENT_AUTH)
         out = pathlib.Path(out_dir)
@@ -193,8 +257,19 @@ class Pki:
         with open(self.issued_path, "a") as f:
             f.write(json.dumps({"serial": f"{cert.serial_number:x}", "role": role, "name": name,
                                 "merchant_id": merchant_id, "outlet_id": outlet_id,
+                                "scope": identity.scope() if identity.scoped else "",
                                 "not_after": cert.not_valid_after_utc.isoformat()}) + "\n")
         return identity
+
+    def renew(self, old: x509.Certificate, out_dir, *, valid_days=CLIENT_VALID_DAYS_DEFAULT) -> Identity:
+        """A new certificate and key for the client `old` names (this CA's only)."""
+        ca_cert = load_certificate(self.ca_cert_path)
+        if old.issuer != ca_cert.subject:
+            raise PkiError("the certificate was not issued by this gateway's CA")
+        identity = identity_of(old)
+        return self.issue(identity.role, identity.name, out_dir, merchant_id=identity.merchant_id,
+                          outlet_id=identity.outlet_id, ranges=identity.ranges,
+                          partner_id=identity.partner_id, valid_days=valid_days)
 
     def job_signer(self):
         """(key, certificate) that sign personalization jobs for card bureaus: made on
@@ -202,12 +277,12 @@ class Pki:
         if self.signer_cert_path.exists():
             cert = load_certificate(self.signer_cert_path)
             if cert.not_valid_after_utc - _now() > datetime.timedelta(days=SIGNER_RENEW_DAYS):
-                return serialization.load_pem_private_key(self.signer_key_path.read_bytes(), None), cert
+                return self._read_wrapped(kek_mod.SIGNER_KEY), cert
         if not self.ca_cert_path.exists():
             raise PkiError("the gateway has no CA (it runs without TLS), so it cannot sign jobs")
         key, cert = self._sign("cardgate job signer", [x509.UniformResourceIdentifier(SIGNER_URI)],
                                SERVER_VALID_DAYS, DOCUMENT_SIGNING)
-        write_file(self.signer_key_path, _key_pem(key), private=True)
+        self._write_wrapped(kek_mod.SIGNER_KEY, key)
         write_file(self.signer_cert_path, _cert_pem(cert), private=False)
         return key, cert
 
@@ -225,8 +300,28 @@ class Pki:
 
     # ---- credentials -----------------------------------------------------------
 
+    def tls_server_context(self) -> ssl.SSLContext:
+        """A server TLS context with the gateway's certificate that requires a client
+        certificate of its CA (for the metrics endpoint). The server key, unwrapped in
+        memory, reaches OpenSSL as a file encrypted under a one-time password."""
+        key_pem, cert_pem, ca_pem = self.server_credentials_material()
+        password = secrets.token_bytes(32)
+        key = serialization.load_pem_private_key(key_pem, None)
+        with tempfile.NamedTemporaryFile(suffix=".pem") as sealed, \
+                tempfile.NamedTemporaryFile(suffix=".pem") as chain:
+            sealed.write(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.BestAvailableEncryption(password)))
+            chain.write(cert_pem)
+            sealed.flush()
+            chain.flush()
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cadata=ca_pem.decode())
+            context.load_cert_chain(chain.name, sealed.name, password=password)
+        context.verify_mode = ssl.CERT_REQUIRED
+        return context
+
     def server_credentials_material(self):
-        return (self.server_key_path.read_bytes(), self.server_cert_path.read_bytes(),
+        return (_key_pem(self._read_wrapped(kek_mod.SERVER_KEY)), self.server_cert_path.read_bytes(),
                 self.ca_cert_path.read_bytes())
 
 

@@ -4,13 +4,16 @@ directory taken while its gateway serves, and a new data directory made from one
 The store is copied from one LMDB read transaction (mdb_env_copy2 with compaction), so
 it holds exactly what was committed when the copy began: every request acknowledged
 before then, nothing half done. The data keys, the PAN index and PIN keys and the PKI
-(CA, server and job-signing certificates, revocations) are copied with it, so the copy
-serves the same clients and decrypts its card numbers: keep backups as safe as the data
-directory itself. A key ring read before and after the store's copy is merged, so a key
-rotation running meanwhile cannot leave a record under a key the backup lacks.
+(CA, server and job-signing certificates, revocations) are copied with it, the keys as
+they are stored: wrapped by the key-encryption key (kek.py), which a backup never holds.
+A backup alone therefore gives no key and no card number; serving or restoring it needs
+the KEK (CARDGATE_KEK_FILE, CARDGATE_KEK or the PKCS#11 token). A key ring read before
+and after the store's copy is merged, so a key rotation running meanwhile cannot leave a
+record under a key the backup lacks.
 
 A backup is itself a data directory: `cardgate serve --data-dir BACKUP` starts on it,
-`cardgate restore BACKUP --data-dir NEW` makes a new data directory from it and audits it.
+`cardgate restore BACKUP --data-dir NEW` makes a new data directory from it and audits
+it (both with the KEK of the data directory it was taken from).
 """
 import datetime
 import json
@@ -20,13 +23,14 @@ import shutil
 import lmdb
 
 from cardgate.fastcore import records
+from cardgate.gateway.security import kek as kek_mod
+from cardgate.gateway.security.datakeys import read_ring, write_ring
 from cardgate.gateway.store.audit import audit
 from cardgate.gateway.store.files import write_file
 from cardgate.gateway.store.store import Store
 
 MANIFEST = "BACKUP.json"
 COPIED_FOLDERS = ("keys", "pki")
-RING_FILE = "data-keys.json"
 
 
 class BackupError(Exception):
@@ -39,9 +43,9 @@ def _empty_destination(dest: pathlib.Path):
     dest.mkdir(parents=True, exist_ok=True, mode=0o700)
 
 
-def _read_ring(folder: pathlib.Path):
-    path = folder / RING_FILE
-    return json.loads(path.read_text()) if path.exists() else None
+def _read_ring(data_dir: pathlib.Path, kek):
+    path = data_dir / kek_mod.DATA_KEY_RING.path
+    return read_ring(path, kek) if path.exists() else None
 
 
 def backup(data_dir, dest) -> dict:
@@ -50,8 +54,9 @@ def backup(data_dir, dest) -> dict:
     ledger = data_dir / "ledger"
     if not (ledger / "data.mdb").exists():
         raise BackupError(f"no cardgate store in {data_dir} (expected ledger/data.mdb)")
+    kek = kek_mod.of_data_dir(data_dir)
     _empty_destination(dest)
-    ring_before = _read_ring(data_dir / "keys")
+    ring_before = _read_ring(data_dir, kek)
     for folder in COPIED_FOLDERS:
         if (data_dir / folder).exists():
             shutil.copytree(data_dir / folder, dest / folder, dirs_exist_ok=True)
@@ -68,10 +73,10 @@ def backup(data_dir, dest) -> dict:
             last_seq = records.journal_seq_of(cursor.key()) if cursor.last() else 0
     finally:
         copied.close()
-    ring_after = _read_ring(data_dir / "keys")
+    ring_after = _read_ring(data_dir, kek)
     if ring_before and ring_after:                  # a rotation meanwhile: keep every key
         merged = {**ring_after, "keys": {**ring_before["keys"], **ring_after["keys"]}}
-        write_file(dest / "keys" / RING_FILE, json.dumps(merged, indent=1).encode(), private=True)
+        write_ring(dest / kek_mod.DATA_KEY_RING.path, kek, merged)
     manifest = {"made_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "from": str(data_dir.resolve()), "store_format": records.STORE_FORMAT,
                 "last_journal_seq": last_seq,

@@ -2,6 +2,7 @@
 
 Reads run in LMDB read transactions and never wait for the writer.
 """
+import json
 import os
 import pathlib
 
@@ -9,7 +10,9 @@ import lmdb
 
 from cardgate.fastcore import ledger, records
 from cardgate.gateway import limits
+from cardgate.gateway.security import kek as kek_mod
 from cardgate.gateway.security.datakeys import KeyRing
+from cardgate.gateway.security.kek import WrappedSecret
 from cardgate.gateway.security.pan import PanIndexKey
 
 DATA_DIR_ENV = "CARDGATE_DATA_DIR"
@@ -18,6 +21,7 @@ PANS_DB = b"pans"
 HOLDERS_DB = b"holders"
 JOBS_DB = b"jobs"
 PROBE_DB = b"probe"
+ACCEPTANCE_DB = b"acceptance"
 
 
 def issued_parts_prefix(issue_rid: bytes) -> bytes:
@@ -28,6 +32,10 @@ def issued_parts_prefix(issue_rid: bytes) -> bytes:
 
 def issued_part_key(issue_rid: bytes, start: int, attempt: int) -> bytes:
     return issued_parts_prefix(issue_rid) + start.to_bytes(4, "big") + bytes([attempt])
+
+
+def acceptance_key(range_id: int) -> bytes:
+    return b"R" + range_id.to_bytes(4, "big")
 
 
 def default_data_dir() -> pathlib.Path:
@@ -68,11 +76,13 @@ class Store:
         else:
             self.dbs = ledger.open_databases(self.env)
         self.keys_dir = self.data_dir / "keys"
-        self.pan_key = PanIndexKey.load_or_create(self.keys_dir / "pan-index.key") \
-            if not readonly else None
-        self.pin_key = PanIndexKey.load_or_create(self.keys_dir / "pin-verifier.key") \
-            if not readonly else None
-        self.key_ring = KeyRing.load_or_create(self.keys_dir) if not readonly else None
+        self.pan_key = self.pin_key = self.key_ring = None
+        if not readonly:            # the keys, unwrapped by the KEK (kek.py), never stored bare
+            kek = kek_mod.of_data_dir(self.data_dir)
+            self.pan_key = PanIndexKey.load_or_create(
+                WrappedSecret(self.data_dir, kek_mod.PAN_INDEX_KEY, kek))
+            self.pin_key = PanIndexKey.load_or_create(WrappedSecret(self.data_dir, kek_mod.PIN_KEY, kek))
+            self.key_ring = KeyRing.load_or_create(self.data_dir, kek)
         for name, db in zip(ledger.DB_NAMES, self.dbs):    # db_requests, db_book, ...
             setattr(self, "db_" + name.decode(), db)
         # Gateway-owned: card id -> PAN encrypted under a data key (datakeys.py).
@@ -80,6 +90,8 @@ class Store:
         # Gateway-owned: card id -> holder name encrypted likewise (bearer cards: none);
         # personalization jobs and the bureau's results (jobs.py).
         self.db_holders, self.db_jobs = (self._gateway_db(name, readonly) for name in (HOLDERS_DB, JOBS_DB))
+        # Gateway-owned: card range -> the merchants that accept its cards (acceptance_key).
+        self.db_acceptance = self._gateway_db(ACCEPTANCE_DB, readonly)
         # Gateway-owned, always empty: the writer's probe writes there to see whether the
         # store takes commits again.
         self.db_probe = self._gateway_db(PROBE_DB, readonly)
@@ -259,6 +271,31 @@ class Store:
                      time_s, limit_hit,
                      self._limit_max(txn, card_id, limit_hit) if limit_hit else 0, review)
                     for time_s, request_id, card_id, limit_hit, review in found[:max_results]]
+
+    def read_acceptance(self, range_id: int):
+        """The merchant ids that accept the range's cards, or None: every merchant."""
+        if self.db_acceptance is None:
+            return None
+        with self.env.begin() as txn:
+            found = txn.get(acceptance_key(range_id), db=self.db_acceptance)
+        return frozenset(json.loads(found)) if found is not None else None
+
+    def read_admin_log(self, since_s: int = 0, until_s: int = None, actor: int = None,
+                       lines_max: int = None):
+        """[records.AdminLine] of operators' and bureaus' acts from since_s (to until_s,
+        exclusive), oldest first; actor: only that actor code's."""
+        lines = []
+        with self.env.begin(buffers=False) as txn:
+            cursor = txn.cursor(db=self.db_admin_log)
+            found = cursor.set_range(since_s.to_bytes(8, "big"))
+            while found and (lines_max is None or len(lines) < lines_max):
+                line = records.unpack_admin_line(cursor.key(), cursor.value())
+                if until_s is not None and line.time_s >= until_s:
+                    break
+                if actor is None or line.actor == actor:
+                    lines.append(line)
+                found = cursor.next()
+        return lines
 
     def read_point_lots(self, card_id: int, now_s: int):
         """([(valid_until_s, points)], pending) of the card's valid point lots: what

@@ -354,12 +354,13 @@ def main(argv=None):
 
 
 def start_gateway(data_dir, global_options=("--log-level", "WARNING"), serve_options=()):
-    """`cardgate serve` for a benchmark: no demo, on loopback, the rate limits lifted (one
-    terminal certificate carries all the load here). (process, address)."""
+    """`cardgate serve` for a benchmark: no demo, on loopback, the rate and admission limits
+    lifted (one terminal certificate carries all the load here). (process, address)."""
     return start([sys.executable, "-m", "cardgate.gateway.cli.main", *global_options,
                   "serve", "--no-demo", "--data-dir", data_dir, *serve_options,
                   "--terminal-rate-per-s", "1000000", "--card-per-minute", "1000000",
-                  "--listen", "127.0.0.1:0"], r"cardgate listening on (\S+),")
+                  "--calls-per-certificate", "1000000", "--listen", "127.0.0.1:0"],
+                 r"cardgate listening on (\S+),")
 
 
 def drive_gateway(args, data_dir, global_options, serve_options):

@@ -21,6 +21,10 @@ GRACE_S_ON_STOP = 5.0            # in-flight calls get this long to finish on sh
 TERMINAL_REQUESTS_PER_S_MAX = 500.0  # sustained requests a second from one terminal certificate
 TERMINAL_REQUESTS_BURST_MAX = 1000   # requests a terminal may send at once after a quiet spell
 TERMINALS_TRACKED_MAX = 100_000      # rate-limit buckets kept in memory
+CALLS_PER_CERTIFICATE_MAX = 64       # calls (streams included) one client certificate has
+                                     # open at once; more: RESOURCE_EXHAUSTED, before any work
+STREAMS_PER_CERTIFICATE_MAX = 8      # of those, streams (a forecourt controller needs one)
+STREAMS_PER_CONNECTION_MAX = 128     # HTTP/2 streams (calls) open at once on one connection
 IDENTITY_CACHE_ENTRIES_MAX = 4096    # parsed client certificates kept
 OUTLET_CODES_CACHED_MAX = 4096       # outlet and region names hashed to the core's codes
 CARD_AUTHORIZATIONS_PER_MINUTE_MAX = 60  # money requests on one card a minute (velocity)

@@ -15,12 +15,17 @@ class InvalidArgument(ValueError):
         self.field = field
 
 
+def is_uuid_text(text: str) -> bool:
+    return bool(_UUID_TEXT.match(text.lower()))
+
+
 def request_id(text: str, field: str = "request_id") -> bytes:
     if not text:
         raise InvalidArgument(field, "is missing; send a new UUID per request and reuse it on retries")
-    if not _UUID_TEXT.match(text.lower()):
-        raise InvalidArgument(field, f"{text[:40]!r} is not a UUID like "
-                              "'123e4567-e89b-42d3-a456-426614174000'")
+    if not is_uuid_text(text):
+        # Never quoted: a client may put anything there, a card number too.
+        raise InvalidArgument(field, f"is not a UUID like '123e4567-e89b-42d3-a456-426614174000' "
+                              f"(got {len(text)} characters)")
     return uuid.UUID(text).bytes
 
 

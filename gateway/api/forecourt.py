@@ -6,6 +6,7 @@ stream's operations join whatever batch the writer takes next.
 """
 import asyncio
 import collections
+import contextlib
 import logging
 import time
 
@@ -13,7 +14,7 @@ import grpc
 
 from cardgate.gateway import limits
 from cardgate.gateway.api.authorization import (REFUSALS, Servicer, authorization_message,
-                                                counts_operations, rpc, status_of)
+                                                counts_operations, public_text, rpc, status_of)
 from cardgate.gateway.api.operations import raise_rejections
 from cardgate.gateway.api.registration import Malformed
 from cardgate.gateway.ops.logs import log_request
@@ -26,7 +27,7 @@ log = logging.getLogger("cardgate.forecourt")
 
 def _refuse(result, exc, prefix=""):
     result.error.CopyFrom(forecourt_pb2.OperationError(code=status_of(exc).value[0],
-                                                      message=prefix + str(exc)))
+                                                      message=prefix + public_text(exc)))
 
 
 def _fill(result, reply, store):
@@ -136,11 +137,18 @@ class ForecourtService(Servicer, forecourt_pb2_grpc.ForecourtServiceServicer):
         """A coroutine on the server's event loop: operations are read, validated and
         handed to the writer without a thread of their own; the writer thread hands
         results back through a deque and one wake-up per batch, and whatever is ready
-        goes out in one message."""
-        try:
-            identity = self.access.check(context, f"/{self.SERVICE}/AuthorizeStream", None)
-        except Denied as exc:
-            await context.abort(exc.code, str(exc))
+        goes out in one message. The stream holds one of its certificate's places for
+        streams while open; each operation is admitted on its own (revocation included)."""
+        with contextlib.ExitStack() as held:
+            try:
+                identity = self.access.check(context, f"/{self.SERVICE}/AuthorizeStream", None)
+                held.enter_context(self.access.admission(identity, stream=True))
+            except Denied as exc:
+                await context.abort(exc.code, public_text(exc))
+            async for response in self._stream(identity, request_iterator):
+                yield response
+
+    async def _stream(self, identity, request_iterator):
         ready = _ReadyResults(self.ops.handoff())
         in_flight = asyncio.Semaphore(limits.STREAM_IN_FLIGHT_MAX)
 

@@ -2,8 +2,8 @@
 
 grpc.aio on one event-loop thread: authorizations and the forecourt batch and stream are
 coroutines (no thread handoffs per message; the writer wakes the loop once per commit);
-every other RPC handler is plain code run in a thread pool, as grpc.aio runs non-async
-handlers (see README, "Performance").
+every other RPC handler is plain code run in a thread pool, after its call was admitted
+on the loop (see README, "Performance"; access.AccessControl.admission).
 Besides cardgate.v1 it serves the standard gRPC health service and server reflection.
 Mutual TLS with the gateway's own CA is the default; without TLS it only serves loopback.
 """
@@ -41,6 +41,11 @@ LIVENESS_SERVICE = "cardgate.liveness"   # health name that only says the proces
 GRPC_OPTIONS = [
     ("grpc.max_receive_message_length", limits.MESSAGE_BYTES_MAX),
     ("grpc.max_send_message_length", limits.MESSAGE_BYTES_MAX),
+    # Calls at once on one connection: a client's excess waits on its own side, never in
+    # the server's queue of calls not yet handed to a handler (which gRPC, when it grows
+    # too long, drains by cancelling whoever's calls arrive: another terminal's too).
+    ("grpc.max_concurrent_streams", limits.STREAMS_PER_CONNECTION_MAX),
+    ("grpc.http.overload_protection", 0),
 ]
 
 
@@ -76,11 +81,15 @@ class Gateway:
                  card_per_minute_max=limits.CARD_AUTHORIZATIONS_PER_MINUTE_MAX,
                  hold_timeout_s=limits.HOLD_TIMEOUT_S_DEFAULT,
                  writer_idle_tick_s=limits.WRITER_IDLE_TICK_S, metrics_listen=None,
-                 reuse_port=False):
+                 reuse_port=False, calls_per_certificate=limits.CALLS_PER_CERTIFICATE_MAX,
+                 streams_per_certificate=limits.STREAMS_PER_CERTIFICATE_MAX):
         if not tls and not is_loopback(listen):
             raise InsecureRefused(
                 f"refusing to serve without TLS on {listen}: the development mode without "
                 "TLS is only for loopback addresses (127.0.0.1, ::1, localhost)")
+        if metrics_listen and not tls and not is_loopback(metrics_listen):
+            raise InsecureRefused(f"refusing to serve metrics on {metrics_listen} without TLS: "
+                                  "off loopback they are HTTPS for operators' certificates")
         # SO_REUSEPORT only for the workers of `serve --workers` (workers.py); otherwise a
         # port another process holds is an error, not a silent share.
         self.grpc_options = GRPC_OPTIONS + [("grpc.so_reuseport", int(reuse_port))]
@@ -101,7 +110,10 @@ class Gateway:
                                      card_per_minute_max=card_per_minute_max)
         self.access = AccessControl(tls=tls, revocations=RevocationList(self.pki) if tls else None,
                                     terminal_rate_per_s=terminal_rate_per_s,
-                                    terminal_burst=terminal_burst)
+                                    terminal_burst=terminal_burst,
+                                    calls_per_certificate=calls_per_certificate,
+                                    streams_per_certificate=streams_per_certificate)
+        self.access.card_ranges = (self.operations.range_of_pan, self.operations.range_of_card_id)
         self.listen = listen
         self.threads = threads
         self.server = None
@@ -123,7 +135,8 @@ class Gateway:
         try:
             self._in_loop(self._start_server())
             if self.metrics_listen:
-                self.metrics_server = MetricsServer(self.metrics, self.metrics_listen)
+                self.metrics_server = MetricsServer(self.metrics, self.metrics_listen,
+                                                    self._metrics_tls())
         except BaseException:
             if self.server is not None:
                 self._in_loop(self.server.stop(0))
@@ -133,9 +146,15 @@ class Gateway:
             raise
         self._commit_state(True)
         if self.metrics_server is not None:
-            log.info("metrics on http://%s/metrics", self.metrics_server.address)
+            log.info("metrics on %s://%s/metrics", "https" if self.metrics_server.tls else "http",
+                     self.metrics_server.address)
         log.info("listening on %s", self.address)
         return self
+
+    def _metrics_tls(self):
+        """Metrics off loopback are served over TLS to operators' certificates only; on
+        loopback, plain HTTP (for a local Prometheus agent)."""
+        return None if is_loopback(self.metrics_listen) else self.pki.tls_server_context()
 
     def _commit_state(self, ok: bool):
         """Readiness ("" and each service) follows the store: NOT_SERVING while it cannot
@@ -146,8 +165,9 @@ class Gateway:
         self.health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
 
     async def _start_server(self):
-        self.server = grpc.aio.server(concurrent.futures.ThreadPoolExecutor(
-            max_workers=self.threads, thread_name_prefix="cardgate-rpc"), options=self.grpc_options)
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.threads,
+                                                     thread_name_prefix="cardgate-rpc")
+        self.server = grpc.aio.server(pool, options=self.grpc_options)
         servicers = (AuthorizationService(self.operations, self.access),
                      IssuingService(self.operations, self.access,
                                     PersonalizationJobs(self.operations, self.pki)),
@@ -156,6 +176,7 @@ class Gateway:
                      LoyaltyService(self.operations, self.access))
         for servicer in servicers:
             servicer.metrics = self.metrics
+            servicer.executor = pool
             register(self.server, servicer)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(

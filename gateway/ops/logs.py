@@ -9,11 +9,13 @@ import sys
 import threading
 import time
 
-from cardgate.gateway.security.pan import mask
+import functools
+
+from cardgate.gateway.security.pan import mask, mask_pans_in
+from cardgate.gateway.validation import is_uuid_text
 
 REQUESTS = logging.getLogger("cardgate.requests")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-REQUEST_ID_SHOWN_MAX = 64                 # a request id longer than a UUID is cut in logs
 REQUEST_FIELDS = ("request_id", "rpc", "operation", "terminal", "caller", "result", "latency_ms", "card")
 
 
@@ -47,7 +49,7 @@ class JsonFormatter(logging.Formatter):
     def format(self, record) -> str:
         fields = {field: getattr(record, field) for field in REQUEST_FIELDS if hasattr(record, field)}
         if record.exc_info:
-            fields["error"] = self.formatException(record.exc_info)
+            fields["error"] = record.exc_text or self.formatException(record.exc_info)
         return json_line(record.created, record.levelname, record.name, record.getMessage(), fields)
 
 
@@ -114,6 +116,7 @@ def configure(level: str, fmt: str = "text", destination: str = None, worker: in
         (_LineFileHandler if worker is not None else logging.FileHandler)(destination, encoding="utf-8")
     handler.setFormatter(JsonFormatter() if fmt == "json" else
                          logging.Formatter(TEXT_FORMAT.replace("%(name)s", "%(name)s" + tag)))
+    handler.addFilter(MaskPans())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -126,16 +129,44 @@ def card_of(request) -> str:
     return mask(pan) if pan else ""
 
 
+def shown_request_id(text) -> str:
+    """A request id as logs show it: only a UUID is quoted (a client may put anything
+    in the field, a card number too)."""
+    if not text or not isinstance(text, str):
+        return ""
+    return text if len(text) == 36 and is_uuid_text(text) else f"(not a UUID, {len(text)} characters)"
+
+
+@functools.lru_cache(maxsize=1024)
+def _names_of(caller) -> tuple:
+    """(merchant/outlet of a terminal, certificate name) as logs show them."""
+    if caller is None:
+        return "", ""
+    terminal = f"{caller.merchant_id}/{caller.outlet_id}" if caller.role == "terminal" else ""
+    return mask_pans_in(terminal), mask_pans_in(caller.name)
+
+
+class MaskPans(logging.Filter):
+    """Every log line passes through it: a card number anyone put in text that reaches
+    a log (an exception's message, a name) is masked."""
+
+    def filter(self, record) -> bool:
+        message = record.getMessage()
+        masked = mask_pans_in(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = mask_pans_in(logging.Formatter().formatException(record.exc_info))
+        return True
+
+
 def log_request(caller, rpc: str, request, result: str, started: float, operation: str = None):
     if not REQUESTS.isEnabledFor(logging.INFO):
         return
     latency_ms = round((time.perf_counter() - started) * 1000, 3)
-    terminal = f"{caller.merchant_id}/{caller.outlet_id}" if caller is not None and caller.role == "terminal" else ""
-    request_id = str(getattr(request, "request_id", ""))[:REQUEST_ID_SHOWN_MAX]
-    if not request_id.isprintable():                # a client's bytes never forge a line
-        request_id = request_id.encode("unicode_escape").decode("ascii")
-    fields = {"request_id": request_id, "rpc": rpc, "operation": operation or rpc,
-              "terminal": terminal, "caller": caller.name if caller is not None else "",
+    terminal, caller_name = _names_of(caller)
+    fields = {"request_id": shown_request_id(getattr(request, "request_id", "")), "rpc": rpc,
+              "operation": operation or rpc, "terminal": terminal, "caller": caller_name,
               "result": result, "latency_ms": latency_ms, "card": card_of(request)}
     message = (f"{rpc} by {fields['caller'] or 'development client'}: {result} in {latency_ms:.3f} ms"
                + (f" card {fields['card']}" if fields["card"] else "")

@@ -103,13 +103,41 @@ def _map_used(store) -> float:
     return (info["last_pgno"] + 1) * stat["psize"] / info["map_size"]
 
 
-class MetricsServer:
-    """The /metrics endpoint over HTTP, on its own thread."""
+class _OperatorsOnly(http.server.ThreadingHTTPServer):
+    """HTTPS that answers only clients with an operator certificate of the gateway's CA
+    (the TLS handshake already refused any other CA's)."""
 
-    def __init__(self, metrics: Metrics, listen: str):
+    def verify_request(self, request, client_address) -> bool:
+        try:
+            names = request.getpeercert().get("subjectAltName", ())
+        except (OSError, AttributeError):
+            return False
+        return any(kind == "URI" and value.startswith(OPERATOR_URI) for kind, value in names)
+
+
+OPERATOR_URI = "urn:cardgate:operator"
+
+
+class MetricsServer:
+    """The /metrics endpoint on its own thread: plain HTTP, or, given a TLS context
+    (tls_context: the server certificate, client certificates of the gateway's CA
+    required), HTTPS for operators' certificates only."""
+
+    def __init__(self, metrics: Metrics, listen: str, tls_context=None):
         host, _, port = listen.rpartition(":")
         handler = MetricsHandler.factory(metrics.registry)
-        self.httpd = http.server.ThreadingHTTPServer((host.strip("[]") or "127.0.0.1", int(port)), handler)
+        server_class = _OperatorsOnly if tls_context is not None else http.server.ThreadingHTTPServer
+        self.httpd = server_class((host.strip("[]") or "127.0.0.1", int(port)), handler,
+                                  bind_and_activate=False)
+        try:
+            self.httpd.server_bind()
+            self.httpd.server_activate()
+        except OSError:
+            self.httpd.server_close()
+            raise
+        if tls_context is not None:
+            self.httpd.socket = tls_context.wrap_socket(self.httpd.socket, server_side=True)
+        self.tls = tls_context is not None
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="cardgate-metrics",
                                        daemon=True)

@@ -210,6 +210,7 @@ def worker_argv(args) -> list:
     argv += ["serve", "--data-dir", str(args.data_dir), "--no-demo",
              "--map-size-mib", str(args.map_size_mib),
              "--terminal-rate-per-s", str(args.terminal_rate_per_s),
+             "--calls-per-certificate", str(args.calls_per_certificate),
              "--card-per-minute", str(args.card_per_minute),
              "--hold-timeout-s", str(args.hold_timeout_s),
              "--metrics-listen", args.metrics_listen]

@@ -2,6 +2,7 @@
 the wire contract with the cardgate.v1.allowed_roles option), a terminal's binding to
 its merchant and outlet, and each terminal's request-rate limit.
 """
+import contextlib
 import functools
 import threading
 import time
@@ -11,6 +12,7 @@ from cryptography import x509
 
 from cardgate.gateway import limits
 from cardgate.gateway.api.registration import SERVICES
+from cardgate.gateway.security import scope
 from cardgate.gateway.security.pki import Identity, PkiError, identity_of
 from cardgate.v1 import access_pb2
 
@@ -51,13 +53,52 @@ class TokenBucket:
 class AccessControl:
     def __init__(self, *, tls: bool, revocations=None,
                  terminal_rate_per_s: float = limits.TERMINAL_REQUESTS_PER_S_MAX,
-                 terminal_burst: int = limits.TERMINAL_REQUESTS_BURST_MAX):
+                 terminal_burst: int = limits.TERMINAL_REQUESTS_BURST_MAX,
+                 calls_per_certificate: int = limits.CALLS_PER_CERTIFICATE_MAX,
+                 streams_per_certificate: int = limits.STREAMS_PER_CERTIFICATE_MAX):
         self.tls = tls
         self.revocations = revocations
         self.terminal_rate_per_s = terminal_rate_per_s
         self.terminal_burst = terminal_burst
+        self.calls_per_certificate = calls_per_certificate
+        self.streams_per_certificate = streams_per_certificate
+        # (range of a PAN, range of a card id): how scoped operators' calls are placed
+        # (set by the server once the store is open).
+        self.card_ranges = (lambda pan: None, lambda card_id: None)
         self._buckets = {}
+        self._open = {}                 # serial -> [calls open, streams among them]
         self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def admission(self, identity, stream: bool = False):
+        """Hold one of the identity's places for calls at once (and for streams) while
+        the call runs; none free: RESOURCE_EXHAUSTED for this call alone, decided on the
+        event loop before any of its work is queued, so that one client's flood never
+        takes the places of others. Without TLS (identity None): no bound."""
+        if identity is None:
+            yield
+            return
+        with self._lock:
+            counts = self._open.setdefault(identity.serial, [0, 0])
+            if counts[0] >= self.calls_per_certificate or \
+                    (stream and counts[1] >= self.streams_per_certificate):
+                if counts == [0, 0]:
+                    del self._open[identity.serial]
+                what = f"{self.streams_per_certificate} streams" if stream and \
+                    counts[1] >= self.streams_per_certificate else f"{self.calls_per_certificate} calls"
+                raise Denied(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                             f"{identity.describe()} has {what} open at once, its most; "
+                             "wait for answers, then retry with the same request_id")
+            counts[0] += 1
+            counts[1] += stream
+        try:
+            yield
+        finally:
+            with self._lock:
+                counts[0] -= 1
+                counts[1] -= stream
+                if counts == [0, 0]:
+                    del self._open[identity.serial]
 
     def caller(self, context):
         """The caller's identity; None in the loopback development mode without TLS."""
@@ -70,10 +111,19 @@ class AccessControl:
             identity = _identity_from_pem(pems[0])
         except (PkiError, ValueError, x509.InvalidVersion) as exc:
             raise Denied(grpc.StatusCode.UNAUTHENTICATED, f"client certificate refused: {exc}") from None
+        self.still_valid(identity)
+        return identity
+
+    def still_valid(self, identity: Identity):
+        """Refuse a certificate revoked or expired since its connection was made (a
+        connection, and a stream on it, may stay open for hours)."""
         if self.revocations is not None and self.revocations.is_revoked(identity.serial):
             raise Denied(grpc.StatusCode.UNAUTHENTICATED,
                          f"certificate {identity.serial:x} has been revoked")
-        return identity
+        if time.time() > identity.not_after_s:
+            raise Denied(grpc.StatusCode.UNAUTHENTICATED,
+                         f"certificate {identity.serial:x} has expired; renew it "
+                         "(cardgate pki renew)")
 
     def check(self, context, method: str, request):
         """Authenticate, authorize the role for the method, bind a terminal to its outlet
@@ -86,6 +136,10 @@ class AccessControl:
             raise Denied(grpc.StatusCode.PERMISSION_DENIED,
                          f"{identity.describe()} may not call {method}; "
                          f"allowed: {', '.join(sorted(roles))}")
+        if identity.scoped:
+            refusal = scope.refusal(identity, method, request, *self.card_ranges)
+            if refusal:
+                raise Denied(grpc.StatusCode.PERMISSION_DENIED, refusal)
         if identity.role == "terminal":
             # A forecourt batch speaks for each of its operations; anything else for itself.
             operations = getattr(request, "operations", None)
@@ -97,7 +151,10 @@ class AccessControl:
         return identity
 
     def admit_stream_item(self, identity, operation_message):
-        """One operation of a stream: the terminal's binding and its rate limit apply."""
+        """One operation of a stream: its certificate must still be valid (not revoked
+        since the stream opened), and a terminal's binding and rate limit apply."""
+        if identity is not None:
+            self.still_valid(identity)
         if identity is not None and identity.role == "terminal":
             self._bind_acceptor(identity, operation_message)
             self._rate_limit(identity)

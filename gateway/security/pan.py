@@ -5,15 +5,14 @@ core finds a card; logs, errors and replies only ever see the masked form.
 """
 import hashlib
 import hmac
-import os
-import pathlib
-
-from cardgate.gateway.store.files import create_private
+import re
 
 PAN_LENGTH_MIN = 16
 PAN_LENGTH_MAX = 19
 INDEX_KEY_BYTES = 32
 PIN_VERIFIER_BYTES = 16
+CLIENT_PAN_DIGITS_MIN = 13      # card numbers a client may send in free text: 13 to 19
+_DIGIT_RUN = re.compile(r"[0-9]{13,}")
 
 
 class PanError(ValueError):
@@ -55,6 +54,20 @@ def mask(pan: str) -> str:
     return pan[:6] + "*" * (len(pan) - 10) + pan[-4:]
 
 
+def _masked_run(match) -> str:
+    run = match.group()
+    if len(run) > PAN_LENGTH_MAX or luhn_valid(run):  # longer: it may hold one
+        return mask(run)
+    return run
+
+
+def mask_pans_in(text: str) -> str:
+    """Text with every run of 13 to 19 digits that passes the Luhn check (a card number,
+    whoever sent it) masked first 6 / last 4, and longer runs masked too: what errors and
+    logs may carry of text a client sent."""
+    return _DIGIT_RUN.sub(_masked_run, text) if text else text
+
+
 def mask_parts(first6: int, last4: int, length: int) -> str:
     if not length:
         return ""
@@ -67,8 +80,8 @@ def split_for_record(pan: str) -> tuple[int, int, int]:
 
 
 class PanIndexKey:
-    """The secret of a keyed hash, kept in a file outside the database (0600): the PAN
-    index key, and the PIN verifier key."""
+    """The secret of a keyed hash, kept outside the database wrapped by the KEK
+    (kek.WrappedSecret): the PAN index key, and the PIN verifier key."""
 
     def __init__(self, secret: bytes):
         if len(secret) != INDEX_KEY_BYTES:
@@ -76,10 +89,9 @@ class PanIndexKey:
         self._secret = secret
 
     @classmethod
-    def load_or_create(cls, path: pathlib.Path) -> "PanIndexKey":
-        if not path.exists():
-            create_private(path, os.urandom(INDEX_KEY_BYTES))
-        return cls(path.read_bytes())
+    def load_or_create(cls, secret_file) -> "PanIndexKey":
+        """secret_file: a kek.WrappedSecret."""
+        return cls(secret_file.load_or_create(INDEX_KEY_BYTES))
 
     def card_key(self, pan: str) -> bytes:
         """32-byte HMAC-SHA256 of the PAN: the core's lookup key for the card."""

@@ -3,8 +3,13 @@
   * request messages as they arrive over gRPC (tolerant protobuf parsing, then the
     same validation the services run: request ids, card numbers, currencies, amounts);
   * client certificates (DER/PEM) and the role they carry;
-  * fastcore's record decoders (C code reading LMDB values and request buffers);
-  * stored PAN records (key id, nonce, AES-GCM) and amounts typed on the command line.
+  * fastcore's record decoders (C code reading LMDB values and request buffers), the
+    admin log's lines included;
+  * stored PAN records (key id, nonce, AES-GCM) and amounts typed on the command line;
+  * wrapped keys as the KEK opens them (kek.unwrap);
+  * free text as errors and logs show it: card numbers masked (mask_pans_in, checked: no
+    Luhn-valid 13-19 digit run survives), request ids quoted only as UUIDs;
+  * a scoped operator's scope check (scope.refusal) over every request message.
 
     pip install atheris
     python -m benchmarks.fuzz_parsers -runs=500000      # libFuzzer flags pass through
@@ -15,6 +20,7 @@ PAN record raised IndexError (datakeys._split now refuses it clearly), and a cli
 certificate with a duplicated extension escaped identity_of as DuplicateExtension
 (now a PkiError, so the gateway answers UNAUTHENTICATED).
 """
+import re
 import sys
 
 import atheris
@@ -26,21 +32,30 @@ with atheris.instrument_imports():
     from cardgate.fastcore import records
     from cardgate.gateway import money, validation
     from cardgate.gateway.api.registration import SERVICES, Malformed, _tolerant_parser
-    from cardgate.gateway.security import pan as pan_mod
+    from cardgate.gateway.ops.logs import shown_request_id
+    from cardgate.gateway.security import kek as kek_mod, pan as pan_mod, scope
     from cardgate.gateway.security.datakeys import KeyRing, record_key_id
-    from cardgate.gateway.security.pki import PkiError, identity_of
+    from cardgate.gateway.security.pki import Identity, PkiError, identity_of
 
 REQUEST_PARSERS = [
-    _tolerant_parser(message_factory.GetMessageClass(method.input_type))
+    (f"/{service.full_name}/{method.name}",
+     _tolerant_parser(message_factory.GetMessageClass(method.input_type)))
     for service in SERVICES for method in service.methods]
+SCOPED = (Identity("operator", "fuzz", 1, ranges=frozenset({1, 7})),
+          Identity("operator", "fuzz", 2, partner_id=12))
+KEK = kek_mod.LocalKek(bytes(range(32)), "fuzz")
 UNPACKERS = [records.unpack_reply, records.unpack_replies, records.unpack_request,
              records.unpack_request_record, records.unpack_card, records.unpack_account,
              records.unpack_journal_entry, records.unpack_range, records.parse_book_key,
              records.journal_seq_of, records.unpack_hold, records.unpack_lot,
              records.unpack_profile, records.unpack_usage, records.unpack_contract,
              records.unpack_catalog, records.unpack_program, records.unpack_rules,
-             records.unpack_member, records.unpack_points_line, records.unpack_outlet]
-EXPECTED = (ValueError, x509.InvalidVersion, PkiError, money.AmountError, pan_mod.PanError, validation.InvalidArgument)
+             records.unpack_member, records.unpack_points_line, records.unpack_outlet,
+             lambda data: records.unpack_admin_line(data[:24], data[24:])]
+EXPECTED = (ValueError, x509.InvalidVersion, PkiError, money.AmountError, pan_mod.PanError,
+            validation.InvalidArgument, kek_mod.KekError)
+TARGETS = 8
+DIGIT_RUN = re.compile(r"[0-9]{13,}")
 inputs = 0
 failed = False
 
@@ -65,17 +80,29 @@ def validate_fields(request):
                 pass
 
 
+def check_masked(text: str):
+    """No card number (a 13-19 digit run passing the Luhn check), nor a longer digit run
+    that may hold one, is left in text."""
+    for run in DIGIT_RUN.findall(text):
+        if len(run) > pan_mod.PAN_LENGTH_MAX or pan_mod.luhn_valid(run):
+            raise AssertionError(f"a card number survived masking in {text!r}")
+
+
 def one_input(data: bytes):
     global inputs, failed
     inputs += 1
     if not data:
         return
-    target, rest = data[0] % 5, data[1:]
+    target, rest = data[0] % TARGETS, data[1:]
     try:
         if target == 0:
-            parsed = REQUEST_PARSERS[len(rest) % len(REQUEST_PARSERS)](rest)
+            method, parser = REQUEST_PARSERS[len(rest) % len(REQUEST_PARSERS)]
+            parsed = parser(rest)
             if not isinstance(parsed, Malformed):
                 validate_fields(parsed)
+                for identity in SCOPED:
+                    scope.refusal(identity, method, parsed, lambda pan: len(pan) % 9,
+                                  lambda card_id: card_id % 9)
         elif target == 1:
             try:
                 cert = x509.load_der_x509_certificate(rest)
@@ -91,9 +118,19 @@ def one_input(data: bytes):
         elif target == 3:
             record_key_id(rest)
             RING.decrypt(rest, 1)
-        else:
+        elif target == 4:
             text = rest.decode("utf-8", "replace")
             money.parse_amount_minor(text, "EUR")
+        elif target == 5:
+            kek_mod.unwrap(KEK, rest, kek_mod.PAN_INDEX_KEY.purpose)
+        elif target == 6:
+            text = rest.decode("utf-8", "replace")
+            check_masked(pan_mod.mask_pans_in(text))
+            check_masked(shown_request_id(text))
+        else:
+            unwrapped = kek_mod.unwrap(KEK, kek_mod.wrap(KEK, rest, b"x"), b"x")
+            if unwrapped != rest:
+                raise AssertionError("a wrapped key did not come back as it went in")
     except EXPECTED:
         pass
     except Exception as exc:          # AES-GCM refusing a forged record is expected too
@@ -132,13 +169,18 @@ def write_seeds(folder):
                                  currency="EUR", amount_minor=5))
     seed(3, RING.encrypt(pan, 1))
     seed(4, b"12.50")
+    seed(5, kek_mod.wrap(KEK, os.urandom(32), kek_mod.PAN_INDEX_KEY.purpose))
+    seed(6, f"request_id {pan} is not a UUID".encode())
+    seed(7, os.urandom(32))
+    pki.issue("operator", "scoped", folder + "-pki/clients", ranges=[1, 7])
+    seed(1, pathlib.Path(folder + "-pki/clients/scoped.crt").read_bytes())
 
 
 if __name__ == "__main__":
     import atexit
     import tempfile
 
-    RING = KeyRing.load_or_create(tempfile.mkdtemp())
+    RING = KeyRing.load_or_create(tempfile.mkdtemp(), KEK)
     atheris.instrument_all()
     if not any(not a.startswith("-") for a in sys.argv[1:]):
         corpus = tempfile.mkdtemp(prefix="cardgate-fuzz-")

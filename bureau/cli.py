@@ -39,8 +39,12 @@ def add_commands(sub, connected):
     which.add_argument("--issue-request-id", metavar="UUID",
                        help="every card the IssueCards request with this id issued")
     export.add_argument("--out", required=True, help="the job file to write")
-    export.add_argument("--bureau-cert", metavar="PEM",
-                        help="encrypt the job to this certificate (EC P-256); else it is only signed")
+    sealing = export.add_mutually_exclusive_group()
+    sealing.add_argument("--bureau-cert", metavar="PEM",
+                         help="seal the job to this bureau certificate of the gateway's CA "
+                         "(default: the certificate this command connects with)")
+    sealing.add_argument("--unsealed", action="store_true",
+                         help="operators only: export the job signed but not sealed")
     export.add_argument("--aid", default=AID_DEFAULT, help=f"DESFire application id, hex (default {AID_DEFAULT})")
     export.add_argument("--value-limit-minor", type=int, default=0,
                         help="create an offline value file with this limit (default 0: none)")
@@ -61,7 +65,8 @@ def add_commands(sub, connected):
                         "it is what makes a rerun go on where the last one stopped")
     encode.add_argument("--ca", metavar="PEM", help="the gateway's CA certificate, to check the "
                         "job's signature (default: CERT_DIR/ca.crt)")
-    encode.add_argument("--bureau-key", metavar="PEM", help="the bureau's private key, for an encrypted job")
+    encode.add_argument("--bureau-key", metavar="PEM", help="the bureau's private key, for a sealed "
+                        "job (default: the key this command connects with)")
     encode.add_argument("--card-wait-s", type=float, default=None,
                         help="give up when no card comes for this long (default: wait)")
     encode.add_argument("--offline", action="store_true",
@@ -108,7 +113,8 @@ def _export(args, stub) -> int:
     parts = stub.ExportPersonalizationJob(issuing_pb2.ExportPersonalizationJobRequest(
         request_id=args.request_id or new_request_id(), card_ids=card_ids,
         issue_request_id=args.issue_request_id or "",
-        bureau_certificate_pem=pathlib.Path(args.bureau_cert).read_bytes() if args.bureau_cert else b"",
+        bureau_certificate_pem=b"" if args.unsealed else _own_file(args, args.bureau_cert, ".crt").read_bytes(),
+        allow_unsealed=args.unsealed,
         service_code=args.service_code, master_key_label=args.key_label,
         chip=issuing_pb2.ChipProfile(aid=bytes.fromhex(args.aid),
                                      value_limit_minor=args.value_limit_minor)), timeout=600)
@@ -175,9 +181,19 @@ def _read_job(args):
     ca_path = pathlib.Path(args.ca) if args.ca else \
         pathlib.Path(args.cert_dir or clients_dir(args.data_dir)) / "ca.crt"
     ca = x509.load_pem_x509_certificate(ca_path.read_bytes())
-    key = serialization.load_pem_private_key(pathlib.Path(args.bureau_key).read_bytes(), None) \
-        if args.bureau_key else None
-    return job_file.read(pathlib.Path(args.job).read_bytes(), ca, key)
+    data = pathlib.Path(args.job).read_bytes()
+    key_path = _own_file(args, args.bureau_key, ".key") if args.bureau_key or job_file.is_sealed(data) \
+        else None
+    key = serialization.load_pem_private_key(key_path.read_bytes(), None) if key_path else None
+    return job_file.read(data, ca, key)
+
+
+def _own_file(args, given, suffix) -> pathlib.Path:
+    """A file given, or the certificate (suffix .crt) or key (.key) this command connects
+    with: a job is sealed to the bureau that exports it, unless told otherwise."""
+    if given:
+        return pathlib.Path(given)
+    return pathlib.Path(args.cert_dir or clients_dir(args.data_dir)) / f"{args.identity}{suffix}"
 
 
 def _master_key(path) -> bytes:

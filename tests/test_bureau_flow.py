@@ -23,6 +23,7 @@ from cardgate.devices.desfire_card import DesfireCard
 from cardgate.devices.msr_simulator import MsrSimulator
 from cardgate.devices.vpcd import READER_NAMES, insert
 from cardgate.gateway.issuing import job_file
+from cardgate.gateway.security.pki import Pki, load_certificate
 from cardgate.v1 import authorization_pb2, common_pb2, issuing_pb2, issuing_pb2_grpc
 
 from helpers import create_range, eur, load, new_id, purchase
@@ -63,6 +64,13 @@ def issue_with_holders(gw):
     cards = [c for part in stream for c in part.cards]
     assert [c.result_code for c in cards] == [common_pb2.RESULT_CODE_APPROVED] * 3
     return [c.card_id for c in cards]
+
+
+def job_of(gw, job_path):
+    """A job file the bureau CLI exported (sealed to bureau-1, the certificate it uses)."""
+    return job_file.read(job_path.read_bytes(),
+                         x509.load_pem_x509_certificate((gw.certs / "ca.crt").read_bytes()),
+                         serialization.load_pem_private_key((gw.certs / "bureau-1.key").read_bytes(), None))
 
 
 def cli(gw, *args, timeout=120):
@@ -257,10 +265,20 @@ def test_job_files_are_refused_when_altered_for_another_bureau_or_unsigned(live_
     create_range(gw)
     card_ids = issue_with_holders(gw)
     bureau = issuing_pb2_grpc.IssuingServiceStub(gw.open("bureau-1"))
+    # Only signed, its numbers in clear: an operator's explicit choice, never a bureau's.
     request = issuing_pb2.ExportPersonalizationJobRequest(
-        request_id=new_id(), card_ids=card_ids, chip=issuing_pb2.ChipProfile(aid=bytes.fromhex(AID)))
-    signed = exported(bureau, request)
-    again = exported(bureau, request)                             # a retry: the same job
+        request_id=new_id(), card_ids=card_ids, chip=issuing_pb2.ChipProfile(aid=bytes.fromhex(AID)),
+        allow_unsealed=True)
+    with pytest.raises(grpc.RpcError) as refused:
+        exported(bureau, request)
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    request.allow_unsealed = False
+    with pytest.raises(grpc.RpcError) as refused:
+        exported(bureau, request)
+    assert refused.value.details().startswith("bureau_certificate_pem: is needed")
+    request.allow_unsealed = True
+    signed = exported(gw.issuing, request)
+    again = exported(gw.issuing, request)                         # a retry: the same job
     assert (again.job_id, again.cards, again.encrypted) == (signed.job_id, 3, False)
     ca = x509.load_pem_x509_certificate((gw.certs / "ca.crt").read_bytes())
     job = job_file.read(signed.job_file, ca)
@@ -292,7 +310,8 @@ def test_job_files_are_refused_when_altered_for_another_bureau_or_unsigned(live_
                           ("service_code", dict(service_code="70")),
                           ("bureau_certificate_pem", dict(bureau_certificate_pem=b"not a certificate"))):
         bad = issuing_pb2.ExportPersonalizationJobRequest(
-            request_id=new_id(), card_ids=card_ids, chip=issuing_pb2.ChipProfile(aid=bytes.fromhex(AID)))
+            request_id=new_id(), card_ids=card_ids, chip=issuing_pb2.ChipProfile(aid=bytes.fromhex(AID)),
+            bureau_certificate_pem=(gw.certs / "bureau-1.crt").read_bytes())
         for name, value in change.items():
             if name == "card_ids":
                 del bad.card_ids[:]
@@ -306,14 +325,33 @@ def test_job_files_are_refused_when_altered_for_another_bureau_or_unsigned(live_
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert refused.value.details().startswith(field), refused.value.details()
 
+    # A job is sealed only to a bureau certificate of this CA: not a terminal's, not another
+    # CA's, not a revoked one.
+    other = Pki(tmp_path / "other-ca")
+    other.ensure()
+    other.issue("bureau", "foreign-bureau", tmp_path / "foreign")
+    gw.gateway.pki.issue("bureau", "revoked-bureau", tmp_path / "revoked")
+    gw.gateway.pki.revoke(load_certificate(tmp_path / "revoked" / "revoked-bureau.crt").serial_number)
+    for pem, why in (((gw.certs / "terminal-1.crt").read_bytes(), "not a bureau's"),
+                     ((tmp_path / "foreign" / "foreign-bureau.crt").read_bytes(), "CA issued"),
+                     ((tmp_path / "revoked" / "revoked-bureau.crt").read_bytes(), "revoked")):
+        with pytest.raises(grpc.RpcError) as refused:
+            exported(bureau, issuing_pb2.ExportPersonalizationJobRequest(
+                request_id=new_id(), card_ids=card_ids,
+                chip=issuing_pb2.ChipProfile(aid=bytes.fromhex(AID)), bureau_certificate_pem=pem))
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert why in refused.value.details(), refused.value.details()
+
 
 def test_results_failed_then_encoded_and_contradictions(live_gateway):
     gw = live_gateway
     create_range(gw)
     card_ids = issue_with_holders(gw)
     bureau = issuing_pb2_grpc.IssuingServiceStub(gw.open("bureau-1"))
+    sealed_to = (gw.certs / "bureau-1.crt").read_bytes()
     job = exported(bureau, issuing_pb2.ExportPersonalizationJobRequest(
-        request_id=new_id(), card_ids=card_ids, chip=issuing_pb2.ChipProfile(aid=bytes.fromhex(AID))))
+        request_id=new_id(), card_ids=card_ids, chip=issuing_pb2.ChipProfile(aid=bytes.fromhex(AID)),
+        bureau_certificate_pem=sealed_to))
 
     def report(seq, result, reason="", request_id=None):
         return bureau.ReportPersonalization(issuing_pb2.ReportPersonalizationRequest(
@@ -349,7 +387,8 @@ def test_results_failed_then_encoded_and_contradictions(live_gateway):
     # A card personalized already is in no new job.
     with pytest.raises(grpc.RpcError) as refused:
         exported(bureau, issuing_pb2.ExportPersonalizationJobRequest(
-            request_id=new_id(), card_ids=card_ids, chip=issuing_pb2.ChipProfile(aid=bytes.fromhex(AID))))
+            request_id=new_id(), card_ids=card_ids, chip=issuing_pb2.ChipProfile(aid=bytes.fromhex(AID)),
+            bureau_certificate_pem=sealed_to))
     assert "personalized already" in refused.value.details()
 
 
@@ -396,8 +435,7 @@ def test_encoding_offline_then_import_and_cards_that_are_not_blank(live_gateway,
 
         def status():
             return bureau.GetPersonalizationJob(issuing_pb2.GetPersonalizationJobRequest(
-                job_id=job_file.verify(job_path.read_bytes(), x509.load_pem_x509_certificate(
-                    (gw.certs / "ca.crt").read_bytes())).job_id))
+                job_id=job_of(gw, job_path).job_id))
 
         assert (status().encoded, status().pending) == (0, 2)       # the gateway knows nothing yet
         done = cli(gw, "import", f"{job_path}.results.jsonl")
@@ -490,7 +528,7 @@ def test_an_encoder_killed_mid_card_finishes_that_card_on_the_same_chip(live_gat
         simulator.close()
     (finished, stripe, _), = feeder.finished
     assert finished is card and simulator.writes == 1
-    job = job_file.verify(job_path.read_bytes(), x509.load_pem_x509_certificate((gw.certs / "ca.crt").read_bytes()))
+    job = job_of(gw, job_path)
     assert (stripe[1], stripe[2]) == (job.cards[0].track1, job.cards[0].track2)
     application = card.applications[bytes.fromhex(AID)]
     assert personalize.parse_card_data(bytes(application.files[personalize.CARD_DATA_FILE].data))[0] == \

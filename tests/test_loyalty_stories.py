@@ -9,7 +9,8 @@ import pytest
 from cryptography import x509
 
 from cardgate.fastcore.records import Op
-from cardgate.v1 import authorization_pb2, common_pb2, issuing_pb2, loyalty_pb2, loyalty_pb2_grpc
+from cardgate.v1 import (authorization_pb2, common_pb2, issuing_pb2, issuing_pb2_grpc, loyalty_pb2,
+                         loyalty_pb2_grpc)
 
 from conftest import LiveGateway
 from helpers import create_range, issue, journal_entries, make_pan, new_id, snapshot
@@ -168,6 +169,10 @@ def test_operators_adjust_points_with_a_reason_and_their_identity_and_members_gi
 
     gw.issuing.SetCardStatus(issuing_pb2.SetCardStatusRequest(
         request_id=new_id(), pan=blocked, status=authorization_pb2.CARD_STATUS_BLOCKED))
+    # At a terminal, the member gives points with the giving card's PIN.
+    bureau = issuing_pb2_grpc.IssuingServiceStub(gw.open("bureau-1"))
+    bureau.SetCardPin(issuing_pb2.SetCardPinRequest(request_id=new_id(), pan=alice, pin=PIN))
+    assert transfer(gw, alice, bob, 1, pin="").result_code == R.RESULT_CODE_DECLINED_PIN_REQUIRED
     before = snapshot(gw.gateway.store)
     refused = transfer(gw, alice, blocked, 10)
     assert refused.result_code == R.RESULT_CODE_DECLINED_RECEIVING_CARD_UNUSABLE
@@ -182,6 +187,9 @@ def test_operators_adjust_points_with_a_reason_and_their_identity_and_members_gi
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "to_pan" in caught.value.details()
 
 
-def transfer(gw, pan, to_pan, points):
+PIN = "2468"
+
+
+def transfer(gw, pan, to_pan, points, pin=PIN):
     return gw.loyalty.TransferPoints(loyalty_pb2.TransferPointsRequest(
-        request_id=new_id(), pan=pan, to_pan=to_pan, points=points)).authorization
+        request_id=new_id(), pan=pan, to_pan=to_pan, points=points, pin=pin)).authorization

@@ -5,6 +5,7 @@ status codes (INVALID_ARGUMENT naming the field, ALREADY_EXISTS for a reused req
 id, RESOURCE_EXHAUSTED / UNAVAILABLE when the store cannot take the request).
 """
 import asyncio
+import contextvars
 import functools
 import inspect
 import logging
@@ -20,8 +21,9 @@ from cardgate.gateway.fleet import sales as fleet
 from cardgate.gateway.issuing.jobs import ENCODED, FAILED, JobConflict, JobNotFound
 from cardgate.gateway.loyalty.answers import loyalty_outcome
 from cardgate.gateway.ops.logs import log_request
+from cardgate.gateway.security import acting
 from cardgate.gateway.security.access import Denied
-from cardgate.gateway.security.pan import mask_parts
+from cardgate.gateway.security.pan import mask_pans_in, mask_parts
 from cardgate.gateway.security.pki import PkiError
 from cardgate.gateway.store import writer as writer_mod
 from cardgate.gateway.validation import InvalidArgument
@@ -38,6 +40,7 @@ RESULT_MESSAGES = {
     Result.DECLINED_CARD_EXPIRED: "declined: card expired",
     Result.DECLINED_CARD_CLOSED: "declined: card closed",
     Result.DECLINED_WRONG_PIN: "declined: wrong PIN",
+    Result.DECLINED_PIN_REQUIRED: "declined: the card's PIN is required",
     Result.DECLINED_INSUFFICIENT_FUNDS: "declined: insufficient funds",
     Result.DECLINED_CURRENCY_MISMATCH: "declined: the card holds another currency",
     Result.DECLINED_BALANCE_LIMIT_EXCEEDED: "declined: the balance would exceed its limit",
@@ -56,6 +59,7 @@ RESULT_MESSAGES = {
     Result.DECLINED_CARD_MISMATCH: "declined: original was made with another card",
     Result.DECLINED_NOT_REVERSIBLE: "declined: request cannot be reversed (reverse its refunds first)",
     Result.DECLINED_ALREADY_REVERSED: "declined: already reversed",
+    Result.DECLINED_NOT_OWN_REQUEST: "declined: the original request is not this merchant's",
     Result.DECLINED_CARD_ALREADY_ISSUED: "declined: card number already issued",
     Result.DECLINED_UNKNOWN_CARD_RANGE: "declined: card range not known",
     Result.DECLINED_CARD_RANGE_EXISTS: "declined: card range already exists",
@@ -111,7 +115,15 @@ _WRITER_CODES = {
 }
 
 
-REFUSALS = (Denied, VelocityExceeded, InvalidArgument, RequestIdReused, writer_mod.WriterError,
+class Refused(Exception):
+    """A call answered with a gRPC status of its own (e.g. NOT_FOUND for a card not
+    known): raised where the answer is decided, answered by the rpc decorator."""
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+REFUSALS = (Denied, Refused, VelocityExceeded, InvalidArgument, RequestIdReused, writer_mod.WriterError,
             JobNotFound, JobConflict, PkiError)
 _STATUS_OF = {VelocityExceeded: grpc.StatusCode.RESOURCE_EXHAUSTED,
               InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
@@ -121,9 +133,15 @@ _STATUS_OF = {VelocityExceeded: grpc.StatusCode.RESOURCE_EXHAUSTED,
               PkiError: grpc.StatusCode.FAILED_PRECONDITION}
 
 
+def public_text(exc) -> str:
+    """What a refusal says to the client and the log: its text, with any card number
+    a client may have put in a field masked (pan.mask_pans_in)."""
+    return mask_pans_in(str(exc))
+
+
 def status_of(exc) -> grpc.StatusCode:
     """The gRPC status a refusal (one of REFUSALS) is answered with."""
-    if isinstance(exc, Denied):
+    if isinstance(exc, (Denied, Refused)):
         return exc.code
     if isinstance(exc, writer_mod.WriterError):
         return _WRITER_CODES.get(type(exc), grpc.StatusCode.UNAVAILABLE)
@@ -131,24 +149,30 @@ def status_of(exc) -> grpc.StatusCode:
 
 
 def rpc(method):
-    """Check the caller's access, then run the method, mapping the gateway's exceptions
-    onto gRPC status codes. A coroutine method (or async generator, for a server stream)
-    stays one and runs on the event loop; a plain one runs in the server's thread pool."""
+    """Check the caller's access and admit the call (a place among its certificate's calls
+    at once), then run the method, mapping the gateway's exceptions onto gRPC status
+    codes. Admission runs on the event loop before any work of the call is queued. A
+    coroutine method (or async generator, for a server stream) runs on the event loop; a
+    plain one in the servicer's thread pool, with the caller's actor (acting.ACTOR)."""
     full_name = None
+    stream = inspect.isasyncgenfunction(method)
 
     def admitted(self, request, context):
+        """The caller, checked; the requests its call makes carry its actor code."""
         nonlocal full_name
         full_name = full_name or f"/{self.SERVICE}/{method.__name__}"
         caller = self.access.check(context, full_name, request)
         if isinstance(request, Malformed):
             raise InvalidArgument("request", f"not a valid {request.type_name} message "
                                   f"({request.problem})")
+        acting.ACTOR.set(acting.actor_code(caller))
         return caller
 
     def refused(exc):
+        details = public_text(exc)
         if isinstance(exc, Denied):
-            log.info("%s refused: %s", method.__name__, exc)
-        return status_of(exc), str(exc)
+            log.info("%s refused: %s", method.__name__, details)
+        return status_of(exc), details
 
     per_operation = getattr(method, "counts_operations", False)
 
@@ -159,14 +183,15 @@ def rpc(method):
                                   per_operation and result == "answered")
         log_request(caller, method.__name__, request, result, started)
 
-    if inspect.isasyncgenfunction(method):
+    if stream:
         @functools.wraps(method)
         async def stream_wrapper(self, request, context):
             started, result, caller = time.perf_counter(), "answered", None
             try:
                 caller = admitted(self, request, context)
-                async for item in method(self, request, context):
-                    yield item
+                with self.access.admission(caller, stream=True):
+                    async for item in method(self, request, context):
+                        yield item
             except REFUSALS as exc:
                 code, details = refused(exc)
                 result = code.name
@@ -176,30 +201,25 @@ def rpc(method):
         return stream_wrapper
 
     if inspect.iscoroutinefunction(method):
-        @functools.wraps(method)
-        async def wrapper(self, request, context):
-            started, caller = time.perf_counter(), None
-            try:
-                caller = admitted(self, request, context)
-                response = await method(self, request, context)
-            except REFUSALS as exc:
-                code, details = refused(exc)
-                observe(self, caller, request, code.name, started)
-                await context.abort(code, details)
-            observe(self, caller, request, _result_of(response), started)
-            return response
-        return wrapper
+        run = method
+    else:
+        async def run(self, request, context):
+            # The caller's actor goes with the work to the pool thread (a copy of this
+            # context), and no thread keeps it for the next call.
+            return await asyncio.get_running_loop().run_in_executor(
+                self.executor, contextvars.copy_context().run, method, self, request, context)
 
     @functools.wraps(method)
-    def wrapper(self, request, context):
+    async def wrapper(self, request, context):
         started, caller = time.perf_counter(), None
         try:
             caller = admitted(self, request, context)
-            response = method(self, request, context)
+            with self.access.admission(caller):
+                response = await run(self, request, context)
         except REFUSALS as exc:
             code, details = refused(exc)
             observe(self, caller, request, code.name, started)
-            context.abort(code, details)
+            await context.abort(code, details)
         observe(self, caller, request, _result_of(response), started)
         return response
     return wrapper
@@ -282,22 +302,26 @@ class Servicer:
     set by the server, counts what it answers."""
     SERVICE = ""
     metrics = None
+    executor = None         # the thread pool of plain (not async) methods; None: the loop's
 
     def __init__(self, operations, access):
         self.ops = operations
         self.access = access
 
-    def actor_of(self, context) -> int:
-        """The caller's identity code for the journal: the low 32 bits of its certificate
-        serial (`cardgate pki list` shows serials); 0 without TLS."""
+    def caller_may(self, context, role: str) -> bool:
+        """Whether the caller has `role` (without TLS, the development mode: yes)."""
         identity = self.access.caller(context)
-        return identity.serial & 0xFFFF_FFFF if identity is not None else 0
+        return identity is None or identity.role == role
 
     def known_card(self, pan_text, context):
-        """(Card, Reply describing it) of the card, or NOT_FOUND; a read, no writer."""
+        """(Card, Reply describing it) of the card, or NOT_FOUND; a read, no writer. A
+        terminal reads only cards its merchant accepts (SetCardRangeAcceptance); any other
+        is answered as not known."""
         found = self.ops.balance(pan_text)
-        if found is None:
-            context.abort(grpc.StatusCode.NOT_FOUND, "pan: this card is not known")
+        identity = self.access.caller(context) if found is not None else None
+        if found is None or identity is not None and identity.role == "terminal" and \
+                not self.ops.accepts(found[0].range_id, identity.merchant_id):
+            raise Refused(grpc.StatusCode.NOT_FOUND, "pan: this card is not known")
         return found
 
 
@@ -384,7 +408,8 @@ class IssuingService(Servicer, issuing_pb2_grpc.IssuingServiceServicer):
                                       request.late_completion_grace_s
                                       if request.HasField("late_completion_grace_s")
                                       else records.LATE_GRACE_S_DEFAULT,
-                                      request.time_zone, request.utc_offset_min)
+                                      request.time_zone, request.utc_offset_min,
+                                      request.pin_policy)
         return issuing_pb2.CreateCardRangeResponse(
             result_code=reply.result, message=RESULT_MESSAGES.get(reply.result, ""))
 
@@ -412,8 +437,9 @@ class IssuingService(Servicer, issuing_pb2_grpc.IssuingServiceServicer):
                                      list(request.holder_names))
         total = request.count or len(request.holder_names)
         loop, issued = asyncio.get_running_loop(), 0
+        acting_context = contextvars.copy_context()     # the parts are made by this caller
         while True:                 # each part commits in the writer; the loop serves on
-            replies = await loop.run_in_executor(None, next, parts, None)
+            replies = await loop.run_in_executor(None, acting_context.run, next, parts, None)
             if replies is None:
                 return
             issued += sum(r.result == Result.APPROVED for r in replies)
@@ -424,8 +450,7 @@ class IssuingService(Servicer, issuing_pb2_grpc.IssuingServiceServicer):
 
     @rpc
     def ReplaceCard(self, request, context):
-        reply = self.ops.replace_card(request.request_id, request.pan, request.new_pan,
-                                      self.actor_of(context))
+        reply = self.ops.replace_card(request.request_id, request.pan, request.new_pan)
         return issuing_pb2.ReplaceCardResponse(authorization=authorization_message(reply))
 
     @rpc
@@ -441,11 +466,14 @@ class IssuingService(Servicer, issuing_pb2_grpc.IssuingServiceServicer):
 
     @rpc
     async def ExportPersonalizationJob(self, request, context):
+        if request.allow_unsealed and not self.caller_may(context, "operator"):
+            raise Denied(grpc.StatusCode.PERMISSION_DENIED,
+                         "allow_unsealed: only an operator may export a job unsealed")
         job_id, cards, data, encrypted = await asyncio.get_running_loop().run_in_executor(
             None, lambda: self.jobs.export(
                 request.request_id, request.card_ids, request.bureau_certificate_pem,
                 request.service_code, request.chip.aid, request.chip.value_limit_minor,
-                request.master_key_label, request.issue_request_id))
+                request.master_key_label, request.issue_request_id, request.allow_unsealed))
         message = f"job {job_id}: {cards} cards, signed" + \
             (" and encrypted to the bureau's certificate" if encrypted else "")
         for at in range(0, len(data), JOB_FILE_PART_BYTES):
@@ -514,7 +542,19 @@ class IssuingService(Servicer, issuing_pb2_grpc.IssuingServiceServicer):
         return issuing_pb2.DeactivateCardResponse(authorization=authorization_message(reply))
 
     @rpc
+    def SetCardRangeAcceptance(self, request, context):
+        merchants = self.ops.set_acceptance(request.request_id, request.range_id,
+                                            list(request.merchant_ids))
+        return issuing_pb2.SetCardRangeAcceptanceResponse(
+            result_code=Result.APPROVED, merchant_ids=merchants,
+            message="accepted by " + (", ".join(merchants) if merchants else "every merchant"))
+
+    @rpc
     def SetCardStatus(self, request, context):
+        if request.status == records.CardStatus.ACTIVE and not self.caller_may(context, "operator"):
+            raise Denied(grpc.StatusCode.PERMISSION_DENIED,
+                         "status: a bureau may block a card, never unblock or activate one; an "
+                         "operator does")
         reply = self.ops.set_card_status(request.request_id, request.pan, request.status)
         return issuing_pb2.SetCardStatusResponse(
             result_code=reply.result, status=reply.card_status,

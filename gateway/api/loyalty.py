@@ -5,9 +5,9 @@ import grpc
 
 from cardgate.fastcore.records import Op, PaymentMethod
 from cardgate.gateway import zones
-from cardgate.gateway.api.authorization import (RESULT_MESSAGES, Servicer, authorization_message,
-                                                rpc, takes_off)
-from cardgate.gateway.fleet.sales import outlet_code
+from cardgate.gateway.api.authorization import (RESULT_MESSAGES, Refused, Servicer,
+                                                authorization_message, rpc, takes_off)
+from cardgate.gateway.fleet.sales import acceptor_codes
 from cardgate.gateway.loyalty import (analytics, config as loyalty_config, settlement,
                                       words as loyalty_words)
 from cardgate.gateway.loyalty.answers import standing
@@ -25,8 +25,8 @@ def _config_response(message_type, reply):
     return message_type(result_code=reply.result, message=RESULT_MESSAGES.get(reply.result, ""))
 
 
-def _where(request) -> int:
-    return outlet_code(request.acceptor.merchant_id, request.acceptor.outlet_id)
+def _where(request) -> dict:
+    return acceptor_codes(request.acceptor)
 
 
 class LoyaltyService(Servicer, loyalty_pb2_grpc.LoyaltyServiceServicer):
@@ -73,7 +73,7 @@ class LoyaltyService(Servicer, loyalty_pb2_grpc.LoyaltyServiceServicer):
         store = self.ops.store
         found = store.read_membership(card, self.ops.clock())
         if found is None:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, "pan: the card's range is in no "
+            raise Refused(grpc.StatusCode.FAILED_PRECONDITION, "pan: the card's range is in no "
                           "loyalty program")
         program, member, (tier, rolling_total, discount_bp) = found
         now = standing(program, member, tier, rolling_total, discount_bp)
@@ -115,7 +115,7 @@ class LoyaltyService(Servicer, loyalty_pb2_grpc.LoyaltyServiceServicer):
                                   "and until_s after it")
         found = self.ops.store.read_program(request.program_id)
         if found is None:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"program_id: no program {request.program_id}")
+            raise Refused(grpc.StatusCode.NOT_FOUND, f"program_id: no program {request.program_id}")
         program = found[0]
         first_range = self.ops.store.read_range(program.range_ids[0]) if program.range_ids else None
         return program, first_range.currency if first_range else ""
@@ -134,12 +134,17 @@ class LoyaltyService(Servicer, loyalty_pb2_grpc.LoyaltyServiceServicer):
         store = self.ops.store
         with store.env.begin() as txn:
             report = settlement.settle(store, txn, program, request.from_s, request.until_s)
+        # A partner's operator (scope.py) sees its own line and what it pays or is paid.
+        identity = self.access.caller(context)
+        own = identity.partner_id if identity is not None else 0
         return loyalty_pb2.GetSettlementResponse(
             currency=currency,
             partners=[loyalty_pb2.PartnerSettlement(partner_name=store.read_partner_name(row.partner_id),
-                                                    **row._asdict()) for row in report.partners],
+                                                    **row._asdict()) for row in report.partners
+                      if not own or row.partner_id == own],
             transfers=[loyalty_pb2.PartnerTransfer(from_partner_id=a, to_partner_id=b, points=p,
-                                                   amount_minor=v) for a, b, p, v in report.transfers])
+                                                   amount_minor=v) for a, b, p, v in report.transfers
+                       if not own or own in (a, b)])
 
     @rpc
     def EarnPoints(self, request, context):
@@ -163,25 +168,29 @@ class LoyaltyService(Servicer, loyalty_pb2_grpc.LoyaltyServiceServicer):
     @rpc
     def ConfirmPoints(self, request, context):
         reply = self.ops.settle_points(request.request_id, request.pan, request.hold_id,
-                                       request.points)
+                                       request.points, _where(request))
         return loyalty_pb2.ConfirmPointsResponse(authorization=authorization_message(reply))
 
     @rpc
     def ReleasePoints(self, request, context):
-        reply = self.ops.settle_points(request.request_id, request.pan, request.hold_id)
+        reply = self.ops.settle_points(request.request_id, request.pan, request.hold_id,
+                                       where=_where(request))
         return loyalty_pb2.ReleasePointsResponse(authorization=authorization_message(reply))
 
     @rpc
     def AdjustPoints(self, request, context):
         reply = self.ops.adjust_points(request.request_id, request.pan, request.points,
-                                       takes_off(request.direction), request.reason,
-                                       self.actor_of(context))
+                                       takes_off(request.direction), request.reason)
         return loyalty_pb2.AdjustPointsResponse(authorization=authorization_message(reply))
 
     @rpc
     def TransferPoints(self, request, context):
+        # A terminal's transfer is the cardholder's, with the giving card's PIN (the core
+        # checks it); an operator's needs none.
+        at_terminal = not self.caller_may(context, "operator")
         reply = self.ops.transfer_points(request.request_id, request.pan, request.to_pan,
-                                         request.points, self.actor_of(context))
+                                         request.points, request.pin,
+                                         _where(request) if at_terminal else None)
         return loyalty_pb2.TransferPointsResponse(authorization=authorization_message(reply))
 
     @rpc

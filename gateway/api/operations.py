@@ -7,6 +7,7 @@ or writer.WriterError.
 import asyncio
 import datetime
 import hashlib
+import json
 import time
 
 from cardgate.devices import tracks
@@ -15,10 +16,12 @@ from cardgate.fastcore.records import Op
 from cardgate.gateway import limits, validation, zones
 from cardgate.gateway.api.loop_handoff import LoopHandoff
 from cardgate.gateway.fleet import sales as fleet
+from cardgate.gateway.security import acting
 from cardgate.gateway.security.datakeys import HOLDER
 from cardgate.gateway.security.pan import luhn_check_digit, mask, split_for_record
+from cardgate.gateway.security.pki import PkiError, check_id
 from cardgate.gateway.security.velocity import CardVelocity
-from cardgate.gateway.store.store import issued_part_key
+from cardgate.gateway.store.store import acceptance_key, issued_part_key
 from cardgate.gateway.store.writer import ReplyTimeout, StoreFailed, yyyymm_of
 
 Result = records.Result
@@ -70,6 +73,12 @@ class Operations:
 
     # ---- packing: validate a request and turn it into a core request -------------
 
+    @staticmethod
+    def pack(op: int, request_id: bytes, **fields) -> bytes:
+        """records.pack_request, made by the actor of the call being served (acting.ACTOR):
+        an operator's or bureau's requests say who made them."""
+        return records.pack_request(op, request_id, actor=acting.ACTOR.get(), **fields)
+
     def pack_money(self, op: int, request_id_text: str, pan_text: str, amount_minor: int,
                    currency: str, *, ref_text: str = None, ref_field: str = "original_request_id",
                    pin_text: str = "", partial_ok: bool = False, allow_zero: bool = False,
@@ -82,7 +91,7 @@ class Operations:
             ref = validation.request_id(ref_text, ref_field)
         card_key = self.card_key(pan_text)
         verifier = self._pin_verifier(card_key, pin_text) if pin_text else None
-        packed = records.pack_request(
+        packed = self.pack(
             op, rid, ref_request_id=ref, card_key=card_key,
             amount_minor=validation.amount_minor(amount_minor, allow_zero=allow_zero),
             currency=validation.currency(currency, "amount.currency"), pin_verifier=verifier,
@@ -93,13 +102,15 @@ class Operations:
                 "authorizations a minute; retry later with the same request_id")
         return packed
 
-    def pack_reference(self, op: int, request_id_text: str, ref_text: str, ref_field: str) -> bytes:
-        """A request that only names an earlier one: a reversal or a void."""
+    def pack_reference(self, op: int, request_id_text: str, ref_text: str, ref_field: str,
+                       who: dict) -> bytes:
+        """A request that only names an earlier one: a reversal or a void; who: where it
+        is made (fleet.acceptor_codes)."""
         rid = validation.request_id(request_id_text)
         ref = validation.request_id(ref_text, ref_field)
         if ref == rid:
             raise validation.InvalidArgument(ref_field, "must differ from request_id")
-        return records.pack_request(op, rid, ref_request_id=ref)
+        return self.pack(op, rid, ref_request_id=ref, **who)
 
     def submit_one(self, packed: bytes, request_id_text: str):
         reply = self.writer.submit([packed])[0]
@@ -148,31 +159,37 @@ class Operations:
 
     def pack_operation(self, kind: str, m) -> bytes:
         """The core request of a cardgate.v1 authorization message; `kind` names its type
-        as ForecourtOperation's fields do. Raises on bad input."""
+        as ForecourtOperation's fields do. Made where the message's acceptor says (access
+        control binds it to the calling terminal: the core lets a request that names an
+        earlier one act only on its own merchant's). Raises on bad input."""
+        if m is None:
+            raise validation.InvalidArgument("operation", "is empty; set one of purchase, "
+                                             "preauthorize, complete, void, refund, reverse, load")
+        who = fleet.acceptor_codes(m.acceptor)
         if kind in ("purchase", "preauthorize"):
             amount, extra = fleet.sale_fields(kind, m)
             pan = self.presented_pan(m)
             return self.pack_money(Op.PURCHASE if kind == "purchase" else Op.PREAUTH,
                                    m.request_id, pan, amount, self.sale_currency(m, pan),
-                                   pin_text=m.pin, partial_ok=m.partial_approval_ok, extra=extra)
+                                   pin_text=m.pin, partial_ok=m.partial_approval_ok,
+                                   extra={**extra, **who})
         if kind == "complete":
             amount, extra = fleet.sale_fields(kind, m)
             return self.pack_money(Op.COMPLETE, m.request_id, m.pan, amount,
                                    self.sale_currency(m, m.pan), ref_text=m.hold_id,
-                                   ref_field="hold_id", allow_zero=True, extra=extra)
+                                   ref_field="hold_id", allow_zero=True, extra={**extra, **who})
         if kind == "void":
-            return self.pack_reference(Op.VOID, m.request_id, m.hold_id, "hold_id")
+            return self.pack_reference(Op.VOID, m.request_id, m.hold_id, "hold_id", who)
         if kind == "refund":
             return self.pack_money(Op.REFUND, m.request_id, m.pan, m.amount.amount_minor,
-                                   m.amount.currency, ref_text=m.original_request_id)
+                                   m.amount.currency, ref_text=m.original_request_id, extra=who)
         if kind == "reverse":
             return self.pack_reference(Op.REVERSAL, m.request_id, m.original_request_id,
-                                       "original_request_id")
+                                       "original_request_id", who)
         if kind == "load":
             return self.pack_money(Op.LOAD, m.request_id, m.pan, m.amount.amount_minor,
-                                   m.amount.currency)
-        raise validation.InvalidArgument("operation", "is empty; set one of purchase, "
-                                         "preauthorize, complete, void, refund, reverse, load")
+                                   m.amount.currency, extra=who)
+        raise ValueError(f"no operation {kind!r}")
 
     def sale_currency(self, m, pan_text: str) -> str:
         """The currency of a sale: its amount's, or, when the amount is left out (the
@@ -212,10 +229,11 @@ class Operations:
     def create_range(self, request_id_text, range_id, iin_prefix, pan_length, currency, name,
                      pin_tries_max=0, balance_max_minor=0, load_per_day_max_minor=0, numbering=0,
                      late_grace_s=records.LATE_GRACE_S_DEFAULT, time_zone="",
-                     utc_offset_min=0):
+                     utc_offset_min=0, pin_policy=0):
         """numbering: how its cards are numbered (cardgate.v1.CardNumbering: 0 or 1 in
         order, 2 at random); late_grace_s: how long after a hold expired its completion
-        is still taken as a forced capture (0: never)."""
+        is still taken as a forced capture (0: never); pin_policy: cardgate.v1.PinPolicy
+        (0: required)."""
         rid = validation.request_id(request_id_text)
         validation.config_id(range_id, "range_id")
         if not (iin_prefix.isascii() and iin_prefix.isdigit() and 6 <= len(iin_prefix) <= 11):
@@ -234,14 +252,66 @@ class Operations:
         if len(name.encode("utf-8")) > limits.RANGE_NAME_BYTES_MAX:
             raise validation.InvalidArgument("name", f"is longer than {limits.RANGE_NAME_BYTES_MAX} bytes")
         zone_id, zone_requests = zones.zone_fields(time_zone, utc_offset_min)
-        packed = records.pack_request(
+        packed = self.pack(
             Op.CREATE_RANGE, rid, range_id=range_id, iin_prefix=int(iin_prefix),
             iin_digits=len(iin_prefix), pan_length=pan_length,
             currency=validation.currency(currency), range_name=name, pin_tries_max=pin_tries_max,
             balance_max_minor=balance_max_minor, load_per_day_max_minor=load_per_day_max_minor,
             numbering=numbering, late_grace_s=late_grace_s,
-            utc_offset_min=validation.utc_offset_min(utc_offset_min), zone_id=zone_id)
+            utc_offset_min=validation.utc_offset_min(utc_offset_min), zone_id=zone_id,
+            pin_policy=fleet.pin_policy(pin_policy))
         return self.submit_configuration(zone_requests, packed, request_id_text)
+
+    def set_acceptance(self, request_id_text, range_id, merchant_ids):
+        """The merchants whose terminals accept the range's cards (read their balances,
+        points and statements); none: every merchant. Kept in the gateway's acceptance
+        database, written by the writer; a retry with the same id and list is answered
+        alike, another list under the same id refused."""
+        rid = validation.request_id(request_id_text)
+        self._card_range(range_id)
+        merchants = sorted(set(merchant_ids))
+        for i, merchant in enumerate(merchants):
+            try:
+                check_id(merchant, "a merchant id")          # as certificates name merchants
+            except PkiError as exc:
+                raise validation.InvalidArgument(f"merchant_ids[{i}]", str(exc)) from None
+        content = json.dumps({"range_id": range_id, "merchants": merchants}).encode()
+        request_key = b"Q" + rid
+
+        def guard(txn):
+            found = txn.get(request_key, db=self.store.db_acceptance)
+            return None if found in (None, content) else str(RequestIdReused(request_id_text))
+
+        def record(txn, _replies):
+            if txn.get(request_key, db=self.store.db_acceptance) is None:
+                txn.put(request_key, content, db=self.store.db_acceptance)
+                key = acceptance_key(range_id)
+                if merchants:
+                    txn.put(key, json.dumps(merchants).encode(), db=self.store.db_acceptance)
+                else:
+                    txn.delete(key, db=self.store.db_acceptance)
+
+        self.writer.submit([], guard=guard, after=record)
+        return merchants
+
+    def range_of_pan(self, pan_text: str):
+        """The card range of a card, or None (not a card number, or not known)."""
+        try:
+            found = self.balance(pan_text)
+        except validation.InvalidArgument:
+            return None
+        return found[0].range_id if found is not None else None
+
+    def range_of_card_id(self, card_id: int):
+        try:
+            return self.store.read_card_by_id(card_id).range_id
+        except (TypeError, ValueError, OverflowError):   # no such card
+            return None
+
+    def accepts(self, range_id: int, merchant_id: str) -> bool:
+        """Whether the merchant's terminals accept cards of the range."""
+        merchants = self.store.read_acceptance(range_id)
+        return merchants is None or merchant_id in merchants
 
     def _card_range(self, range_id):
         card_range = self.store.read_range(range_id)
@@ -286,7 +356,7 @@ class Operations:
             sub_id = rid if i == 0 else hashlib.blake2b(rid + i.to_bytes(4, "little"),
                                                         digest_size=16).digest()
             first6, last4, length = split_for_record(pan_text)
-            packed.append(records.pack_request(
+            packed.append(self.pack(
                 Op.ISSUE_CARD, sub_id, ref_request_id=digest, card_key=key, range_id=range_id,
                 expiry_yyyymm=expiry, pan_first6=first6, pan_last4=last4, pan_length=length))
 
@@ -345,7 +415,7 @@ class Operations:
             return hashlib.blake2b(rid + repr(parts).encode(), digest_size=16).digest()
 
         def serials(n, *part):             # the range's next n serial numbers, or its decline
-            reply = self.submit_one(records.pack_request(
+            reply = self.submit_one(self.pack(
                 Op.ALLOCATE_SERIALS, part_id("serials", *part), range_id=range_id, serial_count=n),
                 request_id_text)
             return reply, [pan_of(reply.approved_minor + i) for i in range(n)]
@@ -394,24 +464,24 @@ class Operations:
                 raise validation.InvalidArgument("count", "the range is too full: its numbers keep "
                                                  "being taken already")
 
-    def replace_card(self, request_id_text, pan_text, new_pan_text, actor):
+    def replace_card(self, request_id_text, pan_text, new_pan_text):
         rid = validation.request_id(request_id_text)
         old, new = self.card_key(pan_text), self.card_key(new_pan_text, "new_pan")
         if old == new:
             raise validation.InvalidArgument("new_pan", "is the card being replaced")
-        return self.submit_one(records.pack_request(Op.REPLACE_CARD, rid, card_key=old, payload=new,
-                                                    actor=actor), request_id_text)
+        return self.submit_one(self.pack(Op.REPLACE_CARD, rid, card_key=old, payload=new),
+                               request_id_text)
 
     def set_card_stage(self, request_id_text, pan_text, stage):
         """stage: records.CardStage."""
         rid = validation.request_id(request_id_text)
-        return self.submit_one(records.pack_request(Op.SET_STAGE, rid, card_key=self.card_key(pan_text),
+        return self.submit_one(self.pack(Op.SET_STAGE, rid, card_key=self.card_key(pan_text),
                                                     stage=stage), request_id_text)
 
     def set_card_pin(self, request_id_text, pan_text, pin_text):
         rid = validation.request_id(request_id_text)
         card_key = self.card_key(pan_text)
-        packed = records.pack_request(Op.SET_PIN, rid, card_key=card_key,
+        packed = self.pack(Op.SET_PIN, rid, card_key=card_key,
                                       pin_verifier=self._pin_verifier(card_key, pin_text))
         return self.submit_one(packed, request_id_text)
 
@@ -433,7 +503,7 @@ class Operations:
         packed by loyalty_config."""
         rid = validation.request_id(request_id_text)
         return self.submit_configuration(
-            zone_requests, records.pack_request(op, rid, payload=payload, program_id=program_id),
+            zone_requests, self.pack(op, rid, payload=payload, program_id=program_id),
             request_id_text)
 
     def submit_configuration(self, zone_requests, packed: bytes, request_id_text: str):
@@ -454,15 +524,14 @@ class Operations:
         return self.pack_money(Op.LOYALTY_SALE, m.request_id, m.pan, amount, m.amount.currency,
                                extra=dict(volume_ml=volume, products=codes, payment_method=method,
                                           points_tendered=m.points,
-                                          outlet_code=fleet.outlet_code(m.acceptor.merchant_id,
-                                                                        m.acceptor.outlet_id)))
+                                          **fleet.acceptor_codes(m.acceptor)))
 
     def define_partner(self, request_id_text, partner_id, name):
         rid = validation.request_id(request_id_text)
         validation.config_id(partner_id, "partner_id")
         if not name or len(name.encode("utf-8")) > 32 or not name.isprintable():
             raise validation.InvalidArgument("name", "must be 1 to 32 bytes of printable UTF-8")
-        return self.submit_one(records.pack_request(Op.DEFINE_PARTNER, rid, partner_id=partner_id,
+        return self.submit_one(self.pack(Op.DEFINE_PARTNER, rid, partner_id=partner_id,
                                                     partner_name=name), request_id_text)
 
     def set_member(self, request_id_text, pan_text, birth_month, birth_day):
@@ -473,11 +542,11 @@ class Operations:
             except (ValueError, OverflowError):
                 raise validation.InvalidArgument("birth_day", f"{birth_month}/{birth_day} is not "
                                                  "a day of the year (month 1-12, day of that month)") from None
-        packed = records.pack_request(Op.SET_MEMBER, rid, card_key=self.card_key(pan_text),
+        packed = self.pack(Op.SET_MEMBER, rid, card_key=self.card_key(pan_text),
                                       birthday_mmdd=birth_month * 100 + birth_day)
         return self.submit_one(packed, request_id_text)
 
-    def earn_points(self, request_id_text, pan_text, points, valid_until_s=0, outlet=0):
+    def earn_points(self, request_id_text, pan_text, points, valid_until_s=0, where=None):
         """A lot of points usable until valid_until_s (0: as the card's program says;
         never without a program)."""
         if valid_until_s and valid_until_s <= self.clock():
@@ -486,61 +555,69 @@ class Operations:
         if valid_until_s < 0:
             raise validation.InvalidArgument("valid_until_s", "must be 0 or a Unix second")
         return self._lot(Op.EARN_POINTS, records.POINTS_ASSET, "points", request_id_text, pan_text,
-                         points, valid_until_s, outlet)
+                         points, valid_until_s, where)
 
-    def redeem_points(self, request_id_text, pan_text, points, outlet=0):
-        """outlet: where (its partner is reimbursed in a coalition)."""
+    def redeem_points(self, request_id_text, pan_text, points, where=None):
+        """where: fleet.acceptor_codes of the acceptor (in a coalition its outlet's
+        partner is reimbursed)."""
         return self._lot(Op.REDEEM_POINTS, records.POINTS_ASSET, "points", request_id_text,
-                         pan_text, points, outlet=outlet)
+                         pan_text, points, where=where)
 
-    def reserve_points(self, request_id_text, pan_text, points, outlet=0):
+    def reserve_points(self, request_id_text, pan_text, points, where=None):
         return self._lot(Op.RESERVE_POINTS, records.POINTS_ASSET, "points", request_id_text,
-                         pan_text, points, outlet=outlet)
+                         pan_text, points, where=where)
 
-    def settle_points(self, request_id_text, pan_text, hold_id_text, points=None):
-        """Confirm `points` of a reservation, or (points None) release it."""
+    def settle_points(self, request_id_text, pan_text, hold_id_text, points=None, where=None):
+        """Confirm `points` of a reservation, or (points None) release it; only the
+        reservation's own merchant (or an operator) may."""
         rid = validation.request_id(request_id_text)
         hold_id = validation.request_id(hold_id_text, "hold_id")
         if hold_id == rid:
             raise validation.InvalidArgument("hold_id", "must differ from request_id")
-        packed = records.pack_request(
+        packed = self.pack(
             Op.RELEASE_POINTS if points is None else Op.CONFIRM_POINTS, rid,
             card_key=self.card_key(pan_text), ref_request_id=hold_id, currency=records.POINTS_ASSET,
-            amount_minor=0 if points is None else validation.amount_minor(points, "points"))
+            amount_minor=0 if points is None else validation.amount_minor(points, "points"),
+            merchant_code=(where or {}).get("merchant_code", 0))
         return self.submit_one(packed, request_id_text)
 
-    def adjust_points(self, request_id_text, pan_text, points, down, reason, actor):
+    def adjust_points(self, request_id_text, pan_text, points, down, reason):
         rid = validation.request_id(request_id_text)
-        packed = records.pack_request(
+        packed = self.pack(
             Op.ADJUST_POINTS, rid, card_key=self.card_key(pan_text),
             amount_minor=validation.amount_minor(points, "points"), currency=records.POINTS_ASSET,
-            adjust_down=down, reason=_reason(reason), actor=actor)
+            adjust_down=down, reason=_reason(reason))
         return self.submit_one(packed, request_id_text)
 
-    def transfer_points(self, request_id_text, pan_text, to_pan_text, points, actor):
+    def transfer_points(self, request_id_text, pan_text, to_pan_text, points, pin_text="",
+                        where=None):
+        """where: fleet.acceptor_codes of a terminal's acceptor (the core then wants the
+        giving card's PIN); None: an operator's."""
         rid = validation.request_id(request_id_text)
         giving, receiving = self.card_key(pan_text), self.card_key(to_pan_text, "to_pan")
         if giving == receiving:
             raise validation.InvalidArgument("to_pan", "is the giving card itself")
-        packed = records.pack_request(
+        packed = self.pack(
             Op.TRANSFER_POINTS, rid, card_key=giving, payload=receiving,
             amount_minor=validation.amount_minor(points, "points"), currency=records.POINTS_ASSET,
-            actor=actor)
+            pin_verifier=self._pin_verifier(giving, pin_text) if pin_text else None,
+            **(where or {}))
         return self.submit_one(packed, request_id_text)
 
-    def _lot(self, op, asset, field, request_id_text, pan_text, amount, valid_until_s=0, outlet=0):
+    def _lot(self, op, asset, field, request_id_text, pan_text, amount, valid_until_s=0,
+             where=None):
         rid = validation.request_id(request_id_text)
-        packed = records.pack_request(
+        packed = self.pack(
             op, rid, card_key=self.card_key(pan_text),
             amount_minor=validation.amount_minor(amount, field), currency=asset,
-            valid_until_s=valid_until_s, outlet_code=outlet)
+            valid_until_s=valid_until_s, **(where or {}))
         return self.submit_one(packed, request_id_text)
 
     # ---- the issuer's corrections ----------------------------------------------------
 
     def adjust_balance(self, request_id_text, pan_text, amount_minor, currency, down, reason):
         rid = validation.request_id(request_id_text)
-        packed = records.pack_request(
+        packed = self.pack(
             Op.ADJUST, rid, card_key=self.card_key(pan_text),
             amount_minor=validation.amount_minor(amount_minor),
             currency=validation.currency(currency, "amount.currency"), reason=_reason(reason),
@@ -549,7 +626,7 @@ class Operations:
 
     def clear_balance(self, request_id_text, pan_text, reason):
         rid = validation.request_id(request_id_text)
-        return self.submit_one(records.pack_request(Op.CLEAR, rid, card_key=self.card_key(pan_text),
+        return self.submit_one(self.pack(Op.CLEAR, rid, card_key=self.card_key(pan_text),
                                                     reason=_reason(reason)), request_id_text)
 
     def deactivate_card(self, request_id_text, pan_text, disposition=0, to_pan_text="", reason=0):
@@ -566,7 +643,7 @@ class Operations:
                 raise validation.InvalidArgument("to_pan", "is the card being closed")
         elif to_pan_text:
             raise validation.InvalidArgument("to_pan", "goes only with CLOSE_DISPOSITION_MOVE")
-        return self.submit_one(records.pack_request(
+        return self.submit_one(self.pack(
             Op.DEACTIVATE, rid, card_key=card_key, close_disposition=disposition, payload=payload,
             reason=_reason(reason) if reason else 0), request_id_text)
 
@@ -574,6 +651,6 @@ class Operations:
         rid = validation.request_id(request_id_text)
         if status not in (records.CardStatus.BLOCKED, records.CardStatus.ACTIVE):
             raise validation.InvalidArgument("status", "must be CARD_STATUS_BLOCKED or CARD_STATUS_ACTIVE")
-        packed = records.pack_request(Op.SET_STATUS, rid, card_key=self.card_key(pan_text),
+        packed = self.pack(Op.SET_STATUS, rid, card_key=self.card_key(pan_text),
                                       target_status=status)
         return self.submit_one(packed, request_id_text)

@@ -1,6 +1,8 @@
 """The ``cardgate`` command: serve, audit, and small clients for trying it by hand."""
 import argparse
+import datetime
 import os
+import pathlib
 import signal
 import sys
 import threading
@@ -11,17 +13,18 @@ from cardgate.gateway.api.server import Gateway, InsecureRefused
 from cardgate.gateway.cli import client, loyalty as loyalty_cli
 from cardgate.gateway.cli.demo import (clients_dir, ensure_demo, ensure_demo_certificates,
                                        read_demo_pans)
-from cardgate.gateway.ops import logs, top
+from cardgate.gateway.ops import admin_log, logs, top
 from cardgate.gateway.ops.workers import (Supervisor, WorkersFailed, die_with_parent,
                                           metrics_listen_of, tell_ready, worker_argv)
 from cardgate.gateway.request_ids import new_request_id
 from cardgate.gateway.security import keys_admin
 from cardgate.gateway.security.datakeys import KeyError_
-from cardgate.gateway.security.pki import Pki, PkiError, load_certificate
+from cardgate.gateway.security.kek import KekError
+from cardgate.gateway.security.pki import CLIENT_VALID_DAYS_DEFAULT, Pki, PkiError, load_certificate
 from cardgate.gateway.store.audit import audit
 from cardgate.gateway.store.backup import BackupError, backup, restore
-from cardgate.gateway.store.store import (DATA_DIR_DEFAULT, DATA_DIR_ENV, StoreFormatError,
-                                          default_data_dir)
+from cardgate.gateway.store.store import (DATA_DIR_DEFAULT, DATA_DIR_ENV, Store,
+                                          StoreFormatError, default_data_dir)
 
 TARGET_ENV = "CARDGATE_TARGET"
 TARGET_DEFAULT = "127.0.0.1:50051"
@@ -48,6 +51,7 @@ def _wait_until(stop: threading.Event):
 def _gateway_options(args) -> dict:
     return dict(tls=not args.insecure, map_size_bytes=args.map_size_mib * 1024 * 1024,
                 terminal_rate_per_s=args.terminal_rate_per_s,
+                calls_per_certificate=args.calls_per_certificate,
                 card_per_minute_max=args.card_per_minute, hold_timeout_s=args.hold_timeout_s)
 
 
@@ -202,6 +206,36 @@ def cmd_audit(args) -> int:
     return 0
 
 
+def cmd_admin_log(args) -> int:
+    try:
+        store = Store(args.data_dir, readonly=True)
+    except (FileNotFoundError, StoreFormatError) as exc:
+        print(f"cardgate admin-log: {exc}", file=sys.stderr)
+        return 2
+    try:
+        since = int(_utc_time(args.since).timestamp()) if args.since else 0
+        until = int(_utc_time(args.until).timestamp()) if args.until else None
+        actor = int(args.actor, 16) & 0xFFFF_FFFF if args.actor else None
+        rows = admin_log.lines(store, args.data_dir, since, until, actor, args.limit)
+    finally:
+        store.close()
+    for at, code, who, op, result, card, request_id in rows:
+        print(f"{at:%Y-%m-%d %H:%M:%S}Z {code:08x} {who}: {op} {result}"
+              + (f" card {card}" if card else "") + f" request {request_id}")
+    if not rows:
+        print("no operator or bureau acts in that period")
+    return 0
+
+
+def _utc_time(text: str):
+    """A time given as ISO 8601 (naive: UTC)."""
+    try:
+        at = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise SystemExit(f"cardgate: {text!r} is not a time like 2026-12-01 or 2026-12-01T08:00") from None
+    return at if at.tzinfo else at.replace(tzinfo=datetime.timezone.utc)
+
+
 def _pan_from_args(args) -> str:
     if args.pan:
         return args.pan
@@ -226,11 +260,26 @@ def cmd_pki(args) -> int:
         out = args.out or clients_dir(args.data_dir)
         try:
             identity = pki.issue(args.role, args.name, out, merchant_id=args.merchant or "",
-                                 outlet_id=args.outlet or "", valid_days=args.days)
-        except PkiError as exc:
+                                 outlet_id=args.outlet or "", valid_days=args.days,
+                                 ranges=[int(r) for r in args.ranges.split(",")] if args.ranges else (),
+                                 partner_id=args.partner or 0)
+        except (PkiError, ValueError) as exc:
             print(f"cardgate pki issue: {exc}", file=sys.stderr)
             return 2
         print(f"issued {identity.describe()}: {out}/{args.name}.crt and .key (0600), {out}/ca.crt")
+        return 0
+    if args.pki_command == "renew":
+        old = load_certificate(args.cert)
+        out = args.out or str(pathlib.Path(args.cert).parent)
+        try:
+            identity = pki.renew(old, out, valid_days=args.days)
+        except PkiError as exc:
+            print(f"cardgate pki renew: {exc}", file=sys.stderr)
+            return 2
+        if args.revoke_old:
+            pki.revoke(old.serial_number)
+        print(f"renewed {identity.describe()}: {out}/{identity.name}.crt and .key (0600)"
+              + (f"; certificate {old.serial_number:x} revoked" if args.revoke_old else ""))
         return 0
     if args.pki_command == "revoke":
         serial = load_certificate(args.cert).serial_number if args.cert else int(args.serial, 16)
@@ -264,10 +313,15 @@ def cmd_keys(args) -> int:
             for problem in problems:
                 print(f"  - {problem}")
             return 1 if problems else 0
+        if args.keys_command == "rewrap":
+            where, files = keys_admin.rewrap(args.data_dir, args.to_kek_file, args.to_pkcs11_key)
+            print(f"wrapped {len(files)} keys under {where}: {', '.join(files)}; start the "
+                  "gateway with that KEK from now on, then destroy the old one")
+            return 0
         keys_admin.retire(args.data_dir, args.key_id)
         print(f"retired data key {args.key_id}")
         return 0
-    except (KeyError_, StoreFormatError) as exc:
+    except (KeyError_, StoreFormatError, KekError) as exc:
         print(f"cardgate keys: {exc}", file=sys.stderr)
         return 2
 
@@ -315,11 +369,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="development mode without TLS; refused on any non-loopback address")
     serve.add_argument("--terminal-rate-per-s", type=float, default=limits.TERMINAL_REQUESTS_PER_S_MAX,
                        help="requests a second one terminal certificate may send (default: %(default)s)")
+    serve.add_argument("--calls-per-certificate", type=int, default=limits.CALLS_PER_CERTIFICATE_MAX,
+                       help="calls one client certificate may have open at once; more are "
+                       "refused RESOURCE_EXHAUSTED before any work (default: %(default)s)")
     serve.add_argument("--card-per-minute", type=int, default=limits.CARD_AUTHORIZATIONS_PER_MINUTE_MAX,
                        help="money requests one card may make a minute (default: %(default)s)")
     serve.add_argument("--metrics-listen", default=os.environ.get("CARDGATE_METRICS_LISTEN", METRICS_LISTEN_DEFAULT),
-                       help="address of the Prometheus /metrics endpoint, or 'off' "
-                       f"(default: $CARDGATE_METRICS_LISTEN or {METRICS_LISTEN_DEFAULT})")
+                       help="address of the Prometheus /metrics endpoint, or 'off'; plain HTTP "
+                       "on loopback, elsewhere HTTPS for operator certificates of the gateway's CA "
+                       f"only (default: $CARDGATE_METRICS_LISTEN or {METRICS_LISTEN_DEFAULT})")
     serve.add_argument("--hold-timeout-s", type=int, default=limits.HOLD_TIMEOUT_S_DEFAULT,
                        help="seconds before an open pre-authorization is released "
                        "(default: %(default)s)")
@@ -338,9 +396,25 @@ def build_parser() -> argparse.ArgumentParser:
     issue.add_argument("--name", required=True, help="label of the client, e.g. pump-controller-7")
     issue.add_argument("--merchant", help="terminal only: the merchant id it acts for")
     issue.add_argument("--outlet", help="terminal only: the outlet id it acts for")
+    scoped = issue.add_mutually_exclusive_group()
+    scoped.add_argument("--ranges", help="operator only: scope it to these card ranges (an "
+                        "issuer's), e.g. 1,7; it then sees and changes only their cards")
+    scoped.add_argument("--partner", type=int, help="operator only: scope it to this coalition "
+                        "partner (its settlement and definition)")
     issue.add_argument("--out", help="folder for NAME.crt, NAME.key and ca.crt "
                        "(default: DATA_DIR/pki/clients)")
-    issue.add_argument("--days", type=int, default=825, help="validity in days (default: 825)")
+    issue.add_argument("--days", type=int, default=CLIENT_VALID_DAYS_DEFAULT,
+                       help="validity in days (default: %(default)s)")
+    renew = with_data_dir(pki_sub.add_parser(
+        "renew", help="a new certificate and key for the same client (role, name, merchant, "
+        "outlet), e.g. before the old one ends"))
+    renew.add_argument("--cert", required=True, help="the client's current certificate file")
+    renew.add_argument("--out", help="folder for the new NAME.crt and NAME.key (default: the "
+                       "current certificate's folder, whose files are replaced)")
+    renew.add_argument("--days", type=int, default=CLIENT_VALID_DAYS_DEFAULT,
+                       help="validity in days (default: %(default)s)")
+    renew.add_argument("--revoke-old", action="store_true",
+                       help="revoke the current certificate at once (else it serves until it ends)")
     revoke = with_data_dir(pki_sub.add_parser("revoke", help="revoke a client certificate (no restart needed)"))
     which_cert = revoke.add_mutually_exclusive_group(required=True)
     which_cert.add_argument("--cert", help="the certificate file to revoke")
@@ -348,7 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
     with_data_dir(pki_sub.add_parser("list", help="issued client certificates and whether they are revoked"))
     pki.set_defaults(func=cmd_pki)
 
-    keys = sub.add_parser("keys", help="data keys of stored card numbers: rotate, verify, retire")
+    keys = sub.add_parser("keys", help="data keys of stored card numbers: rotate, verify, retire; "
+                          "the key-encryption key: rewrap")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="KEYS_COMMAND")
     rotate = with_data_dir(keys_sub.add_parser(
         "rotate", help="re-encrypt every card number under a new data key (safe while serving; "
@@ -358,6 +433,14 @@ def build_parser() -> argparse.ArgumentParser:
     with_data_dir(keys_sub.add_parser("verify", help="decrypt every stored card number and check it"))
     retire = with_data_dir(keys_sub.add_parser("retire", help="remove a data key no record uses any more"))
     retire.add_argument("key_id")
+    rewrap = with_data_dir(keys_sub.add_parser(
+        "rewrap", help="rotate the key-encryption key: wrap every key of the data directory "
+        "under a new KEK (the gateway stopped; the current KEK as for serve)"))
+    new_kek = rewrap.add_mutually_exclusive_group(required=True)
+    new_kek.add_argument("--to-kek-file", help="the new KEK's file, outside the data directory "
+                         "(made with 32 random bytes if it does not exist)")
+    new_kek.add_argument("--to-pkcs11-key", help="the label of the new KEK on the configured "
+                         "PKCS#11 token (made there if it does not exist)")
     keys.set_defaults(func=cmd_keys)
 
     top = sub.add_parser("top", help="watch a running gateway live: requests/s, approvals and "
@@ -381,6 +464,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit = with_data_dir(sub.add_parser("audit", help="check the ledger invariants of a data directory"))
     audit.set_defaults(func=cmd_audit)
+    admin = with_data_dir(sub.add_parser(
+        "admin-log", help="operators' and bureaus' acts (adjustments, status changes, PINs, "
+        "closures, reversals...): who, when, on which card"))
+    admin.add_argument("--since", help="from this time (ISO 8601, UTC unless it says)")
+    admin.add_argument("--until", help="before this time")
+    admin.add_argument("--actor", help="only this actor: its certificate serial (hex; the last "
+                       "8 digits are enough), as `cardgate pki list` shows")
+    admin.add_argument("--limit", type=int, default=None, help="at most this many lines")
+    admin.set_defaults(func=cmd_admin_log)
 
     def client_parser(name, help_text, amount=True, card=True, original=False,
                       identity="demo-terminal"):

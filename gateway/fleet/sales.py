@@ -32,6 +32,27 @@ def outlet_code(merchant_id: str, outlet_id: str) -> int:
     return _code("outlet", merchant_id, outlet_id) if merchant_id or outlet_id else 0
 
 
+def merchant_code(merchant_id: str) -> int:
+    """The core's 32-bit name of a merchant (0: the request is made for none)."""
+    return _code("merchant", merchant_id) if merchant_id else 0
+
+
+def acceptor_codes(acceptor) -> dict:
+    """The core's names of where a request is made (pack_request's outlet_code and
+    merchant_code) from its cardgate.v1.Acceptor, which access control has bound to the
+    calling terminal."""
+    return dict(outlet_code=outlet_code(acceptor.merchant_id, acceptor.outlet_id),
+                merchant_code=merchant_code(acceptor.merchant_id))
+
+
+def pin_policy(value: int) -> int:
+    """A cardgate.v1.PinPolicy, checked (0: unspecified)."""
+    if value not in (0, *records.PinPolicy):
+        raise InvalidArgument("pin_policy", "must be PIN_POLICY_REQUIRED, _OPTIONAL or _NOT_USED "
+                              "(or unspecified)")
+    return value
+
+
 def region_code(region: str) -> int:
     return _code("region", region) if region else 0
 
@@ -130,8 +151,7 @@ def sale_fields(kind: str, m):
         amount, volume, codes = lines_total(m.lines, m.amount.amount_minor)
         if kind == "purchase" and m.lines and not amount:
             raise InvalidArgument("lines", "price to 0 minor units: nothing to charge")
-    fields = dict(volume_ml=volume, products=codes,
-                  outlet_code=outlet_code(m.acceptor.merchant_id, m.acceptor.outlet_id))
+    fields = dict(volume_ml=volume, products=codes, **acceptor_codes(m.acceptor))
     if kind != "complete":
         fields.update(_prompts_given(m.fleet))
     return amount, fields
@@ -194,7 +214,8 @@ def pack_profile(m) -> bytes:
         nonfuel_allowed=m.non_fuel_allowed, prompts=prompts, days_mask=days_mask,
         minute_from=m.minute_from, minute_to=m.minute_to, utc_offset_min=m.utc_offset_min,
         places=places, limits=limits, soft=soft,
-        zone_id=zones.zone_fields(m.time_zone, m.utc_offset_min)[0])
+        zone_id=zones.zone_fields(m.time_zone, m.utc_offset_min)[0],
+        pin_policy=pin_policy(m.pin_policy))
 
 
 class FleetOperations:
@@ -205,7 +226,7 @@ class FleetOperations:
 
     def _submit(self, op, request_id_text, **fields):
         rid = validation.request_id(request_id_text)
-        return self.ops.submit_one(records.pack_request(op, rid, **fields), request_id_text)
+        return self.ops.submit_one(self.ops.pack(op, rid, **fields), request_id_text)
 
     def define_product(self, m):
         if m.kind not in (records.PRODUCT_KIND_FUEL, records.PRODUCT_KIND_OTHER):
@@ -236,7 +257,7 @@ class FleetOperations:
         rid = validation.request_id(m.request_id)
         return self.ops.submit_configuration(
             zones.zone_fields(m.time_zone, m.utc_offset_min)[1],
-            records.pack_request(Op.SET_PROFILE, rid, profile_id=m.profile_id, payload=payload),
+            self.ops.pack(Op.SET_PROFILE, rid, profile_id=m.profile_id, payload=payload),
             m.request_id)
 
     def set_contract(self, m):

@@ -10,10 +10,12 @@ each lands in the same transaction as what the core did:
     b"B" IssueCards request id(16) part start(4) attempt(1)
                               -> the card ids that part issued (store.issued_part_key)
 """
+import datetime
 import hashlib
 import json
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 from cardgate.devices import tracks
 from cardgate.fastcore import records
@@ -23,6 +25,7 @@ from cardgate.gateway.api.operations import RequestIdReused, raise_rejections
 from cardgate.gateway.issuing import job_file
 from cardgate.gateway.security.datakeys import HOLDER
 from cardgate.gateway.security.pan import mask_parts
+from cardgate.gateway.security.pki import PkiError, identity_of, load_certificate
 from cardgate.gateway.store.store import issued_parts_prefix
 
 SERVICE_CODE_DEFAULT = "701"         # private use, normal authorization, no restrictions
@@ -62,7 +65,7 @@ def job_id_bytes(text: str) -> bytes:
     except ValueError:
         raw = b""
     if len(raw) != 8:
-        raise validation.InvalidArgument("job_id", f"{text[:40]!r} is not a job id (16 hexadecimal characters)")
+        raise validation.InvalidArgument("job_id", "is not a job id (16 hexadecimal characters)")
     return raw
 
 
@@ -88,10 +91,34 @@ class PersonalizationJobs:
 
     # ---- export ----------------------------------------------------------------------
 
+    def _recipient(self, pem: bytes):
+        """The certificate a job is sealed to: an EC P-256 bureau certificate this CA
+        issued, valid now and not revoked."""
+        try:
+            recipient = x509.load_pem_x509_certificate(pem)
+            job_file.recipient_key(recipient)
+            recipient.verify_directly_issued_by(load_certificate(self.pki.ca_cert_path))
+            identity = identity_of(recipient)
+        except (ValueError, TypeError, InvalidSignature, job_file.JobFileError, PkiError) as exc:
+            raise validation.InvalidArgument(
+                "bureau_certificate_pem", f"is not a bureau certificate this gateway's CA issued "
+                f"({type(exc).__name__}: {exc})") from None
+        now = datetime.datetime.now(datetime.timezone.utc)
+        if identity.role != "bureau":
+            raise validation.InvalidArgument("bureau_certificate_pem", f"is a {identity.role}'s "
+                                             "certificate, not a bureau's")
+        if not recipient.not_valid_before_utc <= now <= recipient.not_valid_after_utc:
+            raise validation.InvalidArgument("bureau_certificate_pem", "is not valid now")
+        if recipient.serial_number in self.pki.revoked_serials():
+            raise validation.InvalidArgument("bureau_certificate_pem", "has been revoked")
+        return recipient
+
     def export(self, request_id_text, card_ids, bureau_certificate_pem=b"", service_code="",
-               aid=b"", value_limit_minor=0, master_key_label="", issue_request_id=""):
+               aid=b"", value_limit_minor=0, master_key_label="", issue_request_id="",
+               allow_unsealed=False):
         """(job id, cards, job file bytes, encrypted). The cards: by id, or those one
-        IssueCards request issued."""
+        IssueCards request issued. Sealed to a bureau certificate of this CA, or, with
+        allow_unsealed (the caller checked it is an operator's), only signed."""
         rid = validation.request_id(request_id_text)
         card_ids = list(card_ids)
         if issue_request_id:
@@ -118,13 +145,12 @@ class PersonalizationJobs:
         label = master_key_label or KEY_LABEL_DEFAULT
         if len(label) > 64 or not label.isprintable():
             raise validation.InvalidArgument("master_key_label", "must be up to 64 printable characters")
-        recipient = None
-        if bureau_certificate_pem:
-            try:
-                recipient = x509.load_pem_x509_certificate(bureau_certificate_pem)
-                job_file.recipient_key(recipient)
-            except (ValueError, job_file.JobFileError) as exc:
-                raise validation.InvalidArgument("bureau_certificate_pem", str(exc)) from None
+        recipient = self._recipient(bureau_certificate_pem) if bureau_certificate_pem else None
+        if recipient is None and not allow_unsealed:
+            raise validation.InvalidArgument(
+                "bureau_certificate_pem", "is needed: a job is sealed to a bureau certificate "
+                "this gateway's CA issued (an operator may set allow_unsealed to export one "
+                "only signed)")
         profile = {"aid": aid.hex().upper(), "value_limit_minor": value_limit_minor}
         meta = {"service_code": service_code, "chip": profile, "master_key_label": label,
                 "cards": len(card_ids)}
@@ -229,8 +255,8 @@ class PersonalizationJobs:
         packed = []
         if encoded:
             pan = self.store.key_ring.decrypt(sealed_pan, card_id)
-            packed.append(records.pack_request(Op.SET_STAGE, rid, card_key=self.store.pan_key.card_key(pan),
-                                               stage=CardStage.PERSONALIZED))
+            packed.append(self.ops.pack(Op.SET_STAGE, rid, card_key=self.store.pan_key.card_key(pan),
+                                        stage=CardStage.PERSONALIZED))
 
         def record(txn, replies):
             result = replies[0].result if replies else Result.APPROVED

@@ -222,6 +222,7 @@ cdef enum RequestFlag:          # CoreRequest.flags: what the request carries
     REQUEST_ODOMETER_PRESENT = 8    # CoreRequest.flags: the odometer field carries a reading
     REQUEST_DRIVER_PRESENT = 16     # CoreRequest.flags: the terminal collected a driver id
     REQUEST_VEHICLE_PRESENT = 32    # CoreRequest.flags: the terminal collected a vehicle id
+    REQUEST_PARTNER_SHARES = 64     # DEFINE_PARTNER: its outlets act on each other's requests
 
 cdef enum:
     PIN_VERIFIER_SIZE = 16      # truncated HMAC-SHA256 of (card key, PIN) under the PIN key
@@ -414,6 +415,7 @@ cdef packed struct HoldRecord:
     int64_t volume_ml           # most the pump may dispense (0: no volume limit)
     int64_t completed_volume_ml
     uint32_t merchant_code      # the pre-authorization's merchant (CoreRequest.merchant_code)
+    uint32_t outlet_code        # and its outlet
 
 include "layout/fleet.pxi"
 

@@ -350,8 +350,9 @@ cdef int apply_one(BatchContext batch, const CoreRequest* rq, const char* payloa
     write_request(batch, &rec)
     if rq.actor:
         # An operator's or bureau's act, approved or not: the admin log says who, when.
-        batch.put(u64_be(batch.now_s) + _bytes(rq.request_id, REQUEST_ID_SIZE),
-                  admin_line(rq, rp), batch.db_admin_log)
+        key, line = _records.admin_log_entry(batch.now_s, _bytes(rq.request_id, REQUEST_ID_SIZE),
+                                             rq.actor, rq.op, rp.result, rp.card_id)
+        batch.put(key, line, batch.db_admin_log)
     if rp.review:
         # Approved past a soft limit, or a forced capture: listed for the operator
         # (card, time, limit, why).
@@ -359,13 +360,6 @@ cdef int apply_one(BatchContext batch, const CoreRequest* rq, const char* payloa
                   u64_be(rp.card_id) + u64_be(batch.now_s) + bytes([rp.limit_hit, rp.review]),
                   batch.db_reviews)
     return 0
-
-
-cdef bytes admin_line(const CoreRequest* rq, const CoreReply* rp):
-    """The admin log's value (records.unpack_admin_line): actor(4) op(1) result(1)
-    card_id(8), little-endian; keyed by time(8, big-endian) + request id."""
-    return rq.actor.to_bytes(4, "little") + bytes([rq.op, rp.result]) + \
-        rp.card_id.to_bytes(8, "little")
 
 
 cdef int decline_crossed(BatchContext batch, const CoreRequest* rq, CoreReply* rp,

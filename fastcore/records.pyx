@@ -35,7 +35,7 @@ PIN_TRIES_MAX_DEFAULT = 3      # wrong PINs in a row that block a card, unless i
 # The sizes this store format has; checked at import whatever the interpreter's flags.
 for _name, _size, _expected in (("request", REQUEST_SIZE, 244), ("reply", REPLY_SIZE, 144),
                                 ("request record", REQUEST_RECORD_SIZE, 404),
-                                ("hold record", HOLD_RECORD_SIZE, 80),
+                                ("hold record", HOLD_RECORD_SIZE, 84),
                                 ("profile record", PROFILE_RECORD_SIZE, 236),
                                 ("card record", CARD_RECORD_SIZE, 80),
                                 ("account record", ACCOUNT_RECORD_SIZE, 48),

@@ -241,3 +241,33 @@ def test_points_move_at_a_terminal_only_with_the_giving_cards_pin(store_core):
     assert transfer(1, None, OPERATOR) == Result.APPROVED             # an operator's
     assert core.store.read_points(core.store.read_card(KEYS[2])[0].card_id) == 200
     core.audit_clean()
+
+
+@pytest.mark.parametrize("shares", [False, True])
+def test_a_partner_may_let_its_outlets_act_on_each_others_requests(store_core, shares):
+    """Two outlets of one coalition partner under two merchant ids: by default each acts
+    only on its own merchant's requests; the partner may let them share (off by default)."""
+    core = store_core
+    core.apply(core.rq(Op.DEFINE_PARTNER, partner_id=5, partner_name="fuelco",
+                       partner_shares=shares),
+               core.rq(Op.DEFINE_PARTNER, partner_id=6, partner_name="cafe", partner_shares=True),
+               *[core.rq(Op.DEFINE_OUTLET, outlet_code=code,
+                         payload=records.pack_outlet(code, 0, f"outlet {code}", partner))
+                 for code, partner in ((501, 5), (502, 5), (601, 6))])
+    funded(core)
+    sale, hold = core.new_id(), core.new_id()
+    core.apply(core.rq(Op.PURCHASE, 0, request_id=sale, amount_minor=10_00, currency="IDR",
+                       merchant_code=A, outlet_code=501),
+               core.rq(Op.PREAUTH, 0, request_id=hold, amount_minor=10_00, currency="IDR",
+                       merchant_code=A, outlet_code=501))
+    # Another partner's outlet never may, sharing or not.
+    refused_changing_nothing(core, core.rq(Op.VOID, ref_request_id=hold, merchant_code=B,
+                                           outlet_code=601))
+    reversal, = core.apply(core.rq(Op.REVERSAL, ref_request_id=sale, merchant_code=B,
+                                   outlet_code=502))
+    void, = core.apply(core.rq(Op.VOID, ref_request_id=hold, merchant_code=B, outlet_code=502))
+    wanted = Result.APPROVED if shares else Result.DECLINED_NOT_OWN_REQUEST
+    assert (reversal.result, void.result) == (wanted, wanted)
+    assert (card_value(core).balance_minor, card_value(core).pending_minor) == \
+        ((100_00, 0) if shares else (90_00, 10_00))
+    core.audit_clean()

@@ -171,17 +171,23 @@ def test_every_operator_and_bureau_act_is_in_the_admin_log(live_gateway):
         request_id=new_id(), pan=pan, amount=eur(5_00),
         direction=issuing_pb2.ADJUSTMENT_DIRECTION_DEBIT,
         reason=common_pb2.ADJUSTMENT_REASON_CORRECTION))
+    card_id = issue(gw, [make_pan(2)]).cards[0].card_id
+    list(bureau.ExportPersonalizationJob(issuing_pb2.ExportPersonalizationJobRequest(
+        request_id=new_id(), card_ids=[card_id], chip=issuing_pb2.ChipProfile(aid=b"\xf0\x01\x01"),
+        bureau_certificate_pem=(gw.certs / "bureau-1.crt").read_bytes())))
     shown = cli("admin-log", "--data-dir", str(gw.data_dir))
     assert shown.returncode == 0, shown.stderr
     lines = shown.stdout.splitlines()
     for op in ("CREATE_RANGE", "ISSUE_CARD", "SET_STATUS", "ADJUST"):
         assert any(f": {op} " in line and "operator operator-1" in line for line in lines), (op, lines)
     assert any(": SET_PIN APPROVED" in line and "bureau bureau-1" in line for line in lines)
+    assert any(": EXPORT_PERSONALIZATION_JOB APPROVED" in line and "bureau bureau-1" in line
+               for line in lines)
     assert not any(": LOAD " in line for line in lines)              # a terminal's act is not
     assert pan not in shown.stdout and pan[:6] + "******" + pan[-4:] in shown.stdout
     bureau_serial = load_certificate(gw.certs / "bureau-1.crt").serial_number
     only = cli("admin-log", "--data-dir", str(gw.data_dir), "--actor", f"{bureau_serial:x}")
-    assert len(only.stdout.splitlines()) == 1 and "bureau bureau-1" in only.stdout
+    assert len(only.stdout.splitlines()) == 2 and only.stdout.count("bureau bureau-1") == 2
 
 
 def test_metrics_off_loopback_are_https_for_operators_only(tmp_path):

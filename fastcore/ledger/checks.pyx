@@ -46,6 +46,17 @@ cdef inline bint foreign(const CoreRequest* rq, uint32_t original_merchant):
     return rq.merchant_code != 0 and rq.merchant_code != original_merchant
 
 
+cdef bint foreign_to(BatchContext batch, const CoreRequest* rq, uint32_t original_merchant,
+                     uint32_t original_outlet) except -1:
+    """foreign(), unless both outlets belong to one coalition partner that lets its
+    outlets act on each other's requests (DefinePartner shares_requests)."""
+    if not foreign(rq, original_merchant):
+        return False
+    cdef uint32_t partner = partner_of(batch, rq.outlet_code)
+    return not (partner and partner == partner_of(batch, original_outlet) and
+                batch.get(config_key_of(b'S', partner), batch.db_config) is not None)
+
+
 cdef int decline_foreign(const CoreRequest* rq, CoreReply* rp) except -1:
     """The answer to a request naming another merchant's: declined, and nothing of the
     original in it (no card, amount or balance)."""

@@ -252,8 +252,14 @@ cdef bint check_define_partner(const CoreRequest* rq, const char* payload) excep
 
 cdef int define_partner(BatchContext batch, const CoreRequest* rq, const char* payload,
                         CoreReply* rp) except -1:
-    """A loyalty partner (a merchant company): its number and name; renaming is fine."""
+    """A loyalty partner (a merchant company): its number and name (renaming is fine),
+    and whether its outlets act on each other's requests ('S', present: they do)."""
     batch.put(config_key_of(b'N', rq.partner_id), _bytes(rq.partner_name, RANGE_NAME_SIZE),
               batch.db_config)
+    shares = config_key_of(b'S', rq.partner_id)
+    if rq.flags & REQUEST_PARTNER_SHARES:
+        batch.put(shares, b"\x01", batch.db_config)
+    elif batch.get(shares, batch.db_config) is not None:
+        batch.delete(shares, batch.db_config)
     approve(batch, rq, rp, 0, 0)
     return 0

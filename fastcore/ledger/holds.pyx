@@ -26,6 +26,7 @@ cdef int preauth(BatchContext batch, const CoreRequest* rq, const char* payload,
     hold.volume_ml = volume
     hold.counted = fleet.active
     hold.merchant_code = rq.merchant_code
+    hold.outlet_code = rq.outlet_code
     write_hold(batch, rq.request_id, &hold)
     batch.put(expiry_key(batch, &hold, rq.request_id), b"", batch.db_hold_expiry)
     approve_amount(batch, rq, rp, amount, seq, &card)
@@ -135,7 +136,7 @@ cdef int complete(BatchContext batch, const CoreRequest* rq, const char* payload
     if not read_hold(batch, rq.ref_request_id, &hold):
         rp.result = RESULT_DECLINED_HOLD_NOT_FOUND
         return 0
-    if foreign(rq, hold.merchant_code):
+    if foreign_to(batch, rq, hold.merchant_code, hold.outlet_code):
         return decline_foreign(rq, rp)
     if hold.card_id != card.card_id:
         rp.result = RESULT_DECLINED_CARD_MISMATCH
@@ -202,7 +203,7 @@ cdef int void_hold(BatchContext batch, const CoreRequest* rq, const char* payloa
     if not read_hold(batch, rq.ref_request_id, &hold):
         rp.result = RESULT_DECLINED_HOLD_NOT_FOUND
         return 0
-    if foreign(rq, hold.merchant_code):
+    if foreign_to(batch, rq, hold.merchant_code, hold.outlet_code):
         return decline_foreign(rq, rp)
     rp.card_id = hold.card_id
     describe_reply_card(batch, rp)

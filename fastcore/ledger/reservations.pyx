@@ -121,7 +121,7 @@ cdef int close_reservation(BatchContext batch, const CoreRequest* rq, const char
         return 0
     cdef uint8_t bad = 0
     cdef bint found = read_request(batch, rq.ref_request_id, &reserve)
-    if found and foreign(rq, reserve.request.merchant_code):
+    if found and foreign_to(batch, rq, reserve.request.merchant_code, reserve.request.outlet_code):
         return decline_foreign(rq, rp)
     if not found or reserve.request.op != OP_RESERVE_POINTS or not took_effect(reserve.reply.result):
         bad = RESULT_DECLINED_RESERVATION_NOT_FOUND

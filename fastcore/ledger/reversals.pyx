@@ -14,7 +14,7 @@ cdef int refund(BatchContext batch, const CoreRequest* rq, const char* payload,
             original.flags & RECORD_TOMBSTONE:
         rp.result = RESULT_DECLINED_ORIGINAL_NOT_FOUND
         return 0
-    if foreign(rq, original.request.merchant_code):
+    if foreign_to(batch, rq, original.request.merchant_code, original.request.outlet_code):
         return decline_foreign(rq, rp)
     if original.request.op not in (OP_PURCHASE, OP_COMPLETE, OP_LOYALTY_SALE) or \
             not took_effect(original.reply.result):
@@ -83,7 +83,7 @@ cdef int reverse(BatchContext batch, const CoreRequest* rq, const char* payload,
     if original.flags & RECORD_TOMBSTONE:
         approve(batch, rq, rp, 0, 0)
         return 0
-    if foreign(rq, original.request.merchant_code):
+    if foreign_to(batch, rq, original.request.merchant_code, original.request.outlet_code):
         return decline_foreign(rq, rp)
     rp.card_id = original.reply.card_id
     if original.request.op not in (OP_LOAD, OP_PURCHASE, OP_REFUND, OP_PREAUTH,

@@ -30,7 +30,7 @@ def unpack_hold(bytes data):
     cdef const HoldRecord* p = <const HoldRecord*><const char*>data
     return Hold(p.card_id, p.range_id, p.status, _currency(p.currency), p.held_minor,
                 p.completed_minor, p.created_s, p.expires_s, bool(p.counted), p.value_owner,
-                p.volume_ml, p.completed_volume_ml, bool(p.forced), p.merchant_code)
+                p.volume_ml, p.completed_volume_ml, bool(p.forced), p.merchant_code, p.outlet_code)
 
 
 Lot = namedtuple("Lot", "card_id range_id status quantity_total quantity_left created_s "
@@ -55,6 +55,19 @@ def unpack_range(bytes data):
 
 
 AdminLine = namedtuple("AdminLine", "time_s request_id actor op result card_id")
+ADMIN_OP_EXPORT_JOB = 200   # an admin log line the gateway writes: a personalization job exported
+
+
+def admin_log_entry(unsigned long long time_s, bytes request_id, unsigned int actor, int op,
+                    int result, unsigned long long card_id=0):
+    """(key, value) of a line of the admin log: time(8, big-endian) + request id ->
+    actor(4) op(1) result(1) card_id(8), little-endian. The core writes one for every
+    request with an actor; the gateway for operators' and bureaus' acts that are not
+    core requests (ADMIN_OP_*)."""
+    if len(request_id) != REQUEST_ID_SIZE:
+        raise ValueError("a request id is 16 bytes")
+    return (time_s.to_bytes(8, "big") + request_id,
+            actor.to_bytes(4, "little") + bytes([op, result]) + card_id.to_bytes(8, "little"))
 
 
 def unpack_admin_line(bytes key, bytes value):

@@ -54,7 +54,7 @@ JournalView = namedtuple("JournalView", "request_id debit_owner debit_slot credi
                          "partner_id origin_partner", defaults=(0, 0, 0))
 Hold = namedtuple("Hold", "card_id range_id status currency held_minor completed_minor "
                   "created_s expires_s counted value_owner volume_ml completed_volume_ml forced "
-                  "merchant_code")
+                  "merchant_code outlet_code")
 CardRange = namedtuple("CardRange", "range_id pan_length iin_prefix iin_digits currency name "
                        "pin_tries_max balance_max_minor load_per_day_max_minor numbering "
                        "late_grace_s zone_id utc_offset_min pin_policy")
@@ -106,7 +106,8 @@ def pack_request(int op, bytes request_id, *, bytes ref_request_id=None, bytes c
                  str product_name="", str partner_name="", unsigned int program_id=0,
                  unsigned int partner_id=0, unsigned int birthday_mmdd=0,
                  unsigned long long late_grace_s=0, unsigned int zone_id=0,
-                 int utc_offset_min=0, int pin_policy=0, unsigned int merchant_code=0):
+                 int utc_offset_min=0, int pin_policy=0, unsigned int merchant_code=0,
+                 bint partner_shares=False):
     """Pack one core request; the gateway validates values before calling this.
 
     With a payload (SET_PROFILE, DEFINE_OUTLET, SET_PROGRAM, TRANSFER_POINTS) the request
@@ -195,6 +196,8 @@ def pack_request(int op, bytes request_id, *, bytes ref_request_id=None, bytes c
         r.flags |= REQUEST_DRIVER_PRESENT
     if vehicle_present:
         r.flags |= REQUEST_VEHICLE_PRESENT
+    if partner_shares:
+        r.flags |= REQUEST_PARTNER_SHARES
     r.outlet_code = outlet_code
     r.contract_id = contract_id
     r.actor = actor

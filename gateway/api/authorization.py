@@ -470,7 +470,7 @@ class IssuingService(Servicer, issuing_pb2_grpc.IssuingServiceServicer):
             raise Denied(grpc.StatusCode.PERMISSION_DENIED,
                          "allow_unsealed: only an operator may export a job unsealed")
         job_id, cards, data, encrypted = await asyncio.get_running_loop().run_in_executor(
-            None, lambda: self.jobs.export(
+            None, contextvars.copy_context().run, lambda: self.jobs.export(
                 request.request_id, request.card_ids, request.bureau_certificate_pem,
                 request.service_code, request.chip.aid, request.chip.value_limit_minor,
                 request.master_key_label, request.issue_request_id, request.allow_unsealed))

@@ -42,7 +42,8 @@ class LoyaltyService(Servicer, loyalty_pb2_grpc.LoyaltyServiceServicer):
 
     @rpc
     def DefinePartner(self, request, context):
-        reply = self.ops.define_partner(request.request_id, request.partner_id, request.name)
+        reply = self.ops.define_partner(request.request_id, request.partner_id, request.name,
+                                        request.shares_requests)
         return _config_response(loyalty_pb2.DefinePartnerResponse, reply)
 
     @rpc

@@ -526,13 +526,14 @@ class Operations:
                                           points_tendered=m.points,
                                           **fleet.acceptor_codes(m.acceptor)))
 
-    def define_partner(self, request_id_text, partner_id, name):
+    def define_partner(self, request_id_text, partner_id, name, shares_requests=False):
         rid = validation.request_id(request_id_text)
         validation.config_id(partner_id, "partner_id")
         if not name or len(name.encode("utf-8")) > 32 or not name.isprintable():
             raise validation.InvalidArgument("name", "must be 1 to 32 bytes of printable UTF-8")
         return self.submit_one(self.pack(Op.DEFINE_PARTNER, rid, partner_id=partner_id,
-                                                    partner_name=name), request_id_text)
+                                         partner_name=name, partner_shares=shares_requests),
+                               request_id_text)
 
     def set_member(self, request_id_text, pan_text, birth_month, birth_day):
         rid = validation.request_id(request_id_text)

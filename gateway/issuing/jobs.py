@@ -24,6 +24,7 @@ from cardgate.gateway import limits, validation
 from cardgate.gateway.api.operations import RequestIdReused, raise_rejections
 from cardgate.gateway.issuing import job_file
 from cardgate.gateway.security.datakeys import HOLDER
+from cardgate.gateway.security import acting
 from cardgate.gateway.security.pan import mask_parts
 from cardgate.gateway.security.pki import PkiError, identity_of, load_certificate
 from cardgate.gateway.store.store import issued_parts_prefix
@@ -166,6 +167,7 @@ class PersonalizationJobs:
         else:
             self._check_exportable(card_ids)
             meta.update(digest=digest, created_at_s=self.ops.clock())
+            actor = acting.ACTOR.get()
 
             def record(txn, _replies):
                 if txn.get(_job_key(job_id), db=self.store.db_jobs) is None:
@@ -173,6 +175,10 @@ class PersonalizationJobs:
                     txn.put(_cards_key(job_id), ids, db=self.store.db_jobs)
                     txn.put(_request_key(rid), json.dumps({"digest": digest, "job_id": job_id.hex()}).encode(),
                             db=self.store.db_jobs)
+                    if actor:               # the admin log: who exported card numbers, when
+                        txn.put(*records.admin_log_entry(meta["created_at_s"], rid, actor,
+                                                         records.ADMIN_OP_EXPORT_JOB, Result.APPROVED),
+                                db=self.store.db_admin_log)
 
             self.ops.writer.submit([], guard=self._same_request(rid, request_id_text, digest), after=record)
         with self.store.env.begin() as txn:

@@ -32,7 +32,8 @@ def lines(store, data_dir, since_s=0, until_s=None, actor=None, lines_max=None):
         card = store.read_card_by_id(line.card_id) if line.card_id else None
         rows.append((datetime.datetime.fromtimestamp(line.time_s, datetime.timezone.utc),
                      line.actor, names.get(line.actor, "(certificate not in this CA's record)"),
-                     _name(records.Op, line.op), _name(records.Result, line.result),
+                     "EXPORT_PERSONALIZATION_JOB" if line.op == records.ADMIN_OP_EXPORT_JOB
+                     else _name(records.Op, line.op), _name(records.Result, line.result),
                      mask_parts(card.pan_first6, card.pan_last4, card.pan_length) if card else "",
                      str(uuid.UUID(bytes=line.request_id))))
     return rows

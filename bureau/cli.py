@@ -11,6 +11,7 @@ import sys
 
 import grpc
 
+from cardgate.gateway.cli.channels import client_key_pem
 from cardgate.gateway.cli.client import channel_of
 from cardgate.gateway.cli.demo import clients_dir
 from cardgate.gateway.issuing import job_file
@@ -113,7 +114,7 @@ def _export(args, stub) -> int:
     parts = stub.ExportPersonalizationJob(issuing_pb2.ExportPersonalizationJobRequest(
         request_id=args.request_id or new_request_id(), card_ids=card_ids,
         issue_request_id=args.issue_request_id or "",
-        bureau_certificate_pem=b"" if args.unsealed else _own_file(args, args.bureau_cert, ".crt").read_bytes(),
+        bureau_certificate_pem=b"" if args.unsealed else _own_certificate(args).read_bytes(),
         allow_unsealed=args.unsealed,
         service_code=args.service_code, master_key_label=args.key_label,
         chip=issuing_pb2.ChipProfile(aid=bytes.fromhex(args.aid),
@@ -182,18 +183,21 @@ def _read_job(args):
         pathlib.Path(args.cert_dir or clients_dir(args.data_dir)) / "ca.crt"
     ca = x509.load_pem_x509_certificate(ca_path.read_bytes())
     data = pathlib.Path(args.job).read_bytes()
-    key_path = _own_file(args, args.bureau_key, ".key") if args.bureau_key or job_file.is_sealed(data) \
-        else None
-    key = serialization.load_pem_private_key(key_path.read_bytes(), None) if key_path else None
+    if args.bureau_key:
+        pem = pathlib.Path(args.bureau_key).read_bytes()
+    elif job_file.is_sealed(data):              # sealed to the certificate this command uses
+        pem = client_key_pem(args.cert_dir or clients_dir(args.data_dir), args.identity)
+    else:
+        pem = None
+    key = serialization.load_pem_private_key(pem, None) if pem else None
     return job_file.read(data, ca, key)
 
 
-def _own_file(args, given, suffix) -> pathlib.Path:
-    """A file given, or the certificate (suffix .crt) or key (.key) this command connects
-    with: a job is sealed to the bureau that exports it, unless told otherwise."""
-    if given:
-        return pathlib.Path(given)
-    return pathlib.Path(args.cert_dir or clients_dir(args.data_dir)) / f"{args.identity}{suffix}"
+def _own_certificate(args) -> pathlib.Path:
+    """The certificate a job is sealed to: given, or the one this command connects with."""
+    if args.bureau_cert:
+        return pathlib.Path(args.bureau_cert)
+    return pathlib.Path(args.cert_dir or clients_dir(args.data_dir)) / f"{args.identity}.crt"
 
 
 def _master_key(path) -> bytes:

@@ -5,21 +5,37 @@ import pathlib
 import grpc
 
 from cardgate.gateway.limits import MESSAGE_BYTES_MAX
+from cardgate.gateway.security import kek
 
 CHANNEL_OPTIONS = [("grpc.max_send_message_length", MESSAGE_BYTES_MAX * 4),
                    ("grpc.max_receive_message_length", MESSAGE_BYTES_MAX)]
 
 
-def client_credentials(cert_dir, name: str) -> grpc.ChannelCredentials:
-    """Credentials from <cert_dir>/<name>.key, <name>.crt and ca.crt."""
+def client_key_pem(cert_dir, name: str) -> bytes:
+    """<cert_dir>/<name>.key, or, for a key kept in a data directory's pki/clients
+    folder (the demo's), <name>.key.wrapped opened with that data directory's KEK."""
     d = pathlib.Path(cert_dir)
-    missing = [p for p in (d / "ca.crt", d / f"{name}.key", d / f"{name}.crt") if not p.exists()]
+    if (d / f"{name}.key").exists():
+        return (d / f"{name}.key").read_bytes()
+    wrapped = d / f"{name}.key.wrapped"
+    if not wrapped.exists():
+        raise FileNotFoundError(f"no key of client certificate {name!r} in {d}; issue one "
+                                "with 'cardgate pki issue'")
+    data_dir = d.parent.parent                      # DATA_DIR/pki/clients
+    return kek.unwrap(kek.of_data_dir(data_dir), wrapped.read_bytes(), kek.CLIENT_KEY_PURPOSE,
+                      str(wrapped))
+
+
+def client_credentials(cert_dir, name: str) -> grpc.ChannelCredentials:
+    """Credentials from <cert_dir>/<name>.key (client_key_pem), <name>.crt and ca.crt."""
+    d = pathlib.Path(cert_dir)
+    missing = [p for p in (d / "ca.crt", d / f"{name}.crt") if not p.exists()]
     if missing:
         raise FileNotFoundError(f"no client certificate {name!r} in {d} (missing "
                                 f"{', '.join(p.name for p in missing)}); issue one with "
                                 "'cardgate pki issue'")
     return grpc.ssl_channel_credentials(root_certificates=(d / "ca.crt").read_bytes(),
-                                        private_key=(d / f"{name}.key").read_bytes(),
+                                        private_key=client_key_pem(d, name),
                                         certificate_chain=(d / f"{name}.crt").read_bytes())
 
 

@@ -5,8 +5,8 @@ them, and makes the last one a fleet card: a product catalog (diesel, petrol, sh
 demo outlet ("Demo Station", partner 1) in region "demo-north", and restriction profile
 1 (diesel only, odometer required, 100 L a day) on that card. Range 1 is in loyalty
 program 1 (DEMO_PROGRAM: tiers, discounts, bonuses, earn rules), so every sale earns. The full demo card numbers go to DEMO_CARDS_FILE in
-the data directory (0600), never to the screen; the CLI's --demo-card N reads them from
-there.
+the data directory, wrapped by the KEK like every key (kek.py), never to the screen; the
+CLI's --demo-card N reads them from there.
 """
 import pathlib
 import secrets
@@ -17,6 +17,7 @@ from cardgate.fastcore.records import Op, Result
 from cardgate.gateway.fleet.sales import FleetOperations
 from cardgate.gateway.loyalty import config as loyalty_config
 from cardgate.gateway.request_ids import new_request_id
+from cardgate.gateway.security import kek
 from cardgate.gateway.security.pan import luhn_check_digit, mask
 from cardgate.gateway.store.files import write_file
 from cardgate.gateway.store.writer import yyyymm_of
@@ -32,7 +33,8 @@ DEMO_PRODUCTS = ((1, fleet_pb2.PRODUCT_KIND_FUEL, "petrol 95"),
                  (200, fleet_pb2.PRODUCT_KIND_OTHER, "shop"))
 DEMO_DIESEL = 19
 DEMO_FLEET_PROFILE_ID = 1
-DEMO_CARDS_FILE = "demo-cards.txt"
+DEMO_CARDS_FILE = "demo-cards.wrapped"
+DEMO_CARDS_PURPOSE = b"cardgate demo card numbers"
 DEMO_MERCHANT_ID = "demo-merchant"
 DEMO_OUTLET_ID = "demo-outlet-1"
 DEMO_CLIENTS = (("demo-terminal", "terminal"), ("demo-bureau", "bureau"),
@@ -85,7 +87,8 @@ def read_demo_pans(data_dir) -> list[str]:
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: start 'cardgate serve' once with this "
                                 "data directory to create the demo cards")
-    return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+    text = kek.unwrap(kek.of_data_dir(data_dir), path.read_bytes(), DEMO_CARDS_PURPOSE, str(path))
+    return [line.split()[0] for line in text.decode().splitlines() if line.strip()]
 
 
 def ensure_demo(operations, data_dir, clock) -> list[str] | None:
@@ -110,9 +113,9 @@ def ensure_demo(operations, data_dir, clock) -> list[str] | None:
     for reply in set_program(operations, DEMO_PROGRAM):
         assert reply.result == Result.APPROVED, reply
     labels = ["gift card"] * (len(pans) - 1) + ["fleet card: diesel only, odometer, 100 L a day"]
-    write_file(pathlib.Path(data_dir) / DEMO_CARDS_FILE, "".join(
+    write_file(pathlib.Path(data_dir) / DEMO_CARDS_FILE, kek.wrap(kek.of_data_dir(data_dir), "".join(
         f"{pan} demo card {i} ({label})\n" for i, (pan, label) in enumerate(zip(pans, labels), 1)
-    ).encode(), private=True)
+    ).encode(), DEMO_CARDS_PURPOSE), private=True)
     return [mask(p) for p in pans]
 
 

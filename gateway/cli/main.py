@@ -152,15 +152,16 @@ def _announce(args, address, metrics, pki, pki_created, certs, created, workers=
         print("Created the demo program: card range 1 (EUR): gift cards, and a fleet card (the last):")
         for i, masked in enumerate(created, 1):
             print(f"  demo card {i}: {masked}")
-        print(f"Full numbers are in {args.data_dir}/demo-cards.txt (mode 0600).")
-    tls_flags = "-plaintext" if args.insecure else (
-        f"-cacert {clients_dir(args.data_dir)}/ca.crt -cert {clients_dir(args.data_dir)}/demo-operator.crt "
-        f"-key {clients_dir(args.data_dir)}/demo-operator.key")
+        print(f"Full numbers are in {args.data_dir}/demo-cards.wrapped, wrapped by the KEK "
+              "like every key; --demo-card N reads them.")
     insecure = " --insecure" if args.insecure else ""
+    grpcurl = f"grpcurl -plaintext {address} list" if args.insecure else (
+        "cardgate pki issue --role operator --name me --out certs && grpcurl -cacert certs/ca.crt "
+        f"-cert certs/me.crt -key certs/me.key {address} list")
     print("Try, in another terminal:\n"
           f"  cardgate balance --demo-card 1{insecure}\n"
           f"  cardgate pay --demo-card 1 --amount 12.50{insecure}\n"
-          f"  grpcurl {tls_flags} {address} list", flush=True)
+          f"  {grpcurl}", flush=True)
 
 
 def cmd_top(args) -> int:

@@ -63,6 +63,7 @@ CA_KEY = Wrapped("pki/ca.key.wrapped", b"cardgate CA key")
 SIGNER_KEY = Wrapped("pki/job-signer.key.wrapped", b"cardgate job signer key")
 SERVER_KEY = Wrapped("pki/server.key.wrapped", b"cardgate server TLS key")
 ALL_WRAPPED = (DATA_KEY_RING, PAN_INDEX_KEY, PIN_KEY, CA_KEY, SIGNER_KEY, SERVER_KEY)
+CLIENT_KEY_PURPOSE = b"cardgate client key"     # pki/clients/NAME.key.wrapped (the demo's)
 
 
 class KekError(Exception):

@@ -244,13 +244,20 @@ class Pki:
     def issue(self, role, name, out_dir, *, merchant_id="", outlet_id="", ranges=(),
               partner_id=0, valid_days=CLIENT_VALID_DAYS_DEFAULT) -> Identity:
         """Write <out_dir>/<name>.key (0600), <name>.crt and ca.crt for one client (an
-        operator scoped to card ranges or a partner, if given)."""
+        operator scoped to card ranges or a partner, if given). A key written inside the
+        data directory (the demo's, or the default folder) is kept wrapped by the KEK,
+        as <name>.key.wrapped (channels.client_key_pem opens it)."""
         check_id(name, "name")
         uri = identity_uri(role, merchant_id, outlet_id, ranges, partner_id)
         key, cert = self._sign(name, [x509.UniformResourceIdentifier(uri)], valid_days,
                                ExtendedKeyUsageOID.CLIENT_AUTH)
         out = pathlib.Path(out_dir)
-        write_file(out / f"{name}.key", _key_pem(key), private=True)
+        if out.resolve().is_relative_to(self.data_dir.resolve()):
+            write_file(out / f"{name}.key.wrapped", kek_mod.wrap(
+                kek_mod.of_data_dir(self.data_dir), _key_pem(key), kek_mod.CLIENT_KEY_PURPOSE),
+                private=True)
+        else:
+            write_file(out / f"{name}.key", _key_pem(key), private=True)
         write_file(out / f"{name}.crt", _cert_pem(cert), private=False)
         write_file(out / "ca.crt", self.ca_cert_path.read_bytes(), private=False)
         identity = identity_of(cert)

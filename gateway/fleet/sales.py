@@ -133,7 +133,8 @@ def _prompts_given(fleet) -> dict:
 
 
 def sale_fields(kind: str, m):
-    """(amount, pack_request keywords) of a purchase, pre-authorization or completion."""
+    """(amount, pack_request keywords) of a purchase, pre-authorization or completion
+    (where it is made: acceptor_codes, added by the caller as for every operation)."""
     if kind == "preauthorize":
         amount = m.amount.amount_minor
         volume = non_negative(m.volume_ml, "volume_ml", records.VOLUME_ML_MAX)
@@ -151,7 +152,7 @@ def sale_fields(kind: str, m):
         amount, volume, codes = lines_total(m.lines, m.amount.amount_minor)
         if kind == "purchase" and m.lines and not amount:
             raise InvalidArgument("lines", "price to 0 minor units: nothing to charge")
-    fields = dict(volume_ml=volume, products=codes, **acceptor_codes(m.acceptor))
+    fields = dict(volume_ml=volume, products=codes)
     if kind != "complete":
         fields.update(_prompts_given(m.fleet))
     return amount, fields

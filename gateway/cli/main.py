@@ -482,7 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
             which = p.add_mutually_exclusive_group(required=True)
             which.add_argument("--pan", help="card number")
             which.add_argument("--demo-card", type=int, metavar="N",
-                               help="demo card N from the data directory's demo-cards.txt")
+                               help="demo card N of the data directory's demo cards (demo-cards.wrapped)")
         if amount:
             p.add_argument("--amount", required=True, help="amount in units, e.g. 12.50")
             p.add_argument("--currency", default="EUR", help="ISO 4217 code (default: EUR)")

@@ -224,6 +224,11 @@ cdef enum RequestFlag:          # CoreRequest.flags: what the request carries
     REQUEST_VEHICLE_PRESENT = 32    # CoreRequest.flags: the terminal collected a vehicle id
     REQUEST_PARTNER_SHARES = 64     # DEFINE_PARTNER: its outlets act on each other's requests
 
+cdef enum:                      # PinPolicy of RangeRecord.pin_policy (cardgate.v1.PinPolicy's numbers)
+    PIN_POLICY_REQUIRED = 1     # (and 0) a card with a PIN set is declined without it
+    PIN_POLICY_OPTIONAL = 2     # a PIN entered is checked; none is accepted too
+    PIN_POLICY_NOT_USED = 3     # the card's PIN is neither asked nor checked
+
 cdef enum:
     PIN_VERIFIER_SIZE = 16      # truncated HMAC-SHA256 of (card key, PIN) under the PIN key
     PROMPT_PIN = 1              # ProfileRecord.prompts, CoreReply.prompts_missing
@@ -231,11 +236,6 @@ cdef enum:
     PROMPT_DRIVER = 4
     PROMPT_VEHICLE = 8
     PROFILE_NONFUEL_ALLOWED = 1     # ProfileRecord.flags
-
-cdef enum:                      # PinPolicy of RangeRecord.pin_policy (cardgate.v1.PinPolicy's numbers)
-    PIN_POLICY_REQUIRED = 1     # (and 0) a card with a PIN set is declined without it
-    PIN_POLICY_OPTIONAL = 2     # a PIN entered is checked; none is accepted too
-    PIN_POLICY_NOT_USED = 3     # the card's PIN is neither asked nor checked
     PROFILE_FUELS_RESTRICTED = 2    # only allowed_products among fuels
     PROFILE_PIN_OPTIONAL = 4        # the profile's PinPolicy (neither flag: the range's;
     PROFILE_PIN_NOT_USED = 8        #   PROMPT_PIN among prompts: required)

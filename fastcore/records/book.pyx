@@ -71,7 +71,7 @@ def admin_log_entry(unsigned long long time_s, bytes request_id, unsigned int ac
 
 
 def unpack_admin_line(bytes key, bytes value):
-    """An entry of the admin log (ledger.admin_line): who acted, when, on what."""
+    """An entry of the admin log (admin_log_entry): who acted, when, on what."""
     if len(key) != 8 + REQUEST_ID_SIZE or len(value) != 14:
         raise ValueError("not an admin log entry")
     return AdminLine(int.from_bytes(key[:8], "big"), key[8:], int.from_bytes(value[:4], "little"),

@@ -22,7 +22,7 @@ from cardgate.gateway.issuing.jobs import ENCODED, FAILED, JobConflict, JobNotFo
 from cardgate.gateway.loyalty.answers import loyalty_outcome
 from cardgate.gateway.ops.logs import log_request
 from cardgate.gateway.security import acting
-from cardgate.gateway.security.access import Denied
+from cardgate.gateway.security.access import Denied, Refused
 from cardgate.gateway.security.pan import mask_pans_in, mask_parts
 from cardgate.gateway.security.pki import PkiError
 from cardgate.gateway.store import writer as writer_mod
@@ -115,15 +115,7 @@ _WRITER_CODES = {
 }
 
 
-class Refused(Exception):
-    """A call answered with a gRPC status of its own (e.g. NOT_FOUND for a card not
-    known): raised where the answer is decided, answered by the rpc decorator."""
-    def __init__(self, code: grpc.StatusCode, message: str):
-        super().__init__(message)
-        self.code = code
-
-
-REFUSALS = (Denied, Refused, VelocityExceeded, InvalidArgument, RequestIdReused, writer_mod.WriterError,
+REFUSALS = (Refused, VelocityExceeded, InvalidArgument, RequestIdReused, writer_mod.WriterError,
             JobNotFound, JobConflict, PkiError)
 _STATUS_OF = {VelocityExceeded: grpc.StatusCode.RESOURCE_EXHAUSTED,
               InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
@@ -141,7 +133,7 @@ def public_text(exc) -> str:
 
 def status_of(exc) -> grpc.StatusCode:
     """The gRPC status a refusal (one of REFUSALS) is answered with."""
-    if isinstance(exc, (Denied, Refused)):
+    if isinstance(exc, Refused):
         return exc.code
     if isinstance(exc, writer_mod.WriterError):
         return _WRITER_CODES.get(type(exc), grpc.StatusCode.UNAVAILABLE)
@@ -153,19 +145,20 @@ def rpc(method):
     at once), then run the method, mapping the gateway's exceptions onto gRPC status
     codes. Admission runs on the event loop before any work of the call is queued. A
     coroutine method (or async generator, for a server stream) runs on the event loop; a
-    plain one in the servicer's thread pool, with the caller's actor (acting.ACTOR)."""
+    plain one in the servicer's thread pool, with the caller (acting.CALLER)."""
     full_name = None
     stream = inspect.isasyncgenfunction(method)
 
     def admitted(self, request, context):
-        """The caller, checked; the requests its call makes carry its actor code."""
+        """The caller, checked, for the call to read (acting.CALLER): the requests it
+        makes carry its actor code."""
         nonlocal full_name
         full_name = full_name or f"/{self.SERVICE}/{method.__name__}"
         caller = self.access.check(context, full_name, request)
         if isinstance(request, Malformed):
             raise InvalidArgument("request", f"not a valid {request.type_name} message "
                                   f"({request.problem})")
-        acting.ACTOR.set(acting.actor_code(caller))
+        acting.CALLER.set(caller)
         return caller
 
     def refused(exc):
@@ -204,8 +197,8 @@ def rpc(method):
         run = method
     else:
         async def run(self, request, context):
-            # The caller's actor goes with the work to the pool thread (a copy of this
-            # context), and no thread keeps it for the next call.
+            # The caller goes with the work to the pool thread (a copy of this context),
+            # and no thread keeps it for the next call.
             return await asyncio.get_running_loop().run_in_executor(
                 self.executor, contextvars.copy_context().run, method, self, request, context)
 
@@ -308,17 +301,18 @@ class Servicer:
         self.ops = operations
         self.access = access
 
-    def caller_may(self, context, role: str) -> bool:
+    @staticmethod
+    def caller_may(role: str) -> bool:
         """Whether the caller has `role` (without TLS, the development mode: yes)."""
-        identity = self.access.caller(context)
+        identity = acting.CALLER.get()
         return identity is None or identity.role == role
 
-    def known_card(self, pan_text, context):
+    def known_card(self, pan_text):
         """(Card, Reply describing it) of the card, or NOT_FOUND; a read, no writer. A
         terminal reads only cards its merchant accepts (SetCardRangeAcceptance); any other
         is answered as not known."""
         found = self.ops.balance(pan_text)
-        identity = self.access.caller(context) if found is not None else None
+        identity = acting.CALLER.get()
         if found is None or identity is not None and identity.role == "terminal" and \
                 not self.ops.accepts(found[0].range_id, identity.merchant_id):
             raise Refused(grpc.StatusCode.NOT_FOUND, "pan: this card is not known")
@@ -383,7 +377,7 @@ class AuthorizationService(Servicer, authorization_pb2_grpc.AuthorizationService
 
     @rpc
     def GetBalance(self, request, context):
-        card, described = self.known_card(request.pan, context)
+        card, described = self.known_card(request.pan)
         return authorization_pb2.GetBalanceResponse(
             balance=balance_message(described.currency, described.balance_minor,
                                     described.pending_minor, described.credit_limit_minor),
@@ -466,7 +460,7 @@ class IssuingService(Servicer, issuing_pb2_grpc.IssuingServiceServicer):
 
     @rpc
     async def ExportPersonalizationJob(self, request, context):
-        if request.allow_unsealed and not self.caller_may(context, "operator"):
+        if request.allow_unsealed and not self.caller_may("operator"):
             raise Denied(grpc.StatusCode.PERMISSION_DENIED,
                          "allow_unsealed: only an operator may export a job unsealed")
         job_id, cards, data, encrypted = await asyncio.get_running_loop().run_in_executor(
@@ -551,7 +545,7 @@ class IssuingService(Servicer, issuing_pb2_grpc.IssuingServiceServicer):
 
     @rpc
     def SetCardStatus(self, request, context):
-        if request.status == records.CardStatus.ACTIVE and not self.caller_may(context, "operator"):
+        if request.status == records.CardStatus.ACTIVE and not self.caller_may("operator"):
             raise Denied(grpc.StatusCode.PERMISSION_DENIED,
                          "status: a bureau may block a card, never unblock or activate one; an "
                          "operator does")

@@ -46,7 +46,7 @@ class FleetService(Servicer, fleet_pb2_grpc.FleetServiceServicer):
 
     @rpc
     def GetFleetUsage(self, request, context):
-        card = self.known_card(request.pan, context)[0]
+        card = self.known_card(request.pan)[0]
         usage = self.ops.store.read_fleet_usage(card.card_id, self.ops.clock())
         response = fleet_pb2.GetFleetUsageResponse(
             masked_pan=mask_parts(card.pan_first6, card.pan_last4, card.pan_length),

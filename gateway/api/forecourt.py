@@ -18,6 +18,7 @@ from cardgate.gateway.api.authorization import (REFUSALS, Servicer, authorizatio
 from cardgate.gateway.api.operations import raise_rejections
 from cardgate.gateway.api.registration import Malformed
 from cardgate.gateway.ops.logs import log_request
+from cardgate.gateway.security import acting
 from cardgate.gateway.security.access import Denied
 from cardgate.gateway.validation import InvalidArgument
 from cardgate.v1 import common_pb2, forecourt_pb2, forecourt_pb2_grpc
@@ -125,7 +126,7 @@ class ForecourtService(Servicer, forecourt_pb2_grpc.ForecourtServiceServicer):
                 _refuse(results[i], outcome)
             else:
                 _fill(results[i], outcome, self.ops.store)
-        caller = self.access.caller(context)
+        caller = acting.CALLER.get()
         for (kind, message), result in zip(operations, results):
             outcome = result_name(result)
             if self.metrics is not None:

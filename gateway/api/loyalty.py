@@ -5,12 +5,14 @@ import grpc
 
 from cardgate.fastcore.records import Op, PaymentMethod
 from cardgate.gateway import zones
-from cardgate.gateway.api.authorization import (RESULT_MESSAGES, Refused, Servicer,
-                                                authorization_message, rpc, takes_off)
+from cardgate.gateway.api.authorization import (RESULT_MESSAGES, Servicer, authorization_message,
+                                                rpc, takes_off)
 from cardgate.gateway.fleet.sales import acceptor_codes
 from cardgate.gateway.loyalty import (analytics, config as loyalty_config, settlement,
                                       words as loyalty_words)
 from cardgate.gateway.loyalty.answers import standing
+from cardgate.gateway.security import acting
+from cardgate.gateway.security.access import Refused
 from cardgate.gateway.security.pan import mask_parts
 from cardgate.gateway.validation import InvalidArgument
 from cardgate.v1 import loyalty_pb2, loyalty_pb2_grpc
@@ -70,7 +72,7 @@ class LoyaltyService(Servicer, loyalty_pb2_grpc.LoyaltyServiceServicer):
 
     @rpc
     def GetMember(self, request, context):
-        card = self.known_card(request.pan, context)[0]
+        card = self.known_card(request.pan)[0]
         store = self.ops.store
         found = store.read_membership(card, self.ops.clock())
         if found is None:
@@ -91,7 +93,7 @@ class LoyaltyService(Servicer, loyalty_pb2_grpc.LoyaltyServiceServicer):
     def GetStatement(self, request, context):
         if request.limit > STATEMENT_LINES_MAX:
             raise InvalidArgument("limit", f"must be 0 to {STATEMENT_LINES_MAX}, got {request.limit}")
-        card = self.known_card(request.pan, context)[0]
+        card = self.known_card(request.pan)[0]
         store = self.ops.store
         found = store.read_program_of_range(card.range_id)
         program = found[0] if found else None
@@ -136,7 +138,7 @@ class LoyaltyService(Servicer, loyalty_pb2_grpc.LoyaltyServiceServicer):
         with store.env.begin() as txn:
             report = settlement.settle(store, txn, program, request.from_s, request.until_s)
         # A partner's operator (scope.py) sees its own line and what it pays or is paid.
-        identity = self.access.caller(context)
+        identity = acting.CALLER.get()
         own = identity.partner_id if identity is not None else 0
         return loyalty_pb2.GetSettlementResponse(
             currency=currency,
@@ -188,7 +190,7 @@ class LoyaltyService(Servicer, loyalty_pb2_grpc.LoyaltyServiceServicer):
     def TransferPoints(self, request, context):
         # A terminal's transfer is the cardholder's, with the giving card's PIN (the core
         # checks it); an operator's needs none.
-        at_terminal = not self.caller_may(context, "operator")
+        at_terminal = not self.caller_may("operator")
         reply = self.ops.transfer_points(request.request_id, request.pan, request.to_pan,
                                          request.points, request.pin,
                                          _where(request) if at_terminal else None)
@@ -196,7 +198,7 @@ class LoyaltyService(Servicer, loyalty_pb2_grpc.LoyaltyServiceServicer):
 
     @rpc
     def GetPoints(self, request, context):
-        card = self.known_card(request.pan, context)[0]
+        card = self.known_card(request.pan)[0]
         store = self.ops.store
         expiring, pending = store.read_point_lots(card.card_id, self.ops.clock())
         return loyalty_pb2.GetPointsResponse(

@@ -75,9 +75,9 @@ class Operations:
 
     @staticmethod
     def pack(op: int, request_id: bytes, **fields) -> bytes:
-        """records.pack_request, made by the actor of the call being served (acting.ACTOR):
+        """records.pack_request, made by the actor of the call being served (acting.actor):
         an operator's or bureau's requests say who made them."""
-        return records.pack_request(op, request_id, actor=acting.ACTOR.get(), **fields)
+        return records.pack_request(op, request_id, actor=acting.actor(), **fields)
 
     def pack_money(self, op: int, request_id_text: str, pan_text: str, amount_minor: int,
                    currency: str, *, ref_text: str = None, ref_field: str = "original_request_id",

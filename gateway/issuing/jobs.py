@@ -167,7 +167,7 @@ class PersonalizationJobs:
         else:
             self._check_exportable(card_ids)
             meta.update(digest=digest, created_at_s=self.ops.clock())
-            actor = acting.ACTOR.get()
+            actor = acting.actor()
 
             def record(txn, _replies):
                 if txn.get(_job_key(job_id), db=self.store.db_jobs) is None:

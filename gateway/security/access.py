@@ -30,10 +30,16 @@ def _allowed_roles() -> dict:
 ALLOWED_ROLES = _allowed_roles()
 
 
-class Denied(Exception):
+class Refused(Exception):
+    """A call answered with a gRPC status of its own (e.g. NOT_FOUND for a card not
+    known): raised where the answer is decided, answered by the rpc decorator."""
     def __init__(self, code: grpc.StatusCode, message: str):
         super().__init__(message)
         self.code = code
+
+
+class Denied(Refused):
+    """Refused by access control (authentication, role, binding, limits): logged."""
 
 
 @functools.lru_cache(maxsize=limits.IDENTITY_CACHE_ENTRIES_MAX)

@@ -22,8 +22,7 @@ def client_key_pem(cert_dir, name: str) -> bytes:
         raise FileNotFoundError(f"no key of client certificate {name!r} in {d}; issue one "
                                 "with 'cardgate pki issue'")
     data_dir = d.parent.parent                      # DATA_DIR/pki/clients
-    return kek.unwrap(kek.of_data_dir(data_dir), wrapped.read_bytes(), kek.CLIENT_KEY_PURPOSE,
-                      str(wrapped))
+    return kek.read_wrapped(kek.of_data_dir(data_dir), wrapped, kek.CLIENT_KEY_PURPOSE)
 
 
 def client_credentials(cert_dir, name: str) -> grpc.ChannelCredentials:

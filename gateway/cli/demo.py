@@ -19,7 +19,6 @@ from cardgate.gateway.loyalty import config as loyalty_config
 from cardgate.gateway.request_ids import new_request_id
 from cardgate.gateway.security import kek
 from cardgate.gateway.security.pan import luhn_check_digit, mask
-from cardgate.gateway.store.files import write_file
 from cardgate.gateway.store.writer import yyyymm_of
 from cardgate.v1 import common_pb2, fleet_pb2, loyalty_pb2
 
@@ -87,7 +86,7 @@ def read_demo_pans(data_dir) -> list[str]:
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: start 'cardgate serve' once with this "
                                 "data directory to create the demo cards")
-    text = kek.unwrap(kek.of_data_dir(data_dir), path.read_bytes(), DEMO_CARDS_PURPOSE, str(path))
+    text = kek.read_wrapped(kek.of_data_dir(data_dir), path, DEMO_CARDS_PURPOSE)
     return [line.split()[0] for line in text.decode().splitlines() if line.strip()]
 
 
@@ -113,9 +112,9 @@ def ensure_demo(operations, data_dir, clock) -> list[str] | None:
     for reply in set_program(operations, DEMO_PROGRAM):
         assert reply.result == Result.APPROVED, reply
     labels = ["gift card"] * (len(pans) - 1) + ["fleet card: diesel only, odometer, 100 L a day"]
-    write_file(pathlib.Path(data_dir) / DEMO_CARDS_FILE, kek.wrap(kek.of_data_dir(data_dir), "".join(
+    kek.write_wrapped(kek.of_data_dir(data_dir), pathlib.Path(data_dir) / DEMO_CARDS_FILE, "".join(
         f"{pan} demo card {i} ({label})\n" for i, (pan, label) in enumerate(zip(pans, labels), 1)
-    ).encode(), DEMO_CARDS_PURPOSE), private=True)
+    ).encode(), DEMO_CARDS_PURPOSE)
     return [mask(p) for p in pans]
 
 

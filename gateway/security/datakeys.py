@@ -16,7 +16,7 @@ import secrets
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from cardgate.gateway.security import kek as kek_mod
-from cardgate.gateway.store.files import WatchedFile, create_private, write_file
+from cardgate.gateway.store.files import WatchedFile, create_private
 
 RECORD_VERSION = 1
 NONCE_BYTES = 12
@@ -58,11 +58,11 @@ def record_key_id(record: bytes) -> str:
 
 def read_ring(path: pathlib.Path, kek) -> dict:
     """The key ring a wrapped ring file holds."""
-    return json.loads(kek_mod.unwrap(kek, pathlib.Path(path).read_bytes(), RING_PURPOSE, str(path)))
+    return json.loads(kek_mod.read_wrapped(kek, path, RING_PURPOSE))
 
 
 def write_ring(path: pathlib.Path, kek, ring: dict):
-    write_file(path, kek_mod.wrap(kek, _ring_bytes(ring), RING_PURPOSE), private=True)
+    kek_mod.write_wrapped(kek, path, _ring_bytes(ring), RING_PURPOSE)
 
 
 class KeyRing:

@@ -1,7 +1,7 @@
 """The key-encryption key (KEK): it wraps every key that protects card data (the data
 key ring, the PAN index key, the PIN verifier key) and the CA's and job signer's private
-keys (and the server's TLS key). It is never in the data directory, so the data directory and its backups alone
-give away no key and no card number.
+keys (and the server's TLS key). It is never in the data directory, so the data
+directory and its backups alone give away no key and no card number.
 
 Where the KEK is, first found:
   CARDGATE_PKCS11_MODULE   a PKCS#11 library (an HSM; tests use SoftHSM2): the KEK is
@@ -150,6 +150,16 @@ def unwrap(kek, blob: bytes, purpose: bytes, where: str = "a wrapped key") -> by
                        "key ceremonies)") from None
 
 
+def read_wrapped(kek, path, purpose: bytes) -> bytes:
+    """What the wrapped file at path holds."""
+    return unwrap(kek, pathlib.Path(path).read_bytes(), purpose, str(path))
+
+
+def write_wrapped(kek, path, data: bytes, purpose: bytes):
+    """Replace the file at path (0600) with data wrapped under kek."""
+    write_file(path, wrap(kek, data, purpose), private=True)
+
+
 def default_file(data_dir) -> pathlib.Path:
     """The KEK file used when nothing else is configured: beside the data directory."""
     data_dir = pathlib.Path(data_dir).resolve()
@@ -204,10 +214,9 @@ def rewrap(data_dir, old_kek, new_kek) -> list:
     for wrapped in ALL_WRAPPED:         # all opened first: a wrong old KEK changes nothing
         path = data_dir / wrapped.path
         if path.exists():
-            opened[path] = (unwrap(old_kek, path.read_bytes(), wrapped.purpose, str(path)),
-                            wrapped.purpose)
+            opened[path] = (read_wrapped(old_kek, path, wrapped.purpose), wrapped.purpose)
     for path, (data, purpose) in opened.items():
-        write_file(path, wrap(new_kek, data, purpose), private=True)
+        write_wrapped(new_kek, path, data, purpose)
     return sorted(str(p.relative_to(data_dir)) for p in opened)
 
 
@@ -219,7 +228,7 @@ class WrappedSecret:
         self.path, self.kek, self.purpose = pathlib.Path(data_dir) / wrapped.path, kek, wrapped.purpose
 
     def read(self) -> bytes:
-        return unwrap(self.kek, self.path.read_bytes(), self.purpose, str(self.path))
+        return read_wrapped(self.kek, self.path, self.purpose)
 
     def load_or_create(self, size: int) -> bytes:
         if not self.path.exists():

@@ -170,26 +170,21 @@ class Pki:
     def __init__(self, data_dir):
         self.dir = pathlib.Path(data_dir) / "pki"
         self.data_dir = pathlib.Path(data_dir)
-        # The CA's and the job signer's keys are kept wrapped by the KEK (kek.py).
-        self.ca_key_path = self.data_dir / kek_mod.CA_KEY.path
+        # The CA's, the server's and the job signer's keys: kek.CA_KEY, SERVER_KEY and
+        # SIGNER_KEY, kept wrapped by the KEK (_read_wrapped, _write_wrapped).
         self.ca_cert_path = self.dir / "ca.crt"
-        self.server_key_path = self.data_dir / kek_mod.SERVER_KEY.path
         self.server_cert_path = self.dir / "server.crt"
         self.revoked_path = self.dir / "revoked.json"
         self.issued_path = self.dir / "issued.jsonl"
-        self.signer_key_path = self.data_dir / kek_mod.SIGNER_KEY.path
         self.signer_cert_path = self.dir / "job-signer.crt"
 
     def _write_wrapped(self, wrapped, key):
-        write_file(self.data_dir / wrapped.path,
-                   kek_mod.wrap(kek_mod.of_data_dir(self.data_dir), _key_pem(key), wrapped.purpose),
-                   private=True)
+        kek_mod.write_wrapped(kek_mod.of_data_dir(self.data_dir), self.data_dir / wrapped.path,
+                              _key_pem(key), wrapped.purpose)
 
     def _read_wrapped(self, wrapped):
-        path = self.data_dir / wrapped.path
-        pem = kek_mod.unwrap(kek_mod.of_data_dir(self.data_dir), path.read_bytes(),
-                             wrapped.purpose, str(path))
-        return serialization.load_pem_private_key(pem, None)
+        return serialization.load_pem_private_key(kek_mod.read_wrapped(
+            kek_mod.of_data_dir(self.data_dir), self.data_dir / wrapped.path, wrapped.purpose), None)
 
     # ---- creation --------------------------------------------------------------
 
@@ -253,9 +248,8 @@ class Pki:
                                ExtendedKeyUsageOID.CLIENT_AUTH)
         out = pathlib.Path(out_dir)
         if out.resolve().is_relative_to(self.data_dir.resolve()):
-            write_file(out / f"{name}.key.wrapped", kek_mod.wrap(
-                kek_mod.of_data_dir(self.data_dir), _key_pem(key), kek_mod.CLIENT_KEY_PURPOSE),
-                private=True)
+            kek_mod.write_wrapped(kek_mod.of_data_dir(self.data_dir), out / f"{name}.key.wrapped",
+                                  _key_pem(key), kek_mod.CLIENT_KEY_PURPOSE)
         else:
             write_file(out / f"{name}.key", _key_pem(key), private=True)
         write_file(out / f"{name}.crt", _cert_pem(cert), private=False)

@@ -12,7 +12,7 @@ PAN_LENGTH_MAX = 19
 INDEX_KEY_BYTES = 32
 PIN_VERIFIER_BYTES = 16
 CLIENT_PAN_DIGITS_MIN = 13      # card numbers a client may send in free text: 13 to 19
-_DIGIT_RUN = re.compile(r"[0-9]{13,}")
+_DIGIT_RUN = re.compile(rf"[0-9]{{{CLIENT_PAN_DIGITS_MIN},}}")
 
 
 class PanError(ValueError):

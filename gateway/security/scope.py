@@ -29,28 +29,23 @@ def refusal(identity, method: str, request, range_of_pan, range_of_card_id):
     name = method.rsplit("/", 1)[-1]
     if identity.ranges:
         if name in RANGE_RPCS:
-            return _outside(identity, "range_id", request.range_id)
+            return _outside(identity, "range_id", request.range_id in identity.ranges)
         if name in CARD_RPCS:
-            for field in CARD_FIELDS:
-                pan = getattr(request, field, "")
-                outside = pan and _outside(identity, field, range_of_pan(pan))
-                if outside:
-                    return outside
-            return None
+            return next((_outside(identity, field, False) for field in CARD_FIELDS
+                         if getattr(request, field, "") and
+                         range_of_pan(getattr(request, field)) not in identity.ranges), None)
         if name == "ExportPersonalizationJob" and request.card_ids and not request.issue_request_id:
-            for i, card_id in enumerate(request.card_ids):
-                outside = _outside(identity, f"card_ids[{i}]", range_of_card_id(card_id))
-                if outside:
-                    return outside
-            return None
+            return next((_outside(identity, f"card_ids[{i}]", False)
+                         for i, card_id in enumerate(request.card_ids)
+                         if range_of_card_id(card_id) not in identity.ranges), None)
     if identity.partner_id and name in PARTNER_RPCS:
-        if name == "DefinePartner" and request.partner_id != identity.partner_id:
-            return f"partner_id: outside the scope of {identity.describe()} ({identity.scope()})"
-        return None
+        return _outside(identity, "partner_id", name != "DefinePartner" or
+                        request.partner_id == identity.partner_id)
     return f"{identity.describe()} is scoped to {identity.scope()}; {name} is the global operator's"
 
 
-def _outside(identity, field: str, range_id):
-    if range_id in identity.ranges:
+def _outside(identity, field: str, inside: bool):
+    """None when inside the scope, else why the field is outside it."""
+    if inside:
         return None
     return f"{field}: outside the scope of {identity.describe()} ({identity.scope()})"

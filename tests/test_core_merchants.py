@@ -23,6 +23,14 @@ def funded(core, card=0, amount=100_00):
     return reply
 
 
+def made_by(core, op, merchant, amount, outlet=0):
+    """The id of a purchase or pre-authorization on card 0, made for merchant."""
+    request_id = core.new_id()
+    core.apply(core.rq(op, 0, request_id=request_id, amount_minor=amount, currency="IDR",
+                       merchant_code=merchant, outlet_code=outlet))
+    return request_id
+
+
 def card_value(core, card=0):
     return core.store.read_card(KEYS[card])[1]
 
@@ -47,22 +55,10 @@ def refused_changing_nothing(core, packed):
     return reply
 
 
-@pytest.fixture
-def store_core(tmp_path):
-    core = new_core(tmp_path)
-    yield core
-    core.store.close()
-
-
-def test_another_merchant_cannot_reverse_refund_void_or_complete(store_core):
-    core = store_core
+def test_another_merchant_cannot_reverse_refund_void_or_complete(core):
     funded(core)
-    sale = core.new_id()
-    core.apply(core.rq(Op.PURCHASE, 0, request_id=sale, amount_minor=30_00, currency="IDR",
-                       merchant_code=A))
-    hold = core.new_id()
-    core.apply(core.rq(Op.PREAUTH, 0, request_id=hold, amount_minor=20_00, currency="IDR",
-                       merchant_code=A))
+    sale = made_by(core, Op.PURCHASE, A, 30_00)
+    hold = made_by(core, Op.PREAUTH, A, 20_00)
     refused_changing_nothing(core, core.rq(Op.REVERSAL, ref_request_id=sale, merchant_code=B))
     refused_changing_nothing(core, core.rq(Op.REFUND, 0, ref_request_id=sale, amount_minor=10_00,
                                            currency="IDR", merchant_code=B))
@@ -80,12 +76,9 @@ def test_another_merchant_cannot_reverse_refund_void_or_complete(store_core):
     core.audit_clean()
 
 
-def test_an_operator_acts_on_any_merchants_requests_and_is_named(store_core):
-    core = store_core
+def test_an_operator_acts_on_any_merchants_requests_and_is_named(core):
     funded(core)
-    sale = core.new_id()
-    core.apply(core.rq(Op.PURCHASE, 0, request_id=sale, amount_minor=30_00, currency="IDR",
-                       merchant_code=A))
+    sale = made_by(core, Op.PURCHASE, A, 30_00)
     reversal = core.new_id()
     reply, = core.apply(core.rq(Op.REVERSAL, request_id=reversal, ref_request_id=sale,
                                 merchant_code=OPERATOR, actor=0xC0FFEE))
@@ -98,8 +91,7 @@ def test_an_operator_acts_on_any_merchants_requests_and_is_named(store_core):
                                      reply.card_id)]
 
 
-def test_a_retry_by_another_merchant_gets_no_stored_answer(store_core):
-    core = store_core
+def test_a_retry_by_another_merchant_gets_no_stored_answer(core):
     load_id = core.new_id()
     first, = core.apply(core.rq(Op.LOAD, 0, request_id=load_id, amount_minor=10_00,
                                 currency="IDR", merchant_code=A))
@@ -113,8 +105,7 @@ def test_a_retry_by_another_merchant_gets_no_stored_answer(store_core):
     assert again == first          # the merchant's own retry still gets its answer
 
 
-def test_reversing_an_operators_adjustment_tells_a_terminal_nothing(store_core):
-    core = store_core
+def test_reversing_an_operators_adjustment_tells_a_terminal_nothing(core):
     funded(core)
     adjustment = core.new_id()
     core.apply(core.rq(Op.ADJUST, 0, request_id=adjustment, amount_minor=5_00, currency="IDR",
@@ -123,8 +114,7 @@ def test_reversing_an_operators_adjustment_tells_a_terminal_nothing(store_core):
                                            merchant_code=B))
 
 
-def test_a_blind_reversal_by_another_merchant_does_not_cancel_a_request(store_core):
-    core = store_core
+def test_a_blind_reversal_by_another_merchant_does_not_cancel_a_request(core):
     funded(core)
     late = core.new_id()
     blind, = core.apply(core.rq(Op.REVERSAL, ref_request_id=late, merchant_code=B))
@@ -141,8 +131,7 @@ def test_a_blind_reversal_by_another_merchant_does_not_cancel_a_request(store_co
     core.audit_clean()
 
 
-def test_another_merchant_cannot_confirm_or_release_a_points_reservation(store_core):
-    core = store_core
+def test_another_merchant_cannot_confirm_or_release_a_points_reservation(core):
     core.apply(core.rq(Op.EARN_POINTS, 0, amount_minor=500, currency="PTS", merchant_code=A))
     reservation = core.new_id()
     held, = core.apply(core.rq(Op.RESERVE_POINTS, 0, request_id=reservation, amount_minor=200,
@@ -208,22 +197,19 @@ def test_a_profile_that_requires_a_pin_asks_it_as_a_prompt(tmp_path):
         core.store.close()
 
 
-def test_a_card_without_a_pin_is_not_asked_for_one(store_core):
-    core = store_core
+def test_a_card_without_a_pin_is_not_asked_for_one(core):
     funded(core, 1)
     reply, = core.apply(core.rq(Op.PURCHASE, 1, amount_minor=1_00, currency="IDR"))
     assert reply.result == Result.APPROVED
 
 
-def test_a_pin_policy_out_of_range_is_invalid(store_core):
-    core = store_core
+def test_a_pin_policy_out_of_range_is_invalid(core):
     reply, = core.apply(core.rq(Op.CREATE_RANGE, range_id=2, currency="IDR", iin_prefix=627701,
                                 iin_digits=6, pan_length=16, pin_policy=4))
     assert reply.result == Result.REJECTED_INVALID_REQUEST
 
 
-def test_points_move_at_a_terminal_only_with_the_giving_cards_pin(store_core):
-    core = store_core
+def test_points_move_at_a_terminal_only_with_the_giving_cards_pin(core):
     core.apply(core.rq(Op.EARN_POINTS, 0, amount_minor=500, currency="PTS"),
                core.rq(Op.EARN_POINTS, 1, amount_minor=500, currency="PTS"),
                core.rq(Op.SET_PIN, 0, pin_verifier=PIN))
@@ -244,10 +230,9 @@ def test_points_move_at_a_terminal_only_with_the_giving_cards_pin(store_core):
 
 
 @pytest.mark.parametrize("shares", [False, True])
-def test_a_partner_may_let_its_outlets_act_on_each_others_requests(store_core, shares):
+def test_a_partner_may_let_its_outlets_act_on_each_others_requests(core, shares):
     """Two outlets of one coalition partner under two merchant ids: by default each acts
     only on its own merchant's requests; the partner may let them share (off by default)."""
-    core = store_core
     core.apply(core.rq(Op.DEFINE_PARTNER, partner_id=5, partner_name="fuelco",
                        partner_shares=shares),
                core.rq(Op.DEFINE_PARTNER, partner_id=6, partner_name="cafe", partner_shares=True),
@@ -255,11 +240,8 @@ def test_a_partner_may_let_its_outlets_act_on_each_others_requests(store_core, s
                          payload=records.pack_outlet(code, 0, f"outlet {code}", partner))
                  for code, partner in ((501, 5), (502, 5), (601, 6))])
     funded(core)
-    sale, hold = core.new_id(), core.new_id()
-    core.apply(core.rq(Op.PURCHASE, 0, request_id=sale, amount_minor=10_00, currency="IDR",
-                       merchant_code=A, outlet_code=501),
-               core.rq(Op.PREAUTH, 0, request_id=hold, amount_minor=10_00, currency="IDR",
-                       merchant_code=A, outlet_code=501))
+    sale = made_by(core, Op.PURCHASE, A, 10_00, outlet=501)
+    hold = made_by(core, Op.PREAUTH, A, 10_00, outlet=501)
     # Another partner's outlet never may, sharing or not.
     refused_changing_nothing(core, core.rq(Op.VOID, ref_request_id=hold, merchant_code=B,
                                            outlet_code=601))

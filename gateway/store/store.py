@@ -96,6 +96,16 @@ class Store:
         # store takes commits again.
         self.db_probe = self._gateway_db(PROBE_DB, readonly)
 
+    def databases_by_name(self) -> dict:
+        """{name: database} of every database of the store, the core's and the gateway's
+        (what a replicated batch names its writes by, batch_log.py)."""
+        found = dict(zip(ledger.DB_NAMES, self.dbs))
+        for name, db in ((PANS_DB, self.db_pans), (HOLDERS_DB, self.db_holders),
+                         (JOBS_DB, self.db_jobs), (ACCEPTANCE_DB, self.db_acceptance)):
+            if db is not None:
+                found[name] = db
+        return found
+
     def _gateway_db(self, name: bytes, readonly: bool):
         """A gateway-owned database; None in a read-only store written before it existed."""
         try:

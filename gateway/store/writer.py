@@ -18,6 +18,7 @@ import lmdb
 
 from cardgate.fastcore import ledger, records
 from cardgate.gateway import limits
+from cardgate.gateway.store import batch_log
 
 log = logging.getLogger("cardgate.writer")
 PROBE_KEY = b"probe"
@@ -43,6 +44,10 @@ class StoreFailed(WriterError):
 
 class ReplyTimeout(WriterError):
     """No answer in time: the requests may or may not have committed; retry them."""
+
+
+class LogRefused(Exception):
+    """log_batch could not log (replicate) a batch: it is aborted, not committed."""
 
 
 class GuardRefused(WriterError):
@@ -94,7 +99,8 @@ class BatchingWriter:
                  batch_linger_s: float = limits.BATCH_LINGER_S,
                  hold_timeout_s: int = limits.HOLD_TIMEOUT_S_DEFAULT,
                  idle_tick_s: float = limits.WRITER_IDLE_TICK_S, metrics=None,
-                 on_commit_state: Callable[[bool], None] = lambda ok: None):
+                 on_commit_state: Callable[[bool], None] = lambda ok: None,
+                 log_batch: Optional[Callable] = None):
         assert batch_size_max >= 1 and queue_length_max >= 1
         self.store = store
         self.metrics = metrics                      # gateway.metrics.Metrics, or None
@@ -112,6 +118,9 @@ class BatchingWriter:
         self._stopping = False
         self.commit_ok = True           # False while the store refuses commits
         self.batches_committed = 0
+        # With replication: log_batch(entry) publishes each batch (a batch_log.Entry)
+        # inside its write transaction, before the commit; raising aborts the batch.
+        self.log_batch = log_batch
 
     def start(self):
         self._thread.start()
@@ -206,11 +215,21 @@ class BatchingWriter:
         usual. One request thus never fails another's, nor comes back in the next batch;
         the extra commits (at most 2 x log2(submissions) a fault) are paid only then."""
         started = time.perf_counter()
+        entry = batch_log.Entry(self.batches_committed + 1, now_s, now_yyyymm,
+                                self.hold_timeout_s) if self.log_batch is not None else None
         try:
             with self.store.env.begin(write=True) as txn:
-                self._apply(txn, batch, now_s, now_yyyymm)
+                self._apply(txn, batch, now_s, now_yyyymm, entry)
                 applied = time.perf_counter()
+                if entry is not None:           # logged (replicated) before it commits
+                    entry.digest = batch_log.replies_digest(entry.reply_parts)
+                    self.log_batch(entry)
             # Leaving the block committed the transaction, with fsync.
+        except LogRefused as exc:
+            log.error("batch not logged, so not committed: %s", exc)
+            self._fail(batch, StoreFailed(f"the batch could not be replicated ({exc}); retry "
+                                          "with the same request_id"))
+            return
         except lmdb.MapFullError:
             self._commit_state(False)
             log.error("store is full (LMDB map size reached); batch of %d refused", len(batch))
@@ -295,36 +314,48 @@ class BatchingWriter:
                 self.metrics.background.labels("expiry").inc()
             self._apply_and_answer([])
 
-    def _apply(self, txn, batch, now_s, now_yyyymm):
+    def _apply(self, txn, batch, now_s, now_yyyymm, entry=None):
         # Consecutive plain submissions go through the core in one call; one with a guard
         # or an after-hook is applied on its own, still inside the same transaction.
+        # entry (replication on): every core call and every write of an after-hook is
+        # noted, in order, for followers to replay.
         if not batch:                       # only what time ends (see _expire_due_holds)
-            ledger.apply_batch(txn, self.store.dbs, b"", now_s, now_yyyymm, self.hold_timeout_s)
+            self._core(txn, b"", now_s, now_yyyymm, entry)
             return
+        hooks_txn = txn if entry is None else \
+            batch_log.RecordingTxn(txn, entry, {id(db): name for name, db in
+                                                self.store.databases_by_name().items()})
         run = []
         for sub in batch:
             if sub.guard is None and sub.after is None:
                 run.append(sub)
                 continue
-            self._apply_run(txn, run, now_s, now_yyyymm)
+            self._apply_run(txn, run, now_s, now_yyyymm, entry)
             run = []
             refusal = sub.guard(txn) if sub.guard is not None else None
             if refusal is not None:
                 sub.error = GuardRefused(refusal)
                 continue
-            self._apply_run(txn, [sub], now_s, now_yyyymm)
+            self._apply_run(txn, [sub], now_s, now_yyyymm, entry)
             if sub.after is not None:
-                sub.after(txn, sub.replies)
-        self._apply_run(txn, run, now_s, now_yyyymm)
+                sub.after(hooks_txn, sub.replies)
+        self._apply_run(txn, run, now_s, now_yyyymm, entry)
 
-    def _apply_run(self, txn, run, now_s, now_yyyymm):
+    def _core(self, txn, packed, now_s, now_yyyymm, entry):
+        replies = ledger.apply_batch(txn, self.store.dbs, packed, now_s, now_yyyymm,
+                                     self.hold_timeout_s)
+        if entry is not None:
+            entry.core_run(packed)
+            entry.reply_parts.append(replies)
+        return replies
+
+    def _apply_run(self, txn, run, now_s, now_yyyymm, entry=None):
         packed = b"".join(r for sub in run for r in sub.requests)
         if not packed:
             for sub in run:
                 sub.replies = []
             return
-        replies = records.unpack_replies(
-            ledger.apply_batch(txn, self.store.dbs, packed, now_s, now_yyyymm, self.hold_timeout_s))
+        replies = records.unpack_replies(self._core(txn, packed, now_s, now_yyyymm, entry))
         at = 0
         for sub in run:
             sub.replies = replies[at:at + len(sub.requests)]

@@ -40,7 +40,8 @@ class Entry:
     now_s: int
     now_yyyymm: int
     hold_timeout_s: int
-    steps: list = dataclasses.field(default_factory=list)   # (CORE_RUN, bytes) | (WRITE, db, key, value)
+    # (CORE_RUN, packed requests) | (WRITE, database name, key, value or None)
+    steps: list = dataclasses.field(default_factory=list)
     digest: bytes = b"\0" * 32
     # The primary's raw replies of each core call, for the digest (not logged).
     reply_parts: list = dataclasses.field(default_factory=list, repr=False, compare=False)

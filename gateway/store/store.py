@@ -22,6 +22,7 @@ HOLDERS_DB = b"holders"
 JOBS_DB = b"jobs"
 PROBE_DB = b"probe"
 ACCEPTANCE_DB = b"acceptance"
+REPLICATION_DB = b"replication"
 
 
 def issued_parts_prefix(issue_rid: bytes) -> bytes:
@@ -92,6 +93,8 @@ class Store:
         self.db_holders, self.db_jobs = (self._gateway_db(name, readonly) for name in (HOLDERS_DB, JOBS_DB))
         # Gateway-owned: card range -> the merchants that accept its cards (acceptance_key).
         self.db_acceptance = self._gateway_db(ACCEPTANCE_DB, readonly)
+        # Gateway-owned: with replication, the last stream sequence this store applied.
+        self.db_replication = self._gateway_db(REPLICATION_DB, readonly)
         # Gateway-owned, always empty: the writer's probe writes there to see whether the
         # store takes commits again.
         self.db_probe = self._gateway_db(PROBE_DB, readonly)

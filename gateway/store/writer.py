@@ -118,7 +118,7 @@ class BatchingWriter:
         self._stopping = False
         self.commit_ok = True           # False while the store refuses commits
         self.batches_committed = 0
-        # With replication: log_batch(entry) publishes each batch (a batch_log.Entry)
+        # With replication: log_batch(entry, txn) publishes each batch (a batch_log.Entry)
         # inside its write transaction, before the commit; raising aborts the batch.
         self.log_batch = log_batch
 
@@ -223,7 +223,7 @@ class BatchingWriter:
                 applied = time.perf_counter()
                 if entry is not None:           # logged (replicated) before it commits
                     entry.digest = batch_log.replies_digest(entry.reply_parts)
-                    self.log_batch(entry)
+                    self.log_batch(entry, txn)
             # Leaving the block committed the transaction, with fsync.
         except LogRefused as exc:
             log.error("batch not logged, so not committed: %s", exc)

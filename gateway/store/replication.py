@@ -1,0 +1,159 @@
+"""The committed-batch log on NATS JetStream: the primary publishes each batch before it
+commits, fenced by the stream itself; followers replay the stream in order.
+
+* Publishing (JetStreamLog.publish, the writer's log_batch): the batch's entry
+  (batch_log.py) goes to the stream's subject with Nats-Expected-Last-Sequence set to the
+  last sequence this node applied. The stream stores it on a quorum of its replicas and
+  acknowledges with its sequence; only then does the writer commit (the sequence is
+  written in the same transaction) and answer. A refusal of the expected sequence means
+  another node wrote to the stream since: this one is deposed, its batch is aborted and
+  its callers get UNAVAILABLE ("retry with the same request_id") - it never acknowledges
+  anything the stream does not hold.
+* Following (JetStreamLog.follow): entries are read in stream order from the one after
+  the last this store applied, and replayed (batch_log.apply_entry), the sequence
+  written with each; a replay whose replies differ from the primary's stops the follower.
+
+nats-py is asyncio: the client runs on a loop of its own, in a thread, and the writer's
+thread waits on it (one round trip per batch, amortized by group commit).
+"""
+import asyncio
+import logging
+import threading
+
+from cardgate.gateway.store import batch_log
+from cardgate.gateway.store.writer import LogRefused
+
+log = logging.getLogger("cardgate.replication")
+
+APPLIED_KEY = b"last_seq"                    # (store.db_replication) the last sequence applied
+WRONG_LAST_SEQUENCE = 10071                  # JetStream's error code for a failed expectation
+PUBLISH_TIMEOUT_S = 5.0
+STREAM_READY_S_MAX = 30.0
+
+
+def applied_seq(store, txn=None) -> int:
+    """The last stream sequence this store applied (0: none)."""
+    if txn is None:
+        with store.env.begin() as txn:
+            return applied_seq(store, txn)
+    found = txn.get(APPLIED_KEY, db=store.db_replication)
+    return int.from_bytes(found, "big") if found else 0
+
+
+class JetStreamLog:
+    """One node's link to the stream: publish as primary, or follow."""
+
+    def __init__(self, servers: list, store, *, stream="CARDGATE", subject="cardgate.batches",
+                 replicas=3, max_age_s=7 * 86400, max_bytes=8 << 30):
+        import nats                              # nats-py: only where replication is on
+        self._nats = nats
+        self.store, self.stream, self.subject = store, stream, subject
+        self.deposed = False
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="cardgate-nats",
+                                        daemon=True)
+        self._thread.start()
+        self._nc = self._run(nats.connect(servers, max_reconnect_attempts=-1,
+                                          reconnect_time_wait=0.2), 30)
+        self._js = self._nc.jetstream()
+        self._run(self._ensure_stream(replicas, max_age_s, max_bytes), STREAM_READY_S_MAX + 5)
+
+    def _run(self, coroutine, timeout_s):
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout_s)
+
+    async def _ensure_stream(self, replicas, max_age_s, max_bytes):
+        """The stream, made if it does not exist; a cluster just started elects its
+        JetStream leaders first (a few seconds): asked again until it answers."""
+        from nats.js.api import StreamConfig
+        config = StreamConfig(name=self.stream, subjects=[self.subject], num_replicas=replicas,
+                              max_age=max_age_s, max_bytes=max_bytes)
+        errors = self._nats.js.errors
+        deadline = self._loop.time() + STREAM_READY_S_MAX
+        while True:
+            try:
+                try:
+                    await self._js.stream_info(self.stream)
+                except self._nats.js.errors.NotFoundError:
+                    await self._js.add_stream(config)
+                return
+            except (self._nats.errors.TimeoutError, errors.ServiceUnavailableError,
+                    errors.ServerError, errors.NoStreamResponseError) as exc:
+                if self._loop.time() > deadline:
+                    raise RuntimeError(f"JetStream did not answer within {STREAM_READY_S_MAX} s "
+                                       f"({type(exc).__name__}: {exc})") from None
+                await asyncio.sleep(0.25)
+
+    # ---- primary ---------------------------------------------------------------------
+
+    def publish(self, entry: batch_log.Entry, txn):
+        """The writer's log_batch: publish, fenced; on success the sequence is written in
+        txn (the batch's own transaction). Raises LogRefused (the batch aborts)."""
+        expected = applied_seq(self.store, txn)
+        try:
+            ack = self._run(self._js.publish(
+                self.subject, entry.encode(),
+                headers={"Nats-Expected-Last-Sequence": str(expected)},
+                timeout=PUBLISH_TIMEOUT_S), PUBLISH_TIMEOUT_S + 1)
+        except self._nats.js.errors.APIError as exc:
+            if exc.err_code == WRONG_LAST_SEQUENCE:
+                self.deposed = True
+                raise LogRefused("this node is no longer the primary: the stream holds batches "
+                                 f"after sequence {expected} that it did not write") from None
+            raise LogRefused(f"the stream refused the batch ({exc})") from None
+        except Exception as exc:                   # timeouts, no quorum, connection lost
+            raise LogRefused(f"the stream did not acknowledge the batch ({type(exc).__name__}: "
+                             f"{exc})") from None
+        txn.put(APPLIED_KEY, ack.seq.to_bytes(8, "big"), db=self.store.db_replication)
+        return ack.seq
+
+    # ---- follower --------------------------------------------------------------------
+
+    def follow(self, until_seq=None, idle_s=1.0) -> int:
+        """Replay the stream's entries after the last this store applied, in order, up to
+        until_seq (or until none comes for idle_s); returns the last sequence applied.
+        Raises batch_log.LogError on a divergent replay (the follower must stop)."""
+        return self._run(self._follow(until_seq, idle_s), None)
+
+    async def _follow(self, until_seq, idle_s):
+        from nats.js.api import ConsumerConfig, DeliverPolicy
+        start = applied_seq(self.store) + 1
+        subscription = await self._js.pull_subscribe(
+            self.subject, durable=None, stream=self.stream,
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                                  opt_start_seq=start))
+        last = start - 1
+        try:
+            while until_seq is None or last < until_seq:
+                try:
+                    messages = await subscription.fetch(256, timeout=idle_s)
+                except self._nats.errors.TimeoutError:
+                    if until_seq is None:
+                        break
+                    continue
+                for message in messages:
+                    seq = message.metadata.sequence.stream
+                    if seq != last + 1:
+                        raise batch_log.LogError(f"the stream skipped from {last} to {seq}")
+                    entry = batch_log.decode(message.data)
+                    self._apply(entry, seq)
+                    last = seq
+                    await message.ack()
+        finally:
+            await subscription.unsubscribe()
+        return last
+
+    def _apply(self, entry, seq):
+        with self.store.env.begin(write=True) as txn:
+            digest = batch_log.replay(txn, self.store, entry)
+            if digest != entry.digest:
+                raise batch_log.LogError(f"batch {entry.batch_no} (sequence {seq}): the replay's "
+                                         "replies differ from the primary's (digest mismatch); "
+                                         "this node stops here")
+            txn.put(APPLIED_KEY, seq.to_bytes(8, "big"), db=self.store.db_replication)
+
+    def close(self):
+        try:
+            self._run(self._nc.close(), 10)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)

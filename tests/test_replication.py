@@ -1,0 +1,113 @@
+"""The committed-batch log on a real three-node NATS JetStream cluster: a primary
+publishes every batch before it commits; a follower that replays the stream ends with the
+same store; a deposed primary's batch is refused by the stream itself and never
+acknowledged; one NATS node lost, the primary goes on."""
+import shutil
+import time
+
+import pytest
+
+from cardgate.gateway.api.operations import Operations
+from cardgate.gateway.store import replication
+from cardgate.gateway.store.store import Store
+from cardgate.gateway.store.writer import BatchingWriter, StoreFailed
+from cardgate.v1 import authorization_pb2, common_pb2
+
+from nats_cluster import NatsCluster
+from test_batch_log import NOW_S, gateway_dbs, money, rid, traffic
+from helpers import make_pan, snapshot
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    nats = NatsCluster(tmp_path / "nats")
+    yield nats
+    nats.stop()
+
+
+def node(tmp_path, name, cluster, clock):
+    """(store, its stream link, writer publishing to the stream, operations)."""
+    store = Store(tmp_path / name, sync=False)
+    link = replication.JetStreamLog(cluster.servers, store)
+    writer = BatchingWriter(store, clock=lambda: clock[0], idle_tick_s=0.05,
+                            log_batch=link.publish).start()
+    return store, link, writer, Operations(store, writer, clock=lambda: clock[0])
+
+
+def bootstrap(tmp_path, source, name):
+    """A follower's data directory: a copy of a store before any batch, with its KEK."""
+    shutil.copytree(tmp_path / source, tmp_path / name)
+    shutil.copy(tmp_path / f"{source}.kek", tmp_path / f"{name}.kek")
+
+
+def test_a_follower_replaying_the_stream_has_the_primarys_store(tmp_path, cluster):
+    clock = [NOW_S]
+    Store(tmp_path / "a", sync=False).close()
+    bootstrap(tmp_path, "a", "b")
+    store, link, writer, ops = node(tmp_path, "a", cluster, clock)
+    try:
+        started = time.perf_counter()
+        traffic(ops, clock, lambda: replication.applied_seq(store))
+        published = replication.applied_seq(store)
+        assert published >= 10, published
+        follower = Store(tmp_path / "b", sync=False)
+        follower_link = replication.JetStreamLog(cluster.servers, follower)
+        try:
+            assert follower_link.follow(until_seq=published) == published
+            assert snapshot(follower) == snapshot(store)
+            assert gateway_dbs(follower) == gateway_dbs(store)
+        finally:
+            follower_link.close()
+            follower.close()
+        assert time.perf_counter() - started < 60
+    finally:
+        writer.stop()
+        link.close()
+        store.close()
+
+
+def test_a_deposed_primary_is_fenced_by_the_stream(tmp_path, cluster):
+    clock = [NOW_S]
+    Store(tmp_path / "a", sync=False).close()
+    bootstrap(tmp_path, "a", "b")
+    a_store, a_link, a_writer, a_ops = node(tmp_path, "a", cluster, clock)
+    b_store, b_link, b_writer, b_ops = node(tmp_path, "b", cluster, clock)
+    try:
+        a_ops.create_range(rid(), 1, "627700", 16, "EUR", "gift")     # A is the primary
+        pan = make_pan(1)
+        a_ops.issue_gift_cards(rid(), 1, [(pan, 209912)])
+        # B never followed: it still believes sequence 0 is the last. Its batch is refused
+        # by the stream, aborted, and its caller told to retry; nothing of it is stored.
+        before = snapshot(b_store)
+        with pytest.raises(StoreFailed, match="no longer the primary"):
+            b_ops.create_range(rid(), 2, "627701", 16, "EUR", "other")
+        assert snapshot(b_store) == before and b_link.deposed
+        # A goes on.
+        loaded = a_ops.submit_one(a_ops.pack_operation("load", authorization_pb2.LoadValueRequest(
+            request_id=rid(), pan=pan, amount=money(10_00),
+            acceptor=common_pb2.Acceptor(merchant_id="m1", outlet_id="o1"))), "load")
+        assert loaded.approved_minor == 10_00
+    finally:
+        for writer, link, store in ((a_writer, a_link, a_store), (b_writer, b_link, b_store)):
+            writer.stop()
+            link.close()
+            store.close()
+
+
+def test_losing_one_nats_node_loses_nothing(tmp_path, cluster):
+    clock = [NOW_S]
+    store, link, writer, ops = node(tmp_path, "a", cluster, clock)
+    try:
+        ops.create_range(rid(), 1, "627700", 16, "EUR", "gift")
+        pan = make_pan(1)
+        ops.issue_gift_cards(rid(), 1, [(pan, 209912)])
+        cluster.kill(0)
+        acceptor = common_pb2.Acceptor(merchant_id="m1", outlet_id="o1")
+        for _ in range(20):
+            ops.submit_one(ops.pack_operation("load", authorization_pb2.LoadValueRequest(
+                request_id=rid(), pan=pan, amount=money(1_00), acceptor=acceptor)), "load")
+        assert store.read_card(store.pan_key.card_key(pan))[1].balance_minor == 20_00
+    finally:
+        writer.stop()
+        link.close()
+        store.close()

@@ -111,3 +111,26 @@ def test_losing_one_nats_node_loses_nothing(tmp_path, cluster):
         writer.stop()
         link.close()
         store.close()
+
+
+def test_the_primarys_lease_lapses_when_it_stops_renewing_and_another_takes_it(tmp_path, cluster):
+    stores = [Store(tmp_path / name, sync=False) for name in ("a", "b")]
+    links = [replication.JetStreamLog(cluster.servers, s) for s in stores]
+    try:
+        a, b = (replication.Lease(link, name, ttl_s=2.0) for link, name in zip(links, "ab"))
+        assert a.acquire() and not b.acquire()
+        assert a.holder() == b.holder() == "a"
+        for _ in range(3):                          # renewed: it stays, past its TTL
+            time.sleep(1.0)
+            assert a.renew() and not b.acquire()
+        started = time.monotonic()
+        while not b.acquire():                      # a stops renewing (frozen, dead)
+            assert time.monotonic() - started < 10
+            time.sleep(0.1)
+        lapsed_s = time.monotonic() - started
+        assert 1.5 <= lapsed_s <= 4.5, lapsed_s
+        assert b.holder() == "b" and not a.renew()  # a learns it lost the lease
+    finally:
+        for link, store in zip(links, stores):
+            link.close()
+            store.close()

@@ -29,6 +29,8 @@ APPLIED_KEY = b"last_seq"                    # (store.db_replication) the last s
 WRONG_LAST_SEQUENCE = 10071                  # JetStream's error code for a failed expectation
 PUBLISH_TIMEOUT_S = 5.0
 STREAM_READY_S_MAX = 30.0
+LEASE_TTL_S = 3.0          # the primary's lease lapses this long after its last renewal
+PRIMARY_KEY = "primary"
 
 
 def applied_seq(store, txn=None) -> int:
@@ -157,3 +159,56 @@ class JetStreamLog:
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10)
+
+
+class Lease:
+    """Who is the primary: a key of a JetStream key-value bucket (replicated like the
+    stream) whose entries live LEASE_TTL_S. The holder renews it well within that; when it
+    stops (dead, frozen, cut off) the entry lapses and a caught-up follower may take it.
+    Safety does not rest on the lease (a holder frozen past it is fenced by the stream's
+    expected sequence); liveness does."""
+
+    def __init__(self, log: JetStreamLog, node_id: str, *, bucket="cardgate_lease",
+                 ttl_s=LEASE_TTL_S):
+        self.log, self.node_id, self.ttl_s = log, node_id, ttl_s
+        self.revision = None
+        self._kv = log._run(self._bucket(bucket, ttl_s), STREAM_READY_S_MAX + 5)
+
+    async def _bucket(self, bucket, ttl_s):
+        from nats.js.api import KeyValueConfig
+        js = self.log._js
+        try:
+            return await js.key_value(bucket)
+        except self.log._nats.js.errors.BucketNotFoundError:
+            return await js.create_key_value(KeyValueConfig(bucket=bucket, ttl=ttl_s, history=1,
+                                                            replicas=3))
+
+    def holder(self):
+        """The node id holding the lease, or None when it is free (lapsed or never taken)."""
+        try:
+            entry = self.log._run(self._kv.get(PRIMARY_KEY), 5)
+        except self.log._nats.js.errors.KeyNotFoundError:
+            return None
+        return entry.value.decode() if entry.value else None
+
+    def acquire(self) -> bool:
+        """Take the lease if it is free; True when this node now holds it."""
+        try:
+            self.revision = self.log._run(self._kv.create(PRIMARY_KEY, self.node_id.encode()), 5)
+            return True
+        except (self.log._nats.js.errors.KeyWrongLastSequenceError,
+                self.log._nats.js.errors.APIError):
+            return False
+
+    def renew(self) -> bool:
+        """Renew a lease held; False when it was lost (lapsed and taken, or deleted)."""
+        if self.revision is None:
+            return False
+        try:
+            self.revision = self.log._run(self._kv.update(PRIMARY_KEY, self.node_id.encode(),
+                                                          last=self.revision), 5)
+            return True
+        except (self.log._nats.js.errors.KeyWrongLastSequenceError,
+                self.log._nats.js.errors.APIError):
+            self.revision = None
+            return False

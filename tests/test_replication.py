@@ -134,3 +134,61 @@ def test_the_primarys_lease_lapses_when_it_stops_renewing_and_another_takes_it(t
         for link, store in zip(links, stores):
             link.close()
             store.close()
+
+
+def test_a_follower_takes_over_when_the_primary_stops_and_has_every_acknowledged_request(
+        tmp_path, cluster):
+    """Two gateways on one stream: the first holds the lease and serves; the second follows
+    and refuses writes naming the primary. The primary stops renewing (as if dead): the
+    follower takes over within the lease's time and approves; every request the first
+    acknowledged is on the second exactly once, with the same answer."""
+    from conftest import LiveGateway
+    from cardgate.fastcore import records
+    import grpc
+
+    Store(tmp_path / "a", sync=False).close()
+    bootstrap(tmp_path, "a", "b")
+    first = LiveGateway(tmp_path / "a", replicate=cluster.servers, node_id="a", lease_ttl_s=1.5)
+    try:
+        wait_for(lambda: first.gateway.node.role == "primary", 20)
+        second = LiveGateway(tmp_path / "b", replicate=cluster.servers, node_id="b",
+                             lease_ttl_s=1.5)
+        try:
+            from helpers import create_range, issue, load, purchase
+            create_range(first)
+            pan = make_pan(1)
+            issue(first, [pan])
+            answers = {}
+            for _ in range(5):
+                rid_ = rid()
+                answers[rid_] = load(first, pan, 2_00, request_id=rid_)
+            # The follower refuses writes, naming the primary.
+            wait_for(lambda: second.gateway.writer.primary_of == "a", 10)
+            with pytest.raises(grpc.RpcError) as refused:
+                load(second, pan, 1_00)
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "the primary is a" in refused.value.details()
+            # The primary stops renewing its lease (dead, as far as the group can tell).
+            stopped_at = time.monotonic()
+            first.gateway.node._stopping.set()
+            wait_for(lambda: second.gateway.node.role == "primary", 20)
+            took_s = time.monotonic() - stopped_at
+            assert took_s < 10, took_s
+            for rid_, answer in answers.items():     # retried on the new primary: answered
+                again = load(second, pan, 2_00, request_id=rid_)    # as the first time
+                assert (again.result_code, again.approval_code, again.journal_seq) == \
+                    (answer.result_code, answer.approval_code, answer.journal_seq)
+            assert purchase(second, pan, 1_00).result_code == records.Result.APPROVED
+            assert second.gateway.store.read_card(
+                second.gateway.store.pan_key.card_key(pan))[1].balance_minor == 9_00
+        finally:
+            second.close()
+    finally:
+        first.close()
+
+
+def wait_for(condition, timeout_s):
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)

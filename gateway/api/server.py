@@ -82,7 +82,8 @@ class Gateway:
                  hold_timeout_s=limits.HOLD_TIMEOUT_S_DEFAULT,
                  writer_idle_tick_s=limits.WRITER_IDLE_TICK_S, metrics_listen=None,
                  reuse_port=False, calls_per_certificate=limits.CALLS_PER_CERTIFICATE_MAX,
-                 streams_per_certificate=limits.STREAMS_PER_CERTIFICATE_MAX):
+                 streams_per_certificate=limits.STREAMS_PER_CERTIFICATE_MAX,
+                 replicate=None, node_id=None, lease_ttl_s=None):
         if not tls and not is_loopback(listen):
             raise InsecureRefused(
                 f"refusing to serve without TLS on {listen}: the development mode without "
@@ -114,6 +115,12 @@ class Gateway:
                                     calls_per_certificate=calls_per_certificate,
                                     streams_per_certificate=streams_per_certificate)
         self.access.card_ranges = (self.operations.range_of_pan, self.operations.range_of_card_id)
+        # Replicated (replicate: NATS server URLs): a node of a group that follows the
+        # stream and takes over as primary when the lease is free (store/node.py).
+        self.replicate = replicate
+        self.node_id = node_id or socket.gethostname()
+        self.lease_ttl_s = lease_ttl_s
+        self.node = None
         self.listen = listen
         self.threads = threads
         self.server = None
@@ -128,6 +135,11 @@ class Gateway:
 
     def start(self):
         self.writer.start()
+        if self.replicate:
+            from cardgate.gateway.store.node import ReplicatedNode
+            options = {"lease_ttl_s": self.lease_ttl_s} if self.lease_ttl_s else {}
+            self.node = ReplicatedNode(self.store, self.writer, self.replicate, self.node_id,
+                                       **options).start()
         self._loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(target=self._loop.run_forever,
                                              name="cardgate-grpc-loop", daemon=True)
@@ -206,6 +218,8 @@ class Gateway:
             self.metrics_server.stop()
         if self.server is not None:
             self._in_loop(self.server.stop(limits.GRACE_S_ON_STOP))
+        if self.node is not None:
+            self.node.stop()
         self.writer.stop()          # answers what it still holds, through the running loop
         self._stop_loop()
         self.store.close()

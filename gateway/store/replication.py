@@ -17,6 +17,7 @@ nats-py is asyncio: the client runs on a loop of its own, in a thread, and the w
 thread waits on it (one round trip per batch, amortized by group commit).
 """
 import asyncio
+import hashlib
 import logging
 import threading
 
@@ -50,7 +51,8 @@ class JetStreamLog:
         import nats                              # nats-py: only where replication is on
         self._nats = nats
         self.store, self.stream, self.subject = store, stream, subject
-        self.deposed = False
+        self.deposed = False                 # another node wrote to the stream
+        self.uncertain = False               # a publish whose outcome is not known
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="cardgate-nats",
                                         daemon=True)
@@ -89,13 +91,19 @@ class JetStreamLog:
 
     def publish(self, entry: batch_log.Entry, txn):
         """The writer's log_batch: publish, fenced; on success the sequence is written in
-        txn (the batch's own transaction). Raises LogRefused (the batch aborts)."""
+        txn (the batch's own transaction). Raises LogRefused (the batch aborts).
+
+        A publish whose answer is lost (a NATS node going away mid-way) is sent again,
+        within PUBLISH_TIMEOUT_S, under the same Nats-Msg-Id: the stream answers a copy it
+        already stored with that message's sequence instead of storing it twice. Should the
+        outcome stay unknown, `uncertain` is set: the node then follows the stream (which
+        replays the batch if it was stored after all) before it writes again."""
         expected = applied_seq(self.store, txn)
+        data = entry.encode()
+        headers = {"Nats-Expected-Last-Sequence": str(expected),
+                   "Nats-Msg-Id": f"{expected}-{hashlib.sha256(data).hexdigest()[:32]}"}
         try:
-            ack = self._run(self._js.publish(
-                self.subject, entry.encode(),
-                headers={"Nats-Expected-Last-Sequence": str(expected)},
-                timeout=PUBLISH_TIMEOUT_S), PUBLISH_TIMEOUT_S + 1)
+            ack = self._run(self._publish_until_answered(data, headers), PUBLISH_TIMEOUT_S + 2)
         except self._nats.js.errors.APIError as exc:
             if exc.err_code == WRONG_LAST_SEQUENCE:
                 self.deposed = True
@@ -103,10 +111,27 @@ class JetStreamLog:
                                  f"after sequence {expected} that it did not write") from None
             raise LogRefused(f"the stream refused the batch ({exc})") from None
         except Exception as exc:                   # timeouts, no quorum, connection lost
+            self.uncertain = True
             raise LogRefused(f"the stream did not acknowledge the batch ({type(exc).__name__}: "
                              f"{exc})") from None
         txn.put(APPLIED_KEY, ack.seq.to_bytes(8, "big"), db=self.store.db_replication)
         return ack.seq
+
+    def last_seq(self) -> int:
+        """The stream's last sequence, as its leader knows it now."""
+        return self._run(self._js.stream_info(self.stream), 10).state.last_seq
+
+    async def _publish_until_answered(self, data, headers):
+        deadline = self._loop.time() + PUBLISH_TIMEOUT_S
+        while True:
+            try:
+                return await self._js.publish(self.subject, data, headers=headers,
+                                              timeout=max(0.2, deadline - self._loop.time()))
+            except (TimeoutError, self._nats.js.errors.NoStreamResponseError,
+                    self._nats.errors.ConnectionClosedError):
+                if self._loop.time() >= deadline:
+                    raise
+                await asyncio.sleep(0.1)
 
     # ---- follower --------------------------------------------------------------------
 
@@ -128,7 +153,7 @@ class JetStreamLog:
             while until_seq is None or last < until_seq:
                 try:
                     messages = await subscription.fetch(256, timeout=idle_s)
-                except self._nats.errors.TimeoutError:
+                except TimeoutError:            # nats' and asyncio's (one class since 3.11)
                     if until_seq is None:
                         break
                     continue

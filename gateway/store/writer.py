@@ -46,6 +46,10 @@ class ReplyTimeout(WriterError):
     """No answer in time: the requests may or may not have committed; retry them."""
 
 
+class NotPrimary(WriterError):
+    """A follower of a replicated group takes no writes: they go to the primary."""
+
+
 class LogRefused(Exception):
     """log_batch could not log (replicate) a batch: it is aborted, not committed."""
 
@@ -121,6 +125,9 @@ class BatchingWriter:
         # With replication: log_batch(entry, txn) publishes each batch (a batch_log.Entry)
         # inside its write transaction, before the commit; raising aborts the batch.
         self.log_batch = log_batch
+        # None: this node writes (single node, or the replicated group's primary). Else a
+        # follower: the primary's node id ("" while none holds the lease).
+        self.primary_of = None
 
     def start(self):
         self._thread.start()
@@ -160,6 +167,11 @@ class BatchingWriter:
         # No core request at all: only the gateway's own records, written by `after`.
         for sub in subs:
             assert 0 < len(sub.requests) <= self.batch_size_max or (not sub.requests and sub.after)
+        primary = self.primary_of
+        if primary is not None:
+            raise NotPrimary("this node is a follower; " + (f"the primary is {primary}: send it "
+                             "there" if primary else "no primary holds the lease yet: retry in a "
+                             "few seconds") + ", with the same request_id")
         with self._wakeup:
             if self._stopping:
                 raise StoreFailed("the gateway is shutting down; retry with the same request_id")
@@ -192,7 +204,9 @@ class BatchingWriter:
         while True:
             batch = self._take_batch()
             if batch is None:
-                if self.commit_ok:
+                if self.primary_of is not None:
+                    pass                        # a follower: time ends holds on the primary
+                elif self.commit_ok:
                     self._expire_due_holds()
                 else:
                     self._probe()
@@ -217,6 +231,10 @@ class BatchingWriter:
         started = time.perf_counter()
         entry = batch_log.Entry(self.batches_committed + 1, now_s, now_yyyymm,
                                 self.hold_timeout_s) if self.log_batch is not None else None
+        if self.primary_of is not None:          # stepped down while the batch waited
+            self._fail(batch, NotPrimary("this node stepped down as primary; retry with the "
+                                         "same request_id"))
+            return
         try:
             with self.store.env.begin(write=True) as txn:
                 self._apply(txn, batch, now_s, now_yyyymm, entry)

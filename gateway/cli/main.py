@@ -52,7 +52,9 @@ def _gateway_options(args) -> dict:
     return dict(tls=not args.insecure, map_size_bytes=args.map_size_mib * 1024 * 1024,
                 terminal_rate_per_s=args.terminal_rate_per_s,
                 calls_per_certificate=args.calls_per_certificate,
-                card_per_minute_max=args.card_per_minute, hold_timeout_s=args.hold_timeout_s)
+                card_per_minute_max=args.card_per_minute, hold_timeout_s=args.hold_timeout_s,
+                replicate=args.replicate.split(",") if args.replicate else None,
+                node_id=args.node_id, lease_ttl_s=args.lease_ttl_s)
 
 
 def _ensure_demo(args, pki, operations) -> tuple:
@@ -67,6 +69,10 @@ def cmd_serve(args) -> int:
         return _serve_as_worker(args)
     if args.workers < 1:
         print("cardgate: --workers must be 1 or more", file=sys.stderr)
+        return 2
+    if args.replicate and (args.workers > 1 or not args.no_demo):
+        print("cardgate: --replicate runs one process per node, without the demo (--no-demo); "
+              "start every node from a copy of one data directory", file=sys.stderr)
         return 2
     if args.workers > 1:
         return _serve_workers(args)
@@ -382,6 +388,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--hold-timeout-s", type=int, default=limits.HOLD_TIMEOUT_S_DEFAULT,
                        help="seconds before an open pre-authorization is released "
                        "(default: %(default)s)")
+    serve.add_argument("--replicate", metavar="NATS_URLS",
+                       help="a node of a replicated group: the NATS JetStream servers (comma "
+                       "separated) whose stream holds every committed batch; the node follows "
+                       "it and takes over as primary when the primary's lease lapses")
+    serve.add_argument("--node-id", help="this node's name in the group (default: the host name)")
+    serve.add_argument("--lease-ttl-s", type=float, default=None,
+                       help="how long the primary's lease lasts without renewal (default: 3)")
     serve.add_argument("--workers", type=int, default=1,
                        help="gateway processes sharing the port (SO_REUSEPORT) and the store, "
                        "each with its own writer; a worker that ends is started again; metrics "

@@ -30,6 +30,7 @@ from cardgate.gateway.netaddr import host_of, is_loopback
 from cardgate.gateway.ops.metrics import Metrics, MetricsServer
 from cardgate.gateway.security.access import AccessControl
 from cardgate.gateway.security.pki import Pki, RevocationList
+from cardgate.gateway.store.node import ReplicatedNode
 from cardgate.gateway.store.store import Store
 from cardgate.gateway.store.writer import BatchingWriter
 
@@ -136,7 +137,6 @@ class Gateway:
     def start(self):
         self.writer.start()
         if self.replicate:
-            from cardgate.gateway.store.node import ReplicatedNode
             options = {"lease_ttl_s": self.lease_ttl_s} if self.lease_ttl_s else {}
             self.node = ReplicatedNode(self.store, self.writer, self.replicate, self.node_id,
                                        **options).start()

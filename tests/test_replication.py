@@ -194,108 +194,189 @@ def wait_for(condition, timeout_s):
         time.sleep(0.05)
 
 
-@pytest.mark.slow
-def test_the_primary_killed_under_load_a_follower_serves_with_every_acknowledged_request(
-        tmp_path, cluster):
-    """Real processes: two `cardgate serve --replicate` nodes; the primary is SIGKILLed
-    while terminals load and buy; the follower takes over; every request acknowledged
-    before the kill is answered the same on it; the old primary, restarted, follows and
-    catches up; both stores are equal and pass the audit."""
+class Group:
+    """Real processes: `cardgate serve --replicate` nodes started from copies of one data
+    directory, on one NATS cluster, with a terminal's and an operator's certificates."""
+
+    def __init__(self, tmp_path, cluster, names=("a", "b")):
+        from cardgate.gateway.security.pki import Pki
+        self.tmp_path, self.cluster = tmp_path, cluster
+        self.data = {name: tmp_path / name for name in names}
+        Store(self.data[names[0]], sync=False).close()
+        pki = Pki(self.data[names[0]])
+        pki.ensure()
+        self.certs = tmp_path / "certs"
+        pki.issue("terminal", "t", self.certs, merchant_id="m1", outlet_id="o1")
+        pki.issue("operator", "op", self.certs)
+        for name in names[1:]:
+            bootstrap(tmp_path, names[0], name)
+        self.nodes = {}
+
+    def serve(self, name):
+        from gateway_process import LIMITS_LIFTED, GatewayProcess
+        self.nodes[name] = GatewayProcess(
+            self.data[name], "--no-demo", "--replicate", ",".join(self.cluster.servers),
+            "--node-id", name, "--lease-ttl-s", "1.5", *LIMITS_LIFTED)
+        return self.nodes[name]
+
+    def stubs(self, name):
+        from cardgate.gateway.cli.channels import open_channel
+        from cardgate.v1 import authorization_pb2_grpc, issuing_pb2_grpc
+        address = self.nodes[name].address
+        return (authorization_pb2_grpc.AuthorizationServiceStub(
+                    open_channel(address, self.certs, "t", own_connection=True)),
+                issuing_pb2_grpc.IssuingServiceStub(
+                    open_channel(address, self.certs, "op", own_connection=True)))
+
+    def cards(self, issuing, count=8):
+        from cardgate.v1 import issuing_pb2
+        issuing.CreateCardRange(issuing_pb2.CreateCardRangeRequest(
+            request_id=rid(), range_id=1, iin_prefix="627700", pan_length=16, currency="EUR",
+            name="gift"))
+        pans = [make_pan(n) for n in range(1, count + 1)]
+        issuing.IssueGiftCards(issuing_pb2.IssueGiftCardsRequest(
+            request_id=rid(), range_id=1,
+            cards=[issuing_pb2.GiftCardToIssue(pan=p, expiry_yyyymm=209912) for p in pans]))
+        return pans
+
+    def stop(self):
+        for proc in self.nodes.values():
+            if proc.proc.poll() is None:
+                proc.stop()
+
+    def check_equal_and_audited(self):
+        from cardgate.gateway.store.audit import audit
+        for name, path in self.data.items():
+            violations, _ = audit(path)
+            assert violations == [], (name, violations)
+        stores = [Store(path, readonly=True) for path in self.data.values()]
+        try:
+            assert all(snapshot(s) == snapshot(stores[0]) for s in stores[1:])
+        finally:
+            for store in stores:
+                store.close()
+
+
+def loading(auth, pans, acknowledged, refused, stop):
+    """Threads loading each card again and again until stop: acknowledged and refused
+    requests noted (request -> answer; refused: the requests to retry elsewhere)."""
     import threading
 
     import grpc
 
-    from cardgate.gateway.cli.channels import open_channel
-    from cardgate.gateway.security.pki import Pki
-    from cardgate.gateway.store.audit import audit
-    from cardgate.v1 import authorization_pb2_grpc, issuing_pb2, issuing_pb2_grpc
-    from gateway_process import LIMITS_LIFTED, GatewayProcess
-
-    data = {name: tmp_path / name for name in ("a", "b")}
-    Store(data["a"], sync=False).close()
-    Pki(data["a"]).ensure()
-    certs = tmp_path / "certs"
-    Pki(data["a"]).issue("terminal", "t", certs, merchant_id="m1", outlet_id="o1")
-    Pki(data["a"]).issue("operator", "op", certs)
-    bootstrap(tmp_path, "a", "b")
-
-    def serve(name):
-        return GatewayProcess(data[name], "--no-demo", "--replicate", ",".join(cluster.servers),
-                              "--node-id", name, "--lease-ttl-s", "1.5", *LIMITS_LIFTED)
-
-    nodes = {"a": serve("a")}
-    wait_for(lambda: "is the primary" in "".join(nodes["a"].output), 30)
-    nodes["b"] = serve("b")
-    stubs = {}
-    for name, proc in nodes.items():
-        stubs[name] = (authorization_pb2_grpc.AuthorizationServiceStub(
-                           open_channel(proc.address, certs, "t", own_connection=True)),
-                       issuing_pb2_grpc.IssuingServiceStub(
-                           open_channel(proc.address, certs, "op", own_connection=True)))
-    auth_a, issuing_a = stubs["a"]
-    issuing_a.CreateCardRange(issuing_pb2.CreateCardRangeRequest(
-        request_id=rid(), range_id=1, iin_prefix="627700", pan_length=16, currency="EUR",
-        name="gift"))
-    pans = [make_pan(n) for n in range(1, 9)]
-    issuing_a.IssueGiftCards(issuing_pb2.IssueGiftCardsRequest(
-        request_id=rid(), range_id=1,
-        cards=[issuing_pb2.GiftCardToIssue(pan=p, expiry_yyyymm=209912) for p in pans]))
-    acknowledged, stop = {}, threading.Event()
-
-    def load_forever(k):
-        pan = pans[k]
+    def run(pan):
         while not stop.is_set():
             request = authorization_pb2.LoadValueRequest(request_id=rid(), pan=pan,
                                                           amount=money(1_00))
             try:
-                answer = auth_a.LoadValue(request, timeout=5).authorization
+                acknowledged[request.request_id] = (request, auth.LoadValue(request, timeout=5)
+                                                    .authorization)
             except grpc.RpcError:
-                continue
-            acknowledged[request.request_id] = (request, answer)
-
-    threads = [threading.Thread(target=load_forever, args=(k,)) for k in range(4)]
+                refused.append(request)
+    threads = [threading.Thread(target=run, args=(pan,)) for pan in pans]
     for thread in threads:
         thread.start()
-    time.sleep(2.0)
-    killed_at = time.monotonic()
-    nodes["a"].kill()
-    stop.set()
-    for thread in threads:
-        thread.join(timeout=30)
-    auth_b = stubs["b"][0]
+    return threads
 
-    def first_approval():
-        try:
-            return auth_b.LoadValue(authorization_pb2.LoadValueRequest(
-                request_id=rid(), pan=pans[7], amount=money(1)), timeout=5).authorization \
-                .result_code == common_pb2.RESULT_CODE_APPROVED
-        except grpc.RpcError:
-            return False
 
-    wait_for(first_approval, 30)
-    failover_s = time.monotonic() - killed_at
-    assert acknowledged and failover_s < 10, failover_s
-    for request, answer in acknowledged.values():       # on the new primary: once, the same
-        again = auth_b.LoadValue(request, timeout=10).authorization
+def first_approval(auth, pan):
+    import grpc
+    try:
+        return auth.LoadValue(authorization_pb2.LoadValueRequest(
+            request_id=rid(), pan=pan, amount=money(1)), timeout=5).authorization \
+            .result_code == common_pb2.RESULT_CODE_APPROVED
+    except grpc.RpcError:
+        return False
+
+
+def answered_alike(auth, acknowledged):
+    """Every acknowledged request, sent again to this node, answers as it did."""
+    for request, answer in acknowledged.values():
+        again = auth.LoadValue(request, timeout=10).authorization
         assert (again.result_code, again.approval_code, again.journal_seq) == \
             (answer.result_code, answer.approval_code, answer.journal_seq)
-    nodes["a"] = serve("a")                            # the old primary comes back: follows
+
+
+@pytest.mark.slow
+def test_the_primary_killed_under_load_a_follower_serves_with_every_acknowledged_request(
+        tmp_path, cluster):
+    """The primary is SIGKILLed while terminals load: the follower takes over; every
+    request acknowledged before the kill is answered the same on it; the old primary,
+    restarted, follows and catches up; both stores are equal and pass the audit."""
+    import threading
+
+    group = Group(tmp_path, cluster)
     try:
-        wait_for(lambda: replication_seq(data["a"]) == replication_seq(data["b"]), 30)
+        group.serve("a")
+        wait_for(lambda: "is the primary" in "".join(group.nodes["a"].output), 30)
+        group.serve("b")
+        auth_a, issuing_a = group.stubs("a")
+        auth_b, _ = group.stubs("b")
+        pans = group.cards(issuing_a)
+        acknowledged, refused, stop = {}, [], threading.Event()
+        threads = loading(auth_a, pans[:4], acknowledged, refused, stop)
+        time.sleep(2.0)
+        killed_at = time.monotonic()
+        group.nodes["a"].kill()
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+        wait_for(lambda: first_approval(auth_b, pans[7]), 30)
+        failover_s = time.monotonic() - killed_at
+        assert acknowledged and failover_s < 10, failover_s
+        answered_alike(auth_b, acknowledged)
+        group.serve("a")                                # the old primary comes back: follows
+        wait_for(lambda: replication_seq(group.data["a"]) == replication_seq(group.data["b"]), 30)
     finally:
-        for proc in nodes.values():
-            proc.stop()
-    for name in ("a", "b"):
-        violations, _ = audit(data[name])
-        assert violations == [], (name, violations)
-    stores = [Store(data[name], readonly=True) for name in ("a", "b")]
-    try:
-        assert snapshot(stores[0]) == snapshot(stores[1])
-    finally:
-        for store in stores:
-            store.close()
+        group.stop()
+    group.check_equal_and_audited()
     print(f"failover: {failover_s:.2f} s from the kill to the first approval; "
           f"{len(acknowledged)} acknowledged loads all present once")
+
+
+@pytest.mark.slow
+def test_a_primary_frozen_past_its_lease_acknowledges_nothing_the_group_lacks(tmp_path, cluster):
+    """The primary is frozen (SIGSTOP) past its lease while terminals load: a follower
+    takes over; the frozen one woken (SIGCONT) is fenced by the stream: its batches after
+    the takeover are refused, its callers get errors and their retries on the new primary
+    answer once. Everything it ever acknowledged is on the new primary, answered alike."""
+    import os
+    import signal
+    import threading
+
+    group = Group(tmp_path, cluster)
+    try:
+        group.serve("a")
+        wait_for(lambda: "is the primary" in "".join(group.nodes["a"].output), 30)
+        group.serve("b")
+        auth_a, issuing_a = group.stubs("a")
+        auth_b, _ = group.stubs("b")
+        pans = group.cards(issuing_a)
+        acknowledged, refused, stop = {}, [], threading.Event()
+        threads = loading(auth_a, pans[:4], acknowledged, refused, stop)
+        time.sleep(1.0)
+        os.kill(group.nodes["a"].proc.pid, signal.SIGSTOP)
+        try:
+            wait_for(lambda: first_approval(auth_b, pans[7]), 30)   # b took over
+            time.sleep(0.5)
+        finally:
+            os.kill(group.nodes["a"].proc.pid, signal.SIGCONT)
+        time.sleep(3.0)                                  # a wakes, is fenced, steps down
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert refused, "the woken primary's late requests were not refused"
+        answered_alike(auth_b, acknowledged)
+        for request in refused:                          # retried on the new primary: once
+            first = auth_b.LoadValue(request, timeout=10).authorization
+            again = auth_b.LoadValue(request, timeout=10).authorization
+            assert first.result_code == common_pb2.RESULT_CODE_APPROVED
+            assert (again.approval_code, again.journal_seq) == \
+                (first.approval_code, first.journal_seq)
+        wait_for(lambda: replication_seq(group.data["a"]) == replication_seq(group.data["b"]), 30)
+    finally:
+        group.stop()
+    group.check_equal_and_audited()
 
 
 def replication_seq(data_dir):

@@ -162,8 +162,10 @@ def test_a_follower_takes_over_when_the_primary_stops_and_has_every_acknowledged
             for _ in range(5):
                 rid_ = rid()
                 answers[rid_] = load(first, pan, 2_00, request_id=rid_)
-            # The follower refuses writes, naming the primary.
+            # The follower refuses writes, naming the primary, and serves reads.
             wait_for(lambda: second.gateway.writer.primary_of == "a", 10)
+            wait_for(lambda: second.auth.GetBalance(authorization_pb2.GetBalanceRequest(pan=pan))
+                     .balance.balance_minor == 10_00, 10)
             with pytest.raises(grpc.RpcError) as refused:
                 load(second, pan, 1_00)
             assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
@@ -385,3 +387,18 @@ def replication_seq(data_dir):
         return replication.applied_seq(store)
     finally:
         store.close()
+
+
+def test_a_backup_says_which_stream_sequence_it_holds(tmp_path, cluster):
+    from cardgate.gateway.store.backup import backup
+    clock = [NOW_S]
+    store, link, writer, ops = node(tmp_path, "a", cluster, clock)
+    try:
+        ops.create_range(rid(), 1, "627700", 16, "EUR", "gift")
+        ops.issue_gift_cards(rid(), 1, [(make_pan(1), 209912)])
+        held = replication.applied_seq(store)
+    finally:
+        writer.stop()
+        link.close()
+        store.close()
+    assert backup(tmp_path / "a", tmp_path / "copy")["replication_seq"] == held == 2

@@ -27,7 +27,8 @@ from cardgate.gateway.security import kek as kek_mod
 from cardgate.gateway.security.datakeys import read_ring, write_ring
 from cardgate.gateway.store.audit import audit
 from cardgate.gateway.store.files import write_file
-from cardgate.gateway.store.store import Store
+from cardgate.gateway.store.replication import APPLIED_KEY
+from cardgate.gateway.store.store import REPLICATION_DB, Store
 
 MANIFEST = "BACKUP.json"
 COPIED_FOLDERS = ("keys", "pki")
@@ -46,6 +47,15 @@ def _empty_destination(dest: pathlib.Path):
 def _read_ring(data_dir: pathlib.Path, kek):
     path = data_dir / kek_mod.DATA_KEY_RING.path
     return read_ring(path, kek) if path.exists() else None
+
+
+def _replication_seq(env, txn) -> int:
+    try:
+        db = env.open_db(REPLICATION_DB, txn=txn, create=False)
+    except lmdb.NotFoundError:
+        return 0
+    found = txn.get(APPLIED_KEY, db=db)
+    return int.from_bytes(found, "big") if found else 0
 
 
 def backup(data_dir, dest) -> dict:
@@ -71,6 +81,7 @@ def backup(data_dir, dest) -> dict:
         with copied.begin() as txn:
             cursor = txn.cursor(db=copied.open_db(b"journal", txn=txn, create=False))
             last_seq = records.journal_seq_of(cursor.key()) if cursor.last() else 0
+            replication_seq = _replication_seq(copied, txn)
     finally:
         copied.close()
     ring_after = _read_ring(data_dir, kek)
@@ -80,6 +91,9 @@ def backup(data_dir, dest) -> dict:
     manifest = {"made_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "from": str(data_dir.resolve()), "store_format": records.STORE_FORMAT,
                 "last_journal_seq": last_seq,
+                # A replicated node's: the stream sequence the copy holds (a new follower
+                # started on it replays the stream from the next one).
+                "replication_seq": replication_seq,
                 "store_bytes": (dest / "ledger" / "data.mdb").stat().st_size,
                 "source_bytes": (ledger / "data.mdb").stat().st_size}
     write_file(dest / MANIFEST, json.dumps(manifest, indent=1).encode(), private=True)

@@ -13,7 +13,7 @@ from cardgate.gateway.store.store import Store
 from cardgate.gateway.store.writer import BatchingWriter, StoreFailed
 from cardgate.v1 import authorization_pb2, common_pb2
 
-from nats_cluster import NatsCluster
+from benchmarks.nats_cluster import NatsCluster
 from test_batch_log import NOW_S, gateway_dbs, money, rid, traffic
 from helpers import make_pan, snapshot
 

@@ -84,7 +84,7 @@ class Gateway:
                  writer_idle_tick_s=limits.WRITER_IDLE_TICK_S, metrics_listen=None,
                  reuse_port=False, calls_per_certificate=limits.CALLS_PER_CERTIFICATE_MAX,
                  streams_per_certificate=limits.STREAMS_PER_CERTIFICATE_MAX,
-                 replicate=None, node_id=None, lease_ttl_s=None):
+                 replicate=None, node_id=None, lease_ttl_s=None, group=None):
         if not tls and not is_loopback(listen):
             raise InsecureRefused(
                 f"refusing to serve without TLS on {listen}: the development mode without "
@@ -121,6 +121,7 @@ class Gateway:
         self.replicate = replicate
         self.node_id = node_id or socket.gethostname()
         self.lease_ttl_s = lease_ttl_s
+        self.group = group
         self.node = None
         self.listen = listen
         self.threads = threads
@@ -138,6 +139,8 @@ class Gateway:
         self.writer.start()
         if self.replicate:
             options = {"lease_ttl_s": self.lease_ttl_s} if self.lease_ttl_s else {}
+            if self.group:
+                options["group"] = self.group
             self.node = ReplicatedNode(self.store, self.writer, self.replicate, self.node_id,
                                        **options).start()
         self._loop = asyncio.new_event_loop()

@@ -54,7 +54,7 @@ def _gateway_options(args) -> dict:
                 calls_per_certificate=args.calls_per_certificate,
                 card_per_minute_max=args.card_per_minute, hold_timeout_s=args.hold_timeout_s,
                 replicate=args.replicate.split(",") if args.replicate else None,
-                node_id=args.node_id, lease_ttl_s=args.lease_ttl_s)
+                node_id=args.node_id, lease_ttl_s=args.lease_ttl_s, group=args.group)
 
 
 def _ensure_demo(args, pki, operations) -> tuple:
@@ -393,6 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "separated) whose stream holds every committed batch; the node follows "
                        "it and takes over as primary when the primary's lease lapses")
     serve.add_argument("--node-id", help="this node's name in the group (default: the host name)")
+    serve.add_argument("--group", default="CARDGATE",
+                       help="the replicated group's name: its stream and lease on the NATS "
+                       "servers (default: %(default)s; one per group, e.g. per shard)")
     serve.add_argument("--lease-ttl-s", type=float, default=None,
                        help="how long the primary's lease lasts without renewal (default: 3)")
     serve.add_argument("--workers", type=int, default=1,

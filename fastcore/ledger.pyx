@@ -25,10 +25,10 @@ from cardgate.fastcore import records as _records
 
 DB_NAMES = (b"requests", b"book", b"pan_index", b"journal", b"config", b"holds", b"hold_expiry",
             b"packages", b"package_expiry", b"card_packages", b"usage", b"reviews",
-            b"point_lots", b"point_lot_expiry", b"admin_log")
+            b"point_lots", b"point_lot_expiry", b"admin_log", b"retention")
 (DB_REQUESTS, DB_BOOK, DB_PAN_INDEX, DB_JOURNAL, DB_CONFIG, DB_HOLDS, DB_HOLD_EXPIRY,
  DB_PACKAGES, DB_PACKAGE_EXPIRY, DB_CARD_PACKAGES, DB_USAGE, DB_REVIEWS,
- DB_POINT_LOTS, DB_POINT_LOT_EXPIRY, DB_ADMIN_LOG) = range(15)
+ DB_POINT_LOTS, DB_POINT_LOT_EXPIRY, DB_ADMIN_LOG, DB_RETENTION) = range(16)
 NEXT_CARD_ID_KEY = b"next_card_id"
 
 # The limits are declared once, in records.pyx; C copies of them for the hot path.
@@ -47,6 +47,10 @@ cdef bytes POINTS = _records.POINTS_ASSET.encode("ascii").ljust(CURRENCY_SIZE, b
 cdef uint64_t LOT_NEVER = _records.LOT_NEVER
 cdef uint32_t APPROVAL_CODE_MODULUS = 1_000_000
 cdef bytes BOOK_POINT_LOT_TAG = b"L"    # a card's point lots in the book: card_id 'L' time id
+cdef bytes RETAIN_REQUEST = _records.RETAIN_REQUEST
+cdef bytes RETAIN_TOMBSTONE = _records.RETAIN_TOMBSTONE
+cdef bytes RETAIN_HOLD = _records.RETAIN_HOLD
+cdef bytes RETAIN_REVIEW = _records.RETAIN_REVIEW
 
 
 class LimitCrossed(Exception):
@@ -94,14 +98,15 @@ cdef class _LotKind:
     expired through the journal: subscription units (packages) and loyalty points."""
     cdef object db, db_expiry, db_card
     cdef bytes asset, card_tag      # card index keys: card_id(8) + card_tag + time(8) + lot id
+    cdef bytes retain_kind          # its ended lots' kind in the retention index
     cdef uint8_t card_slot, issued_slot, used_slot, expired_slot
     cdef uint8_t op_issue, op_use, op_expiry, none_left
 
-    def __cinit__(self, db, db_expiry, db_card, bytes card_tag, bytes asset, uint8_t card_slot,
-                  uint8_t issued_slot, uint8_t used_slot, uint8_t expired_slot,
+    def __cinit__(self, db, db_expiry, db_card, bytes card_tag, bytes retain_kind, bytes asset,
+                  uint8_t card_slot, uint8_t issued_slot, uint8_t used_slot, uint8_t expired_slot,
                   uint8_t op_issue, uint8_t op_use, uint8_t op_expiry, uint8_t none_left):
         self.db, self.db_expiry, self.db_card, self.asset = db, db_expiry, db_card, asset
-        self.card_tag = card_tag
+        self.card_tag, self.retain_kind = card_tag, retain_kind
         self.card_slot, self.issued_slot = card_slot, issued_slot
         self.used_slot, self.expired_slot = used_slot, expired_slot
         self.op_issue, self.op_use, self.op_expiry = op_issue, op_use, op_expiry
@@ -114,7 +119,7 @@ cdef class BatchContext:
     cdef object txn, txn_get, txn_put, txn_delete
     cdef object db_requests, db_book, db_pan, db_journal, db_config, db_holds, db_hold_expiry
     cdef object db_packages, db_package_expiry, db_card_packages, db_usage, db_reviews
-    cdef object db_point_lots, db_point_lot_expiry, db_admin_log
+    cdef object db_point_lots, db_point_lot_expiry, db_admin_log, db_retention
     cdef _LotKind packages, points
     cdef uint64_t next_seq          # the journal position of the next entry (0: not read yet)
     cdef uint64_t undo_seq          # next_seq when the request being applied began
@@ -138,20 +143,22 @@ cdef class BatchContext:
         (self.db_requests, self.db_book, self.db_pan, self.db_journal,
          self.db_config, self.db_holds, self.db_hold_expiry, self.db_packages,
          self.db_package_expiry, self.db_card_packages, self.db_usage, self.db_reviews,
-         self.db_point_lots, self.db_point_lot_expiry, self.db_admin_log) = dbs
+         self.db_point_lots, self.db_point_lot_expiry, self.db_admin_log,
+         self.db_retention) = dbs
         self.programs = {}
         self.partners = {}
         self.zones = {}
         self.ranges = {}
         self.undo = []
         self.packages = _LotKind(self.db_packages, self.db_package_expiry, self.db_card_packages,
-                                 b"", UNITS, SLOT_CARD_UNITS, SLOT_RANGE_UNITS_SOLD,
+                                 b"", _records.RETAIN_PACKAGE, UNITS, SLOT_CARD_UNITS, SLOT_RANGE_UNITS_SOLD,
                                  SLOT_RANGE_UNITS_USED, SLOT_RANGE_UNITS_EXPIRED, OP_SELL_PACKAGE,
                                  OP_USE_UNITS, OP_PACKAGE_EXPIRY, RESULT_DECLINED_NO_UNITS_LEFT)
         # A card's points index, member standing and history sit in the book next to
         # the card: a sale that earns dirties the card's page, not three more.
         self.points = _LotKind(self.db_point_lots, self.db_point_lot_expiry, self.db_book,
-                               BOOK_POINT_LOT_TAG, POINTS, SLOT_CARD_POINTS,
+                               BOOK_POINT_LOT_TAG, _records.RETAIN_POINT_LOT, POINTS,
+                               SLOT_CARD_POINTS,
                                SLOT_RANGE_POINTS_ISSUED, SLOT_RANGE_POINTS_REDEEMED,
                                SLOT_RANGE_POINTS_EXPIRED, OP_EARN_POINTS, OP_REDEEM_POINTS,
                                OP_POINTS_EXPIRY, RESULT_DECLINED_INSUFFICIENT_POINTS)
@@ -190,6 +197,13 @@ cdef class BatchContext:
         if self.recording:
             self.undo.append((key, self.txn_get(key, None, db), db))
         self.txn_delete(key, None, db)
+        return 0
+
+    cdef int retain(self, bytes kind, const uint8_t* record_id) except -1:
+        """Index a record the store may forget once its retention window has passed
+        from now (records.RETAIN_*; gateway/store/retention.py prunes by this index)."""
+        self.put(kind + u64_be(self.now_s) + _bytes(record_id, REQUEST_ID_SIZE), b"",
+                 self.db_retention)
         return 0
 
     cdef int begin_request(self) except -1:
@@ -348,6 +362,7 @@ cdef int apply_one(BatchContext batch, const CoreRequest* rq, const char* payloa
     memcpy(&rec.request, rq, sizeof(CoreRequest))
     memcpy(&rec.reply, rp, sizeof(CoreReply))
     write_request(batch, &rec)
+    batch.retain(RETAIN_REQUEST, rq.request_id)
     if rq.actor:
         # An operator's or bureau's act, approved or not: the admin log says who, when.
         key, line = _records.admin_log_entry(batch.now_s, _bytes(rq.request_id, REQUEST_ID_SIZE),
@@ -359,6 +374,7 @@ cdef int apply_one(BatchContext batch, const CoreRequest* rq, const char* payloa
         batch.put(_bytes(rq.request_id, REQUEST_ID_SIZE),
                   u64_be(rp.card_id) + u64_be(batch.now_s) + bytes([rp.limit_hit, rp.review]),
                   batch.db_reviews)
+        batch.retain(RETAIN_REVIEW, rq.request_id)
     return 0
 
 

@@ -21,7 +21,7 @@ include "records/loyalty.pyx"
 PROFILE_RECORD_SIZE = sizeof(ProfileRecord)
 OUTLET_RECORD_SIZE = sizeof(OutletRecord)
 # The layout of what fastcore writes; a store of another format is refused, not misread.
-STORE_FORMAT = 5
+STORE_FORMAT = 6
 STORE_FORMAT_KEY = b"store_format"
 UNITS_ASSET = "UNT"            # the asset code of subscription units in accounts and journal
 POINTS_ASSET = "PTS"           # the asset code of loyalty points
@@ -56,6 +56,16 @@ REQUEST_ID_BYTES = REQUEST_ID_SIZE    # a request id (and a lot id) is 16 bytes
 JOURNAL_REASON_FORCED_CAPTURE = REASON_FORCED_CAPTURE
 REVIEW_FLAG_SOFT_LIMIT = REVIEW_SOFT_LIMIT
 REVIEW_FLAG_FORCED_CAPTURE = REVIEW_FORCED_CAPTURE
+
+# What the store may forget once its retention window has passed (gateway/store/
+# retention.py prunes it): the core indexes each in the retention database, keyed
+# kind(1) + time(8, big-endian) + id(16), from the time it became prunable.
+RETAIN_REQUEST = b"R"       # an idempotency record, from its request's time
+RETAIN_TOMBSTONE = b"T"     # a blind reversal's tombstone, from the reversal's time
+RETAIN_HOLD = b"H"          # a hold, from its end (completed, voided, reversed, expired)
+RETAIN_PACKAGE = b"P"       # a package, from when it was used up or expired
+RETAIN_POINT_LOT = b"L"     # a point lot, likewise
+RETAIN_REVIEW = b"V"        # a sale flagged for review, from its time
 
 
 include "records/requests.pyx"

@@ -90,6 +90,7 @@ cdef uint64_t close_hold(BatchContext batch, const uint8_t* request_id, uint8_t 
     hold.status = status
     hold.completed_minor = settled
     write_hold(batch, hold_id, hold)
+    batch.retain(RETAIN_HOLD, hold_id)
     return seq
 
 

@@ -78,6 +78,7 @@ cdef int end_lot(BatchContext batch, _LotKind kind, const uint8_t* lot_id, LotRe
     batch.delete(lot_card_key(kind, lot, lot_id), kind.db_card)
     lot.status = status
     write_lot(batch, kind, lot_id, lot)
+    batch.retain(kind.retain_kind, lot_id)
     return 0
 
 

@@ -91,6 +91,7 @@ cdef uint64_t settle_reservation(BatchContext batch, const uint8_t* posting_id,
         record_points(batch, lot.card_id, seq, release_op, released, 0)
     else:
         write_lot(batch, batch.points, lot_id, &lot)
+        batch.retain(batch.points.retain_kind, lot_id)
     for part in range(1, len(back)):
         memcpy(&part_lot, &lot, sizeof(lot))
         part_lot.partner_id, part_lot.quantity_total = back[part]

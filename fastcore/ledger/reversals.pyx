@@ -78,6 +78,7 @@ cdef int reverse(BatchContext batch, const CoreRequest* rq, const char* payload,
         original.request.merchant_code = rq.merchant_code     # whose blind reversal it is
         original.flags = RECORD_TOMBSTONE
         write_request(batch, &original)
+        batch.retain(RETAIN_TOMBSTONE, rq.ref_request_id)
         approve(batch, rq, rp, 0, 0)
         return 0
     if original.flags & RECORD_TOMBSTONE:

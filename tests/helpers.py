@@ -89,6 +89,16 @@ def journal_entries(store):
         return [records.unpack_journal_entry(v) for _, v in txn.cursor(db=store.db_journal)]
 
 
+# What every answered request writes: its idempotency record and that record's entry in
+# the retention index (by which it is forgotten once its window has passed).
+RECORDS_OF_A_REQUEST = ("requests", "retention")
+
+
+def beyond_request_records(snap, also=()):
+    """A snapshot without the databases every answered request writes (and `also`)."""
+    return {k: v for k, v in snap.items() if k not in RECORDS_OF_A_REQUEST + tuple(also)}
+
+
 def declined_changing_nothing_but_its_record(store, call, result_code):
     """call() answers result_code, and writes nothing but its idempotency record (and,
     for an operator's or bureau's act, its admin log line)."""
@@ -96,10 +106,10 @@ def declined_changing_nothing_but_its_record(store, call, result_code):
     answer = call()
     assert answer.result_code == result_code, answer
     after = snapshot(store)
-    records_of_it = ("requests", "admin_log")
-    assert {k: v for k, v in after.items() if k not in records_of_it} == \
-        {k: v for k, v in before.items() if k not in records_of_it}
+    assert beyond_request_records(after, ("admin_log",)) == \
+        beyond_request_records(before, ("admin_log",))
     assert len(after["requests"]) == len(before["requests"]) + 1
+    assert len(after["retention"]) == len(before["retention"]) + 1
     assert len(after["admin_log"]) - len(before["admin_log"]) in (0, 1)
     return answer
 

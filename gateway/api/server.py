@@ -30,6 +30,7 @@ from cardgate.gateway.netaddr import host_of, is_loopback
 from cardgate.gateway.ops.metrics import Metrics, MetricsServer
 from cardgate.gateway.security.access import AccessControl
 from cardgate.gateway.security.pki import Pki, RevocationList
+from cardgate.gateway.store import retention
 from cardgate.gateway.store.node import ReplicatedNode
 from cardgate.gateway.store.store import Store
 from cardgate.gateway.store.writer import BatchingWriter
@@ -84,7 +85,8 @@ class Gateway:
                  writer_idle_tick_s=limits.WRITER_IDLE_TICK_S, metrics_listen=None,
                  reuse_port=False, calls_per_certificate=limits.CALLS_PER_CERTIFICATE_MAX,
                  streams_per_certificate=limits.STREAMS_PER_CERTIFICATE_MAX,
-                 replicate=None, node_id=None, lease_ttl_s=None, group=None):
+                 replicate=None, node_id=None, lease_ttl_s=None, group=None,
+                 retention_windows=retention.Windows()):
         if not tls and not is_loopback(listen):
             raise InsecureRefused(
                 f"refusing to serve without TLS on {listen}: the development mode without "
@@ -105,7 +107,8 @@ class Gateway:
         self.metrics_server = None
         self.writer = BatchingWriter(self.store, clock=clock, hold_timeout_s=hold_timeout_s,
                                      idle_tick_s=writer_idle_tick_s, metrics=self.metrics,
-                                     on_commit_state=self._commit_state)
+                                     on_commit_state=self._commit_state,
+                                     retention_windows=retention_windows)
         if self.metrics is not None:
             self.metrics.watch(self.writer, self.store)
         self.operations = Operations(self.store, self.writer, clock=clock,

@@ -21,6 +21,7 @@ from cardgate.gateway.security import keys_admin
 from cardgate.gateway.security.datakeys import KeyError_
 from cardgate.gateway.security.kek import KekError
 from cardgate.gateway.security.pki import CLIENT_VALID_DAYS_DEFAULT, Pki, PkiError, load_certificate
+from cardgate.gateway.store import retention
 from cardgate.gateway.store.audit import audit
 from cardgate.gateway.store.backup import BackupError, backup, restore
 from cardgate.gateway.store.store import (DATA_DIR_DEFAULT, DATA_DIR_ENV, Store,
@@ -54,7 +55,21 @@ def _gateway_options(args) -> dict:
                 calls_per_certificate=args.calls_per_certificate,
                 card_per_minute_max=args.card_per_minute, hold_timeout_s=args.hold_timeout_s,
                 replicate=args.replicate.split(",") if args.replicate else None,
-                node_id=args.node_id, lease_ttl_s=args.lease_ttl_s, group=args.group)
+                node_id=args.node_id, lease_ttl_s=args.lease_ttl_s, group=args.group,
+                retention_windows=retention_windows(args.retention))
+
+
+def retention_windows(spec: str):
+    """--retention's windows: None for 'off' (the store keeps everything)."""
+    return None if spec.strip() == "off" else retention.Windows.parse(spec)
+
+
+def _retention_spec(spec: str) -> str:
+    try:
+        retention.Windows.parse(spec)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return spec
 
 
 def _ensure_demo(args, pki, operations) -> tuple:
@@ -388,6 +403,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--hold-timeout-s", type=int, default=limits.HOLD_TIMEOUT_S_DEFAULT,
                        help="seconds before an open pre-authorization is released "
                        "(default: %(default)s)")
+    serve.add_argument("--retention", type=_retention_spec, default="",
+                       metavar="KIND=DAYS,...|off",
+                       help="how long the store keeps what it may forget: idempotency records "
+                       "(requests: a retry with an older request id is a new request), reversal "
+                       "tombstones, ended holds, used-up or expired lots, flagged sales (reviews); "
+                       "older ones are pruned in small batches, on every node of a replicated "
+                       "group alike; the journal, cards and accounts stay. 'off': keep "
+                       f"everything (default: {retention.Windows().describe()})")
     serve.add_argument("--replicate", metavar="NATS_URLS",
                        help="a node of a replicated group: the NATS JetStream servers (comma "
                        "separated) whose stream holds every committed batch; the node follows "

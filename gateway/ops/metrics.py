@@ -39,9 +39,10 @@ class Metrics:
                                         buckets=BATCH_BUCKETS, registry=r)
         self.background = Counter("cardgate_background_work", "Work the writer does on its own: "
                                   "batches that only end holds and expire lots (expiry), commits "
-                                  "tried to see if the store takes them again (probe)", ["kind"],
+                                  "tried to see if the store takes them again (probe), records "
+                                  "forgotten past their retention window (pruned)", ["kind"],
                                   registry=r)
-        for kind in ("expiry", "probe"):               # shown at 0 before the first
+        for kind in ("expiry", "probe", "pruned"):               # shown at 0 before the first
             self.background.labels(kind)
         self.commit_ok = Gauge("cardgate_store_commit_ok", "1 while the store commits, 0 while it "
                                "refuses (map or disk full, closed)", registry=r)

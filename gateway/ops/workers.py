@@ -214,4 +214,6 @@ def worker_argv(args) -> list:
              "--card-per-minute", str(args.card_per_minute),
              "--hold-timeout-s", str(args.hold_timeout_s),
              "--metrics-listen", args.metrics_listen]
+    if args.retention:
+        argv += ["--retention", args.retention]
     return argv + (["--insecure"] if args.insecure else [])

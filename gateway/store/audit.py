@@ -8,6 +8,10 @@
 4. a hold ends (completed, voided, reversed or expired) exactly once, completion never
    exceeds it, and each held account equals the sum of its open holds; a fleet card's
    reserved usage equals what its open holds reserve.
+
+Records past their retention window may be gone (retention.py): a journal entry older
+than its kind's watermark may name a request, hold or lot that was pruned, and a request
+id whose record was pruned may take effect again (a retry so late is a new request).
 """
 import collections
 from typing import Callable, NamedTuple
@@ -15,6 +19,7 @@ from typing import Callable, NamedTuple
 from cardgate.fastcore import records
 from cardgate.fastcore.records import HoldState, LotState, Op, Result, Slot
 from cardgate.gateway.security.pan import mask_parts
+from cardgate.gateway.store import retention
 from cardgate.gateway.store.store import Store
 
 
@@ -55,7 +60,9 @@ def audit_store(store, txn):
             statements[owner] += records.unpack_points_line(value).points
 
     computed = collections.defaultdict(lambda: [0, 0, 0])   # balance, credits, debits
-    runs = {}                                                # request id -> (first, last seq)
+    runs = {}                # request id -> (first, last seq, time of the last)
+    pruned = retention.pruned_through(txn, store)
+    requests_pruned_s = pruned.get(records.RETAIN_REQUEST, 0)
     forced = collections.Counter()       # (owner, slot) -> what forced captures took from it
     # Entries the writer posts when time ends a hold or package: op -> id -> seqs.
     timed_ends = {Op.HOLD_EXPIRY: {}, Op.PACKAGE_EXPIRY: {}, Op.POINTS_EXPIRY: {},
@@ -85,16 +92,17 @@ def audit_store(store, txn):
             c[0] += sign * entry.amount_minor
             c[1 if sign > 0 else 2] += entry.amount_minor
         if entry.op in timed_ends:                 # posted by the writer, not a request
-            timed_ends[entry.op].setdefault(entry.request_id, []).append(seq)
+            timed_ends[entry.op].setdefault(entry.request_id, []).append(entry.time_s)
             continue
-        first_last = runs.get(entry.request_id)
-        if first_last is None:
-            runs[entry.request_id] = (seq, seq)
-        elif first_last[1] != seq - 1:
+        run = runs.get(entry.request_id)
+        if run is None or (run[1] != seq - 1 and run[2] < requests_pruned_s):
+            # (a request id reused after its record was pruned: a new request)
+            runs[entry.request_id] = (seq, seq, entry.time_s)
+        elif run[1] != seq - 1:
             violations.append(f"request {entry.request_id.hex()} took effect more than once "
-                              f"(journal entries {first_last[0]}..{first_last[1]} and {seq})")
+                              f"(journal entries {run[0]}..{run[1]} and {seq})")
         else:
-            runs[entry.request_id] = (first_last[0], seq)
+            runs[entry.request_id] = (run[0], seq, entry.time_s)
 
     per_currency = collections.Counter()
     for (owner, slot), acc in accounts.items():
@@ -134,9 +142,10 @@ def audit_store(store, txn):
             violations.append(f"PAN index entry {key[:4].hex()}... points at missing card "
                               f"{int.from_bytes(value, 'big')}")
 
-    request_count = _audit_requests(store, txn, runs, violations)
+    request_count, forgotten = _audit_requests(store, txn, runs, requests_pruned_s, violations)
     for timed in (HOLDS, PACKAGES, POINT_LOTS):
-        _audit_timed(timed, txn, store, accounts, cards, timed_ends[timed.end_op], violations)
+        _audit_timed(timed, txn, store, accounts, cards, timed_ends[timed.end_op],
+                     pruned.get(timed.retain_kind, 0), violations)
     _audit_point_lot_index(txn, store, lot_index, violations)
     for card_id in cards:
         points = sum(accounts[(card_id, slot)].balance_minor
@@ -144,7 +153,8 @@ def audit_store(store, txn):
         if statements[card_id] != points:
             violations.append(f"card {card_id}: its statement adds up to {statements[card_id]} "
                               f"points, its balance is {points}")
-    _audit_reservations_timed_out(txn, store, timed_ends[Op.POINTS_HOLD_EXPIRY], violations)
+    _audit_reservations_timed_out(txn, store, timed_ends[Op.POINTS_HOLD_EXPIRY], forgotten,
+                                  violations)
     _audit_reservations(txn, store, violations)
     counts = {"cards": len(cards), "accounts": len(accounts), "journal_entries": entries,
               "requests": request_count, "forced_captures_minor": sum(forced.values())}
@@ -174,7 +184,8 @@ def _audit_reservations(txn, store, violations):
         violations.append(f"card {card_id}: open holds reserve fleet usage it has no record of")
 
 
-def _audit_requests(store, txn, runs, violations):
+def _audit_requests(store, txn, runs, requests_pruned_s, violations):
+    """(records, ids of requests whose records were pruned)."""
     refunded = collections.Counter()
     purchases = {}
     count = 0
@@ -182,7 +193,8 @@ def _audit_requests(store, txn, runs, violations):
         count += 1
         rec = records.unpack_request_record(value)
         if rec.flags & records.REQUEST_FLAG_TOMBSTONE:
-            if request_id in runs:
+            # (posted under a record since pruned, then reversed as never seen: no fault)
+            if request_id in runs and runs[request_id][2] >= requests_pruned_s:
                 violations.append(f"request {request_id.hex()}: reversed before arrival, yet posted")
             continue
         run = runs.pop(request_id, None)
@@ -201,15 +213,20 @@ def _audit_requests(store, txn, runs, violations):
         if (rec.request.op == Op.REFUND and rec.reply.result == Result.APPROVED
                 and not rec.flags & records.REQUEST_FLAG_REVERSED):
             refunded[rec.request.ref_request_id] += rec.reply.approved_minor
-    for request_id in runs:
-        violations.append(f"journal entries of request {request_id.hex()} have no request record")
+    forgotten = set()
+    for request_id, (_, _, time_s) in runs.items():
+        if time_s < requests_pruned_s:
+            forgotten.add(request_id)
+        else:
+            violations.append(f"journal entries of request {request_id.hex()} have no request "
+                              "record")
     for request_id, rec in purchases.items():
         if rec.refunded_minor != refunded.get(request_id, 0):
             violations.append(f"purchase {request_id.hex()}: records {rec.refunded_minor} refunded "
                               f"but its standing refunds sum to {refunded.get(request_id, 0)}")
         if rec.refunded_minor > rec.reply.approved_minor:
             violations.append(f"purchase {request_id.hex()}: refunded more than it charged")
-    return count
+    return count, forgotten
 
 
 class _Timed(NamedTuple):
@@ -226,6 +243,7 @@ class _Timed(NamedTuple):
     open_amount: Callable   # record -> what it keeps on the card while open
     within: Callable        # record -> (part, whole): 0 <= part <= whole must hold
     timed_out: Callable     # record -> ended by time (one expiry entry in the journal)
+    retain_kind: bytes      # their kind in the retention index, once ended
     held_state: int = 0     # a state also in the expiry index (points reserved), if any
 
 
@@ -234,22 +252,25 @@ HOLDS = _Timed("hold", "db_holds", "db_hold_expiry", records.unpack_hold, HoldSt
                lambda h: h.held_minor,
                lambda h: (h.completed_minor, h.held_minor),
                # a hold completed late (a forced capture) had expired first
-               lambda h: h.status == HoldState.EXPIRED or h.forced)
+               lambda h: h.status == HoldState.EXPIRED or h.forced, records.RETAIN_HOLD)
 PACKAGES = _Timed("package", "db_packages", "db_package_expiry", records.unpack_lot,
                   LotState, Op.PACKAGE_EXPIRY, Slot.CARD_UNITS, lambda p: p.card_id,
                   lambda p: p.valid_until_s or records.LOT_NEVER,
                   lambda p: p.quantity_left, lambda p: (p.quantity_left, p.quantity_total),
-                  lambda p: p.status == LotState.EXPIRED)
+                  lambda p: p.status == LotState.EXPIRED, records.RETAIN_PACKAGE)
 POINT_LOTS = PACKAGES._replace(
     what="point lot", db="db_point_lots", index_db="db_point_lot_expiry", end_op=Op.POINTS_EXPIRY,
-    card_slot=Slot.CARD_POINTS, held_state=LotState.HELD,
+    card_slot=Slot.CARD_POINTS, held_state=LotState.HELD, retain_kind=records.RETAIN_POINT_LOT,
     due_s=lambda p: p.held_until_s if p.status == LotState.HELD else p.valid_until_s or records.LOT_NEVER)
 
 
-def _audit_reservations_timed_out(txn, store, ends, violations):
-    """Each reservation the writer released by time says so, and only those."""
+def _audit_reservations_timed_out(txn, store, ends, forgotten, violations):
+    """Each reservation the writer released by time says so, and only those (unless its
+    record was pruned)."""
     for reserve_id in ends:
         value = txn.get(reserve_id, db=store.db_requests)
+        if value is None and reserve_id in forgotten:
+            continue
         if value is None or not records.unpack_request_record(value).flags & records.REQUEST_FLAG_TIMED_OUT:
             violations.append(f"journal releases reservation {reserve_id.hex()} by time, but it "
                               "did not time out")
@@ -268,7 +289,7 @@ def _audit_point_lot_index(txn, store, lot_index, violations):
         violations.append(f"card {card_id}'s index names point lot {lot_id.hex()}, not open")
 
 
-def _audit_timed(timed, txn, store, accounts, cards, ends, violations):
+def _audit_timed(timed, txn, store, accounts, cards, ends, pruned_s, violations):
     """Open ones are in the expiry index and ended ones not; each that expired has one
     expiry entry in the journal; the card's account equals what its open ones keep (and
     its held points what its reservations hold)."""
@@ -293,8 +314,10 @@ def _audit_timed(timed, txn, store, accounts, cards, ends, violations):
         expired = len(ends.pop(record_id, []))
         if timed.timed_out(record) != (expired == 1) or expired > 1:
             violations.append(f"{name}: {state} with {expired} expiry entries in the journal")
-    for record_id in ends:
-        violations.append(f"journal expires {timed.what} {record_id.hex()}, which does not exist")
+    for record_id, times in ends.items():
+        if max(times) >= pruned_s:              # (else it ended before its kind's watermark)
+            violations.append(f"journal expires {timed.what} {record_id.hex()}, which does "
+                              "not exist")
     for (owner, slot), acc in accounts.items():
         if slot == Slot.CARD_POINTS_HELD and timed.held_state and acc.balance_minor != held[owner]:
             violations.append(f"{_account_name(owner, slot, cards)}: {acc.balance_minor} but its "

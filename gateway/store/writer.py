@@ -18,7 +18,7 @@ import lmdb
 
 from cardgate.fastcore import ledger, records
 from cardgate.gateway import limits
-from cardgate.gateway.store import batch_log
+from cardgate.gateway.store import batch_log, retention
 
 log = logging.getLogger("cardgate.writer")
 PROBE_KEY = b"probe"
@@ -104,7 +104,9 @@ class BatchingWriter:
                  hold_timeout_s: int = limits.HOLD_TIMEOUT_S_DEFAULT,
                  idle_tick_s: float = limits.WRITER_IDLE_TICK_S, metrics=None,
                  on_commit_state: Callable[[bool], None] = lambda ok: None,
-                 log_batch: Optional[Callable] = None):
+                 log_batch: Optional[Callable] = None,
+                 retention_windows: Optional[retention.Windows] = None,
+                 prune_interval_s: int = retention.PRUNE_INTERVAL_S):
         assert batch_size_max >= 1 and queue_length_max >= 1
         self.store = store
         self.metrics = metrics                      # gateway.metrics.Metrics, or None
@@ -128,6 +130,12 @@ class BatchingWriter:
         # None: this node writes (single node, or the replicated group's primary). Else a
         # follower: the primary's node id ("" while none holds the lease).
         self.primary_of = None
+        # Records past their retention window are forgotten in small batches, inside the
+        # batches' own transactions (logged with them), every prune_interval_s at most
+        # (None: the store keeps everything).
+        self.retention_windows = retention_windows
+        self.prune_interval_s = prune_interval_s
+        self._next_prune_s = 0
 
     def start(self):
         self._thread.start()
@@ -207,7 +215,7 @@ class BatchingWriter:
                 if self.primary_of is not None:
                     pass                        # a follower: time ends holds on the primary
                 elif self.commit_ok:
-                    self._expire_due_holds()
+                    self._background_if_due()
                 else:
                     self._probe()
             elif batch:
@@ -318,31 +326,51 @@ class BatchingWriter:
             return
         self._commit_state(True)
 
-    def _expire_due_holds(self):
-        """With no traffic, holds and packages still end on time: a batch of no requests
-        (committed like any other) releases and expires them."""
+    def _background_if_due(self):
+        """With no traffic, holds and packages still end on time and old records are still
+        forgotten: a batch of no requests (committed like any other) does it."""
+        now_s = self.clock()
         try:
             with self.store.env.begin() as txn:
-                due = ledger.expiry_due(txn, self.store.dbs, self.clock())
+                expiry = ledger.expiry_due(txn, self.store.dbs, now_s)
+                prune = self._prune_due(now_s) and retention.due(txn, self.store, now_s,
+                                                                 self.retention_windows)
         except lmdb.Error as exc:
-            log.error("looking for expired holds failed: %s", exc)
+            log.error("looking for expired holds and prunable records failed: %s", exc)
             return
-        if due:
-            if self.metrics is not None:
-                self.metrics.background.labels("expiry").inc()
+        if self._prune_due(now_s) and not prune:
+            self._next_prune_s = now_s + self.prune_interval_s
+        if expiry and self.metrics is not None:
+            self.metrics.background.labels("expiry").inc()
+        if expiry or prune:
             self._apply_and_answer([])
+
+    def _prune_due(self, now_s: int) -> bool:
+        return self.retention_windows is not None and now_s >= self._next_prune_s
+
+    def _prune(self, txn, now_s: int):
+        """Forget up to retention.PRUNED_PER_BATCH_MAX records past their window; again at
+        the next batch if there were more, else in prune_interval_s."""
+        if not self._prune_due(now_s):
+            return
+        pruned = sum(retention.prune(txn, self.store, now_s, self.retention_windows).values())
+        more = pruned >= retention.PRUNED_PER_BATCH_MAX
+        self._next_prune_s = now_s if more else now_s + self.prune_interval_s
+        if pruned and self.metrics is not None:
+            self.metrics.background.labels("pruned").inc(pruned)
 
     def _apply(self, txn, batch, now_s, now_yyyymm, entry=None):
         # Consecutive plain submissions go through the core in one call; one with a guard
         # or an after-hook is applied on its own, still inside the same transaction.
-        # entry (replication on): every core call and every write of an after-hook is
-        # noted, in order, for followers to replay.
-        if not batch:                       # only what time ends (see _expire_due_holds)
-            self._core(txn, b"", now_s, now_yyyymm, entry)
-            return
+        # entry (replication on): every core call and every write of an after-hook (or
+        # of pruning) is noted, in order, for followers to replay.
         hooks_txn = txn if entry is None else \
             batch_log.RecordingTxn(txn, entry, {id(db): name for name, db in
                                                 self.store.databases_by_name().items()})
+        if not batch:                       # what time ends (see _background_if_due)
+            self._core(txn, b"", now_s, now_yyyymm, entry)
+            self._prune(hooks_txn, now_s)
+            return
         run = []
         for sub in batch:
             if sub.guard is None and sub.after is None:
@@ -358,6 +386,7 @@ class BatchingWriter:
             if sub.after is not None:
                 sub.after(hooks_txn, sub.replies)
         self._apply_run(txn, run, now_s, now_yyyymm, entry)
+        self._prune(hooks_txn, now_s)
 
     def _core(self, txn, packed, now_s, now_yyyymm, entry):
         replies = ledger.apply_batch(txn, self.store.dbs, packed, now_s, now_yyyymm,

@@ -4,6 +4,7 @@ same store; a deposed primary's batch is refused by the stream itself and never
 acknowledged; one NATS node lost, the primary goes on."""
 import shutil
 import time
+import uuid
 
 import pytest
 
@@ -402,3 +403,100 @@ def test_a_backup_says_which_stream_sequence_it_holds(tmp_path, cluster):
         link.close()
         store.close()
     assert backup(tmp_path / "a", tmp_path / "copy")["replication_seq"] == held == 2
+
+
+def group_of_two(tmp_path, cluster, clock):
+    """Two in-process gateways of one group on the test clock: a the primary, b following."""
+    from conftest import LiveGateway
+    Store(tmp_path / "a", sync=False).close()
+    bootstrap(tmp_path, "a", "b")
+    options = dict(clock=lambda: clock[0], replicate=cluster.servers, lease_ttl_s=1.5,
+                   writer_idle_tick_s=0.05)
+    first = LiveGateway(tmp_path / "a", node_id="a", **options)
+    wait_for(lambda: first.gateway.node.role == "primary", 20)
+    second = LiveGateway(tmp_path / "b", node_id="b", **options)
+    wait_for(lambda: second.gateway.writer.primary_of == "a", 20)
+    return first, second
+
+
+def caught_up(follower, primary):
+    return replication.applied_seq(follower.gateway.store) == \
+        replication.applied_seq(primary.gateway.store)
+
+
+def test_pruning_is_logged_so_every_node_forgets_the_same_records(tmp_path, cluster):
+    from cardgate.fastcore import records
+    from cardgate.gateway.store.audit import audit_store
+    from helpers import create_range, issue, load, purchase
+    clock = [NOW_S]
+    first, second = group_of_two(tmp_path, cluster, clock)
+    try:
+        create_range(first)
+        pan = make_pan(1)
+        issue(first, [pan])
+        load(first, pan, 50_00)
+        sale = rid()
+        bought = purchase(first, pan, 10_00, request_id=sale)
+        assert bought.result_code == records.Result.APPROVED
+        clock[0] += 36 * 86400               # past the requests' window: the next batch prunes
+        load(first, pan, 1_00)
+        wait_for(lambda: caught_up(second, first), 20)
+        for node in (first, second):
+            store = node.gateway.store
+            with store.env.begin() as txn:
+                assert txn.get(uuid.UUID(sale).bytes, db=store.db_requests) is None
+                assert txn.stat(store.db_requests)["entries"] == 1     # the last load's
+                assert audit_store(store, txn)[0] == []
+        assert snapshot(first.gateway.store) == snapshot(second.gateway.store)
+        # As documented: a retry so late is a new request, on every node alike.
+        again = purchase(first, pan, 10_00, request_id=sale)
+        assert again.result_code == records.Result.APPROVED
+        assert again.journal_seq > bought.journal_seq
+        wait_for(lambda: caught_up(second, first), 20)
+        assert snapshot(first.gateway.store) == snapshot(second.gateway.store)
+    finally:
+        second.close()
+        first.close()
+
+
+def test_a_core_reading_a_clock_of_its_own_is_caught_by_the_follower(tmp_path, cluster, caplog):
+    """Planted nondeterminism: the primary's core reads the wall clock instead of the
+    batch's. The follower's replay answers otherwise (the card has expired by the wall
+    clock, not by the batch's): it stops loudly, without applying that batch."""
+    import logging
+
+    import grpc
+    from cardgate.fastcore import records
+    from cardgate.gateway.store.writer import yyyymm_of
+    from helpers import create_range, issue, load, purchase
+    clock = [NOW_S]                          # 2026-09; cards valid to 2026-10
+    first, second = group_of_two(tmp_path, cluster, clock)
+    try:
+        create_range(first)
+        pan = make_pan(1)
+        issue(first, [pan], expiry_yyyymm=202610)
+        load(first, pan, 50_00)
+        wait_for(lambda: caught_up(second, first), 20)
+        agreed = replication.applied_seq(second.gateway.store)
+        writer = first.gateway.writer
+        real_core = writer._core
+
+        def core_reading_the_wall_clock(txn, packed, now_s, now_yyyymm, entry):
+            wall_s = int(time.time())
+            return real_core(txn, packed, wall_s, yyyymm_of(wall_s), entry)
+
+        writer._core = core_reading_the_wall_clock
+        with caplog.at_level(logging.ERROR, logger="cardgate.node"):
+            answer = purchase(first, pan, 10_00)
+            assert answer.result_code == records.Result.DECLINED_CARD_EXPIRED
+            wait_for(lambda: not second.gateway.node._thread.is_alive(), 20)
+        assert "digest mismatch" in caplog.text and "node b stops replicating" in caplog.text
+        assert replication.applied_seq(second.gateway.store) == agreed    # not applied
+        assert replication.applied_seq(first.gateway.store) == agreed + 1
+        with pytest.raises(grpc.RpcError) as refused:
+            load(second, pan, 1_00)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "stopped" in refused.value.details()
+    finally:
+        second.close()
+        first.close()

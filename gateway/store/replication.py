@@ -28,7 +28,9 @@ log = logging.getLogger("cardgate.replication")
 
 APPLIED_KEY = b"last_seq"                    # (store.db_replication) the last sequence applied
 WRONG_LAST_SEQUENCE = 10071                  # JetStream's error code for a failed expectation
-PUBLISH_TIMEOUT_S = 5.0
+PUBLISH_TIMEOUT_S = 8.0          # a publish is sent again until answered, this long at most
+                                # (below the writer's REPLY_WAIT_S_MAX: a NATS node lost
+                                # under load may take seconds to get its stream a new leader)
 STREAM_READY_S_MAX = 30.0
 LEASE_TTL_S = 3.0          # the primary's lease lapses this long after its last renewal
 PRIMARY_KEY = "primary"

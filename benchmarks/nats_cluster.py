@@ -10,10 +10,19 @@ import sys
 import time
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(count: int) -> list:
+    """count distinct free ports: each held until all are chosen (a port closed at once may
+    be handed out again by the next bind, and two nodes would then fight for it)."""
+    held = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            held.append(s)
+        return [s.getsockname()[1] for s in held]
+    finally:
+        for s in held:
+            s.close()
 
 
 def server_binary() -> str:
@@ -28,8 +37,8 @@ class NatsCluster:
     def __init__(self, folder, nodes=3):
         self.folder = pathlib.Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.client_ports = [free_port() for _ in range(nodes)]
-        self.route_ports = [free_port() for _ in range(nodes)]
+        ports = free_ports(2 * nodes)
+        self.client_ports, self.route_ports = ports[:nodes], ports[nodes:]
         routes = ", ".join(f"nats-route://127.0.0.1:{p}" for p in self.route_ports)
         self.procs = [None] * nodes
         self.confs = []

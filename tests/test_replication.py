@@ -2,6 +2,7 @@
 publishes every batch before it commits; a follower that replays the stream ends with the
 same store; a deposed primary's batch is refused by the stream itself and never
 acknowledged; one NATS node lost, the primary goes on."""
+import itertools
 import shutil
 import time
 import uuid
@@ -93,25 +94,6 @@ def test_a_deposed_primary_is_fenced_by_the_stream(tmp_path, cluster):
             writer.stop()
             link.close()
             store.close()
-
-
-def test_losing_one_nats_node_loses_nothing(tmp_path, cluster):
-    clock = [NOW_S]
-    store, link, writer, ops = node(tmp_path, "a", cluster, clock)
-    try:
-        ops.create_range(rid(), 1, "627700", 16, "EUR", "gift")
-        pan = make_pan(1)
-        ops.issue_gift_cards(rid(), 1, [(pan, 209912)])
-        cluster.kill(0)
-        acceptor = common_pb2.Acceptor(merchant_id="m1", outlet_id="o1")
-        for _ in range(20):
-            ops.submit_one(ops.pack_operation("load", authorization_pb2.LoadValueRequest(
-                request_id=rid(), pan=pan, amount=money(1_00), acceptor=acceptor)), "load")
-        assert store.read_card(store.pan_key.card_key(pan))[1].balance_minor == 20_00
-    finally:
-        writer.stop()
-        link.close()
-        store.close()
 
 
 def test_the_primarys_lease_lapses_when_it_stops_renewing_and_another_takes_it(tmp_path, cluster):
@@ -224,12 +206,13 @@ class Group:
 
     def stubs(self, name):
         from cardgate.gateway.cli.channels import open_channel
-        from cardgate.v1 import authorization_pb2_grpc, issuing_pb2_grpc
+        from cardgate.v1 import authorization_pb2_grpc, issuing_pb2_grpc, loyalty_pb2_grpc
         address = self.nodes[name].address
-        return (authorization_pb2_grpc.AuthorizationServiceStub(
-                    open_channel(address, self.certs, "t", own_connection=True)),
+        terminal = open_channel(address, self.certs, "t", own_connection=True)
+        return (authorization_pb2_grpc.AuthorizationServiceStub(terminal),
                 issuing_pb2_grpc.IssuingServiceStub(
-                    open_channel(address, self.certs, "op", own_connection=True)))
+                    open_channel(address, self.certs, "op", own_connection=True)),
+                loyalty_pb2_grpc.LoyaltyServiceStub(terminal))
 
     def cards(self, issuing, count=8):
         from cardgate.v1 import issuing_pb2
@@ -260,26 +243,96 @@ class Group:
                 store.close()
 
 
-def loading(auth, pans, acknowledged, refused, stop):
-    """Threads loading each card again and again until stop: acknowledged and refused
-    requests noted (request -> answer; refused: the requests to retry elsewhere)."""
-    import threading
+class MixedLoad:
+    """Terminal threads, one per card, sending a mixed flow again and again until stopped:
+    loads, purchases, pre-authorizations and their completions, refunds of purchases,
+    reversals of loads, points earned and redeemed. Every acknowledged request is noted
+    (request id -> (method, request, answer)); a refused one is not retried here."""
 
-    import grpc
+    def __init__(self, auth, loyalty, pans):
+        import threading
+        self.auth, self.loyalty = auth, loyalty
+        self.acknowledged, self.refused = {}, []
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self._run, args=(pan,)) for pan in pans]
+        for thread in self.threads:
+            thread.start()
 
-    def run(pan):
-        while not stop.is_set():
-            request = authorization_pb2.LoadValueRequest(request_id=rid(), pan=pan,
-                                                          amount=money(1_00))
-            try:
-                acknowledged[request.request_id] = (request, auth.LoadValue(request, timeout=5)
-                                                    .authorization)
-            except grpc.RpcError:
-                refused.append(request)
-    threads = [threading.Thread(target=run, args=(pan,)) for pan in pans]
-    for thread in threads:
-        thread.start()
-    return threads
+    def send(self, method, request):
+        import grpc
+        try:
+            answer = getattr(self.auth if hasattr(self.auth, method) else self.loyalty,
+                             method)(request, timeout=5)
+        except grpc.RpcError:
+            self.refused.append((method, request))
+            return None
+        self.acknowledged[request.request_id] = (method, request, answer)
+        return answer
+
+    def _run(self, pan):
+        from cardgate.v1 import loyalty_pb2
+        acceptor = common_pb2.Acceptor(merchant_id="m1", outlet_id="o1")
+        last_sale = last_load = None
+        for step in itertools.count():
+            if self.stop.is_set():
+                return
+            kind = step % 7
+            if kind == 0:
+                load = authorization_pb2.LoadValueRequest(
+                    request_id=rid(), pan=pan, amount=money(5_00), acceptor=acceptor)
+                last_load = load.request_id if self.send("LoadValue", load) else last_load
+            elif kind == 1:
+                sale = authorization_pb2.PurchaseRequest(
+                    request_id=rid(), pan=pan, amount=money(1_00), acceptor=acceptor)
+                last_sale = sale.request_id if self.send("Purchase", sale) else last_sale
+            elif kind == 2:
+                hold = authorization_pb2.PreAuthorizeRequest(
+                    request_id=rid(), pan=pan, amount=money(2_00), acceptor=acceptor)
+                if self.send("PreAuthorize", hold):
+                    self.send("CompletePreAuthorization",
+                              authorization_pb2.CompletePreAuthorizationRequest(
+                                  request_id=rid(), pan=pan, hold_id=hold.request_id,
+                                  amount=money(1_50), acceptor=acceptor))
+            elif kind == 3 and last_sale:
+                self.send("Refund", authorization_pb2.RefundRequest(
+                    request_id=rid(), pan=pan, amount=money(10), original_request_id=last_sale,
+                    acceptor=acceptor))
+            elif kind == 4 and last_load:
+                self.send("Reverse", authorization_pb2.ReverseRequest(
+                    request_id=rid(), original_request_id=last_load, acceptor=acceptor))
+                last_load = None
+            elif kind == 5:
+                self.send("EarnPoints", loyalty_pb2.EarnPointsRequest(
+                    request_id=rid(), pan=pan, points=20, acceptor=acceptor))
+            elif kind == 6:
+                self.send("RedeemPoints", loyalty_pb2.RedeemPointsRequest(
+                    request_id=rid(), pan=pan, points=5, acceptor=acceptor))
+
+    def finish(self):
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=30)
+
+    def answered_alike(self, auth, loyalty):
+        """Every acknowledged request, sent again to this node, answers as it did."""
+        for method, request, answer in self.acknowledged.values():
+            assert essence(resend(auth, loyalty, method, request)) == essence(answer), \
+                (method, request.request_id)
+
+    def refused_retried_once(self, auth, loyalty):
+        """Every refused request, retried twice on this node, answers the same twice."""
+        for method, request in self.refused:
+            first = resend(auth, loyalty, method, request)
+            assert essence(resend(auth, loyalty, method, request)) == essence(first)
+
+
+def resend(auth, loyalty, method, request):
+    return getattr(auth if hasattr(auth, method) else loyalty, method)(request, timeout=10)
+
+
+def essence(answer):
+    a = answer.authorization
+    return a.result_code, a.approval_code, a.journal_seq
 
 
 def first_approval(auth, pan):
@@ -292,49 +345,37 @@ def first_approval(auth, pan):
         return False
 
 
-def answered_alike(auth, acknowledged):
-    """Every acknowledged request, sent again to this node, answers as it did."""
-    for request, answer in acknowledged.values():
-        again = auth.LoadValue(request, timeout=10).authorization
-        assert (again.result_code, again.approval_code, again.journal_seq) == \
-            (answer.result_code, answer.approval_code, answer.journal_seq)
-
-
 @pytest.mark.slow
 def test_the_primary_killed_under_load_a_follower_serves_with_every_acknowledged_request(
         tmp_path, cluster):
     """The primary is SIGKILLed while terminals load: the follower takes over; every
     request acknowledged before the kill is answered the same on it; the old primary,
     restarted, follows and catches up; both stores are equal and pass the audit."""
-    import threading
-
     group = Group(tmp_path, cluster)
     try:
         group.serve("a")
         wait_for(lambda: "is the primary" in "".join(group.nodes["a"].output), 30)
         group.serve("b")
-        auth_a, issuing_a = group.stubs("a")
-        auth_b, _ = group.stubs("b")
+        auth_a, issuing_a, loyalty_a = group.stubs("a")
+        auth_b, _, loyalty_b = group.stubs("b")
         pans = group.cards(issuing_a)
-        acknowledged, refused, stop = {}, [], threading.Event()
-        threads = loading(auth_a, pans[:4], acknowledged, refused, stop)
+        load = MixedLoad(auth_a, loyalty_a, pans[:4])
         time.sleep(2.0)
         killed_at = time.monotonic()
         group.nodes["a"].kill()
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=30)
+        load.finish()
         wait_for(lambda: first_approval(auth_b, pans[7]), 30)
         failover_s = time.monotonic() - killed_at
-        assert acknowledged and failover_s < 10, failover_s
-        answered_alike(auth_b, acknowledged)
+        assert len({m for m, _, _ in load.acknowledged.values()}) == 8, "not a mixed load"
+        assert failover_s < 10, failover_s
+        load.answered_alike(auth_b, loyalty_b)
         group.serve("a")                                # the old primary comes back: follows
         wait_for(lambda: replication_seq(group.data["a"]) == replication_seq(group.data["b"]), 30)
     finally:
         group.stop()
     group.check_equal_and_audited()
     print(f"failover: {failover_s:.2f} s from the kill to the first approval; "
-          f"{len(acknowledged)} acknowledged loads all present once")
+          f"{len(load.acknowledged)} acknowledged requests all present once")
 
 
 @pytest.mark.slow
@@ -345,18 +386,16 @@ def test_a_primary_frozen_past_its_lease_acknowledges_nothing_the_group_lacks(tm
     answer once. Everything it ever acknowledged is on the new primary, answered alike."""
     import os
     import signal
-    import threading
 
     group = Group(tmp_path, cluster)
     try:
         group.serve("a")
         wait_for(lambda: "is the primary" in "".join(group.nodes["a"].output), 30)
         group.serve("b")
-        auth_a, issuing_a = group.stubs("a")
-        auth_b, _ = group.stubs("b")
+        auth_a, issuing_a, loyalty_a = group.stubs("a")
+        auth_b, _, loyalty_b = group.stubs("b")
         pans = group.cards(issuing_a)
-        acknowledged, refused, stop = {}, [], threading.Event()
-        threads = loading(auth_a, pans[:4], acknowledged, refused, stop)
+        load = MixedLoad(auth_a, loyalty_a, pans[:4])
         time.sleep(1.0)
         os.kill(group.nodes["a"].proc.pid, signal.SIGSTOP)
         try:
@@ -365,21 +404,63 @@ def test_a_primary_frozen_past_its_lease_acknowledges_nothing_the_group_lacks(tm
         finally:
             os.kill(group.nodes["a"].proc.pid, signal.SIGCONT)
         time.sleep(3.0)                                  # a wakes, is fenced, steps down
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=30)
-        assert refused, "the woken primary's late requests were not refused"
-        answered_alike(auth_b, acknowledged)
-        for request in refused:                          # retried on the new primary: once
-            first = auth_b.LoadValue(request, timeout=10).authorization
-            again = auth_b.LoadValue(request, timeout=10).authorization
-            assert first.result_code == common_pb2.RESULT_CODE_APPROVED
-            assert (again.approval_code, again.journal_seq) == \
-                (first.approval_code, first.journal_seq)
+        load.finish()
+        assert load.refused, "the woken primary's late requests were not refused"
+        load.answered_alike(auth_b, loyalty_b)
+        load.refused_retried_once(auth_b, loyalty_b)     # retried on the new primary: once
         wait_for(lambda: replication_seq(group.data["a"]) == replication_seq(group.data["b"]), 30)
     finally:
         group.stop()
     group.check_equal_and_audited()
+
+
+def stream_leader(cluster, stream="CARDGATE") -> int:
+    """The index of the NATS server leading the stream now."""
+    import asyncio
+
+    import nats
+
+    async def ask():
+        connection = await nats.connect(cluster.servers)
+        try:
+            return (await connection.jetstream().stream_info(stream)).cluster.leader
+        finally:
+            await connection.close()
+    return int(asyncio.run(ask()).removeprefix("n"))
+
+
+@pytest.mark.slow
+def test_the_streams_leader_killed_under_load_loses_nothing_and_service_goes_on(
+        tmp_path, cluster):
+    """The NATS server leading the stream is SIGKILLed while terminals send a mixed load
+    to the primary: no acknowledged request is lost (each answers alike on both nodes),
+    those refused while NATS elected a new leader answer once when retried, approvals go
+    on; both stores equal, audits clean."""
+    group = Group(tmp_path, cluster)
+    try:
+        group.serve("a")
+        wait_for(lambda: "is the primary" in "".join(group.nodes["a"].output), 30)
+        group.serve("b")
+        stubs = {name: group.stubs(name) for name in ("a", "b")}
+        pans = group.cards(stubs["a"][1])
+        load = MixedLoad(stubs["a"][0], stubs["a"][2], pans[:4])
+        time.sleep(1.5)
+        cluster.kill(stream_leader(cluster))
+        time.sleep(12.0)               # NATS's Raft elects a new leader within about 9 s
+        load.finish()
+        serving = []
+        wait_for(lambda: serving or serving.extend(
+            name for name in ("a", "b") if first_approval(stubs[name][0], pans[7])), 60)
+        auth, _, loyalty = stubs[serving[0]]
+        assert len(load.acknowledged) > 50, len(load.acknowledged)
+        load.answered_alike(auth, loyalty)
+        load.refused_retried_once(auth, loyalty)
+        wait_for(lambda: replication_seq(group.data["a"]) == replication_seq(group.data["b"]), 30)
+    finally:
+        group.stop()
+    group.check_equal_and_audited()
+    print(f"{len(load.acknowledged)} acknowledged, {len(load.refused)} refused and retried; "
+          f"{serving[0]} served after the stream's leader was killed")
 
 
 def replication_seq(data_dir):
@@ -500,3 +581,34 @@ def test_a_core_reading_a_clock_of_its_own_is_caught_by_the_follower(tmp_path, c
     finally:
         second.close()
         first.close()
+
+
+def test_a_node_behind_the_streams_window_stops_saying_why(tmp_path, cluster):
+    """A follower whose store ends before the stream's first batch (its backup is older
+    than the stream's window) cannot catch up: it stops, saying to start from a newer one."""
+    from cardgate.gateway.store import batch_log
+    clock = [NOW_S]
+    Store(tmp_path / "a", sync=False).close()
+    bootstrap(tmp_path, "a", "b")
+    window = dict(stream="AGED", subject="aged.batches")
+    store = Store(tmp_path / "a", sync=False)
+    link = replication.JetStreamLog(cluster.servers, store, **window)
+    writer = BatchingWriter(store, clock=lambda: clock[0], log_batch=link.publish).start()
+    ops = Operations(store, writer, clock=lambda: clock[0])
+    follower = Store(tmp_path / "b", sync=False)
+    follower_link = None
+    try:
+        ops.create_range(rid(), 1, "627700", 16, "EUR", "gift")          # sequence 1
+        link._run(link._js.purge_stream("AGED"), 10)        # as its window would drop it
+        ops.issue_gift_cards(rid(), 1, [(make_pan(1), 209912)])         # sequence 2
+        follower_link = replication.JetStreamLog(cluster.servers, follower, **window)
+        with pytest.raises(batch_log.LogError, match="start this node from a newer backup"):
+            follower_link.follow(until_seq=2)
+        assert replication.applied_seq(follower) == 0
+    finally:
+        if follower_link is not None:
+            follower_link.close()
+        follower.close()
+        writer.stop()
+        link.close()
+        store.close()

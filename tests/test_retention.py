@@ -239,3 +239,16 @@ def test_windows_are_read_from_a_spec(spec, expected):
 def test_a_bad_spec_is_refused_naming_what_is_wrong(spec, message):
     with pytest.raises(ValueError, match=message):
         retention.Windows.parse(spec)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--retention", "requests=abc"], "retention of requests: 'abc' is not a whole number"),
+    (["--retention", "idempotency=35"], "unknown retention kind 'idempotency'"),
+    (["--stream-max-age-days", "0"], "'0' is not a whole number of 1 or more"),
+])
+def test_serve_refuses_a_bad_window_before_it_starts(argv, message, capsys):
+    from cardgate.gateway.cli.main import build_parser
+    with pytest.raises(SystemExit) as ended:
+        build_parser().parse_args(["serve", *argv])
+    assert ended.value.code == 2
+    assert message in capsys.readouterr().err

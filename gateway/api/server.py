@@ -86,7 +86,7 @@ class Gateway:
                  reuse_port=False, calls_per_certificate=limits.CALLS_PER_CERTIFICATE_MAX,
                  streams_per_certificate=limits.STREAMS_PER_CERTIFICATE_MAX,
                  replicate=None, node_id=None, lease_ttl_s=None, group=None,
-                 retention_windows=retention.Windows()):
+                 stream_window=None, retention_windows=retention.Windows()):
         if not tls and not is_loopback(listen):
             raise InsecureRefused(
                 f"refusing to serve without TLS on {listen}: the development mode without "
@@ -125,6 +125,7 @@ class Gateway:
         self.node_id = node_id or socket.gethostname()
         self.lease_ttl_s = lease_ttl_s
         self.group = group
+        self.stream_window = stream_window      # (max age s, max bytes), or the default
         self.node = None
         self.listen = listen
         self.threads = threads
@@ -144,6 +145,8 @@ class Gateway:
             options = {"lease_ttl_s": self.lease_ttl_s} if self.lease_ttl_s else {}
             if self.group:
                 options["group"] = self.group
+            if self.stream_window:
+                options["stream_max_age_s"], options["stream_max_bytes"] = self.stream_window
             self.node = ReplicatedNode(self.store, self.writer, self.replicate, self.node_id,
                                        **options).start()
         self._loop = asyncio.new_event_loop()

@@ -56,12 +56,19 @@ def _gateway_options(args) -> dict:
                 card_per_minute_max=args.card_per_minute, hold_timeout_s=args.hold_timeout_s,
                 replicate=args.replicate.split(",") if args.replicate else None,
                 node_id=args.node_id, lease_ttl_s=args.lease_ttl_s, group=args.group,
+                stream_window=(args.stream_max_age_days * 86400, args.stream_max_gib << 30),
                 retention_windows=retention_windows(args.retention))
 
 
 def retention_windows(spec: str):
     """--retention's windows: None for 'off' (the store keeps everything)."""
     return None if spec.strip() == "off" else retention.Windows.parse(spec)
+
+
+def _whole_number(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 1 or more")
+    return int(text)
 
 
 def _retention_spec(spec: str) -> str:
@@ -419,6 +426,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--group", default="CARDGATE",
                        help="the replicated group's name: its stream and lease on the NATS "
                        "servers (default: %(default)s; one per group, e.g. per shard)")
+    serve.add_argument("--stream-max-age-days", type=_whole_number, default=7,
+                       help="how long the group's stream keeps a batch (default: %(default)s); "
+                       "a node started from a backup older than this cannot catch up")
+    serve.add_argument("--stream-max-gib", type=_whole_number, default=8,
+                       help="the most the group's stream holds, in GiB (default: %(default)s)")
     serve.add_argument("--lease-ttl-s", type=float, default=None,
                        help="how long the primary's lease lasts without renewal (default: 3)")
     serve.add_argument("--workers", type=int, default=1,

@@ -25,12 +25,14 @@ FOLLOW_IDLE_S = 0.2
 
 class ReplicatedNode:
     def __init__(self, store, writer, servers, node_id, *, lease_ttl_s=replication.LEASE_TTL_S,
-                 group="CARDGATE", replicas=3):
+                 group="CARDGATE", replicas=3, stream_max_age_s=replication.STREAM_MAX_AGE_S,
+                 stream_max_bytes=replication.STREAM_MAX_BYTES):
         """group: the replicated group's name: its stream, subject and lease bucket."""
         self.store, self.writer, self.node_id = store, writer, node_id
         self.link = replication.JetStreamLog(servers, store, stream=group,
                                              subject=f"{group.lower()}.batches",
-                                             replicas=replicas)
+                                             replicas=replicas, max_age_s=stream_max_age_s,
+                                             max_bytes=stream_max_bytes)
         self.lease = replication.Lease(self.link, node_id, bucket=f"{group}_lease",
                                        ttl_s=lease_ttl_s)
         self.lease_ttl_s = lease_ttl_s

@@ -32,6 +32,10 @@ PUBLISH_TIMEOUT_S = 8.0          # a publish is sent again until answered, this 
                                 # (below the writer's REPLY_WAIT_S_MAX: a NATS node lost
                                 # under load may take seconds to get its stream a new leader)
 STREAM_READY_S_MAX = 30.0
+# The stream's window: batches older or beyond these are dropped by the stream. A node
+# whose store is behind the window (a backup older than it) cannot catch up from it.
+STREAM_MAX_AGE_S = 7 * 86400
+STREAM_MAX_BYTES = 8 << 30
 LEASE_TTL_S = 3.0          # the primary's lease lapses this long after its last renewal
 PRIMARY_KEY = "primary"
 
@@ -49,7 +53,7 @@ class JetStreamLog:
     """One node's link to the stream: publish as primary, or follow."""
 
     def __init__(self, servers: list, store, *, stream="CARDGATE", subject="cardgate.batches",
-                 replicas=3, max_age_s=7 * 86400, max_bytes=8 << 30):
+                 replicas=3, max_age_s=STREAM_MAX_AGE_S, max_bytes=STREAM_MAX_BYTES):
         import nats                              # nats-py: only where replication is on
         self._nats = nats
         self.store, self.stream, self.subject = store, stream, subject
@@ -68,8 +72,9 @@ class JetStreamLog:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout_s)
 
     async def _ensure_stream(self, replicas, max_age_s, max_bytes):
-        """The stream, made if it does not exist; a cluster just started elects its
-        JetStream leaders first (a few seconds): asked again until it answers."""
+        """The stream, made if it does not exist, its window set as asked; a cluster just
+        started elects its JetStream leaders first (a few seconds): asked again until it
+        answers."""
         from nats.js.api import StreamConfig
         config = StreamConfig(name=self.stream, subjects=[self.subject], num_replicas=replicas,
                               max_age=max_age_s, max_bytes=max_bytes)
@@ -78,9 +83,13 @@ class JetStreamLog:
         while True:
             try:
                 try:
-                    await self._js.stream_info(self.stream)
+                    found = (await self._js.stream_info(self.stream)).config
                 except self._nats.js.errors.NotFoundError:
                     await self._js.add_stream(config)
+                    return
+                if (found.max_age, found.max_bytes) != (max_age_s, max_bytes):
+                    found.max_age, found.max_bytes = max_age_s, max_bytes
+                    await self._js.update_stream(found)
                 return
             except (self._nats.errors.TimeoutError, errors.ServiceUnavailableError,
                     errors.ServerError, errors.NoStreamResponseError) as exc:
@@ -162,7 +171,10 @@ class JetStreamLog:
                 for message in messages:
                     seq = message.metadata.sequence.stream
                     if seq != last + 1:
-                        raise batch_log.LogError(f"the stream skipped from {last} to {seq}")
+                        raise batch_log.LogError(
+                            f"this store holds the stream up to sequence {last}, and the stream "
+                            f"now starts at {seq} (older batches are past its window): start "
+                            "this node from a newer backup of another node")
                     entry = batch_log.decode(message.data)
                     self._apply(entry, seq)
                     last = seq

@@ -246,16 +246,18 @@ def test_top_shows_the_scenario_live_in_a_terminal_and_ends_on_ctrl_c(gw):
         assert "req/s" in frame and "committing" in frame
         os.write(fd, b"\x03")                                 # Ctrl-C, through the terminal
         deadline = time.monotonic() + 10
+        after = b""
         while time.monotonic() < deadline:
             done, status = os.waitpid(pid, os.WNOHANG)
             if done:
                 break
             try:
                 if select.select([fd], [], [], 0.1)[0]:
-                    os.read(fd, 65536)
+                    after += os.read(fd, 65536)
             except OSError:
                 pass
-        assert done and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+        assert done and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, \
+            (status, after[-2000:].decode("utf-8", "replace"))
     finally:
         try:
             os.kill(pid, signal.SIGKILL)

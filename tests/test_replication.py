@@ -489,7 +489,9 @@ def test_a_backup_says_which_stream_sequence_it_holds(tmp_path, cluster):
 def group_of_two(tmp_path, cluster, clock):
     """Two in-process gateways of one group on the test clock: a the primary, b following."""
     from conftest import LiveGateway
+    from cardgate.gateway.security.pki import Pki
     Store(tmp_path / "a", sync=False).close()
+    Pki(tmp_path / "a").ensure()               # one PKI for the group, as copies share it
     bootstrap(tmp_path, "a", "b")
     options = dict(clock=lambda: clock[0], replicate=cluster.servers, lease_ttl_s=1.5,
                    writer_idle_tick_s=0.05)
@@ -612,3 +614,50 @@ def test_a_node_behind_the_streams_window_stops_saying_why(tmp_path, cluster):
         writer.stop()
         link.close()
         store.close()
+
+
+def test_a_client_listing_the_groups_nodes_reaches_whichever_is_primary(tmp_path, cluster):
+    """One channel to 'a,b': a write sent to the follower is answered UNAVAILABLE and sent
+    again to the next node; after a takeover the same channel reaches the new primary."""
+    from cardgate.fastcore import records
+    from cardgate.gateway.cli.channels import open_channel
+    from cardgate.v1 import authorization_pb2_grpc
+    from helpers import create_range, issue
+    clock = [NOW_S]
+    first, second = group_of_two(tmp_path, cluster, clock)
+    try:
+        create_range(first)
+        pan = make_pan(1)
+        issue(first, [pan])
+        channel = open_channel(f"{second.gateway.address},{first.gateway.address}",
+                               first.certs, "terminal-1")
+        auth = authorization_pb2_grpc.AuthorizationServiceStub(channel)
+
+        def load(request_id):
+            return auth.LoadValue(authorization_pb2.LoadValueRequest(
+                request_id=request_id, pan=pan, amount=money(1_00)), timeout=10).authorization
+
+        answers = [load(rid()) for _ in range(6)]              # b refuses, a answers
+        assert all(a.result_code == records.Result.APPROVED for a in answers)
+        first.gateway.node._stopping.set()                     # a stops renewing: b takes over
+        wait_for(lambda: second.gateway.node.role == "primary", 20)
+        again = load(rid())
+        assert again.result_code == records.Result.APPROVED
+        assert second.gateway.store.read_card(
+            second.gateway.store.pan_key.card_key(pan))[1].balance_minor == 7_00
+        channel.close()
+    finally:
+        second.close()
+        first.close()
+
+
+def test_a_list_of_gateways_becomes_one_channel_or_a_clear_error():
+    from cardgate.gateway.cli.channels import group_target
+    assert group_target("gw:50051") == ("gw:50051", [])
+    target, options = group_target("localhost:7001, 127.0.0.1:7002")
+    assert target == "ipv4:127.0.0.1:7001,127.0.0.1:7002"      # localhost's v4 address once
+    assert ("grpc.ssl_target_name_override", "localhost") in options
+    for bad, message in (("127.0.0.1:7001,127.0.0.1", "is not host:port"),
+                         ("127.0.0.1:7001,[::1]:7002", "must all be IPv4 or all IPv6")):
+        with pytest.raises(ValueError, match=message):
+            group_target(bad)

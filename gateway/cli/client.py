@@ -78,7 +78,7 @@ def channel_of(args):
     cert_dir = None if args.insecure else (args.cert_dir or clients_dir(args.data_dir))
     try:
         return open_channel(args.target, cert_dir, args.identity)
-    except FileNotFoundError as exc:
+    except (OSError, ValueError) as exc:     # a missing certificate, a name not resolved
         print(f"cardgate: {exc}", file=sys.stderr)
         return None
 

@@ -358,7 +358,9 @@ def cmd_keys(args) -> int:
 def add_connection_options(p, identity: str):
     """How a client command reaches the gateway (client.channel_of opens it)."""
     p.add_argument("--target", default=os.environ.get(TARGET_ENV, TARGET_DEFAULT),
-                   help=f"gateway address (default: ${TARGET_ENV} or {TARGET_DEFAULT})")
+                   help="gateway address, or the nodes of a replicated group comma-separated "
+                   "(calls go to whichever writes; one answered UNAVAILABLE is sent to the next) "
+                   f"(default: ${TARGET_ENV} or {TARGET_DEFAULT})")
     p.add_argument("--cert-dir", help="folder with the client certificate (default: "
                    "DATA_DIR/pki/clients, where the demo puts its own)")
     p.add_argument("--as", dest="identity", default=identity,

@@ -3,6 +3,7 @@ and read with prometheus-client's own parser; the counters say what the scenario
 Health follows the store: NOT_SERVING while it cannot commit, SERVING once it can."""
 import contextlib
 import os
+import pathlib
 import subprocess
 import sys
 import time
@@ -222,8 +223,14 @@ def test_top_shows_the_scenario_live_in_a_terminal_and_ends_on_ctrl_c(gw):
         purchase(gw, card, 1_00)
     for _ in range(3):
         purchase(gw, card, 900_00)                            # insufficient funds
+    inherited = [line for line in pathlib.Path("/proc/self/status").read_text().splitlines()
+                 if line.startswith(("SigBlk", "SigIgn"))]
     pid, fd = pty.fork()
     if pid == 0:                                              # the child: cardgate top in a terminal
+        # As a shell starts it: Ctrl-C's signal neither ignored nor blocked, whatever
+        # this test process (its gRPC and NATS threads) had.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
         os.environ.update(COLUMNS="100", LINES="30", TERM="xterm-256color")
         os.execv(sys.executable, [sys.executable, "-m", "cardgate.gateway.cli.main", "top", "--metrics",
                                   gw.gateway.metrics_server.address, "--interval", "0.3"])
@@ -257,7 +264,7 @@ def test_top_shows_the_scenario_live_in_a_terminal_and_ends_on_ctrl_c(gw):
             except OSError:
                 pass
         assert done and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, \
-            (status, after[-2000:].decode("utf-8", "replace"))
+            (status, inherited, after[-2000:].decode("utf-8", "replace"))
     finally:
         try:
             os.kill(pid, signal.SIGKILL)

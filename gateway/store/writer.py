@@ -133,6 +133,9 @@ class BatchingWriter:
         # Records past their retention window are forgotten in small batches, inside the
         # batches' own transactions (logged with them), every prune_interval_s at most
         # (None: the store keeps everything).
+        # The store's databases by identity -> name, as logged entries name their writes
+        # (the store opens them once: built here, not for every batch).
+        self._db_names = {id(db): name for name, db in store.databases_by_name().items()}
         self.retention_windows = retention_windows
         self.prune_interval_s = prune_interval_s
         self._next_prune_s = 0
@@ -364,9 +367,7 @@ class BatchingWriter:
         # or an after-hook is applied on its own, still inside the same transaction.
         # entry (replication on): every core call and every write of an after-hook (or
         # of pruning) is noted, in order, for followers to replay.
-        hooks_txn = txn if entry is None else \
-            batch_log.RecordingTxn(txn, entry, {id(db): name for name, db in
-                                                self.store.databases_by_name().items()})
+        hooks_txn = txn if entry is None else batch_log.RecordingTxn(txn, entry, self._db_names)
         if not batch:                       # what time ends (see _background_if_due)
             self._core(txn, b"", now_s, now_yyyymm, entry)
             self._prune(hooks_txn, now_s)

@@ -78,41 +78,39 @@ def traffic(ops, clock, batches_logged):
     assert batches_logged() == logged + 1
 
 
-def test_a_follower_replaying_the_log_ends_with_the_same_store(primary_and_copy):
+@pytest.fixture
+def logged_traffic(primary_and_copy):
+    """(operations, the traffic's entries decoded, the follower's store at the start)."""
     ops, entries, clock, tmp_path = primary_and_copy
     traffic(ops, clock, lambda: len(entries))
     follower = Store(tmp_path / "follower", sync=False)
-    try:
-        decoded = [batch_log.decode(data) for data in entries]
-        assert decoded[-1].steps == [(batch_log.CORE_RUN, b"")]      # the idle writer's
-        assert [e.batch_no for e in decoded] == list(range(1, len(decoded) + 1))
-        assert any(step[0] == batch_log.WRITE for e in decoded for step in e.steps)
-        for entry in decoded:
-            batch_log.apply_entry(follower, entry)
-        assert snapshot(follower) == snapshot(ops.store)
-        assert gateway_dbs(follower) == gateway_dbs(ops.store)    # encrypted PANs included
-    finally:
-        follower.close()
+    yield ops, [batch_log.decode(data) for data in entries], follower
+    follower.close()
 
 
-def test_a_replay_that_answers_otherwise_is_caught_and_writes_nothing(primary_and_copy):
-    ops, entries, clock, tmp_path = primary_and_copy
-    traffic(ops, clock, lambda: len(entries))
-    follower = Store(tmp_path / "follower", sync=False)
-    try:
-        decoded = [batch_log.decode(data) for data in entries]
-        sale = 5                          # range, issue, three loads, then the purchase
-        for entry in decoded[:sale]:
-            batch_log.apply_entry(follower, entry)
-        tampered = decoded[sale]          # as if the core had read a clock of its own:
-        tampered.now_s += 100 * 365 * 86400         # the card has expired by then
-        tampered.now_yyyymm = 212601
-        before = snapshot(follower)
-        with pytest.raises(batch_log.LogError, match="digest mismatch"):
-            batch_log.apply_entry(follower, tampered)
-        assert snapshot(follower) == before
-    finally:
-        follower.close()
+def test_a_follower_replaying_the_log_ends_with_the_same_store(logged_traffic):
+    ops, decoded, follower = logged_traffic
+    assert decoded[-1].steps == [(batch_log.CORE_RUN, b"")]      # the idle writer's
+    assert [e.batch_no for e in decoded] == list(range(1, len(decoded) + 1))
+    assert any(step[0] == batch_log.WRITE for e in decoded for step in e.steps)
+    for entry in decoded:
+        batch_log.apply_entry(follower, entry)
+    assert snapshot(follower) == snapshot(ops.store)
+    assert gateway_dbs(follower) == gateway_dbs(ops.store)    # encrypted PANs included
+
+
+def test_a_replay_that_answers_otherwise_is_caught_and_writes_nothing(logged_traffic):
+    _, decoded, follower = logged_traffic
+    sale = 5                          # range, issue, three loads, then the purchase
+    for entry in decoded[:sale]:
+        batch_log.apply_entry(follower, entry)
+    tampered = decoded[sale]          # as if the core had read a clock of its own:
+    tampered.now_s += 100 * 365 * 86400         # the card has expired by then
+    tampered.now_yyyymm = 212601
+    before = snapshot(follower)
+    with pytest.raises(batch_log.LogError, match="digest mismatch"):
+        batch_log.apply_entry(follower, tampered)
+    assert snapshot(follower) == before
 
 
 def test_entries_round_trip_and_refuse_damage():

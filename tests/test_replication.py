@@ -204,6 +204,15 @@ class Group:
             "--node-id", name, "--lease-ttl-s", "1.5", *LIMITS_LIFTED)
         return self.nodes[name]
 
+    def start_pair(self):
+        """Node a started first (the primary), then b (a follower): {name: stubs}, and
+        the cards issued on a."""
+        self.serve("a")
+        wait_for(lambda: "is the primary" in "".join(self.nodes["a"].output), 30)
+        self.serve("b")
+        stubs = {name: self.stubs(name) for name in ("a", "b")}
+        return stubs, self.cards(stubs["a"][1])
+
     def stubs(self, name):
         from cardgate.gateway.cli.channels import open_channel
         from cardgate.v1 import authorization_pb2_grpc, issuing_pb2_grpc, loyalty_pb2_grpc
@@ -353,12 +362,8 @@ def test_the_primary_killed_under_load_a_follower_serves_with_every_acknowledged
     restarted, follows and catches up; both stores are equal and pass the audit."""
     group = Group(tmp_path, cluster)
     try:
-        group.serve("a")
-        wait_for(lambda: "is the primary" in "".join(group.nodes["a"].output), 30)
-        group.serve("b")
-        auth_a, issuing_a, loyalty_a = group.stubs("a")
-        auth_b, _, loyalty_b = group.stubs("b")
-        pans = group.cards(issuing_a)
+        stubs, pans = group.start_pair()
+        (auth_a, _, loyalty_a), (auth_b, _, loyalty_b) = stubs["a"], stubs["b"]
         load = MixedLoad(auth_a, loyalty_a, pans[:4])
         time.sleep(2.0)
         killed_at = time.monotonic()
@@ -389,12 +394,8 @@ def test_a_primary_frozen_past_its_lease_acknowledges_nothing_the_group_lacks(tm
 
     group = Group(tmp_path, cluster)
     try:
-        group.serve("a")
-        wait_for(lambda: "is the primary" in "".join(group.nodes["a"].output), 30)
-        group.serve("b")
-        auth_a, issuing_a, loyalty_a = group.stubs("a")
-        auth_b, _, loyalty_b = group.stubs("b")
-        pans = group.cards(issuing_a)
+        stubs, pans = group.start_pair()
+        (auth_a, _, loyalty_a), (auth_b, _, loyalty_b) = stubs["a"], stubs["b"]
         load = MixedLoad(auth_a, loyalty_a, pans[:4])
         time.sleep(1.0)
         os.kill(group.nodes["a"].proc.pid, signal.SIGSTOP)
@@ -438,11 +439,7 @@ def test_the_streams_leader_killed_under_load_loses_nothing_and_service_goes_on(
     on; both stores equal, audits clean."""
     group = Group(tmp_path, cluster)
     try:
-        group.serve("a")
-        wait_for(lambda: "is the primary" in "".join(group.nodes["a"].output), 30)
-        group.serve("b")
-        stubs = {name: group.stubs(name) for name in ("a", "b")}
-        pans = group.cards(stubs["a"][1])
+        stubs, pans = group.start_pair()
         load = MixedLoad(stubs["a"][0], stubs["a"][2], pans[:4])
         time.sleep(1.5)
         cluster.kill(stream_leader(cluster))

@@ -62,18 +62,15 @@ extensions = cythonize(
     },
 )
 
+# The gateway's packages, one folder each (gateway/<name>).
+GATEWAY_PACKAGES = ("api", "cli", "fleet", "issuing", "iso8583", "loyalty", "ops", "security",
+                    "store")
+
 setup(
     packages=[
         "cardgate.fastcore",
         "cardgate.gateway",
-        "cardgate.gateway.api",
-        "cardgate.gateway.cli",
-        "cardgate.gateway.fleet",
-        "cardgate.gateway.issuing",
-        "cardgate.gateway.loyalty",
-        "cardgate.gateway.ops",
-        "cardgate.gateway.security",
-        "cardgate.gateway.store",
+        *(f"cardgate.gateway.{p}" for p in GATEWAY_PACKAGES),
         "cardgate.devices",
         "cardgate.bureau",
         "cardgate.v1",
@@ -81,8 +78,7 @@ setup(
     package_dir={
         "cardgate.fastcore": "fastcore",
         "cardgate.gateway": "gateway",
-        **{f"cardgate.gateway.{p}": f"gateway/{p}"
-           for p in ("api", "cli", "fleet", "issuing", "loyalty", "ops", "security", "store")},
+        **{f"cardgate.gateway.{p}": f"gateway/{p}" for p in GATEWAY_PACKAGES},
         "cardgate.devices": "devices",
         "cardgate.bureau": "bureau",
         "cardgate.v1": "proto/cardgate/v1",

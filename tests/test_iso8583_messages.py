@@ -118,6 +118,7 @@ def test_every_result_has_a_response_code_and_the_docs_list_them_all():
     rows = re.findall(r"^\| `(\w+)` \| (\S+) \| (\S+) \|$", DOCS.read_text(), re.M)
     listed = {name: (code_1987, code_1993) for name, code_1987, code_1993 in rows}
     assert {result.name for result in Result} == set(listed)
+    assert sum(len(results) for results in response_codes._CODES.values()) == len(Result)
     for name, code_1987, code_1993 in response_codes.table():
         assert listed[name] == (code_1987, code_1993), name
         assert re.fullmatch(r"[0-9]{2}", code_1987) and re.fullmatch(r"[0-9]{3}", code_1993)

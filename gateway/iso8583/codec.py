@@ -11,13 +11,17 @@ from cardgate.gateway.iso8583.spec import PROFILES
 _HEX = frozenset(string.hexdigits)
 
 
+ECHOABLE = ("7", "11", "41")      # what an answer to an unreadable message may still echo
+
+
 class FormatError(ValueError):
     """A message that cannot be read as the profile says: `field` is its number (or 't'
-    the type, 'p' the bitmap, None for the framing); `mti` the type, if it was read."""
+    the type, 'p' the bitmap, None for the framing); `mti` the type, if it was read;
+    `echo` the fields that identify it (ECHOABLE) that were read, for the answer."""
 
-    def __init__(self, why: str, field=None, mti=None):
+    def __init__(self, why: str, field=None, mti=None, echo=None):
         super().__init__(why)
-        self.field, self.mti = field, mti
+        self.field, self.mti, self.echo = field, mti, echo or {}
 
 
 def decode(data: bytes, profile: str = "1987") -> dict:
@@ -27,8 +31,8 @@ def decode(data: bytes, profile: str = "1987") -> dict:
         fields, _ = iso8583.decode(bytearray(data), spec)
     except iso8583.DecodeError as exc:
         # (exc.doc_dec holds what was read, the PAN maybe: never passed on)
-        raise FormatError(f"field {exc.field}: {exc.msg}", exc.field,
-                          _mti_of(exc.doc_dec)) from None
+        raise FormatError(f"field {exc.field}: {exc.msg}", exc.field, _mti_of(exc.doc_dec),
+                          _echoable(exc.doc_dec)) from None
     except KeyError as exc:
         raise FormatError(f"the bitmap announces field {exc.args[0]}, which profile {profile} "
                           "does not use", exc.args[0], _mti_of_bytes(data)) from None
@@ -38,10 +42,16 @@ def decode(data: bytes, profile: str = "1987") -> dict:
     for number, value in fields.items():
         kind = spec[number].get("kind")
         if kind == "n" and not value.isdigit():
-            raise FormatError(f"field {number} must be digits", number, mti)
+            raise FormatError(f"field {number} must be digits", number, mti, _echoable(fields))
         if kind == "b" and not _HEX.issuperset(value):
-            raise FormatError(f"field {number} must be hexadecimal", number, mti)
+            raise FormatError(f"field {number} must be hexadecimal", number, mti,
+                              _echoable(fields))
     return fields
+
+
+def _echoable(decoded: dict) -> dict:
+    return {n: decoded[n] for n in ECHOABLE
+            if decoded and n in decoded and decoded[n].isascii() and decoded[n].isalnum()}
 
 
 def encode(fields: dict, profile: str = "1987") -> bytes:

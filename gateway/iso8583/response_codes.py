@@ -7,6 +7,7 @@ from cardgate.fastcore.records import Result
 APPROVED = ("00", "000")
 INVALID_TRANSACTION = ("12", "902")
 FORMAT_ERROR = ("30", "904")
+DUPLICATE = ("94", "913")                # a request id reused for other content
 SYSTEM_MALFUNCTION = ("96", "909")       # the host could not answer: retry the same message
 
 # (1987 code, 1993 action code): the results answered with it.
@@ -51,15 +52,19 @@ _CODES = {
         Result.DECLINED_PROMPT_REQUIRED, Result.DECLINED_ODOMETER_BACKWARDS,
         Result.REJECTED_INVALID_REQUEST, Result.REJECTED_UNKNOWN_PRODUCT),
     ("03", "109"): (Result.DECLINED_UNKNOWN_OUTLET, Result.DECLINED_UNKNOWN_PARTNER),
-    ("94", "913"): (Result.REJECTED_REQUEST_ID_REUSED,),
+    DUPLICATE: (Result.REJECTED_REQUEST_ID_REUSED,),
 }
 _BY_RESULT = {result: pair for pair, results in _CODES.items() for result in results}
 
 
+def code(pair: tuple, profile: str = "1987") -> str:
+    """The profile's half of a (1987, 1993) pair."""
+    return pair[0] if profile == "1987" else pair[1]
+
+
 def response_code(result: int, profile: str = "1987") -> str:
     """Field 39 of the answer to a request the core answered `result`."""
-    pair = _BY_RESULT[Result(result)]
-    return pair[0] if profile == "1987" else pair[1]
+    return code(_BY_RESULT[Result(result)], profile)
 
 
 def table():

@@ -1,0 +1,123 @@
+"""ISO 8583 messages, built byte by byte from docs/iso8583.md, answered by the host
+(gateway/iso8583/host.py) through the same Operations as gRPC on a real store: a
+purchase approved and declined, a pump's 0100 then its 0220 completion for less, a
+reversal before its original, repeats answered alike, network management, bad input
+answered format error with nothing changed."""
+import asyncio
+import uuid
+
+import pytest
+
+from cardgate.gateway.api.operations import Operations
+from cardgate.gateway.iso8583 import codec, host
+from cardgate.gateway.store.store import Store
+from cardgate.gateway.store.writer import BatchingWriter
+from cardgate.v1 import authorization_pb2, common_pb2
+
+from helpers import make_pan, snapshot
+
+PAN = make_pan(1)
+# As docs/iso8583.md gives them: field -> length prefix digits (0: fixed).
+PREFIX = {"2": 2, "35": 2, "54": 3, "63": 3}
+
+
+def message(mti: str, fields: dict) -> bytes:
+    """A message in profile 1987's format, from its fields' text values."""
+    bits = {int(n) for n in fields}
+    size = 128 if max(bits) > 64 else 64
+    bits |= {1} if size == 128 else set()
+    head = mti + f"{sum(1 << (size - n) for n in bits):0{size // 4}X}"
+    body = "".join((f"{len(fields[n]):0{PREFIX[n]}d}" if PREFIX.get(n) else "") + fields[n]
+                   for n in sorted(fields, key=int))
+    return (head + body).encode("ascii")
+
+
+def sale(mti, stan, amount, pan=PAN, **more):
+    return message(mti, {"2": pan, "3": "000000", "4": f"{amount:012d}", "7": "1207163000",
+                         "11": stan, "41": "TERM0001", "42": "MERCHANT1      ", "49": "978",
+                         **more})
+
+
+def original(mti, stan):
+    return {"90": f"{mti}{stan}1207163000" + "0" * 22}
+
+
+@pytest.fixture
+def ops(tmp_path):
+    store = Store(tmp_path / "data", sync=False)
+    writer = BatchingWriter(store).start()
+    operations = Operations(store, writer)
+    operations.create_range(str(uuid.uuid4()), 1, "627700", 16, "EUR", "gift")
+    operations.issue_gift_cards(str(uuid.uuid4()), 1, [(PAN, 209912)])
+    operations.submit_one(operations.pack_operation("load", authorization_pb2.LoadValueRequest(
+        request_id=str(uuid.uuid4()), pan=PAN, amount=common_pb2.Money(
+            amount_minor=100_00, currency="EUR"))), "load")
+    yield operations
+    writer.stop()
+    store.close()
+
+
+def ask(ops, data: bytes) -> dict:
+    answer = asyncio.run(host.respond(ops, data, "m1", "o1"))
+    return codec.decode(answer)
+
+
+def balance(ops):
+    return ops.balance(PAN)[1].balance_minor
+
+
+def test_a_purchase_is_approved_then_one_past_the_balance_declined(ops):
+    approved = ask(ops, sale("0200", "000001", 30_00))
+    assert approved["t"] == "0210" and approved["39"] == "00" and approved["11"] == "000001"
+    assert len(approved["38"]) == 6 and approved["38"].isdigit()
+    # Field 54: ledger then available balance, EUR, credit, 70.00.
+    assert approved["54"] == "0001978C000000007000" + "0002978C000000007000"
+    declined = ask(ops, sale("0200", "000002", 500_00))
+    assert declined["39"] == "51" and "38" not in declined
+    assert balance(ops) == 70_00
+
+
+def test_a_pumps_preauthorization_then_its_completion_advice_for_less(ops):
+    held = ask(ops, sale("0100", "000010", 50_00))
+    assert held["t"] == "0110" and held["39"] == "00"
+    assert held["54"].endswith("0002978C000000005000")          # available: 100 - 50 held
+    done = ask(ops, sale("0220", "000011", 32_10, **original("0100", "000010")))
+    assert done["t"] == "0230" and done["39"] == "00"
+    assert balance(ops) == 100_00 - 32_10
+    again = ask(ops, sale("0221", "000011", 32_10, **original("0100", "000010")))
+    assert again == done                                        # a repeat: the same answer
+    assert balance(ops) == 100_00 - 32_10
+
+
+def test_a_reversal_before_its_original_leaves_the_original_declined(ops):
+    reversal = message("0420", {"7": "1207163500", "11": "000021", "41": "TERM0001",
+                                **original("0200", "000020")})
+    assert ask(ops, reversal)["39"] == "00"
+    late = ask(ops, sale("0200", "000020", 10_00))
+    assert late["39"] == "12"                                   # already reversed
+    assert balance(ops) == 100_00
+
+
+def test_the_same_message_sent_again_is_answered_as_the_first_time(ops):
+    first = ask(ops, sale("0200", "000030", 5_00))
+    assert ask(ops, sale("0200", "000030", 5_00)) == first
+    assert balance(ops) == 95_00
+
+
+def test_network_management_is_answered_by_the_host(ops):
+    echo = ask(ops, message("0800", {"7": "1207163000", "11": "000040", "70": "301"}))
+    assert (echo["t"], echo["39"], echo["70"], echo["11"]) == ("0810", "00", "301", "000040")
+
+
+@pytest.mark.parametrize("data", [
+    sale("0200", "000050", 5_00).replace(b"000000000500", b"00000000050X"),   # amount
+    sale("0300", "000050", 5_00),                                              # type
+    sale("0200", "000050", 5_00).replace(b"0200", b"0200", 1).replace(
+        b"000000" + b"000000000500", b"200000" + b"000000000500"),             # a refund code
+    sale("0200", "000050", 5_00, pan="6277001"),                               # a short PAN
+])
+def test_bad_input_is_answered_format_error_and_changes_nothing(ops, data):
+    before = snapshot(ops.store)
+    answer = ask(ops, data)
+    assert answer["39"] == "30" and answer.get("11") == "000050"
+    assert snapshot(ops.store) == before

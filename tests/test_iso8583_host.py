@@ -121,3 +121,38 @@ def test_bad_input_is_answered_format_error_and_changes_nothing(ops, data):
     answer = ask(ops, data)
     assert answer["39"] == "30" and answer.get("11") == "000050"
     assert snapshot(ops.store) == before
+
+
+def test_a_terminal_over_tls_sends_many_messages_at_once_and_matches_answers_by_stan(tmp_path):
+    """The listener of a live gateway: a terminal's certificate, one TLS connection, ten
+    purchases and an echo written at once; every answer comes back, matched by STAN."""
+    import socket
+    import ssl
+
+    from conftest import LiveGateway
+    from helpers import create_range, issue, load
+    gw = LiveGateway(tmp_path / "data", iso8583_listen="127.0.0.1:0")
+    try:
+        create_range(gw)
+        issue(gw, [PAN])
+        load(gw, PAN, 100_00)
+        context = ssl.create_default_context(cafile=str(gw.certs / "ca.crt"))
+        context.load_cert_chain(str(gw.certs / "terminal-1.crt"), str(gw.certs / "terminal-1.key"))
+        with socket.create_connection(("127.0.0.1", gw.gateway.iso8583.port)) as raw, \
+                context.wrap_socket(raw, server_hostname="localhost") as tls:
+            stans = [f"{n:06d}" for n in range(100, 110)]
+            frames = [sale("0200", stan, 1_00) for stan in stans] + \
+                [message("0800", {"7": "1207163000", "11": "000999", "70": "301"})]
+            tls.sendall(b"".join(len(f).to_bytes(2, "big") + f for f in frames))
+            answers = {}
+            stream = tls.makefile("rb")
+            for _ in frames:
+                size = int.from_bytes(stream.read(2), "big")
+                answer = codec.decode(stream.read(size))
+                answers[answer["11"]] = answer
+        assert {stan: answers[stan]["39"] for stan in stans} == dict.fromkeys(stans, "00")
+        assert answers["000999"]["t"] == "0810"
+        assert gw.gateway.store.read_card(gw.gateway.store.pan_key.card_key(PAN))[1] \
+            .balance_minor == 90_00
+    finally:
+        gw.close()

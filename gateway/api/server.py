@@ -25,6 +25,7 @@ from cardgate.gateway.api.forecourt import ForecourtService
 from cardgate.gateway.api.loyalty import LoyaltyService
 from cardgate.gateway.api.operations import Operations
 from cardgate.gateway.api.registration import SERVICES, register
+from cardgate.gateway.iso8583.listener import IsoListener
 from cardgate.gateway.issuing.jobs import PersonalizationJobs
 from cardgate.gateway.netaddr import host_of, is_loopback
 from cardgate.gateway.ops.metrics import Metrics, MetricsServer
@@ -86,11 +87,15 @@ class Gateway:
                  reuse_port=False, calls_per_certificate=limits.CALLS_PER_CERTIFICATE_MAX,
                  streams_per_certificate=limits.STREAMS_PER_CERTIFICATE_MAX,
                  replicate=None, node_id=None, lease_ttl_s=None, group=None,
-                 stream_window=None, retention_windows=retention.Windows()):
+                 stream_window=None, retention_windows=retention.Windows(),
+                 iso8583_listen=None, iso8583_profile="1987"):
         if not tls and not is_loopback(listen):
             raise InsecureRefused(
                 f"refusing to serve without TLS on {listen}: the development mode without "
                 "TLS is only for loopback addresses (127.0.0.1, ::1, localhost)")
+        if iso8583_listen and not tls and not is_loopback(iso8583_listen):
+            raise InsecureRefused(f"refusing ISO 8583 on {iso8583_listen} without TLS: the "
+                                  "development mode without TLS is only for loopback addresses")
         if metrics_listen and not tls and not is_loopback(metrics_listen):
             raise InsecureRefused(f"refusing to serve metrics on {metrics_listen} without TLS: "
                                   "off loopback they are HTTPS for operators' certificates")
@@ -127,6 +132,9 @@ class Gateway:
         self.group = group
         self.stream_window = stream_window      # (max age s, max bytes), or the default
         self.node = None
+        # ISO 8583 beside gRPC (iso8583/listener.py): "host:port", or None.
+        self.iso8583 = IsoListener(self.operations, self.access, self.pki, iso8583_listen,
+                                   iso8583_profile, tls) if iso8583_listen else None
         self.listen = listen
         self.threads = threads
         self.server = None
@@ -155,6 +163,8 @@ class Gateway:
         self._loop_thread.start()
         try:
             self._in_loop(self._start_server())
+            if self.iso8583 is not None:
+                self._in_loop(self.iso8583.start())
             if self.metrics_listen:
                 self.metrics_server = MetricsServer(self.metrics, self.metrics_listen,
                                                     self._metrics_tls())
@@ -225,6 +235,8 @@ class Gateway:
         self.health.enter_graceful_shutdown()
         if self.metrics_server is not None:
             self.metrics_server.stop()
+        if self.iso8583 is not None and self.iso8583.server is not None:
+            self._in_loop(self.iso8583.stop(), limits.GRACE_S_ON_STOP)
         if self.server is not None:
             self._in_loop(self.server.stop(limits.GRACE_S_ON_STOP))
         if self.node is not None:

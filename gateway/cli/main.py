@@ -57,7 +57,8 @@ def _gateway_options(args) -> dict:
                 replicate=args.replicate.split(",") if args.replicate else None,
                 node_id=args.node_id, lease_ttl_s=args.lease_ttl_s, group=args.group,
                 stream_window=(args.stream_max_age_days * 86400, args.stream_max_gib << 30),
-                retention_windows=retention_windows(args.retention))
+                retention_windows=retention_windows(args.retention),
+                iso8583_listen=args.iso8583_listen, iso8583_profile=args.iso8583_profile)
 
 
 def retention_windows(spec: str):
@@ -412,6 +413,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--hold-timeout-s", type=int, default=limits.HOLD_TIMEOUT_S_DEFAULT,
                        help="seconds before an open pre-authorization is released "
                        "(default: %(default)s)")
+    serve.add_argument("--iso8583-listen", metavar="HOST:PORT",
+                       help="also take ISO 8583 from terminals here (docs/iso8583.md): mutual "
+                       "TLS with terminal certificates of the gateway's CA, 2-byte length "
+                       "framing (default: off)")
+    serve.add_argument("--iso8583-profile", choices=("1987",), default="1987",
+                       help="the ISO 8583 profile of --iso8583-listen (default: %(default)s)")
     serve.add_argument("--retention", type=_retention_spec, default="",
                        metavar="KIND=DAYS,...|off",
                        help="how long the store keeps what it may forget: idempotency records "

@@ -9,7 +9,10 @@
   * wrapped keys as the KEK opens them (kek.unwrap);
   * free text as errors and logs show it: card numbers masked (mask_pans_in, checked: no
     Luhn-valid 13-19 digit run survives), request ids quoted only as UUIDs;
-  * a scoped operator's scope check (scope.refusal) over every request message.
+  * a scoped operator's scope check (scope.refusal) over every request message;
+  * ISO 8583 messages as terminals send them (codec.decode with profile 1987's spec, then
+    the translation to a request and the answer's encoding); an error never shows a
+    card number.
 
     pip install atheris
     python -m benchmarks.fuzz_parsers -runs=500000      # libFuzzer flags pass through
@@ -32,6 +35,7 @@ with atheris.instrument_imports():
     from cardgate.fastcore import records
     from cardgate.gateway import money, validation
     from cardgate.gateway.api.registration import SERVICES, Malformed, _tolerant_parser
+    from cardgate.gateway.iso8583 import codec, translate
     from cardgate.gateway.ops.logs import shown_request_id
     from cardgate.gateway.security import kek as kek_mod, pan as pan_mod, scope
     from cardgate.gateway.security.datakeys import KeyRing, record_key_id
@@ -54,7 +58,7 @@ UNPACKERS = [records.unpack_reply, records.unpack_replies, records.unpack_reques
              lambda data: records.unpack_admin_line(data[:24], data[24:])]
 EXPECTED = (ValueError, x509.InvalidVersion, PkiError, money.AmountError, pan_mod.PanError,
             validation.InvalidArgument, kek_mod.KekError)
-TARGETS = 8
+TARGETS = 9
 DIGIT_RUN = re.compile(r"[0-9]{13,}")
 inputs = 0
 failed = False
@@ -86,6 +90,17 @@ def check_masked(text: str):
     for run in DIGIT_RUN.findall(text):
         if len(run) > pan_mod.PAN_LENGTH_MAX or pan_mod.luhn_valid(run):
             raise AssertionError(f"a card number survived masking in {text!r}")
+
+
+def iso8583_message(data: bytes):
+    """Decode, translate and answer one message; a refusal names no card number."""
+    try:
+        fields = codec.decode(data)
+        translate.operation(fields, "m", "o")
+        codec.encode(translate.answer(fields, "00"))
+    except codec.FormatError as exc:
+        check_masked(str(exc))
+        codec.encode(translate.answer({"t": exc.mti or "0800", **exc.echo}, "30"))
 
 
 def one_input(data: bytes):
@@ -127,6 +142,8 @@ def one_input(data: bytes):
             text = rest.decode("utf-8", "replace")
             check_masked(pan_mod.mask_pans_in(text))
             check_masked(shown_request_id(text))
+        elif target == 8:
+            iso8583_message(rest)
         else:
             unwrapped = kek_mod.unwrap(KEK, kek_mod.wrap(KEK, rest, b"x"), b"x")
             if unwrapped != rest:
@@ -173,6 +190,8 @@ def write_seeds(folder):
     seed(6, f"request_id {pan} is not a UUID".encode())
     seed(7, os.urandom(32))
     pki.issue("operator", "scoped", folder + "-pki/clients", ranges=[1, 7])
+    seed(8, codec.encode({"t": "0200", "2": pan, "3": "000000", "4": "000000001250",
+                          "7": "1207163000", "11": "000001", "41": "TERM0001", "49": "978"}))
     seed(1, pathlib.Path(folder + "-pki/clients/scoped.crt").read_bytes())
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from cardgate.gateway.api.operations import Operations
 from cardgate.gateway.iso8583 import codec, host
+from cardgate.gateway.security.pki import Identity
 from cardgate.gateway.store.store import Store
 from cardgate.gateway.store.writer import BatchingWriter
 from cardgate.v1 import authorization_pb2, common_pb2
@@ -57,8 +58,11 @@ def ops(tmp_path):
     store.close()
 
 
-def ask(ops, data: bytes) -> dict:
-    answer = asyncio.run(host.respond(ops, data, "m1", "o1"))
+TERMINAL = Identity("terminal", "terminal-1", 1, merchant_id="m1", outlet_id="o1")
+
+
+def ask(ops, data: bytes, metrics=None) -> dict:
+    answer = asyncio.run(host.respond(ops, data, TERMINAL, metrics=metrics))
     return codec.decode(answer)
 
 
@@ -156,3 +160,23 @@ def test_a_terminal_over_tls_sends_many_messages_at_once_and_matches_answers_by_
             .balance_minor == 90_00
     finally:
         gw.close()
+
+
+def test_iso_traffic_is_counted_and_logged_as_grpc_traffic_is(ops, caplog):
+    import logging
+
+    from cardgate.gateway.ops.metrics import Metrics
+    metrics = Metrics()
+    with caplog.at_level(logging.INFO, logger="cardgate.requests"):
+        ask(ops, sale("0200", "000060", 5_00), metrics)
+        ask(ops, sale("0200", "000061", 500_00), metrics)
+        ask(ops, sale("0200", "000062", 5_00).replace(b"000000000500", b"00000000050X"), metrics)
+
+    def counted(result):
+        return metrics.requests.labels("ISO8583/0200", "ISO8583/0200", result)._value.get()
+    assert counted("RESULT_CODE_APPROVED") == counted("RESULT_CODE_DECLINED_INSUFFICIENT_FUNDS") \
+        == counted("FORMAT_ERROR") == 1
+    assert metrics.declines.labels("DECLINED_INSUFFICIENT_FUNDS")._value.get() == 1
+    lines = [r.getMessage() for r in caplog.records if r.name == "cardgate.requests"]
+    assert len(lines) == 3 and all(line.startswith("ISO8583/0200 by terminal-1") for line in lines)
+    assert "627700******" in lines[0] and PAN not in caplog.text

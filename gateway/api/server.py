@@ -134,7 +134,7 @@ class Gateway:
         self.node = None
         # ISO 8583 beside gRPC (iso8583/listener.py): "host:port", or None.
         self.iso8583 = IsoListener(self.operations, self.access, self.pki, iso8583_listen,
-                                   iso8583_profile, tls) if iso8583_listen else None
+                                   iso8583_profile, tls, self.metrics) if iso8583_listen else None
         self.listen = listen
         self.threads = threads
         self.server = None

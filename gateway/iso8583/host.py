@@ -1,46 +1,64 @@
 """One ISO 8583 message in, its answer out: decoded (codec), made the core request gRPC
 would make (translate), applied through the same Operations, answered with field 39 for
-the core's result. Nothing here reads a socket: the listener frames and sends."""
+the core's result, and counted in the metrics and the request log as a gRPC call is (its
+"rpc" is ISO8583/<type>). Nothing here reads a socket: the listener frames and sends."""
 import logging
+import time
 
+from cardgate.fastcore.records import Result
 from cardgate.gateway import validation
 from cardgate.gateway.api.operations import RequestIdReused
 from cardgate.gateway.iso8583 import codec, response_codes, translate
 from cardgate.gateway.iso8583.codec import FormatError
+from cardgate.gateway.ops.logs import log_request
 from cardgate.gateway.security.pan import mask_pans_in
 from cardgate.gateway.store.writer import WriterError
 
 log = logging.getLogger("cardgate.iso8583")
+TYPES_COUNTED = ("0100", "0200", "0220", "0221", "0400", "0420", "0421", "0800")
 
 
-async def respond(ops, data: bytes, merchant_id: str, outlet_id: str,
-                  profile: str = "1987") -> bytes:
-    """The answer's bytes to one message. One that cannot be read is answered format
-    error (30 / 904), echoing what identifies it as far as it was read (its type, else
-    an 0810)."""
+async def respond(ops, data: bytes, caller, profile: str = "1987", metrics=None) -> bytes:
+    """The answer's bytes to one message from `caller` (a terminal's pki.Identity; None
+    in the loopback development mode). One that cannot be read is answered format error
+    (30 / 904), echoing what identifies it as far as it was read (its type, else 0810)."""
+    started = time.perf_counter()
+    merchant_id, outlet_id = (caller.merchant_id, caller.outlet_id) if caller else ("", "")
+    message, outcome = None, "FORMAT_ERROR"
     try:
         fields = codec.decode(data, profile)
     except FormatError as exc:
         log.warning("ISO 8583 message refused (%s): %s", profile, mask_pans_in(str(exc)))
         fields = {"t": exc.mti or "0800", **exc.echo}
-        return codec.encode(translate.answer(
-            fields, response_codes.code(response_codes.FORMAT_ERROR, profile)), profile)
-    return codec.encode(await _answer(ops, fields, merchant_id, outlet_id, profile), profile)
+        answer = translate.answer(fields, response_codes.code(response_codes.FORMAT_ERROR,
+                                                              profile))
+    else:
+        answer, message, outcome = await _answer(ops, fields, merchant_id, outlet_id, profile)
+    rpc = "ISO8583/" + (fields["t"] if fields["t"] in TYPES_COUNTED else "other")
+    if metrics is not None:
+        metrics.answered(rpc, outcome, started)
+    log_request(caller, rpc, message, outcome, started)
+    return codec.encode(answer, profile)
 
 
-async def _answer(ops, fields, merchant_id, outlet_id, profile) -> dict:
+async def _answer(ops, fields, merchant_id, outlet_id, profile):
+    """(answer fields, the cardgate.v1 request or None, outcome as the metrics name it)."""
+    message = None
     try:
         kind, message = translate.operation(fields, merchant_id, outlet_id)
         if kind is None:                            # network management
-            return translate.answer(fields, response_codes.code(response_codes.APPROVED, profile))
+            return translate.answer(fields, response_codes.code(
+                response_codes.APPROVED, profile)), None, "answered"
         reply = await ops.submit_one_async(ops.pack_operation(kind, message), message.request_id)
     except (FormatError, validation.InvalidArgument) as exc:
         log.warning("ISO 8583 %s refused: %s", fields["t"], mask_pans_in(str(exc)))
-        return translate.answer(fields, response_codes.code(response_codes.FORMAT_ERROR, profile))
+        pair, outcome = response_codes.FORMAT_ERROR, "INVALID_ARGUMENT"
     except RequestIdReused:
-        return translate.answer(fields, response_codes.code(response_codes.DUPLICATE, profile))
+        pair, outcome = response_codes.DUPLICATE, "ALREADY_EXISTS"
     except WriterError as exc:
         log.error("ISO 8583 %s not answered by the core: %s", fields["t"], exc)
-        return translate.answer(fields, response_codes.code(response_codes.SYSTEM_MALFUNCTION, profile))
-    return translate.answer(fields, response_codes.response_code(reply.result, profile), reply)
-
+        pair, outcome = response_codes.SYSTEM_MALFUNCTION, "UNAVAILABLE"
+    else:
+        return (translate.answer(fields, response_codes.response_code(reply.result, profile),
+                                 reply), message, "RESULT_CODE_" + Result(reply.result).name)
+    return translate.answer(fields, response_codes.code(pair, profile)), message, outcome

@@ -25,8 +25,9 @@ log = logging.getLogger("cardgate.iso8583")
 
 class IsoListener:
     def __init__(self, operations, access, pki, listen: str, profile: str = "1987",
-                 tls: bool = True):
+                 tls: bool = True, metrics=None):
         self.operations, self.access, self.pki = operations, access, pki
+        self.metrics = metrics
         self.listen, self.profile, self.tls = listen, profile, tls
         self.server = None
         self.port = None
@@ -45,20 +46,20 @@ class IsoListener:
             await self.server.wait_closed()
 
     def _terminal(self, writer):
-        """(merchant id, outlet id, identity or None) of the connection's certificate."""
+        """The pki.Identity of the connection's certificate (None without TLS)."""
         if not self.tls:
-            return "", "", None
+            return None
         der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
         identity = identity_of(x509.load_der_x509_certificate(der))
         if identity.role != "terminal":
             raise PkiError(f"{identity.describe()} is not a terminal: only terminals send "
                            "ISO 8583")
-        return identity.merchant_id, identity.outlet_id, identity
+        return identity
 
     async def _connection(self, reader, writer):
         peer = writer.get_extra_info("peername")
         try:
-            merchant_id, outlet_id, identity = self._terminal(writer)
+            identity = self._terminal(writer)
         except (PkiError, ValueError) as exc:
             log.warning("ISO 8583 connection from %s refused: %s", peer, exc)
             writer.close()
@@ -82,8 +83,8 @@ class IsoListener:
                         log.warning("ISO 8583 connection from %s closed: %s", peer, exc)
                         break
                 await in_flight.acquire()
-                task = asyncio.create_task(self._answer(data, merchant_id, outlet_id, writer,
-                                                        sending, in_flight))
+                task = asyncio.create_task(self._answer(data, identity, writer, sending,
+                                                        in_flight))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
         except (ConnectionError, OSError) as exc:
@@ -93,10 +94,10 @@ class IsoListener:
                 await asyncio.gather(*tasks, return_exceptions=True)
             writer.close()
 
-    async def _answer(self, data, merchant_id, outlet_id, writer, sending, in_flight):
+    async def _answer(self, data, identity, writer, sending, in_flight):
         try:
-            answer = await host.respond(self.operations, data, merchant_id, outlet_id,
-                                        self.profile)
+            answer = await host.respond(self.operations, data, identity, self.profile,
+                                        self.metrics)
             async with sending:
                 writer.write(framing.frame(answer))
                 await writer.drain()

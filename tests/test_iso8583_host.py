@@ -19,7 +19,7 @@ from helpers import make_pan, snapshot
 
 PAN = make_pan(1)
 # As docs/iso8583.md gives them: field -> length prefix digits (0: fixed).
-PREFIX = {"2": 2, "35": 2, "54": 3, "63": 3}
+PREFIX = {"2": 2, "35": 2, "54": 3, "56": 2, "63": 3}
 
 
 def message(mti: str, fields: dict) -> bytes:
@@ -180,3 +180,34 @@ def test_iso_traffic_is_counted_and_logged_as_grpc_traffic_is(ops, caplog):
     lines = [r.getMessage() for r in caplog.records if r.name == "cardgate.requests"]
     assert len(lines) == 3 and all(line.startswith("ISO8583/0200 by terminal-1") for line in lines)
     assert "627700******" in lines[0] and PAN not in caplog.text
+
+
+def sale_1993(mti, stan, amount, **more):
+    return message(mti, {"2": PAN, "3": "000000", "4": f"{amount:012d}", "7": "1207163000",
+                         "11": stan, "12": "261207173000", "24": "200", "41": "TERM0001",
+                         "49": "978", **more})
+
+
+def ask_1993(ops, data: bytes) -> dict:
+    return codec.decode(asyncio.run(host.respond(ops, data, TERMINAL, "1993")), "1993")
+
+
+def test_profile_1993_speaks_the_same_stories_with_action_codes(ops):
+    bought = ask_1993(ops, sale_1993("1200", "000070", 10_00))
+    assert (bought["t"], bought["39"]) == ("1210", "000")
+    assert ask_1993(ops, sale_1993("1200", "000071", 500_00))["39"] == "116"
+    held = ask_1993(ops, sale_1993("1100", "000072", 40_00))
+    assert (held["t"], held["39"]) == ("1110", "000")
+    done = ask_1993(ops, sale_1993("1220", "000073", 25_00,
+                                   **{"56": "1100" + "000072" + "261207173000" + "06123456"}))
+    assert (done["t"], done["39"]) == ("1230", "000")
+    assert balance(ops) == 100_00 - 10_00 - 25_00
+    reversed_ = ask_1993(ops, message("1420", {
+        "7": "1207163500", "11": "000074", "12": "261207173500", "41": "TERM0001",
+        "56": "1200" + "000070" + "261207173000" + "06123456"}))
+    assert (reversed_["t"], reversed_["39"]) == ("1430", "000")
+    assert balance(ops) == 100_00 - 25_00
+    echo = ask_1993(ops, message("1804", {"7": "1207163000", "11": "000075", "24": "831"}))
+    assert (echo["t"], echo["39"], echo["24"]) == ("1814", "000", "831")
+    # A 1987 message on a 1993 listener is not taken.
+    assert ask_1993(ops, sale("0200", "000076", 1_00))["39"] == "904"

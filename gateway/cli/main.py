@@ -417,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also take ISO 8583 from terminals here (docs/iso8583.md): mutual "
                        "TLS with terminal certificates of the gateway's CA, 2-byte length "
                        "framing (default: off)")
-    serve.add_argument("--iso8583-profile", choices=("1987",), default="1987",
+    serve.add_argument("--iso8583-profile", choices=("1987", "1993"), default="1987",
                        help="the ISO 8583 profile of --iso8583-listen (default: %(default)s)")
     serve.add_argument("--retention", type=_retention_spec, default="",
                        metavar="KIND=DAYS,...|off",

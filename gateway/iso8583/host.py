@@ -15,13 +15,15 @@ from cardgate.gateway.security.pan import mask_pans_in
 from cardgate.gateway.store.writer import WriterError
 
 log = logging.getLogger("cardgate.iso8583")
-TYPES_COUNTED = ("0100", "0200", "0220", "0221", "0400", "0420", "0421", "0800")
+TYPES_COUNTED = ("0100", "0200", "0220", "0221", "0400", "0420", "0421", "0800",
+                 "1100", "1200", "1220", "1221", "1420", "1421", "1804")
 
 
 async def respond(ops, data: bytes, caller, profile: str = "1987", metrics=None) -> bytes:
     """The answer's bytes to one message from `caller` (a terminal's pki.Identity; None
     in the loopback development mode). One that cannot be read is answered format error
-    (30 / 904), echoing what identifies it as far as it was read (its type, else 0810)."""
+    (30 / 904), echoing what identifies it as far as it was read (its type, else a
+    network management answer)."""
     started = time.perf_counter()
     merchant_id, outlet_id = (caller.merchant_id, caller.outlet_id) if caller else ("", "")
     message, outcome = None, "FORMAT_ERROR"
@@ -29,7 +31,8 @@ async def respond(ops, data: bytes, caller, profile: str = "1987", metrics=None)
         fields = codec.decode(data, profile)
     except FormatError as exc:
         log.warning("ISO 8583 message refused (%s): %s", profile, mask_pans_in(str(exc)))
-        fields = {"t": exc.mti or "0800", **exc.echo}
+        network = translate.PROFILES[profile]
+        fields = {"t": exc.mti or network.version + network.network_type, **exc.echo}
         answer = translate.answer(fields, response_codes.code(response_codes.FORMAT_ERROR,
                                                               profile))
     else:
@@ -45,7 +48,7 @@ async def _answer(ops, fields, merchant_id, outlet_id, profile):
     """(answer fields, the cardgate.v1 request or None, outcome as the metrics name it)."""
     message = None
     try:
-        kind, message = translate.operation(fields, merchant_id, outlet_id)
+        kind, message = translate.operation(fields, merchant_id, outlet_id, profile)
         if kind is None:                            # network management
             return translate.answer(fields, response_codes.code(
                 response_codes.APPROVED, profile)), None, "answered"

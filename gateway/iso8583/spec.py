@@ -7,6 +7,10 @@ announces any other field is refused as a format error, not silently skipped.
 Profile "1987": ISO 8583:1987, ASCII throughout, the primary and secondary bitmaps as 16
 hexadecimal characters each, numeric fields as ASCII digits, variable fields with ASCII
 length prefixes (LL or LLL). Field 52 (PIN block) is 16 hexadecimal characters.
+
+Profile "1993": ISO 8583:1993 in the style of IFSF host-to-host, in the same ASCII
+encoding: 1xxx message types, field 12 the local date and time (YYMMDDhhmmss), field 24
+the function code, field 39 a 3-digit action code, field 56 the original data elements.
 """
 from iso8583.specs import default_ascii
 
@@ -44,6 +48,17 @@ FIELDS_1987 = {
 }
 
 
+# The 1993 profile: the same fields where they mean the same, these where they differ.
+FIELDS_1993 = {
+    **{n: f for n, f in FIELDS_1987.items() if n not in ("12", "13", "39", "70", "90")},
+    "12": ("n", 12, 0, "Date and time, local transaction YYMMDDhhmmss"),
+    "24": ("n", 3, 0, "Function code"),
+    "39": ("n", 3, 0, "Action code"),
+    "56": ("n", 35, 2, "Original data elements: type, STAN, local date and time, acquirer"),
+}
+FIELDS_1993 = dict(sorted(FIELDS_1993.items(), key=lambda item: int(item[0])))
+
+
 def _spec(fields: dict) -> dict:
     spec = {key: dict(default_ascii[key]) for key in ("h", "t", "p", "1")}
     for number, (kind, length, variable, desc) in fields.items():
@@ -51,4 +66,4 @@ def _spec(fields: dict) -> dict:
     return spec
 
 
-PROFILES = {"1987": _spec(FIELDS_1987)}
+PROFILES = {"1987": _spec(FIELDS_1987), "1993": _spec(FIELDS_1993)}

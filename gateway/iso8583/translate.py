@@ -1,14 +1,17 @@
 """ISO 8583 messages as the cardgate.v1 requests gRPC takes, and core replies as ISO 8583
 answers: each message reaches the core through the same Operations.pack_operation (and
-its checks) as the gRPC call that does the same thing.
+its checks) as the gRPC call that does the same thing. By type (docs/iso8583.md), 1987 /
+1993 profile:
 
-Profile 1987 (docs/iso8583.md):
-  0100 authorization           -> PreAuthorize (a pump's pre-authorization)
-  0200 financial, code 00xxxx  -> Purchase
-  0220 / 0221 advice with 90   -> CompletePreAuthorization of the 0100 that 90 names
-  0400 / 0420 / 0421 reversal  -> Reverse of the message that 90 names
-  0800 network management      -> answered here (sign-on 001, sign-off 002, echo 301)
+  0100 / 1100 authorization         -> PreAuthorize (a pump's pre-authorization)
+  0200 / 1200 financial, code 00    -> Purchase
+  0220, 0221 / 1220, 1221 advice    -> CompletePreAuthorization of the authorization that
+                                       the original data elements (90 / 56) name
+  0400, 0420, 0421 / 1420, 1421     -> Reverse of the message the original data elements name
+  0800 / 1804 network management    -> answered here: sign-on, sign-off, echo
 """
+import dataclasses
+
 from cardgate.gateway.iso8583 import identity
 from cardgate.gateway.iso8583.codec import FormatError
 from cardgate.v1 import authorization_pb2, common_pb2
@@ -26,8 +29,21 @@ CURRENCIES = {
     "901": "TWD", "980": "UAH", "840": "USD", "860": "UZS", "704": "VND", "710": "ZAR",
 }
 NUMBERS = {code: number for number, code in CURRENCIES.items()}
-NETWORK_CODES = {"001": "sign-on", "002": "sign-off", "301": "echo"}
-ECHOED = ("2", "3", "4", "7", "11", "12", "13", "37", "41", "42", "49")
+ECHOED = ("2", "3", "4", "7", "11", "12", "13", "24", "37", "41", "42", "49")
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    version: str            # the message types' first digit
+    when: str               # the field that, with the STAN, tells a terminal's messages apart
+    original: str           # the original data elements' field
+    network: str            # the network management code's field
+    network_codes: tuple    # the codes answered: sign-on, sign-off, echo
+    network_type: str       # the network management request's type, less its version
+
+
+PROFILES = {"1987": Profile("0", "7", "90", "70", ("001", "002", "301"), "800"),
+            "1993": Profile("1", "12", "56", "24", ("801", "802", "831"), "804")}
 
 
 def _required(fields: dict, *numbers: str):
@@ -37,17 +53,23 @@ def _required(fields: dict, *numbers: str):
                               fields["t"])
 
 
-def request_id_of(fields: dict, merchant_id: str) -> str:
-    _required(fields, "7", "11", "41")
-    return identity.request_id(merchant_id, fields["41"], fields["11"], fields["7"], fields["t"])
+def request_id_of(fields: dict, merchant_id: str, profile: Profile) -> str:
+    _required(fields, profile.when, "11", "41")
+    return identity.request_id(merchant_id, fields["41"], fields["11"], fields[profile.when],
+                               fields["t"])
 
 
-def original_id_of(fields: dict, merchant_id: str) -> str:
-    """The request id of the message field 90 names: original type (4), STAN (6) and
-    transmission date and time (10), then the acquirer's and forwarder's ids (ignored)."""
-    _required(fields, "90")
-    original = fields["90"]
-    return identity.request_id(merchant_id, fields["41"], original[4:10], original[10:20],
+def original_id_of(fields: dict, merchant_id: str, profile: Profile) -> str:
+    """The request id of the message the original data elements name: its type (4), STAN
+    (6) and the time its request id was derived from (the profile's `when` field), then
+    the acquirer's and forwarder's ids (ignored)."""
+    _required(fields, profile.original)
+    original = fields[profile.original]
+    end = 10 + (10 if profile.when == "7" else 12)
+    if len(original) < end:
+        raise FormatError(f"field {profile.original}: the original's type, STAN and time "
+                          f"take {end} digits", profile.original, fields["t"])
+    return identity.request_id(merchant_id, fields["41"], original[4:10], original[10:end],
                                original[:4])
 
 
@@ -60,48 +82,54 @@ def _money(fields: dict) -> common_pb2.Money:
     return common_pb2.Money(amount_minor=int(fields["4"]), currency=currency)
 
 
-def operation(fields: dict, merchant_id: str, outlet_id: str):
+def operation(fields: dict, merchant_id: str, outlet_id: str, profile_name: str = "1987"):
     """(kind as ForecourtOperation names it, cardgate.v1 request) of one message, or
     (None, None) for network management; FormatError for a message that cannot be one."""
+    profile = PROFILES[profile_name]
     mti = fields["t"]
+    if mti[0] != profile.version:
+        raise FormatError(f"message type {mti} is not of profile {profile_name}", "t", mti)
+    kind = mti[1:]
     acceptor = common_pb2.Acceptor(merchant_id=merchant_id, outlet_id=outlet_id)
-    if mti == "0800":
-        _required(fields, "70")
-        if fields["70"] not in NETWORK_CODES:
-            raise FormatError(f"field 70: {fields['70']} is not a network management code "
-                              f"this host answers ({', '.join(NETWORK_CODES)})", "70", mti)
+    if kind == profile.network_type:
+        _required(fields, profile.network)
+        if fields[profile.network] not in profile.network_codes:
+            raise FormatError(f"field {profile.network}: {fields[profile.network]} is not a "
+                              "network management code this host answers "
+                              f"({', '.join(profile.network_codes)})", profile.network, mti)
         return None, None
-    request_id = request_id_of(fields, merchant_id)
-    if mti == "0200":
+    if kind not in ("100", "200", "220", "221", "400", "420", "421") or \
+            (kind == "400" and profile.version == "1"):
+        raise FormatError(f"message type {mti} is not one this host takes", "t", mti)
+    request_id = request_id_of(fields, merchant_id, profile)
+    if kind == "200":
         _required(fields, "2", "3")
         if not fields["3"].startswith("00"):
             raise FormatError(f"field 3: processing code {fields['3']} is not a purchase (00)",
                               "3", mti)
         return "purchase", authorization_pb2.PurchaseRequest(
             request_id=request_id, pan=fields["2"], amount=_money(fields), acceptor=acceptor)
-    if mti == "0100":
+    if kind == "100":
         _required(fields, "2")
         return "preauthorize", authorization_pb2.PreAuthorizeRequest(
             request_id=request_id, pan=fields["2"], amount=_money(fields), acceptor=acceptor)
-    if mti in ("0220", "0221"):
-        _required(fields, "2", "90")
-        if not fields["90"].startswith("0100"):
-            raise FormatError("field 90: an advice completes a 0100 pre-authorization",
-                              "90", mti)
+    original = original_id_of(fields, merchant_id, profile)
+    if kind in ("220", "221"):
+        _required(fields, "2")
+        if fields[profile.original][:4] != profile.version + "100":
+            raise FormatError(f"field {profile.original}: an advice completes a "
+                              f"{profile.version}100 authorization", profile.original, mti)
         return "complete", authorization_pb2.CompletePreAuthorizationRequest(
-            request_id=request_id, pan=fields["2"], hold_id=original_id_of(fields, merchant_id),
-            amount=_money(fields), acceptor=acceptor)
-    if mti in ("0400", "0420", "0421"):
-        return "reverse", authorization_pb2.ReverseRequest(
-            request_id=request_id, original_request_id=original_id_of(fields, merchant_id),
+            request_id=request_id, pan=fields["2"], hold_id=original, amount=_money(fields),
             acceptor=acceptor)
-    raise FormatError(f"message type {mti} is not one this host takes", "t", mti)
+    return "reverse", authorization_pb2.ReverseRequest(
+        request_id=request_id, original_request_id=original, acceptor=acceptor)
 
 
 def answer_type(mti: str) -> str:
-    """The answer's type: the function made odd (0200 -> 0210), repeats answered as their
-    originals (0221 -> 0230)."""
-    return mti[:2] + str(int(mti[2]) | 1) + "0"
+    """The answer's type: the function made odd (0200 -> 0210, 1804 -> 1814), repeats
+    answered as their originals (0221 -> 0230)."""
+    return mti[:2] + str(int(mti[2]) | 1) + ("0" if mti[3] == "1" else mti[3])
 
 
 def answer(fields: dict, code: str, reply=None, profile: str = "1987") -> dict:
@@ -109,7 +137,7 @@ def answer(fields: dict, code: str, reply=None, profile: str = "1987") -> dict:
     the approval code and the card's balance when the core answered (reply)."""
     out = {"t": answer_type(fields["t"]), "39": code}
     out.update({n: fields[n] for n in ECHOED if n in fields})
-    if "70" in fields:
+    if "70" in fields:                      # (1993's network management field, 24, is echoed)
         out["70"] = fields["70"]
     if reply is not None:
         if reply.approval_code:

@@ -116,8 +116,10 @@ def test_network_management_is_answered_by_the_host(ops):
 @pytest.mark.parametrize("data", [
     sale("0200", "000050", 5_00).replace(b"000000000500", b"00000000050X"),   # amount
     sale("0300", "000050", 5_00),                                              # type
-    sale("0200", "000050", 5_00).replace(b"0200", b"0200", 1).replace(
-        b"000000" + b"000000000500", b"200000" + b"000000000500"),             # a refund code
+    sale("0200", "000050", 5_00).replace(
+        b"000000" + b"000000000500", b"200000" + b"000000000500"),             # a return, no 90
+    sale("0200", "000050", 5_00).replace(
+        b"000000" + b"000000000500", b"310000" + b"000000000500"),             # a balance code
     sale("0200", "000050", 5_00, pan="6277001"),                               # a short PAN
 ])
 def test_bad_input_is_answered_format_error_and_changes_nothing(ops, data):
@@ -211,3 +213,16 @@ def test_profile_1993_speaks_the_same_stories_with_action_codes(ops):
     assert (echo["t"], echo["39"], echo["24"]) == ("1814", "000", "831")
     # A 1987 message on a 1993 listener is not taken.
     assert ask_1993(ops, sale("0200", "000076", 1_00))["39"] == "904"
+
+
+def test_a_return_refunds_the_purchase_field_90_names_and_no_more(ops):
+    assert ask(ops, sale("0200", "000080", 30_00))["39"] == "00"
+    back = sale("0200", "000081", 10_00, **original("0200", "000080")).replace(
+        b"000000" + b"000000001000", b"200000" + b"000000001000")
+    refunded = ask(ops, back)
+    assert (refunded["t"], refunded["39"]) == ("0210", "00")
+    assert balance(ops) == 100_00 - 30_00 + 10_00
+    too_much = sale("0200", "000082", 25_00, **original("0200", "000080")).replace(
+        b"000000" + b"000000002500", b"200000" + b"000000002500")
+    assert ask(ops, too_much)["39"] == "13"                     # past what is left to refund
+    assert balance(ops) == 80_00

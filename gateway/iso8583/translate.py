@@ -5,6 +5,7 @@ its checks) as the gRPC call that does the same thing. By type (docs/iso8583.md)
 
   0100 / 1100 authorization         -> PreAuthorize (a pump's pre-authorization)
   0200 / 1200 financial, code 00    -> Purchase
+  0200 / 1200 financial, code 20    -> Refund of the purchase the original data elements name
   0220, 0221 / 1220, 1221 advice    -> CompletePreAuthorization of the authorization that
                                        the original data elements (90 / 56) name
   0400, 0420, 0421 / 1420, 1421     -> Reverse of the message the original data elements name
@@ -104,9 +105,14 @@ def operation(fields: dict, merchant_id: str, outlet_id: str, profile_name: str 
     request_id = request_id_of(fields, merchant_id, profile)
     if kind == "200":
         _required(fields, "2", "3")
+        if fields["3"].startswith("20"):            # a return: refund of the original named
+            return "refund", authorization_pb2.RefundRequest(
+                request_id=request_id, pan=fields["2"], amount=_money(fields),
+                original_request_id=original_id_of(fields, merchant_id, profile),
+                acceptor=acceptor)
         if not fields["3"].startswith("00"):
-            raise FormatError(f"field 3: processing code {fields['3']} is not a purchase (00)",
-                              "3", mti)
+            raise FormatError(f"field 3: processing code {fields['3']} is neither a purchase "
+                              "(00) nor a return (20)", "3", mti)
         return "purchase", authorization_pb2.PurchaseRequest(
             request_id=request_id, pan=fields["2"], amount=_money(fields), acceptor=acceptor)
     if kind == "100":

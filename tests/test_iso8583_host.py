@@ -35,7 +35,7 @@ def message(mti: str, fields: dict) -> bytes:
 
 def sale(mti, stan, amount, pan=PAN, **more):
     return message(mti, {"2": pan, "3": "000000", "4": f"{amount:012d}", "7": "1207163000",
-                         "11": stan, "41": "TERM0001", "42": "MERCHANT1      ", "49": "978",
+                         "11": stan, "41": "TERM0001", "42": "m1".ljust(15), "49": "978",
                          **more})
 
 
@@ -129,33 +129,43 @@ def test_bad_input_is_answered_format_error_and_changes_nothing(ops, data):
     assert snapshot(ops.store) == before
 
 
+def over_tls(gw, frames) -> dict:
+    """Send the framed messages at once on one TLS connection with the terminal's
+    certificate; return the answers by STAN."""
+    import socket
+    import ssl
+    context = ssl.create_default_context(cafile=str(gw.certs / "ca.crt"))
+    context.load_cert_chain(str(gw.certs / "terminal-1.crt"), str(gw.certs / "terminal-1.key"))
+    with socket.create_connection(("127.0.0.1", gw.gateway.iso8583.port)) as raw, \
+            context.wrap_socket(raw, server_hostname="localhost") as tls:
+        tls.sendall(b"".join(len(f).to_bytes(2, "big") + f for f in frames))
+        answers = {}
+        stream = tls.makefile("rb")
+        for _ in frames:
+            size = int.from_bytes(stream.read(2), "big")
+            answer = codec.decode(stream.read(size))
+            answers[answer["11"]] = answer
+        return answers
+
+
+def live_gateway_with_a_card(tmp_path, **options):
+    from conftest import LiveGateway
+    from helpers import create_range, issue, load
+    gw = LiveGateway(tmp_path / "data", iso8583_listen="127.0.0.1:0", **options)
+    create_range(gw)
+    issue(gw, [PAN])
+    load(gw, PAN, 100_00)
+    return gw
+
+
 def test_a_terminal_over_tls_sends_many_messages_at_once_and_matches_answers_by_stan(tmp_path):
     """The listener of a live gateway: a terminal's certificate, one TLS connection, ten
     purchases and an echo written at once; every answer comes back, matched by STAN."""
-    import socket
-    import ssl
-
-    from conftest import LiveGateway
-    from helpers import create_range, issue, load
-    gw = LiveGateway(tmp_path / "data", iso8583_listen="127.0.0.1:0")
+    gw = live_gateway_with_a_card(tmp_path)
     try:
-        create_range(gw)
-        issue(gw, [PAN])
-        load(gw, PAN, 100_00)
-        context = ssl.create_default_context(cafile=str(gw.certs / "ca.crt"))
-        context.load_cert_chain(str(gw.certs / "terminal-1.crt"), str(gw.certs / "terminal-1.key"))
-        with socket.create_connection(("127.0.0.1", gw.gateway.iso8583.port)) as raw, \
-                context.wrap_socket(raw, server_hostname="localhost") as tls:
-            stans = [f"{n:06d}" for n in range(100, 110)]
-            frames = [sale("0200", stan, 1_00) for stan in stans] + \
-                [message("0800", {"7": "1207163000", "11": "000999", "70": "301"})]
-            tls.sendall(b"".join(len(f).to_bytes(2, "big") + f for f in frames))
-            answers = {}
-            stream = tls.makefile("rb")
-            for _ in frames:
-                size = int.from_bytes(stream.read(2), "big")
-                answer = codec.decode(stream.read(size))
-                answers[answer["11"]] = answer
+        stans = [f"{n:06d}" for n in range(100, 110)]
+        answers = over_tls(gw, [sale("0200", stan, 1_00) for stan in stans] +
+                           [message("0800", {"7": "1207163000", "11": "000999", "70": "301"})])
         assert {stan: answers[stan]["39"] for stan in stans} == dict.fromkeys(stans, "00")
         assert answers["000999"]["t"] == "0810"
         assert gw.gateway.store.read_card(gw.gateway.store.pan_key.card_key(PAN))[1] \
@@ -163,6 +173,19 @@ def test_a_terminal_over_tls_sends_many_messages_at_once_and_matches_answers_by_
     finally:
         gw.close()
 
+
+def test_a_terminal_past_its_rate_is_answered_send_again_later(tmp_path):
+    gw = live_gateway_with_a_card(tmp_path, terminal_rate_per_s=0.001, terminal_burst=3)
+    try:
+        stans = [f"{n:06d}" for n in range(200, 206)]
+        answers = over_tls(gw, [sale("0200", stan, 1_00) for stan in stans])
+        codes = sorted(answers[stan]["39"] for stan in stans)
+        # A burst of 3, of which the set-up's load took one: 2 approved, 4 told to retry.
+        assert codes == ["00"] * 2 + ["96"] * 4, codes
+        assert gw.gateway.store.read_card(gw.gateway.store.pan_key.card_key(PAN))[1] \
+            .balance_minor == 98_00
+    finally:
+        gw.close()
 
 def test_iso_traffic_is_counted_and_logged_as_grpc_traffic_is(ops, caplog):
     import logging
@@ -226,3 +249,10 @@ def test_a_return_refunds_the_purchase_field_90_names_and_no_more(ops):
         b"000000" + b"000000002500", b"200000" + b"000000002500")
     assert ask(ops, too_much)["39"] == "13"                     # past what is left to refund
     assert balance(ops) == 80_00
+
+
+def test_a_message_naming_another_merchant_is_not_permitted_and_changes_nothing(ops):
+    before = snapshot(ops.store)
+    other = sale("0200", "000090", 5_00).replace(b"m1".ljust(15), b"m2".ljust(15))
+    assert ask(ops, other)["39"] == "58"
+    assert snapshot(ops.store) == before

@@ -19,11 +19,13 @@ TYPES_COUNTED = ("0100", "0200", "0220", "0221", "0400", "0420", "0421", "0800",
                  "1100", "1200", "1220", "1221", "1420", "1421", "1804")
 
 
-async def respond(ops, data: bytes, caller, profile: str = "1987", metrics=None) -> bytes:
+async def respond(ops, data: bytes, caller, profile: str = "1987", metrics=None,
+                  refused=None) -> bytes:
     """The answer's bytes to one message from `caller` (a terminal's pki.Identity; None
     in the loopback development mode). One that cannot be read is answered format error
     (30 / 904), echoing what identifies it as far as it was read (its type, else a
-    network management answer)."""
+    network management answer). refused: (code pair, outcome) to answer with instead of
+    applying it (the terminal over its rate: 96 / 909, send it again later)."""
     started = time.perf_counter()
     merchant_id, outlet_id = (caller.merchant_id, caller.outlet_id) if caller else ("", "")
     message, outcome = None, "FORMAT_ERROR"
@@ -36,7 +38,18 @@ async def respond(ops, data: bytes, caller, profile: str = "1987", metrics=None)
         answer = translate.answer(fields, response_codes.code(response_codes.FORMAT_ERROR,
                                                               profile))
     else:
-        answer, message, outcome = await _answer(ops, fields, merchant_id, outlet_id, profile)
+        merchant_named = fields.get("42", "").strip()
+        if refused is None and caller is not None and merchant_named and \
+                merchant_named != caller.merchant_id:
+            log.warning("ISO 8583 %s refused: field 42 names another merchant than %s",
+                        fields["t"], caller.describe())
+            refused = response_codes.NOT_PERMITTED_TO_TERMINAL, "PERMISSION_DENIED"
+        if refused is not None:
+            answer, outcome = translate.answer(fields, response_codes.code(refused[0],
+                                                                           profile)), refused[1]
+        else:
+            answer, message, outcome = await _answer(ops, fields, merchant_id, outlet_id,
+                                                     profile)
     rpc = "ISO8583/" + (fields["t"] if fields["t"] in TYPES_COUNTED else "other")
     if metrics is not None:
         metrics.answered(rpc, outcome, started)

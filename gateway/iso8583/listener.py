@@ -11,10 +11,11 @@ wrong in a message is answered (host.py); one connection's trouble never touches
 import asyncio
 import logging
 
+import grpc
 from cryptography import x509
 
 from cardgate.gateway import limits
-from cardgate.gateway.iso8583 import framing, host
+from cardgate.gateway.iso8583 import framing, host, response_codes
 from cardgate.gateway.iso8583.codec import FormatError
 from cardgate.gateway.netaddr import host_of
 from cardgate.gateway.security.access import Denied
@@ -76,15 +77,18 @@ class IsoListener:
                     break
                 if data is None:
                     break
+                refused = None
                 if identity is not None:
-                    try:
-                        self.access.still_valid(identity)
+                    try:             # revoked or expired since it connected; its rate limit
+                        self.access.admit_stream_item(identity, None)
                     except Denied as exc:
-                        log.warning("ISO 8583 connection from %s closed: %s", peer, exc)
-                        break
+                        if exc.code != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                            log.warning("ISO 8583 connection from %s closed: %s", peer, exc)
+                            break
+                        refused = response_codes.SYSTEM_MALFUNCTION, "RESOURCE_EXHAUSTED"
                 await in_flight.acquire()
                 task = asyncio.create_task(self._answer(data, identity, writer, sending,
-                                                        in_flight))
+                                                        in_flight, refused))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
         except (ConnectionError, OSError) as exc:
@@ -94,10 +98,10 @@ class IsoListener:
                 await asyncio.gather(*tasks, return_exceptions=True)
             writer.close()
 
-    async def _answer(self, data, identity, writer, sending, in_flight):
+    async def _answer(self, data, identity, writer, sending, in_flight, refused):
         try:
             answer = await host.respond(self.operations, data, identity, self.profile,
-                                        self.metrics)
+                                        self.metrics, refused)
             async with sending:
                 writer.write(framing.frame(answer))
                 await writer.drain()

@@ -7,6 +7,7 @@ from cardgate.fastcore.records import Result
 APPROVED = ("00", "000")
 INVALID_TRANSACTION = ("12", "902")
 FORMAT_ERROR = ("30", "904")
+NOT_PERMITTED_TO_TERMINAL = ("58", "120")
 DUPLICATE = ("94", "913")                # a request id reused for other content
 SYSTEM_MALFUNCTION = ("96", "909")       # the host could not answer: retry the same message
 
@@ -44,7 +45,7 @@ _CODES = {
     ("25", "914"): (Result.DECLINED_ORIGINAL_NOT_FOUND, Result.DECLINED_HOLD_NOT_FOUND),
     ("13", "110"): (
         Result.DECLINED_REFUND_EXCEEDS_ORIGINAL, Result.DECLINED_COMPLETION_EXCEEDS_HOLD),
-    ("58", "120"): (Result.DECLINED_NOT_OWN_REQUEST, Result.DECLINED_OUTLET_NOT_ALLOWED),
+    NOT_PERMITTED_TO_TERMINAL: (Result.DECLINED_NOT_OWN_REQUEST, Result.DECLINED_OUTLET_NOT_ALLOWED),
     ("57", "119"): (
         Result.DECLINED_PRODUCT_NOT_ALLOWED, Result.DECLINED_TIME_NOT_ALLOWED,
         Result.DECLINED_NOT_IN_PROGRAM),

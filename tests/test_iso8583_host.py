@@ -256,3 +256,30 @@ def test_a_message_naming_another_merchant_is_not_permitted_and_changes_nothing(
     other = sale("0200", "000090", 5_00).replace(b"m1".ljust(15), b"m2".ljust(15))
     assert ask(ops, other)["39"] == "58"
     assert snapshot(ops.store) == before
+
+
+def fuel_data(*subfields) -> str:
+    return "".join(f"{tag}{len(value):02d}{value}" for tag, value in subfields)
+
+
+def test_a_fuel_sale_carries_its_lines_odometer_driver_and_vehicle_in_field_63(tmp_path):
+    from cardgate.v1 import fleet_pb2
+    gw = live_gateway_with_a_card(tmp_path)
+    try:
+        gw.fleet.DefineProduct(fleet_pb2.DefineProductRequest(
+            request_id=str(uuid.uuid4()), product_code=7, kind=fleet_pb2.PRODUCT_KIND_FUEL,
+            name="diesel"))
+        line = "007" + f"{30_000:09d}" + f"{1_659:09d}" + f"{49_77:012d}"   # 30 l at 16.59
+        data = fuel_data(("PL", line), ("OD", "123456"), ("DR", "D-17"), ("VH", "B-XY 99"))
+        answers = over_tls(gw, [
+            sale("0200", "000300", 49_77, **{"63": data}),
+            sale("0200", "000301", 1_00, **{"63": fuel_data(("XX", "1"))}),        # unknown
+            sale("0200", "000302", 1_00, **{"63": fuel_data(("PL", "007123"))}),   # short line
+            sale("0200", "000303", 1_00, **{"63": "PL9"}),                         # cut short
+        ])
+        assert answers["000300"]["39"] == "00"
+        assert [answers[s]["39"] for s in ("000301", "000302", "000303")] == ["30"] * 3
+        assert gw.gateway.store.read_card(gw.gateway.store.pan_key.card_key(PAN))[1] \
+            .balance_minor == 100_00 - 49_77
+    finally:
+        gw.close()

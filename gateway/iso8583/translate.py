@@ -13,7 +13,7 @@ its checks) as the gRPC call that does the same thing. By type (docs/iso8583.md)
 """
 import dataclasses
 
-from cardgate.gateway.iso8583 import identity
+from cardgate.gateway.iso8583 import fuel, identity
 from cardgate.gateway.iso8583.codec import FormatError
 from cardgate.v1 import authorization_pb2, common_pb2
 
@@ -103,6 +103,7 @@ def operation(fields: dict, merchant_id: str, outlet_id: str, profile_name: str 
             (kind == "400" and profile.version == "1"):
         raise FormatError(f"message type {mti} is not one this host takes", "t", mti)
     request_id = request_id_of(fields, merchant_id, profile)
+    pump = fuel.parse(fields.get("63", ""), mti)
     if kind == "200":
         _required(fields, "2", "3")
         if fields["3"].startswith("20"):            # a return: refund of the original named
@@ -114,11 +115,13 @@ def operation(fields: dict, merchant_id: str, outlet_id: str, profile_name: str 
             raise FormatError(f"field 3: processing code {fields['3']} is neither a purchase "
                               "(00) nor a return (20)", "3", mti)
         return "purchase", authorization_pb2.PurchaseRequest(
-            request_id=request_id, pan=fields["2"], amount=_money(fields), acceptor=acceptor)
+            request_id=request_id, pan=fields["2"], amount=_money(fields), acceptor=acceptor,
+            lines=pump.lines, fleet=pump.fleet)
     if kind == "100":
         _required(fields, "2")
         return "preauthorize", authorization_pb2.PreAuthorizeRequest(
-            request_id=request_id, pan=fields["2"], amount=_money(fields), acceptor=acceptor)
+            request_id=request_id, pan=fields["2"], amount=_money(fields), acceptor=acceptor,
+            product_codes=pump.product_codes, fleet=pump.fleet)
     original = original_id_of(fields, merchant_id, profile)
     if kind in ("220", "221"):
         _required(fields, "2")
@@ -127,7 +130,7 @@ def operation(fields: dict, merchant_id: str, outlet_id: str, profile_name: str 
                               f"{profile.version}100 authorization", profile.original, mti)
         return "complete", authorization_pb2.CompletePreAuthorizationRequest(
             request_id=request_id, pan=fields["2"], hold_id=original, amount=_money(fields),
-            acceptor=acceptor)
+            acceptor=acceptor, lines=pump.lines)
     return "reverse", authorization_pb2.ReverseRequest(
         request_id=request_id, original_request_id=original, acceptor=acceptor)
 

@@ -73,6 +73,7 @@ def balance(ops):
 def test_a_purchase_is_approved_then_one_past_the_balance_declined(ops):
     approved = ask(ops, sale("0200", "000001", 30_00))
     assert approved["t"] == "0210" and approved["39"] == "00" and approved["11"] == "000001"
+    assert "2" not in approved and "35" not in approved      # a full PAN is never returned
     assert len(approved["38"]) == 6 and approved["38"].isdigit()
     # Field 54: ledger then available balance, EUR, credit, 70.00.
     assert approved["54"] == "0001978C000000007000" + "0002978C000000007000"

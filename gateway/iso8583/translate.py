@@ -30,7 +30,9 @@ CURRENCIES = {
     "901": "TWD", "980": "UAH", "840": "USD", "860": "UZS", "704": "VND", "710": "ZAR",
 }
 NUMBERS = {code: number for number, code in CURRENCIES.items()}
-ECHOED = ("2", "3", "4", "7", "11", "12", "13", "24", "37", "41", "42", "49")
+# Echoed in an answer: what identifies the message. Never the card number (field 2): a
+# full PAN is never returned; the terminal matches answers by STAN and terminal id.
+ECHOED = ("3", "4", "7", "11", "12", "13", "24", "37", "41", "42", "49")
 
 
 @dataclasses.dataclass(frozen=True)

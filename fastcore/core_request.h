@@ -52,6 +52,8 @@ typedef struct {
         char range_name[32];                /* CREATE_RANGE */
         char product_name[32];              /* DEFINE_PRODUCT */
         char partner_name[32];              /* DEFINE_PARTNER */
+        char offline_approval_code[32];     /* PURCHASE with REQUEST_OFFLINE: the approval
+                                               code the terminal gave (ASCII, NUL padded) */
     };
     uint8_t pin_verifier[16];
     uint8_t pin_tries_max;                  /* CREATE_RANGE: wrong PINs in a row that block */
@@ -75,9 +77,21 @@ typedef struct {
         uint64_t valid_until_s;             /* SELL_PACKAGE, EARN_POINTS: last usable second */
         uint64_t late_grace_s;              /* CREATE_RANGE: how long after its hold expired
                                                a completion is still taken (forced capture) */
+        uint64_t offline_local_s;           /* PURCHASE with REQUEST_OFFLINE: when the terminal
+                                               approved it, its local wall clock as seconds
+                                               from 1970-01-01T00:00 (the range's zone makes
+                                               it UTC) */
     };
-    int64_t volume_ml;                      /* fuel dispensed (PREAUTH: most to dispense) */
-    int64_t odometer;                       /* km, with REQUEST_ODOMETER_PRESENT */
+    union {
+        int64_t volume_ml;                  /* fuel dispensed (PREAUTH: most to dispense) */
+        int64_t offline_floor_minor;        /* CREATE_RANGE: most a terminal may approve
+                                               offline (0: none is posted) */
+    };
+    union {
+        int64_t odometer;                   /* km, with REQUEST_ODOMETER_PRESENT */
+        int64_t offline_age_s;              /* CREATE_RANGE: how old an offline sale may be
+                                               when it is advised */
+    };
     uint32_t outlet_code;                   /* where (hash of merchant/outlet; 0: not said) */
     uint32_t contract_id;                   /* SET_CONTRACT, ASSIGN_CARD */
     uint8_t products[32];                   /* product codes of the sale, as a bitmap */

@@ -134,6 +134,10 @@ cdef enum ResultCode:
     RESULT_DECLINED_POINTS_HAVE_NO_VALUE = 88 # paying with points, in a program that gives them none
     RESULT_DECLINED_UNKNOWN_PARTNER = 89      # an outlet or rule names a partner not defined
     RESULT_DECLINED_UNKNOWN_ZONE = 90         # configuration names a time zone not defined
+    RESULT_DECLINED_OFFLINE_FLOOR_EXCEEDED = 91   # an offline sale above the range's offline
+                                              # floor: recorded and flagged, not posted
+    RESULT_DECLINED_OFFLINE_TOO_OLD = 92      # an offline sale advised past the range's age
+                                              # limit (or dated ahead): recorded and flagged
     # Not business outcomes: the gateway turns these into gRPC status codes.
     RESULT_REJECTED_REQUEST_ID_REUSED = 250
     RESULT_REJECTED_INVALID_REQUEST = 251
@@ -203,10 +207,17 @@ cdef enum HoldStatus:
 cdef enum ReviewFlag:
     REVIEW_SOFT_LIMIT = 1           # approved past a soft limit (CoreReply.limit_hit)
     REVIEW_FORCED_CAPTURE = 2       # a completion taken after its hold expired
+    REVIEW_OFFLINE_POSTED = 4       # a sale approved offline, posted whatever the card held
+    REVIEW_OFFLINE_REFUSED = 8      # a sale approved offline past the range's offline floor
+                                    # or age limit, or of a card closed since: recorded, not posted
 
 cdef enum:
     ACCOUNT_NO_OVERDRAFT = 1
     REASON_FORCED_CAPTURE = 255     # JournalEntry.reason: a completion after its hold expired
+    REASON_OFFLINE_SALE = 254       # JournalEntry.reason: a sale approved offline (forced post)
+    OFFLINE_AGE_DEFAULT_S = 259200  # a range's offline age limit when it names none (3 days)
+    OFFLINE_AHEAD_MAX_S = 3600      # an offline sale dated later than the host's clock by more
+                                    # is not posted (a terminal's clock that is wrong)
 
 cdef enum RecordFlag:           # RequestRecord.flags: what happened to a request later
     RECORD_REVERSED = 1
@@ -223,6 +234,8 @@ cdef enum RequestFlag:          # CoreRequest.flags: what the request carries
     REQUEST_DRIVER_PRESENT = 16     # CoreRequest.flags: the terminal collected a driver id
     REQUEST_VEHICLE_PRESENT = 32    # CoreRequest.flags: the terminal collected a vehicle id
     REQUEST_PARTNER_SHARES = 64     # DEFINE_PARTNER: its outlets act on each other's requests
+    REQUEST_OFFLINE = 128           # PURCHASE: a sale the terminal approved offline, advised
+                                    # now (store and forward): a forced post
 
 cdef enum:                      # PinPolicy of RangeRecord.pin_policy (cardgate.v1.PinPolicy's numbers)
     PIN_POLICY_REQUIRED = 1     # (and 0) a card with a PIN set is declined without it
@@ -287,6 +300,7 @@ cdef extern from "core_request.h":
         char range_name[RANGE_NAME_SIZE]
         char product_name[RANGE_NAME_SIZE]  # DEFINE_PRODUCT
         char partner_name[RANGE_NAME_SIZE]  # DEFINE_PARTNER
+        char offline_approval_code[RANGE_NAME_SIZE]    # PURCHASE with REQUEST_OFFLINE
         uint8_t pin_verifier[PIN_VERIFIER_SIZE]
         uint8_t pin_tries_max
         uint8_t reason
@@ -301,8 +315,11 @@ cdef extern from "core_request.h":
         int64_t points_tendered     # LOYALTY_SALE
         uint64_t valid_until_s
         uint64_t late_grace_s
+        uint64_t offline_local_s    # PURCHASE with REQUEST_OFFLINE
         int64_t volume_ml
+        int64_t offline_floor_minor # CREATE_RANGE
         int64_t odometer
+        int64_t offline_age_s       # CREATE_RANGE
         uint32_t outlet_code
         uint32_t contract_id
         uint8_t products[PRODUCT_SET_SIZE]
@@ -464,6 +481,8 @@ cdef packed struct RangeRecord:
     uint32_t zone_id                # local time of card expiry and daily loads (0: the offset)
     int16_t utc_offset_min
     uint8_t pin_policy              # PinPolicy: whether a card's PIN must be entered
+    int64_t offline_floor_minor     # most a terminal may approve offline (0: none is posted)
+    int64_t offline_age_s           # how old an offline sale may be when advised
 
 # Keys. The book keeps a card and everything of its own next to each other:
 #   card_id(8, big-endian) 'C'          -> CardRecord

@@ -340,7 +340,8 @@ cdef int apply_one(BatchContext batch, const CoreRequest* rq, const char* payloa
             rp.result = RESULT_REJECTED_REQUEST_ID_REUSED
         return 0
     if rq.op in (OP_PURCHASE, OP_PREAUTH, OP_COMPLETE, OP_LOYALTY_SALE) and \
-            not known_products(batch, rq):
+            not rq.flags & REQUEST_OFFLINE and not known_products(batch, rq):
+        # (an offline sale is never rejected: the goods are gone; see offline_sale)
         rp.result = RESULT_REJECTED_UNKNOWN_PRODUCT
         return 0
     batch.begin_request()
@@ -390,6 +391,8 @@ cdef int decline_crossed(BatchContext batch, const CoreRequest* rq, CoreReply* r
     memcpy(rp.currency, rq.currency, CURRENCY_SIZE)
     describe_as_op(batch, rq.op, rp)
     rp.result = result
+    if rq.flags & REQUEST_OFFLINE:
+        rp.review = REVIEW_OFFLINE_REFUSED      # an advice not posted is still seen
     return 0
 
 

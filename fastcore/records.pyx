@@ -21,7 +21,7 @@ include "records/loyalty.pyx"
 PROFILE_RECORD_SIZE = sizeof(ProfileRecord)
 OUTLET_RECORD_SIZE = sizeof(OutletRecord)
 # The layout of what fastcore writes; a store of another format is refused, not misread.
-STORE_FORMAT = 6
+STORE_FORMAT = 7
 STORE_FORMAT_KEY = b"store_format"
 UNITS_ASSET = "UNT"            # the asset code of subscription units in accounts and journal
 POINTS_ASSET = "PTS"           # the asset code of loyalty points
@@ -40,7 +40,7 @@ for _name, _size, _expected in (("request", REQUEST_SIZE, 244), ("reply", REPLY_
                                 ("card record", CARD_RECORD_SIZE, 80),
                                 ("account record", ACCOUNT_RECORD_SIZE, 48),
                                 ("journal entry", JOURNAL_ENTRY_SIZE, 72),
-                                ("range record", RANGE_RECORD_SIZE, 83)):
+                                ("range record", RANGE_RECORD_SIZE, 99)):
     if _size != _expected:
         raise ImportError(f"fastcore was built with a {_size}-byte {_name}; store format "
                           f"{STORE_FORMAT} has {_expected}: the layout changed without a new format")
@@ -54,8 +54,13 @@ REQUEST_FLAG_TIMED_OUT = RECORD_TIMED_OUT
 ACCOUNT_FLAG_NO_OVERDRAFT = ACCOUNT_NO_OVERDRAFT
 REQUEST_ID_BYTES = REQUEST_ID_SIZE    # a request id (and a lot id) is 16 bytes
 JOURNAL_REASON_FORCED_CAPTURE = REASON_FORCED_CAPTURE
+JOURNAL_REASON_OFFLINE_SALE = REASON_OFFLINE_SALE
 REVIEW_FLAG_SOFT_LIMIT = REVIEW_SOFT_LIMIT
 REVIEW_FLAG_FORCED_CAPTURE = REVIEW_FORCED_CAPTURE
+REVIEW_FLAG_OFFLINE_POSTED = REVIEW_OFFLINE_POSTED
+REVIEW_FLAG_OFFLINE_REFUSED = REVIEW_OFFLINE_REFUSED
+OFFLINE_AGE_S_DEFAULT = OFFLINE_AGE_DEFAULT_S
+OFFLINE_AHEAD_S_MAX = OFFLINE_AHEAD_MAX_S
 
 # What the store may forget once its retention window has passed (gateway/store/
 # retention.py prunes it): the core indexes each in the retention database, keyed

@@ -1,4 +1,6 @@
 """Checks of client input. Each failure names the field and what is wrong with it."""
+import calendar
+import datetime
 import re
 import uuid
 
@@ -96,3 +98,32 @@ def utc_offset_min(value: int, field: str = "utc_offset_min") -> int:
     if not -1440 <= value <= 1440:
         raise InvalidArgument(field, f"must be -1440 to 1440, got {value}")
     return value
+
+
+_APPROVAL_CODE = re.compile(r"^[0-9A-Za-z]{1,6}$")
+_LOCAL_TIME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})$")
+
+
+def local_time_s(text: str, field: str) -> int:
+    """"YYYY-MM-DDThh:mm:ss" (a wall clock, no zone) as seconds from 1970-01-01T00:00 of
+    the same wall clock: the core makes it UTC with the card range's zone."""
+    found = _LOCAL_TIME.match(text)
+    try:
+        if not found:
+            raise ValueError
+        when = datetime.datetime(*(int(part) for part in found.groups()))
+    except ValueError:
+        raise InvalidArgument(field, "must be a local date and time YYYY-MM-DDThh:mm:ss "
+                                     "from 2000 on") from None
+    if when.year < 2000:
+        raise InvalidArgument(field, "must be a local date and time YYYY-MM-DDThh:mm:ss "
+                                     "from 2000 on")
+    return calendar.timegm(when.timetuple())
+
+
+def offline_approval(m, field: str = "offline") -> dict:
+    """pack_request keywords of a sale approved offline (cardgate.v1.OfflineApproval)."""
+    if not _APPROVAL_CODE.match(m.approval_code):
+        raise InvalidArgument(f"{field}.approval_code", "must be 1 to 6 letters or digits")
+    return dict(offline_approval_code=m.approval_code,
+                offline_local_s=local_time_s(m.approved_local, f"{field}.approved_local"))

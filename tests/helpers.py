@@ -24,10 +24,10 @@ def eur(amount_minor: int, currency: str = "EUR") -> common_pb2.Money:
     return common_pb2.Money(amount_minor=amount_minor, currency=currency)
 
 
-def create_range(gw, range_id=1, prefix=IIN, currency="EUR"):
+def create_range(gw, range_id=1, prefix=IIN, currency="EUR", **more):
     r = gw.issuing.CreateCardRange(issuing_pb2.CreateCardRangeRequest(
         request_id=new_id(), range_id=range_id, iin_prefix=prefix, pan_length=16,
-        currency=currency, name="Gift cards"))
+        currency=currency, name="Gift cards", **more))
     assert r.result_code == common_pb2.RESULT_CODE_APPROVED, r
 
 

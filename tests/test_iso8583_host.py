@@ -284,3 +284,44 @@ def test_a_fuel_sale_carries_its_lines_odometer_driver_and_vehicle_in_field_63(t
             .balance_minor == 100_00 - 49_77
     finally:
         gw.close()
+
+
+def test_an_offline_sale_advised_after_the_card_was_blocked_is_posted_and_flagged(tmp_path):
+    """A pump approved 150.00 offline (its floor: 200.00) on a card holding 100.00; the
+    card was blocked before the link came back. The advice (0220, no field 90, the
+    terminal's approval code in 38) is posted all the same: the card owes 50.00, the sale
+    is listed for review, the audit counts it. Sent again (0221): posted once."""
+    import time as time_mod
+
+    from cardgate.gateway.store.audit import audit
+    from cardgate.v1 import fleet_pb2, issuing_pb2
+    from helpers import create_range, issue, load
+    from conftest import LiveGateway
+    gw = LiveGateway(tmp_path / "data", iso8583_listen="127.0.0.1:0")
+    try:
+        create_range(gw, offline_floor_minor=200_00)
+        issue(gw, [PAN])
+        load(gw, PAN, 100_00)
+        gw.issuing.SetCardStatus(issuing_pb2.SetCardStatusRequest(
+            request_id=str(uuid.uuid4()), pan=PAN, status=authorization_pb2.CARD_STATUS_BLOCKED))
+        when = time_mod.gmtime(time_mod.time() - 3600)          # the range's zone is UTC
+        offline = {"12": time_mod.strftime("%H%M%S", when), "13": time_mod.strftime("%m%d", when),
+                   "38": "Y10042"}
+        answers = over_tls(gw, [sale("0220", "000400", 150_00, **offline)])
+        assert answers["000400"]["t"] == "0230" and answers["000400"]["39"] == "00"
+        assert answers["000400"]["38"] == "Y10042"
+        assert answers["000400"]["54"].startswith("0001978D000000005000")     # owes 50.00
+        again = over_tls(gw, [sale("0221", "000400", 150_00, **offline)])
+        assert again == answers
+        too_much = over_tls(gw, [sale("0220", "000401", 200_01, **offline)])
+        assert too_much["000401"]["39"] == "61"                  # above the floor: not posted
+        flagged = gw.fleet.ListFlagged(fleet_pb2.ListFlaggedRequest()).transactions
+        assert [(f.offline, f.amount.amount_minor, f.masked_pan) for f in flagged] == [
+            (fleet_pb2.OFFLINE_REVIEW_POSTED, 150_00, "627700******" + PAN[-4:]),
+            (fleet_pb2.OFFLINE_REVIEW_REFUSED, 200_01, "627700******" + PAN[-4:])]
+        assert flagged[1].result_code == common_pb2.RESULT_CODE_DECLINED_OFFLINE_FLOOR_EXCEEDED
+    finally:
+        gw.close()
+    violations, counts = audit(tmp_path / "data")
+    assert violations == [] and counts["offline_sales_minor"] == 150_00
+    assert counts["owing_minor"] == {"EUR": 50_00}

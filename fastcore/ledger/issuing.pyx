@@ -4,6 +4,7 @@
 
 cdef bint check_create_range(const CoreRequest* rq, const char* payload) except -1:
     return no_payload(rq) and rq.balance_max_minor >= 0 and rq.load_per_day_max_minor >= 0 and \
+        0 <= rq.offline_floor_minor <= BALANCE_MINOR_MAX and rq.offline_age_s >= 0 and \
         rq.numbering <= 2 and rq.pin_policy <= PIN_POLICY_NOT_USED and -1440 <= rq.utc_offset_min <= 1440
 
 
@@ -27,6 +28,8 @@ cdef int create_range(BatchContext batch, const CoreRequest* rq, const char* pay
     rng.balance_max_minor = rq.balance_max_minor
     rng.load_per_day_max_minor = rq.load_per_day_max_minor
     rng.late_grace_s = rq.late_grace_s
+    rng.offline_floor_minor = rq.offline_floor_minor
+    rng.offline_age_s = rq.offline_age_s if rq.offline_age_s else OFFLINE_AGE_DEFAULT_S
     rng.pin_policy = rq.pin_policy
     rng.zone_id = rq.zone_id
     rng.utc_offset_min = rq.utc_offset_min

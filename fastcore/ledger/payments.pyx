@@ -88,6 +88,11 @@ cdef int purchase(BatchContext batch, const CoreRequest* rq, const char* payload
     cdef Fleet fleet
     cdef int64_t volume
     cdef uint64_t seq = 0
+    if rq.flags & REQUEST_OFFLINE:
+        offline_sale(batch, rq, rp)
+        rp.review |= REVIEW_OFFLINE_POSTED if rp.result == RESULT_APPROVED \
+            else REVIEW_OFFLINE_REFUSED
+        return 0
     cdef int64_t amount = charge_checks(batch, rq, &card, rp, &fleet, &volume, True)
     if rp.result:
         return 0
@@ -101,6 +106,59 @@ cdef int purchase(BatchContext batch, const CoreRequest* rq, const char* payload
         flag_soft(batch, &fleet, amount, volume, rp)
     earn_on_sale(batch, rq, &card, amount, volume, PAYMENT_CARD_VALUE, rp, True,
                  rp.discount_minor)
+    return 0
+
+
+cdef uint8_t offline_refusal(BatchContext batch, const CoreRequest* rq,
+                             const CardRecord* card) except 255:
+    """Why an offline sale is not posted (0: it is): a card closed since (its value was
+    paid out or moved), an amount above the range's offline floor, or an approval older
+    than the range's offline age limit (or dated ahead of the host's clock)."""
+    cdef RangeRecord rng
+    if card.status == CARD_CLOSED:
+        return RESULT_DECLINED_CARD_CLOSED
+    read_range(batch, card.range_id, &rng)
+    if rq.amount_minor > rng.offline_floor_minor:
+        return RESULT_DECLINED_OFFLINE_FLOOR_EXCEEDED
+    cdef int64_t approved_s = utc_of_local(batch, rng.zone_id, rng.utc_offset_min,
+                                           <int64_t>rq.offline_local_s)
+    if <int64_t>batch.now_s - approved_s > rng.offline_age_s or \
+            approved_s - <int64_t>batch.now_s > OFFLINE_AHEAD_MAX_S:
+        return RESULT_DECLINED_OFFLINE_TOO_OLD
+    return 0
+
+
+cdef int offline_sale(BatchContext batch, const CoreRequest* rq, CoreReply* rp) except -1:
+    """A sale a terminal approved while it could not reach the host, advised now (store
+    and forward). The goods are gone: within the range's offline limits it is posted
+    whatever the card holds or has become since (blocked, expired, not yet active, PIN
+    tries used up): a forced post, which may leave the card owing (the audit allows and
+    counts it). Otherwise it is declined, and recorded like every request; the caller
+    flags both for review, so an advice is never dropped unseen."""
+    cdef CardRecord card
+    cdef Fleet fleet
+    cdef uint64_t seq
+    if not find_described_card(batch, rq, &card, rp):
+        return 0
+    if memcmp(rp.currency, rq.currency, CURRENCY_SIZE) != 0:
+        rp.result = RESULT_DECLINED_CURRENCY_MISMATCH
+        return 0
+    rp.result = offline_refusal(batch, rq, &card)
+    if rp.result:
+        return 0
+    seq = post(batch, rq.request_id, OP_PURCHASE, value_owner_of(&card), SLOT_CARD_VALUE,
+               SYSTEM_OWNER_BASE + card.range_id, SLOT_RANGE_MERCHANT, rq.currency,
+               rq.amount_minor, REASON_OFFLINE_SALE)
+    approve(batch, rq, rp, rq.amount_minor, seq, &card)
+    rp.volume_ml = rq.volume_ml
+    if not known_products(batch, rq):
+        return 0                    # (products the catalog no longer has: posted, not counted)
+    fleet.active = load_fleet(batch, &card, &fleet)
+    if fleet.active:
+        count_usage(batch, rq, card.card_id, &fleet, rq.amount_minor, rq.volume_ml, False)
+    if card.status == CARD_ACTIVE:
+        earn_on_sale(batch, rq, &card, rq.amount_minor, rq.volume_ml, PAYMENT_CARD_VALUE, rp,
+                     True, 0)
     return 0
 
 

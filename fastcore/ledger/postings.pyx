@@ -143,7 +143,8 @@ cdef uint64_t post(BatchContext batch, const uint8_t* request_id, uint8_t op,
     credit.balance_minor += amount
     credit.credits_minor_total += amount
     credit.last_journal_seq = seq
-    if debit.flags & ACCOUNT_NO_OVERDRAFT and reason != REASON_FORCED_CAPTURE:
+    if debit.flags & ACCOUNT_NO_OVERDRAFT and reason != REASON_FORCED_CAPTURE and \
+            reason != REASON_OFFLINE_SALE:
         require(debit.balance_minor - debit.pending_minor >= 0,
                 "overdraft on a no-overdraft account")
     memset(&entry, 0, sizeof(entry))

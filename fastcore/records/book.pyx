@@ -51,7 +51,8 @@ def unpack_range(bytes data):
     return CardRange(p.range_id, p.pan_length, p.iin_prefix, p.iin_digits,
                      _currency(p.currency), name, p.pin_tries_max, p.balance_max_minor,
                      p.load_per_day_max_minor, p.numbering, p.late_grace_s, p.zone_id,
-                     p.utc_offset_min, p.pin_policy or PIN_POLICY_REQUIRED)
+                     p.utc_offset_min, p.pin_policy or PIN_POLICY_REQUIRED,
+                     p.offline_floor_minor, p.offline_age_s)
 
 
 AdminLine = namedtuple("AdminLine", "time_s request_id actor op result card_id")

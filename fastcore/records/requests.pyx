@@ -41,6 +41,10 @@ class RequestView(_RequestFields):
     zone_id = property(lambda self: self.profile_id, doc="CREATE_RANGE, DEFINE_ZONE")
     points_tendered = property(lambda self: self.load_per_day_max_minor, doc="LOYALTY_SALE")
     late_grace_s = property(lambda self: self.valid_until_s, doc="CREATE_RANGE")
+    offline_local_s = property(lambda self: self.valid_until_s, doc="PURCHASE, offline")
+    offline_approval_code = property(lambda self: self.range_name, doc="PURCHASE, offline")
+    offline_floor_minor = property(lambda self: self.volume_ml, doc="CREATE_RANGE")
+    offline_age_s = property(lambda self: self.odometer, doc="CREATE_RANGE")
 
 
 RequestRecordView = namedtuple("RequestRecordView", "request reply refunded_minor flags")
@@ -57,7 +61,8 @@ Hold = namedtuple("Hold", "card_id range_id status currency held_minor completed
                   "merchant_code outlet_code")
 CardRange = namedtuple("CardRange", "range_id pan_length iin_prefix iin_digits currency name "
                        "pin_tries_max balance_max_minor load_per_day_max_minor numbering "
-                       "late_grace_s zone_id utc_offset_min pin_policy")
+                       "late_grace_s zone_id utc_offset_min pin_policy offline_floor_minor "
+                       "offline_age_s")
 
 
 cdef inline str _currency(const char* c):
@@ -107,7 +112,8 @@ def pack_request(int op, bytes request_id, *, bytes ref_request_id=None, bytes c
                  unsigned int partner_id=0, unsigned int birthday_mmdd=0,
                  unsigned long long late_grace_s=0, unsigned int zone_id=0,
                  int utc_offset_min=0, int pin_policy=0, unsigned int merchant_code=0,
-                 bint partner_shares=False):
+                 bint partner_shares=False, offline_local_s=None, str offline_approval_code="",
+                 long long offline_floor_minor=0, long long offline_age_s=0):
     """Pack one core request; the gateway validates values before calling this.
 
     With a payload (SET_PROFILE, DEFINE_OUTLET, SET_PROGRAM, TRANSFER_POINTS) the request
@@ -152,9 +158,10 @@ def pack_request(int op, bytes request_id, *, bytes ref_request_id=None, bytes c
     r.pan_first6 = pan_first6
     r.pan_last4 = pan_last4
     r.iin_prefix = iin_prefix
-    if product_name or partner_name:
+    if product_name or partner_name or offline_approval_code:
         range_name = _one_of("range_name", range_name, "product_name", product_name,
-                             "partner_name", partner_name)
+                             "partner_name", partner_name, "offline_approval_code",
+                             offline_approval_code)
     cdef bytes name = range_name.encode("utf-8")
     if len(name) > RANGE_NAME_SIZE:
         raise ValueError(f"a name is at most {RANGE_NAME_SIZE} bytes of UTF-8")
@@ -182,6 +189,10 @@ def pack_request(int op, bytes request_id, *, bytes ref_request_id=None, bytes c
     r.valid_until_s = valid_until_s
     if late_grace_s:
         r.valid_until_s = _one_of("valid_until_s", valid_until_s, "late_grace_s", late_grace_s)
+    if offline_local_s is not None:             # a sale approved offline: a forced post
+        r.valid_until_s = _one_of("valid_until_s", valid_until_s, "offline_local_s",
+                                  offline_local_s)
+        r.flags |= REQUEST_OFFLINE
     r.profile_id = profile_id
     if program_id or partner_id or birthday_mmdd or zone_id:
         r.profile_id = _one_of("profile_id", profile_id, "program_id", program_id,
@@ -189,9 +200,13 @@ def pack_request(int op, bytes request_id, *, bytes ref_request_id=None, bytes c
                                "zone_id", zone_id)
     r.utc_offset_min = utc_offset_min
     r.volume_ml = volume_ml
+    if offline_floor_minor:
+        r.volume_ml = _one_of("volume_ml", volume_ml, "offline_floor_minor", offline_floor_minor)
     if odometer is not None:
         r.odometer = odometer
         r.flags |= REQUEST_ODOMETER_PRESENT
+    if offline_age_s:
+        r.odometer = _one_of("odometer", r.odometer, "offline_age_s", offline_age_s)
     if driver_present:
         r.flags |= REQUEST_DRIVER_PRESENT
     if vehicle_present:

@@ -99,6 +99,10 @@ RESULT_MESSAGES = {
     Result.DECLINED_POINTS_HAVE_NO_VALUE: "declined: the program gives points no value to pay with",
     Result.DECLINED_UNKNOWN_PARTNER: "declined: loyalty partner not defined (DefinePartner first)",
     Result.DECLINED_UNKNOWN_ZONE: "declined: time zone not defined",
+    Result.DECLINED_OFFLINE_FLOOR_EXCEEDED: "declined: an offline sale above the range's "
+                                            "offline floor limit (recorded, flagged for review)",
+    Result.DECLINED_OFFLINE_TOO_OLD: "declined: an offline sale past the range's offline age "
+                                     "limit (recorded, flagged for review)",
 }
 PROMPT_NAMES = {1: "PIN", 2: "odometer", 3: "driver id", 4: "vehicle id"}
 PERIOD_NAMES = {1: "per transaction", 2: "daily", 3: "weekly", 4: "monthly", 5: "lifetime"}
@@ -403,7 +407,8 @@ class IssuingService(Servicer, issuing_pb2_grpc.IssuingServiceServicer):
                                       if request.HasField("late_completion_grace_s")
                                       else records.LATE_GRACE_S_DEFAULT,
                                       request.time_zone, request.utc_offset_min,
-                                      request.pin_policy)
+                                      request.pin_policy, request.offline_floor_minor,
+                                      request.offline_age_hours)
         return issuing_pb2.CreateCardRangeResponse(
             result_code=reply.result, message=RESULT_MESSAGES.get(reply.result, ""))
 

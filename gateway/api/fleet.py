@@ -6,10 +6,13 @@ from cardgate.gateway.api.authorization import RESULT_MESSAGES, Servicer, limit_
 from cardgate.gateway.fleet import sales as fleet
 from cardgate.gateway.security.pan import mask_parts
 from cardgate.gateway.validation import InvalidArgument
-from cardgate.v1 import fleet_pb2, fleet_pb2_grpc
+from cardgate.v1 import common_pb2, fleet_pb2, fleet_pb2_grpc
 
 FLAGGED_RESULTS_DEFAULT = 100
 FLAGGED_RESULTS_MAX = 1000
+OFFLINE_FLAGS = records.REVIEW_FLAG_OFFLINE_POSTED | records.REVIEW_FLAG_OFFLINE_REFUSED
+OFFLINE_REVIEWS = {records.REVIEW_FLAG_OFFLINE_POSTED: fleet_pb2.OFFLINE_REVIEW_POSTED,
+                   records.REVIEW_FLAG_OFFLINE_REFUSED: fleet_pb2.OFFLINE_REVIEW_REFUSED}
 
 
 def _config_response(reply):
@@ -73,8 +76,13 @@ class FleetService(Servicer, fleet_pb2_grpc.FleetServiceServicer):
         return fleet_pb2.ListFlaggedResponse(transactions=[
             fleet_pb2.FlaggedTransaction(
                 request_id=str(uuid.UUID(bytes=request_id)),
-                masked_pan=mask_parts(card.pan_first6, card.pan_last4, card.pan_length),
+                masked_pan=mask_parts(card.pan_first6, card.pan_last4, card.pan_length)
+                if card else "",
                 time_s=time_s,
                 limit=limit_message(limit_hit, True, maximum) if limit_hit else None,
-                forced_capture=bool(review & records.REVIEW_FLAG_FORCED_CAPTURE))
-            for request_id, card, time_s, limit_hit, maximum, review in found])
+                forced_capture=bool(review & records.REVIEW_FLAG_FORCED_CAPTURE),
+                offline=OFFLINE_REVIEWS.get(review & OFFLINE_FLAGS, 0),
+                result_code=record.reply.result if record else 0,
+                amount=common_pb2.Money(amount_minor=record.request.amount_minor,
+                                        currency=record.request.currency) if record else None)
+            for request_id, card, time_s, limit_hit, maximum, review, record in found])

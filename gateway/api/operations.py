@@ -27,6 +27,7 @@ from cardgate.gateway.store.writer import ReplyTimeout, StoreFailed, yyyymm_of
 Result = records.Result
 ISSUE_DRAWS_MAX = 8     # random draws for a card whose number another card already has
 ADJUSTMENT_REASONS = range(1, 6)    # cardgate.v1.AdjustmentReason, UNSPECIFIED excluded
+OFFLINE_AGE_HOURS_MAX = 90 * 24   # an offline sale advised later than 90 days is never posted
 
 
 class VelocityExceeded(Exception):
@@ -82,7 +83,9 @@ class Operations:
     def pack_money(self, op: int, request_id_text: str, pan_text: str, amount_minor: int,
                    currency: str, *, ref_text: str = None, ref_field: str = "original_request_id",
                    pin_text: str = "", partial_ok: bool = False, allow_zero: bool = False,
-                   extra: dict = None) -> bytes:
+                   extra: dict = None, counted: bool = True) -> bytes:
+        """counted: the card's velocity limit counts it (not an offline sale's advice:
+        the sale is made; a terminal back online advises its sales in a burst)."""
         rid = validation.request_id(request_id_text)
         ref = None
         if ref_text is not None:
@@ -96,7 +99,7 @@ class Operations:
             amount_minor=validation.amount_minor(amount_minor, allow_zero=allow_zero),
             currency=validation.currency(currency, "amount.currency"), pin_verifier=verifier,
             partial_ok=partial_ok, **(extra or {}))
-        if not self.velocity.admit(card_key, self.clock()):
+        if counted and not self.velocity.admit(card_key, self.clock()):
             raise VelocityExceeded(
                 f"card {mask(pan_text)} is over its limit of {self.velocity.per_minute_max} "
                 "authorizations a minute; retry later with the same request_id")
@@ -169,10 +172,16 @@ class Operations:
         if kind in ("purchase", "preauthorize"):
             amount, extra = fleet.sale_fields(kind, m)
             pan = self.presented_pan(m)
+            offline = kind == "purchase" and m.HasField("offline")
+            if offline:
+                if m.pin or m.partial_approval_ok:
+                    raise validation.InvalidArgument("offline", "an offline sale was approved "
+                                                     "already: no pin, no partial approval")
+                extra.update(validation.offline_approval(m.offline))
             return self.pack_money(Op.PURCHASE if kind == "purchase" else Op.PREAUTH,
                                    m.request_id, pan, amount, self.sale_currency(m, pan),
                                    pin_text=m.pin, partial_ok=m.partial_approval_ok,
-                                   extra={**extra, **who})
+                                   extra={**extra, **who}, counted=not offline)
         if kind == "complete":
             amount, extra = fleet.sale_fields(kind, m)
             return self.pack_money(Op.COMPLETE, m.request_id, m.pan, amount,
@@ -229,19 +238,25 @@ class Operations:
     def create_range(self, request_id_text, range_id, iin_prefix, pan_length, currency, name,
                      pin_tries_max=0, balance_max_minor=0, load_per_day_max_minor=0, numbering=0,
                      late_grace_s=records.LATE_GRACE_S_DEFAULT, time_zone="",
-                     utc_offset_min=0, pin_policy=0):
+                     utc_offset_min=0, pin_policy=0, offline_floor_minor=0, offline_age_hours=0):
         """numbering: how its cards are numbered (cardgate.v1.CardNumbering: 0 or 1 in
         order, 2 at random); late_grace_s: how long after a hold expired its completion
         is still taken as a forced capture (0: never); pin_policy: cardgate.v1.PinPolicy
-        (0: required)."""
+        (0: required); offline_floor_minor, offline_age_hours: store and forward, the most a
+        terminal may approve offline (0: none is posted) and how old its advice may be (0:
+        72 hours)."""
         rid = validation.request_id(request_id_text)
         validation.config_id(range_id, "range_id")
         if not (iin_prefix.isascii() and iin_prefix.isdigit() and 6 <= len(iin_prefix) <= 11):
             raise validation.InvalidArgument("iin_prefix", "must be 6 to 11 digits")
         if not 16 <= pan_length <= 19:
             raise validation.InvalidArgument("pan_length", f"must be 16 to 19, got {pan_length}")
+        if not 0 <= offline_age_hours <= OFFLINE_AGE_HOURS_MAX:
+            raise validation.InvalidArgument("offline_age_hours", f"must be 0 (72) to "
+                                             f"{OFFLINE_AGE_HOURS_MAX}, got {offline_age_hours}")
         for field, value in (("balance_max_minor", balance_max_minor),
-                             ("load_per_day_max_minor", load_per_day_max_minor)):
+                             ("load_per_day_max_minor", load_per_day_max_minor),
+                             ("offline_floor_minor", offline_floor_minor)):
             if not 0 <= value <= records.BALANCE_MINOR_MAX:
                 raise validation.InvalidArgument(field, f"must be 0 (none) to "
                                                  f"{records.BALANCE_MINOR_MAX}, got {value}")
@@ -259,7 +274,8 @@ class Operations:
             balance_max_minor=balance_max_minor, load_per_day_max_minor=load_per_day_max_minor,
             numbering=numbering, late_grace_s=late_grace_s,
             utc_offset_min=validation.utc_offset_min(utc_offset_min), zone_id=zone_id,
-            pin_policy=fleet.pin_policy(pin_policy))
+            pin_policy=fleet.pin_policy(pin_policy), offline_floor_minor=offline_floor_minor,
+            offline_age_s=offline_age_hours * 3600)
         return self.submit_configuration(zone_requests, packed, request_id_text)
 
     def set_acceptance(self, request_id_text, range_id, merchant_ids):

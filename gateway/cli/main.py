@@ -226,7 +226,10 @@ def cmd_audit(args) -> int:
     except (FileNotFoundError, StoreFormatError) as exc:
         print(f"cardgate audit: {exc}", file=sys.stderr)
         return 2
-    summary = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items())
+    summary = ", ".join(f"{k.replace('_', ' ')}: " + (" ".join(f"{c} {n}" for c, n in v.items())
+                                                      or "none")
+                        if isinstance(v, dict) else f"{v} {k.replace('_', ' ')}"
+                        for k, v in counts.items())
     if violations:
         print(f"AUDIT FAILED: {len(violations)} violation(s) in {args.data_dir} ({summary})")
         for v in violations:

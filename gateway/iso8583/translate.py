@@ -7,11 +7,15 @@ its checks) as the gRPC call that does the same thing. By type (docs/iso8583.md)
   0200 / 1200 financial, code 00    -> Purchase
   0200 / 1200 financial, code 20    -> Refund of the purchase the original data elements name
   0220, 0221 / 1220, 1221 advice    -> CompletePreAuthorization of the authorization that
-                                       the original data elements (90 / 56) name
+                                       the original data elements (90 / 56) name; without
+                                       them, a Purchase the terminal approved offline (its
+                                       approval code in 38, its local time in 12 / 13)
   0400, 0420, 0421 / 1420, 1421     -> Reverse of the message the original data elements name
   0800 / 1804 network management    -> answered here: sign-on, sign-off, echo
 """
+import calendar
 import dataclasses
+import time
 
 from cardgate.gateway.iso8583 import fuel, identity
 from cardgate.gateway.iso8583.codec import FormatError
@@ -124,6 +128,12 @@ def operation(fields: dict, merchant_id: str, outlet_id: str, profile_name: str 
         return "preauthorize", authorization_pb2.PreAuthorizeRequest(
             request_id=request_id, pan=fields["2"], amount=_money(fields), acceptor=acceptor,
             product_codes=pump.product_codes, fleet=pump.fleet)
+    if kind in ("220", "221") and not fields.get(profile.original):
+        _required(fields, "2", "38")                # an offline sale, advised now
+        return "purchase", authorization_pb2.PurchaseRequest(
+            request_id=request_id, pan=fields["2"], amount=_money(fields), acceptor=acceptor,
+            lines=pump.lines, fleet=pump.fleet, offline=authorization_pb2.OfflineApproval(
+                approval_code=fields["38"].strip(), approved_local=local_time(fields, profile)))
     original = original_id_of(fields, merchant_id, profile)
     if kind in ("220", "221"):
         _required(fields, "2")
@@ -135,6 +145,37 @@ def operation(fields: dict, merchant_id: str, outlet_id: str, profile_name: str 
             acceptor=acceptor, lines=pump.lines)
     return "reverse", authorization_pb2.ReverseRequest(
         request_id=request_id, original_request_id=original, acceptor=acceptor)
+
+
+def local_time(fields: dict, profile: Profile, now_s: float = None) -> str:
+    """The message's local date and time as "YYYY-MM-DDThh:mm:ss": 1993's field 12
+    (YYMMDDhhmmss), or 1987's fields 13 (MMDD) and 12 (hhmmss), whose year is the latest
+    that puts it no later than a day past the host's date."""
+    mti = fields["t"]
+    if profile.version == "1":
+        _required(fields, "12")
+        stamp = fields["12"]
+        year, rest = 2000 + int(stamp[:2]), stamp[2:]
+    else:
+        _required(fields, "12", "13")
+        rest = fields["13"] + fields["12"]
+        latest = (now_s if now_s is not None else time.time()) + 86400
+        year = time.gmtime(latest).tm_year
+        while year > 1999 and not _valid_before(year, rest, latest):
+            year -= 1
+    text = f"{year:04d}-{rest[:2]}-{rest[2:4]}T{rest[4:6]}:{rest[6:8]}:{rest[8:10]}"
+    if not _valid_before(year, rest, float("inf")):
+        raise FormatError(f"field 12: local date and time {text} is not a date", "12", mti)
+    return text
+
+
+def _valid_before(year: int, mmddhhmmss: str, latest: float) -> bool:
+    """Whether MMDDhhmmss of `year` is a date and time, no later than `latest`."""
+    try:
+        moment = time.strptime(f"{year:04d}{mmddhhmmss}", "%Y%m%d%H%M%S")
+    except ValueError:
+        return False
+    return calendar.timegm(moment) <= latest
 
 
 def answer_type(mti: str) -> str:
@@ -150,8 +191,10 @@ def answer(fields: dict, code: str, reply=None, profile: str = "1987") -> dict:
     out.update({n: fields[n] for n in ECHOED if n in fields})
     if "70" in fields:                      # (1993's network management field, 24, is echoed)
         out["70"] = fields["70"]
+    if "38" in fields:                      # an advice's: the approval the terminal gave
+        out["38"] = fields["38"]
     if reply is not None:
-        if reply.approval_code:
+        if reply.approval_code and "38" not in out:
             out["38"] = f"{reply.approval_code:06d}"
         if reply.card_id and reply.currency in NUMBERS:
             out["54"] = balances(reply, reply.currency)

@@ -63,7 +63,8 @@ def audit_store(store, txn):
     runs = {}                # request id -> (first, last seq, time of the last)
     pruned = retention.pruned_through(txn, store)
     requests_pruned_s = pruned.get(records.RETAIN_REQUEST, 0)
-    forced = collections.Counter()       # (owner, slot) -> what forced captures took from it
+    forced = collections.Counter()       # (owner, slot) -> what forced posts took from it
+    forced_kinds = collections.Counter()  # FORCED_POSTS' names -> what they took in all
     # Entries the writer posts when time ends a hold or package: op -> id -> seqs.
     timed_ends = {Op.HOLD_EXPIRY: {}, Op.PACKAGE_EXPIRY: {}, Op.POINTS_EXPIRY: {},
                   Op.POINTS_HOLD_EXPIRY: {}}
@@ -76,8 +77,10 @@ def audit_store(store, txn):
         if seq != expected_seq:
             violations.append(f"journal: expected entry {expected_seq}, found {seq} (gap or reorder)")
         expected_seq = seq + 1
-        if entry.reason == records.JOURNAL_REASON_FORCED_CAPTURE and entry.op == Op.COMPLETE:
+        forced_kind = FORCED_POSTS.get((entry.reason, entry.op))
+        if forced_kind is not None:
             forced[(entry.debit_owner, entry.debit_slot)] += entry.amount_minor
+            forced_kinds[forced_kind] += entry.amount_minor
         if entry.amount_minor <= 0:
             violations.append(f"journal {seq}: amount {entry.amount_minor} is not positive")
         for owner, slot, sign in ((entry.debit_owner, entry.debit_slot, -1),
@@ -105,6 +108,7 @@ def audit_store(store, txn):
             runs[entry.request_id] = (run[0], seq, entry.time_s)
 
     per_currency = collections.Counter()
+    owing = collections.Counter()       # currency -> card and contract value below zero
     for (owner, slot), acc in accounts.items():
         name = _account_name(owner, slot, cards)
         balance, credits, debits = computed.get((owner, slot), (0, 0, 0))
@@ -117,7 +121,9 @@ def audit_store(store, txn):
         if acc.flags & records.ACCOUNT_FLAG_NO_OVERDRAFT and \
                 acc.balance_minor - acc.pending_minor < -forced.get((owner, slot), 0):
             violations.append(f"{name}: available {acc.balance_minor - acc.pending_minor} is below "
-                              "zero on a no-overdraft account, past what forced captures took")
+                              "zero on a no-overdraft account, past what forced posts took")
+        if acc.balance_minor < 0 and slot == Slot.CARD_VALUE:     # (forced posts)
+            owing[acc.currency] -= acc.balance_minor
         if owner < records.SYSTEM_OWNER_BASE and slot != Slot.CARD_SALES_ELSEWHERE and \
                 abs(acc.balance_minor) > records.BALANCE_MINOR_MAX:
             violations.append(f"{name}: {acc.balance_minor} is past the most a card holds")
@@ -127,9 +133,9 @@ def audit_store(store, txn):
             contract = _contract(txn, store, owner - records.CONTRACT_OWNER_BASE)
             if contract is None:
                 violations.append(f"{name}: no such contract")
-            elif acc.balance_minor < -contract.credit_limit_minor:
+            elif acc.balance_minor < -contract.credit_limit_minor - forced.get((owner, slot), 0):
                 violations.append(f"{name}: {acc.balance_minor} is past its credit limit of "
-                                  f"{contract.credit_limit_minor}")
+                                  f"{contract.credit_limit_minor} and what forced posts took")
     for currency, total in sorted(per_currency.items()):
         if total != 0:
             violations.append(f"{currency}: account balances sum to {total}, not zero")
@@ -157,7 +163,9 @@ def audit_store(store, txn):
                                   violations)
     _audit_reservations(txn, store, violations)
     counts = {"cards": len(cards), "accounts": len(accounts), "journal_entries": entries,
-              "requests": request_count, "forced_captures_minor": sum(forced.values())}
+              "requests": request_count, **{kind: forced_kinds[kind] for kind in
+                                             FORCED_POSTS.values()},
+              "owing_minor": dict(sorted(owing.items()))}
     return violations, counts
 
 
@@ -246,6 +254,10 @@ class _Timed(NamedTuple):
     retain_kind: bytes      # their kind in the retention index, once ended
     held_state: int = 0     # a state also in the expiry index (points reserved), if any
 
+
+# Journal postings that may take a card below zero, by (reason, op): the audit's name.
+FORCED_POSTS = {(records.JOURNAL_REASON_FORCED_CAPTURE, Op.COMPLETE): "forced_captures_minor",
+                (records.JOURNAL_REASON_OFFLINE_SALE, Op.PURCHASE): "offline_sales_minor"}
 
 HOLDS = _Timed("hold", "db_holds", "db_hold_expiry", records.unpack_hold, HoldState,
                Op.HOLD_EXPIRY, Slot.CARD_HELD, lambda h: h.value_owner, lambda h: h.expires_s,

@@ -269,9 +269,10 @@ class Store:
                      if records.limit_index(period, measure) + 1 == limit_hit), 0)
 
     def read_flagged(self, since_s: int, max_results: int):
-        """[(request id, Card, time_s, limit_hit, the limit's maximum, review flags)]
-        approved past a soft limit or taken as forced captures, oldest first, read in one
-        transaction."""
+        """[(request id, Card or None, time_s, limit_hit, the limit's maximum, review
+        flags, its records.RequestRecordView)]: sales approved past a soft limit, taken as
+        forced captures, or approved offline (posted or not; the card may be unknown),
+        oldest first, read in one transaction."""
         with self.env.begin(buffers=False) as txn:
             found = []
             for request_id, value in txn.cursor(db=self.db_reviews):
@@ -280,10 +281,15 @@ class Store:
                     found.append((time_s, request_id, int.from_bytes(value[:8], "big"), value[16],
                                   value[17]))
             found.sort()
-            return [(request_id, records.unpack_card(txn.get(records.card_key(card_id), db=self.db_book)),
-                     time_s, limit_hit,
-                     self._limit_max(txn, card_id, limit_hit) if limit_hit else 0, review)
-                    for time_s, request_id, card_id, limit_hit, review in found[:max_results]]
+            listed = []
+            for time_s, request_id, card_id, limit_hit, review in found[:max_results]:
+                card = txn.get(records.card_key(card_id), db=self.db_book) if card_id else None
+                record = txn.get(request_id, db=self.db_requests)
+                listed.append((
+                    request_id, records.unpack_card(card) if card is not None else None, time_s,
+                    limit_hit, self._limit_max(txn, card_id, limit_hit) if limit_hit else 0,
+                    review, records.unpack_request_record(record) if record is not None else None))
+            return listed
 
     def read_acceptance(self, range_id: int):
         """The merchant ids that accept the range's cards, or None: every merchant."""

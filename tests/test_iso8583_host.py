@@ -15,22 +15,11 @@ from cardgate.gateway.store.store import Store
 from cardgate.gateway.store.writer import BatchingWriter
 from cardgate.v1 import authorization_pb2, common_pb2
 
+import iso_terminal
 from helpers import make_pan, snapshot
 
 PAN = make_pan(1)
-# As docs/iso8583.md gives them: field -> length prefix digits (0: fixed).
-PREFIX = {"2": 2, "35": 2, "54": 3, "56": 2, "63": 3}
-
-
-def message(mti: str, fields: dict) -> bytes:
-    """A message in profile 1987's format, from its fields' text values."""
-    bits = {int(n) for n in fields}
-    size = 128 if max(bits) > 64 else 64
-    bits |= {1} if size == 128 else set()
-    head = mti + f"{sum(1 << (size - n) for n in bits):0{size // 4}X}"
-    body = "".join((f"{len(fields[n]):0{PREFIX[n]}d}" if PREFIX.get(n) else "") + fields[n]
-                   for n in sorted(fields, key=int))
-    return (head + body).encode("ascii")
+message = iso_terminal.build          # (mti, fields, profile): bytes, from the docs' tables
 
 
 def sale(mti, stan, amount, pan=PAN, **more):
@@ -132,21 +121,9 @@ def test_bad_input_is_answered_format_error_and_changes_nothing(ops, data):
 
 def over_tls(gw, frames) -> dict:
     """Send the framed messages at once on one TLS connection with the terminal's
-    certificate; return the answers by STAN."""
-    import socket
-    import ssl
-    context = ssl.create_default_context(cafile=str(gw.certs / "ca.crt"))
-    context.load_cert_chain(str(gw.certs / "terminal-1.crt"), str(gw.certs / "terminal-1.key"))
-    with socket.create_connection(("127.0.0.1", gw.gateway.iso8583.port)) as raw, \
-            context.wrap_socket(raw, server_hostname="localhost") as tls:
-        tls.sendall(b"".join(len(f).to_bytes(2, "big") + f for f in frames))
-        answers = {}
-        stream = tls.makefile("rb")
-        for _ in frames:
-            size = int.from_bytes(stream.read(2), "big")
-            answer = codec.decode(stream.read(size))
-            answers[answer["11"]] = answer
-        return answers
+    certificate; return the answers by STAN, read as docs/iso8583.md describes them."""
+    return iso_terminal.exchange(("127.0.0.1", gw.gateway.iso8583.port), gw.certs,
+                                 "terminal-1", frames)
 
 
 def live_gateway_with_a_card(tmp_path, **options):
@@ -211,7 +188,7 @@ def test_iso_traffic_is_counted_and_logged_as_grpc_traffic_is(ops, caplog):
 def sale_1993(mti, stan, amount, **more):
     return message(mti, {"2": PAN, "3": "000000", "4": f"{amount:012d}", "7": "1207163000",
                          "11": stan, "12": "261207173000", "24": "200", "41": "TERM0001",
-                         "49": "978", **more})
+                         "49": "978", **more}, "1993")
 
 
 def ask_1993(ops, data: bytes) -> dict:
@@ -230,10 +207,11 @@ def test_profile_1993_speaks_the_same_stories_with_action_codes(ops):
     assert balance(ops) == 100_00 - 10_00 - 25_00
     reversed_ = ask_1993(ops, message("1420", {
         "7": "1207163500", "11": "000074", "12": "261207173500", "41": "TERM0001",
-        "56": "1200" + "000070" + "261207173000" + "06123456"}))
+        "56": "1200" + "000070" + "261207173000" + "06123456"}, "1993"))
     assert (reversed_["t"], reversed_["39"]) == ("1430", "000")
     assert balance(ops) == 100_00 - 25_00
-    echo = ask_1993(ops, message("1804", {"7": "1207163000", "11": "000075", "24": "831"}))
+    echo = ask_1993(ops, message("1804", {"7": "1207163000", "11": "000075", "24": "831"},
+                                 "1993"))
     assert (echo["t"], echo["39"], echo["24"]) == ("1814", "000", "831")
     # A 1987 message on a 1993 listener is not taken.
     assert ask_1993(ops, sale("0200", "000076", 1_00))["39"] == "904"

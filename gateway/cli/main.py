@@ -19,11 +19,13 @@ from cardgate.gateway.ops.workers import (Supervisor, WorkersFailed, die_with_pa
 from cardgate.gateway.request_ids import new_request_id
 from cardgate.gateway.security import keys_admin
 from cardgate.gateway.security.datakeys import KeyError_
-from cardgate.gateway.security.kek import KekError
+from cardgate.gateway.security.kek import KekError, of_data_dir as kek_of_data_dir
+from cardgate.gateway.security.pin_blocks import PinBlockError, TerminalPinKeys, check_value
 from cardgate.gateway.security.pki import CLIENT_VALID_DAYS_DEFAULT, Pki, PkiError, load_certificate
 from cardgate.gateway.store import retention
 from cardgate.gateway.store.audit import audit
 from cardgate.gateway.store.backup import BackupError, backup, restore
+from cardgate.gateway.store.files import write_file
 from cardgate.gateway.store.store import (DATA_DIR_DEFAULT, DATA_DIR_ENV, Store,
                                           StoreFormatError, default_data_dir)
 
@@ -351,12 +353,35 @@ def cmd_keys(args) -> int:
             print(f"wrapped {len(files)} keys under {where}: {', '.join(files)}; start the "
                   "gateway with that KEK from now on, then destroy the old one")
             return 0
+        if args.keys_command == "terminal-pin-key":
+            return terminal_pin_key(args)
         keys_admin.retire(args.data_dir, args.key_id)
         print(f"retired data key {args.key_id}")
         return 0
-    except (KeyError_, StoreFormatError, KekError) as exc:
+    except (KeyError_, StoreFormatError, KekError, PinBlockError) as exc:
         print(f"cardgate keys: {exc}", file=sys.stderr)
         return 2
+
+
+def terminal_pin_key(args) -> int:
+    """Make (--out) or load (--key-file) a terminal's PIN key into the data directory's
+    custody; the key itself only ever goes to the file named, for the terminal."""
+    if args.key_file:
+        try:
+            key = bytes.fromhex(pathlib.Path(args.key_file).read_text().strip())
+        except ValueError:
+            raise PinBlockError(f"{args.key_file} does not hold a key in hexadecimal") from None
+    else:
+        key = None
+    keys = TerminalPinKeys(args.data_dir, kek_of_data_dir(args.data_dir))
+    key = keys.put(args.merchant, args.terminal, args.kind, key)
+    if args.out:
+        write_file(args.out, key.hex().upper().encode() + b"\n", private=True)
+    print(f"terminal {args.merchant}/{args.terminal}: {args.kind} PIN key, check value "
+          f"{check_value(args.kind, key)}" + (f", written to {args.out} for loading into "
+                                             "the terminal (then destroy that file)"
+                                             if args.out else ""))
+    return 0
 
 
 def add_connection_options(p, identity: str):
@@ -487,7 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
     pki.set_defaults(func=cmd_pki)
 
     keys = sub.add_parser("keys", help="data keys of stored card numbers: rotate, verify, retire; "
-                          "the key-encryption key: rewrap")
+                          "the key-encryption key: rewrap; terminals' PIN keys: terminal-pin-key")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="KEYS_COMMAND")
     rotate = with_data_dir(keys_sub.add_parser(
         "rotate", help="re-encrypt every card number under a new data key (safe while serving; "
@@ -505,6 +530,18 @@ def build_parser() -> argparse.ArgumentParser:
                          "(made with 32 random bytes if it does not exist)")
     new_kek.add_argument("--to-pkcs11-key", help="the label of the new KEK on the configured "
                          "PKCS#11 token (made there if it does not exist)")
+    pin_key = with_data_dir(keys_sub.add_parser(
+        "terminal-pin-key", help="give a terminal its PIN key for ISO 8583 PIN blocks (field "
+        "52): tdes for ISO 9564 format 0, aes for format 4; kept wrapped by the KEK"))
+    pin_key.add_argument("merchant", help="the merchant id of the terminal's certificate")
+    pin_key.add_argument("terminal", help="the terminal id it sends in field 41")
+    pin_key.add_argument("--kind", choices=("tdes", "aes"), default="tdes",
+                         help="tdes: ISO 9564 format 0; aes: format 4 (default: tdes)")
+    source = pin_key.add_mutually_exclusive_group(required=True)
+    source.add_argument("--out", help="make a random key and write it (hexadecimal, mode "
+                        "0600) to this file, for loading into the terminal")
+    source.add_argument("--key-file", help="take the key the terminal already has from this "
+                        "file (hexadecimal)")
     keys.set_defaults(func=cmd_keys)
 
     top = sub.add_parser("top", help="watch a running gateway live: requests/s, approvals and "

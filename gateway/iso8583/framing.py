@@ -6,6 +6,7 @@ from cardgate.gateway.iso8583.codec import FormatError
 
 LENGTH_BYTES = 2
 MESSAGE_BYTES_MAX = 4096         # larger announced lengths close the connection
+MESSAGE_TIMEOUT_S = 5.0          # a message begun must be whole within this long
 
 
 def frame(message: bytes) -> bytes:
@@ -15,10 +16,11 @@ def frame(message: bytes) -> bytes:
     return len(message).to_bytes(LENGTH_BYTES, "big") + message
 
 
-async def read_message(reader: asyncio.StreamReader):
+async def read_message(reader: asyncio.StreamReader, timeout_s: float = MESSAGE_TIMEOUT_S):
     """The next message, or None when the peer closed the connection between messages.
-    FormatError: a length of 0 or past MESSAGE_BYTES_MAX, or a message cut short (the
-    connection can no longer be read in step: the caller closes it)."""
+    FormatError: a length of 0 or past MESSAGE_BYTES_MAX, or a message cut short: the
+    connection ended inside it, or its bytes did not all come within timeout_s of its
+    length (the connection can no longer be read in step: the caller closes it)."""
     try:
         head = await reader.readexactly(LENGTH_BYTES)
     except asyncio.IncompleteReadError as exc:
@@ -29,7 +31,10 @@ async def read_message(reader: asyncio.StreamReader):
     if not 0 < size <= MESSAGE_BYTES_MAX:
         raise FormatError(f"a length prefix of {size} (1 to {MESSAGE_BYTES_MAX} accepted)")
     try:
-        return await reader.readexactly(size)
+        return await asyncio.wait_for(reader.readexactly(size), timeout_s)
     except asyncio.IncompleteReadError as exc:
         raise FormatError(f"the connection ended after {len(exc.partial)} of the {size} bytes "
                           "announced") from None
+    except asyncio.TimeoutError:
+        raise FormatError(f"the {size} bytes announced did not come within {timeout_s:g} s") \
+            from None

@@ -12,6 +12,7 @@ from cardgate.gateway.iso8583 import codec, response_codes, translate
 from cardgate.gateway.iso8583.codec import FormatError
 from cardgate.gateway.ops.logs import log_request
 from cardgate.gateway.security.pan import mask_pans_in
+from cardgate.gateway.security.pin_blocks import NoPinKey, PinBlockError
 from cardgate.gateway.store.writer import WriterError
 
 log = logging.getLogger("cardgate.iso8583")
@@ -65,7 +66,15 @@ async def _answer(ops, fields, merchant_id, outlet_id, profile):
         if kind is None:                            # network management
             return translate.answer(fields, response_codes.code(
                 response_codes.APPROVED, profile)), None, "answered"
-        reply = await ops.submit_one_async(ops.pack_operation(kind, message), message.request_id)
+        verifier = pin_verifier(ops, fields, kind, message, merchant_id)
+        reply = await ops.submit_one_async(ops.pack_operation(kind, message, verifier),
+                                           message.request_id)
+    except NoPinKey as exc:
+        log.warning("ISO 8583 %s refused: %s", fields["t"], exc)
+        pair, outcome = response_codes.NOT_PERMITTED_TO_TERMINAL, "PERMISSION_DENIED"
+    except PinBlockError as exc:
+        log.warning("ISO 8583 %s refused: %s", fields["t"], exc)
+        pair, outcome = response_codes.PIN_UNREADABLE, "INVALID_ARGUMENT"
     except (FormatError, validation.InvalidArgument) as exc:
         log.warning("ISO 8583 %s refused: %s", fields["t"], mask_pans_in(str(exc)))
         pair, outcome = response_codes.FORMAT_ERROR, "INVALID_ARGUMENT"
@@ -78,3 +87,21 @@ async def _answer(ops, fields, merchant_id, outlet_id, profile):
         return (translate.answer(fields, response_codes.response_code(reply.result, profile),
                                  reply), message, "RESULT_CODE_" + Result(reply.result).name)
     return translate.answer(fields, response_codes.code(pair, profile)), message, outcome
+
+
+def pin_verifier(ops, fields, kind, message, merchant_id):
+    """The verifier of field 52's PIN block (None without one), deciphered under the
+    terminal's PIN key (pin_blocks: the clear PIN stays there)."""
+    block = fields.get("52")
+    if not block:
+        return None
+    if kind not in ("purchase", "preauthorize") or \
+            (kind == "purchase" and message.HasField("offline")):
+        raise FormatError(f"field 52: a PIN block comes with a purchase or a "
+                          f"pre-authorization, not a {fields['t']}", "52", fields["t"])
+    if len(block) not in (16, 32):
+        raise FormatError("field 52: a PIN block is 16 (format 0) or 32 (format 4) "
+                          "hexadecimal characters", "52", fields["t"])
+    return ops.store.terminal_pin_keys.verifier(
+        merchant_id, fields["41"], bytes.fromhex(block), message.pan,
+        ops.card_key(message.pan), ops.store.pin_key)

@@ -4,8 +4,9 @@ outlet as for gRPC), framed messages (framing.py), many in flight per connection
 answered when the core has answered it, so answers go out in any order and the terminal
 matches them by STAN and terminal id.
 
-A framing error (a length of 0 or too large, a connection cut inside a message) closes
-the connection after a log line: the stream can no longer be read in step. Anything else
+A framing error (a length of 0 or too large, a message cut short: the connection ends
+inside it, or it is not whole within message_timeout_s of its length) closes the
+connection after a log line: the stream can no longer be read in step. Anything else
 wrong in a message is answered (host.py); one connection's trouble never touches another.
 """
 import asyncio
@@ -32,6 +33,7 @@ class IsoListener:
         self.listen, self.profile, self.tls = listen, profile, tls
         self.server = None
         self.port = None
+        self.message_timeout_s = framing.MESSAGE_TIMEOUT_S
 
     async def start(self):
         host, port = host_of(self.listen), int(self.listen.rsplit(":", 1)[1])
@@ -71,7 +73,7 @@ class IsoListener:
         try:
             while True:
                 try:
-                    data = await framing.read_message(reader)
+                    data = await framing.read_message(reader, self.message_timeout_s)
                 except FormatError as exc:
                     log.warning("ISO 8583 connection from %s closed: %s", peer, exc)
                     break

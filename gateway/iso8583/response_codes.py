@@ -10,6 +10,7 @@ FORMAT_ERROR = ("30", "904")
 NOT_PERMITTED_TO_TERMINAL = ("58", "120")
 DUPLICATE = ("94", "913")                # a request id reused for other content
 SYSTEM_MALFUNCTION = ("96", "909")       # the host could not answer: retry the same message
+PIN_UNREADABLE = ("55", "117")           # a PIN block that does not decipher to a PIN
 
 # (1987 code, 1993 action code): the results answered with it.
 _CODES = {

@@ -6,7 +6,8 @@ announces any other field is refused as a format error, not silently skipped.
 
 Profile "1987": ISO 8583:1987, ASCII throughout, the primary and secondary bitmaps as 16
 hexadecimal characters each, numeric fields as ASCII digits, variable fields with ASCII
-length prefixes (LL or LLL). Field 52 (PIN block) is 16 hexadecimal characters.
+length prefixes (LL or LLL). Field 52 (PIN block) is hexadecimal with an LL prefix: 16
+characters (ISO 9564 format 0, TDES) or 32 (format 4, AES).
 
 Profile "1993": ISO 8583:1993 in the style of IFSF host-to-host, in the same ASCII
 encoding: 1xxx message types, field 12 the local date and time (YYMMDDhhmmss), field 24
@@ -40,7 +41,7 @@ FIELDS_1987 = {
     "41": ("ans", 8, 0, "Card acceptor terminal id"),
     "42": ("ans", 15, 0, "Card acceptor id (merchant)"),
     "49": ("n", 3, 0, "Currency code, transaction (ISO 4217 numeric)"),
-    "52": ("b", 16, 0, "PIN block (ISO 9564), hexadecimal"),
+    "52": ("b", 32, 2, "PIN block (ISO 9564 format 0: 16, format 4: 32), hexadecimal"),
     "54": ("an", 120, 3, "Additional amounts (balances)"),
     "63": ("ans", 999, 3, "Private: fuel and fleet data (docs/iso8583.md)"),
     "70": ("n", 3, 0, "Network management information code"),

@@ -1,5 +1,5 @@
 """The key-encryption key (KEK): it wraps every key that protects card data (the data
-key ring, the PAN index key, the PIN verifier key) and the CA's and job signer's private
+key ring, the PAN index key, the PIN verifier key, the terminals' PIN keys) and the CA's and job signer's private
 keys (and the server's TLS key). It is never in the data directory, so the data
 directory and its backups alone give away no key and no card number.
 
@@ -62,7 +62,9 @@ PIN_KEY = Wrapped("keys/pin-verifier.wrapped", b"cardgate PIN verifier key")
 CA_KEY = Wrapped("pki/ca.key.wrapped", b"cardgate CA key")
 SIGNER_KEY = Wrapped("pki/job-signer.key.wrapped", b"cardgate job signer key")
 SERVER_KEY = Wrapped("pki/server.key.wrapped", b"cardgate server TLS key")
-ALL_WRAPPED = (DATA_KEY_RING, PAN_INDEX_KEY, PIN_KEY, CA_KEY, SIGNER_KEY, SERVER_KEY)
+TERMINAL_PIN_KEYS = Wrapped("keys/terminal-pin-keys.wrapped", b"cardgate terminal PIN keys")
+ALL_WRAPPED = (DATA_KEY_RING, PAN_INDEX_KEY, PIN_KEY, TERMINAL_PIN_KEYS, CA_KEY, SIGNER_KEY,
+               SERVER_KEY)
 CLIENT_KEY_PURPOSE = b"cardgate client key"     # pki/clients/NAME.key.wrapped (the demo's)
 
 

@@ -14,6 +14,7 @@ from cardgate.gateway.security import kek as kek_mod
 from cardgate.gateway.security.datakeys import KeyRing
 from cardgate.gateway.security.kek import WrappedSecret
 from cardgate.gateway.security.pan import PanIndexKey
+from cardgate.gateway.security.pin_blocks import TerminalPinKeys
 
 DATA_DIR_ENV = "CARDGATE_DATA_DIR"
 DATA_DIR_DEFAULT = "cardgate-data"
@@ -77,13 +78,14 @@ class Store:
         else:
             self.dbs = ledger.open_databases(self.env)
         self.keys_dir = self.data_dir / "keys"
-        self.pan_key = self.pin_key = self.key_ring = None
+        self.pan_key = self.pin_key = self.key_ring = self.terminal_pin_keys = None
         if not readonly:            # the keys, unwrapped by the KEK (kek.py), never stored bare
             kek = kek_mod.of_data_dir(self.data_dir)
             self.pan_key = PanIndexKey.load_or_create(
                 WrappedSecret(self.data_dir, kek_mod.PAN_INDEX_KEY, kek))
             self.pin_key = PanIndexKey.load_or_create(WrappedSecret(self.data_dir, kek_mod.PIN_KEY, kek))
             self.key_ring = KeyRing.load_or_create(self.data_dir, kek)
+            self.terminal_pin_keys = TerminalPinKeys.load_or_create(self.data_dir, kek)
         for name, db in zip(ledger.DB_NAMES, self.dbs):    # db_requests, db_book, ...
             setattr(self, "db_" + name.decode(), db)
         # Gateway-owned: card id -> PAN encrypted under a data key (datakeys.py).

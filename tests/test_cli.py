@@ -94,7 +94,7 @@ def test_first_start_creates_a_demo_that_answers_at_once(tmp_path):
     wrapped = [data_dir / w.path for w in kek.ALL_WRAPPED if w != kek.SIGNER_KEY]
     secrets = [data_dir / "demo-cards.wrapped", kek.default_file(data_dir), *wrapped,
                *(data_dir / "pki" / "clients").glob("*.key.wrapped")]
-    assert len(secrets) == 10
+    assert len(secrets) == 11
     assert not list(data_dir.rglob("*.key"))          # no key in the data directory bare
     for secret in secrets:
         assert stat.S_IMODE(os.stat(secret).st_mode) == 0o600, secret

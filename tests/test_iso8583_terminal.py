@@ -14,7 +14,7 @@ import uuid
 import pytest
 
 import iso_terminal
-from cardgate.v1 import authorization_pb2, fleet_pb2, issuing_pb2, issuing_pb2_grpc
+from cardgate.v1 import authorization_pb2, common_pb2, fleet_pb2, issuing_pb2, issuing_pb2_grpc
 from helpers import create_range, issue, load, make_pan
 
 PIN = "4321"
@@ -212,3 +212,34 @@ def test_bad_input_is_answered_format_error_or_closed_and_changes_nothing(gw, pa
     # The listener keeps serving everyone else.
     stan = f"{next(_serials):06d}"
     assert send(gw, sale("0200", stan, 1_00, pan))[stan]["39"] == "00"
+
+
+def test_grpc_takes_the_same_offline_advice_and_refuses_malformed_ones(gw):
+    """PurchaseRequest.offline is the gRPC way to the same forced post."""
+    import grpc
+    pan = card(gw, amount=10_00)
+    when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 600))
+
+    def advise(request_id, **offline):
+        return gw.auth.Purchase(authorization_pb2.PurchaseRequest(
+            request_id=request_id, pan=pan, amount=common_pb2.Money(
+                amount_minor=25_00, currency="EUR"),
+            offline=authorization_pb2.OfflineApproval(**offline))).authorization
+    request_id = str(uuid.uuid4())
+    posted = advise(request_id, approval_code="A1B2C3", approved_local=when)
+    assert posted.result_code == common_pb2.RESULT_CODE_APPROVED
+    assert posted.flagged_for_review and "offline" in posted.message
+    assert posted.balance.balance_minor == -15_00
+    assert advise(request_id, approval_code="A1B2C3", approved_local=when) == posted
+    for bad, field in (({"approval_code": "", "approved_local": when}, "offline.approval_code"),
+                       ({"approval_code": "TOOLONG7", "approved_local": when},
+                        "offline.approval_code"),
+                       ({"approval_code": "A1", "approved_local": "2026-02-30T10:00:00"},
+                        "offline.approved_local"),
+                       ({"approval_code": "A1", "approved_local": "yesterday"},
+                        "offline.approved_local")):
+        with pytest.raises(grpc.RpcError) as refused:
+            advise(str(uuid.uuid4()), **bad)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert field in refused.value.details()
+    assert balance(gw, pan) == -15_00

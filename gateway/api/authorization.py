@@ -272,6 +272,10 @@ def authorization_message(reply, store=None) -> common_pb2.Authorization:
             (", flagged for review)" if reply.review & records.REVIEW_FLAG_SOFT_LIMIT else ")")
     if reply.review & records.REVIEW_FLAG_FORCED_CAPTURE:
         message += " (late completion taken as a forced capture)"
+    if reply.review & records.REVIEW_FLAG_OFFLINE_POSTED:
+        message += " (a sale approved offline, posted whatever the card held: flagged for review)"
+    if reply.review & records.REVIEW_FLAG_OFFLINE_REFUSED:
+        message += " (a sale approved offline: recorded, not posted, flagged for review)"
     limit_max = store.read_limit_max(reply.card_id, reply.limit_hit) \
         if limit and store is not None else 0
     return common_pb2.Authorization(

@@ -26,6 +26,7 @@ DEMO_RANGE_ID = 1
 DEMO_IIN = "627700"
 DEMO_PAN_LENGTH = 16
 DEMO_CURRENCY = "EUR"
+DEMO_OFFLINE_FLOOR_MINOR = 50_00   # terminals may approve demo cards offline up to 50.00
 DEMO_LOADS_MINOR = (100_00, 50_00, 25_00, 500_00)   # the last one is the fleet card
 DEMO_PRODUCTS = ((1, fleet_pb2.PRODUCT_KIND_FUEL, "petrol 95"),
                  (19, fleet_pb2.PRODUCT_KIND_FUEL, "diesel"),
@@ -98,7 +99,8 @@ def ensure_demo(operations, data_dir, clock) -> list[str] | None:
     if operations.store.read_range(DEMO_RANGE_ID) is not None:
         return None
     reply = operations.create_range(new_request_id(), DEMO_RANGE_ID, DEMO_IIN, DEMO_PAN_LENGTH,
-                                    DEMO_CURRENCY, "Demo gift cards")
+                                    DEMO_CURRENCY, "Demo gift cards",
+                                    offline_floor_minor=DEMO_OFFLINE_FLOOR_MINOR)
     assert reply.result == Result.APPROVED, reply
     year, month = divmod(yyyymm_of(clock()), 100)
     expiry = (year + 3) * 100 + month

@@ -352,6 +352,11 @@ cdef int apply_one(BatchContext batch, const CoreRequest* rq, const char* payloa
     finally:
         batch.recording = False
     require(rp.result != 0, "operation left no result")
+    if rq.op == OP_PURCHASE and rq.flags & REQUEST_OFFLINE:
+        # A sale approved offline, posted or not (a limit crossed included): listed for
+        # the operator, never unseen.
+        rp.review |= REVIEW_OFFLINE_POSTED if rp.result == RESULT_APPROVED \
+            else REVIEW_OFFLINE_REFUSED
     if rp.card_id and (rp.points_seq or rp.points_earned or rp.points_redeemed or rp.tier or
                        rp.discount_bp or rq.op == OP_LOYALTY_SALE):
         # A sale of a member: its points after it, kept with the answer (a retry shows them).
@@ -391,8 +396,6 @@ cdef int decline_crossed(BatchContext batch, const CoreRequest* rq, CoreReply* r
     memcpy(rp.currency, rq.currency, CURRENCY_SIZE)
     describe_as_op(batch, rq.op, rp)
     rp.result = result
-    if rq.flags & REQUEST_OFFLINE:
-        rp.review = REVIEW_OFFLINE_REFUSED      # an advice not posted is still seen
     return 0
 
 

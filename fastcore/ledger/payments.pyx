@@ -89,10 +89,7 @@ cdef int purchase(BatchContext batch, const CoreRequest* rq, const char* payload
     cdef int64_t volume
     cdef uint64_t seq = 0
     if rq.flags & REQUEST_OFFLINE:
-        offline_sale(batch, rq, rp)
-        rp.review |= REVIEW_OFFLINE_POSTED if rp.result == RESULT_APPROVED \
-            else REVIEW_OFFLINE_REFUSED
-        return 0
+        return offline_sale(batch, rq, rp)
     cdef int64_t amount = charge_checks(batch, rq, &card, rp, &fleet, &volume, True)
     if rp.result:
         return 0
@@ -133,7 +130,7 @@ cdef int offline_sale(BatchContext batch, const CoreRequest* rq, CoreReply* rp) 
     and forward). The goods are gone: within the range's offline limits it is posted
     whatever the card holds or has become since (blocked, expired, not yet active, PIN
     tries used up): a forced post, which may leave the card owing (the audit allows and
-    counts it). Otherwise it is declined, and recorded like every request; the caller
+    counts it). Otherwise it is declined, and recorded like every request; apply_one
     flags both for review, so an advice is never dropped unseen."""
     cdef CardRecord card
     cdef Fleet fleet

@@ -4,7 +4,8 @@ core's idempotency answers them alike.
 
 It is a version-8 UUID (RFC 9562) from a SHA-256 of: the merchant the terminal's
 certificate is bound to (terminal ids are unique only within a merchant), field 41
-(terminal id), field 11 (STAN), field 7 (transmission date and time) and the message
+(terminal id), field 11 (STAN), the profile's time field (1987: field 7, transmission
+date and time; 1993: field 12, local date and time) and the message
 class (the type's first three digits: version, class, function; the fourth, whose 1
 marks a repeat, is left out)."""
 import hashlib

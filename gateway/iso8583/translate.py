@@ -17,7 +17,7 @@ import calendar
 import dataclasses
 import time
 
-from cardgate.gateway.iso8583 import fuel, identity
+from cardgate.gateway.iso8583 import fuel, identity, spec
 from cardgate.gateway.iso8583.codec import FormatError
 from cardgate.v1 import authorization_pb2, common_pb2
 
@@ -34,23 +34,27 @@ CURRENCIES = {
     "901": "TWD", "980": "UAH", "840": "USD", "860": "UZS", "704": "VND", "710": "ZAR",
 }
 NUMBERS = {code: number for number, code in CURRENCIES.items()}
-# Echoed in an answer: what identifies the message. Never the card number (field 2): a
+# Echoed in an answer: what identifies the message, the network management code, and an
+# advice's approval code (the one the terminal gave). Never the card number (field 2): a
 # full PAN is never returned; the terminal matches answers by STAN and terminal id.
-ECHOED = ("3", "4", "7", "11", "12", "13", "24", "37", "41", "42", "49")
+ECHOED = ("3", "4", "7", "11", "12", "13", "24", "37", "38", "41", "42", "49", "70")
 
 
 @dataclasses.dataclass(frozen=True)
 class Profile:
     version: str            # the message types' first digit
     when: str               # the field that, with the STAN, tells a terminal's messages apart
+    when_digits: int        # its length (the spec's)
     original: str           # the original data elements' field
     network: str            # the network management code's field
     network_codes: tuple    # the codes answered: sign-on, sign-off, echo
     network_type: str       # the network management request's type, less its version
 
 
-PROFILES = {"1987": Profile("0", "7", "90", "70", ("001", "002", "301"), "800"),
-            "1993": Profile("1", "12", "56", "24", ("801", "802", "831"), "804")}
+PROFILES = {"1987": Profile("0", "7", spec.FIELDS_1987["7"][1], "90", "70",
+                            ("001", "002", "301"), "800"),
+            "1993": Profile("1", "12", spec.FIELDS_1993["12"][1], "56", "24",
+                            ("801", "802", "831"), "804")}
 
 
 def _required(fields: dict, *numbers: str):
@@ -72,7 +76,7 @@ def original_id_of(fields: dict, merchant_id: str, profile: Profile) -> str:
     the acquirer's and forwarder's ids (ignored)."""
     _required(fields, profile.original)
     original = fields[profile.original]
-    end = 10 + (10 if profile.when == "7" else 12)
+    end = 10 + profile.when_digits
     if len(original) < end:
         raise FormatError(f"field {profile.original}: the original's type, STAN and time "
                           f"take {end} digits", profile.original, fields["t"])
@@ -189,10 +193,6 @@ def answer(fields: dict, code: str, reply=None, profile: str = "1987") -> dict:
     the approval code and the card's balance when the core answered (reply)."""
     out = {"t": answer_type(fields["t"]), "39": code}
     out.update({n: fields[n] for n in ECHOED if n in fields})
-    if "70" in fields:                      # (1993's network management field, 24, is echoed)
-        out["70"] = fields["70"]
-    if "38" in fields:                      # an advice's: the approval the terminal gave
-        out["38"] = fields["38"]
     if reply is not None:
         if reply.approval_code and "38" not in out:
             out["38"] = f"{reply.approval_code:06d}"

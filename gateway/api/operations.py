@@ -83,11 +83,11 @@ class Operations:
     def pack_money(self, op: int, request_id_text: str, pan_text: str, amount_minor: int,
                    currency: str, *, ref_text: str = None, ref_field: str = "original_request_id",
                    pin_text: str = "", partial_ok: bool = False, allow_zero: bool = False,
-                   extra: dict = None, counted: bool = True,
-                   pin_verifier: bytes = None) -> bytes:
+                   extra: dict = None, counted: bool = True, pin_of=None) -> bytes:
         """counted: the card's velocity limit counts it (not an offline sale's advice:
         the sale is made; a terminal back online advises its sales in a burst);
-        pin_verifier: the entered PIN's verifier, from a PIN block (pin_blocks)."""
+        pin_of: card key -> the entered PIN's verifier, from a PIN block (pin_blocks),
+        instead of pin_text."""
         rid = validation.request_id(request_id_text)
         ref = None
         if ref_text is not None:
@@ -95,7 +95,8 @@ class Operations:
                 raise validation.InvalidArgument(ref_field, "is missing")
             ref = validation.request_id(ref_text, ref_field)
         card_key = self.card_key(pan_text)
-        verifier = pin_verifier or (self._pin_verifier(card_key, pin_text) if pin_text else None)
+        verifier = pin_of(card_key) if pin_of else \
+            self._pin_verifier(card_key, pin_text) if pin_text else None
         packed = self.pack(
             op, rid, ref_request_id=ref, card_key=card_key,
             amount_minor=validation.amount_minor(amount_minor, allow_zero=allow_zero),
@@ -162,12 +163,13 @@ class Operations:
 
     # ---- authorizations --------------------------------------------------------
 
-    def pack_operation(self, kind: str, m, pin_verifier: bytes = None) -> bytes:
+    def pack_operation(self, kind: str, m, pin_of=None) -> bytes:
         """The core request of a cardgate.v1 authorization message; `kind` names its type
         as ForecourtOperation's fields do. Made where the message's acceptor says (access
         control binds it to the calling terminal: the core lets a request that names an
-        earlier one act only on its own merchant's). pin_verifier: of a PIN block, for a
-        purchase or pre-authorization (instead of m.pin). Raises on bad input."""
+        earlier one act only on its own merchant's). pin_of: card key -> the verifier of a
+        PIN block, for a purchase or pre-authorization (instead of m.pin). Raises on bad
+        input."""
         if m is None:
             raise validation.InvalidArgument("operation", "is empty; set one of purchase, "
                                              "preauthorize, complete, void, refund, reverse, load")
@@ -177,7 +179,7 @@ class Operations:
             pan = self.presented_pan(m)
             offline = kind == "purchase" and m.HasField("offline")
             if offline:
-                if m.pin or m.partial_approval_ok or pin_verifier:
+                if m.pin or m.partial_approval_ok or pin_of:
                     raise validation.InvalidArgument("offline", "an offline sale was approved "
                                                      "already: no pin, no partial approval")
                 extra.update(validation.offline_approval(m.offline))
@@ -185,7 +187,7 @@ class Operations:
                                    m.request_id, pan, amount, self.sale_currency(m, pan),
                                    pin_text=m.pin, partial_ok=m.partial_approval_ok,
                                    extra={**extra, **who}, counted=not offline,
-                                   pin_verifier=pin_verifier)
+                                   pin_of=pin_of)
         if kind == "complete":
             amount, extra = fleet.sale_fields(kind, m)
             return self.pack_money(Op.COMPLETE, m.request_id, m.pan, amount,

@@ -20,7 +20,7 @@ from cardgate.gateway.request_ids import new_request_id
 from cardgate.gateway.security import keys_admin
 from cardgate.gateway.security.datakeys import KeyError_
 from cardgate.gateway.security.kek import KekError, of_data_dir as kek_of_data_dir
-from cardgate.gateway.security.pin_blocks import PinBlockError, TerminalPinKeys, check_value
+from cardgate.gateway.security.pin_blocks import PinKeyError, TerminalPinKeys, check_value
 from cardgate.gateway.security.pki import CLIENT_VALID_DAYS_DEFAULT, Pki, PkiError, load_certificate
 from cardgate.gateway.store import retention
 from cardgate.gateway.store.audit import audit
@@ -222,16 +222,21 @@ def cmd_backup(args) -> int:
     return 0
 
 
+def _count_text(name: str, value) -> str:
+    """'12 journal entries', or for a count per currency 'owing minor: EUR 5000'."""
+    name = name.replace("_", " ")
+    if isinstance(value, dict):
+        return f"{name}: " + (" ".join(f"{c} {n}" for c, n in value.items()) or "none")
+    return f"{value} {name}"
+
+
 def cmd_audit(args) -> int:
     try:
         violations, counts = audit(args.data_dir)
     except (FileNotFoundError, StoreFormatError) as exc:
         print(f"cardgate audit: {exc}", file=sys.stderr)
         return 2
-    summary = ", ".join(f"{k.replace('_', ' ')}: " + (" ".join(f"{c} {n}" for c, n in v.items())
-                                                      or "none")
-                        if isinstance(v, dict) else f"{v} {k.replace('_', ' ')}"
-                        for k, v in counts.items())
+    summary = ", ".join(_count_text(name, value) for name, value in counts.items())
     if violations:
         print(f"AUDIT FAILED: {len(violations)} violation(s) in {args.data_dir} ({summary})")
         for v in violations:
@@ -358,7 +363,7 @@ def cmd_keys(args) -> int:
         keys_admin.retire(args.data_dir, args.key_id)
         print(f"retired data key {args.key_id}")
         return 0
-    except (KeyError_, StoreFormatError, KekError, PinBlockError) as exc:
+    except (KeyError_, StoreFormatError, KekError, PinKeyError) as exc:
         print(f"cardgate keys: {exc}", file=sys.stderr)
         return 2
 
@@ -370,7 +375,7 @@ def terminal_pin_key(args) -> int:
         try:
             key = bytes.fromhex(pathlib.Path(args.key_file).read_text().strip())
         except ValueError:
-            raise PinBlockError(f"{args.key_file} does not hold a key in hexadecimal") from None
+            raise PinKeyError(f"{args.key_file} does not hold a key in hexadecimal") from None
     else:
         key = None
     keys = TerminalPinKeys(args.data_dir, kek_of_data_dir(args.data_dir))

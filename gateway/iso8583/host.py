@@ -66,8 +66,8 @@ async def _answer(ops, fields, merchant_id, outlet_id, profile):
         if kind is None:                            # network management
             return translate.answer(fields, response_codes.code(
                 response_codes.APPROVED, profile)), None, "answered"
-        verifier = pin_verifier(ops, fields, kind, message, merchant_id)
-        reply = await ops.submit_one_async(ops.pack_operation(kind, message, verifier),
+        pin_of = pin_block(ops, fields, kind, message, merchant_id)
+        reply = await ops.submit_one_async(ops.pack_operation(kind, message, pin_of),
                                            message.request_id)
     except NoPinKey as exc:
         log.warning("ISO 8583 %s refused: %s", fields["t"], exc)
@@ -89,9 +89,9 @@ async def _answer(ops, fields, merchant_id, outlet_id, profile):
     return translate.answer(fields, response_codes.code(pair, profile)), message, outcome
 
 
-def pin_verifier(ops, fields, kind, message, merchant_id):
-    """The verifier of field 52's PIN block (None without one), deciphered under the
-    terminal's PIN key (pin_blocks: the clear PIN stays there)."""
+def pin_block(ops, fields, kind, message, merchant_id):
+    """None without field 52; else card key -> the verifier of its PIN block, deciphered
+    under the terminal's PIN key (pin_blocks: the clear PIN stays there), for packing."""
     block = fields.get("52")
     if not block:
         return None
@@ -102,6 +102,6 @@ def pin_verifier(ops, fields, kind, message, merchant_id):
     if len(block) not in (16, 32):
         raise FormatError("field 52: a PIN block is 16 (format 0) or 32 (format 4) "
                           "hexadecimal characters", "52", fields["t"])
-    return ops.store.terminal_pin_keys.verifier(
-        merchant_id, fields["41"], bytes.fromhex(block), message.pan,
-        ops.card_key(message.pan), ops.store.pin_key)
+    enciphered = bytes.fromhex(block)
+    return lambda card_key: ops.store.terminal_pin_keys.verifier(
+        merchant_id, fields["41"], enciphered, message.pan, card_key, ops.store.pin_key)

@@ -26,8 +26,8 @@ from psec import des, pinblock
 from cardgate.gateway.security import kek as kek_mod
 from cardgate.gateway.store.files import WatchedFile, create_private
 
-KINDS = {"tdes": (8, (16, 24)), "aes": (16, (16, 24, 32))}     # kind -> block, key sizes
-KEY_BYTES_DEFAULT = {"tdes": 16, "aes": 16}
+# kind -> block size, key sizes (the first: a key made here)
+KINDS = {"tdes": (8, (16, 24)), "aes": (16, (16, 24, 32))}
 
 
 class PinBlockError(ValueError):
@@ -39,12 +39,16 @@ class NoPinKey(PinBlockError):
     """The terminal has no PIN key: it may not send PIN blocks."""
 
 
+class PinKeyError(ValueError):
+    """A terminal PIN key that cannot be kept: an unknown kind, or the wrong size."""
+
+
 def _check_key(kind: str, key: bytes):
     if kind not in KINDS:
-        raise PinBlockError(f"a terminal PIN key is tdes (ISO 9564 format 0) or aes (format "
+        raise PinKeyError(f"a terminal PIN key is tdes (ISO 9564 format 0) or aes (format "
                             f"4), not {kind!r}")
     if len(key) not in KINDS[kind][1]:
-        raise PinBlockError(f"a {kind} PIN key has {' or '.join(map(str, KINDS[kind][1]))} "
+        raise PinKeyError(f"a {kind} PIN key has {' or '.join(map(str, KINDS[kind][1]))} "
                             f"bytes, not {len(key)}")
 
 
@@ -80,8 +84,11 @@ class TerminalPinKeys:
         return keys
 
     def _parse(self, data: bytes) -> dict:
-        return json.loads(kek_mod.unwrap(self.kek, data, kek_mod.TERMINAL_PIN_KEYS.purpose,
-                                         str(self.path)))
+        """{name: (kind, key bytes)}, decoded once per change of the file."""
+        stored = json.loads(kek_mod.unwrap(self.kek, data, kek_mod.TERMINAL_PIN_KEYS.purpose,
+                                           str(self.path)))
+        return {name: (entry["kind"], base64.b64decode(entry["key"]))
+                for name, entry in stored.items()}
 
     @staticmethod
     def name(merchant_id: str, terminal_id: str) -> str:
@@ -94,7 +101,7 @@ class TerminalPinKeys:
         entry = self._file.current().get(self.name(merchant_id, terminal_id))
         if entry is None:
             raise NoPinKey(f"terminal {terminal_id} of merchant {merchant_id} has no PIN key")
-        kind, key = entry["kind"], base64.b64decode(entry["key"])
+        kind, key = entry
         if len(block) != KINDS[kind][0]:
             raise PinBlockError(f"a {kind} PIN block has {KINDS[kind][0]} bytes, not {len(block)}")
         try:
@@ -107,14 +114,15 @@ class TerminalPinKeys:
     def put(self, merchant_id: str, terminal_id: str, kind: str, key: bytes = None) -> bytes:
         """Make (random) or load the terminal's PIN key, replacing the one it had; returns
         the key, for loading into the terminal (a key ceremony)."""
-        key = key if key is not None else secrets.token_bytes(KEY_BYTES_DEFAULT[kind])
+        if kind in KINDS and key is None:
+            key = secrets.token_bytes(KINDS[kind][1][0])
         _check_key(kind, key)
         if kind == "tdes":
             key = des.adjust_key_parity(key)
-        keys = dict(self._file.current())
-        keys[self.name(merchant_id, terminal_id)] = {"kind": kind,
-                                                     "key": base64.b64encode(key).decode()}
-        kek_mod.write_wrapped(self.kek, self.path, json.dumps(keys, sort_keys=True).encode(),
+        keys = {**self._file.current(), self.name(merchant_id, terminal_id): (kind, key)}
+        stored = {name: {"kind": k, "key": base64.b64encode(value).decode()}
+                  for name, (k, value) in keys.items()}
+        kek_mod.write_wrapped(self.kek, self.path, json.dumps(stored, sort_keys=True).encode(),
                               kek_mod.TERMINAL_PIN_KEYS.purpose)
         return key
 

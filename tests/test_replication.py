@@ -213,6 +213,14 @@ class Group:
         stubs = {name: self.stubs(name) for name in ("a", "b")}
         return stubs, self.cards(stubs["a"][1])
 
+    def start_pair_under_load(self, settle_s):
+        """start_pair, then terminals loading node a (MixedLoad on the first 4 cards) for
+        settle_s: ({name: stubs}, the cards, the load)."""
+        stubs, pans = self.start_pair()
+        load = MixedLoad(stubs["a"][0], stubs["a"][2], pans[:4])
+        time.sleep(settle_s)
+        return stubs, pans, load
+
     def stubs(self, name):
         from cardgate.gateway.cli.channels import open_channel
         from cardgate.v1 import authorization_pb2_grpc, issuing_pb2_grpc, loyalty_pb2_grpc
@@ -362,10 +370,8 @@ def test_the_primary_killed_under_load_a_follower_serves_with_every_acknowledged
     restarted, follows and catches up; both stores are equal and pass the audit."""
     group = Group(tmp_path, cluster)
     try:
-        stubs, pans = group.start_pair()
-        (auth_a, _, loyalty_a), (auth_b, _, loyalty_b) = stubs["a"], stubs["b"]
-        load = MixedLoad(auth_a, loyalty_a, pans[:4])
-        time.sleep(2.0)
+        stubs, pans, load = group.start_pair_under_load(2.0)
+        auth_b, _, loyalty_b = stubs["b"]
         killed_at = time.monotonic()
         group.nodes["a"].kill()
         load.finish()
@@ -394,10 +400,8 @@ def test_a_primary_frozen_past_its_lease_acknowledges_nothing_the_group_lacks(tm
 
     group = Group(tmp_path, cluster)
     try:
-        stubs, pans = group.start_pair()
-        (auth_a, _, loyalty_a), (auth_b, _, loyalty_b) = stubs["a"], stubs["b"]
-        load = MixedLoad(auth_a, loyalty_a, pans[:4])
-        time.sleep(1.0)
+        stubs, pans, load = group.start_pair_under_load(1.0)
+        auth_b, _, loyalty_b = stubs["b"]
         os.kill(group.nodes["a"].proc.pid, signal.SIGSTOP)
         try:
             wait_for(lambda: first_approval(auth_b, pans[7]), 30)   # b took over
@@ -439,9 +443,7 @@ def test_the_streams_leader_killed_under_load_loses_nothing_and_service_goes_on(
     on; both stores equal, audits clean."""
     group = Group(tmp_path, cluster)
     try:
-        stubs, pans = group.start_pair()
-        load = MixedLoad(stubs["a"][0], stubs["a"][2], pans[:4])
-        time.sleep(1.5)
+        stubs, pans, load = group.start_pair_under_load(1.5)
         cluster.kill(stream_leader(cluster))
         time.sleep(12.0)               # NATS's Raft elects a new leader within about 9 s
         load.finish()

@@ -12,6 +12,7 @@ TLS certificate. Goals (issue 19): ISO 8583 >= 1.0 of gRPC unary, >= 0.8 of the 
 import argparse
 import asyncio
 import multiprocessing
+import os
 import signal
 import ssl
 import sys
@@ -43,7 +44,8 @@ def client_context(data_dir) -> ssl.SSLContext:
 
 
 async def iso_client(port, data_dir, index, cards, concurrency, duration_s):
-    """(latencies of answers after the warm-up, errors) of one connection."""
+    """(latencies of answers after the warm-up, errors, CPU seconds this client process
+    used in the measured window) of one connection."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_context(data_dir),
                                                    server_hostname="localhost")
     waiting, latencies, errors = {}, [], [0]
@@ -76,11 +78,18 @@ async def iso_client(port, data_dir, index, cards, concurrency, duration_s):
             elif sent >= start_at:
                 latencies.append(time.monotonic() - sent)
 
+    async def cpu_in_window():
+        await asyncio.sleep(start_at - time.monotonic())
+        began = time.process_time()
+        await asyncio.sleep(stop_at - time.monotonic())
+        return time.process_time() - began
+
     reading = asyncio.create_task(read())
+    cpu = asyncio.create_task(cpu_in_window())
     await asyncio.gather(*(one_at_a_time(seed) for seed in range(concurrency)))
     writer.close()
     reading.cancel()
-    return latencies, errors[0]
+    return latencies, errors[0], await cpu
 
 
 def client_process(port, data_dir, index, args, out):
@@ -89,22 +98,24 @@ def client_process(port, data_dir, index, args, out):
 
 
 def drive_iso(port, data_dir, args):
-    """(messages/s, p50 ms, p99 ms, errors) of --processes ISO clients."""
+    """(messages/s, p50 ms, p99 ms, errors, the clients' CPU in cores) of --processes
+    ISO clients."""
     out = multiprocessing.Queue()
     procs = [multiprocessing.Process(target=client_process, args=(port, data_dir, i, args, out))
              for i in range(args.processes)]
     for p in procs:
         p.start()
-    latencies, errors = [], 0
+    latencies, errors, cpu_s = [], 0, 0.0
     for _ in procs:
-        lat, err = out.get(timeout=args.duration_s + WARMUP_S + 120)
+        lat, err, cpu = out.get(timeout=args.duration_s + WARMUP_S + 120)
         latencies.extend(lat)
         errors += err
+        cpu_s += cpu
     for p in procs:
         p.join()
     latencies.sort()
     return (len(latencies) / args.duration_s, latencies[len(latencies) // 2] * 1e3,
-            latencies[int(len(latencies) * 0.99)] * 1e3, errors)
+            latencies[int(len(latencies) * 0.99)] * 1e3, errors, cpu_s / args.duration_s)
 
 
 def echo_server(data_dir, port, ready):
@@ -154,11 +165,15 @@ def main(argv=None):
             echo.terminate()
     print(f"clients: {args.processes} processes x {args.concurrency} in flight, "
           f"{args.duration_s:g} s each, all on this machine")
-    print(f"{'path':<28}{'purchases/s':>12}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
-    for name, (rate, p50, p99, errors) in (("gRPC unary Purchase", grpc_figures),
-                                           ("ISO 8583 0200 over TLS", iso_figures),
-                                           ("bare TLS echo (limit)", echo_figures)):
-        print(f"{name:<28}{rate:>12,.0f}{p50:>9.1f}{p99:>9.1f}{errors:>8}")
+    print(f"{'path':<28}{'purchases/s':>12}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+          f"{'client CPU':>12}")
+    for name, (rate, p50, p99, errors, *cpu) in (("gRPC unary Purchase", grpc_figures),
+                                                 ("ISO 8583 0200 over TLS", iso_figures),
+                                                 ("bare TLS echo (limit)", echo_figures)):
+        print(f"{name:<28}{rate:>12,.0f}{p50:>9.1f}{p99:>9.1f}{errors:>8}" +
+              (f"{cpu[0]:>7.2f} cores" if cpu else f"{'':>12}"))
+    print(f"(the machine has {os.cpu_count()} cores; the ISO clients' CPU is what the host "
+          "and its core could not use)")
     print(f"ISO / gRPC unary: {iso_figures[0] / grpc_figures[0]:.2f} (goal >= {GOAL_RATIO_GRPC}); "
           f"ISO / echo: {iso_figures[0] / echo_figures[0]:.2f} (goal >= {GOAL_RATIO_ECHO})")
 

@@ -63,8 +63,8 @@ extensions = cythonize(
 )
 
 # The gateway's packages, one folder each (gateway/<name>).
-GATEWAY_PACKAGES = ("api", "cli", "fleet", "issuing", "iso8583", "loyalty", "ops", "security",
-                    "store")
+GATEWAY_PACKAGES = ("api", "cli", "fleet", "issuing", "iso8583", "loyalty", "office", "ops",
+                    "security", "store")
 
 setup(
     packages=[

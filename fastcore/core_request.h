@@ -100,6 +100,8 @@ typedef struct {
     uint32_t merchant_code;                 /* the merchant it is made for (hash of its id);
                                                0: for none (an operator). A request naming an
                                                earlier one must be of that one's merchant */
+    uint8_t details_digest[16];             /* a terminal's card operation: SHA-256 prefix of
+                                               its TransactionDetails payload (none: zero) */
 } CoreRequest;
 #pragma pack(pop)
 

@@ -326,6 +326,7 @@ cdef extern from "core_request.h":
         uint32_t actor
         int32_t utc_offset_min      # CREATE_RANGE
         uint32_t merchant_code
+        uint8_t details_digest[REQUEST_ID_SIZE]     # a terminal's card operation's details
 
 # The core's answer to one request, stored with it so that retries get it unchanged.
 cdef packed struct CoreReply:
@@ -433,6 +434,46 @@ cdef packed struct HoldRecord:
     int64_t completed_volume_ml
     uint32_t merchant_code      # the pre-authorization's merchant (CoreRequest.merchant_code)
     uint32_t outlet_code        # and its outlet
+
+# One line of the transactions database (what an office lists, exports and invoices),
+# written for every request of a card operation (TRANSACTION_OPS) that the core
+# answered, approved or declined; kept for ever, like the journal. Keyed time(8,
+# big-endian) + request id. The gateway's TransactionDetails (acceptor names, fleet
+# prompts, product lines), when the request carried them, follow the record verbatim.
+cdef packed struct TransactionRecord:
+    uint8_t op
+    uint8_t result
+    uint8_t review              # ReviewFlag bits
+    uint8_t flags               # TX_* below
+    char currency[CURRENCY_SIZE]
+    uint64_t card_id            # 0: no card found
+    uint32_t range_id           # the card's, at the time
+    uint32_t contract_id        # the card's contract at the time (0: none)
+    uint32_t merchant_code      # where it was made (CoreRequest.merchant_code, outlet_code)
+    uint32_t outlet_code
+    uint32_t partner_id         # the coalition partner of the outlet (0: none)
+    uint32_t actor              # an operator's or bureau's request: who
+    uint32_t approval_code
+    uint32_t pan_first6
+    uint16_t pan_last4
+    uint8_t pan_length
+    uint8_t reason
+    int64_t amount_minor        # asked for
+    int64_t approved_minor      # took effect (0 when declined)
+    int64_t balance_minor       # the card's balance after it
+    int64_t volume_ml
+    int64_t odometer
+    int64_t points_earned
+    int64_t points_redeemed
+    int64_t discount_minor
+    uint64_t journal_seq
+    uint8_t request_id[REQUEST_ID_SIZE]
+    uint8_t ref_request_id[REQUEST_ID_SIZE]
+
+cdef enum TransactionFlag:
+    TX_OFFLINE = 1              # a sale the terminal approved offline (store and forward)
+    TX_ODOMETER = 2             # odometer carries a reading
+    TX_PARTIAL = 4              # approved for less than asked
 
 include "layout/fleet.pxi"
 

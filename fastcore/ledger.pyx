@@ -25,10 +25,10 @@ from cardgate.fastcore import records as _records
 
 DB_NAMES = (b"requests", b"book", b"pan_index", b"journal", b"config", b"holds", b"hold_expiry",
             b"packages", b"package_expiry", b"card_packages", b"usage", b"reviews",
-            b"point_lots", b"point_lot_expiry", b"admin_log", b"retention")
+            b"point_lots", b"point_lot_expiry", b"admin_log", b"retention", b"transactions")
 (DB_REQUESTS, DB_BOOK, DB_PAN_INDEX, DB_JOURNAL, DB_CONFIG, DB_HOLDS, DB_HOLD_EXPIRY,
  DB_PACKAGES, DB_PACKAGE_EXPIRY, DB_CARD_PACKAGES, DB_USAGE, DB_REVIEWS,
- DB_POINT_LOTS, DB_POINT_LOT_EXPIRY, DB_ADMIN_LOG, DB_RETENTION) = range(16)
+ DB_POINT_LOTS, DB_POINT_LOT_EXPIRY, DB_ADMIN_LOG, DB_RETENTION, DB_TRANSACTIONS) = range(17)
 NEXT_CARD_ID_KEY = b"next_card_id"
 
 # The limits are declared once, in records.pyx; C copies of them for the hot path.
@@ -119,7 +119,7 @@ cdef class BatchContext:
     cdef object txn, txn_get, txn_put, txn_delete
     cdef object db_requests, db_book, db_pan, db_journal, db_config, db_holds, db_hold_expiry
     cdef object db_packages, db_package_expiry, db_card_packages, db_usage, db_reviews
-    cdef object db_point_lots, db_point_lot_expiry, db_admin_log, db_retention
+    cdef object db_point_lots, db_point_lot_expiry, db_admin_log, db_retention, db_transactions
     cdef _LotKind packages, points
     cdef uint64_t next_seq          # the journal position of the next entry (0: not read yet)
     cdef uint64_t undo_seq          # next_seq when the request being applied began
@@ -144,7 +144,7 @@ cdef class BatchContext:
          self.db_config, self.db_holds, self.db_hold_expiry, self.db_packages,
          self.db_package_expiry, self.db_card_packages, self.db_usage, self.db_reviews,
          self.db_point_lots, self.db_point_lot_expiry, self.db_admin_log,
-         self.db_retention) = dbs
+         self.db_retention, self.db_transactions) = dbs
         self.programs = {}
         self.partners = {}
         self.zones = {}
@@ -306,18 +306,44 @@ register(OP_REPLACE_CARD, check_replace_card, replace_card)
 register(OP_DEFINE_ZONE, check_define_zone, define_zone)
 
 
+# records.TRANSACTION_OPERATIONS as a table for the hot path: what line each operation's
+# requests leave in the transactions database.
+cdef enum:
+    TX_NONE = 0
+    TX_PLAIN = 1                # an operator's, or one moving another card
+    TX_DETAILED = 2             # a terminal's: it may carry its TransactionDetails
+
+cdef uint8_t TRANSACTION_OPS[OP_COUNT]
+memset(TRANSACTION_OPS, TX_NONE, sizeof(TRANSACTION_OPS))
+for _op in _records.TRANSACTION_OPERATIONS:
+    TRANSACTION_OPS[<int>_op] = TX_DETAILED if _op in _records.DETAILED_OPERATIONS else TX_PLAIN
+
+
 # ---- one request ------------------------------------------------------------------
 
 cdef int apply_one(BatchContext batch, const CoreRequest* rq, const char* payload,
                    CoreReply* rp) except -1:
     cdef RequestRecord rec
     cdef CardRecord card
+    cdef CoreRequest bare               # rq without its transaction details
+    cdef const CoreRequest* op_rq = rq  # what the operation's check and handler see
     memset(rp, 0, sizeof(CoreReply))
     batch.actor = rq.actor
     batch.partner = batch.origin_partner = 0      # where it happens, whose points it uses
     rp.op = rq.op
+    if rq.op < OP_COUNT and TRANSACTION_OPS[rq.op] == TX_DETAILED and rq.payload_size:
+        # The gateway's description of a terminal's transaction (acceptor, prompts,
+        # lines): bound to the request by its digest, kept in the transactions
+        # database, and of no concern to the operation itself.
+        if hashlib.sha256(payload[:rq.payload_size]).digest()[:REQUEST_ID_SIZE] != \
+                _bytes(rq.details_digest, REQUEST_ID_SIZE):
+            rp.result = RESULT_REJECTED_INVALID_REQUEST
+            return 0
+        memcpy(&bare, rq, sizeof(CoreRequest))
+        bare.payload_size = 0
+        op_rq = &bare
     if rq.op >= OP_COUNT or OPERATIONS[rq.op].apply == NULL or \
-            not OPERATIONS[rq.op].check(rq, payload):
+            not OPERATIONS[rq.op].check(op_rq, payload):
         rp.result = RESULT_REJECTED_INVALID_REQUEST
         return 0
     if read_request(batch, rq.request_id, &rec) and not (
@@ -346,9 +372,9 @@ cdef int apply_one(BatchContext batch, const CoreRequest* rq, const char* payloa
         return 0
     batch.begin_request()
     try:
-        OPERATIONS[rq.op].apply(batch, rq, payload, rp)
+        OPERATIONS[rq.op].apply(batch, op_rq, payload, rp)
     except LimitCrossed as crossed:
-        decline_crossed(batch, rq, rp, crossed.result)
+        decline_crossed(batch, op_rq, rp, crossed.result)
     finally:
         batch.recording = False
     require(rp.result != 0, "operation left no result")
@@ -381,6 +407,49 @@ cdef int apply_one(BatchContext batch, const CoreRequest* rq, const char* payloa
                   u64_be(rp.card_id) + u64_be(batch.now_s) + bytes([rp.limit_hit, rp.review]),
                   batch.db_reviews)
         batch.retain(RETAIN_REVIEW, rq.request_id)
+    if TRANSACTION_OPS[rq.op]:
+        write_transaction(batch, rq, rp, payload if op_rq != rq else NULL)
+    return 0
+
+
+cdef int write_transaction(BatchContext batch, const CoreRequest* rq, const CoreReply* rp,
+                           const char* details) except -1:
+    """The request's line in the transactions database, its details after it."""
+    cdef TransactionRecord tx
+    cdef CardRecord card
+    memset(&tx, 0, sizeof(tx))
+    tx.op, tx.result, tx.review, tx.reason = rq.op, rp.result, rp.review, rq.reason
+    if rp.currency[0]:
+        memcpy(tx.currency, rp.currency, CURRENCY_SIZE)
+    else:
+        memcpy(tx.currency, rq.currency, CURRENCY_SIZE)
+    tx.card_id = rp.card_id
+    value = batch.get(card_key_of(rp.card_id), batch.db_book) if rp.card_id else None
+    if value is not None:
+        memcpy(&card, <const char*>value, sizeof(card))
+        tx.range_id, tx.contract_id = card.range_id, card.contract_id
+        tx.pan_first6, tx.pan_last4, tx.pan_length = card.pan_first6, card.pan_last4, card.pan_length
+    tx.merchant_code, tx.outlet_code = rq.merchant_code, rq.outlet_code
+    tx.partner_id = batch.partner or partner_of(batch, rq.outlet_code)
+    tx.actor, tx.approval_code = rq.actor, rp.approval_code
+    tx.amount_minor, tx.approved_minor, tx.balance_minor = rq.amount_minor, rp.approved_minor, rp.balance_minor
+    tx.volume_ml = rp.volume_ml if rq.op == OP_PREAUTH or not rq.volume_ml else rq.volume_ml
+    if rq.flags & REQUEST_ODOMETER_PRESENT:
+        tx.odometer = rq.odometer
+        tx.flags |= TX_ODOMETER
+    if rq.flags & REQUEST_OFFLINE:
+        tx.flags |= TX_OFFLINE
+    if rp.result == RESULT_PARTIALLY_APPROVED:
+        tx.flags |= TX_PARTIAL
+    tx.points_earned, tx.points_redeemed = rp.points_earned, rp.points_redeemed
+    tx.discount_minor, tx.journal_seq = rp.discount_minor, rp.journal_seq
+    memcpy(tx.request_id, rq.request_id, REQUEST_ID_SIZE)
+    memcpy(tx.ref_request_id, rq.ref_request_id, REQUEST_ID_SIZE)
+    line = _bytes(&tx, sizeof(tx))
+    if details != NULL:
+        line += details[:rq.payload_size]
+    batch.put(u64_be(batch.now_s) + _bytes(rq.request_id, REQUEST_ID_SIZE), line,
+              batch.db_transactions)
     return 0
 
 

@@ -21,7 +21,7 @@ include "records/loyalty.pyx"
 PROFILE_RECORD_SIZE = sizeof(ProfileRecord)
 OUTLET_RECORD_SIZE = sizeof(OutletRecord)
 # The layout of what fastcore writes; a store of another format is refused, not misread.
-STORE_FORMAT = 7
+STORE_FORMAT = 8
 STORE_FORMAT_KEY = b"store_format"
 UNITS_ASSET = "UNT"            # the asset code of subscription units in accounts and journal
 POINTS_ASSET = "PTS"           # the asset code of loyalty points
@@ -33,14 +33,15 @@ LATE_GRACE_S_DEFAULT = 7 * 86400   # after that, a completion is a forced captur
 PIN_TRIES_MAX_DEFAULT = 3      # wrong PINs in a row that block a card, unless its range says
 
 # The sizes this store format has; checked at import whatever the interpreter's flags.
-for _name, _size, _expected in (("request", REQUEST_SIZE, 244), ("reply", REPLY_SIZE, 144),
-                                ("request record", REQUEST_RECORD_SIZE, 404),
+for _name, _size, _expected in (("request", REQUEST_SIZE, 260), ("reply", REPLY_SIZE, 144),
+                                ("request record", REQUEST_RECORD_SIZE, 420),
                                 ("hold record", HOLD_RECORD_SIZE, 84),
                                 ("profile record", PROFILE_RECORD_SIZE, 236),
                                 ("card record", CARD_RECORD_SIZE, 80),
                                 ("account record", ACCOUNT_RECORD_SIZE, 48),
                                 ("journal entry", JOURNAL_ENTRY_SIZE, 72),
-                                ("range record", RANGE_RECORD_SIZE, 99)):
+                                ("range record", RANGE_RECORD_SIZE, 99),
+                                ("transaction record", sizeof(TransactionRecord), 156)):
     if _size != _expected:
         raise ImportError(f"fastcore was built with a {_size}-byte {_name}; store format "
                           f"{STORE_FORMAT} has {_expected}: the layout changed without a new format")

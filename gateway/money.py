@@ -12,6 +12,9 @@ CURRENCY_EXPONENTS = {
     "RON": 2, "RSD": 2, "SAR": 2, "SEK": 2, "SGD": 2, "THB": 2, "TND": 3, "TRY": 2,
     "TWD": 2, "UAH": 2, "USD": 2, "UZS": 2, "VND": 0, "ZAR": 2,
 }
+# The assets of accounts that are not money: whole loyalty points and subscription units
+# (records.POINTS_ASSET, records.UNITS_ASSET).
+WHOLE_ASSETS = {"PTS": 0, "UNT": 0}
 
 
 class AmountError(ValueError):
@@ -47,10 +50,21 @@ def parse_litres_ml(text: str) -> int:
     return _scaled(text, 3, "volume", "64.210", "litres")
 
 
-def format_minor(amount_minor: int, currency: str) -> str:
-    """1250, 'EUR' -> '12.50 EUR'."""
-    exponent = CURRENCY_EXPONENTS.get(currency, 2)
+def decimal_text(amount_minor: int, currency: str) -> str:
+    """1250, 'EUR' -> '12.50' (the currency's own number of decimals)."""
+    exponent = CURRENCY_EXPONENTS.get(currency, WHOLE_ASSETS.get(currency, 2))
     sign = "-" if amount_minor < 0 else ""
     units, minor = divmod(abs(amount_minor), 10 ** exponent)
-    text = f"{units}.{minor:0{exponent}d}" if exponent else str(units)
-    return f"{sign}{text} {currency}"
+    return sign + (f"{units}.{minor:0{exponent}d}" if exponent else str(units))
+
+
+def format_minor(amount_minor: int, currency: str) -> str:
+    """1250, 'EUR' -> '12.50 EUR'."""
+    return f"{decimal_text(amount_minor, currency)} {currency}"
+
+
+def litres_text(volume_ml: int) -> str:
+    """64210 -> '64.210'."""
+    sign = "-" if volume_ml < 0 else ""
+    litres, ml = divmod(abs(volume_ml), 1000)
+    return f"{sign}{litres}.{ml:03d}"

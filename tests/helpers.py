@@ -90,8 +90,9 @@ def journal_entries(store):
 
 
 # What every answered request writes: its idempotency record and that record's entry in
-# the retention index (by which it is forgotten once its window has passed).
-RECORDS_OF_A_REQUEST = ("requests", "retention")
+# the retention index (by which it is forgotten once its window has passed); a card
+# operation, its line in the transactions database too.
+RECORDS_OF_A_REQUEST = ("requests", "retention", "transactions")
 
 
 def beyond_request_records(snap, also=()):

@@ -55,6 +55,38 @@ def unpack_range(bytes data):
                      p.offline_floor_minor, p.offline_age_s)
 
 
+Transaction = namedtuple(
+    "Transaction", "time_s request_id op result review offline partial currency card_id "
+    "range_id contract_id merchant_code outlet_code partner_id actor approval_code pan_first6 "
+    "pan_last4 pan_length reason amount_minor approved_minor balance_minor volume_ml odometer "
+    "points_earned points_redeemed discount_minor journal_seq ref_request_id details")
+TRANSACTION_KEY_SIZE = 8 + REQUEST_ID_SIZE
+
+
+def transaction_key(unsigned long long time_s, bytes request_id=b""):
+    """Key of a line of the transactions database: time(8, big-endian) + request id (a
+    shorter id: the first key at or after that time)."""
+    return u64_be(time_s) + request_id
+
+
+def unpack_transaction(bytes key, bytes value):
+    """A line of the transactions database (the core writes one for every answered card
+    operation); `details` is the gateway's TransactionDetails as carried, or b""."""
+    if len(key) != TRANSACTION_KEY_SIZE or len(value) < sizeof(TransactionRecord):
+        raise ValueError("not a line of the transactions database")
+    cdef const TransactionRecord* p = <const TransactionRecord*><const char*>value
+    return Transaction(u64_from_be(<const unsigned char*><const char*>key), key[8:], p.op,
+                       p.result, p.review, bool(p.flags & TX_OFFLINE), bool(p.flags & TX_PARTIAL),
+                       _currency(p.currency), p.card_id, p.range_id, p.contract_id,
+                       p.merchant_code, p.outlet_code, p.partner_id, p.actor, p.approval_code,
+                       p.pan_first6, p.pan_last4, p.pan_length, p.reason, p.amount_minor,
+                       p.approved_minor, p.balance_minor, p.volume_ml,
+                       p.odometer if p.flags & TX_ODOMETER else None, p.points_earned,
+                       p.points_redeemed, p.discount_minor, p.journal_seq,
+                       (<char*>p.ref_request_id)[:REQUEST_ID_SIZE],
+                       value[sizeof(TransactionRecord):])
+
+
 AdminLine = namedtuple("AdminLine", "time_s request_id actor op result card_id")
 ADMIN_OP_EXPORT_JOB = 200   # an admin log line the gateway writes: a personalization job exported
 

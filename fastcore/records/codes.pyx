@@ -46,6 +46,19 @@ class Op(enum.IntEnum):
     DEFINE_ZONE = OP_DEFINE_ZONE
 
 
+# Card operations: every answered request of one is a line of the transactions database.
+# A terminal's (DETAILED_OPERATIONS) may carry the gateway's TransactionDetails as its
+# payload (bound by details_digest); the others are an operator's, or move another card
+# (their payload is that card's key).
+DETAILED_OPERATIONS = frozenset((
+    Op.LOAD, Op.PURCHASE, Op.REFUND, Op.REVERSAL, Op.PREAUTH, Op.COMPLETE, Op.VOID,
+    Op.SELL_PACKAGE, Op.USE_UNITS, Op.EARN_POINTS, Op.REDEEM_POINTS, Op.LOYALTY_SALE,
+    Op.RESERVE_POINTS, Op.CONFIRM_POINTS, Op.RELEASE_POINTS))
+TRANSACTION_OPERATIONS = DETAILED_OPERATIONS | frozenset((
+    Op.ADJUST, Op.CLEAR, Op.DEACTIVATE, Op.ADJUST_POINTS, Op.TRANSFER_POINTS, Op.REPLACE_CARD))
+_DETAILED_OPS = frozenset(int(op) for op in DETAILED_OPERATIONS)
+
+
 class CardStage(enum.IntEnum):
     """Same numbers as cardgate.v1.CardStage - 1."""
     CREATED = STAGE_CREATED

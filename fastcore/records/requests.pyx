@@ -116,10 +116,11 @@ def pack_request(int op, bytes request_id, *, bytes ref_request_id=None, bytes c
                  long long offline_floor_minor=0, long long offline_age_s=0):
     """Pack one core request; the gateway validates values before calling this.
 
-    With a payload (SET_PROFILE, DEFINE_OUTLET, SET_PROGRAM, TRANSFER_POINTS) the request
-    is followed by it, and its payload_digest (card_payload_digest for a payload naming
-    another card) carries the payload's digest so that a retry with another payload is
-    seen. Names that share bytes of the record (core_request.h) are one per operation:
+    With a payload (SET_PROFILE, DEFINE_OUTLET, SET_PROGRAM, TRANSFER_POINTS, and a
+    terminal's card operations' TransactionDetails) the request is followed by it, and
+    its payload_digest (card_payload_digest for a payload naming another card,
+    details_digest for details) carries the payload's digest so that a retry with another
+    payload is seen. Names that share bytes of the record (core_request.h) are one per operation:
     giving two of them is an error."""
     cdef CoreRequest r
     memset(&r, 0, sizeof(r))
@@ -228,6 +229,8 @@ def pack_request(int op, bytes request_id, *, bytes ref_request_id=None, bytes c
     digest = hashlib.sha256(payload).digest()
     if op in (OP_TRANSFER_POINTS, OP_REPLACE_CARD, OP_DEACTIVATE):  # card_key names the card
         memcpy(r.card_payload_digest, <char*>digest, REQUEST_ID_SIZE)
+    elif op in _DETAILED_OPS:           # a terminal's operation: its TransactionDetails
+        memcpy(r.details_digest, <char*>digest, REQUEST_ID_SIZE)
     else:
         memcpy(r.payload_digest, <char*>digest, CARD_KEY_SIZE)
     return (<char*>&r)[:sizeof(r)] + payload

@@ -16,6 +16,7 @@ from cardgate.fastcore.records import Op
 from cardgate.gateway import limits, validation, zones
 from cardgate.gateway.api.loop_handoff import LoopHandoff
 from cardgate.gateway.fleet import sales as fleet
+from cardgate.gateway.office.details import details_of
 from cardgate.gateway.security import acting
 from cardgate.gateway.security.datakeys import HOLDER
 from cardgate.gateway.security.pan import luhn_check_digit, mask, split_for_record
@@ -186,24 +187,24 @@ class Operations:
             return self.pack_money(Op.PURCHASE if kind == "purchase" else Op.PREAUTH,
                                    m.request_id, pan, amount, self.sale_currency(m, pan),
                                    pin_text=m.pin, partial_ok=m.partial_approval_ok,
-                                   extra={**extra, **who}, counted=not offline,
-                                   pin_of=pin_of)
+                                   extra={**extra, **who, "payload": details_of(kind, m, pan)},
+                                   counted=not offline, pin_of=pin_of)
         if kind == "complete":
             amount, extra = fleet.sale_fields(kind, m)
             return self.pack_money(Op.COMPLETE, m.request_id, m.pan, amount,
                                    self.sale_currency(m, m.pan), ref_text=m.hold_id,
-                                   ref_field="hold_id", allow_zero=True, extra={**extra, **who})
-        if kind == "void":
-            return self.pack_reference(Op.VOID, m.request_id, m.hold_id, "hold_id", who)
-        if kind == "refund":
-            return self.pack_money(Op.REFUND, m.request_id, m.pan, m.amount.amount_minor,
-                                   m.amount.currency, ref_text=m.original_request_id, extra=who)
-        if kind == "reverse":
-            return self.pack_reference(Op.REVERSAL, m.request_id, m.original_request_id,
-                                       "original_request_id", who)
-        if kind == "load":
-            return self.pack_money(Op.LOAD, m.request_id, m.pan, m.amount.amount_minor,
-                                   m.amount.currency, extra=who)
+                                   ref_field="hold_id", allow_zero=True,
+                                   extra={**extra, **who, "payload": details_of(kind, m, m.pan)})
+        if kind in ("void", "reverse"):
+            op, ref_text, ref_field = (Op.VOID, m.hold_id, "hold_id") if kind == "void" else \
+                (Op.REVERSAL, m.original_request_id, "original_request_id")
+            return self.pack_reference(op, m.request_id, ref_text, ref_field,
+                                       {**who, "payload": details_of(kind, m)})
+        if kind in ("refund", "load"):
+            op, ref_text = (Op.REFUND, m.original_request_id) if kind == "refund" else (Op.LOAD, None)
+            return self.pack_money(op, m.request_id, m.pan, m.amount.amount_minor,
+                                   m.amount.currency, ref_text=ref_text,
+                                   extra={**who, "payload": details_of(kind, m, m.pan)})
         raise ValueError(f"no operation {kind!r}")
 
     def sale_currency(self, m, pan_text: str) -> str:

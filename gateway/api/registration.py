@@ -6,11 +6,12 @@ becomes a Malformed value, which the servicer wrapper answers with INVALID_ARGUM
 import grpc
 from google.protobuf import message, message_factory
 
-from cardgate.v1 import authorization_pb2, fleet_pb2, forecourt_pb2, issuing_pb2, loyalty_pb2
+from cardgate.v1 import (authorization_pb2, fleet_pb2, forecourt_pb2, issuing_pb2, loyalty_pb2,
+                         office_pb2)
 
 # Every cardgate.v1 service, by its descriptor: registered, reflected, role-checked.
 SERVICES = tuple(service for module in (authorization_pb2, issuing_pb2, forecourt_pb2,
-                                                 fleet_pb2, loyalty_pb2)
+                                                 fleet_pb2, loyalty_pb2, office_pb2)
                  for service in module.DESCRIPTOR.services_by_name.values())
 
 

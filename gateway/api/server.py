@@ -23,6 +23,7 @@ from cardgate.gateway.api.authorization import AuthorizationService, IssuingServ
 from cardgate.gateway.api.fleet import FleetService
 from cardgate.gateway.api.forecourt import ForecourtService
 from cardgate.gateway.api.loyalty import LoyaltyService
+from cardgate.gateway.api.office import OfficeService
 from cardgate.gateway.api.operations import Operations
 from cardgate.gateway.api.registration import SERVICES, register
 from cardgate.gateway.iso8583.listener import IsoListener
@@ -204,7 +205,8 @@ class Gateway:
                                     PersonalizationJobs(self.operations, self.pki)),
                      ForecourtService(self.operations, self.access),
                      FleetService(self.operations, self.access),
-                     LoyaltyService(self.operations, self.access))
+                     LoyaltyService(self.operations, self.access),
+                     OfficeService(self.operations, self.access))
         for servicer in servicers:
             servicer.metrics = self.metrics
             servicer.executor = pool

@@ -4,7 +4,7 @@ import time
 
 import grpc
 
-from cardgate.gateway.cli import loyalty as loyalty_cli
+from cardgate.gateway.cli import loyalty as loyalty_cli, office as office_cli
 from cardgate.gateway.cli.channels import open_channel
 from cardgate.gateway.cli.demo import clients_dir
 from cardgate.gateway.money import AmountError, format_minor, parse_amount_minor, parse_litres_ml
@@ -100,6 +100,8 @@ def run(args, pan) -> int:
                 return _points(args, pan, loyalty_pb2_grpc.LoyaltyServiceStub(channel))
             if args.command in LOYALTY_COMMANDS:
                 return loyalty_cli.run(args, channel, pan)
+            if args.command == "transactions":
+                return office_cli.transactions(args, channel, pan)
             if args.command == "reverse":
                 r = stub.Reverse(authorization_pb2.ReverseRequest(
                     request_id=args.request_id, original_request_id=args.original_request_id), timeout=10)

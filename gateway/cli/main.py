@@ -1,6 +1,5 @@
 """The ``cardgate`` command: serve, audit, and small clients for trying it by hand."""
 import argparse
-import datetime
 import os
 import pathlib
 import signal
@@ -10,7 +9,8 @@ from importlib.metadata import entry_points
 
 from cardgate.gateway import limits
 from cardgate.gateway.api.server import Gateway, InsecureRefused
-from cardgate.gateway.cli import client, loyalty as loyalty_cli
+from cardgate.gateway.cli import client, loyalty as loyalty_cli, office as office_cli
+from cardgate.gateway.cli.times import utc_time
 from cardgate.gateway.cli.demo import (clients_dir, ensure_demo, ensure_demo_certificates,
                                        read_demo_pans)
 from cardgate.gateway.ops import admin_log, logs, top
@@ -253,8 +253,8 @@ def cmd_admin_log(args) -> int:
         print(f"cardgate admin-log: {exc}", file=sys.stderr)
         return 2
     try:
-        since = int(_utc_time(args.since).timestamp()) if args.since else 0
-        until = int(_utc_time(args.until).timestamp()) if args.until else None
+        since = int(utc_time(args.since).timestamp()) if args.since else 0
+        until = int(utc_time(args.until).timestamp()) if args.until else None
         actor = int(args.actor, 16) & 0xFFFF_FFFF if args.actor else None
         rows = admin_log.lines(store, args.data_dir, since, until, actor, args.limit)
     finally:
@@ -265,15 +265,6 @@ def cmd_admin_log(args) -> int:
     if not rows:
         print("no operator or bureau acts in that period")
     return 0
-
-
-def _utc_time(text: str):
-    """A time given as ISO 8601 (naive: UTC)."""
-    try:
-        at = datetime.datetime.fromisoformat(text)
-    except ValueError:
-        raise SystemExit(f"cardgate: {text!r} is not a time like 2026-12-01 or 2026-12-01T08:00") from None
-    return at if at.tzinfo else at.replace(tzinfo=datetime.timezone.utc)
 
 
 def _pan_from_args(args) -> str:
@@ -594,7 +585,7 @@ def build_parser() -> argparse.ArgumentParser:
         if original:
             p.add_argument("--original-request-id", required=True,
                            help="request id of the request to refund or reverse")
-        if name not in ("balance", "points", "statement", "settlement", "analytics"):
+        if name not in ("balance", "points", "statement", "settlement", "analytics", "transactions"):
             p.add_argument("--request-id", default=None,
                            help="UUID of this request (default: a new time-ordered one); reuse it to retry")
         p.set_defaults(func=cmd_client)
@@ -623,6 +614,7 @@ def build_parser() -> argparse.ArgumentParser:
     client_parser("reverse", "undo an earlier request by its request id", amount=False,
                   card=False, original=True)
     loyalty_cli.add_commands(sub, client_parser)
+    office_cli.add_commands(sub, client_parser)
     # Groups of subcommands from packages built on the gateway (the bureau's), found by the
     # "cardgate.commands" entry points they declare: the gateway never imports them.
     for group in sorted(entry_points(group="cardgate.commands"), key=lambda e: e.name):

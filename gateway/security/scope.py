@@ -11,14 +11,17 @@ other RPC is the global operator's alone:
   a partner named by partner_id               its partner
   a program's settlement                      read by its partner (the answer keeps
                                               only that partner's line)
+  a listing of transactions                   filtered by one of its ranges (range_id),
+                                              or by its partner (partner_id)
 """
 CARD_RPCS = frozenset((
     "AdjustBalance", "ClearBalance", "DeactivateCard", "ReplaceCard", "SetCardStatus",
     "SetCardPin", "SetCardStage", "GetBalance", "AdjustPoints", "TransferPoints", "GetPoints",
     "GetMember", "SetMember", "GetStatement", "AssignCard", "GetFleetUsage"))
 RANGE_RPCS = frozenset(("CreateCardRange", "IssueCards", "IssueGiftCards",
-                        "SetCardRangeAcceptance"))
-PARTNER_RPCS = frozenset(("DefinePartner", "GetSettlement"))
+                        "SetCardRangeAcceptance", "ListTransactions"))
+PARTNER_RPCS = frozenset(("DefinePartner", "GetSettlement", "ListTransactions"))
+PARTNER_NAMED = frozenset(("DefinePartner", "ListTransactions"))    # partner_id must be its own
 CARD_FIELDS = ("pan", "to_pan", "new_pan")
 
 
@@ -39,7 +42,7 @@ def refusal(identity, method: str, request, range_of_pan, range_of_card_id):
                          for i, card_id in enumerate(request.card_ids)
                          if range_of_card_id(card_id) not in identity.ranges), None)
     if identity.partner_id and name in PARTNER_RPCS:
-        return _outside(identity, "partner_id", name != "DefinePartner" or
+        return _outside(identity, "partner_id", name not in PARTNER_NAMED or
                         request.partner_id == identity.partner_id)
     return f"{identity.describe()} is scoped to {identity.scope()}; {name} is the global operator's"
 

@@ -15,6 +15,7 @@ from cardgate.gateway.security.datakeys import KeyRing
 from cardgate.gateway.security.kek import WrappedSecret
 from cardgate.gateway.security.pan import PanIndexKey
 from cardgate.gateway.security.pin_blocks import TerminalPinKeys
+from cardgate.gateway.zones import ZONE_NAME_BYTES
 
 DATA_DIR_ENV = "CARDGATE_DATA_DIR"
 DATA_DIR_DEFAULT = "cardgate-data"
@@ -292,6 +293,34 @@ class Store:
                     limit_hit, self._limit_max(txn, card_id, limit_hit) if limit_hit else 0,
                     review, records.unpack_request_record(record) if record is not None else None))
             return listed
+
+    def read_transactions(self, after: bytes, until_s: int, rows_max: int):
+        """([records.Transaction], the key to read on after, or None when the period is
+        done): lines of the transactions database after the key `after` (a
+        records.transaction_key) and before until_s, in time order, read in one
+        transaction."""
+        rows = []
+        with self.env.begin(buffers=False) as txn:
+            cursor = txn.cursor(db=self.db_transactions)
+            found = cursor.set_range(after)
+            if found and cursor.key() == after:
+                found = cursor.next()
+            end = records.transaction_key(until_s)
+            while found:
+                key = cursor.key()
+                if key >= end:
+                    return rows, None
+                rows.append(records.unpack_transaction(key, cursor.value()))
+                if len(rows) == rows_max:
+                    return rows, key
+                found = cursor.next()
+        return rows, None
+
+    def read_zone_name(self, zone_id: int) -> str:
+        """The IANA name of a zone the core was given (DEFINE_ZONE), or "" if none."""
+        with self.env.begin(buffers=False) as txn:
+            table = txn.get(records.config_key("Z", zone_id), db=self.db_config)
+        return table[:ZONE_NAME_BYTES].rstrip(b"\0").decode("ascii") if table else ""
 
     def read_acceptance(self, range_id: int):
         """The merchant ids that accept the range's cards, or None: every merchant."""

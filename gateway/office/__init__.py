@@ -1,0 +1,1 @@
+"""The back office: transactions listed and exported, from the core's transactions database."""

@@ -1,4 +1,5 @@
 """The `cardgate` command as a newcomer uses it: serve with the demo, try it, audit."""
+import csv
 import datetime
 import json
 import os
@@ -19,7 +20,7 @@ from gateway_process import GatewayProcess
 
 SUBCOMMANDS = ("serve", "audit", "balance", "load", "pay", "refund", "reverse", "pki", "keys",
                "points", "earn", "redeem", "program", "sale", "statement", "member", "settlement",
-               "analytics", "bureau", "top", "backup", "restore", "admin-log")
+               "analytics", "bureau", "top", "backup", "restore", "admin-log", "transactions")
 DEMO_PROGRAM_FILE = pathlib.Path(__file__).parent.parent / "docs" / "demo-program.json"
 
 
@@ -142,6 +143,50 @@ def test_loyalty_from_the_command_line_sale_statement_member_and_reports(tmp_pat
         assert settled.returncode == 0 and "partner 1 Demo Fuel: issued 139" in settled.stdout, settled.stdout
         bad = cardgate("program", "--file", str(tmp_path / "missing.json"), *target)
         assert bad.returncode == 2
+    finally:
+        assert gateway.stop() == 0
+
+
+@pytest.mark.slow
+def test_transactions_exported_as_csv_and_json_lines(tmp_path):
+    data_dir = tmp_path / "data"
+    gateway = GatewayProcess(data_dir)
+    try:
+        target = ("--target", gateway.address, "--data-dir", str(data_dir))
+        fuel = cardgate("pay", "--demo-card", "4", "--amount", "80.00", "--product", "19",
+                        "--litres", "40.000", "--odometer", "1200", "--driver", "D-7",
+                        "--vehicle", "KR 77", *target)
+        assert fuel.returncode == 0, fuel.stdout + fuel.stderr
+        assert cardgate("pay", "--demo-card", "3", "--amount", "26.00", *target).returncode == 3
+        assert cardgate("pay", "--demo-card", "1", "--amount", "1.25", *target).returncode == 0
+        out = tmp_path / "month.csv"
+        export = cardgate("transactions", "--out", str(out), *target)
+        assert export.returncode == 0, export.stderr
+        rows = list(csv.DictReader(out.open()))
+        assert f"{len(rows)} transactions written" in export.stderr
+        assert [r["operation"] for r in rows][-3:] == ["PURCHASE"] * 3
+        assert {r["operation"] for r in rows[:-3]} == {"LOAD"}        # the demo's own loads
+        rows = rows[-3:]
+        pans = read_demo_pans(data_dir)
+        fleet = rows[0]
+        assert fleet["masked_pan"] == pans[3][:6] + "******" + pans[3][-4:]
+        assert (fleet["products"], fleet["litres"], fleet["odometer_km"], fleet["driver_id"],
+                fleet["vehicle_id"]) == ("19:40.000:80.00", "40.000", "1200", "D-7", "KR 77")
+        # the demo program's 2 % member discount comes off
+        assert (fleet["amount"], fleet["approved"], fleet["discount"], fleet["currency"]) == \
+            ("80.00", "78.40", "1.60", "EUR")
+        assert rows[1]["result"] == "DECLINED_INSUFFICIENT_FUNDS" and rows[1]["approved"] == "0.00"
+        assert all(pan not in out.read_text() for pan in pans)
+        declined = cardgate("transactions", "--result", "declined", "--format", "jsonl", *target)
+        assert declined.returncode == 0, declined.stderr
+        lines = [json.loads(line) for line in declined.stdout.splitlines()]
+        assert [line["result_code"] for line in lines] == ["RESULT_CODE_DECLINED_INSUFFICIENT_FUNDS"]
+        one_card = cardgate("transactions", "--demo-card", "1", *target)
+        assert [row["amount"] for row in csv.DictReader(one_card.stdout.splitlines())][-1] == "1.25"
+        assert {row["masked_pan"][-4:] for row in csv.DictReader(one_card.stdout.splitlines())} == \
+            {pans[0][-4:]}
+        bad = cardgate("transactions", "--from", "yesterday", *target)
+        assert bad.returncode != 0 and "not a time" in bad.stderr
     finally:
         assert gateway.stop() == 0
 

@@ -187,24 +187,24 @@ class Operations:
             return self.pack_money(Op.PURCHASE if kind == "purchase" else Op.PREAUTH,
                                    m.request_id, pan, amount, self.sale_currency(m, pan),
                                    pin_text=m.pin, partial_ok=m.partial_approval_ok,
-                                   extra={**extra, **who, "payload": details_of(kind, m, pan)},
+                                   extra={**extra, **who, "payload": details_of(m, pan)},
                                    counted=not offline, pin_of=pin_of)
         if kind == "complete":
             amount, extra = fleet.sale_fields(kind, m)
             return self.pack_money(Op.COMPLETE, m.request_id, m.pan, amount,
                                    self.sale_currency(m, m.pan), ref_text=m.hold_id,
                                    ref_field="hold_id", allow_zero=True,
-                                   extra={**extra, **who, "payload": details_of(kind, m, m.pan)})
+                                   extra={**extra, **who, "payload": details_of(m, m.pan)})
         if kind in ("void", "reverse"):
             op, ref_text, ref_field = (Op.VOID, m.hold_id, "hold_id") if kind == "void" else \
                 (Op.REVERSAL, m.original_request_id, "original_request_id")
             return self.pack_reference(op, m.request_id, ref_text, ref_field,
-                                       {**who, "payload": details_of(kind, m)})
+                                       {**who, "payload": details_of(m)})
         if kind in ("refund", "load"):
             op, ref_text = (Op.REFUND, m.original_request_id) if kind == "refund" else (Op.LOAD, None)
             return self.pack_money(op, m.request_id, m.pan, m.amount.amount_minor,
                                    m.amount.currency, ref_text=ref_text,
-                                   extra={**who, "payload": details_of(kind, m, m.pan)})
+                                   extra={**who, "payload": details_of(m, m.pan)})
         raise ValueError(f"no operation {kind!r}")
 
     def sale_currency(self, m, pan_text: str) -> str:
@@ -546,7 +546,7 @@ class Operations:
             raise validation.InvalidArgument("points", f"must be 0 to {records.AMOUNT_MINOR_MAX}")
         return self.pack_money(Op.LOYALTY_SALE, m.request_id, m.pan, amount, m.amount.currency,
                                extra=dict(volume_ml=volume, products=codes, payment_method=method,
-                                          points_tendered=m.points,
+                                          points_tendered=m.points, payload=details_of(m, m.pan),
                                           **fleet.acceptor_codes(m.acceptor)))
 
     def define_partner(self, request_id_text, partner_id, name, shares_requests=False):

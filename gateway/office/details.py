@@ -4,22 +4,20 @@ the core keeps verbatim with the transaction (the core request's payload)."""
 from cardgate.gateway.security.pan import mask
 from cardgate.v1 import office_pb2
 
-# Which fields of each kind of authorization message describe it (ForecourtOperation's names).
-_FLEET_KINDS = ("purchase", "preauthorize")
-_LINE_KINDS = ("purchase", "complete")
 
-
-def details_of(kind: str, m, pan_text: str = "") -> bytes:
-    """The serialized TransactionDetails of a validated authorization message of `kind`;
-    pan_text: the card number it presents (masked here), if any."""
+def details_of(m, pan_text: str = "") -> bytes:
+    """The serialized TransactionDetails of a validated terminal message (an
+    authorization, a loyalty sale): its acceptor, and its fleet data, lines and product
+    codes where it has them; pan_text: the card number it presents (masked here), if any."""
+    fields = m.DESCRIPTOR.fields_by_name
     details = office_pb2.TransactionDetails(acceptor=m.acceptor)
     if pan_text:
         details.masked_pan = mask(pan_text)
-    if kind in _FLEET_KINDS and m.HasField("fleet"):
+    if "fleet" in fields and m.HasField("fleet"):
         details.fleet.CopyFrom(m.fleet)
-    if kind in _LINE_KINDS:
+    if "lines" in fields:
         details.lines.extend(m.lines)
-    if kind == "preauthorize":
+    if "product_codes" in fields:
         details.product_codes.extend(m.product_codes)
     return details.SerializeToString(deterministic=True)
 

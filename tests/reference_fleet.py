@@ -7,7 +7,7 @@ import datetime
 import hashlib
 
 from cardgate.fastcore import records
-from cardgate.fastcore.records import Measure, Period, Prompt, Result, Slot
+from cardgate.fastcore.records import CardStatus, Measure, Period, Prompt, Result, Slot
 
 CONTRACT = records.CONTRACT_OWNER_BASE
 MEASURES = list(Measure)
@@ -243,6 +243,8 @@ class FleetRules:
                     self.accounts[(card.card_id, Slot.CARD_HELD)].balance_minor:
                 raise Decline(Result.DECLINED_BALANCE_NOT_ZERO)
         card.profile_id, card.contract_id = rq.profile_id, rq.contract_id
+        if rq.contract_id and card.status == CardStatus.ISSUED:     # drawing on credit: live
+            card.status, card.activated_s = CardStatus.ACTIVE, now_s
         self.approve(rq, rp, 0, 0)
 
     # ---- validity ----------------------------------------------------------------------

@@ -161,6 +161,11 @@ cdef int assign_card(BatchContext batch, const CoreRequest* rq, const char* payl
             return 0
     card.profile_id = rq.profile_id
     card.contract_id = rq.contract_id
+    if rq.contract_id and card.status == CARD_ISSUED:
+        # A card that draws on a contract's credit is usable at once: nothing needs to
+        # be loaded onto it to activate it.
+        card.status = CARD_ACTIVE
+        card.activated_s = batch.now_s
     write_card(batch, &card)
     approve(batch, rq, rp, 0, 0, &card)
     return 0

@@ -102,6 +102,8 @@ def run(args, pan) -> int:
                 return loyalty_cli.run(args, channel, pan)
             if args.command == "transactions":
                 return office_cli.transactions(args, channel, pan)
+            if args.command == "invoice":
+                return office_cli.invoice(args, channel)
             if args.command == "reverse":
                 r = stub.Reverse(authorization_pb2.ReverseRequest(
                     request_id=args.request_id, original_request_id=args.original_request_id), timeout=10)

@@ -585,7 +585,8 @@ def build_parser() -> argparse.ArgumentParser:
         if original:
             p.add_argument("--original-request-id", required=True,
                            help="request id of the request to refund or reverse")
-        if name not in ("balance", "points", "statement", "settlement", "analytics", "transactions"):
+        if name not in ("balance", "points", "statement", "settlement", "analytics", "transactions",
+                        "invoice"):
             p.add_argument("--request-id", default=None,
                            help="UUID of this request (default: a new time-ordered one); reuse it to retry")
         p.set_defaults(func=cmd_client)

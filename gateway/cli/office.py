@@ -1,5 +1,6 @@
 """The CLI's office commands, as an operator's client of a running gateway:
-`cardgate transactions` lists or exports what happened to cards."""
+`cardgate transactions` lists or exports what happened to cards, `cardgate invoice` a
+fleet contract's invoice."""
 import contextlib
 import sys
 import time
@@ -7,7 +8,9 @@ import time
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from cardgate.gateway.cli.times import utc_time
+from cardgate.gateway.money import format_minor, litres_text
 from cardgate.gateway.office.export import FORMATS, Writer
+from cardgate.gateway.office.invoice_files import write_csv, write_pdf
 from cardgate.v1 import office_pb2, office_pb2_grpc
 
 RESULT_FILTERS = {"all": office_pb2.TRANSACTION_RESULT_FILTER_UNSPECIFIED,
@@ -76,3 +79,33 @@ def add_commands(sub, client_parser) -> None:
     p.add_argument("--format", choices=FORMATS, default="csv", help="default: csv")
     p.add_argument("--out", metavar="FILE", help="write to this file (default: standard output)")
     p.add_argument("--limit", type=int, default=0, help="at most this many lines")
+    _add_invoice(sub, client_parser)
+
+
+def invoice(args, channel) -> int:
+    stub = office_pb2_grpc.OfficeServiceStub(channel)
+    answer = stub.GetFleetInvoice(office_pb2.GetFleetInvoiceRequest(
+        contract_id=args.contract, from_s=int(utc_time(args.since).timestamp()),
+        until_s=int(utc_time(args.until).timestamp())), timeout=EXPORT_TIMEOUT_S)
+    money = answer.currency
+    print(f"contract {answer.contract_id}, {answer.local_from} to {answer.local_until}: "
+          f"charged {format_minor(answer.charged_minor, money)}, refunded "
+          f"{format_minor(answer.refunded_minor, money)}, total {format_minor(answer.total_minor, money)}, "
+          f"{litres_text(answer.volume_ml)} L in {len(answer.lines)} transactions")
+    for path, write in ((args.csv, write_csv), (args.pdf, write_pdf)):
+        if path:
+            write(answer, path)
+            print(f"  written to {path}")
+    return 0
+
+
+def _add_invoice(sub, client_parser) -> None:
+    p = client_parser("invoice", "operator: a fleet contract's invoice for a period (totals by "
+                      "card, vehicle, driver, product), as CSV and PDF", amount=False, card=False,
+                      identity="demo-operator")
+    p.add_argument("--contract", type=int, required=True, help="the fleet contract's id")
+    p.add_argument("--from", dest="since", required=True, metavar="TIME",
+                   help="first moment (ISO 8601, UTC unless it says), e.g. 2026-11-01")
+    p.add_argument("--until", required=True, metavar="TIME", help="end (excluded), e.g. 2026-12-01")
+    p.add_argument("--csv", metavar="FILE", help="write the invoice as CSV")
+    p.add_argument("--pdf", metavar="FILE", help="write the invoice as PDF")

@@ -21,6 +21,7 @@ from cardgate.v1 import common_pb2, office_pb2
 
 PAGE_SIZE_DEFAULT = 1000
 PAGE_SIZE_MAX = 100_000
+ROWS_UNBOUNDED = 2 ** 63        # Query.rows_max of a reader that takes the whole period
 READ_ROWS = 500                 # lines read from the store in one read transaction
 APPROVED = (records.Result.APPROVED, records.Result.PARTIALLY_APPROVED)
 # TransactionResultFilter -> Filter.approved
@@ -144,9 +145,10 @@ def _op_name(op: int) -> str:
         return str(op)
 
 
-def line_of(tx, local: LocalTime, actor_names: dict) -> "office_pb2.TransactionLine":
-    """The TransactionLine of a records.Transaction."""
-    details = parse_details(tx.details)
+def line_of(tx, local: LocalTime, actor_names: dict, details=None) -> "office_pb2.TransactionLine":
+    """The TransactionLine of a records.Transaction (details: its TransactionDetails, if
+    parsed already)."""
+    details = details if details is not None else parse_details(tx.details)
     acceptor = details.acceptor
     line = office_pb2.TransactionLine(
         time_s=tx.time_s, local_time=local.text(tx.time_s, tx.range_id),

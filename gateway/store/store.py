@@ -316,6 +316,18 @@ class Store:
                 found = cursor.next()
         return rows, None
 
+    def read_request(self, request_id: bytes):
+        """The records.RequestRecordView of a request still remembered, or None."""
+        with self.env.begin(buffers=False) as txn:
+            value = txn.get(request_id, db=self.db_requests)
+        return records.unpack_request_record(value) if value is not None else None
+
+    def read_product_name(self, code: int) -> str:
+        """The name a product of the catalog was given (DefineProduct), or ""."""
+        with self.env.begin(buffers=False) as txn:
+            value = txn.get(records.config_key("P", code), db=self.db_config)
+        return value[1:].rstrip(b"\0").decode("utf-8", "replace") if value else ""
+
     def read_zone_name(self, zone_id: int) -> str:
         """The IANA name of a zone the core was given (DEFINE_ZONE), or "" if none."""
         with self.env.begin(buffers=False) as txn:

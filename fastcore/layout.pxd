@@ -389,6 +389,8 @@ cdef packed struct CardRecord:
     uint32_t load_day           # days since 1970 of loaded_today_minor
     uint32_t profile_id         # 0, or the card's own restriction profile
     int64_t loaded_today_minor
+    uint32_t issuer_partner     # the coalition partner whose outlet first loaded it (0: none):
+                                # its value is that partner's to settle (TransactionRecord)
 
 cdef packed struct AccountRecord:
     int64_t balance_minor
@@ -452,6 +454,7 @@ cdef packed struct TransactionRecord:
     uint32_t merchant_code      # where it was made (CoreRequest.merchant_code, outlet_code)
     uint32_t outlet_code
     uint32_t partner_id         # the coalition partner of the outlet (0: none)
+    uint32_t issuer_partner     # the card's issuing partner (CardRecord.issuer_partner)
     uint32_t actor              # an operator's or bureau's request: who
     uint32_t approval_code
     uint32_t pan_first6
@@ -469,6 +472,8 @@ cdef packed struct TransactionRecord:
     uint64_t journal_seq
     uint8_t request_id[REQUEST_ID_SIZE]
     uint8_t ref_request_id[REQUEST_ID_SIZE]
+    uint8_t ref_op              # a reversal: the operation of the request it names
+    uint8_t reserved[3]
 
 cdef enum TransactionFlag:
     TX_OFFLINE = 1              # a sale the terminal approved offline (store and forward)

@@ -417,6 +417,7 @@ cdef int write_transaction(BatchContext batch, const CoreRequest* rq, const Core
     """The request's line in the transactions database, its details after it."""
     cdef TransactionRecord tx
     cdef CardRecord card
+    cdef RequestRecord original
     memset(&tx, 0, sizeof(tx))
     tx.op, tx.result, tx.review, tx.reason = rq.op, rp.result, rp.review, rq.reason
     if rp.currency[0]:
@@ -428,6 +429,7 @@ cdef int write_transaction(BatchContext batch, const CoreRequest* rq, const Core
     if value is not None:
         memcpy(&card, <const char*>value, sizeof(card))
         tx.range_id, tx.contract_id = card.range_id, card.contract_id
+        tx.issuer_partner = card.issuer_partner
         tx.pan_first6, tx.pan_last4, tx.pan_length = card.pan_first6, card.pan_last4, card.pan_length
     tx.merchant_code, tx.outlet_code = rq.merchant_code, rq.outlet_code
     tx.partner_id = batch.partner or partner_of(batch, rq.outlet_code)
@@ -445,6 +447,11 @@ cdef int write_transaction(BatchContext batch, const CoreRequest* rq, const Core
     tx.discount_minor, tx.journal_seq = rp.discount_minor, rp.journal_seq
     memcpy(tx.request_id, rq.request_id, REQUEST_ID_SIZE)
     memcpy(tx.ref_request_id, rq.ref_request_id, REQUEST_ID_SIZE)
+    if rq.op in (OP_REFUND, OP_REVERSAL) and read_request(batch, rq.ref_request_id, &original):
+        # Money given back goes back where it was taken: the original's partner (an
+        # operator's refund or reversal is made at no outlet).
+        tx.ref_op = original.request.op
+        tx.partner_id = partner_of(batch, original.request.outlet_code)
     line = _bytes(&tx, sizeof(tx))
     if details != NULL:
         line += details[:rq.payload_size]

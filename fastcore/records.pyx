@@ -37,11 +37,11 @@ for _name, _size, _expected in (("request", REQUEST_SIZE, 260), ("reply", REPLY_
                                 ("request record", REQUEST_RECORD_SIZE, 420),
                                 ("hold record", HOLD_RECORD_SIZE, 84),
                                 ("profile record", PROFILE_RECORD_SIZE, 236),
-                                ("card record", CARD_RECORD_SIZE, 80),
+                                ("card record", CARD_RECORD_SIZE, 84),
                                 ("account record", ACCOUNT_RECORD_SIZE, 48),
                                 ("journal entry", JOURNAL_ENTRY_SIZE, 72),
                                 ("range record", RANGE_RECORD_SIZE, 99),
-                                ("transaction record", sizeof(TransactionRecord), 156)):
+                                ("transaction record", sizeof(TransactionRecord), 164)):
     if _size != _expected:
         raise ImportError(f"fastcore was built with a {_size}-byte {_name}; store format "
                           f"{STORE_FORMAT} has {_expected}: the layout changed without a new format")

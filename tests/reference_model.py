@@ -59,6 +59,7 @@ class Card:
     contract_id: int = 0
     stage: int = 0                # records.CardStage
     stage_times: dict = dataclasses.field(default_factory=dict)
+    issuer_partner: int = 0       # the partner whose outlet first loaded it
 
 
 @dataclasses.dataclass
@@ -144,6 +145,7 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
         self.init_fleet()
         self.init_loyalty()
         self.ranges = {}          # range_id -> currency
+        self.money_flows = collections.Counter()  # (currency, payer, payee) -> minor units
         self.pin_tries_max = {}   # range_id -> wrong PINs in a row that block a card
         self.pin_policy = {}      # range_id -> its PinPolicy (0: required)
         self.range_limits = {}    # range_id -> (balance max, load per day max); 0: none
@@ -287,6 +289,7 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
             self.usage[new.card_id] = copy.deepcopy(self.usage[card.card_id])
         new.profile_id, new.contract_id = card.profile_id, card.contract_id
         new.load_day, new.loaded_today_minor, new.stage = card.load_day, card.loaded_today_minor, card.stage
+        new.issuer_partner = card.issuer_partner
         if card.status != CardStatus.ISSUED and (card.status == CardStatus.ACTIVE or card.activated_s):
             new.status, new.activated_s = CardStatus.ACTIVE, now_s
         card.status = CardStatus.CLOSED
@@ -364,6 +367,8 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
         if card.status == CardStatus.ISSUED:
             card.status = CardStatus.ACTIVE
             card.activated_s = now_s
+        if not card.issuer_partner:
+            card.issuer_partner = self.partner_of(rq.outlet_code)
         card.load_day, card.loaded_today_minor = day, loaded + rq.amount_minor
         seq = self.post(rq.request_id, Op.LOAD, (SYSTEM + card.range_id, Slot.RANGE_FUNDING),
                         (self.value_owner(card), Slot.CARD_VALUE), rq.currency, rq.amount_minor, now_s)
@@ -931,9 +936,36 @@ class ReferenceLedger(FleetRules, LoyaltyRules):
             rp["points_balance"] = self.accounts[(card.card_id, Slot.CARD_POINTS)].balance_minor \
                 + self.points_owed(card)
         self.requests[rq.request_id] = Recorded(packed, dict(rp))
+        if rp["result"] in (Result.APPROVED, Result.PARTIALLY_APPROVED) and rp["approved_minor"]:
+            self.settle_money(rq, rp)
         if rp["review"]:
             self.reviews[rq.request_id] = (rp["card_id"], now_s, rp["limit_hit"])
         return records.Reply(**rp)
+
+    def settle_money(self, rq, rp):
+        """Coalition money: a card's value is its issuer's (the partner that first loaded
+        it); value loaded or given back at another partner's outlet is paid to the issuer,
+        value spent there (or a load or refund undone) is paid by it. Given back or undone:
+        at the outlet of the request it undoes."""
+        op, outlet = rq.op, rq.outlet_code
+        if op in (Op.REFUND, Op.REVERSAL):
+            original = self.requests.get(rq.ref_request_id)
+            if original is None or not original.request:
+                return
+            original = records.unpack_request(original.request)
+            outlet = original.outlet_code
+            op = {(Op.REFUND, Op.PURCHASE): "back", (Op.REFUND, Op.LOYALTY_SALE): None,
+                  (Op.REVERSAL, Op.PURCHASE): "back", (Op.REVERSAL, Op.COMPLETE): "back",
+                  (Op.REVERSAL, Op.LOAD): "spent", (Op.REVERSAL, Op.REFUND): "spent"}.get(
+                      (op, original.op))
+        else:
+            op = {Op.LOAD: "back", Op.PURCHASE: "spent", Op.COMPLETE: "spent"}.get(op)
+        card = self.cards.get(rp["card_id"])
+        where, issuer = self.partner_of(outlet), card.issuer_partner if card else 0
+        if op is None or not where or not issuer or where == issuer:
+            return
+        payer, payee = (where, issuer) if op == "back" else (issuer, where)
+        self.money_flows[(rp["currency"], payer, payee)] += rp["approved_minor"]
 
     def apply_batch(self, packed_requests: list, now_s: int, now_yyyymm: int,
                     hold_timeout_s: int = records.HOLD_TIMEOUT_S_DEFAULT):

@@ -246,6 +246,59 @@ def test_a_coalition_of_a_fuel_network_and_a_cafe_settles_to_zero(coalition):
     assert list(empty.partners) == [] and list(empty.transfers) == []
 
 
+def test_a_gift_card_loaded_at_the_station_and_spent_at_the_cafe_settles_money_to_zero(coalition):
+    """Money and points in one settlement: the station that sells a gift card holds its
+    money, so the cafe where it is spent is paid by the station, less what the cafe gives
+    back; a card loaded at no partner's outlet settles nothing."""
+    c = coalition
+    c.program(rules=[loyalty_pb2.EarnRule(rule_id=1, kind=loyalty_pb2.EARN_RULE_KIND_PER_AMOUNT,
+                                          points=1, per=100)], point_value_millis=1000)
+    gift, topped_up, unattached = c.card(7), c.card(8), c.card(9, funds=20_00)
+    start = c.now[0]
+
+    def pay(where, pan, amount_minor):
+        request_id = new_id()
+        answer = c.auth[where].Purchase(authorization_pb2.PurchaseRequest(
+            request_id=request_id, pan=pan, amount=eur(amount_minor))).authorization
+        assert answer.result_code == R.RESULT_CODE_APPROVED, answer
+        return request_id
+
+    def load_at(where, pan, amount_minor):
+        return ok(c.auth[where].LoadValue(authorization_pb2.LoadValueRequest(
+            request_id=new_id(), pan=pan, amount=eur(amount_minor))).authorization)
+
+    load_at("station-12", gift, 100_00)          # sold at the station: Fuelco issues it
+    cake = pay("aroma", gift, 30_00)             # spent at the cafe: Fuelco owes Aroma 30.00
+    pay("station-7", gift, 10_00)                # at home: nothing to settle
+    ok(c.auth["aroma"].Refund(authorization_pb2.RefundRequest(
+        request_id=new_id(), pan=gift, amount=eur(5_00), original_request_id=cake)).authorization)
+    load_at("aroma", topped_up, 40_00)           # issued at the cafe,
+    load_at("station-12", topped_up, 10_00)      # topped up at the station: it owes Aroma 10.00
+    mistake = pay("station-7", topped_up, 12_00)     # Aroma owes Fuelco 12.00,
+    ok(c.auth["station-7"].Reverse(authorization_pb2.ReverseRequest(   # undone
+        request_id=new_id(), original_request_id=mistake)).authorization)
+    pay("station-7", topped_up, 8_00)            # Aroma owes Fuelco 8.00
+    pay("aroma", unattached, 5_00)               # loaded at no partner: nothing
+    assert c.sale("aroma", gift, 4_00).result_code == R.RESULT_CODE_APPROVED  # paid in cash
+    report = c.loyalty.GetSettlement(loyalty_pb2.GetSettlementRequest(
+        program_id=1, from_s=start, until_s=c.now[0] + 1))
+    money, = report.money
+    assert money.currency == "EUR"
+    rows = {p.partner_id: (p.loaded_minor, p.spent_minor, p.pays_minor, p.receives_minor,
+                           p.net_minor) for p in money.partners}
+    # Fuelco pays 30.00 for the cake, 10.00 for the top-up it took in and 12.00 for the
+    # sale it undid; Aroma pays 5.00 for the refund, 12.00 and 8.00 for fuel bought with
+    # value it issued.
+    assert rows == {FUEL_NETWORK: (110_00, 18_00, 52_00, 25_00, -27_00),
+                    CAFE: (40_00, 30_00, 25_00, 52_00, 27_00)}
+    assert [(t.from_partner_id, t.to_partner_id, t.amount_minor) for t in money.transfers] == \
+        [(FUEL_NETWORK, CAFE, 27_00)]
+    assert [p.partner_name for p in money.partners] == ["Fuelco", "Cafe Aroma"]
+    # points settle beside the money, each to zero
+    assert sum(p.net_minor for p in report.partners) == 0
+    assert sum(p.net_minor for p in money.partners) == 0
+
+
 def test_bad_rules_tiers_and_redemptions_are_refused_and_change_nothing(coalition):
     c = coalition
     c.program(rules=[loyalty_pb2.EarnRule(rule_id=1, kind=loyalty_pb2.EARN_RULE_KIND_PER_AMOUNT,

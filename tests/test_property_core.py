@@ -18,6 +18,7 @@ from cardgate.fastcore.records import (CardStatus, DiscountStep, HoldState, Meas
                                        PaymentMethod, Period, Prompt, Result, Rule, RuleKind,
                                        RuleScope, Slot, Tier)
 from cardgate.gateway.loyalty import settlement
+from cardgate.gateway.office.money_settlement import settle_money
 from cardgate.gateway.store import audit
 from cardgate.gateway.store.store import Store
 from cardgate.gateway.store.writer import yyyymm_of
@@ -453,7 +454,11 @@ class Scenario:
                               pan_length=16))
         out.append(config(Op.ASSIGN_CARD, card_key=CARD_KEYS[FLEET_CARD], profile_id=1))
         out.append(config(Op.ASSIGN_CARD, card_key=CARD_KEYS[CONTRACT_CARD], contract_id=1))
-        out.append(self.money(Op.LOAD, FLEET_CARD, 20_000))
+        # Money issued by a coalition partner (the first load at its outlet): the fleet
+        # card's by the cafe, card 0's by the fuel network; each sale at the other
+        # partner's outlet settles money between them.
+        out.append(self.money(Op.LOAD, FLEET_CARD, 20_000, outlet=OUTLET_SOUTH))
+        out.append(self.money(Op.LOAD, 0, 1_000, outlet=OUTLET_NORTH))
         out.append(self.money(Op.LOAD, CONTRACT_CARD, 500))
         # Loyalty program 1 on range 1: points expire at the end of the next month (UTC+1)
         # and are usable two days after they were earned.
@@ -497,11 +502,11 @@ class Scenario:
         return out
 
     def money(self, op, card, amount, currency="EUR", ref=None, request_id=None, pin=None,
-              partial=False):
+              partial=False, outlet=0):
         return records.pack_request(op, request_id or self.new_id(), card_key=CARD_KEYS[card],
                                     amount_minor=amount, currency=currency, ref_request_id=ref,
                                     pin_verifier=bytes([pin]) * 16 if pin else None,
-                                    partial_ok=partial)
+                                    partial_ok=partial, outlet_code=outlet)
 
     def pick_hold(self, index):
         """(hold id, Hold): mostly an open hold, sometimes any, sometimes an unknown id."""
@@ -523,8 +528,10 @@ class Scenario:
                 amount = self.resolve(amount, records.BALANCE_MINOR_MAX - max(self.available(card), 0))
             else:
                 amount = self.resolve(amount, self.available(card))
+            # at no outlet, or at either coalition partner's (money settlement)
             packed = self.money(Op.LOAD if kind == "load" else Op.PURCHASE, card, amount,
-                                CURRENCIES[cur] if card != 3 else "USD", pin=pin, partial=partial)
+                                CURRENCIES[cur] if card != 3 else "USD", pin=pin, partial=partial,
+                                outlet=(0, OUTLET_NORTH, OUTLET_SOUTH)[self.counter % 3])
         elif kind == "preauth":
             _, card, amount, partial, pin = drawn
             amount = self.resolve(amount, self.available(card))
@@ -555,7 +562,7 @@ class Scenario:
                 Op.COMPLETE, self.new_id(), card_key=CARD_KEYS[card], ref_request_id=hold_id,
                 amount_minor=amount if amount == 0 else self.resolve(amount, held),
                 currency=hold.currency if hold is not None else "EUR", volume_ml=volume,
-                products=products)
+                products=products, outlet_code=OUTLET_NORTH)       # the pump's outlet
         elif kind == "earn":
             _, card, points, days = drawn
             packed = records.pack_request(Op.EARN_POINTS, self.new_id(), card_key=CARD_KEYS[card],
@@ -733,7 +740,7 @@ def core_state(store):
             elif kind == "card":
                 card = records.unpack_card(value)
                 cards[owner] = (card.status, card.pin_set, card.pin_failures, card.profile_id,
-                                card.contract_id, card.stage)
+                                card.contract_id, card.stage, card.issuer_partner)
             else:
                 acc = records.unpack_account(value)
                 accounts[(owner, slot)] = (acc.balance_minor, acc.pending_minor, acc.currency,
@@ -764,7 +771,7 @@ def model_state(model):
     accounts = {k: (a.balance_minor, a.pending_minor, a.currency, a.credits_minor_total,
                     a.debits_minor_total) for k, a in model.accounts.items()}
     cards = {cid: (c.status, c.pin_verifier is not None, c.pin_failures, c.profile_id,
-                   c.contract_id, c.stage) for cid, c in model.cards.items()}
+                   c.contract_id, c.stage, c.issuer_partner) for cid, c in model.cards.items()}
     stage_times = {(cid, stage): t for cid, c in model.cards.items() for stage, t in c.stage_times.items()}
     requests = {rid: (r.refunded_minor, r.flags) for rid, r in model.requests.items()}
     holds = {k: (h.card_id, h.status, h.held_minor, h.completed_minor, h.expires_s,
@@ -850,6 +857,34 @@ def test_core_matches_reference_model_and_keeps_invariants(drawn_batches):
                     sum(e.amount_minor for e in model.journal if (e.credit_owner, e.credit_slot) in redeemed) - \
                     sum(e.amount_minor for e in model.journal if (e.debit_owner, e.debit_slot) in redeemed)
         assert violations == []
+        assert money_transfers(store) == model_transfers(model)
+
+
+def money_transfers(store):
+    """{(currency, payer, payee): net} of the gateway's money settlement of everything so
+    far, from the transactions database; its nets sum to zero."""
+    lines, after = [], records.transaction_key(0)
+    while after is not None:
+        rows, after = store.read_transactions(after, 2 ** 62, 1000)
+        lines.extend(rows)
+    found = {}
+    for settled in settle_money(lines):
+        assert sum(row.net_minor for row in settled.partners) == 0, settled
+        for payer, payee, amount in settled.transfers:
+            found[(settled.currency, payer, payee)] = amount
+    if found:
+        event("money settled between partners")
+    return found
+
+
+def model_transfers(model):
+    """The reference model's money flows, netted per pair of partners."""
+    nets = {}
+    for (currency, payer, payee), amount in model.money_flows.items():
+        pair = (currency, *sorted((payer, payee)))
+        nets[pair] = nets.get(pair, 0) + (amount if payer < payee else -amount)
+    return {(c, a, b) if net > 0 else (c, b, a): abs(net)
+            for (c, a, b), net in nets.items() if net}
 
 
 def test_boundary_story_reaches_every_decline():

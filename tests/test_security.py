@@ -20,7 +20,10 @@ ROLE_CERT = {"terminal": "terminal-1", "bureau": "bureau-1", "operator": "operat
 
 
 STREAMING = {"/cardgate.v1.ForecourtService/AuthorizeStream"}
-SERVER_STREAMING = {"/cardgate.v1.LoyaltyService/ListExpiringPoints"}
+SERVER_STREAMING = {"/cardgate.v1.LoyaltyService/ListExpiringPoints",
+                    "/cardgate.v1.OfficeService/ListTransactions",
+                    "/cardgate.v1.OfficeService/WatchEvents"}
+WATCHING = {"/cardgate.v1.OfficeService/WatchEvents"}     # streams until cancelled
 
 
 def call_raw(channel, method, payload=b""):
@@ -113,7 +116,8 @@ def test_terminal_acting_for_another_outlet_or_merchant_is_denied(live_gateway, 
     assert served.authorization.result_code == common_pb2.RESULT_CODE_APPROVED
 
 
-EMPTY_REQUEST_VALID = {"/cardgate.v1.FleetService/ListFlagged"}   # lists everything flagged
+EMPTY_REQUEST_VALID = {"/cardgate.v1.FleetService/ListFlagged",   # lists everything flagged
+                       "/cardgate.v1.OfficeService/ListTransactions"}     # every transaction
 
 
 @pytest.mark.parametrize("method", sorted(ALLOWED_ROLES))
@@ -126,6 +130,10 @@ def test_every_rpc_admits_exactly_its_roles(live_gateway, method):
             assert len(answers) == 1 and b"operations: is empty" in answers[0]
         elif role in ALLOWED_ROLES[method] and method in EMPTY_REQUEST_VALID:
             call_raw(channel, method)                   # let in, and answered
+        elif role in ALLOWED_ROLES[method] and method in WATCHING:
+            # Let in, and watching an empty journal until the caller gives up.
+            expect_code(grpc.StatusCode.DEADLINE_EXCEEDED,
+                        lambda: list(channel.unary_stream(method)(b"", timeout=1)))
         elif role in ALLOWED_ROLES[method]:
             # Let in: the handler itself answers (the empty request is invalid).
             expect_code(grpc.StatusCode.INVALID_ARGUMENT, call_raw, channel, method)

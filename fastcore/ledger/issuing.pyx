@@ -204,6 +204,7 @@ cdef int replace_card(BatchContext batch, const CoreRequest* rq, const char* pay
     new.profile_id, new.contract_id = card.profile_id, card.contract_id
     new.load_day, new.loaded_today_minor = card.load_day, card.loaded_today_minor
     new.stage = card.stage
+    new.issuer_partner = card.issuer_partner
     if card.status != CARD_ISSUED:
         new.status = CARD_ACTIVE if card.status == CARD_ACTIVE or card.activated_s else CARD_ISSUED
         new.activated_s = batch.now_s if new.status == CARD_ACTIVE else 0

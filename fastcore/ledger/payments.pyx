@@ -23,6 +23,10 @@ cdef int load(BatchContext batch, const CoreRequest* rq, const char* payload,
     if card.status == CARD_ISSUED:
         card.status = CARD_ACTIVE
         card.activated_s = batch.now_s
+    if not card.issuer_partner:
+        # The partner whose outlet first loads a card issues its value: what is loaded or
+        # spent at other partners' outlets is settled with it.
+        card.issuer_partner = partner_of(batch, rq.outlet_code)
     card.load_day = day
     card.loaded_today_minor = loaded_today + rq.amount_minor
     write_card(batch, &card)

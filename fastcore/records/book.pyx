@@ -6,7 +6,8 @@ def unpack_card(bytes data):
     cdef const CardRecord* p = <const CardRecord*><const char*>data
     return Card(p.card_id, p.range_id, p.expiry_yyyymm, p.status, p.pan_first6, p.pan_last4,
                 p.pan_length, p.issued_s, p.activated_s, bool(p.pin_set), p.pin_failures,
-                p.load_day, p.loaded_today_minor, p.contract_id, p.profile_id, p.stage)
+                p.load_day, p.loaded_today_minor, p.contract_id, p.profile_id, p.stage,
+                p.issuer_partner)
 
 
 def unpack_account(bytes data):
@@ -57,9 +58,10 @@ def unpack_range(bytes data):
 
 Transaction = namedtuple(
     "Transaction", "time_s request_id op result review offline partial currency card_id "
-    "range_id contract_id merchant_code outlet_code partner_id actor approval_code pan_first6 "
-    "pan_last4 pan_length reason amount_minor approved_minor balance_minor volume_ml odometer "
-    "points_earned points_redeemed discount_minor journal_seq ref_request_id details")
+    "range_id contract_id merchant_code outlet_code partner_id issuer_partner actor "
+    "approval_code pan_first6 pan_last4 pan_length reason amount_minor approved_minor "
+    "balance_minor volume_ml odometer points_earned points_redeemed discount_minor "
+    "journal_seq ref_request_id ref_op details")
 TRANSACTION_KEY_SIZE = 8 + REQUEST_ID_SIZE
 
 
@@ -78,12 +80,13 @@ def unpack_transaction(bytes key, bytes value):
     return Transaction(u64_from_be(<const unsigned char*><const char*>key), key[8:], p.op,
                        p.result, p.review, bool(p.flags & TX_OFFLINE), bool(p.flags & TX_PARTIAL),
                        _currency(p.currency), p.card_id, p.range_id, p.contract_id,
-                       p.merchant_code, p.outlet_code, p.partner_id, p.actor, p.approval_code,
+                       p.merchant_code, p.outlet_code, p.partner_id, p.issuer_partner, p.actor,
+                       p.approval_code,
                        p.pan_first6, p.pan_last4, p.pan_length, p.reason, p.amount_minor,
                        p.approved_minor, p.balance_minor, p.volume_ml,
                        p.odometer if p.flags & TX_ODOMETER else None, p.points_earned,
                        p.points_redeemed, p.discount_minor, p.journal_seq,
-                       (<char*>p.ref_request_id)[:REQUEST_ID_SIZE],
+                       (<char*>p.ref_request_id)[:REQUEST_ID_SIZE], p.ref_op,
                        value[sizeof(TransactionRecord):])
 
 

@@ -50,7 +50,8 @@ class RequestView(_RequestFields):
 RequestRecordView = namedtuple("RequestRecordView", "request reply refunded_minor flags")
 Card = namedtuple("Card", "card_id range_id expiry_yyyymm status pan_first6 pan_last4 "
                   "pan_length issued_s activated_s pin_set pin_failures load_day "
-                  "loaded_today_minor contract_id profile_id stage", defaults=(0,))
+                  "loaded_today_minor contract_id profile_id stage issuer_partner",
+                  defaults=(0, 0))
 Account = namedtuple("Account", "balance_minor pending_minor currency flags "
                      "credits_minor_total debits_minor_total last_journal_seq")
 JournalView = namedtuple("JournalView", "request_id debit_owner debit_slot credit_owner "

@@ -74,7 +74,9 @@ RESULT_MESSAGES = {
     Result.DECLINED_HOLD_VOIDED: "declined: pre-authorization was voided or reversed",
     Result.DECLINED_HOLD_EXPIRED: "declined: pre-authorization expired and was released",
     Result.DECLINED_COMPLETION_EXCEEDS_HOLD: "declined: completion is more than was held",
-    Result.DECLINED_PRODUCT_NOT_ALLOWED: "declined: the card may not buy this product",
+    # (also a sale that names no products, on a card whose profile allows only some)
+    Result.DECLINED_PRODUCT_NOT_ALLOWED: "declined: the card's profile does not allow what this "
+                                         "sale names, or it must name its products",
     Result.DECLINED_OUTLET_NOT_ALLOWED: "declined: the card may not be used at this outlet",
     Result.DECLINED_TIME_NOT_ALLOWED: "declined: the card may not be used at this day or hour",
     Result.DECLINED_PROMPT_REQUIRED: "declined: the terminal must collect",

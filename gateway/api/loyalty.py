@@ -8,6 +8,8 @@ from cardgate.gateway import zones
 from cardgate.gateway.api.authorization import (RESULT_MESSAGES, Servicer, authorization_message,
                                                 rpc, takes_off)
 from cardgate.gateway.fleet.sales import acceptor_codes
+from cardgate.gateway.office import transactions
+from cardgate.gateway.office.money_settlement import settle_money
 from cardgate.gateway.loyalty import (analytics, config as loyalty_config, settlement,
                                       words as loyalty_words)
 from cardgate.gateway.loyalty.answers import standing
@@ -29,6 +31,19 @@ def _config_response(message_type, reply):
 
 def _where(request) -> dict:
     return acceptor_codes(request.acceptor)
+
+
+def _money_settlement(store, request, own: int) -> list:
+    """MoneySettlement messages of a GetSettlementRequest's period; own: the partner of a
+    partner's operator (0: any), who sees its own line and transfers only."""
+    return [loyalty_pb2.MoneySettlement(
+        currency=settled.currency,
+        partners=[loyalty_pb2.PartnerMoney(partner_name=store.read_partner_name(row.partner_id),
+                                           **row._asdict())
+                  for row in settled.partners if not own or row.partner_id == own],
+        transfers=[loyalty_pb2.MoneyTransfer(from_partner_id=a, to_partner_id=b, amount_minor=v)
+                   for a, b, v in settled.transfers if not own or own in (a, b)])
+        for settled in settle_money(transactions.of_period(store, request.from_s, request.until_s))]
 
 
 class LoyaltyService(Servicer, loyalty_pb2_grpc.LoyaltyServiceServicer):
@@ -147,7 +162,8 @@ class LoyaltyService(Servicer, loyalty_pb2_grpc.LoyaltyServiceServicer):
                       if not own or row.partner_id == own],
             transfers=[loyalty_pb2.PartnerTransfer(from_partner_id=a, to_partner_id=b, points=p,
                                                    amount_minor=v) for a, b, p, v in report.transfers
-                       if not own or own in (a, b)])
+                       if not own or own in (a, b)],
+            money=_money_settlement(store, request, own))
 
     @rpc
     def EarnPoints(self, request, context):

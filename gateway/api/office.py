@@ -1,11 +1,15 @@
-"""OfficeService: transactions listed for the people who run the network, over gRPC."""
-from cardgate.gateway.api.authorization import Servicer, rpc
-from cardgate.fastcore import records
+"""OfficeService: transactions, invoices and events for the people who run the network and
+the systems around it, over gRPC."""
+import asyncio
+
 from cardgate.gateway import validation
-from cardgate.gateway.office import invoices, transactions
+from cardgate.gateway.api.authorization import Servicer, rpc
+from cardgate.gateway.office import events, invoices, transactions
 from cardgate.gateway.office.details import parse as parse_details
 from cardgate.gateway.ops.admin_log import actor_names
 from cardgate.v1 import office_pb2, office_pb2_grpc
+
+EVENT_POLL_S = 0.05         # a watcher at the journal's end looks for new entries this often
 
 
 class OfficeService(Servicer, office_pb2_grpc.OfficeServiceServicer):
@@ -30,13 +34,24 @@ class OfficeService(Servicer, office_pb2_grpc.OfficeServiceServicer):
             raise validation.InvalidArgument("until_s", "the period must be from_s <= t < until_s, "
                                              "Unix seconds")
         store = self.ops.store
-        query = transactions.Query(records.transaction_key(request.from_s), request.until_s,
-                                   transactions.Filter(contract_id=request.contract_id),
-                                   transactions.ROWS_UNBOUNDED)
-        items = [(tx, parse_details(tx.details)) for tx in transactions.lines(store, query)]
+        items = [(tx, parse_details(tx.details)) for tx in transactions.of_period(
+            store, request.from_s, request.until_s,
+            transactions.Filter(contract_id=request.contract_id))]
         invoice = invoices.invoice_of(items, store.read_request)
         local = transactions.LocalTime(store)
         names = actor_names(store.data_dir)
         return invoices.message_of(invoice, request, local,
                                    lambda tx, details: transactions.line_of(tx, local, names, details),
                                    store.read_product_name)
+
+    @rpc
+    async def WatchEvents(self, request, context):
+        after = request.after_seq
+        while True:
+            found = events.page(self.ops.store, after)
+            for event in found:
+                yield event
+            if found:
+                after = found[-1].seq
+            else:
+                await asyncio.sleep(EVENT_POLL_S)

@@ -121,6 +121,18 @@ def settlement(args, stub) -> int:
     for t in r.transfers:
         print(f"  partner {t.from_partner_id} pays partner {t.to_partner_id} "
               f"{format_minor(t.amount_minor, r.currency)} ({t.points} points)")
+    for money in r.money:
+        print(f"money in {money.currency}, every card loaded or spent at partners' outlets:")
+        for p in money.partners:
+            print(f"  partner {p.partner_id} {p.partner_name}: loaded "
+                  f"{format_minor(p.loaded_minor, money.currency)}, spent "
+                  f"{format_minor(p.spent_minor, money.currency)}; pays "
+                  f"{format_minor(p.pays_minor, money.currency)}, receives "
+                  f"{format_minor(p.receives_minor, money.currency)}, net "
+                  f"{format_minor(p.net_minor, money.currency)}")
+        for t in money.transfers:
+            print(f"  partner {t.from_partner_id} pays partner {t.to_partner_id} "
+                  f"{format_minor(t.amount_minor, money.currency)}")
     return 0
 
 

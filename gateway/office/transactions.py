@@ -113,6 +113,11 @@ def lines(store, query: Query):
                     return
 
 
+def of_period(store, from_s: int, until_s: int, keep: Filter = Filter()):
+    """Every records.Transaction of [from_s, until_s) the filter keeps, oldest first."""
+    return lines(store, Query(records.transaction_key(from_s), until_s, keep, ROWS_UNBOUNDED))
+
+
 class LocalTime:
     """A card range's local time, as its range record says (a zone, or a fixed offset);
     ranges are read once per listing."""

@@ -316,6 +316,24 @@ class Store:
                 found = cursor.next()
         return rows, None
 
+    def read_journal(self, after_seq: int, rows_max: int):
+        """[(seq, records.JournalView)] of the journal entries after after_seq, in order,
+        at most rows_max, with the card record of each side that is a card (or None):
+        {card_id: records.Card}; read in one transaction."""
+        rows, cards = [], {}
+        with self.env.begin(buffers=False) as txn:
+            cursor = txn.cursor(db=self.db_journal)
+            found = cursor.set_range(records.journal_key(after_seq + 1))
+            while found and len(rows) < rows_max:
+                entry = records.unpack_journal_entry(cursor.value())
+                rows.append((records.journal_seq_of(cursor.key()), entry))
+                for owner in (entry.debit_owner, entry.credit_owner):
+                    if owner < records.CONTRACT_OWNER_BASE and owner not in cards:
+                        card = txn.get(records.card_key(owner), db=self.db_book)
+                        cards[owner] = records.unpack_card(card) if card is not None else None
+                found = cursor.next()
+        return rows, cards
+
     def read_request(self, request_id: bytes):
         """The records.RequestRecordView of a request still remembered, or None."""
         with self.env.begin(buffers=False) as txn:

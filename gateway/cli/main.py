@@ -13,6 +13,7 @@ from cardgate.gateway.cli import client, loyalty as loyalty_cli, office as offic
 from cardgate.gateway.cli.times import utc_time
 from cardgate.gateway.cli.demo import (clients_dir, ensure_demo, ensure_demo_certificates,
                                        read_demo_pans)
+from cardgate.gateway.office import webhooks
 from cardgate.gateway.ops import admin_log, logs, top
 from cardgate.gateway.ops.workers import (Supervisor, WorkersFailed, die_with_parent,
                                           metrics_listen_of, tell_ready, worker_argv)
@@ -380,6 +381,33 @@ def terminal_pin_key(args) -> int:
     return 0
 
 
+def cmd_webhooks(args) -> int:
+    try:
+        config = webhooks.Config.load(args.config)
+    except webhooks.ConfigError as exc:
+        print(f"cardgate: {exc}", file=sys.stderr)
+        return 2
+    channel = client.channel_of(args)
+    if channel is None:
+        return 2
+    stop = _stop_on_signals()
+    relay = threading.Thread(target=webhooks.run, args=(config, channel, stop), name="webhooks")
+    relay.start()
+    print(f"relaying events to {', '.join(e.name for e in config.endpoints)}; state in "
+          f"{config.state_dir}", flush=True)
+    _wait_until_done(stop, relay)
+    channel.close()
+    return 0
+
+
+def _wait_until_done(stop: threading.Event, worker: threading.Thread):
+    """_wait_until a signal, then let the worker finish."""
+    while worker.is_alive() and not stop.wait(1.0):
+        pass
+    stop.set()
+    worker.join()
+
+
 def add_connection_options(p, identity: str):
     """How a client command reaches the gateway (client.channel_of opens it)."""
     p.add_argument("--target", default=os.environ.get(TARGET_ENV, TARGET_DEFAULT),
@@ -615,6 +643,13 @@ def build_parser() -> argparse.ArgumentParser:
     client_parser("reverse", "undo an earlier request by its request id", amount=False,
                   card=False, original=True)
     loyalty_cli.add_commands(sub, client_parser)
+    hooks = add_connection_options(with_data_dir(sub.add_parser(
+        "webhooks", help="operator: deliver every committed journal entry as a signed event to "
+        "HTTPS endpoints, resuming after a restart (see docs/events.md)")), "demo-operator")
+    hooks.add_argument("--config", required=True, metavar="FILE",
+                       help="JSON: endpoints (name, url, secret_file, ca_file), state_dir, "
+                       "attempts, backoff_s, backoff_max_s, timeout_s")
+    hooks.set_defaults(func=cmd_webhooks)
     office_cli.add_commands(sub, client_parser)
     # Groups of subcommands from packages built on the gateway (the bureau's), found by the
     # "cardgate.commands" entry points they declare: the gateway never imports them.

@@ -128,8 +128,8 @@ def test_the_contracts_invoice_equals_its_transactions_by_card_vehicle_driver_pr
     assert products[str(DIESEL)].volume_ml == invoice.volume_ml
     assert sum(t.amount_minor for t in invoice.by_product) == invoice.charged_minor   # no discount
     # the invoice's lines are its transactions: each sale once, none of the other contract's
-    listed = list(gw.office.ListTransactions(office_pb2.ListTransactionsRequest(
-        from_s=NOV, until_s=DEC, contract_id=7, result=1)))
+    listed = [line for batch in gw.office.ListTransactions(office_pb2.ListTransactionsRequest(
+        from_s=NOV, until_s=DEC, contract_id=7, result=1)) for line in batch.lines]
     sales = [x for x in listed if x.operation == "PURCHASE" and x.request_id != mistaken]
     assert sum(x.approved.amount_minor for x in sales) == invoice.charged_minor
     assert [x.request_id for x in invoice.lines if x.operation == "PURCHASE"] == [x.request_id for x in sales]

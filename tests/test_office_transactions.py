@@ -43,7 +43,8 @@ def office(tmp_path):
 
 
 def listed(gw, **query):
-    return list(gw.office.ListTransactions(office_pb2.ListTransactionsRequest(**query)))
+    return [line for batch in gw.office.ListTransactions(office_pb2.ListTransactionsRequest(**query))
+            for line in batch.lines]
 
 
 def sale(auth, pan, amount_minor, request_id=None, **more):

@@ -2,13 +2,16 @@
 the systems around it, over gRPC."""
 import asyncio
 
-from cardgate.gateway import validation
+from cardgate.gateway import limits, validation
 from cardgate.gateway.api.authorization import Servicer, rpc
 from cardgate.gateway.office import events, invoices, transactions
 from cardgate.gateway.office.details import parse as parse_details
 from cardgate.gateway.ops.admin_log import actor_names
 from cardgate.v1 import office_pb2, office_pb2_grpc
 
+# A TransactionBatch is filled up to this many bytes (the message limit is
+# limits.MESSAGE_BYTES_MAX; a line is far smaller than what is left).
+BATCH_BYTES_MAX = limits.MESSAGE_BYTES_MAX * 3 // 4
 EVENT_POLL_S = 0.05         # a watcher at the journal's end looks for new entries this often
 
 
@@ -24,8 +27,17 @@ class OfficeService(Servicer, office_pb2_grpc.OfficeServiceServicer):
         query = transactions.query_of(request, self._card_id, self.ops.clock())
         local = transactions.LocalTime(self.ops.store)
         names = actor_names(self.ops.store.data_dir)
+        batch, size = office_pb2.TransactionBatch(), 0
         for tx in transactions.lines(self.ops.store, query):
-            yield transactions.line_of(tx, local, names)
+            line = transactions.line_of(tx, local, names)
+            line_size = line.ByteSize() + 4         # (its tag and length in the batch)
+            if batch.lines and size + line_size > BATCH_BYTES_MAX:
+                yield batch
+                batch, size = office_pb2.TransactionBatch(), 0
+            batch.lines.append(line)
+            size += line_size
+        if batch.lines:
+            yield batch
 
     @rpc
     def GetFleetInvoice(self, request, context):

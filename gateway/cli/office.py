@@ -44,12 +44,13 @@ def transactions(args, channel, pan) -> int:
         task = progress.add_task("export", total=max(until_s - from_s, 1), count=0)
         while True:
             cursor = ""
-            for line in stub.ListTransactions(request, timeout=EXPORT_TIMEOUT_S):
-                writer.write(line)
-                written += 1
-                cursor = line.cursor
-                if written % 1000 == 0:
-                    progress.update(task, completed=line.time_s - from_s, count=written)
+            for batch in stub.ListTransactions(request, timeout=EXPORT_TIMEOUT_S):
+                for line in batch.lines:
+                    writer.write(line)
+                written += len(batch.lines)
+                cursor = batch.lines[-1].cursor if batch.lines else cursor
+                if batch.lines:
+                    progress.update(task, completed=batch.lines[-1].time_s - from_s, count=written)
             if not cursor or args.limit and written >= args.limit:
                 break
             request.page_token = cursor

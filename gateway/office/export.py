@@ -60,12 +60,13 @@ class Writer:
             raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
         self.out, self.fmt = out, fmt
         if fmt == "csv":
-            self.csv = csv.DictWriter(out, COLUMNS, lineterminator="\n")
-            self.csv.writeheader()
+            self.csv = csv.writer(out, lineterminator="\n")
+            self.csv.writerow(COLUMNS)
 
     def write(self, line):
         if self.fmt == "csv":
-            self.csv.writerow(row_of(line))
+            row = row_of(line)
+            self.csv.writerow([row[column] for column in COLUMNS])
         else:
             self.out.write(json.dumps(json_format.MessageToDict(
                 line, preserving_proto_field_name=True), separators=(",", ":")) + "\n")

@@ -9,7 +9,6 @@ the last line's key, so a listing resumed later neither repeats nor skips a line
 import dataclasses
 import datetime
 import functools
-import uuid
 
 from cardgate.fastcore import records
 from cardgate.gateway import zones
@@ -17,7 +16,7 @@ from cardgate.gateway.fleet import sales as fleet
 from cardgate.gateway.office.details import parse as parse_details
 from cardgate.gateway.security.pan import mask_parts
 from cardgate.gateway.validation import InvalidArgument
-from cardgate.v1 import common_pb2, office_pb2
+from cardgate.v1 import office_pb2
 
 PAGE_SIZE_DEFAULT = 1000
 PAGE_SIZE_MAX = 100_000
@@ -140,14 +139,18 @@ class LocalTime:
 
 
 def _id_text(request_id: bytes) -> str:
-    return str(uuid.UUID(bytes=request_id)) if request_id != _NO_ID else ""
+    """A request id as its UUID's text ("" for none), without a uuid.UUID per line."""
+    if request_id == _NO_ID:
+        return ""
+    h = request_id.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_OP_NAMES = {int(op): op.name for op in records.Op}
 
 
 def _op_name(op: int) -> str:
-    try:
-        return records.Op(op).name
-    except ValueError:
-        return str(op)
+    return _OP_NAMES.get(op) or str(op)
 
 
 def line_of(tx, local: LocalTime, actor_names: dict, details=None) -> "office_pb2.TransactionLine":
@@ -161,11 +164,7 @@ def line_of(tx, local: LocalTime, actor_names: dict, details=None) -> "office_pb
         approval_code=f"{tx.approval_code:06d}" if tx.approval_code else "",
         masked_pan=mask_parts(tx.pan_first6, tx.pan_last4, tx.pan_length) or details.masked_pan,
         range_id=tx.range_id, contract_id=tx.contract_id, acceptor=acceptor,
-        partner_id=tx.partner_id,
-        amount=common_pb2.Money(amount_minor=tx.amount_minor, currency=tx.currency),
-        approved=common_pb2.Money(amount_minor=tx.approved_minor, currency=tx.currency),
-        balance=common_pb2.Money(amount_minor=tx.balance_minor, currency=tx.currency),
-        volume_ml=tx.volume_ml, driver_id=details.fleet.driver_id,
+        partner_id=tx.partner_id, volume_ml=tx.volume_ml, driver_id=details.fleet.driver_id,
         vehicle_id=details.fleet.vehicle_id, lines=details.lines,
         product_codes=details.product_codes, points_earned=tx.points_earned,
         points_redeemed=tx.points_redeemed, discount_minor=tx.discount_minor,
@@ -173,6 +172,10 @@ def line_of(tx, local: LocalTime, actor_names: dict, details=None) -> "office_pb
         offline=tx.offline, flagged_for_review=bool(tx.review),
         actor=actor_names.get(tx.actor, f"actor {tx.actor}") if tx.actor else "",
         cursor=cursor_of(tx.time_s, tx.request_id))
+    for field, amount in (("amount", tx.amount_minor), ("approved", tx.approved_minor),
+                          ("balance", tx.balance_minor)):
+        money = getattr(line, field)        # (set in place: cheaper than a Money each)
+        money.amount_minor, money.currency = amount, tx.currency
     if tx.odometer is not None:
         line.odometer_km = tx.odometer
     return line

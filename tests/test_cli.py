@@ -17,6 +17,7 @@ from cardgate.gateway.cli.demo import DEMO_PROGRAM, read_demo_pans
 from cardgate.gateway.security import kek
 
 from gateway_process import GatewayProcess
+from helpers import make_pan
 
 SUBCOMMANDS = ("serve", "audit", "balance", "load", "pay", "refund", "reverse", "pki", "keys",
                "points", "earn", "redeem", "program", "sale", "statement", "member", "settlement",
@@ -187,6 +188,100 @@ def test_transactions_exported_as_csv_and_json_lines(tmp_path):
             {pans[0][-4:]}
         bad = cardgate("transactions", "--from", "yesterday", *target)
         assert bad.returncode != 0 and "not a time" in bad.stderr
+    finally:
+        assert gateway.stop() == 0
+
+
+def test_every_rpc_has_a_cli_verb():
+    from cardgate.gateway.api.registration import SERVICES
+    from cardgate.gateway.cli import rpc_verbs
+    methods = {m.name for s in SERVICES for m in s.methods}
+    generated = {method for _, method in rpc_verbs.VERBS.values()}
+    assert methods == generated | rpc_verbs.HAND_MADE and not generated & rpc_verbs.HAND_MADE
+    for verb in rpc_verbs.VERBS:
+        assert cardgate(verb, "--help").returncode == 0
+
+
+@pytest.mark.slow
+def test_the_generated_verbs_run_each_rpc_with_money_as_money(tmp_path):
+    data_dir = tmp_path / "data"
+    gateway = GatewayProcess(data_dir)
+    pans = read_demo_pans(data_dir)
+    target = ("--target", gateway.address, "--data-dir", str(data_dir))
+
+    def run(*args, code=0):
+        done = cardgate(*args, *target)
+        assert done.returncode == code, (args, done.stdout, done.stderr)
+        return done.stdout
+
+    try:
+        out = run("create-card-range", "--range-id", "2", "--iin-prefix", "627799",
+                  "--pan-length", "16", "--currency", "EUR", "--name", "Cafe gifts")
+        assert "result code: RESULT_CODE_APPROVED" in out
+        issued = json.loads(run("issue-cards", "--range-id", "2", "--count", "2",
+                                "--expiry-yyyymm", "209912", "--json"))
+        assert len(issued["cards"]) == 2 and all("******" in c["masked_pan"] for c in issued["cards"])
+        new, spare = make_pan(501, "627799"), make_pan(502, "627799")
+        gifts = json.loads(run("issue-gift-cards", "--range-id", "2", "--cards-json", json.dumps(
+            [{"pan": new, "expiry_yyyymm": 209912}, {"pan": spare, "expiry_yyyymm": 209912}]),
+            "--json"))
+        assert [c["result_code"] for c in gifts["cards"]] == ["RESULT_CODE_APPROVED"] * 2
+        run("set-acceptance", "--range-id", "2", "--merchant-ids", "demo")
+        hold = "0192a3b4-c5d6-7e8f-9a0b-1c2d3e4f5a6b"
+        out = run("preauthorize", "--demo-card", "1", "--amount", "30.00", "--request-id", hold)
+        assert "approved: 30.00 EUR" in out
+        out = run("complete", "--demo-card", "1", "--hold-id", hold, "--amount", "12.40")
+        assert "approved: 12.16 EUR" in out     # 12.40 less the 2 % member discount
+        other = "0192a3b4-c5d6-7e8f-9a0b-1c2d3e4f5a6c"
+        run("preauthorize", "--demo-card", "2", "--amount", "5.00", "--request-id", other)
+        run("void", "--hold-id", other)
+        assert "not known" not in run("balance", "--demo-card", "1")
+        run("sell-package", "--demo-card", "2", "--units", "10", "--valid-until-s", "4102444800")
+        out = run("use-units", "--demo-card", "2", "--units", "3")
+        assert "7 units" in out
+        assert "7 subscription units left" in cardgate("balance", "--demo-card", "2", *target).stdout
+        run("forecourt-batch", "--request-json", json.dumps({"operations": [{"load": {
+            "request_id": "0192a3b4-c5d6-7e8f-9a0b-1c2d3e4f5a70", "pan": pans[2],
+            "amount": {"amount_minor": "100", "currency": "EUR"}}}]}))
+        run("set-card-stage", "--pan", new, "--stage", "personalized")
+        run("set-pin", "--demo-card", "3", "--pin", "4321")
+        out = run("adjust", "--demo-card", "3", "--amount", "1.00", "--direction", "credit",
+                  "--reason", "goodwill")
+        assert "EUR" in out and "minor" not in out
+        run("set-card-status", "--demo-card", "3", "--status", "blocked")
+        assert "blocked" in run("pay", "--demo-card", "3", "--amount", "1.00", code=3)
+        run("set-card-status", "--demo-card", "3", "--status", "active")
+        run("clear", "--pan", new, "--reason", "correction")
+        run("define-partner", "--partner-id", "5", "--name", "Cafe")
+        run("define-product", "--product-code", "42", "--kind", "other", "--name", "cake")
+        run("define-outlet", "--merchant-id", "cafe", "--outlet-id", "c1", "--partner-id", "5")
+        run("set-profile", "--profile-id", "9", "--non-fuel-allowed", "--limits-json",
+            json.dumps([{"period": "LIMIT_PERIOD_DAY", "measure": "LIMIT_MEASURE_MONEY", "max": "5000"}]))
+        run("set-contract", "--contract-id", "3", "--currency", "EUR", "--credit-limit-minor", "100000")
+        run("assign-card", "--pan", spare, "--contract-id", "3", "--profile-id", "9")
+        assert "contract id: 3" in run("fleet-usage", "--pan", spare)
+        run("flagged")
+        run("earn", "--demo-card", "1", "--points", "40")
+        out = run("adjust-points", "--demo-card", "1", "--points", "5", "--direction", "debit",
+                  "--reason", "correction")
+        assert "points" in out
+        run("transfer-points", "--demo-card", "1", "--to-pan", pans[1], "--points", "3",
+            "--as", "demo-operator")           # (at a terminal it wants the PIN)
+        points_hold = "0192a3b4-c5d6-7e8f-9a0b-1c2d3e4f5a71"
+        run("reserve-points", "--demo-card", "1", "--points", "4", "--request-id", points_hold)
+        run("confirm-points", "--demo-card", "1", "--hold-id", points_hold, "--points", "2")
+        second = "0192a3b4-c5d6-7e8f-9a0b-1c2d3e4f5a72"
+        run("reserve-points", "--demo-card", "1", "--points", "1", "--request-id", second)
+        run("release-points", "--demo-card", "1", "--hold-id", second)
+        run("expiring-points", "--within-days", "30")
+        run("replace-card", "--demo-card", "2", "--new-pan", new, code=3)   # not a card of its range
+        assert "APPROVED" in run("deactivate", "--pan", new, "--reason", "card_retired")   # at zero
+        refused = cardgate("set-card-status", "--demo-card", "1", "--status", "bogus", *target)
+        assert refused.returncode == 2 and "invalid choice" in refused.stderr
+        as_json = json.loads(run("fleet-usage", "--pan", spare, "--json"))
+        assert as_json["contract_id"] == 3
+        unknown = run("reverse", "--original-request-id", "0192a3b4-c5d6-7e8f-9a0b-1c2d3e4f5a99")
+        assert "is not known here" in unknown and "approved" not in unknown
     finally:
         assert gateway.stop() == 0
 

@@ -193,7 +193,7 @@ def rpc(method):
                         yield item
             except REFUSALS as exc:
                 code, details = refused(exc)
-                result = code.name
+                result, caller = code.name, caller or getattr(exc, "identity", None)
                 await context.abort(code, details)
             finally:
                 observe(self, caller, request, result, started)
@@ -217,7 +217,7 @@ def rpc(method):
                 response = await run(self, request, context)
         except REFUSALS as exc:
             code, details = refused(exc)
-            observe(self, caller, request, code.name, started)
+            observe(self, caller or getattr(exc, "identity", None), request, code.name, started)
             await context.abort(code, details)
         observe(self, caller, request, _result_of(response), started)
         return response

@@ -102,7 +102,8 @@ class LoyaltyService(Servicer, loyalty_pb2_grpc.LoyaltyServiceServicer):
             to_next_tier=now.to_next_tier, tier_review_s=now.tier_review_s,
             lifetime_spend_minor=member.lifetime_spend_minor if member else 0,
             discount_bp=now.discount_bp, next_discount_bp=now.next_discount_bp,
-            to_next_discount_minor=now.to_next_discount, points=store.read_points(card.card_id))
+            to_next_discount_minor=now.to_next_discount, points=store.read_points(card.card_id),
+            currency=store.read_range(card.range_id).currency)
 
     @rpc
     def GetStatement(self, request, context):

@@ -94,7 +94,8 @@ def run(args, pan) -> int:
                 r = stub.GetBalance(authorization_pb2.GetBalanceRequest(pan=pan), timeout=10)
                 print(f"{r.masked_pan}: balance {format_minor(r.balance.balance_minor, r.balance.currency)}, "
                       f"available {format_minor(r.balance.available_minor, r.balance.currency)}, "
-                      f"{authorization_pb2.CardStatus.Name(r.status)}, expires {r.expiry_yyyymm}")
+                      f"{authorization_pb2.CardStatus.Name(r.status)}, expires {r.expiry_yyyymm}"
+                      + (f", {r.units_left} subscription units left" if r.units_left else ""))
                 return 0
             if args.command in ("points", "earn", "redeem"):
                 return _points(args, pan, loyalty_pb2_grpc.LoyaltyServiceStub(channel))
@@ -107,7 +108,14 @@ def run(args, pan) -> int:
             if args.command == "reverse":
                 r = stub.Reverse(authorization_pb2.ReverseRequest(
                     request_id=args.request_id, original_request_id=args.original_request_id), timeout=10)
-                return _print_authorization("reverse", args.request_id, r.authorization)
+                auth = r.authorization
+                if auth.result_code == common_pb2.RESULT_CODE_APPROVED and not auth.masked_pan:
+                    # A blind reversal: nothing of that id took effect here (yet).
+                    print(f"reverse: request {args.original_request_id} is not known here: "
+                          "nothing moved; it is declined if it arrives later")
+                    print(f"  request id {args.request_id}")
+                    return 0
+                return _print_authorization("reverse", args.request_id, auth)
             try:
                 amount = common_pb2.Money(amount_minor=parse_amount_minor(args.amount, args.currency),
                                           currency=args.currency)

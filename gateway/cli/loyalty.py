@@ -104,7 +104,8 @@ def member(args, pan, stub) -> int:
     print(f"  last 12 months: {m.rolling_total}" +
           (f"; {m.to_next_tier} more to {m.next_tier}" if m.next_tier else ""))
     print(f"  discount {m.discount_bp / 100:g} %" +
-          (f"; {m.to_next_discount_minor} minor units more to {m.next_discount_bp / 100:g} %"
+          (f"; {format_minor(m.to_next_discount_minor, m.currency)} more to "
+           f"{m.next_discount_bp / 100:g} %"
            if m.next_discount_bp else ""))
     return 0
 

@@ -9,7 +9,7 @@ from importlib.metadata import entry_points
 
 from cardgate.gateway import limits
 from cardgate.gateway.api.server import Gateway, InsecureRefused
-from cardgate.gateway.cli import client, loyalty as loyalty_cli, office as office_cli
+from cardgate.gateway.cli import client, loyalty as loyalty_cli, office as office_cli, rpc_verbs
 from cardgate.gateway.cli.times import utc_time
 from cardgate.gateway.cli.demo import (clients_dir, ensure_demo, ensure_demo_certificates,
                                        read_demo_pans)
@@ -381,6 +381,16 @@ def terminal_pin_key(args) -> int:
     return 0
 
 
+def cmd_rpc_verb(args) -> int:
+    pan = _pan_from_args(args) if getattr(args, "pan", None) is not None or \
+        getattr(args, "demo_card", None) is not None else None
+    channel = client.channel_of(args)
+    if channel is None:
+        return 2
+    with channel:
+        return rpc_verbs.run(args, channel, pan)
+
+
 def cmd_webhooks(args) -> int:
     try:
         config = webhooks.Config.load(args.config)
@@ -444,7 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = with_data_dir(sub.add_parser("serve", help="run the gateway (creates the demo on first start)"))
     serve.add_argument("--listen", default=TARGET_DEFAULT,
-                       help=f"address to listen on (default: {TARGET_DEFAULT}; loopback only)")
+                       help=f"address to listen on (default: {TARGET_DEFAULT}); any address with "
+                       "mutual TLS (the default), loopback only with --insecure")
     serve.add_argument("--map-size-mib", type=int, default=limits.MAP_SIZE_BYTES_DEFAULT >> 20,
                        help="largest size the store may grow to, in MiB (default: %(default)s)")
     serve.add_argument("--no-demo", action="store_true",
@@ -643,6 +654,7 @@ def build_parser() -> argparse.ArgumentParser:
     client_parser("reverse", "undo an earlier request by its request id", amount=False,
                   card=False, original=True)
     loyalty_cli.add_commands(sub, client_parser)
+    rpc_verbs.add_verbs(sub, add_connection_options, with_data_dir, cmd_rpc_verb)
     hooks = add_connection_options(with_data_dir(sub.add_parser(
         "webhooks", help="operator: deliver every committed journal entry as a signed event to "
         "HTTPS endpoints, resuming after a restart (see docs/events.md)")), "demo-operator")

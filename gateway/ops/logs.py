@@ -168,7 +168,9 @@ def log_request(caller, rpc: str, request, result: str, started: float, operatio
     fields = {"request_id": shown_request_id(getattr(request, "request_id", "")), "rpc": rpc,
               "operation": operation or rpc, "terminal": terminal, "caller": caller_name,
               "result": result, "latency_ms": latency_ms, "card": card_of(request)}
-    message = (f"{rpc} by {fields['caller'] or 'development client'}: {result} in {latency_ms:.3f} ms"
+    who = fields["caller"] or ("an unauthenticated client" if result == "UNAUTHENTICATED"
+                               else "development client")     # (no TLS: loopback only)
+    message = (f"{rpc} by {who}: {result} in {latency_ms:.3f} ms"
                + (f" card {fields['card']}" if fields["card"] else "")
                + (f" terminal {terminal}" if terminal else "")
                + (f" request {fields['request_id']}" if fields["request_id"] else ""))

@@ -39,7 +39,12 @@ class Refused(Exception):
 
 
 class Denied(Refused):
-    """Refused by access control (authentication, role, binding, limits): logged."""
+    """Refused by access control (authentication, role, binding, limits): logged, with
+    the identity refused when the certificate was read (`identity`)."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, identity=None):
+        super().__init__(code, message)
+        self.identity = identity
 
 
 @functools.lru_cache(maxsize=limits.IDENTITY_CACHE_ENTRIES_MAX)
@@ -141,11 +146,11 @@ class AccessControl:
         if identity.role not in roles:
             raise Denied(grpc.StatusCode.PERMISSION_DENIED,
                          f"{identity.describe()} may not call {method}; "
-                         f"allowed: {', '.join(sorted(roles))}")
+                         f"allowed: {', '.join(sorted(roles))}", identity)
         if identity.scoped:
             refusal = scope.refusal(identity, method, request, *self.card_ranges)
             if refusal:
-                raise Denied(grpc.StatusCode.PERMISSION_DENIED, refusal)
+                raise Denied(grpc.StatusCode.PERMISSION_DENIED, refusal, identity)
         if identity.role == "terminal":
             # A forecourt batch speaks for each of its operations; anything else for itself.
             operations = getattr(request, "operations", None)

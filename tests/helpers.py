@@ -1,5 +1,6 @@
 """Small helpers shared by the gateway tests (card numbers, ranges, state snapshots)."""
 import uuid
+import zlib
 
 import grpc
 import pytest
@@ -143,3 +144,15 @@ class CoreThatFailsOn:
             self.raised += 1
             raise RuntimeError("a bug in the core")
         return replies
+
+
+def ink_of(png: bytes) -> float:
+    """The share of bytes of a PNG's pixel rows that are not white."""
+    data, at = b"", 8
+    while at < len(png):
+        size = int.from_bytes(png[at:at + 4], "big")
+        if png[at + 4:at + 8] == b"IDAT":
+            data += png[at + 8:at + 8 + size]
+        at += 12 + size
+    pixels = zlib.decompress(data)
+    return sum(byte < 0xF0 for byte in pixels) / len(pixels)

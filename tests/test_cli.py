@@ -137,9 +137,15 @@ def test_loyalty_from_the_command_line_sale_statement_member_and_reports(tmp_pat
         today = datetime.datetime.now(datetime.timezone.utc).date()
         period = ("--from", str(today - datetime.timedelta(days=1)),
                   "--to", str(today + datetime.timedelta(days=1)))
-        figures = cardgate("analytics", *period, *target)
+        chart, table = tmp_path / "sales.png", tmp_path / "sales.csv"
+        figures = cardgate("analytics", *period, "--chart", str(chart), "--csv", str(table), *target)
         # 64.00, and 9.80 (10.00 less 2 %, 0.50 of it paid with points)
         assert "1 active cards, 2 sales of 72.52 EUR" in figures.stdout, figures.stdout + figures.stderr
+        # (a product counts its line's own price, before the member's discount)
+        assert "product 19 diesel: 1 sales of 64.00 EUR, 40.000 L" in figures.stdout, figures.stdout
+        assert chart.read_bytes()[:4] == b"\x89PNG" and "day," in table.read_text()
+        plain = cardgate("analytics", *period, "--range", "1", *target)
+        assert plain.returncode == 0 and "sales by local day" in plain.stdout, plain.stderr
         settled = cardgate("settlement", *period, *target)
         assert settled.returncode == 0 and "partner 1 Demo Fuel: issued 139" in settled.stdout, settled.stdout
         bad = cardgate("program", "--file", str(tmp_path / "missing.json"), *target)

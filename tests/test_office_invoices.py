@@ -6,7 +6,6 @@ equal its transactions, by card, vehicle, driver and product; its PDF reads back
 import csv
 import datetime
 import subprocess
-import zlib
 
 import grpc
 import pytest
@@ -15,7 +14,7 @@ from cardgate.gateway.office.invoice_files import write_csv, write_pdf
 from cardgate.v1 import authorization_pb2, common_pb2, fleet_pb2, office_pb2, office_pb2_grpc
 
 from conftest import LiveGateway
-from helpers import create_range, eur, issue, make_pan, new_id
+from helpers import create_range, eur, ink_of, issue, make_pan, new_id
 
 R = common_pb2
 DIESEL, SHOP = 19, 200
@@ -154,18 +153,6 @@ def test_the_contracts_invoice_equals_its_transactions_by_card_vehicle_driver_pr
     width, height = int.from_bytes(page[16:20], "big"), int.from_bytes(page[20:24], "big")
     assert abs(width - 496) <= 1 and abs(height - 702) <= 1      # A4 at 60 dpi
     assert ink_of(page) > 0.01                   # printed on, not a blank page
-
-
-def ink_of(png: bytes) -> float:
-    """The share of bytes of a PNG's pixel rows that are not white."""
-    data, at = b"", 8
-    while at < len(png):
-        size = int.from_bytes(png[at:at + 4], "big")
-        if png[at + 4:at + 8] == b"IDAT":
-            data += png[at + 8:at + 8 + size]
-        at += 12 + size
-    pixels = zlib.decompress(data)
-    return sum(byte < 0xF0 for byte in pixels) / len(pixels)
 
 
 def test_an_invoice_of_an_unknown_period_or_contract_is_refused(gw):

@@ -1,10 +1,12 @@
-"""OfficeService: transactions, invoices and events for the people who run the network and
-the systems around it, over gRPC."""
+"""OfficeService: transactions, invoices, analytics and events for the people who run the
+network and the systems around it, over gRPC."""
 import asyncio
 
+import grpc
+
 from cardgate.gateway import limits, validation
-from cardgate.gateway.api.authorization import Servicer, rpc
-from cardgate.gateway.office import events, invoices, transactions
+from cardgate.gateway.api.authorization import Refused, Servicer, rpc
+from cardgate.gateway.office import events, invoices, sales_analytics, transactions
 from cardgate.gateway.office.details import parse as parse_details
 from cardgate.gateway.ops.admin_log import actor_names
 from cardgate.v1 import office_pb2, office_pb2_grpc
@@ -67,3 +69,30 @@ class OfficeService(Servicer, office_pb2_grpc.OfficeServiceServicer):
                 after = found[-1].seq
             else:
                 await asyncio.sleep(EVENT_POLL_S)
+
+    @rpc
+    def GetSalesAnalytics(self, request, context):
+        store = self.ops.store
+        if not 0 <= request.from_s < request.until_s:
+            raise validation.InvalidArgument("until_s", "the period must be from_s <= t < until_s, "
+                                             "Unix seconds")
+        if bool(request.program_id) == bool(request.range_id):
+            raise validation.InvalidArgument("program_id", "name a program or a range_id, one of them")
+        if request.program_id:
+            found = store.read_program(request.program_id)
+            if found is None:
+                raise Refused(grpc.StatusCode.NOT_FOUND, f"program_id: no program {request.program_id}")
+            range_ids, zone_id, offset = found[0].range_ids, found[0].zone_id, found[0].utc_offset_min
+        else:
+            card_range = store.read_range(request.range_id)
+            if card_range is None:
+                raise Refused(grpc.StatusCode.NOT_FOUND, f"range_id: no card range {request.range_id}")
+            range_ids, zone_id, offset = (request.range_id,), card_range.zone_id, card_range.utc_offset_min
+        zone = transactions.zone_of(store, zone_id, offset)
+        first_range = store.read_range(range_ids[0]) if range_ids else None
+        items = ((tx, parse_details(tx.details))
+                 for tx in transactions.of_period(store, request.from_s, request.until_s))
+        found = sales_analytics.analyze(items, set(range_ids), zone, request.from_s,
+                                        request.until_s, invoices.line_amount)
+        return sales_analytics.message_of(found, first_range.currency if first_range else "",
+                                          str(zone), store.read_partner_name, store.read_product_name)

@@ -9,6 +9,7 @@ import time
 
 from google.protobuf import json_format
 
+from cardgate.gateway.cli import office as office_cli
 from cardgate.gateway.cli.demo import program_messages
 from cardgate.gateway.money import AmountError, format_minor, parse_amount_minor
 from cardgate.v1 import common_pb2, loyalty_pb2, loyalty_pb2_grpc
@@ -137,7 +138,9 @@ def settlement(args, stub) -> int:
     return 0
 
 
-def analytics(args, stub) -> int:
+def analytics(args, stub, channel) -> int:
+    if args.range:                  # a plain range: its sales only (office.sales_analytics)
+        return office_cli.sales_analytics(args, channel, _day(args.since), _day(args.until))
     r = stub.GetProgramAnalytics(loyalty_pb2.GetProgramAnalyticsRequest(
         program_id=args.program, from_s=_day(args.since), until_s=_day(args.until)), timeout=600)
     print(f"program {args.program}, {args.since} to {args.until}:")
@@ -149,7 +152,7 @@ def analytics(args, stub) -> int:
           "active in the period before)")
     print(f"  points earned {r.points_earned}, redeemed {r.points_redeemed}, expired "
           f"{r.points_expired}, returned {r.points_returned}; breakage {r.breakage_bp / 100:g} %")
-    return 0
+    return office_cli.sales_analytics(args, channel, _day(args.since), _day(args.until))
 
 
 def run(args, channel, pan) -> int:
@@ -164,7 +167,7 @@ def run(args, channel, pan) -> int:
         return member(args, pan, stub)
     if args.command == "settlement":
         return settlement(args, stub)
-    return analytics(args, stub)
+    return analytics(args, stub, channel)
 
 
 def add_commands(sub, client_parser) -> None:
@@ -183,9 +186,17 @@ def add_commands(sub, client_parser) -> None:
                                   "sets the holder's birthday", amount=False, identity="demo-operator")
     member_parser.add_argument("--birthday", metavar="MM-DD", help="the holder's birthday")
     for name, help_text in (("settlement", "operator: who owes whom in a coalition, for a period"),
-                            ("analytics", "operator: a program's figures for a period")):
+                            ("analytics", "operator: a program's (or a range's) figures for a period, by "
+                             "local day, partner, outlet and product")):
         p = client_parser(name, help_text, amount=False, card=False, identity="demo-operator")
         p.add_argument("--program", type=int, default=1, help="program id (default: 1)")
+        if name == "analytics":
+            p.add_argument("--range", type=int, default=0, help="a card range's sales instead "
+                           "of a program's (a plain gift or fleet range too)")
+            p.add_argument("--csv", metavar="FILE", help="write the days, partners, outlets and "
+                           "products as CSV")
+            p.add_argument("--chart", metavar="FILE.png", help="draw the daily sales, active "
+                           "cards and points")
         p.add_argument("--from", dest="since", required=True, metavar="YYYY-MM-DD",
                        help="first day (UTC)")
         p.add_argument("--to", dest="until", required=True, metavar="YYYY-MM-DD",

@@ -9,6 +9,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from cardgate.gateway.cli.times import utc_time
 from cardgate.gateway.money import format_minor, litres_text
+from cardgate.gateway.office import analytics_files
 from cardgate.gateway.office.export import FORMATS, Writer
 from cardgate.gateway.office.invoice_files import write_csv, write_pdf
 from cardgate.v1 import office_pb2, office_pb2_grpc
@@ -110,3 +111,29 @@ def _add_invoice(sub, client_parser) -> None:
     p.add_argument("--until", required=True, metavar="TIME", help="end (excluded), e.g. 2026-12-01")
     p.add_argument("--csv", metavar="FILE", help="write the invoice as CSV")
     p.add_argument("--pdf", metavar="FILE", help="write the invoice as PDF")
+
+
+def sales_analytics(args, channel, from_s: int, until_s: int) -> int:
+    """The sales part of `cardgate analytics`: by partner, outlet, product and day; --csv
+    and --chart write them."""
+    stub = office_pb2_grpc.OfficeServiceStub(channel)
+    a = stub.GetSalesAnalytics(office_pb2.GetSalesAnalyticsRequest(
+        program_id=0 if args.range else args.program, range_id=args.range, from_s=from_s,
+        until_s=until_s), timeout=EXPORT_TIMEOUT_S)
+    money = a.currency
+    t = a.total
+    print(f"sales by local day ({a.time_zone}): {t.transactions} sales of "
+          f"{format_minor(t.sales_minor, money)}, returns {format_minor(t.returns_minor, money)}, "
+          f"{litres_text(t.volume_ml)} L, {t.active_cards} cards")
+    for title, rows in (("partner", a.by_partner), ("outlet", a.by_outlet), ("product", a.by_product)):
+        for f in rows:
+            print(f"  {title} {f.key or '(none)'}{' ' + f.name if f.name else ''}: {f.transactions} sales of "
+                  f"{format_minor(f.sales_minor, money)}, {litres_text(f.volume_ml)} L")
+    if args.csv:
+        analytics_files.write_csv(a, args.csv)
+        print(f"  written to {args.csv}")
+    if args.chart:
+        name = f"range {args.range}" if args.range else f"program {args.program}"
+        analytics_files.write_chart(a, args.chart, f"Sales of {name}")
+        print(f"  chart drawn in {args.chart}")
+    return 0

@@ -99,8 +99,12 @@ def _charge(invoice: Invoice, tx, details):
     if not details.lines:
         invoice.by_product[None].add(tx.volume_ml, tx.approved_minor + tx.discount_minor)
     for line in details.lines:
-        invoice.by_product[line.product_code].add(
-            line.volume_ml, line.amount_minor or priced(line.volume_ml, line.unit_price_minor))
+        invoice.by_product[line.product_code].add(line.volume_ml, line_amount(line))
+
+
+def line_amount(line) -> int:
+    """A ProductLine's money: its amount, or its volume at its unit price."""
+    return line.amount_minor or priced(line.volume_ml, line.unit_price_minor)
 
 
 def _totals(by: dict, name_of=lambda key: "") -> list:

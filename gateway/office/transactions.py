@@ -117,6 +117,14 @@ def of_period(store, from_s: int, until_s: int, keep: Filter = Filter()):
     return lines(store, Query(records.transaction_key(from_s), until_s, keep, ROWS_UNBOUNDED))
 
 
+def zone_of(store, zone_id: int, utc_offset_min: int):
+    """The tzinfo of a range's or program's local time: its zone, or its fixed offset."""
+    name = store.read_zone_name(zone_id) if zone_id else ""
+    if name:
+        return zones.load(name)
+    return datetime.timezone(datetime.timedelta(minutes=utc_offset_min))
+
+
 class LocalTime:
     """A card range's local time, as its range record says (a zone, or a fixed offset);
     ranges are read once per listing."""
@@ -129,10 +137,7 @@ class LocalTime:
         found = self.store.read_range(range_id) if range_id else None
         if found is None:
             return datetime.timezone.utc
-        name = self.store.read_zone_name(found.zone_id) if found.zone_id else ""
-        if name:
-            return zones.load(name)
-        return datetime.timezone(datetime.timedelta(minutes=found.utc_offset_min))
+        return zone_of(self.store, found.zone_id, found.utc_offset_min)
 
     def text(self, time_s: int, range_id: int) -> str:
         return datetime.datetime.fromtimestamp(time_s, self.zone_of(range_id)).isoformat()

@@ -20,6 +20,10 @@ GRACE_S_ON_STOP = 5.0            # in-flight calls get this long to finish on sh
 # Access.
 TERMINAL_REQUESTS_PER_S_MAX = 500.0  # sustained requests a second from one terminal certificate
 TERMINAL_REQUESTS_BURST_MAX = 1000   # requests a terminal may send at once after a quiet spell
+# Operations (a forecourt batch's or stream's each, a unary request's one) a second from
+# one terminal certificate, beside its requests: a batch is one request of many operations.
+TERMINAL_OPERATIONS_PER_S_MAX = 5000.0
+TERMINAL_OPERATIONS_BURST_MAX = 10_000
 TERMINALS_TRACKED_MAX = 100_000      # rate-limit buckets kept in memory
 CALLS_PER_CERTIFICATE_MAX = 64       # calls (streams included) one client certificate has
                                      # open at once; more: RESOURCE_EXHAUSTED, before any work

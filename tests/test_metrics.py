@@ -14,7 +14,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from cardgate.v1 import authorization_pb2, common_pb2, forecourt_pb2, forecourt_pb2_grpc
+from cardgate.gateway.ops import top
+from cardgate.v1 import authorization_pb2, common_pb2, fleet_pb2, forecourt_pb2, forecourt_pb2_grpc
 
 from conftest import LiveGateway
 from helpers import create_range, eur, issue, load, make_pan, new_id, purchase
@@ -89,6 +90,48 @@ def test_the_counters_say_what_the_scenario_did(gw):
     assert value(samples, "cardgate_writer_queue_depth") == 0
     # Bounded labels: no card number, masked or not, anywhere in the exposition.
     assert not any(card[-4:] in str(labels) for _, labels in samples)
+
+
+def test_throttling_is_counted_by_reason_a_batch_is_one_request_and_business_is_counted(tmp_path):
+    # The terminal: 22 requests at once, then (practically) none; a card: 4 a minute.
+    gw = LiveGateway(tmp_path / "data", metrics_listen="127.0.0.1:0", terminal_rate_per_s=0.01,
+                     terminal_burst=22, card_per_minute_max=4)
+    try:
+        create_range(gw)
+        gw.fleet.DefineProduct(fleet_pb2.DefineProductRequest(
+            request_id=new_id(), product_code=19, kind=fleet_pb2.PRODUCT_KIND_FUEL, name="diesel"))
+        cards = [make_pan(i) for i in range(1, 21)]
+        issue(gw, cards)
+        for pan in cards:
+            assert load(gw, pan, 10_00).result_code == common_pb2.RESULT_CODE_APPROVED   # 20 requests
+        # A forecourt batch of 20 operations is one request of the terminal (the 21st).
+        batch = forecourt_pb2_grpc.ForecourtServiceStub(gw.channel).AuthorizeBatch(
+            forecourt_pb2.AuthorizeBatchRequest(operations=[
+                forecourt_pb2.ForecourtOperation(purchase=authorization_pb2.PurchaseRequest(
+                    request_id=new_id(), pan=pan, lines=[common_pb2.ProductLine(
+                        product_code=19, volume_ml=2_000, unit_price_minor=1_50)]))
+                for pan in cards]))
+        assert [r.authorization.result_code for r in batch.results] == [common_pb2.RESULT_CODE_APPROVED] * 20
+        # One card past its velocity of 4 a minute (a load and a sale so far), inside a
+        # batch (the 22nd request): that operation alone.
+        batch = forecourt_pb2_grpc.ForecourtServiceStub(gw.channel).AuthorizeBatch(
+            forecourt_pb2.AuthorizeBatchRequest(operations=[
+                forecourt_pb2.ForecourtOperation(purchase=authorization_pb2.PurchaseRequest(
+                    request_id=new_id(), pan=cards[0], amount=eur(10))) for _ in range(3)]))
+        assert [r.error.code for r in batch.results].count(grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]) == 1
+        with pytest.raises(grpc.RpcError) as refused:                   # the burst of 22 is spent
+            purchase(gw, cards[1], 10)
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        samples = scrape(gw)
+        assert value(samples, "cardgate_throttled_total", reason="velocity") == 1
+        assert value(samples, "cardgate_throttled_total", reason="rate") == 1
+        assert value(samples, "cardgate_throttled_total", reason="admission") == 0
+        assert value(samples, "cardgate_money_authorized_minor_total", currency="EUR") == 20 * 3_00 + 2 * 10
+        assert value(samples, "cardgate_volume_ml_total", product="19") == 20 * 2_000
+        reading = top.scrape(gw.gateway.metrics_server.address)
+        assert reading.throttled["velocity"] == 1 and reading.throttled["rate"] == 1
+    finally:
+        gw.close()
 
 
 def test_health_is_not_serving_while_the_store_cannot_commit_and_serving_after(gw):
@@ -298,6 +341,12 @@ def test_the_grafana_dashboard_and_the_scrape_config_name_what_the_gateway_expos
     issue(gw, [card])
     load(gw, card, 1_00)
     purchase(gw, card, 5_00)                                  # a decline, so declines exist
+    gw.fleet.DefineProduct(fleet_pb2.DefineProductRequest(      # a fuel sale: money, litres
+        request_id=new_id(), product_code=19, kind=fleet_pb2.PRODUCT_KIND_FUEL, name="diesel"))
+    assert gw.auth.Purchase(authorization_pb2.PurchaseRequest(
+        request_id=new_id(), pan=card, lines=[common_pb2.ProductLine(
+            product_code=19, volume_ml=500, unit_price_minor=1_00)])).authorization.result_code == \
+        common_pb2.RESULT_CODE_APPROVED
     exposed = {name for name, _ in scrape(gw)}
     families = {re.sub(r"_(total|bucket|count|sum|created)$", "", n) for n in exposed}
     deploy = pathlib.Path(__file__).parent.parent / "deploy"

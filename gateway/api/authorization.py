@@ -131,6 +131,16 @@ _STATUS_OF = {VelocityExceeded: grpc.StatusCode.RESOURCE_EXHAUSTED,
               PkiError: grpc.StatusCode.FAILED_PRECONDITION}
 
 
+def throttle_of(exc) -> str:
+    """Why a refusal throttled its caller ("rate", "operations", "admission" of access
+    control, "velocity" of the card, "queue" of the writer), or "" for another refusal."""
+    if isinstance(exc, VelocityExceeded):
+        return "velocity"
+    if isinstance(exc, writer_mod.QueueFull):
+        return "queue"
+    return getattr(exc, "throttle", "")
+
+
 def public_text(exc) -> str:
     """What a refusal says to the client and the log: its text, with any card number
     a client may have put in a field masked (pan.mask_pans_in)."""
@@ -175,6 +185,11 @@ def rpc(method):
 
     per_operation = getattr(method, "counts_operations", False)
 
+    def throttled(self, exc):
+        reason = throttle_of(exc)
+        if reason and self.metrics is not None:
+            self.metrics.throttled.labels(reason).inc()
+
     def observe(self, caller, request, result: str, started: float):
         """Metrics and the request's log line, once it is answered."""
         if self.metrics is not None:
@@ -194,6 +209,7 @@ def rpc(method):
             except REFUSALS as exc:
                 code, details = refused(exc)
                 result, caller = code.name, caller or getattr(exc, "identity", None)
+                throttled(self, exc)
                 await context.abort(code, details)
             finally:
                 observe(self, caller, request, result, started)
@@ -217,6 +233,7 @@ def rpc(method):
                 response = await run(self, request, context)
         except REFUSALS as exc:
             code, details = refused(exc)
+            throttled(self, exc)
             observe(self, caller or getattr(exc, "identity", None), request, code.name, started)
             await context.abort(code, details)
         observe(self, caller, request, _result_of(response), started)

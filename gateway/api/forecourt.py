@@ -14,7 +14,8 @@ import grpc
 
 from cardgate.gateway import limits
 from cardgate.gateway.api.authorization import (REFUSALS, Servicer, authorization_message,
-                                                counts_operations, public_text, rpc, status_of)
+                                                counts_operations, public_text, rpc, status_of,
+                                                throttle_of)
 from cardgate.gateway.api.operations import raise_rejections
 from cardgate.gateway.api.registration import Malformed
 from cardgate.gateway.ops.logs import log_request
@@ -112,25 +113,29 @@ class ForecourtService(Servicer, forecourt_pb2_grpc.ForecourtServiceServicer):
                                   f"{limits.FORECOURT_BATCH_OPERATIONS_MAX} per call")
         results = [forecourt_pb2.OperationResult() for _ in request.operations]
         operations = [_operation(item) for item in request.operations]
-        packed, positions = [], []
+        packed, positions, throttles = [], [], [""] * len(operations)
         for i, (kind, message) in enumerate(operations):
             results[i].request_id = getattr(message, "request_id", "")
             try:
                 packed.append(self.ops.pack_operation(kind, message))
                 positions.append(i)
             except REFUSALS as exc:
+                throttles[i] = throttle_of(exc)
                 _refuse(results[i], exc, f"operations[{i}]." if isinstance(exc, InvalidArgument) else "")
         # Each operation its own submission: a fault of the core in one answers that one.
         for i, outcome in zip(positions, await self.ops.submit_each_async(packed)):
             if isinstance(outcome, Exception):
+                throttles[i] = throttle_of(outcome)
                 _refuse(results[i], outcome)
             else:
                 _fill(results[i], outcome, self.ops.store)
         caller = acting.CALLER.get()
-        for (kind, message), result in zip(operations, results):
+        for (kind, message), result, throttle in zip(operations, results, throttles):
             outcome = result_name(result)
             if self.metrics is not None:
                 self.metrics.operation("AuthorizeBatch", kind or "none", outcome)
+                if throttle:
+                    self.metrics.throttled.labels(throttle).inc()
             log_request(caller, "AuthorizeBatch", message, outcome, started, kind or "none")
         return forecourt_pb2.AuthorizeBatchResponse(results=results)
 

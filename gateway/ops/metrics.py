@@ -12,10 +12,15 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import MetricsHandler
 
-from cardgate.fastcore import ledger
+from cardgate.fastcore import ledger, records
 
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+
+
+THROTTLE_REASONS = ("rate", "operations", "admission", "velocity", "queue")
+APPROVED = (records.Result.APPROVED, records.Result.PARTIALLY_APPROVED)
+SALES = (records.Op.PURCHASE, records.Op.COMPLETE)
 
 
 class Metrics:
@@ -44,6 +49,24 @@ class Metrics:
                                   registry=r)
         for kind in ("expiry", "probe", "pruned"):               # shown at 0 before the first
             self.background.labels(kind)
+        self.throttled = Counter("cardgate_throttled", "Requests (or a batch's operations) "
+                                 "refused RESOURCE_EXHAUSTED, by why: a terminal's requests/s "
+                                 "(rate) or operations/s (operations), calls at once per "
+                                 "certificate (admission), a card's authorizations a minute "
+                                 "(velocity), the writer's queue (queue)", ["reason"], registry=r)
+        for reason in THROTTLE_REASONS:                           # shown at 0 before the first
+            self.throttled.labels(reason)
+        # Business figures, bounded labels: currencies (ISO 4217), product codes 0-255.
+        self.money_authorized = Counter("cardgate_money_authorized_minor", "Money of approved "
+                                        "purchases and completions, in minor units", ["currency"],
+                                        registry=r)
+        self.volume_sold = Counter("cardgate_volume_ml", "Millilitres of approved sales and "
+                                   "completions, by product code ('several' for a sale of more "
+                                   "than one, 'none' for one naming none)", ["product"], registry=r)
+        self.points = Counter("cardgate_points", "Loyalty points earned (less what returns took "
+                              "back: never below 0 here) and redeemed", ["direction"], registry=r)
+        for direction in ("earned", "redeemed"):
+            self.points.labels(direction)
         self.commit_ok = Gauge("cardgate_store_commit_ok", "1 while the store commits, 0 while it "
                                "refuses (map or disk full, closed)", registry=r)
         self.commit_ok.set(1)
@@ -74,6 +97,22 @@ class Metrics:
         self.requests.labels(rpc, operation, result).inc()
         if result.startswith(("RESULT_CODE_DECLINED", "RESULT_CODE_REJECTED")):
             self.declines.labels(result.removeprefix("RESULT_CODE_")).inc()
+
+    def business(self, requests: list, replies: list):
+        """The money, litres and points of a committed submission's approved replies."""
+        for packed, reply in zip(requests, replies):
+            if reply.result not in APPROVED:
+                continue
+            if reply.op in SALES and reply.approved_minor > 0:
+                self.money_authorized.labels(reply.currency).inc(reply.approved_minor)
+                if reply.volume_ml > 0:
+                    products = records.unpack_request(packed).products
+                    self.volume_sold.labels(str(next(iter(products))) if len(products) == 1 else
+                                            "several" if products else "none").inc(reply.volume_ml)
+            if reply.points_earned > 0:
+                self.points.labels("earned").inc(reply.points_earned)
+            if reply.points_redeemed > 0:
+                self.points.labels("redeemed").inc(reply.points_redeemed)
 
     def batch(self, requests: int, core_s: float, commit_s: float):
         self.batch_requests.observe(requests)

@@ -28,8 +28,12 @@ class Scrape:
     batch_sum: float
     batch_count: float
     gauges: dict
+    throttled: dict = dataclasses.field(default_factory=dict)   # reason -> count
 
 
+THROTTLE_WORDS = {"rate": "terminal requests/s", "operations": "terminal operations/s",
+                  "admission": "calls at once", "velocity": "card velocity",
+                  "queue": "writer queue full"}
 GAUGES = {"cardgate_writer_queue_depth": lambda a, b: a + b,   # per worker: added up
           "cardgate_store_commit_ok": min,                      # the store's: the worst
           "cardgate_holds_outstanding": max, "cardgate_store_file_bytes": max,
@@ -40,7 +44,7 @@ def scrape(addresses: str, timeout_s: float = 5.0) -> Scrape:
     """One reading of a gateway, or of every worker of `serve --workers` (addresses
     comma-separated): counters and histograms added up, gauges combined as GAUGES says
     (every worker sees the same store)."""
-    requests, declines, buckets, gauges = {}, {}, {}, {}
+    requests, declines, buckets, gauges, throttled = {}, {}, {}, {}, {}
     batch = {"cardgate_batch_requests_sum": 0.0, "cardgate_batch_requests_count": 0.0}
     for address in addresses.split(","):
         text = urllib.request.urlopen(f"http://{address}/metrics", timeout=timeout_s).read().decode()
@@ -50,6 +54,8 @@ def scrape(addresses: str, timeout_s: float = 5.0) -> Scrape:
                     requests[s.labels["result"]] = requests.get(s.labels["result"], 0) + s.value
                 elif s.name == "cardgate_declines_total":
                     declines[s.labels["reason"]] = declines.get(s.labels["reason"], 0) + s.value
+                elif s.name == "cardgate_throttled_total":
+                    throttled[s.labels["reason"]] = throttled.get(s.labels["reason"], 0) + s.value
                 elif s.name == "cardgate_request_seconds_bucket":
                     le = float(s.labels["le"])
                     buckets[le] = buckets.get(le, 0) + s.value
@@ -58,7 +64,7 @@ def scrape(addresses: str, timeout_s: float = 5.0) -> Scrape:
                 elif s.name in GAUGES:
                     gauges[s.name] = GAUGES[s.name](gauges[s.name], s.value) if s.name in gauges else s.value
     return Scrape(time.monotonic(), requests, declines, buckets, batch["cardgate_batch_requests_sum"],
-                  batch["cardgate_batch_requests_count"], gauges)
+                  batch["cardgate_batch_requests_count"], gauges, throttled)
 
 
 def quantile(buckets: dict, q: float):
@@ -135,6 +141,10 @@ class Dashboard:
         reasons = Table("decline reason", "count", box=None, padding=(0, 2))
         for reason, count in sorted(s.declines.items(), key=lambda kv: -kv[1])[:5]:
             reasons.add_row(reason.lower().replace("_", " "), f"{count:,.0f}")
+        # Refused RESOURCE_EXHAUSTED: not declines of the core, but callers held back.
+        for reason, count in sorted(s.throttled.items(), key=lambda kv: -kv[1]):
+            if count:
+                reasons.add_row(f"throttled: {THROTTLE_WORDS.get(reason, reason)}", f"{count:,.0f}")
         shown = self.rates[-60:]
         rate_line = f"req/s, last {len(shown) * self.interval_s:.0f} s: {sparkline(shown)}"
         parts = [head, "", rate_line, "", reasons]

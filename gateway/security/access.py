@@ -42,9 +42,10 @@ class Denied(Refused):
     """Refused by access control (authentication, role, binding, limits): logged, with
     the identity refused when the certificate was read (`identity`)."""
 
-    def __init__(self, code: grpc.StatusCode, message: str, identity=None):
+    def __init__(self, code: grpc.StatusCode, message: str, identity=None, throttle: str = ""):
         super().__init__(code, message)
         self.identity = identity
+        self.throttle = throttle        # a throttling refusal: "rate", "operations", "admission"
 
 
 @functools.lru_cache(maxsize=limits.IDENTITY_CACHE_ENTRIES_MAX)
@@ -65,12 +66,16 @@ class AccessControl:
     def __init__(self, *, tls: bool, revocations=None,
                  terminal_rate_per_s: float = limits.TERMINAL_REQUESTS_PER_S_MAX,
                  terminal_burst: int = limits.TERMINAL_REQUESTS_BURST_MAX,
+                 operations_per_s: float = limits.TERMINAL_OPERATIONS_PER_S_MAX,
+                 operations_burst: int = limits.TERMINAL_OPERATIONS_BURST_MAX,
                  calls_per_certificate: int = limits.CALLS_PER_CERTIFICATE_MAX,
                  streams_per_certificate: int = limits.STREAMS_PER_CERTIFICATE_MAX):
         self.tls = tls
         self.revocations = revocations
         self.terminal_rate_per_s = terminal_rate_per_s
         self.terminal_burst = terminal_burst
+        self.operations_per_s = max(operations_per_s, terminal_rate_per_s)
+        self.operations_burst = max(operations_burst, terminal_burst)
         self.calls_per_certificate = calls_per_certificate
         self.streams_per_certificate = streams_per_certificate
         # (range of a PAN, range of a card id): how scoped operators' calls are placed
@@ -99,7 +104,8 @@ class AccessControl:
                     counts[1] >= self.streams_per_certificate else f"{self.calls_per_certificate} calls"
                 raise Denied(grpc.StatusCode.RESOURCE_EXHAUSTED,
                              f"{identity.describe()} has {what} open at once, its most; "
-                             "wait for answers, then retry with the same request_id")
+                             "wait for answers, then retry with the same request_id",
+                             identity, "admission")
             counts[0] += 1
             counts[1] += stream
         try:
@@ -158,7 +164,7 @@ class AccessControl:
                 [getattr(op, op.WhichOneof("operation")) for op in operations if op.WhichOneof("operation")]
             for item in items:
                 self._bind_acceptor(identity, item)
-            self._rate_limit(identity, max(1, len(items)))
+            self._rate_limit(identity, 1, max(1, len(items)))
         return identity
 
     def admit_stream_item(self, identity, operation_message):
@@ -182,20 +188,28 @@ class AccessControl:
                              f"acceptor.{field}: {identity.describe()} may not act for {named!r}")
             setattr(acceptor, field, bound)
 
-    def _rate_limit(self, identity: Identity, requests: int = 1):
+    def _rate_limit(self, identity: Identity, requests: int = 1, operations: int = 1):
+        """A terminal's requests a second (a forecourt batch is one request) and,
+        separately, its operations a second (each of a batch's)."""
         now = time.monotonic()
         with self._lock:
-            bucket = self._buckets.get(identity.serial)
-            if bucket is None:
+            buckets = self._buckets.get(identity.serial)
+            if buckets is None:
                 if len(self._buckets) >= limits.TERMINALS_TRACKED_MAX:
                     self._buckets.clear()   # bounded memory; buckets refill anyway
-                bucket = self._buckets[identity.serial] = TokenBucket(self.terminal_burst)
-            bucket.tokens = min(self.terminal_burst,
-                                bucket.tokens + (now - bucket.stamp) * self.terminal_rate_per_s)
-            bucket.stamp = now
-            if bucket.tokens < requests:
-                raise Denied(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                             f"{identity.describe()} is over its limit of "
-                             f"{self.terminal_rate_per_s:g} requests/s; slow down and retry "
-                             "with the same request_id")
-            bucket.tokens -= requests
+                buckets = self._buckets[identity.serial] = (
+                    TokenBucket(self.terminal_burst), TokenBucket(self.operations_burst))
+            limited = ((buckets[0], requests, self.terminal_rate_per_s, self.terminal_burst,
+                        "requests", "rate"),
+                       (buckets[1], operations, self.operations_per_s, self.operations_burst,
+                        "operations", "operations"))
+            for bucket, wanted, rate, burst, _, _ in limited:
+                bucket.tokens = min(burst, bucket.tokens + (now - bucket.stamp) * rate)
+                bucket.stamp = now
+            for bucket, wanted, rate, burst, what, throttle in limited:
+                if bucket.tokens < wanted:
+                    raise Denied(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                 f"{identity.describe()} is over its limit of {rate:g} {what}/s; "
+                                 "slow down and retry with the same request_id", identity, throttle)
+            for bucket, wanted, *_ in limited:
+                bucket.tokens -= wanted

@@ -287,6 +287,9 @@ class BatchingWriter:
         if self.metrics is not None:
             self.metrics.batch(sum(len(sub.requests) for sub in batch), applied - started,
                                time.perf_counter() - applied)
+            for sub in batch:
+                if sub.replies:
+                    self.metrics.business(sub.requests, sub.replies)
         self._commit_state(True)
         self.batches_committed += 1
         for sub in batch:

@@ -21,7 +21,8 @@ from helpers import make_pan
 
 SUBCOMMANDS = ("serve", "audit", "balance", "load", "pay", "refund", "reverse", "pki", "keys",
                "points", "earn", "redeem", "program", "sale", "statement", "member", "settlement",
-               "analytics", "bureau", "top", "backup", "restore", "admin-log", "transactions")
+               "analytics", "bureau", "top", "backup", "restore", "admin-log", "transactions",
+               "invoice", "webhooks")
 DEMO_PROGRAM_FILE = pathlib.Path(__file__).parent.parent / "docs" / "demo-program.json"
 
 
@@ -232,7 +233,7 @@ def test_the_generated_verbs_run_each_rpc_with_money_as_money(tmp_path):
             [{"pan": new, "expiry_yyyymm": 209912}, {"pan": spare, "expiry_yyyymm": 209912}]),
             "--json"))
         assert [c["result_code"] for c in gifts["cards"]] == ["RESULT_CODE_APPROVED"] * 2
-        run("set-acceptance", "--range-id", "2", "--merchant-ids", "demo")
+        run("set-acceptance", "--range-id", "2", "--merchant-ids", "demo-merchant")
         hold = "0192a3b4-c5d6-7e8f-9a0b-1c2d3e4f5a6b"
         out = run("preauthorize", "--demo-card", "1", "--amount", "30.00", "--request-id", hold)
         assert "approved: 30.00 EUR" in out
@@ -266,6 +267,15 @@ def test_the_generated_verbs_run_each_rpc_with_money_as_money(tmp_path):
         run("set-contract", "--contract-id", "3", "--currency", "EUR", "--credit-limit-minor", "100000")
         run("assign-card", "--pan", spare, "--contract-id", "3", "--profile-id", "9")
         assert "contract id: 3" in run("fleet-usage", "--pan", spare)
+        # post-paid: it pays on the contract's credit at once; the contract's invoice
+        assert "approved" in run("pay", "--pan", spare, "--amount", "7.25")
+        today = datetime.datetime.now(datetime.timezone.utc).date()
+        out = run("invoice", "--contract", "3", "--from", str(today), "--until",
+                  str(today + datetime.timedelta(days=1)), "--csv", str(tmp_path / "inv.csv"),
+                  "--pdf", str(tmp_path / "inv.pdf"))
+        assert "charged 7.25 EUR" in out and "total 7.25 EUR" in out, out
+        assert (tmp_path / "inv.pdf").read_bytes()[:5] == b"%PDF-"
+        assert "summary,total,,,,7.25" in (tmp_path / "inv.csv").read_text()
         run("flagged")
         run("earn", "--demo-card", "1", "--points", "40")
         out = run("adjust-points", "--demo-card", "1", "--points", "5", "--direction", "debit",
@@ -290,6 +300,19 @@ def test_the_generated_verbs_run_each_rpc_with_money_as_money(tmp_path):
         assert "is not known here" in unknown and "approved" not in unknown
     finally:
         assert gateway.stop() == 0
+
+
+def test_webhooks_refuses_a_bad_configuration_before_anything_runs(tmp_path):
+    (tmp_path / "short.secret").write_bytes(b"short")
+    for config, problem in (({"endpoints": []}, "at least one"),
+                            ({"endpoints": [{"name": "x", "url": "http://plain", "secret_file": "short.secret"}]},
+                             "https"),
+                            ({"endpoints": [{"name": "x", "url": "https://a", "secret_file": "short.secret"}]},
+                             "16 bytes")):
+        path = tmp_path / "bad.json"
+        path.write_text(json.dumps(config))
+        done = cardgate("webhooks", "--config", str(path))
+        assert done.returncode == 2 and problem in done.stderr, done.stderr
 
 
 @pytest.mark.parametrize("listen", ["0.0.0.0:50999", "[::]:50999", "192.0.2.1:50999"])

@@ -17,6 +17,31 @@ BATCH_BYTES_MAX = limits.MESSAGE_BYTES_MAX * 3 // 4
 EVENT_POLL_S = 0.05         # a watcher at the journal's end looks for new entries this often
 
 
+def _check_period(m):
+    if not 0 <= m.from_s < m.until_s:
+        raise validation.InvalidArgument("until_s", "the period must be from_s <= t < until_s, "
+                                         "Unix seconds")
+
+
+def _next_batch(lines, pending: list, local, names) -> "office_pb2.TransactionBatch":
+    """The next TransactionBatch of the listing's lines, filled up to BATCH_BYTES_MAX;
+    pending[0]: a line read for the batch before that did not fit, or None."""
+    batch, size = office_pb2.TransactionBatch(), 0
+    while True:
+        line, pending[0] = pending[0], None
+        if line is None:
+            tx = next(lines, None)
+            if tx is None:
+                return batch
+            line = transactions.line_of(tx, local, names)
+        line_size = line.ByteSize() + 4             # (its tag and length in the batch)
+        if batch.lines and size + line_size > BATCH_BYTES_MAX:
+            pending[0] = line
+            return batch
+        batch.lines.append(line)
+        size += line_size
+
+
 class OfficeService(Servicer, office_pb2_grpc.OfficeServiceServicer):
     SERVICE = office_pb2.DESCRIPTOR.services_by_name["OfficeService"].full_name
 
@@ -26,27 +51,24 @@ class OfficeService(Servicer, office_pb2_grpc.OfficeServiceServicer):
 
     @rpc
     async def ListTransactions(self, request, context):
+        # Batches are read and built in the servicer's pool, not on the event loop, so
+        # that an export of millions of lines never holds up an authorization.
         query = transactions.query_of(request, self._card_id, self.ops.clock())
         local = transactions.LocalTime(self.ops.store)
         names = actor_names(self.ops.store.data_dir)
-        batch, size = office_pb2.TransactionBatch(), 0
-        for tx in transactions.lines(self.ops.store, query):
-            line = transactions.line_of(tx, local, names)
-            line_size = line.ByteSize() + 4         # (its tag and length in the batch)
-            if batch.lines and size + line_size > BATCH_BYTES_MAX:
-                yield batch
-                batch, size = office_pb2.TransactionBatch(), 0
-            batch.lines.append(line)
-            size += line_size
-        if batch.lines:
+        lines = iter(transactions.lines(self.ops.store, query))
+        pending = [None]                    # a line read that did not fit its batch
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await loop.run_in_executor(self.executor, _next_batch, lines, pending, local, names)
+            if not batch.lines:
+                return
             yield batch
 
     @rpc
     def GetFleetInvoice(self, request, context):
         validation.config_id(request.contract_id, "contract_id")
-        if not 0 <= request.from_s < request.until_s:
-            raise validation.InvalidArgument("until_s", "the period must be from_s <= t < until_s, "
-                                             "Unix seconds")
+        _check_period(request)
         store = self.ops.store
         items = [(tx, parse_details(tx.details)) for tx in transactions.of_period(
             store, request.from_s, request.until_s,
@@ -61,8 +83,9 @@ class OfficeService(Servicer, office_pb2_grpc.OfficeServiceServicer):
     @rpc
     async def WatchEvents(self, request, context):
         after = request.after_seq
+        loop = asyncio.get_running_loop()
         while True:
-            found = events.page(self.ops.store, after)
+            found = await loop.run_in_executor(self.executor, events.page, self.ops.store, after)
             for event in found:
                 yield event
             if found:
@@ -73,9 +96,7 @@ class OfficeService(Servicer, office_pb2_grpc.OfficeServiceServicer):
     @rpc
     def GetSalesAnalytics(self, request, context):
         store = self.ops.store
-        if not 0 <= request.from_s < request.until_s:
-            raise validation.InvalidArgument("until_s", "the period must be from_s <= t < until_s, "
-                                             "Unix seconds")
+        _check_period(request)
         if bool(request.program_id) == bool(request.range_id):
             raise validation.InvalidArgument("program_id", "name a program or a range_id, one of them")
         if request.program_id:
@@ -90,9 +111,11 @@ class OfficeService(Servicer, office_pb2_grpc.OfficeServiceServicer):
             range_ids, zone_id, offset = (request.range_id,), card_range.zone_id, card_range.utc_offset_min
         zone = transactions.zone_of(store, zone_id, offset)
         first_range = store.read_range(range_ids[0]) if range_ids else None
+        counted = set(range_ids)
         items = ((tx, parse_details(tx.details))
-                 for tx in transactions.of_period(store, request.from_s, request.until_s))
-        found = sales_analytics.analyze(items, set(range_ids), zone, request.from_s,
-                                        request.until_s, invoices.line_amount)
+                 for tx in transactions.of_period(store, request.from_s, request.until_s)
+                 if tx.range_id in counted)
+        found = sales_analytics.analyze(items, zone, request.from_s, request.until_s,
+                                        invoices.line_amount)
         return sales_analytics.message_of(found, first_range.currency if first_range else "",
                                           str(zone), store.read_partner_name, store.read_product_name)

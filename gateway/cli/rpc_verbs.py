@@ -60,8 +60,9 @@ ROLE_PREFERENCE = ("terminal", "operator", "bureau")
 HAND_MADE = {"LoadValue", "Purchase", "Refund", "Reverse", "GetBalance", "EarnPoints",
              "RedeemPoints", "GetPoints", "SetProgram", "SetEarnRules", "RecordSale",
              "SetMember", "GetMember", "GetStatement", "GetSettlement", "GetProgramAnalytics",
-             "ListTransactions", "GetFleetInvoice", "WatchEvents", "ExportPersonalizationJob",
-             "ReportPersonalization", "GetPersonalizationJob", "AuthorizeStream"}
+             "ListTransactions", "GetFleetInvoice", "GetSalesAnalytics", "WatchEvents",
+             "ExportPersonalizationJob", "ReportPersonalization", "GetPersonalizationJob",
+             "AuthorizeStream"}
 TIMEOUT_S = 60
 _TYPES = {descriptor.FieldDescriptor.TYPE_STRING: str, descriptor.FieldDescriptor.TYPE_BOOL: bool}
 

@@ -45,16 +45,16 @@ def _sale_amount(tx) -> int:
     return tx.approved_minor
 
 
-def analyze(items, range_ids, zone, from_s: int, until_s: int, priced) -> Analytics:
-    """items: (records.Transaction, TransactionDetails) of [from_s, until_s), oldest
-    first; only those of range_ids count. zone: a tzinfo; priced(line) -> a line's money."""
+def analyze(items, zone, from_s: int, until_s: int, priced) -> Analytics:
+    """items: (records.Transaction, TransactionDetails) of [from_s, until_s) of the card
+    ranges analyzed, oldest first. zone: a tzinfo; priced(line) -> a line's money."""
     first = datetime.datetime.fromtimestamp(from_s, zone).date()
     last = datetime.datetime.fromtimestamp(max(until_s - 1, from_s), zone).date()
     days = {first + datetime.timedelta(d): Figures() for d in range((last - first).days + 1)}
     partners, outlets = collections.defaultdict(Figures), collections.defaultdict(Figures)
     products, total = collections.defaultdict(Figures), Figures()
     for tx, details in items:
-        if tx.range_id not in range_ids or tx.result not in APPROVED:
+        if tx.result not in APPROVED:
             continue
         day = days[datetime.datetime.fromtimestamp(tx.time_s, zone).date()]
         outlet = f"{details.acceptor.merchant_id}/{details.acceptor.outlet_id}" \

@@ -144,11 +144,11 @@ class EndpointRelay:
         self.context = ssl.create_default_context(cafile=endpoint.ca_file)
 
     def run(self):
+        self.stream = None
+        threading.Thread(target=self._cancel_on_stop, daemon=True).start()
         while not self.stop.is_set():
             after = self.cursor.read()
-            stream = self.stub.WatchEvents(office_pb2.WatchEventsRequest(after_seq=after))
-            watcher = threading.Thread(target=self._cancel_on_stop, args=(stream,), daemon=True)
-            watcher.start()
+            stream = self.stream = self.stub.WatchEvents(office_pb2.WatchEventsRequest(after_seq=after))
             try:
                 for event in stream:
                     self._deliver(event)
@@ -164,9 +164,11 @@ class EndpointRelay:
                 stream.cancel()
             self.stop.wait(RECONNECT_S)
 
-    def _cancel_on_stop(self, stream):
+    def _cancel_on_stop(self):
+        """Wakes the delivery loop out of a stream waiting for events once stop is set."""
         self.stop.wait()
-        stream.cancel()
+        if self.stream is not None:
+            self.stream.cancel()
 
     def _deliver(self, event):
         body = json.dumps(json_format.MessageToDict(event, preserving_proto_field_name=True),

@@ -129,14 +129,17 @@ def test_every_event_reaches_the_receiver_once_after_dedup_across_a_relay_kill(t
                              "ca_file": str(cert_file)},
                             {"name": "down", "url": down.url, "secret_file": "erp.secret",
                              "ca_file": str(cert_file)}]}
+    relays = []
     try:
         traffic(gateway, 150)
         first = relay(tmp_path, gateway, config)
+        relays.append(first)
         assert wait_for(lambda: len(receiver.received) >= 40)
         first.send_signal(signal.SIGKILL)                     # mid-stream
         first.wait(10)
         traffic(gateway, 50)                                  # while no relay runs
         second = relay(tmp_path, gateway, config)
+        relays.append(second)
         store = Store(gateway.data_dir, readonly=True)
         expected = {f"journal-{seq}" for seq in range(1, len(journal_entries(store)) + 1)}
         store.close()
@@ -159,6 +162,10 @@ def test_every_event_reaches_the_receiver_once_after_dedup_across_a_relay_kill(t
         cursor = int((tmp_path / "state" / "erp.cursor").read_text())
         assert cursor == len(expected)
     finally:
+        for process in relays:              # (a failed check leaves none running)
+            if process.poll() is None:
+                process.kill()
+                process.wait(10)
         gateway.stop()
         receiver.close()
         down.close()

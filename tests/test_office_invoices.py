@@ -14,21 +14,13 @@ from cardgate.gateway.office.invoice_files import write_csv, write_pdf
 from cardgate.v1 import authorization_pb2, common_pb2, fleet_pb2, office_pb2, office_pb2_grpc
 
 from conftest import LiveGateway
-from helpers import create_range, eur, ink_of, issue, make_pan, new_id
+from helpers import Clock, create_range, eur, ink_of, issue, make_pan, new_id
 
 R = common_pb2
 DIESEL, SHOP = 19, 200
 NOV = int(datetime.datetime(2026, 11, 1, tzinfo=datetime.timezone.utc).timestamp())
 DEC = int(datetime.datetime(2026, 12, 1, tzinfo=datetime.timezone.utc).timestamp())
 DAY = 86400
-
-
-class Clock:
-    def __init__(self, now_s):
-        self.now_s = now_s
-
-    def __call__(self):
-        return self.now_s
 
 
 @pytest.fixture

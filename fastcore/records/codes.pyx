@@ -140,6 +140,9 @@ class Result(enum.IntEnum):
     REJECTED_INVALID_REQUEST = RESULT_REJECTED_INVALID_REQUEST
     REJECTED_UNKNOWN_PRODUCT = RESULT_REJECTED_UNKNOWN_PRODUCT
 
+# The results by which a request took effect (wholly or partly).
+APPROVED_RESULTS = frozenset((Result.APPROVED, Result.PARTIALLY_APPROVED))
+
 
 class Prompt(enum.IntFlag):
     """What a fleet profile makes the terminal collect; same bits as cardgate.v1.Prompt - 1."""

@@ -7,7 +7,8 @@ import grpc
 from cardgate.gateway.cli import loyalty as loyalty_cli, office as office_cli
 from cardgate.gateway.cli.channels import open_channel
 from cardgate.gateway.cli.demo import clients_dir
-from cardgate.gateway.money import AmountError, format_minor, parse_amount_minor, parse_litres_ml
+from cardgate.gateway.money import (AmountError, format_minor, litres_text, parse_amount_minor,
+                                    parse_litres_ml)
 from cardgate.v1 import (authorization_pb2, authorization_pb2_grpc, common_pb2, loyalty_pb2,
                          loyalty_pb2_grpc)
 
@@ -24,7 +25,7 @@ def _print_authorization(verb, request_id, auth) -> int:
         print(f"  balance {format_minor(auth.balance.balance_minor, auth.balance.currency)}, "
               f"available {format_minor(auth.balance.available_minor, auth.balance.currency)}")
     if auth.volume_ml:
-        print(f"  volume {auth.volume_ml / 1000:.3f} L")
+        print(f"  volume {litres_text(auth.volume_ml)} L")
     if auth.flagged_for_review:
         print("  flagged for review: past a soft limit")
     if auth.HasField("loyalty"):

@@ -12,13 +12,12 @@ merchant and are not on it.
 import collections
 import dataclasses
 
-from cardgate.fastcore.records import Op, Result
+from cardgate.fastcore.records import APPROVED_RESULTS, Op
 from cardgate.gateway.fleet.sales import priced
-from cardgate.gateway.security.pan import mask_parts
+from cardgate.gateway.office.transactions import masked_pan_of
 from cardgate.v1 import office_pb2
 
 CHARGES = (Op.PURCHASE, Op.COMPLETE)
-APPROVED = (Result.APPROVED, Result.PARTIALLY_APPROVED)
 
 
 @dataclasses.dataclass
@@ -51,16 +50,12 @@ class Invoice:
         return self.charged_minor - self.refunded_minor
 
 
-def _masked(tx, details) -> str:
-    return mask_parts(tx.pan_first6, tx.pan_last4, tx.pan_length) or details.masked_pan
-
-
 def invoice_of(items, original_of) -> Invoice:
     """The Invoice of a contract's transactions of a period, oldest first: items are
     (records.Transaction, TransactionDetails); original_of(request id) -> the
     records.RequestRecordView of an earlier request a reversal names, or None (forgotten
     past the requests' retention window: then nothing is given back for it)."""
-    items = [(tx, d) for tx, d in items if tx.result in APPROVED]
+    items = [(tx, d) for tx, d in items if tx.result in APPROVED_RESULTS]
     reversed_ids = {tx.ref_request_id for tx, _ in items if tx.op == Op.REVERSAL}
     invoice = Invoice()
     sales_of_period = set()
@@ -75,15 +70,16 @@ def invoice_of(items, original_of) -> Invoice:
             invoice.counted.append((tx, details))
         elif tx.op == Op.REFUND:
             invoice.refunded_minor += tx.approved_minor
-            invoice.by_card[_masked(tx, details)].add(0, -tx.approved_minor, 0)
+            invoice.by_card[masked_pan_of(tx, details)].add(0, -tx.approved_minor, 0)
             invoice.counted.append((tx, details))
     for tx, details in items:
         if tx.op == Op.REVERSAL and tx.ref_request_id not in sales_of_period:
             found = original_of(tx.ref_request_id)
-            if found is not None and found.request.op in CHARGES and found.reply.result in APPROVED:
+            if found is not None and found.request.op in CHARGES and \
+                    found.reply.result in APPROVED_RESULTS:
                 # a sale of an earlier period, taken back in this one: given back here
                 invoice.refunded_minor += found.reply.approved_minor
-                invoice.by_card[_masked(tx, details)].add(0, -found.reply.approved_minor, 0)
+                invoice.by_card[masked_pan_of(tx, details)].add(0, -found.reply.approved_minor, 0)
                 invoice.counted.append((tx, details))
     return invoice
 
@@ -92,7 +88,7 @@ def _charge(invoice: Invoice, tx, details):
     invoice.charged_minor += tx.approved_minor
     invoice.volume_ml += tx.volume_ml
     invoice.discount_minor += tx.discount_minor
-    for by, key in ((invoice.by_card, _masked(tx, details)),
+    for by, key in ((invoice.by_card, masked_pan_of(tx, details)),
                     (invoice.by_vehicle, details.fleet.vehicle_id),
                     (invoice.by_driver, details.fleet.driver_id)):
         by[key].add(tx.volume_ml, tx.approved_minor)

@@ -16,9 +16,8 @@ pays / receives / net, and one transfer per pair of partners, net; the nets sum 
 """
 import collections
 
-from cardgate.fastcore.records import Op, Result
+from cardgate.fastcore.records import APPROVED_RESULTS, Op
 
-APPROVED = (Result.APPROVED, Result.PARTIALLY_APPROVED)
 SPENT = (Op.PURCHASE, Op.COMPLETE)
 
 PartnerMoney = collections.namedtuple("PartnerMoney", "partner_id loaded_minor spent_minor "
@@ -35,7 +34,7 @@ def _given_back(tx) -> bool:
 
 def flow_of(tx):
     """(payer, payee, amount) that an approved transaction moves between partners, or None."""
-    if tx.result not in APPROVED or not tx.approved_minor:
+    if tx.result not in APPROVED_RESULTS or not tx.approved_minor:
         return None
     where, issuer = tx.partner_id, tx.issuer_partner
     if not where or not issuer or where == issuer:
@@ -49,7 +48,7 @@ def flow_of(tx):
 
 def _activity(tx) -> tuple:
     """(loaded, spent) at the transaction's partner: what it adds to each."""
-    if tx.result not in APPROVED:
+    if tx.result not in APPROVED_RESULTS:
         return 0, 0
     if tx.op == Op.LOAD:
         return tx.approved_minor, 0

@@ -12,10 +12,9 @@ import collections
 import dataclasses
 import datetime
 
-from cardgate.fastcore.records import Op, Result
+from cardgate.fastcore.records import APPROVED_RESULTS, Op
 from cardgate.v1 import office_pb2
 
-APPROVED = (Result.APPROVED, Result.PARTIALLY_APPROVED)
 SALES = (Op.PURCHASE, Op.COMPLETE, Op.LOYALTY_SALE)
 
 
@@ -54,7 +53,7 @@ def analyze(items, zone, from_s: int, until_s: int, priced) -> Analytics:
     partners, outlets = collections.defaultdict(Figures), collections.defaultdict(Figures)
     products, total = collections.defaultdict(Figures), Figures()
     for tx, details in items:
-        if tx.result not in APPROVED:
+        if tx.result not in APPROVED_RESULTS:
             continue
         day = days[datetime.datetime.fromtimestamp(tx.time_s, zone).date()]
         outlet = f"{details.acceptor.merchant_id}/{details.acceptor.outlet_id}" \

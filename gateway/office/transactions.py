@@ -22,7 +22,6 @@ PAGE_SIZE_DEFAULT = 1000
 PAGE_SIZE_MAX = 100_000
 ROWS_UNBOUNDED = 2 ** 63        # Query.rows_max of a reader that takes the whole period
 READ_ROWS = 500                 # lines read from the store in one read transaction
-APPROVED = (records.Result.APPROVED, records.Result.PARTIALLY_APPROVED)
 # TransactionResultFilter -> Filter.approved
 RESULT_FILTERS = {office_pb2.TRANSACTION_RESULT_FILTER_UNSPECIFIED: None,
                   office_pb2.TRANSACTION_RESULT_FILTER_APPROVED: True,
@@ -48,7 +47,7 @@ class Filter:
                 (self.outlet_code is None or tx.outlet_code == self.outlet_code) and
                 (self.partner_id is None or tx.partner_id == self.partner_id) and
                 (self.range_id is None or tx.range_id == self.range_id) and
-                (self.approved is None or (tx.result in APPROVED) == self.approved))
+                (self.approved is None or (tx.result in records.APPROVED_RESULTS) == self.approved))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,6 +157,12 @@ def _op_name(op: int) -> str:
     return _OP_NAMES.get(op) or str(op)
 
 
+def masked_pan_of(tx, details) -> str:
+    """A transaction's card, masked: from the card record, else as the terminal's details
+    said (a card the host did not know)."""
+    return mask_parts(tx.pan_first6, tx.pan_last4, tx.pan_length) or details.masked_pan
+
+
 def line_of(tx, local: LocalTime, actor_names: dict, details=None) -> "office_pb2.TransactionLine":
     """The TransactionLine of a records.Transaction (details: its TransactionDetails, if
     parsed already)."""
@@ -167,7 +172,7 @@ def line_of(tx, local: LocalTime, actor_names: dict, details=None) -> "office_pb
         time_s=tx.time_s, local_time=local.text(tx.time_s, tx.range_id),
         request_id=_id_text(tx.request_id), operation=_op_name(tx.op), result_code=tx.result,
         approval_code=f"{tx.approval_code:06d}" if tx.approval_code else "",
-        masked_pan=mask_parts(tx.pan_first6, tx.pan_last4, tx.pan_length) or details.masked_pan,
+        masked_pan=masked_pan_of(tx, details),
         range_id=tx.range_id, contract_id=tx.contract_id, acceptor=acceptor,
         partner_id=tx.partner_id, volume_ml=tx.volume_ml, driver_id=details.fleet.driver_id,
         vehicle_id=details.fleet.vehicle_id, lines=details.lines,

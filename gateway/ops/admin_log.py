@@ -33,13 +33,14 @@ def lines(store, data_dir, since_s=0, until_s=None, actor=None, lines_max=None):
         rows.append((datetime.datetime.fromtimestamp(line.time_s, datetime.timezone.utc),
                      line.actor, names.get(line.actor, "(certificate not in this CA's record)"),
                      "EXPORT_PERSONALIZATION_JOB" if line.op == records.ADMIN_OP_EXPORT_JOB
-                     else _name(records.Op, line.op), _name(records.Result, line.result),
+                     else enum_name(records.Op, line.op), enum_name(records.Result, line.result),
                      mask_parts(card.pan_first6, card.pan_last4, card.pan_length) if card else "",
                      str(uuid.UUID(bytes=line.request_id))))
     return rows
 
 
-def _name(enum, value) -> str:
+def enum_name(enum, value) -> str:
+    """A code's name in its enum, or the number of a code it does not know."""
     try:
         return enum(value).name
     except ValueError:

@@ -19,7 +19,6 @@ BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 
 
 THROTTLE_REASONS = ("rate", "operations", "admission", "velocity", "queue")
-APPROVED = (records.Result.APPROVED, records.Result.PARTIALLY_APPROVED)
 SALES = (records.Op.PURCHASE, records.Op.COMPLETE)
 
 
@@ -101,7 +100,7 @@ class Metrics:
     def business(self, requests: list, replies: list):
         """The money, litres and points of a committed submission's approved replies."""
         for packed, reply in zip(requests, replies):
-            if reply.result not in APPROVED:
+            if reply.result not in records.APPROVED_RESULTS:
                 continue
             if reply.op in SALES and reply.approved_minor > 0:
                 self.money_authorized.labels(reply.currency).inc(reply.approved_minor)

@@ -163,6 +163,15 @@ def test_legacy_authentication_and_key_change_as_the_d40_datasheet_describes(car
     host.authenticate_iso(0, new_key)
     assert host.get_key_version(0) == 0xAA                     # its version: the parity bits 1010 1010
 
+    def corrupting(frame):                                     # one bit of ChangeKey's cryptogram flipped
+        return transmit(frame[:-1] + bytes([frame[-1] ^ 1]) if frame[0] == desfire.CHANGE_KEY else frame)
+    for authenticate in ("authenticate_legacy", "authenticate_iso"):
+        bad = Desfire(corrupting, native=True)
+        getattr(bad, authenticate)(0, new_key)
+        with pytest.raises(DesfireError, match="INTEGRITY_ERROR"):
+            bad.change_key(0, bytes(16), kind="DES")           # its CRC16 / CRC32 no longer holds
+        assert card.applications[PICC].keys[0].value == new_key
+
 
 @pytest.mark.parametrize("native", [False, True], ids=["iso", "native"])
 def test_framing_factory_state_and_the_wrong_authentication_for_a_key(card_link, native):

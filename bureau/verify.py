@@ -4,15 +4,14 @@ file's chip profile): the chip's version, the card's key settings and applicatio
 application's keys, files and file settings, then the card data with the derived read
 key, and proof that each derived key is the card's (it authenticates)."""
 from cardgate.devices import desfire, personalize
-from cardgate.devices.desfire import COMMUNICATION, FILE_TYPES, PICC, DesfireError
-from cardgate.devices.desfire_card import STORAGE
+from cardgate.devices.desfire import COMMUNICATION, FILE_TYPES, PICC, STORAGE_CODES, DesfireError
 from cardgate.gateway.security.pan import mask
 
 SETTING_BITS = ((0x01, "master key changeable", "master key frozen"),
                 (0x02, "free listing", "listing needs the master key"),
                 (0x04, "free create/delete", "create/delete need the master key"),
                 (0x08, "configuration changeable", "configuration frozen"))
-STORAGE_BYTES = {code: size for size, code in STORAGE.items()}
+STORAGE_BYTES = {code: size for size, code in STORAGE_CODES.items()}
 
 
 def settings_text(settings: int, application: bool) -> str:

@@ -53,6 +53,8 @@ PICC = b"\x00\x00\x00"          # the card's own level
 # Key kinds in CreateApplication's second byte, and in ChangeKey's key number for the
 # card master key.
 KIND_FLAGS = {AES: 0x80, TDES3: 0x40}
+DES_FAMILY = "DES/2K3DES"       # the kind of keys without a flag: each DES or 2K3DES by its halves
+STORAGE_CODES = {2048: 0x16, 4096: 0x18, 8192: 0x1A}   # GetVersion's storage size byte
 FILE_TYPES = {0: "standard data", 1: "backup data", 2: "value", 3: "linear record", 4: "cyclic record"}
 COMMUNICATION = {0: "plain", 1: "MACed", 3: "enciphered"}
 
@@ -141,10 +143,6 @@ class Desfire:
         self.native = native
         self.session = None         # a Session after an authentication
         self.selected = PICC
-
-    @property
-    def key_no(self):
-        return None if self.session is None else self.session.key_no
 
     # ---- frames ---------------------------------------------------------------------
 
@@ -279,9 +277,9 @@ class Desfire:
         if kind != AES:
             new_key = with_des_version(new_key, version)
         own = key_no == self.session.key_no
-        key_part = new_key if own else xor(new_key, old_key if old_key is not None else b"")
         if not own and (old_key is None or len(old_key) != len(new_key)):
             raise ValueError("changing another key than the session's needs its old value, of the same length")
+        key_part = new_key if own else xor(new_key, old_key)
         payload = key_part + (bytes([version]) if kind == AES else b"")
         header = bytes([CHANGE_KEY, number])
         ev1 = payload + crc32(header + payload) + (b"" if own else crc32(new_key))
@@ -315,7 +313,7 @@ class Desfire:
         answer = self.exchange(GET_KEY_SETTINGS, what="GetKeySettings")
         if len(answer) != 2:
             raise DesfireError(f"GetKeySettings: {len(answer)} bytes is not key settings")
-        kind = AES if answer[1] & 0x80 else TDES3 if answer[1] & 0x40 else "DES/2K3DES"
+        kind = AES if answer[1] & 0x80 else TDES3 if answer[1] & 0x40 else DES_FAMILY
         return answer[0], answer[1] & 0x0F, kind
 
     def get_key_version(self, key_no: int) -> int:

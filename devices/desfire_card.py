@@ -36,17 +36,15 @@ import os
 from dataclasses import dataclass, field
 
 from . import desfire
-from .desfire import ADDITIONAL_FRAME, KIND_FLAGS, PICC
-from .desfire_crypto import (AES, DES_BLOCK, KEY_LENGTHS, TDES3, block_of, cbc_decrypt,
+from .desfire import ADDITIONAL_FRAME, DES_FAMILY, KIND_FLAGS, PICC, STORAGE_CODES
+from .desfire_crypto import (AES, DES_BLOCK, TDES3, block_of, cbc_decrypt,
                              cbc_encrypt, cmac, crc16, crc32, des_key_version, des_kind,
                              legacy_receive_sent, rotate_left, session_key, xor)
 
 ATR = bytes.fromhex("3B8180018080")
 FRAME_MAX = 59                  # data bytes in one answer frame
 FILE_SIZE_MAX = 8 * 1024
-STORAGE = {2048: 0x16, 4096: 0x18, 8192: 0x1A}      # GetVersion's storage size codes
 FACTORY_KEY_SETTINGS = 0x0F
-DES_FAMILY = "DES/2K3DES"       # an application's DES kind: each key DES or 2K3DES by its halves
 READ, WRITE, READ_WRITE = 12, 8, 4                 # bit shifts of a file's access nibbles
 FREE = 0xE
 OK = 0x00
@@ -122,13 +120,13 @@ class DesfireCard:
                  production: tuple = (0x12, 0x19), random=os.urandom):
         if len(uid) != 7:
             raise ValueError("a DESFire UID is 7 bytes")
-        if storage not in STORAGE or len(batch) != 5:
-            raise ValueError(f"storage is one of {sorted(STORAGE)} bytes; a batch number is 5 bytes")
+        if storage not in STORAGE_CODES or len(batch) != 5:
+            raise ValueError(f"storage is one of {sorted(STORAGE_CODES)} bytes; a batch number is 5 bytes")
         self.uid = uid
         self.atr = ATR
         self.random = random
-        hardware = bytes([0x04, 0x01, 0x01, 0x01, 0x00, STORAGE[storage], 0x05])
-        software = bytes([0x04, 0x01, 0x01, 0x01, 0x04, STORAGE[storage], 0x05])
+        hardware = bytes([0x04, 0x01, 0x01, 0x01, 0x00, STORAGE_CODES[storage], 0x05])
+        software = bytes([0x04, 0x01, 0x01, 0x01, 0x04, STORAGE_CODES[storage], 0x05])
         self.version = [hardware, software, uid + batch + bytes(production)]
         self.applications = {PICC: _Application(FACTORY_KEY_SETTINGS, [_zero_key(DES_FAMILY)])}
         self.power(True)
@@ -428,7 +426,7 @@ class DesfireCard:
                 raise _Status(PARAMETER_ERROR)        # an application's keys keep their kind
         self._may_change(app, key_no)
         plain = self._deciphered(data[1:])
-        n = KEY_LENGTHS[AES if kind == AES else TDES3 if kind == TDES3 else "DES"]
+        n = 24 if kind == TDES3 else 16
         payload = plain[:n + (1 if kind == AES else 0)]
         own = key_no == s.key_no
         if s.legacy:

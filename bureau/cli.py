@@ -5,12 +5,15 @@
             resumable: run it again after an interruption or for the cards that failed
     import  send a results file's outcomes to the gateway (when encode could not)
     status  where a job stands at the gateway
+    verify  read a finished card with only the documented key derivation, as another
+            vendor's terminal would, and say what it holds
 """
 import pathlib
 import sys
 
 import grpc
 
+from cardgate.devices import personalize
 from cardgate.gateway.cli.channels import client_key_pem
 from cardgate.gateway.cli.client import channel_of
 from cardgate.gateway.cli.demo import clients_dir
@@ -80,6 +83,18 @@ def add_commands(sub, connected):
     status = connected(commands.add_parser("status", help="where a job stands at the gateway"),
                        "demo-bureau")
     status.add_argument("job_id")
+
+    verify = commands.add_parser(
+        "verify", help="read a finished card in a PC/SC reader with keys derived from the master key "
+        "alone (AN10922), and say what it holds")
+    verify.add_argument("--master-key", required=True, metavar="FILE",
+                        help="the chip master key, 32 hexadecimal characters")
+    verify.add_argument("--reader", metavar="NAME", help="the PC/SC reader (default: the first holding a card)")
+    verify.add_argument("--system-id", default=personalize.SYSTEM_ID.hex().upper(), metavar="HEX",
+                        help="the key derivation's system identifier, as the job's chip profile "
+                        f"gives it (default {personalize.SYSTEM_ID.hex().upper()}, 'cardgate')")
+    verify.add_argument("--framing", choices=("iso", "native"), default="iso",
+                        help="DESFire commands ISO 7816-4 wrapped (default) or native")
     bureau.set_defaults(func=run)
 
 
@@ -87,6 +102,8 @@ def run(args) -> int:
     try:
         if args.bureau_command == "encode":
             return _encode(args, channel_of)
+        if args.bureau_command == "verify":
+            return _verify(args)
         channel = channel_of(args)
         if channel is None:
             return 2
@@ -263,3 +280,49 @@ def _encode(args, channel_of) -> int:
           (f"; {left} left: run the same command again to encode them" if left else "") +
           (f"; {unsent} results not reported: cardgate bureau import {results.path}" if unsent else ""))
     return 0 if not left else 1
+
+
+def _verify(args) -> int:
+    from cardgate.devices import desfire, pcsc
+
+    from .verify import read_card
+
+    master_key = _master_key(args.master_key)
+    try:
+        system_id = bytes.fromhex(args.system_id)
+    except ValueError:
+        system_id = b""
+    if not 1 <= len(system_id) <= personalize.SYSTEM_ID_MAX:
+        raise ValueError(f"--system-id: 1 to {personalize.SYSTEM_ID_MAX} bytes in hexadecimal")
+    try:
+        reader = args.reader or _reader_holding_a_card(pcsc)
+        connection = pcsc.Connection(reader)
+        try:
+            lines, problems = read_card(desfire.Desfire(connection.transmit, native=args.framing == "native"),
+                                        master_key, system_id)
+        finally:
+            connection.close()
+    except (pcsc.PcscError, desfire.DesfireError) as exc:
+        print(f"cardgate: {exc}", file=sys.stderr)
+        return 1
+    print(f"reader: {reader} ({args.framing} framing)")
+    print("\n".join(lines))
+    for problem in problems:
+        print(f"NOT VERIFIED: {problem}")
+    if not problems:
+        print("verified: every key derived from the master key alone (AN10922: UID || AID || "
+              "system id || key number) is the card's, and the card data reads")
+    return 1 if problems else 0
+
+
+def _reader_holding_a_card(pcsc) -> str:
+    states = pcsc.ReaderStates()
+    try:
+        names = states.names()
+        holding = states.present(names) if names else set()
+    finally:
+        states.close()
+    reader = next((name for name in names if name in holding), None)
+    if reader is None:
+        raise pcsc.PcscError(f"no card in any reader ({', '.join(names) or 'no readers'})")
+    return reader

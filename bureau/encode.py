@@ -29,7 +29,8 @@ def chip_profile(card) -> personalize.ChipProfile:
     limit = card.chip["value_limit_minor"]
     return personalize.ChipProfile(aid=bytes.fromhex(card.chip["aid"]), program_id=card.chip["program_id"],
                                    offline_balance_minor=0 if limit else None,
-                                   value_limit_minor=limit or personalize.ChipProfile.value_limit_minor)
+                                   value_limit_minor=limit or personalize.ChipProfile.value_limit_minor,
+                                   system_id=bytes.fromhex(card.chip.get("system_id", personalize.SYSTEM_ID.hex())))
 
 
 class Encoder:
@@ -130,6 +131,10 @@ class Encoder:
             if bound in self.todo:
                 return bound                            # finish what was started on it
             raise CardRefused(f"this chip was started as card {bound}, which this run has tried already")
+        d.select_application(desfire.PICC)
+        if d.get_key_version(0) != personalize.FACTORY_VERSION:
+            raise CardRefused("its card master key is not the factory's and this job never started "
+                              "on it: not a blank card")
         try:
             d.select_application(bytes.fromhex(self.aid))
         except desfire.DesfireError as exc:

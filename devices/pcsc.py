@@ -80,14 +80,22 @@ class Connection:
     def atr(self) -> bytes:
         return bytes(self._connection.getATR())
 
-    def transmit(self, apdu: bytes) -> bytes:
-        """The card's answer: data followed by the two status bytes."""
-        try:
-            data, sw1, sw2 = self._connection.transmit(list(apdu))
-        except self._exceptions.CardConnectionException as exc:
-            raise CardRemoved(f"the card left {self.reader} during an exchange: {exc}") from exc
-        answer = bytes(data) + bytes([sw1, sw2])
-        _trace(apdu, answer, self.reader)
+    def transmit(self, frame: bytes) -> bytes:
+        """The card's whole answer to a frame: an APDU's ends with its two status bytes;
+        a native DESFire frame's may be one byte (its status), which is why this goes to
+        SCardTransmit itself rather than through pyscard's APDU view."""
+        from smartcard.pcsc.PCSCCardConnection import translateprotocolheader
+        from smartcard.scard import SCARD_S_SUCCESS, SCardGetErrorMessage, SCardTransmit
+
+        c = self._connection.component            # pyscard's PC/SC connection under its decorator
+        if c.hcard is None:
+            raise CardRemoved(f"no connection to the card in {self.reader}")
+        hresult, answer = SCardTransmit(c.hcard, translateprotocolheader(c.getProtocol()), list(frame))
+        if hresult != SCARD_S_SUCCESS or not answer:
+            reason = SCardGetErrorMessage(hresult) if hresult != SCARD_S_SUCCESS else "no answer"
+            raise CardRemoved(f"the card left {self.reader} during an exchange: {reason}")
+        answer = bytes(answer)
+        _trace(frame, answer, self.reader)
         return answer
 
     def close(self):

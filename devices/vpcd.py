@@ -2,9 +2,10 @@
 
 vpcd listens on TCP 35963 for reader "Virtual PCD 00 00" and on 35964 for "Virtual PCD
 00 01". The card connects to it; each message either way is a 2-byte big-endian length
-and its payload. A 1-byte payload from vpcd is control: 00 power off, 01 power on,
-02 reset, 04 get ATR (answered with the ATR); anything longer is an APDU, answered with
-the card's response. Each answer goes out in one write with TCP_NODELAY set, and the
+and its payload. A 1-byte payload from vpcd of 00 (power off), 01 (power on), 02
+(reset) or 04 (get ATR, answered with the ATR) is control; anything else is a frame for
+the card (a native DESFire command can be one byte: GetVersion is 60), answered with the
+card's response. Each answer goes out in one write with TCP_NODELAY set, and the
 card acknowledges at once (TCP_QUICKACK): otherwise vpcd's two writes per message meet
 a delayed ACK and every APDU takes about 40 ms.
 
@@ -24,6 +25,7 @@ import time
 READER_PORTS = {0: 35963, 1: 35964}
 READER_NAMES = {0: "Virtual PCD 00 00", 1: "Virtual PCD 00 01"}
 POWER_OFF, POWER_ON, RESET, GET_ATR = 0, 1, 2, 4
+CONTROL = (POWER_OFF, POWER_ON, RESET, GET_ATR)
 
 
 class VirtualCardSlot:
@@ -67,7 +69,7 @@ class VirtualCardSlot:
             while True:
                 (length,) = struct.unpack(">H", self._receive(2))
                 message = self._receive(length)
-                if length == 1:
+                if length == 1 and message[0] in CONTROL:
                     if message[0] == GET_ATR:
                         self._send(self.card.atr)
                     elif message[0] in (POWER_ON, RESET):

@@ -166,6 +166,11 @@ def test_issue_export_encode_pull_a_card_rerun_and_pay_with_a_stripe(live_gatewa
     key = serialization.load_pem_private_key((gw.certs / "bureau-1.key").read_bytes(), None)
     job = job_file.read(data, ca, key)
     assert [c.holder for c in job.cards] == ["ADA LOVELACE", "ALAN M. TURING", "GRACE O'HARA-HOPPER"]
+    # The chip profile says how the keys derive, for another vendor's terminal.
+    chip = job.header["chip"]
+    assert chip["system_id"] == "6361726467617465" == job.cards[0].chip["system_id"]
+    assert "UID (7 bytes) || AID" in chip["key_derivation"]["input"]
+    assert (chip["key_derivation"]["card_key_settings"], chip["key_derivation"]["key_version"]) == ("0B", 1)
 
     simulator = MsrSimulator()
     feeder = Feeder(simulator)
@@ -210,7 +215,7 @@ def test_issue_export_encode_pull_a_card_rerun_and_pay_with_a_stripe(live_gatewa
         job_card = by_pan[pan]
         seen.append(job_card.seq)
         assert (yymm, program_id) == (job_card.expiry_yymm, job_card.chip["program_id"])
-        assert application.keys == list(personalize.card_keys(master, card.uid, bytes.fromhex(AID)))
+        assert [k.value for k in application.keys] == list(personalize.card_keys(master, card.uid, bytes.fromhex(AID)))
         assert (stripe[1], stripe[2]) == (job_card.track1, job_card.track2)
         assert tracks.parse_track1(stripe[1]).name == job_card.holder
     assert sorted(seen) == [1, 2, 3]
@@ -450,10 +455,15 @@ def test_encoding_offline_then_import_and_cards_that_are_not_blank(live_gateway,
         foreign = DesfireCard(uid(9))
         foreign.power(True)
         other = desfire.Desfire(foreign.process)                    # straight to the card
-        other.authenticate_aes(0, bytes(16))
+        other.authenticate_iso(0, bytes(16))                       # the factory's DES key
         other.create_application(bytes.fromhex(AID), 0x0B, 2)
         assert bytes.fromhex(AID) in foreign.applications
-        queue_of_cards = iter([foreign, DesfireCard(uid(2))])
+        rekeyed = DesfireCard(uid(8))                                # its card master key is not the factory's
+        rekeyed.power(True)
+        other = desfire.Desfire(rekeyed.process)
+        other.authenticate_iso(0, bytes(16))
+        other.change_key(0, bytes(range(16)), version=1)
+        queue_of_cards = iter([foreign, rekeyed, DesfireCard(uid(2))])
 
         def refill(reader):
             card = next(queue_of_cards, None)
@@ -466,7 +476,8 @@ def test_encoding_offline_then_import_and_cards_that_are_not_blank(live_gateway,
         assert [line.split("card refused: ")[1].split(";")[0] for _, line in feeder.refused] == [
             "this chip already carries card 1 of the job",
             f"the chip already carries application {AID} and this job never started on it: "
-            "not a blank card"]
+            "not a blank card",
+            "its card master key is not the factory's and this job never started on it: not a blank card"]
         assert "2 of 2 encoded in all" in out
         assert (status().encoded, status().pending) == (2, 0)
     finally:

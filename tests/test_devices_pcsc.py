@@ -110,7 +110,7 @@ def test_aes_authentication_diversified_keys_access_rights_and_key_changes(card_
     d = desfire.Desfire(connection.transmit)
     master = bytes.fromhex("00112233445566778899AABBCCDDEEFF")
     app_key, read_key = (diversify_aes128(master, UID, AID, bytes([n])) for n in (0, 1))
-    d.authenticate_aes(0, bytes(16))                     # the card master key
+    d.authenticate_iso(0, bytes(16))                     # the card master key: the factory's DES zeros
     d.create_application(AID, 0x0F, 2)
     d.select_application(AID)
     d.authenticate_aes(0, bytes(16))                     # a new application's keys are zero
@@ -125,7 +125,7 @@ def test_aes_authentication_diversified_keys_access_rights_and_key_changes(card_
     d.authenticate_aes(1, read_key)
     d.write_data(1, 0, b"card data 123456")
     assert d.read_data(1, 0, 0) == b"card data 123456"   # answers MAC-checked
-    assert card.applications[AID].keys == [app_key, read_key]
+    assert [k.value for k in card.applications[AID].keys] == [app_key, read_key]
 
 
 def test_a_wrong_mac_ends_the_session(card_in_reader):
@@ -136,49 +136,152 @@ def test_a_wrong_mac_ends_the_session(card_in_reader):
         return answer[:-3] + bytes([answer[-3] ^ 1]) + answer[-2:] if apdu[1] == desfire.GET_VERSION else answer
 
     d = desfire.Desfire(tamper)
-    d.authenticate_aes(0, bytes(16))
+    d.authenticate_iso(0, bytes(16))
     with pytest.raises(desfire.DesfireError, match="MAC is wrong"):
         d.get_version()
     assert d.session is None
 
 
-def test_personalization_writes_verifies_and_can_be_resumed_after_the_card_is_pulled(pcscd):
+MASTER = bytes.fromhex("00112233445566778899AABBCCDDEEFF")
+PAN, EXPIRY = "6277001234567890", "2912"
+
+
+def _profile():
+    from cardgate.devices import personalize as perso
+    return perso.ChipProfile(aid=b"\xF0\x01\x01", program_id=1, offline_balance_minor=25_00)
+
+
+def _read_back(d, native_name):
+    """Listings and settings, then the card data with the read key, as a terminal reads."""
     from cardgate.devices import personalize as perso
 
-    master = bytes.fromhex("00112233445566778899AABBCCDDEEFF")
-    profile = perso.ChipProfile(aid=b"\xF0\x01\x01", program_id=1, offline_balance_minor=25_00)
-    pan, expiry = "6277001234567890", "2912"
-    card = DesfireCard(UID)
-
-    # First run: the card leaves the reader after its value file was credited.
-    slot, connection = insert(card, 0)
-    exchanges = []
-
-    def flaky(apdu):
-        exchanges.append(apdu[1])
-        if apdu[1] == desfire.COMMIT_TRANSACTION:
-            slot.remove()
-        return connection.transmit(apdu)
-
-    d = desfire.Desfire(flaky)
-    with pytest.raises(pcsc.CardRemoved):
-        perso.personalize(d, perso.card_uid(d), profile, pan, expiry, master)
-    connection.close()
-    assert card.applications[profile.aid].keys[0] == bytes(16)   # not finished: still factory
-
-    # Put back and run again: it finishes, and credits nothing twice.
-    slot, connection = insert(card, 0)
-    d = desfire.Desfire(connection.transmit)
-    perso.personalize(d, perso.card_uid(d), profile, pan, expiry, master)
-    app_key, read_key = perso.card_keys(master, UID, profile.aid)
-    assert card.applications[profile.aid].keys == [app_key, read_key]
+    profile = _profile()
+    d.select_application(desfire.PICC)
+    version = d.get_version()
+    assert version[:14] == bytes.fromhex("04010101001A05" "04010101041A05"), native_name
+    assert d.get_key_settings() == (0x0B, 1, "AES") and d.get_key_version(0) == 1
+    assert d.get_application_ids() == [profile.aid]
     d.select_application(profile.aid)
+    assert d.get_key_settings() == (0x0B, 2, "AES")
+    assert [d.get_key_version(n) for n in (0, 1)] == [1, 1]
+    assert d.get_file_ids() == [1, 2]
+    assert d.get_file_settings(1) == desfire.FileSettings(0, 0, 0x1000, size=32)
+    assert d.get_file_settings(2) == desfire.FileSettings(2, 0, 0x1000, lower=0, upper=1_000_00)
+    _, read_key = perso.card_keys(MASTER, UID, profile.aid)
     d.authenticate_aes(1, read_key)
-    assert perso.parse_card_data(d.read_data(1, 0, 0)) == (pan, expiry, 1)
+    assert perso.parse_card_data(d.read_data(1, 0, 0)) == (PAN, EXPIRY, 1)
     assert d.get_value(2) == 25_00
-    perso.personalize(d, UID, profile, pan, expiry, master)      # a third run only verifies
-    with pytest.raises(desfire.DesfireError, match="differs"):
-        perso.verify(d, UID, profile, "6277001234567891", expiry, master)
-    connection.close()
-    slot.remove()
+    with pytest.raises(desfire.DesfireError, match="PERMISSION_DENIED"):
+        d.write_data(1, 0, b"x")                          # key 1 only reads
 
+
+def _bureau_verify(*args):
+    return subprocess.run([sys.executable, "-m", "cardgate.gateway.cli.main", "bureau", "verify", *args],
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+
+
+def test_a_factory_fresh_card_personalized_then_read_in_both_framings_and_verified(pcscd, tmp_path):
+    from cardgate.devices import personalize as perso
+
+    card = DesfireCard(UID)
+    picc = card.applications[desfire.PICC]
+    assert (picc.keys[0].kind, picc.keys[0].value, picc.keys[0].version, picc.key_settings) == \
+        ("DES/2K3DES", bytes(16), 0, 0x0F)                          # as it leaves the factory
+    slot, connection = insert(card, 0)
+    try:
+        answers = []                                                # a one-byte native frame
+        asking = threading.Thread(target=lambda: answers.append(connection.transmit(bytes([desfire.GET_VERSION]))),
+                                  daemon=True)
+        asking.start()
+        asking.join(10)
+        assert answers, "a one-byte native frame got no answer in 10 s (taken for a vpcd control code?)"
+        assert answers[0][0] == 0xAF and answers[0][1:] == bytes.fromhex("04010101001A05")
+        d = desfire.Desfire(connection.transmit)
+        perso.personalize(d, perso.card_uid(d), _profile(), PAN, EXPIRY, MASTER)
+        _read_back(desfire.Desfire(connection.transmit), "iso")
+        _read_back(desfire.Desfire(connection.transmit, native=True), "native")
+        connection.close()
+
+        (tmp_path / "master.key").write_text(MASTER.hex())
+        for framing in ("iso", "native"):
+            done = _bureau_verify("--master-key", str(tmp_path / "master.key"), "--framing", framing)
+            assert done.returncode == 0, done.stdout + done.stderr
+            out = done.stdout
+            assert f"reader: Virtual PCD 00 00 ({framing} framing)" in out
+            assert "chip: DESFire EV1, hardware 1.0, software 1.4, 8192 bytes, UID 04782E21801D80" in out
+            assert "applications: F00101" in out and "file 1: standard data, 32 bytes, plain" in out
+            assert "card data: PAN 627700******7890, expires 12/29, program 1" in out
+            assert "offline value: 2500 minor units" in out and PAN not in out
+            assert out.count("the derived key authenticates") == 3 and "verified:" in out
+        (tmp_path / "other.key").write_text("FF" * 16)
+        done = _bureau_verify("--master-key", str(tmp_path / "other.key"), "--reader", "Virtual PCD 00 00")
+        assert done.returncode == 1 and "NOT VERIFIED: card master key" in done.stdout, done.stdout
+        assert "verified:" not in done.stdout.replace("NOT VERIFIED", "")
+    finally:
+        slot.remove()
+
+
+class PulledAfter(DesfireCard):
+    """A card that takes the nth command `ins` and leaves the reader before it answers:
+    the card did it, the host never hears."""
+
+    def __init__(self, uid, ins, nth):
+        super().__init__(uid)
+        self.target, self.seen, self.pulled = ins, nth, False
+
+    def process(self, frame):
+        answer = super().process(frame)
+        if not self.pulled and frame[1] == self.target:
+            self.seen -= 1
+            if self.seen == 0:
+                self.pulled = True
+                return None
+        return answer
+
+
+PERSONALIZATION_STEPS = [
+    ("factory key authentication", desfire.AUTHENTICATE_ISO, 1),
+    ("card master key changed", desfire.CHANGE_KEY, 1),
+    ("card key settings", desfire.CHANGE_KEY_SETTINGS, 1),
+    ("application created", desfire.CREATE_APPLICATION, 1),
+    ("read key changed", desfire.CHANGE_KEY, 2),
+    ("card-data file created", desfire.CREATE_STD_DATA_FILE, 1),
+    ("value file created", desfire.CREATE_VALUE_FILE, 1),
+    ("card data written", desfire.WRITE_DATA, 1),
+    ("value credited", desfire.CREDIT, 1),
+    ("credit committed", desfire.COMMIT_TRANSACTION, 1),
+    ("application master key changed", desfire.CHANGE_KEY, 3),
+]
+
+
+@pytest.mark.parametrize("ins, nth", [step[1:] for step in PERSONALIZATION_STEPS],
+                         ids=[step[0] for step in PERSONALIZATION_STEPS])
+def test_a_card_pulled_at_each_personalization_step_is_finished_by_a_rerun(pcscd, ins, nth):
+    from cardgate.devices import personalize as perso
+
+    profile = _profile()
+    card = PulledAfter(UID, ins, nth)
+    slot, connection = insert(card, 0)
+    try:
+        d = desfire.Desfire(connection.transmit)
+        with pytest.raises(pcsc.CardRemoved):
+            perso.personalize(d, perso.card_uid(d), profile, PAN, EXPIRY, MASTER)
+    finally:
+        connection.close()
+        slot.remove()
+    assert card.pulled
+
+    slot, connection = insert(card, 0)                     # put back: the rerun finishes it
+    try:
+        d = desfire.Desfire(connection.transmit)
+        perso.personalize(d, perso.card_uid(d), profile, PAN, EXPIRY, MASTER)
+        _read_back(desfire.Desfire(connection.transmit), "iso")
+        perso.personalize(d, UID, profile, PAN, EXPIRY, MASTER)    # a third run only verifies
+        with pytest.raises(desfire.DesfireError, match="differs"):
+            perso.verify(d, UID, profile, "6277001234567891", EXPIRY, MASTER)
+    finally:
+        connection.close()
+        slot.remove()
+    keys = card.applications[profile.aid].keys
+    assert [k.value for k in keys] == list(perso.card_keys(MASTER, UID, profile.aid))
+    assert card.applications[desfire.PICC].keys[0].value == perso.card_master_key(MASTER, UID)

@@ -3,10 +3,16 @@
 A job is JSON Lines: a header, one line per card, and a signature line.
 
     {"format": "cardgate-personalization-job", "version": 1, "job_id": "…", "cards": N,
-     "created_at_s": …, "master_key_label": "…", "chip": {"aid": "F00101", …}}
+     "created_at_s": …, "master_key_label": "…",
+     "chip": {"aid": "F00101", "value_limit_minor": 0, "system_id": "6361726467617465",
+              "key_derivation": {…}}}
     {"seq": 1, "card_id": …, "pan": "…", "holder": "…", "expiry_yymm": "2912",
      "service_code": "701", "track1": "%B…?", "track2": ";…?", "emboss": […],
-     "chip": {"aid": "F00101", "program_id": 1, "value_limit_minor": 0}}
+     "chip": {"aid": "F00101", "program_id": 1, "value_limit_minor": 0, "system_id": "…"}}
+
+The chip profile's key_derivation (devices.personalize.key_derivation) states how each
+card's keys derive from the bureau's master key (AN10922, with the UID, the AID, the
+system_id and the key number), so that a terminal of any vendor can derive them.
     …
     {"signature": {"algorithm": "ecdsa-p256-sha256", "certificate": "<PEM>", "value": "<base64>"}}
 

@@ -17,7 +17,7 @@ import json
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
-from cardgate.devices import tracks
+from cardgate.devices import personalize, tracks
 from cardgate.fastcore import records
 from cardgate.fastcore.records import CardStage, CardStatus, Op, Result
 from cardgate.gateway import limits, validation
@@ -183,10 +183,11 @@ class PersonalizationJobs:
             self.ops.writer.submit([], guard=self._same_request(rid, request_id_text, digest), after=record)
         with self.store.env.begin() as txn:
             meta = self._job(txn, job_id)
+        chip = {**profile, "system_id": personalize.SYSTEM_ID.hex().upper()}
         signed = job_file.sign({"job_id": job_id.hex(), "cards": len(card_ids),
                                 "created_at_s": meta["created_at_s"], "master_key_label": label,
-                                "chip": profile},
-                               self._card_lines(card_ids, service_code, profile), *self.pki.job_signer())
+                                "chip": {**chip, "key_derivation": personalize.key_derivation()}},
+                               self._card_lines(card_ids, service_code, chip), *self.pki.job_signer())
         if recipient is not None:
             return job_id.hex(), len(card_ids), job_file.seal(signed, recipient), True
         return job_id.hex(), len(card_ids), signed, False

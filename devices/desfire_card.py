@@ -36,7 +36,7 @@ import os
 from dataclasses import dataclass, field
 
 from . import desfire
-from .desfire import ADDITIONAL_FRAME, DES_FAMILY, KIND_FLAGS, PICC, STORAGE_CODES
+from .desfire import ADDITIONAL_FRAME, DES_FAMILY, KIND_FLAGS, PICC, STORAGE_CODES, Session
 from .desfire_crypto import (AES, DES_BLOCK, TDES3, block_of, cbc_decrypt,
                              cbc_encrypt, cmac, crc16, crc32, des_key_version, des_kind,
                              legacy_receive_sent, rotate_left, session_key, xor)
@@ -106,15 +106,6 @@ class _Application:
     files: dict = field(default_factory=dict)
 
 
-@dataclass
-class _Session:
-    legacy: bool
-    kind: str
-    key: bytes
-    iv: bytes
-    key_no: int
-
-
 class DesfireCard:
     def __init__(self, uid: bytes, storage: int = 8192, batch: bytes = bytes.fromhex("BA44AF520E"),
                  production: tuple = (0x12, 0x19), random=os.urandom):
@@ -137,7 +128,7 @@ class DesfireCard:
         self._frames = []           # the rest of a chained answer
         self._incoming = None       # (INS, data so far, length wanted) of a command in frames
         self._auth = None           # (command, key number, key, RndB, its ciphertext) while authenticating
-        self._session = None        # a _Session once authenticated
+        self._session = None        # a desfire.Session once authenticated (the same state as the host keeps)
 
     # ---- framing ------------------------------------------------------------------------
 
@@ -249,7 +240,7 @@ class DesfireCard:
             return AUTHENTICATION_ERROR, b""            # the host does not hold the key
         rnd_a = plain[:len(rnd_b)]
         proof = cbc_encrypt(key, bytes(block) if legacy else token[-block:], rotate_left(rnd_a), cipher)
-        self._session = _Session(legacy, cipher, session_key(rnd_a, rnd_b, cipher), bytes(block), key_no)
+        self._session = Session(legacy, cipher, session_key(rnd_a, rnd_b, cipher), bytes(block), key_no)
         return OK, proof
 
     def _deciphered(self, cryptogram: bytes) -> bytes:

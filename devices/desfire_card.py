@@ -128,6 +128,7 @@ class DesfireCard:
         self._frames = []           # the rest of a chained answer
         self._incoming = None       # (INS, data so far, length wanted) of a command in frames
         self._auth = None           # (command, key number, key, RndB, its ciphertext) while authenticating
+        self._ending = False        # the session ends once this answer is out
         self._session = None        # a desfire.Session once authenticated (the same state as the host keeps)
 
     # ---- framing ------------------------------------------------------------------------
@@ -193,6 +194,8 @@ class DesfireCard:
             answer += mac[:8]
             if frames:
                 frames[-1] += mac[:8]
+        if self._ending:
+            self._session, self._ending = None, False
         if frames is None and len(answer) > FRAME_MAX:
             frames = [answer[i:i + FRAME_MAX] for i in range(0, len(answer), FRAME_MAX)]
         if frames:
@@ -339,14 +342,14 @@ class DesfireCard:
         self._length(data, 3)
         if data == PICC or data not in self.applications:
             raise _Status(APPLICATION_NOT_FOUND if data != PICC else PARAMETER_ERROR)
+        # Always the card master key or the application's own master key, whatever the
+        # card's free create/delete bit says (it frees creation only).
         s = self._session
-        by_card = self._selected == PICC and s is not None and s.key_no == 0
-        by_itself = self._selected == data and s is not None and s.key_no == 0
-        if not (by_card or by_itself or (self._selected == PICC and self.applications[PICC].key_settings & 0x04)):
-            raise _Status(AUTHENTICATION_ERROR if s is None else PERMISSION_DENIED)
+        if s is None or s.key_no != 0 or self._selected not in (PICC, data):
+            raise _Status(AUTHENTICATION_ERROR)
         del self.applications[data]
-        if self._selected == data:
-            self._selected, self._session = PICC, None
+        if self._selected == data:                      # the answer is still MACed; then the card level
+            self._selected, self._ending = PICC, True
         return b""
 
     def _format_picc(self, data):

@@ -333,7 +333,10 @@ class Desfire:
                       "CreateApplication")
 
     def delete_application(self, aid: bytes) -> None:
+        """Deleting the selected application leaves the card level selected and no session."""
         self.exchange(DELETE_APPLICATION, _aid(aid), "DeleteApplication")
+        if bytes(aid) == self.selected:
+            self.session, self.selected = None, PICC
 
     # ---- files ---------------------------------------------------------------------------
 

@@ -36,7 +36,7 @@ import os
 from dataclasses import dataclass, field
 
 from . import desfire
-from .desfire import ADDITIONAL_FRAME, DES_FAMILY, KIND_FLAGS, PICC, STORAGE_CODES
+from .desfire import ADDITIONAL_FRAME, DES_FAMILY, KIND_FLAGS, PICC, STORAGE_CODES, Session
 from .desfire_crypto import (AES, DES_BLOCK, TDES3, block_of, cbc_decrypt,
                              cbc_encrypt, cmac, crc16, crc32, des_key_version, des_kind,
                              legacy_receive_sent, rotate_left, session_key, xor)
@@ -106,15 +106,6 @@ class _Application:
     files: dict = field(default_factory=dict)
 
 
-@dataclass
-class _Session:
-    legacy: bool
-    kind: str
-    key: bytes
-    iv: bytes
-    key_no: int
-
-
 class DesfireCard:
     def __init__(self, uid: bytes, storage: int = 8192, batch: bytes = bytes.fromhex("BA44AF520E"),
                  production: tuple = (0x12, 0x19), random=os.urandom):
@@ -137,7 +128,8 @@ class DesfireCard:
         self._frames = []           # the rest of a chained answer
         self._incoming = None       # (INS, data so far, length wanted) of a command in frames
         self._auth = None           # (command, key number, key, RndB, its ciphertext) while authenticating
-        self._session = None        # a _Session once authenticated
+        self._ending = False        # the session ends once this answer is out
+        self._session = None        # a desfire.Session once authenticated (the same state as the host keeps)
 
     # ---- framing ------------------------------------------------------------------------
 
@@ -202,6 +194,8 @@ class DesfireCard:
             answer += mac[:8]
             if frames:
                 frames[-1] += mac[:8]
+        if self._ending:
+            self._session, self._ending = None, False
         if frames is None and len(answer) > FRAME_MAX:
             frames = [answer[i:i + FRAME_MAX] for i in range(0, len(answer), FRAME_MAX)]
         if frames:
@@ -249,7 +243,7 @@ class DesfireCard:
             return AUTHENTICATION_ERROR, b""            # the host does not hold the key
         rnd_a = plain[:len(rnd_b)]
         proof = cbc_encrypt(key, bytes(block) if legacy else token[-block:], rotate_left(rnd_a), cipher)
-        self._session = _Session(legacy, cipher, session_key(rnd_a, rnd_b, cipher), bytes(block), key_no)
+        self._session = Session(legacy, cipher, session_key(rnd_a, rnd_b, cipher), bytes(block), key_no)
         return OK, proof
 
     def _deciphered(self, cryptogram: bytes) -> bytes:
@@ -348,14 +342,14 @@ class DesfireCard:
         self._length(data, 3)
         if data == PICC or data not in self.applications:
             raise _Status(APPLICATION_NOT_FOUND if data != PICC else PARAMETER_ERROR)
+        # Always the card master key or the application's own master key, whatever the
+        # card's free create/delete bit says (it frees creation only).
         s = self._session
-        by_card = self._selected == PICC and s is not None and s.key_no == 0
-        by_itself = self._selected == data and s is not None and s.key_no == 0
-        if not (by_card or by_itself or (self._selected == PICC and self.applications[PICC].key_settings & 0x04)):
-            raise _Status(AUTHENTICATION_ERROR if s is None else PERMISSION_DENIED)
+        if s is None or s.key_no != 0 or self._selected not in (PICC, data):
+            raise _Status(AUTHENTICATION_ERROR)
         del self.applications[data]
-        if self._selected == data:
-            self._selected, self._session = PICC, None
+        if self._selected == data:                      # the answer is still MACed; then the card level
+            self._selected, self._ending = PICC, True
         return b""
 
     def _format_picc(self, data):

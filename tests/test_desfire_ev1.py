@@ -213,6 +213,15 @@ def test_framing_factory_state_and_the_wrong_authentication_for_a_key(card_link,
         d.authenticate_legacy(0, bytes(16))                    # an AES key
     d.authenticate_aes(2, bytes(16))
     d.select_application(PICC)
+    with pytest.raises(DesfireError, match="AUTHENTICATION_ERROR"):
+        d.delete_application(H("A00003"))                      # free create (0F) does not free deletion
+    with pytest.raises(DesfireError, match="AUTHENTICATION_ERROR"):
+        d.format_picc()
+    d.select_application(H("A00002"))
+    d.authenticate_iso(0, bytes(24))
+    d.delete_application(H("A00002"))                          # by its own master key
+    d.select_application(PICC)
+    assert d.get_application_ids() == [H("A00001"), H("A00003")]
     d.authenticate_iso(0, bytes(16))
     d.format_picc()
     assert d.get_application_ids() == []

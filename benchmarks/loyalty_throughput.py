@@ -85,7 +85,7 @@ def purchases(rng, cards: int, count: int, with_sale_details: bool) -> list:
 
 def durable_rate(data_dir, packed: list, batch_size: int, now_s: int, earning: bool) -> float:
     batches = [b"".join(packed[i:i + batch_size]) for i in range(0, len(packed), batch_size)]
-    elapsed, last = durable_seconds(data_dir, batches, now_s)
+    elapsed, _, last = durable_seconds(data_dir, batches, now_s)
     assert (last.points_earned > 0) == earning, last
     return len(packed) / elapsed
 

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 from .desfire_crypto import (AES, DES_BLOCK, KEY_LENGTHS, TDES3, block_of, cbc_decrypt,
                              cbc_encrypt, cmac, crc16, crc32, des_kind, legacy_send,
-                             pad_zeros, rotate_left, session_key, with_des_version, xor)
+                             pad_zeros, random_length, rotate_left, session_key,
+                             with_des_version, xor)
 WRAP_CLA = 0x90
 ADDITIONAL_FRAME = 0xAF
 OK = 0x00
@@ -196,17 +197,14 @@ class Desfire:
 
     # ---- authentication ------------------------------------------------------------
 
-    def authenticate(self, key_no: int, key: bytes, kind: str = AES) -> None:
-        """EV1 authentication with key `key_no` of the selected application (or the
-        card): AES (0xAA) for an AES key, ISO (0x1A) for DES, 2K3DES and 3K3DES keys."""
-        self._authenticate(AUTHENTICATE_AES if kind == AES else AUTHENTICATE_ISO, key_no, key,
-                           AES if kind == AES else des_kind(key))
-
     def authenticate_aes(self, key_no: int, key: bytes) -> None:
-        self.authenticate(key_no, key, AES)
+        """EV1 AES authentication (0xAA) with key `key_no` of the selected application
+        (or the card)."""
+        self._authenticate(AUTHENTICATE_AES, key_no, key, AES)
 
     def authenticate_iso(self, key_no: int, key: bytes) -> None:
-        self.authenticate(key_no, key, des_kind(key))
+        """EV1 ISO authentication (0x1A) with a DES, 2K3DES or 3K3DES key."""
+        self._authenticate(AUTHENTICATE_ISO, key_no, key, des_kind(key))
 
     def authenticate_legacy(self, key_no: int, key: bytes) -> None:
         """The D40 authentication (0x0A), DES and 2K3DES keys."""
@@ -220,7 +218,7 @@ class Desfire:
         if len(key) != KEY_LENGTHS[kind]:
             raise ValueError(f"{name}: a {kind} key is {KEY_LENGTHS[kind]} bytes")
         self.session = None
-        size = 16 if kind in (AES, TDES3) else DES_BLOCK     # the random numbers' length
+        size = random_length(kind)
         block = block_of(kind)
         challenge, status = self._frame(ins, bytes([key_no]))
         if status != ADDITIONAL_FRAME or len(challenge) != size:

@@ -39,7 +39,7 @@ from . import desfire
 from .desfire import ADDITIONAL_FRAME, DES_FAMILY, KIND_FLAGS, PICC, STORAGE_CODES, Session
 from .desfire_crypto import (AES, DES_BLOCK, TDES3, block_of, cbc_decrypt,
                              cbc_encrypt, cmac, crc16, crc32, des_key_version, des_kind,
-                             legacy_receive_sent, rotate_left, session_key, xor)
+                             legacy_receive_sent, random_length, rotate_left, session_key, xor)
 
 ATR = bytes.fromhex("3B8180018080")
 FRAME_MAX = 59                  # data bytes in one answer frame
@@ -95,8 +95,12 @@ class _Key:
         return AES if self.kind == AES else des_kind(self.value)
 
 
+def _key_length(kind: str) -> int:
+    return 24 if kind == TDES3 else 16
+
+
 def _zero_key(kind: str) -> _Key:
-    return _Key(kind, bytes(24 if kind == TDES3 else 16))
+    return _Key(kind, bytes(_key_length(kind)))
 
 
 @dataclass
@@ -126,8 +130,8 @@ class DesfireCard:
         self._selected = PICC
         self._pending = {}          # value file number -> change not yet committed
         self._frames = []           # the rest of a chained answer
-        self._incoming = None       # (INS, data so far, length wanted) of a command in frames
-        self._auth = None           # (command, key number, key, RndB, its ciphertext) while authenticating
+        self._incoming = None       # (INS, data so far) of a command still coming in frames
+        self._auth = None           # (command, key number, key, cipher, RndB, challenge) while authenticating
         self._ending = False        # the session ends once this answer is out
         self._session = None        # a desfire.Session once authenticated (the same state as the host keeps)
 
@@ -223,7 +227,7 @@ class DesfireCard:
                  desfire.AUTHENTICATE_LEGACY: key.kind == DES_FAMILY}[ins]
         if not takes:
             return AUTHENTICATION_ERROR, b""           # not the authentication for this key's kind
-        rnd_b = self.random(16 if cipher in (AES, TDES3) else DES_BLOCK)
+        rnd_b = self.random(random_length(cipher))
         challenge = cbc_encrypt(key.value, bytes(block_of(cipher)), rnd_b, cipher)
         self._auth = (ins, data[0], key.value, cipher, rnd_b, challenge)
         return ADDITIONAL_FRAME, challenge
@@ -420,7 +424,7 @@ class DesfireCard:
                 raise _Status(PARAMETER_ERROR)        # an application's keys keep their kind
         self._may_change(app, key_no)
         plain = self._deciphered(data[1:])
-        n = 24 if kind == TDES3 else 16
+        n = _key_length(kind)
         payload = plain[:n + (1 if kind == AES else 0)]
         own = key_no == s.key_no
         if s.legacy:

@@ -27,6 +27,11 @@ def block_of(kind: str) -> int:
     return BLOCK if kind == AES else DES_BLOCK
 
 
+def random_length(kind: str) -> int:
+    """The length of an authentication's random numbers (RndA, RndB) with a key of this kind."""
+    return 16 if kind in (AES, TDES3) else DES_BLOCK
+
+
 def _algorithm(kind: str, key: bytes):
     if kind == AES:
         return algorithms.AES(key)
@@ -41,10 +46,6 @@ def ecb_encrypt(key: bytes, block: bytes, kind: str = AES) -> bytes:
 
 def ecb_decrypt(key: bytes, block: bytes, kind: str = AES) -> bytes:
     return Cipher(_algorithm(kind, key), modes.ECB()).decryptor().update(block)
-
-
-def aes_ecb(key: bytes, block: bytes) -> bytes:
-    return ecb_encrypt(key, block, AES)
 
 
 def cbc_encrypt(key: bytes, iv: bytes, data: bytes, kind: str = AES) -> bytes:

@@ -48,7 +48,8 @@ GET_FILE_IDS, GET_FILE_SETTINGS, DELETE_FILE = 0x6F, 0xF5, 0xDF
 CREATE_STD_DATA_FILE, CREATE_VALUE_FILE = 0xCD, 0xCC
 WRITE_DATA, READ_DATA = 0x3D, 0xBD
 CREDIT, DEBIT, GET_VALUE, COMMIT_TRANSACTION, ABORT_TRANSACTION = 0x0C, 0xDC, 0x6C, 0xC7, 0xA7
-FRAMES_MAX = 64                  # additional frames accepted in one answer
+FRAMES_MAX = 160                 # additional frames accepted in one answer: an 8 KiB file
+                                 # (the most one holds) and its MAC in 59-byte frames is 140
 COMMAND_FRAME_MAX = 52           # data bytes of a command frame; longer ones go on in AF frames
 PICC = b"\x00\x00\x00"          # the card's own level
 # Key kinds in CreateApplication's second byte, and in ChangeKey's key number for the

@@ -356,3 +356,33 @@ def test_the_readmes_worked_key_derivation_is_what_any_aes_cmac_gives():
                           "application master key": app_key.hex().upper(), "read key": read_key.hex().upper()}
     assert (perso.card_master_key(MASTER, UID), app_key, read_key) == \
         (standard(PICC, 0), standard(aid, 0), standard(aid, 1))
+
+
+@pytest.mark.parametrize("length", [0, 1, 45, 46, 97, 98, 8 * 1024 - 1, 8 * 1024])
+def test_writes_at_the_frame_edges_and_the_file_size_read_back(length):
+    """A command frame carries 52 data bytes: WriteData's 7-byte header and 45 bytes fit
+    one frame, 46 need a second; the card asks for the rest with AF; a file of 8 KiB, the
+    most the card takes, is written and read whole in an AES session (MACs over all)."""
+    card, sent = DesfireCard(UID), []
+
+    def counting(frame):
+        sent.append(frame)
+        return card.process(frame)
+    d = Desfire(counting)
+    d.authenticate_iso(0, bytes(16))
+    d.create_application(H("A00001"), 0x0F, 1, AES)
+    d.select_application(H("A00001"))
+    d.authenticate_aes(0, bytes(16))
+    d.create_std_data_file(1, 0, 0x0000, 8 * 1024)
+    with pytest.raises(DesfireError, match="OUT_OF_EEPROM"):
+        d.create_std_data_file(2, 0, 0x0000, 8 * 1024 + 1)
+    d.authenticate_aes(0, bytes(16))
+    data = bytes(i % 251 for i in range(length))
+    before = len(sent)
+    d.write_data(1, 8 * 1024 - length, data)
+    assert len(sent) - before == max(1, -(-(7 + length) // desfire.COMMAND_FRAME_MAX))
+    if length:                                                 # (a length of 0 reads the whole file)
+        assert d.read_data(1, 8 * 1024 - length, length) == data
+    assert bytes(card.applications[H("A00001")].files[1].data[8 * 1024 - length:]) == data
+    with pytest.raises(DesfireError, match="BOUNDARY_ERROR"):
+        d.write_data(1, 8 * 1024 - length + 1, data or b"x")      # one byte past the end

@@ -285,3 +285,13 @@ def test_a_card_pulled_at_each_personalization_step_is_finished_by_a_rerun(pcscd
     keys = card.applications[profile.aid].keys
     assert [k.value for k in keys] == list(perso.card_keys(MASTER, UID, profile.aid))
     assert card.applications[desfire.PICC].keys[0].value == perso.card_master_key(MASTER, UID)
+
+
+def test_bureau_verify_refuses_a_system_id_the_derivation_cannot_take(tmp_path):
+    """M = UID (7) || AID (3) || system id || key number (1) is at most 31 bytes: a system
+    id of 1 to 20 bytes; refused before any reader is touched."""
+    (tmp_path / "master.key").write_text(MASTER.hex())
+    for system_id in ("", "00" * 21, "XYZ"):
+        done = _bureau_verify("--master-key", str(tmp_path / "master.key"), "--system-id", system_id)
+        assert done.returncode == 2 and "--system-id: 1 to 20 bytes in hexadecimal" in done.stderr, \
+            done.stdout + done.stderr
